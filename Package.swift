@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Hot loops (dequantisation, attention, norms) are bounds-checked in debug and unchecked in release.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "alphaedit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "alphaedit", targets: ["Coordinator"]),
+        .executable(name: "alphaedit-worker", targets: ["Worker"]),
+        .library(name: "Shared", targets: ["Shared"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
+        .systemLibrary(name: "CZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(
+            name: "Shared",
+            dependencies: ["CBLAS", "CZMQ", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: fast),
+        .executableTarget(
+            name: "Coordinator",
+            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: fast),
+        .executableTarget(
+            name: "Worker",
+            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: fast),
+        .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: fast),
+    ]
+)

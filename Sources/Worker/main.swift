@@ -1,0 +1,2 @@
+import Shared
+print("alphaedit-worker \(AlphaEditVersion.string)")
