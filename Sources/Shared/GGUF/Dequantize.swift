@@ -1,5 +1,5 @@
 // Dequantization of GGML blocks to float32, one function per type (layouts of ggml-common.h).
-// Callers guarantee `src` holds exactly the bytes of `count` elements (GGUFFile checks this).
+// `src` must hold the bytes of `count` elements (GGUFFile checks this; a short source gives NaNs).
 
 @inline(__always) func f16(_ p: UnsafeRawPointer, _ o: Int) -> Float {
     Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt16.self)))
@@ -7,10 +7,16 @@
 
 public enum Dequantize {
     public static func run(_ type: GGMLType, from src: UnsafeRawBufferPointer, into y: UnsafeMutablePointer<Float>, count n: Int) {
-        guard n > 0, let p = src.baseAddress else { return }
+        guard n > 0 else { return }
+        // A short or partial-block source is a caller bug; NaNs make it visible instead of reading past the end.
+        guard let p = src.baseAddress, let need = type.byteCount(elements: n), src.count >= need else {
+            y.update(repeating: .nan, count: n)
+            return
+        }
         let blocks = n / type.blockSize
         switch type {
-        case .f32: y.update(from: p.assumingMemoryBound(to: Float.self), count: n)
+        // Raw copy: with `general.alignment` 1 or 2 the source need not be 4-byte aligned.
+        case .f32: UnsafeMutableRawPointer(y).copyMemory(from: p, byteCount: 4 * n)
         case .f16: for i in 0..<n { y[i] = f16(p, 2 * i) }
         case .bf16:
             for i in 0..<n { y[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }

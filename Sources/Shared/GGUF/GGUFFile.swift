@@ -124,7 +124,8 @@ public final class GGUFFile: @unchecked Sendable {
         var align = 32
         if let a = meta["general.alignment"] {
             guard let v = a.intValue, v > 0, v <= 65536, v & (v - 1) == 0 else {
-                throw GGUFError.badAlignment(UInt64(a.intValue ?? 0))
+                // Clamping: a negative int32 alignment must be reported, not trap the conversion.
+                throw GGUFError.badAlignment(UInt64(clamping: a.intValue ?? 0))
             }
             align = v
         }
@@ -287,12 +288,10 @@ struct ByteCursor {
     mutating func u64(_ field: String) throws -> UInt64 { try load(UInt64.self, field) }
 
     mutating func string(_ field: String) throws -> String {
-        let lenOffset = offset
         let len = try u64("\(field) length")
         guard len <= UInt64(count - offset) else {
             throw GGUFError.truncated(field: field, offset: offset, needed: Int(clamping: len), fileSize: count)
         }
-        _ = lenOffset
         let n = Int(len)
         let bytes = UnsafeBufferPointer(start: (base + offset).assumingMemoryBound(to: UInt8.self), count: n)
         guard let s = String(validating: bytes, as: UTF8.self) else {

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Continue a prompt with the model (greedy by default).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Tokens to generate.") var maxTokens = 20
+    @Option(help: "Sample from the k most likely tokens instead of greedy.") var topK: Int?
+    @Option(help: "Seed of the sampler.") var seed: UInt64 = 0
+    @Argument(help: "The prompt.") var prompt: String
+
+    func run() throws {
+        let cfg = try modelOptions.resolved()
+        let model = try LlamaModel(path: cfg.model)
+        let tok = try BPETokenizer(gguf: model.gguf)
+        let ids = tok.encode(prompt)
+        var sampler = Sampler(mode: topK.map { .topK($0) } ?? .greedy, seed: seed)
+        let out = StreamingPrinter(tokenizer: tok)
+        FileHandle.standardOutput.write(Data(prompt.utf8))
+        _ = try Generator(model: model, tokenizer: tok).generate(ids: ids, maxTokens: maxTokens, sampler: &sampler) { out.emit($0) }
+        out.finish()
+    }
+}
+
+/// Prints tokens as they come, holding back bytes of an incomplete UTF-8 character.
+final class StreamingPrinter {
+    let tokenizer: BPETokenizer
+    private var pending: [UInt8] = []
+    init(tokenizer: BPETokenizer) { self.tokenizer = tokenizer }
+
+    func emit(_ id: Int32) {
+        pending += tokenizer.decodePiece(id)
+        var cut = pending.count
+        // Back off to the start of a trailing incomplete sequence.
+        var i = pending.count - 1, back = 0
+        while i >= 0 && back < 4 && pending[i] & 0xC0 == 0x80 { i -= 1; back += 1 }
+        if i >= 0 {
+            let lead = pending[i]
+            let need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1
+            if pending.count - i < need { cut = i }
+        }
+        FileHandle.standardOutput.write(Data(pending[..<cut]))
+        pending.removeFirst(cut)
+    }
+
+    func finish() {
+        FileHandle.standardOutput.write(Data(String(decoding: pending, as: UTF8.self).utf8) + Data("\n".utf8))
+        pending = []
+    }
+}

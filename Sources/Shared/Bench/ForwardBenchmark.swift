@@ -1,0 +1,68 @@
+// `alphaedit bench forward`: the engine's speed on the shapes the product uses.
+// 10-token prompt (logits at the last position), and a 32 × 24-token batch (the shape of edit work).
+import Foundation
+
+public struct ForwardBenchmark {
+    public struct Result: Codable, Sendable {
+        public var prompt_tokens: Int
+        public var median_ms: Double
+        public var runs_ms: [Double]
+        public var batch_sequences: Int
+        public var batch_tokens: Int
+        public var batch_median_ms: Double
+        public var batch_tokens_per_s: Double
+        public var gflops: Double
+        public var load_s: Double
+        public var rss_mb: Double
+        public var threads: Int
+    }
+
+    /// FLOPs of a forward over a batch: the linear layers (2 per weight per token), attention
+    /// (QKᵀ and PV over the causal half), and the LM head at `logitRows` rows.
+    public static func flops(config c: LlamaConfig, lengths: [Int], logitRows: Int) -> Double {
+        let perToken = 2.0 * Double(c.hidden * (c.qDim + 2 * c.kvDim) + c.qDim * c.hidden + 3 * c.hidden * c.ffn)
+        let tokens = Double(lengths.reduce(0, +))
+        let attn = lengths.reduce(0.0) { acc, n in acc + 2.0 * 2.0 * Double(c.heads * c.headDim) * Double(n * (n + 1) / 2) }
+        return Double(c.layers) * (perToken * tokens + attn) + 2.0 * Double(c.hidden * c.vocab) * Double(logitRows)
+    }
+
+    public static func run(modelPath: String, threads: Int, runs: Int = 7, corpus: String?) throws -> Result {
+        var loads: [Double] = []
+        var model: LlamaModel?
+        for _ in 0..<3 {
+            let t0 = ProcessStats.now()
+            model = try LlamaModel(path: modelPath)
+            loads.append(ProcessStats.now() - t0)
+        }
+        guard let model else { throw ModelError.emptyPrompt }
+        let tok = try BPETokenizer(gguf: model.gguf)
+        var prompt = tok.encode("The capital of France is a city that many people")
+        prompt = Array(prompt.prefix(10))
+        let single = TokenBatch([prompt])
+        _ = try model.forward(single, logitRows: [prompt.count - 1])
+        let singleRuns = try ProcessStats.time(runs: max(5, runs * 3)) {
+            _ = try model.forward(single, logitRows: [prompt.count - 1])
+        }
+        // 32 real sentences cut to 24 tokens.
+        var seqs: [[Int32]] = []
+        if let corpus, let lines = try? SentenceCorpus.read(path: corpus, limit: 400) {
+            for s in lines where seqs.count < 32 {
+                let ids = tok.encode(s)
+                if ids.count >= 24 { seqs.append(Array(ids.prefix(24))) }
+            }
+        }
+        while seqs.count < 32 { seqs.append(Array(repeating: prompt, count: 3).flatMap { $0 }.prefix(24).map { $0 }) }
+        let batch = TokenBatch(seqs)
+        _ = try model.forward(batch, logitRows: batch.lastRows)
+        let batchRuns = try ProcessStats.time(runs: max(5, runs)) {
+            _ = try model.forward(batch, logitRows: batch.lastRows)
+        }
+        let bm = ProcessStats.median(batchRuns)
+        let fl = flops(config: model.config, lengths: batch.lengths, logitRows: batch.sequences)
+        return Result(prompt_tokens: prompt.count, median_ms: ProcessStats.median(singleRuns) * 1000,
+                      runs_ms: singleRuns.map { ($0 * 10000).rounded() / 10 },
+                      batch_sequences: batch.sequences, batch_tokens: batch.count, batch_median_ms: bm * 1000,
+                      batch_tokens_per_s: Double(batch.count) / bm, gflops: fl / bm / 1e9,
+                      load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads)
+    }
+}

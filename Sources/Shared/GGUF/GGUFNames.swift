@@ -1,0 +1,84 @@
+// The one table of GGUF tensor names and metadata keys used for LLaMA-family models (llama.cpp's
+// names, `gguf-py/gguf/constants.py`). No other file spells these strings.
+
+public enum GGUFNames {
+    // MARK: - tensors (GGML dims are [in, out]; row-major out × in)
+
+    /// [C, V]
+    public static let tokenEmbd = "token_embd.weight"
+    /// [C]
+    public static let outputNorm = "output_norm.weight"
+    /// [C, V]; absent when the LM head is tied to `tokenEmbd`.
+    public static let output = "output.weight"
+
+    /// [C]
+    public static func attnNorm(_ l: Int) -> String { block(l, "attn_norm") }
+    /// [C, H·D]
+    public static func attnQ(_ l: Int) -> String { block(l, "attn_q") }
+    /// [C, KV·D]
+    public static func attnK(_ l: Int) -> String { block(l, "attn_k") }
+    /// [C, KV·D]
+    public static func attnV(_ l: Int) -> String { block(l, "attn_v") }
+    /// [H·D, C]
+    public static func attnOutput(_ l: Int) -> String { block(l, "attn_output") }
+    /// [C]
+    public static func ffnNorm(_ l: Int) -> String { block(l, "ffn_norm") }
+    /// [C, F]
+    public static func ffnGate(_ l: Int) -> String { block(l, "ffn_gate") }
+    /// [C, F]
+    public static func ffnUp(_ l: Int) -> String { block(l, "ffn_up") }
+    /// [F, C]
+    public static func ffnDown(_ l: Int) -> String { block(l, "ffn_down") }
+
+    private static func block(_ l: Int, _ name: String) -> String { "blk.\(l).\(name).weight" }
+
+    /// The nine tensors of block `l`, in llama.cpp's file order.
+    public static func blockTensors(_ l: Int) -> [String] {
+        [attnNorm(l), attnQ(l), attnK(l), attnV(l), attnOutput(l), ffnNorm(l), ffnGate(l), ffnUp(l), ffnDown(l)]
+    }
+
+    // MARK: - general metadata
+
+    public static let architecture = "general.architecture"
+    public static let alignment = "general.alignment"
+    public static let name = "general.name"
+    public static let fileType = "general.file_type"
+    public static let quantizationVersion = "general.quantization_version"
+
+    // MARK: - architecture metadata (prefixed by the value of `general.architecture`, e.g. "llama")
+
+    public static func blockCount(_ arch: String) -> String { "\(arch).block_count" }
+    public static func contextLength(_ arch: String) -> String { "\(arch).context_length" }
+    public static func embeddingLength(_ arch: String) -> String { "\(arch).embedding_length" }
+    public static func feedForwardLength(_ arch: String) -> String { "\(arch).feed_forward_length" }
+    public static func headCount(_ arch: String) -> String { "\(arch).attention.head_count" }
+    public static func headCountKV(_ arch: String) -> String { "\(arch).attention.head_count_kv" }
+    public static func rmsEpsilon(_ arch: String) -> String { "\(arch).attention.layer_norm_rms_epsilon" }
+    public static func keyLength(_ arch: String) -> String { "\(arch).attention.key_length" }
+    public static func valueLength(_ arch: String) -> String { "\(arch).attention.value_length" }
+    public static func ropeFreqBase(_ arch: String) -> String { "\(arch).rope.freq_base" }
+    public static func ropeDimensionCount(_ arch: String) -> String { "\(arch).rope.dimension_count" }
+    public static func ropeScalingType(_ arch: String) -> String { "\(arch).rope.scaling.type" }
+    public static func vocabSize(_ arch: String) -> String { "\(arch).vocab_size" }
+
+    // MARK: - tokenizer metadata
+
+    public static let tokenizerModel = "tokenizer.ggml.model"
+    public static let tokenizerPre = "tokenizer.ggml.pre"
+    public static let tokens = "tokenizer.ggml.tokens"
+    public static let merges = "tokenizer.ggml.merges"
+    public static let tokenType = "tokenizer.ggml.token_type"
+    public static let bosTokenID = "tokenizer.ggml.bos_token_id"
+    public static let eosTokenID = "tokenizer.ggml.eos_token_id"
+    public static let unknownTokenID = "tokenizer.ggml.unknown_token_id"
+    public static let paddingTokenID = "tokenizer.ggml.padding_token_id"
+    public static let addBOSToken = "tokenizer.ggml.add_bos_token"
+    public static let addEOSToken = "tokenizer.ggml.add_eos_token"
+    public static let addSpacePrefix = "tokenizer.ggml.add_space_prefix"
+    public static let chatTemplate = "tokenizer.chat_template"
+
+    /// `tokenizer.ggml.token_type` values (llama.cpp `llama_token_type`).
+    public enum TokenType: Int32, Sendable {
+        case undefined = 0, normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6
+    }
+}

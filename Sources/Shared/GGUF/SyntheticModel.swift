@@ -1,0 +1,139 @@
+// A tiny random LLaMA model written with our own GGUF writer, for unit tests that must not need the
+// 98 MB download: same tensor names, metadata keys and tokenizer kind (byte-level BPE, `gpt2`/`smollm`)
+// as SmolLM2, a few thousand times smaller. Weights come from a seeded SplitMix64,
+// so a given config always produces the same bytes.
+
+/// Shape and encoding of a synthetic model. Legend: C hidden, F ffn, H heads, D head dim, V vocab.
+public struct SyntheticConfig: Sendable, Equatable {
+    public var layers: Int
+    public var hidden: Int
+    public var ffn: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var contextLength: Int
+    public var ropeBase: Float
+    public var eps: Float
+    /// Tied: no `output.weight`, the LM head is `token_embd.weight` (as in SmolLM2).
+    public var tied: Bool
+    /// Encoding of the 2-D matrices (embedding, attention, MLP); norms are always F32.
+    public var matrixType: TensorEncoding
+    /// Matrix entries are uniform in [-weightScale, weightScale); norm weights in 1 ± 0.1.
+    public var weightScale: Float
+    public var seed: UInt64
+
+    public init(layers: Int = 2, hidden: Int = 64, ffn: Int = 128, heads: Int = 4, kvHeads: Int = 2,
+                contextLength: Int = 256, ropeBase: Float = 10000, eps: Float = 1e-5, tied: Bool = true,
+                matrixType: TensorEncoding = .f32, weightScale: Float = 0.08, seed: UInt64 = 0x5EED) {
+        self.layers = layers; self.hidden = hidden; self.ffn = ffn; self.heads = heads; self.kvHeads = kvHeads
+        self.contextLength = contextLength; self.ropeBase = ropeBase; self.eps = eps; self.tied = tied
+        self.matrixType = matrixType; self.weightScale = weightScale; self.seed = seed
+    }
+
+    /// D
+    public var headDim: Int { heads > 0 ? hidden / heads : 0 }
+    /// V
+    public var vocab: Int { SyntheticVocabulary.tokens.count }
+}
+
+public enum SyntheticModel {
+    public static let architecture = "llama"
+
+    /// Writes the model to `path` (atomically). `seed`, when given, overrides `config.seed`.
+    public static func write(to path: String, config: SyntheticConfig = SyntheticConfig(), seed: UInt64? = nil) throws {
+        var c = config
+        if let seed { c.seed = seed }
+        try writer(c).write(to: path)
+    }
+
+    /// The model as a writer (for in-memory use: `GGUFFile(bytes: writer(config).bytes())`).
+    public static func writer(_ c: SyntheticConfig = SyntheticConfig()) throws -> GGUFWriter {
+        try validate(c)
+        var w = GGUFWriter()
+        try setMetadata(&w, c)
+        var rng = SplitMix64(seed: c.seed)
+        func matrix(_ name: String, _ inSize: Int, _ outSize: Int) throws {
+            let x = (0..<(inSize * outSize)).map { _ in rng.symmetric(c.weightScale) }
+            try w.add(tensor: name, dims: [inSize, outSize], floats: x, as: c.matrixType)
+        }
+        func norm(_ name: String) throws {
+            try w.add(tensor: name, dims: [c.hidden], floats: (0..<c.hidden).map { _ in 1 + rng.symmetric(0.1) })
+        }
+        let (C, F, D, V) = (c.hidden, c.ffn, c.headDim, c.vocab)
+        try matrix(GGUFNames.tokenEmbd, C, V)
+        for l in 0..<c.layers {
+            try norm(GGUFNames.attnNorm(l))
+            try matrix(GGUFNames.attnQ(l), C, c.heads * D)
+            try matrix(GGUFNames.attnK(l), C, c.kvHeads * D)
+            try matrix(GGUFNames.attnV(l), C, c.kvHeads * D)
+            try matrix(GGUFNames.attnOutput(l), c.heads * D, C)
+            try norm(GGUFNames.ffnNorm(l))
+            try matrix(GGUFNames.ffnGate(l), C, F)
+            try matrix(GGUFNames.ffnUp(l), C, F)
+            try matrix(GGUFNames.ffnDown(l), F, C)
+        }
+        try norm(GGUFNames.outputNorm)
+        if !c.tied { try matrix(GGUFNames.output, C, V) }
+        return w
+    }
+
+    /// Expected GGML dims ([in, out]) of every tensor of `c`, in file order.
+    public static func expectedShapes(_ c: SyntheticConfig) -> [(name: String, dims: [Int])] {
+        let (C, F, D, V) = (c.hidden, c.ffn, c.headDim, c.vocab)
+        var s: [(name: String, dims: [Int])] = [(GGUFNames.tokenEmbd, [C, V])]
+        for l in 0..<c.layers {
+            s += [(GGUFNames.attnNorm(l), [C]), (GGUFNames.attnQ(l), [C, c.heads * D]),
+                  (GGUFNames.attnK(l), [C, c.kvHeads * D]), (GGUFNames.attnV(l), [C, c.kvHeads * D]),
+                  (GGUFNames.attnOutput(l), [c.heads * D, C]), (GGUFNames.ffnNorm(l), [C]),
+                  (GGUFNames.ffnGate(l), [C, F]), (GGUFNames.ffnUp(l), [C, F]), (GGUFNames.ffnDown(l), [F, C])]
+        }
+        s.append((GGUFNames.outputNorm, [C]))
+        if !c.tied { s.append((GGUFNames.output, [C, V])) }
+        return s
+    }
+
+    private static func validate(_ c: SyntheticConfig) throws {
+        let q = GGUFNames.attnQ(0)
+        guard c.layers >= 1, c.hidden >= 1, c.ffn >= 1, c.heads >= 1, c.kvHeads >= 1 else {
+            throw GGUFError.badShape(tensor: q, detail: "synthetic sizes must be positive: \(c)")
+        }
+        guard c.hidden % c.heads == 0 else {
+            throw GGUFError.badShape(tensor: q, detail: "hidden \(c.hidden) is not a multiple of \(c.heads) heads")
+        }
+        guard c.heads % c.kvHeads == 0 else {
+            throw GGUFError.badShape(tensor: GGUFNames.attnK(0), detail: "\(c.heads) heads are not a multiple of \(c.kvHeads) kv heads")
+        }
+    }
+
+    private static func setMetadata(_ w: inout GGUFWriter, _ c: SyntheticConfig) throws {
+        let a = architecture
+        let u = { (v: Int) in GGUFValue.uint32(UInt32(clamping: v)) }
+        let entries: [(String, GGUFValue)] = [
+            (GGUFNames.architecture, .string(a)),
+            (GGUFNames.name, .string("synthetic-llama")),
+            (GGUFNames.blockCount(a), u(c.layers)),
+            (GGUFNames.contextLength(a), u(c.contextLength)),
+            (GGUFNames.embeddingLength(a), u(c.hidden)),
+            (GGUFNames.feedForwardLength(a), u(c.ffn)),
+            (GGUFNames.headCount(a), u(c.heads)),
+            (GGUFNames.headCountKV(a), u(c.kvHeads)),
+            (GGUFNames.ropeFreqBase(a), .float32(c.ropeBase)),
+            (GGUFNames.rmsEpsilon(a), .float32(c.eps)),
+            (GGUFNames.keyLength(a), u(c.headDim)),
+            (GGUFNames.valueLength(a), u(c.headDim)),
+            (GGUFNames.vocabSize(a), u(c.vocab)),
+            (GGUFNames.ropeDimensionCount(a), u(c.headDim)),
+            (GGUFNames.addSpacePrefix, .bool(false)),
+            (GGUFNames.addBOSToken, .bool(false)),
+            (GGUFNames.tokenizerModel, .string("gpt2")),
+            (GGUFNames.tokenizerPre, .string("smollm")),
+            (GGUFNames.tokens, .array(.string, SyntheticVocabulary.tokens.map { .string($0) })),
+            (GGUFNames.tokenType, .array(.int32, SyntheticVocabulary.tokenTypes.map { .int32($0.rawValue) })),
+            (GGUFNames.merges, .array(.string, SyntheticVocabulary.merges.map { .string($0) })),
+            (GGUFNames.bosTokenID, .uint32(1)),
+            (GGUFNames.eosTokenID, .uint32(2)),
+            (GGUFNames.unknownTokenID, .uint32(0)),
+            (GGUFNames.paddingTokenID, .uint32(2)),
+        ]
+        for (k, v) in entries { try w.set(k, v) }
+    }
+}

@@ -1,0 +1,53 @@
+// Rotary position embedding on the GGUF's stored Q/K layout: llama.cpp's converter permutes
+// the rows so that rotation acts on interleaved pairs (2i, 2i+1) of each head.
+// θ_i = pos · base^(−2i / ropeDims), for i < ropeDims/2; dimensions past ropeDims are untouched.
+import Foundation
+
+public final class RoPETable: @unchecked Sendable {
+    public let dims: Int
+    public let base: Float
+    private(set) var cos: [Float] = []
+    private(set) var sin: [Float] = []
+    private(set) var positions = 0
+
+    public init(dims: Int, base: Float) { self.dims = dims; self.base = base }
+
+    /// Makes the table cover positions 0..<n (computed in float64, stored float32).
+    public func ensure(_ n: Int) {
+        guard n > positions else { return }
+        let half = dims / 2
+        var c = [Float](repeating: 0, count: n * half), s = c
+        for p in 0..<n {
+            for i in 0..<half {
+                let theta = Double(p) * pow(Double(base), -2.0 * Double(i) / Double(dims))
+                c[p * half + i] = Float(Foundation.cos(theta))
+                s[p * half + i] = Float(Foundation.sin(theta))
+            }
+        }
+        cos = c; sin = s; positions = n
+    }
+
+    /// Rotates x[T × heads·D] in place; `pos[r]` is the position of row r. `inverse` applies the
+    /// transpose rotation, which is the backward of the forward (the rotation is orthogonal).
+    public func apply(_ x: UnsafeMutablePointer<Float>, pos: UnsafePointer<Int32>, rows t: Int, heads: Int, headDim d: Int,
+                      inverse: Bool = false) {
+        let half = dims / 2
+        cos.withUnsafeBufferPointer { cb in
+            sin.withUnsafeBufferPointer { sb in
+                let cp = cb.baseAddress!, sp = sb.baseAddress!
+                for r in 0..<t {
+                    let p = Int(pos[r]) * half
+                    for h in 0..<heads {
+                        let v = x + r * heads * d + h * d
+                        for i in 0..<half {
+                            let co = cp[p + i], si = inverse ? -sp[p + i] : sp[p + i]
+                            let a = v[2 * i], b = v[2 * i + 1]
+                            v[2 * i] = a * co - b * si
+                            v[2 * i + 1] = a * si + b * co
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+// SwiGLU activation: k = silu(g) ⊙ u with silu(g) = g · σ(g). k is the MLP key of method.md.
+import Foundation
+
+public enum SwiGLU {
+    public static func forward(gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, out k: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n {
+            let x = g[i]
+            k[i] = x / (1 + Foundation.exp(-x)) * u[i]
+        }
+    }
+
+    /// dg = dk ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), du = dk ⊙ silu(g).
+    public static func backward(dk: UnsafePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>,
+                                dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n {
+            let x = g[i]
+            let s = 1 / (1 + Foundation.exp(-x))
+            dUp[i] = dk[i] * x * s
+            dGate[i] = dk[i] * u[i] * s * (1 + x * (1 - s))
+        }
+    }
+}

@@ -1,0 +1,31 @@
+// Autoregressive generation from a prompt: greedy or seeded top-k, tokens handed out as they come.
+
+public struct Generator {
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+
+    public init(model: LlamaModel, tokenizer: BPETokenizer) {
+        self.model = model
+        self.tokenizer = tokenizer
+    }
+
+    /// Generates up to `maxTokens` after the prompt's ids; stops at end-of-sequence.
+    /// `hooks` apply to every step (e.g. an edited model's deltas are in the weights, not here).
+    public func generate(ids prompt: [Int32], maxTokens: Int, sampler: inout Sampler,
+                         stopAtEOS: Bool = true, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
+        guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
+        var ids = prompt
+        var out: [Int32] = []
+        for _ in 0..<maxTokens {
+            if ids.count >= model.config.context { break }
+            let batch = TokenBatch([ids])
+            let r = try model.forward(batch, logitRows: [batch.count - 1])
+            let next = sampler.next(r.logits(at: 0))
+            if stopAtEOS, let eos = tokenizer.eosID, next == eos { break }
+            out.append(next)
+            ids.append(next)
+            onToken(next)
+        }
+        return out
+    }
+}

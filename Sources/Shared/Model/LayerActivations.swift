@@ -1,0 +1,33 @@
+// Everything one transformer block computes for a batch, kept for hooks and for the backward pass.
+// Shapes: T rows; C hidden, F ffn, Q = H·D, K = KV·D.
+
+public final class LayerActivations: @unchecked Sendable {
+    public let rows: Int
+    public let input: FloatBuffer     // [T × C] residual entering the block
+    public let attnIn: FloatBuffer    // [T × C] RMSNorm(input)
+    public let attnRstd: FloatBuffer  // [T]
+    public let q: FloatBuffer         // [T × Q] after RoPE
+    public let k: FloatBuffer         // [T × K] after RoPE
+    public let v: FloatBuffer         // [T × K]
+    public let probs: FloatBuffer     // attention probabilities (AttentionLayout)
+    public let attnOut: FloatBuffer   // [T × Q] before the output projection
+    public let mid: FloatBuffer       // [T × C] residual after attention
+    public let ffnIn: FloatBuffer     // [T × C] RMSNorm(mid)
+    public let ffnRstd: FloatBuffer   // [T]
+    public let gate: FloatBuffer      // [T × F]
+    public let up: FloatBuffer        // [T × F]
+    public let key: FloatBuffer       // [T × F] silu(gate) ⊙ up: the MLP key (input of ffn_down)
+    public let output: FloatBuffer    // [T × C] block output (residual after the MLP)
+
+    public init(config c: LlamaConfig, rows t: Int, probCount: Int) {
+        rows = t
+        input = FloatBuffer(count: t * c.hidden); attnIn = FloatBuffer(count: t * c.hidden)
+        attnRstd = FloatBuffer(count: t); q = FloatBuffer(count: t * c.qDim)
+        k = FloatBuffer(count: t * c.kvDim); v = FloatBuffer(count: t * c.kvDim)
+        probs = FloatBuffer(count: probCount); attnOut = FloatBuffer(count: t * c.qDim)
+        mid = FloatBuffer(count: t * c.hidden); ffnIn = FloatBuffer(count: t * c.hidden)
+        ffnRstd = FloatBuffer(count: t); gate = FloatBuffer(count: t * c.ffn)
+        up = FloatBuffer(count: t * c.ffn); key = FloatBuffer(count: t * c.ffn)
+        output = FloatBuffer(count: t * c.hidden)
+    }
+}

@@ -1,0 +1,137 @@
+// The LLaMA forward pass in float32 on OpenBLAS, over a packed batch of sequences.
+// Hooks let the edit pipeline read MLP keys and block outputs and add vectors to block outputs;
+// `runBlocks` and `logits` are exposed separately so callers can cache the blocks below an edited layer.
+
+/// Observation and intervention points of a forward pass.
+public struct ForwardHooks {
+    /// Called with the MLP keys [T × F] (input of ffn_down) of each listed layer.
+    public var keyLayers: Set<Int> = []
+    public var onKeys: ((_ layer: Int, _ keys: UnsafePointer<Float>) -> Void)?
+    /// Called with the block output [T × C] of each listed layer (after any added deltas).
+    public var outputLayers: Set<Int> = []
+    public var onOutput: ((_ layer: Int, _ output: UnsafePointer<Float>) -> Void)?
+    /// Vectors [C] added to a block's output at packed rows: `deltas[layer] = [(row, vector)]`.
+    public var deltas: [Int: [(row: Int, vector: [Float])]] = [:]
+    public init() {}
+}
+
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let weights: LlamaWeights
+    public let gguf: GGUFFile
+    let rope: RoPETable
+
+    public init(gguf: GGUFFile) throws {
+        self.gguf = gguf
+        config = try LlamaConfig(gguf: gguf)
+        weights = try LlamaWeights(gguf: gguf, config: config)
+        rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
+        rope.ensure(256)
+    }
+
+    public convenience init(path: String) throws {
+        try self.init(gguf: GGUFFile(path: path))
+    }
+
+    /// Full forward: logits [rows.count × V] at the packed `logitRows`; blocks listed in `keep`
+    /// return their activations. `upTo` stops after that block (no logits then).
+    public func forward(_ batch: TokenBatch, logitRows: [Int] = [], hooks: ForwardHooks = ForwardHooks(),
+                        keep: Set<Int> = [], upTo: Int? = nil) throws -> ForwardResult {
+        try batch.validate(vocab: config.vocab, context: config.context)
+        let last = upTo ?? config.layers - 1
+        guard last >= 0, last < config.layers else { throw ModelError.layerOutOfRange(last, layers: config.layers) }
+        for r in logitRows where r < 0 || r >= batch.count {
+            throw ModelError.positionOutOfRange(sequence: -1, position: r, length: batch.count)
+        }
+        let hidden = embed(batch)
+        let kept = runBlocks(0...last, hidden: hidden, batch: batch, hooks: hooks, keep: keep)
+        let logits = (last == config.layers - 1 && !logitRows.isEmpty) ? self.logits(hidden: hidden.ptr, rows: logitRows) : []
+        return ForwardResult(logits: logits, vocab: config.vocab, hidden: hidden, activations: kept)
+    }
+
+    /// Token embeddings [T × C].
+    public func embed(_ batch: TokenBatch) -> FloatBuffer {
+        let c = config.hidden
+        let h = FloatBuffer(count: batch.count * c, zeroed: false)
+        for (r, id) in batch.tokens.enumerated() {
+            (h.ptr + r * c).update(from: weights.tokenEmbd.ptr + Int(id) * c, count: c)
+        }
+        return h
+    }
+
+    /// Runs blocks `range` over the residual stream `hidden` [T × C] in place.
+    public func runBlocks(_ range: ClosedRange<Int>, hidden: FloatBuffer, batch: TokenBatch,
+                          hooks: ForwardHooks = ForwardHooks(), keep: Set<Int> = []) -> [Int: LayerActivations] {
+        let layout = AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: config.heads)
+        rope.ensure((batch.lengths.max() ?? 0) + 1)
+        var kept: [Int: LayerActivations] = [:]
+        var reusable: LayerActivations?
+        for l in range {
+            let a: LayerActivations
+            if keep.contains(l) {
+                a = LayerActivations(config: config, rows: batch.count, probCount: layout.probCount)
+                kept[l] = a
+            } else {
+                if reusable == nil { reusable = LayerActivations(config: config, rows: batch.count, probCount: layout.probCount) }
+                a = reusable!
+            }
+            a.input.ptr.update(from: hidden.ptr, count: batch.count * config.hidden)
+            block(l, a, batch: batch, layout: layout, hooks: hooks)
+            hidden.ptr.update(from: a.output.ptr, count: batch.count * config.hidden)
+        }
+        return kept
+    }
+
+    /// One transformer block: `a.input` → `a.output`, every intermediate kept in `a`.
+    func block(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, hooks: ForwardHooks) {
+        let c = config, w = weights.layers[l], t = batch.count
+        RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
+        BLAS.linear(a.attnIn.ptr, w.wq.ptr, a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
+        BLAS.linear(a.attnIn.ptr, w.wk.ptr, a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
+        BLAS.linear(a.attnIn.ptr, w.wv.ptr, a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
+        batch.positions.withUnsafeBufferPointer { pos in
+            rope.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim)
+            rope.apply(a.k.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim)
+        }
+        Attention.forward(q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, out: a.attnOut.ptr, probs: a.probs.ptr,
+                          layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
+        a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
+        BLAS.linear(a.attnOut.ptr, w.wo.ptr, a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
+        RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
+        BLAS.linear(a.ffnIn.ptr, w.gate.ptr, a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
+        BLAS.linear(a.ffnIn.ptr, w.up.ptr, a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
+        SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
+        if hooks.keyLayers.contains(l) { hooks.onKeys?(l, a.key.ptr) }
+        a.output.ptr.update(from: a.mid.ptr, count: t * c.hidden)
+        BLAS.linear(a.key.ptr, w.down.ptr, a.output.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, accumulate: true)
+        for (row, vec) in hooks.deltas[l] ?? [] where row >= 0 && row < t && vec.count == c.hidden {
+            let o = a.output.ptr + row * c.hidden
+            for i in 0..<c.hidden { o[i] += vec[i] }
+        }
+        if hooks.outputLayers.contains(l) { hooks.onOutput?(l, a.output.ptr) }
+    }
+
+    /// Final RMSNorm and LM head at the given packed rows of the residual stream: [rows × V].
+    public func logits(hidden: UnsafePointer<Float>, rows: [Int]) -> [Float] {
+        let c = config.hidden, m = rows.count
+        let x = FloatBuffer(count: m * c, zeroed: false), xn = FloatBuffer(count: m * c, zeroed: false)
+        for (i, r) in rows.enumerated() { (x.ptr + i * c).update(from: hidden + r * c, count: c) }
+        RMSNorm.forward(x.ptr, weights.outputNorm.ptr, xn.ptr, rstd: nil, rows: m, dim: c, eps: config.eps)
+        var out = [Float](repeating: 0, count: m * config.vocab)
+        out.withUnsafeMutableBufferPointer {
+            BLAS.linear(xn.ptr, weights.lmHead.ptr, $0.baseAddress!, rows: m, inDim: c, outDim: config.vocab)
+        }
+        return out
+    }
+}
+
+public struct ForwardResult {
+    /// [rows × V], in the order of `logitRows`.
+    public let logits: [Float]
+    public let vocab: Int
+    /// The residual stream after the last block run [T × C] (before the final norm).
+    public let hidden: FloatBuffer
+    public let activations: [Int: LayerActivations]
+
+    public func logits(at i: Int) -> ArraySlice<Float> { logits[(i * vocab)..<((i + 1) * vocab)] }
+}

@@ -1,0 +1,66 @@
+// Hyperparameters of a LLaMA-family model, read from GGUF metadata.
+// Legend used across Model/ and Kernels/: T tokens, C hidden, F ffn, H heads, KV kv heads,
+// D head dim, V vocab; all matrices row-major, weights out × in.
+
+public struct LlamaConfig: Sendable, Equatable {
+    public var layers: Int
+    public var hidden: Int       // C
+    public var ffn: Int          // F
+    public var heads: Int        // H
+    public var kvHeads: Int      // KV
+    public var headDim: Int      // D
+    public var vocab: Int        // V
+    public var ropeBase: Float
+    public var ropeDims: Int
+    public var eps: Float
+    public var context: Int
+    public var tiedEmbeddings: Bool
+
+    public var qDim: Int { heads * headDim }
+    public var kvDim: Int { kvHeads * headDim }
+
+    public init(layers: Int, hidden: Int, ffn: Int, heads: Int, kvHeads: Int, headDim: Int, vocab: Int,
+                ropeBase: Float, ropeDims: Int, eps: Float, context: Int, tiedEmbeddings: Bool) {
+        self.layers = layers; self.hidden = hidden; self.ffn = ffn; self.heads = heads
+        self.kvHeads = kvHeads; self.headDim = headDim; self.vocab = vocab; self.ropeBase = ropeBase
+        self.ropeDims = ropeDims; self.eps = eps; self.context = context; self.tiedEmbeddings = tiedEmbeddings
+    }
+
+    /// Reads and validates the config; an architecture other than llama is an error naming it.
+    public init(gguf: GGUFFile) throws {
+        let arch = (try? gguf.string(GGUFNames.architecture)) ?? "(none)"
+        guard arch == "llama" else { throw ModelError.unsupportedArchitecture(arch) }
+        func int(_ key: String) throws -> Int {
+            guard let v = gguf.metadata[key] else { throw ModelError.badConfig(key: key, detail: "missing") }
+            guard let i = v.intValue, i > 0, i < 1 << 24 else { throw ModelError.badConfig(key: key, detail: "not a positive integer: \(v)") }
+            return i
+        }
+        func float(_ key: String, default d: Float?) throws -> Float {
+            guard let v = gguf.metadata[key] else {
+                if let d { return d }
+                throw ModelError.badConfig(key: key, detail: "missing")
+            }
+            guard let x = v.doubleValue, x.isFinite, x > 0 else { throw ModelError.badConfig(key: key, detail: "not a positive number: \(v)") }
+            return Float(x)
+        }
+        layers = try int(GGUFNames.blockCount(arch))
+        hidden = try int(GGUFNames.embeddingLength(arch))
+        ffn = try int(GGUFNames.feedForwardLength(arch))
+        heads = try int(GGUFNames.headCount(arch))
+        kvHeads = gguf.metadata[GGUFNames.headCountKV(arch)] == nil ? heads : try int(GGUFNames.headCountKV(arch))
+        guard hidden % heads == 0 else { throw ModelError.badConfig(key: GGUFNames.headCount(arch), detail: "\(heads) does not divide hidden size \(hidden)") }
+        guard heads % kvHeads == 0 else { throw ModelError.badConfig(key: GGUFNames.headCountKV(arch), detail: "\(kvHeads) does not divide head count \(heads)") }
+        headDim = gguf.metadata[GGUFNames.keyLength(arch)] == nil ? hidden / heads : try int(GGUFNames.keyLength(arch))
+        ropeDims = gguf.metadata[GGUFNames.ropeDimensionCount(arch)] == nil ? headDim : try int(GGUFNames.ropeDimensionCount(arch))
+        guard ropeDims <= headDim, ropeDims % 2 == 0 else { throw ModelError.badConfig(key: GGUFNames.ropeDimensionCount(arch), detail: "\(ropeDims) must be even and ≤ head dim \(headDim)") }
+        ropeBase = try float(GGUFNames.ropeFreqBase(arch), default: 10000)
+        eps = try float(GGUFNames.rmsEpsilon(arch), default: 1e-5)
+        context = gguf.metadata[GGUFNames.contextLength(arch)] == nil ? 2048 : try int(GGUFNames.contextLength(arch))
+        guard let emb = gguf.tensorInfo(GGUFNames.tokenEmbd) else { throw ModelError.missingTensor(GGUFNames.tokenEmbd) }
+        guard emb.dims.count == 2, emb.dims[0] == hidden else {
+            throw ModelError.badTensorShape(name: GGUFNames.tokenEmbd, expected: [hidden, -1], found: emb.dims)
+        }
+        vocab = emb.dims[1]
+        tiedEmbeddings = gguf.tensorInfo(GGUFNames.output) == nil
+    }
+}

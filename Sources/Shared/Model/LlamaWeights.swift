@@ -1,0 +1,80 @@
+// Weights of a LLaMA model, dequantized to float32 at load. Loading is strict: a missing,
+// unexpected or mis-shaped tensor is an error naming it.
+import Foundation
+
+public final class LlamaLayerWeights: @unchecked Sendable {
+    public let attnNorm: FloatBuffer   // [C]
+    public let wq: FloatBuffer         // [H·D × C]
+    public let wk: FloatBuffer         // [KV·D × C]
+    public let wv: FloatBuffer         // [KV·D × C]
+    public let wo: FloatBuffer         // [C × H·D]
+    public let ffnNorm: FloatBuffer    // [C]
+    public let gate: FloatBuffer       // [F × C]
+    public let up: FloatBuffer         // [F × C]
+    /// `ffn_down`, the matrix AlphaEdit edits: [C × F]. Mutable in place (edits are applied here).
+    public let down: FloatBuffer
+
+    init(attnNorm: FloatBuffer, wq: FloatBuffer, wk: FloatBuffer, wv: FloatBuffer, wo: FloatBuffer,
+         ffnNorm: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, down: FloatBuffer) {
+        self.attnNorm = attnNorm; self.wq = wq; self.wk = wk; self.wv = wv; self.wo = wo
+        self.ffnNorm = ffnNorm; self.gate = gate; self.up = up; self.down = down
+    }
+}
+
+public final class LlamaWeights: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let tokenEmbd: FloatBuffer   // [V × C]
+    public let outputNorm: FloatBuffer  // [C]
+    /// LM head [V × C]: `output.weight`, or the token embedding when tied.
+    public let lmHead: FloatBuffer
+    public let layers: [LlamaLayerWeights]
+
+    public init(gguf: GGUFFile, config: LlamaConfig) throws {
+        self.config = config
+        let c = config
+        // Expected tensors in GGML order [in, out].
+        var expected: [(String, [Int])] = [
+            (GGUFNames.tokenEmbd, [c.hidden, c.vocab]), (GGUFNames.outputNorm, [c.hidden]),
+        ]
+        if !c.tiedEmbeddings { expected.append((GGUFNames.output, [c.hidden, c.vocab])) }
+        for l in 0..<c.layers {
+            expected += [
+                (GGUFNames.attnNorm(l), [c.hidden]), (GGUFNames.attnQ(l), [c.hidden, c.qDim]),
+                (GGUFNames.attnK(l), [c.hidden, c.kvDim]), (GGUFNames.attnV(l), [c.hidden, c.kvDim]),
+                (GGUFNames.attnOutput(l), [c.qDim, c.hidden]), (GGUFNames.ffnNorm(l), [c.hidden]),
+                (GGUFNames.ffnGate(l), [c.hidden, c.ffn]), (GGUFNames.ffnUp(l), [c.hidden, c.ffn]),
+                (GGUFNames.ffnDown(l), [c.ffn, c.hidden]),
+            ]
+        }
+        let known = Set(expected.map(\.0))
+        // Precomputed RoPE tables some converters add are not weights; anything else unknown is an error.
+        for t in gguf.tensors where !known.contains(t.name) && !t.name.hasSuffix("rope_freqs.weight") {
+            throw ModelError.unexpectedTensor(t.name)
+        }
+        var infos: [GGUFTensorInfo] = []
+        for (name, shape) in expected {
+            guard let info = gguf.tensorInfo(name) else { throw ModelError.missingTensor(name) }
+            guard info.dims == shape else { throw ModelError.badTensorShape(name: name, expected: shape, found: info.dims) }
+            guard info.type.canDequantize else { throw GGUFError.unsupportedTensorType(tensor: name, type: info.type) }
+            infos.append(info)
+        }
+        // Dequantize in parallel, largest first.
+        let buffers = infos.map { FloatBuffer(count: $0.elementCount, zeroed: false) }
+        let order = infos.indices.sorted { infos[$0].elementCount > infos[$1].elementCount }
+        DispatchQueue.concurrentPerform(iterations: order.count) { j in
+            let i = order[j]
+            Dequantize.run(infos[i].type, from: gguf.rawBytes(infos[i]), into: buffers[i].ptr, count: infos[i].elementCount)
+        }
+        var byName: [String: FloatBuffer] = [:]
+        for (i, info) in infos.enumerated() { byName[info.name] = buffers[i] }
+        func t(_ n: String) -> FloatBuffer { byName[n] ?? FloatBuffer(count: 0) }  // all present: checked above
+        tokenEmbd = t(GGUFNames.tokenEmbd)
+        outputNorm = t(GGUFNames.outputNorm)
+        lmHead = c.tiedEmbeddings ? tokenEmbd : t(GGUFNames.output)
+        layers = (0..<c.layers).map { l in
+            LlamaLayerWeights(attnNorm: t(GGUFNames.attnNorm(l)), wq: t(GGUFNames.attnQ(l)), wk: t(GGUFNames.attnK(l)),
+                              wv: t(GGUFNames.attnV(l)), wo: t(GGUFNames.attnOutput(l)), ffnNorm: t(GGUFNames.ffnNorm(l)),
+                              gate: t(GGUFNames.ffnGate(l)), up: t(GGUFNames.ffnUp(l)), down: t(GGUFNames.ffnDown(l)))
+        }
+    }
+}

@@ -1,0 +1,38 @@
+// A batch of token sequences of different lengths, packed row after row into one T-row matrix
+// so every linear layer is a single GEMM. Row r belongs to sequence `seqOf[r]` at `positions[r]`.
+
+public struct TokenBatch: Sendable {
+    public let tokens: [Int32]
+    public let positions: [Int32]
+    public let starts: [Int]
+    public let lengths: [Int]
+    public var count: Int { tokens.count }
+    public var sequences: Int { lengths.count }
+
+    public init(_ sequences: [[Int32]]) {
+        var t: [Int32] = [], p: [Int32] = [], s: [Int] = [], l: [Int] = []
+        for seq in sequences {
+            s.append(t.count); l.append(seq.count)
+            t += seq
+            p += (0..<seq.count).map { Int32($0) }
+        }
+        tokens = t; positions = p; starts = s; lengths = l
+    }
+
+    /// Packed row of token `pos` of sequence `seq` (negative `pos` counts from the end).
+    public func row(_ seq: Int, _ pos: Int) -> Int {
+        starts[seq] + (pos < 0 ? lengths[seq] + pos : pos)
+    }
+
+    /// Rows of the last token of every sequence.
+    public var lastRows: [Int] { (0..<sequences).map { row($0, -1) } }
+
+    func validate(vocab: Int, context: Int) throws {
+        for (s, n) in lengths.enumerated() {
+            if n == 0 { throw ModelError.emptyPrompt }
+            if n > context { throw ModelError.contextOverflow(tokens: n, context: context) }
+            _ = s
+        }
+        for id in tokens where id < 0 || Int(id) >= vocab { throw ModelError.tokenOutOfRange(id: id, vocab: vocab) }
+    }
+}
