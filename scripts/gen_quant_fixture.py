@@ -5,7 +5,7 @@ GGUF code, made with the `gguf` package from PyPI (llama.cpp's gguf-py; numpy po
   dequant   random but valid blocks of each type we dequantize (f16 scales finite) and gguf.quants'
             float32 dequantization of them
   quantize  float32 rows and gguf.quants' Q8_0 / Q4_1 encoding (bit-exact ports of ggml's reference
-            quantizers), including the degenerate blocks (all zero, constant, one spike)
+            quantizers), including degenerate blocks (all zero, constant, one spike) and rounding ties
   python_gguf  a small GGUF file written by gguf.GGUFWriter, with the values it holds
 
 Byte strings and float32 arrays are hex (floats as little-endian IEEE bits, so nothing is lost).
@@ -73,6 +73,8 @@ def quantize_cases():
         np.full(32, 0.375),
         np.full(32, -2.5),
         np.concatenate([np.zeros(31), [7.0]]),
+        # d = 1 exactly, so x/d lands on .5 ties: roundf rounds them away from zero, not to even.
+        np.array([127, -127] + [s * (k + 0.5) for k in range(15) for s in (1, -1)]),
         rng.uniform(-1, 1, 32 * 4) * np.repeat(10.0 ** rng.uniform(-6, 3, 4), 32),
     ]
     x = np.concatenate(rows).astype(np.float32)

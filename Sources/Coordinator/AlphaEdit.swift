@@ -4,6 +4,16 @@ import Shared
 
 @main
 struct AlphaEdit: ParsableCommand {
+    static func main() {
+        BLASRuntime.ensureOptimizedKernels()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "alphaedit",
         abstract: "Edit facts inside a language model with AlphaEdit (null-space constrained editing).",

@@ -1,2 +1,3 @@
 import Shared
+BLASRuntime.ensureOptimizedKernels()
 print("alphaedit-worker \(AlphaEditVersion.string)")

@@ -82,6 +82,14 @@ struct ArtifactWriter {
 
     mutating func f64s<C: Collection>(_ vs: C) where C.Element == Double {
         bytes.reserveCapacity(bytes.count + 8 * vs.count)
+        #if _endian(little)
+        // Contiguous storage already has the file's byte order: one copy instead of 8-byte appends.
+        let done: Bool? = vs.withContiguousStorageIfAvailable { buf in
+            bytes += UnsafeRawBufferPointer(buf)
+            return true
+        }
+        if done == true { return }
+        #endif
         for v in vs { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
     }
 
@@ -211,9 +219,14 @@ struct ArtifactReader {
             throw ArtifactError.malformed(path: path, reason: "\(what) (\(n) values) runs past the end of the body")
         }
         let start = try take(8 * n, what)
-        return [Double](unsafeUninitializedCapacity: n) { buf, initialized in
-            for i in 0..<n { buf[i] = Double(bitPattern: Self.readU64(bytes, at: start + 8 * i)) }
-            initialized = n
+        return bytes.withUnsafeBytes { raw in
+            [Double](unsafeUninitializedCapacity: n) { buf, initialized in
+                for i in 0..<n {
+                    let bits = raw.loadUnaligned(fromByteOffset: start + 8 * i, as: UInt64.self)
+                    buf[i] = Double(bitPattern: UInt64(littleEndian: bits))
+                }
+                initialized = n
+            }
         }
     }
 

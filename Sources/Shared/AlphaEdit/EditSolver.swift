@@ -29,7 +29,7 @@ public enum EditSolver {
             ?? Matrix64(zeros: r, r)
         // M (upper triangle) += Bᵀᵀ Bᵀ = B Bᵀ; dposv reads only the upper triangle.
         withPointers(bt, &m) { a, c in BLAS.dsyrkUpperAtA(n: r, k: u, a: a, lda: r, beta: 1, c: c, ldc: r) }
-        for i in 0..<r { m.values[i * r + i] += lambda }
+        for i in 0..<r { m[i, i] += lambda }
         var y = try bt.times(R, transposeSelf: true, transposeOther: true)   // B Rᵀ, r×d
         try solveSPD(&m, &y)                                                  // (ÛᵀGÛ + λI)⁻¹ B Rᵀ
         return try y.times(U, transposeSelf: true, transposeOther: true)     // ΔW = yᵀ Ûᵀ, d×f

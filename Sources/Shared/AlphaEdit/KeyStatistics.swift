@@ -33,8 +33,8 @@ public struct KeyStatistics: Sendable {
     public static let magic = "AEKSTATS"
     public static let formatVersion: UInt32 = 1
     /// Tokens converted to float64 per `dsyrk` call: large enough for dsyrk to run near its peak,
-    /// small enough that the scratch block (rows × f × 8 bytes, 6 MiB at f = 1536) stays modest.
-    public static let blockRows = 512
+    /// small enough that the scratch block (rows × f × 8 bytes, 12 MiB at f = 1536) stays modest.
+    public static let blockRows = 1024
     static let maxDimension = 1 << 16
     static let maxLayers = 4096
 
@@ -79,7 +79,7 @@ public struct KeyStatistics: Sendable {
         if count == 0 { return }
         let f = self.f
         let block = min(count, Self.blockRows)
-        var scratch = [Double](repeating: 0, count: block * f)
+        var scratch = [Double](unsafeUninitializedCapacity: block * f) { _, n in n = block * f }
         scratch.withUnsafeMutableBufferPointer { sp in
             sums[s].withUnsafeMutableBufferPointer { cp in
                 guard let a = sp.baseAddress, let c = cp.baseAddress else { return }
@@ -127,10 +127,7 @@ public struct KeyStatistics: Sendable {
     public func mean(layer: Int) throws -> Matrix64 {
         let s = try slot(layer)
         guard counts[s] > 0 else { throw KeyStatisticsError.noTokens(layer: layer) }
-        var m = try sum(layer: layer)
-        let scale = 1 / Double(counts[s])
-        for i in 0..<m.values.count { m.values[i] *= scale }
-        return m
+        return try sum(layer: layer).scaled(1 / Double(counts[s]))
     }
 
     // MARK: - Artifact

@@ -4,8 +4,10 @@
 public struct Matrix64: Equatable, Sendable {
     public let rows: Int
     public let cols: Int
-    /// rows × cols values, row-major: element (i, j) is `values[i * cols + j]`.
-    public var values: [Double]
+    /// rows × cols values, row-major: element (i, j) is `values[i * cols + j]`. Settable only inside
+    /// Shared (and elementwise through the subscript), so the count always matches the shape that
+    /// the BLAS calls trust.
+    public internal(set) var values: [Double]
 
     public init(rows: Int, cols: Int, values: [Double]) throws {
         guard rows >= 0, cols >= 0, values.count == rows * cols else {
@@ -64,6 +66,13 @@ public struct Matrix64: Equatable, Sendable {
             }
         }
         return c
+    }
+
+    /// s · self.
+    public func scaled(_ s: Double) -> Matrix64 {
+        var out = self
+        for i in 0..<values.count { out.values[i] *= s }
+        return out
     }
 
     /// Elementwise a·self + b·other.

@@ -71,20 +71,16 @@ public enum NPY {
         guard count <= (bytes.count - dataStart) / width else {
             throw NPYError.truncated(path: path, expectedBytes: needed, actualBytes: bytes.count)
         }
-        let values = [Double](unsafeUninitializedCapacity: count) { buf, initialized in
-            for i in 0..<count {
-                let o = dataStart + i * width
-                if width == 4 {
-                    var bits: UInt32 = 0
-                    for b in 0..<4 { bits |= UInt32(bytes[o + b]) << (8 * UInt32(b)) }
-                    buf[i] = Double(Float(bitPattern: bits))
-                } else {
-                    var bits: UInt64 = 0
-                    for b in 0..<8 { bits |= UInt64(bytes[o + b]) << (8 * UInt64(b)) }
-                    buf[i] = Double(bitPattern: bits)
+        let values = bytes.withUnsafeBytes { raw in
+            [Double](unsafeUninitializedCapacity: count) { buf, initialized in
+                for i in 0..<count {
+                    let o = dataStart + i * width
+                    buf[i] = width == 4
+                        ? Double(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt32.self))))
+                        : Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: o, as: UInt64.self)))
                 }
+                initialized = count
             }
-            initialized = count
         }
         return (shape, values)
     }

@@ -64,7 +64,7 @@ public struct NullSpaceProjector: Equatable, Sendable {
         // Ascending order puts the kept eigenvectors in the first r columns.
         let r = values.prefix { $0 < threshold }.count
         var u = Matrix64(zeros: f, r)
-        for i in 0..<f { for j in 0..<r { u.values[i * r + j] = vectors[i * f + j] } }
+        for i in 0..<f { for j in 0..<r { u[i, j] = vectors[i * f + j] } }
         self.layer = layer
         self.threshold = threshold
         self.eigenvalues = values

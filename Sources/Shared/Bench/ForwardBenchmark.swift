@@ -30,6 +30,7 @@ public struct ForwardBenchmark {
         var loads: [Double] = []
         var model: LlamaModel?
         for _ in 0..<3 {
+            model = nil  // free the previous copy first: peak memory is one model
             let t0 = ProcessStats.now()
             model = try LlamaModel(path: modelPath)
             loads.append(ProcessStats.now() - t0)

@@ -329,8 +329,8 @@ struct ByteCursor {
             guard depth < 4 else { throw GGUFError.absurdCount(field: "\(f) array nesting", value: UInt64(depth), offset: to) }
             let co = offset
             let n = try u64("\(f) array count")
-            // Every element takes at least one byte.
-            guard n <= UInt64(count - offset) else {
+            // Bounding the count by the bytes left keeps a hostile count from reserving gigabytes.
+            guard n <= UInt64((count - offset) / elem.minimumEncodedSize) else {
                 throw GGUFError.absurdCount(field: "\(f) array count", value: n, offset: co)
             }
             var items: [GGUFValue] = []

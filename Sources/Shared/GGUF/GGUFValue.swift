@@ -3,9 +3,22 @@
 public enum GGUFValueType: UInt32, Sendable {
     case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6
     case bool = 7, string = 8, array = 9, uint64 = 10, int64 = 11, float64 = 12
+
+    /// Fewest bytes one value of this type takes in a file (a string or array: its empty encoding).
+    var minimumEncodedSize: Int {
+        switch self {
+        case .uint8, .int8, .bool: 1
+        case .uint16, .int16: 2
+        case .uint32, .int32, .float32: 4
+        case .uint64, .int64, .float64, .string: 8
+        case .array: 12
+        }
+    }
 }
 
-public indirect enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
+// Not `indirect`: the recursion goes through Array's heap buffer already, and boxing every element
+// would cost one allocation per value of a 49k-entry token array.
+public enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
     case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16), uint32(UInt32), int32(Int32)
     case float32(Float), bool(Bool), string(String), uint64(UInt64), int64(Int64), float64(Double)
     /// Arrays are homogeneous: the element type is stored once.

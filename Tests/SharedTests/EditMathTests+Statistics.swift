@@ -1,0 +1,168 @@
+// Key statistics (method.md §1), the artifacts, and the projector on the reference's real C0.
+import Foundation
+import Shared
+import XCTest
+
+extension EditMathTests {
+    /// `count` float32 keys of dimension f, row-major, scaled like real MLP keys (|k_i| ≲ 0.5).
+    private func keys(_ count: Int, f: Int, seed: UInt64) -> [Float] {
+        var rng = EditMathRNG(seed: seed)
+        return (0..<(count * f)).map { _ in Float(rng.uniform() * 0.5) }
+    }
+
+    private func accumulate(_ s: inout KeyStatistics, layer: Int, _ k: [Float], rows: Range<Int>, f: Int) throws {
+        try k.withUnsafeBufferPointer { p in
+            try s.accumulate(layer: layer, keys: p.baseAddress! + rows.lowerBound * f, count: rows.count)
+        }
+    }
+
+    func testKeyStatisticsMergeIsOrderAndSplitIndependent() throws {
+        let f = 24, n = 1300  // n > blockRows: the blocked conversion is exercised
+        let k = keys(n, f: f, seed: 21)
+        var whole = try KeyStatistics(layers: [3, 7], f: f)
+        try accumulate(&whole, layer: 3, k, rows: 0..<n, f: f)
+
+        var a = try KeyStatistics(layers: [3, 7], f: f), b = a, c = a
+        try accumulate(&a, layer: 3, k, rows: 0..<1, f: f)
+        try accumulate(&a, layer: 3, k, rows: 1..<601, f: f)
+        try accumulate(&b, layer: 3, k, rows: 601..<1000, f: f)
+        try accumulate(&c, layer: 3, k, rows: 1000..<n, f: f)
+        let orders = [try a + b + c, try c + a + b, try b + (c + a)]
+
+        // Naive S = Σ k kᵀ in float64.
+        var naive = [Double](repeating: 0, count: f * f)
+        for t in 0..<n { for i in 0..<f { for j in 0..<f { naive[i * f + j] += Double(k[t * f + i]) * Double(k[t * f + j]) } } }
+        let scale = naive.map(abs).max() ?? 1
+        let s = try whole.sum(layer: 3)
+        let dn = maxDiff64(s.values, naive)
+        XCTAssertLessThan(dn, 1e-12 * scale, "S = Σ k kᵀ (dsyrk, blocked) vs naive: max diff \(dn)")
+        for (i, merged) in orders.enumerated() {
+            XCTAssertEqual(try merged.count(layer: 3), n)
+            let d = maxDiff64(try merged.sum(layer: 3).values, s.values)
+            XCTAssertLessThan(d, 1e-12 * scale, "merged partials (order \(i)) = one accumulation: max diff \(d)")
+        }
+        let mean = try whole.mean(layer: 3)
+        let dm = maxDiff64(mean.values, naive.map { $0 / Double(n) })
+        XCTAssertLessThan(dm, 1e-12 * scale / Double(n), "C0 = S / n: max diff \(dm)")
+        XCTAssertEqual(mean, mean.transposed, "C0 exactly symmetric")
+
+        XCTAssertThrowsError(try whole.mean(layer: 7)) { error in
+            XCTAssertEqual(error as? KeyStatisticsError, .noTokens(layer: 7))
+        }
+        XCTAssertThrowsError(try whole + KeyStatistics(layers: [3], f: f)) { error in
+            guard case .mismatched? = error as? KeyStatisticsError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try accumulate(&whole, layer: 5, k, rows: 0..<1, f: f)) { error in
+            XCTAssertEqual("\(error)", "layer 5 is not one of the statistics' layers [3, 7]")
+        }
+    }
+
+    func testKeyStatisticsArtifactRoundTripsAndRejectsCorruption() throws {
+        let f = 16
+        var stats = try KeyStatistics(layers: [3, 4, 5], f: f, provenance: "test corpus, seed 22")
+        let k = keys(50, f: f, seed: 22)
+        try accumulate(&stats, layer: 3, k, rows: 0..<50, f: f)
+        try accumulate(&stats, layer: 5, k, rows: 10..<30, f: f)
+
+        let path = NSTemporaryDirectory() + "keystats-\(getpid()).aeks"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try stats.write(to: path)
+        let back = try KeyStatistics.read(from: path)
+        XCTAssertEqual(back.layers, stats.layers)
+        XCTAssertEqual(back.counts, [50, 0, 20])
+        XCTAssertEqual(back.provenance, stats.provenance)
+        for l in stats.layers {
+            XCTAssertEqual(try back.sum(layer: l), try stats.sum(layer: l), "S of layer \(l) round-trips bit for bit")
+        }
+
+        let good = stats.serialized()
+        XCTAssertEqual(good, try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), "file = serialized()")
+        for position in [40, good.count / 2, good.count - 9] {  // a count, the payload, the last payload byte
+            var bad = good
+            bad[position] ^= 0x10
+            XCTAssertThrowsError(try KeyStatistics.read(bytes: bad)) { error in
+                guard case .checksumMismatch? = error as? ArtifactError else {
+                    return XCTFail("flipped byte \(position): expected checksumMismatch, got \(error)")
+                }
+            }
+        }
+        XCTAssertThrowsError(try KeyStatistics.read(bytes: Array(good.dropLast(100)))) { error in
+            XCTAssertEqual(error as? ArtifactError,
+                           .truncated(path: "<memory>", expectedBytes: good.count, actualBytes: good.count - 100))
+            XCTAssertEqual("\(error)", "<memory>: truncated, \(good.count - 100) of \(good.count) bytes")
+        }
+        XCTAssertThrowsError(try KeyStatistics.read(bytes: Array(good.prefix(5)))) { error in
+            guard case .badMagic? = error as? ArtifactError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try KeyStatistics.read(bytes: good + [0])) { error in
+            guard case .trailingBytes? = error as? ArtifactError else { return XCTFail("\(error)") }
+        }
+        var other = good
+        other[0] = UInt8(ascii: "X")
+        XCTAssertThrowsError(try KeyStatistics.read(bytes: other)) { error in
+            XCTAssertEqual("\(error)", "<memory>: not a AEKSTATS file (magic XEKSTATS)")
+        }
+        var newer = good
+        newer[8] = 2
+        XCTAssertThrowsError(try KeyStatistics.read(bytes: newer)) { error in
+            XCTAssertEqual(error as? ArtifactError, .unsupportedVersion(path: "<memory>", found: 2, supported: 1))
+        }
+        XCTAssertThrowsError(try NullSpaceProjectorSet.read(bytes: good)) { error in
+            guard case .badMagic? = error as? ArtifactError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try KeyStatistics.read(from: path + ".missing")) { error in
+            guard case .io? = error as? ArtifactError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testProjectorSetFromStatisticsRoundTrips() throws {
+        let f = 12
+        var stats = try KeyStatistics(layers: [3, 4], f: f, provenance: "p")
+        let k = keys(40, f: f, seed: 23)
+        try accumulate(&stats, layer: 3, k, rows: 0..<40, f: f)
+        try accumulate(&stats, layer: 4, k, rows: 0..<5, f: f)  // rank 5: null space of dimension ≥ 7
+        let set = try NullSpaceProjectorSet(statistics: stats, threshold: 2e-2)
+        XCTAssertEqual(set.layers, [3, 4])
+        XCTAssertGreaterThanOrEqual(try set.projector(layer: 4).keptDimension, 7)
+        let back = try NullSpaceProjectorSet.read(bytes: set.serialized())
+        XCTAssertEqual(back, set, "projector artifact round-trips exactly")
+        var bad = set.serialized()
+        bad[bad.count - 20] ^= 0x80
+        XCTAssertThrowsError(try NullSpaceProjectorSet.read(bytes: bad)) { error in
+            guard case .checksumMismatch? = error as? ArtifactError else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// The projector's thresholding on the reference's real C0 (fixtures/alphaedit/c_cov500_layer3.*).
+    func testEigenSummaryOfReferenceCovariance() throws {
+        guard let dir = fixtureDirectory() else { throw XCTSkip("fixtures/alphaedit not found") }
+        let npy = try NPY.read(path: dir + "/c_cov500_layer3.npy")
+        XCTAssertEqual(npy.shape, [1536, 1536])
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/c_cov500_layer3.json")))
+        let ref = try XCTUnwrap(json as? [String: Any])
+        let top10 = try XCTUnwrap(ref["top10_eigenvalues"] as? [Double])
+        let trace = try XCTUnwrap(ref["trace"] as? Double)
+        let below1 = try XCTUnwrap(ref["n_eig_lt_1e-2"] as? Int), below2 = try XCTUnwrap(ref["n_eig_lt_2e-2"] as? Int)
+
+        // The float32 dump is symmetric only up to float32 rounding; dsyevd reads the upper triangle.
+        let c0 = try Matrix64(rows: 1536, cols: 1536, values: npy.values)
+        let p = try NullSpaceProjector(c0: c0, threshold: 2e-2, layer: 3)
+        let top = Array(p.eigenvalues.reversed().prefix(10))
+        let rel = zip(top, top10).map { abs($0 - $1) / abs($1) }.max() ?? 0
+        XCTAssertLessThan(rel, 1e-4, "top-10 eigenvalues of C0 vs reference: max rel diff \(rel)")
+        let tr = abs(p.spectrum.trace - trace) / trace
+        XCTAssertLessThan(tr, 1e-4, "tr C0 = Σλ vs reference: rel diff \(tr)")
+        XCTAssertLessThanOrEqual(abs(p.count(below: 1e-2) - below1), 3, "#λ < 1e-2: \(p.count(below: 1e-2)) vs \(below1)")
+        XCTAssertLessThanOrEqual(abs(p.keptDimension - below2), 3, "r = #λ < 2e-2: \(p.keptDimension) vs \(below2)")
+        print("c_cov500_layer3: r = \(p.keptDimension) of 1536 (\(p.keptFraction)), \(p.spectrum)")
+    }
+
+    private func fixtureDirectory() -> String? {
+        var candidates: [String] = []
+        if let env = ProcessInfo.processInfo.environment["ALPHAEDIT_FIXTURES"] { candidates.append(env + "/alphaedit") }
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        candidates += [repo.path + "/shared/fixtures/alphaedit", "/work/shared/fixtures/alphaedit"]
+        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/c_cov500_layer3.npy") }
+    }
+}
