@@ -135,10 +135,10 @@ extension EditMathTests {
 
     /// The projector's thresholding on the reference's real C0 (fixtures/alphaedit/c_cov500_layer3.*).
     func testEigenSummaryOfReferenceCovariance() throws {
-        guard let dir = fixtureDirectory() else { throw XCTSkip("fixtures/alphaedit not found") }
-        let npy = try NPY.read(path: dir + "/c_cov500_layer3.npy")
+        let npy = try NPY.read(path: try RepoPaths.sharedFile("fixtures/alphaedit/c_cov500_layer3.npy").path)
         XCTAssertEqual(npy.shape, [1536, 1536])
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/c_cov500_layer3.json")))
+        let json = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: try RepoPaths.sharedFile("fixtures/alphaedit/c_cov500_layer3.json")))
         let ref = try XCTUnwrap(json as? [String: Any])
         let top10 = try XCTUnwrap(ref["top10_eigenvalues"] as? [Double])
         let trace = try XCTUnwrap(ref["trace"] as? Double)
@@ -154,15 +154,41 @@ extension EditMathTests {
         XCTAssertLessThan(tr, 1e-4, "tr C0 = Σλ vs reference: rel diff \(tr)")
         XCTAssertLessThanOrEqual(abs(p.count(below: 1e-2) - below1), 3, "#λ < 1e-2: \(p.count(below: 1e-2)) vs \(below1)")
         XCTAssertLessThanOrEqual(abs(p.keptDimension - below2), 3, "r = #λ < 2e-2: \(p.keptDimension) vs \(below2)")
-        print("c_cov500_layer3: r = \(p.keptDimension) of 1536 (\(p.keptFraction)), \(p.spectrum)")
+        print("c_cov500_layer3: r = \(p.keptDimension) of 1536 (\(p.keptFraction)), #λ<1e-2 = \(p.count(below: 1e-2)), \(p.spectrum)")
     }
 
-    private func fixtureDirectory() -> String? {
-        var candidates: [String] = []
-        if let env = ProcessInfo.processInfo.environment["ALPHAEDIT_FIXTURES"] { candidates.append(env + "/alphaedit") }
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        candidates += [repo.path + "/shared/fixtures/alphaedit", "/work/shared/fixtures/alphaedit"]
-        return candidates.first { FileManager.default.fileExists(atPath: $0 + "/c_cov500_layer3.npy") }
+    func testNPYReaderReadsFloat32AndRejectsBadFiles() throws {
+        func npy(_ header: String, _ payload: [Float]) -> [UInt8] {
+            var h = Array(header.utf8)
+            while (10 + h.count + 1) % 64 != 0 { h.append(UInt8(ascii: " ")) }
+            h.append(UInt8(ascii: "\n"))
+            var b: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.count & 0xff), UInt8(h.count >> 8)] + h
+            for v in payload { withUnsafeBytes(of: v.bitPattern.littleEndian) { b += $0 } }
+            return b
+        }
+        let path = NSTemporaryDirectory() + "editmath-\(getpid()).npy"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let good = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", [1, 2, 3, 4, 5, -0.5])
+        try Data(good).write(to: URL(fileURLWithPath: path))
+        let a = try NPY.read(path: path)
+        XCTAssertEqual(a.shape, [2, 3])
+        XCTAssertEqual(a.values, [1, 2, 3, 4, 5, -0.5])
+
+        try Data(good.dropLast(4)).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try NPY.read(path: path)) { error in
+            guard case .truncated? = error as? NPYError else { return XCTFail("\(error)") }
+        }
+        try Data(npy("{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }", [0, 0])).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try NPY.read(path: path)) { error in
+            XCTAssertEqual(error as? NPYError, .unsupported(path: path, what: "dtype <i8"))
+        }
+        try Data(npy("{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", [0])).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try NPY.read(path: path)) { error in
+            XCTAssertEqual(error as? NPYError, .unsupported(path: path, what: "Fortran order"))
+        }
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try NPY.read(path: path)) { error in
+            XCTAssertEqual(error as? NPYError, .badMagic(path: path))
+        }
     }
 }

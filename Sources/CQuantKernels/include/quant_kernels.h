@@ -1,0 +1,31 @@
+// Small-batch linear layers over GGML-quantized weights, float32 activations (no activation
+// quantization): y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in as blocks of 32.
+// Each weight block is dequantized once in registers (exactly as Dequantize.swift: d·q + m in
+// float32) and multiplied with every token row, so the weights stream from memory once per call.
+// The kernels are compiled for AVX2+FMA+F16C and AVX-512 by function attributes; callers ask
+// `qk_best_isa()` and fall back to float32 BLAS when it is QK_ISA_NONE.
+#ifndef QUANT_KERNELS_H
+#define QUANT_KERNELS_H
+
+#include <stdint.h>
+
+typedef enum {
+    QK_ISA_NONE = 0,
+    QK_ISA_AVX2 = 1,    // AVX2 + FMA + F16C
+    QK_ISA_AVX512 = 2,  // AVX-512 F/BW/VL (+ the AVX2 set)
+} qk_isa;
+
+/// The best instruction set this CPU and OS support.
+qk_isa qk_best_isa(void);
+
+/// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a Q4_1 matrix W (`in` a multiple of 32,
+/// rows of in/32 blocks of 20 bytes: f16 d, f16 m, 16 bytes of nibbles). `accumulate` adds to y.
+/// Returns 0, or -1 when `isa` is unsupported here or the shape is invalid (nothing written).
+int qk_linear_q4_1(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
+
+/// As `qk_linear_q4_1` for a Q8_0 matrix (blocks of 34 bytes: f16 d, 32 × int8).
+int qk_linear_q8_0(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
+
+#endif

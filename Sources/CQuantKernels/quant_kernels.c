@@ -1,0 +1,172 @@
+// Quantized small-batch linear kernels; see include/quant_kernels.h for the contract.
+// Loop order: for each output row, for each tile of ≤ 8 token rows, for each weight block:
+// dequantize the block into registers once, then one FMA per token row and 16 (or 8) lanes.
+// A row's weight bytes (≤ 1 KB) stay in L1 across the tiles, so memory sees each weight once.
+// Dequantization mirrors Dequantize.swift bit for bit (separate multiply and add, no fusing),
+// so the results differ from dequantize + sgemm only by summation order.
+#include "quant_kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define QK_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define QK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define QK_INLINE static inline __attribute__((always_inline))
+
+enum { QK_BLOCK = 32, Q4_1_BYTES = 20, Q8_0_BYTES = 34, QK_MAX_TILE = 8 };
+
+qk_isa qk_best_isa(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return QK_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return QK_ISA_AVX2;
+    return QK_ISA_NONE;
+}
+
+QK_INLINE uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+QK_INLINE void store(float *y, float s, int accumulate) { *y = accumulate ? *y + s : s; }
+
+// ---- AVX-512: a block is two 16-lane vectors, two accumulators per token row ----
+
+QK_INLINE QK_AVX512 void dequant_q4_1_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(b))), m = _mm512_set1_ps(_cvtsh_ss(load_u16(b + 2)));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    *w0 = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo))), m);
+    *w1 = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi))), m);
+}
+
+QK_INLINE QK_AVX512 void dequant_q8_0_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(b)));
+    *w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))));
+    *w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))));
+}
+
+// One output row × `tt` token rows (tt a literal after inlining, so the accumulators live in registers).
+QK_INLINE QK_AVX512 void row_tile_512(int q8, const uint8_t *wr, int64_t nb, const float *x, int64_t in,
+                                      int tt, float *y, int64_t ldy, int accumulate) {
+    __m512 a0[QK_MAX_TILE], a1[QK_MAX_TILE];
+    for (int t = 0; t < tt; t++) { a0[t] = _mm512_setzero_ps(); a1[t] = _mm512_setzero_ps(); }
+    const int64_t bytes = q8 ? Q8_0_BYTES : Q4_1_BYTES;
+    for (int64_t b = 0; b < nb; b++) {
+        __m512 w0, w1;
+        if (q8) dequant_q8_0_512(wr + b * bytes, &w0, &w1); else dequant_q4_1_512(wr + b * bytes, &w0, &w1);
+        const float *xb = x + b * QK_BLOCK;
+        for (int t = 0; t < tt; t++) {
+            a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb + t * in), a0[t]);
+            a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + t * in + 16), a1[t]);
+        }
+    }
+    for (int t = 0; t < tt; t++) store(y + t * ldy, _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t])), accumulate);
+}
+
+static QK_AVX512 void linear_512(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
+                                 float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
+    const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *wr = w + o * rowBytes;
+        for (int64_t t0 = 0; t0 < t; t0 += size) {
+            const float *xt = x + t0 * in;
+            float *yt = y + t0 * ldy + o;
+            switch (t - t0 < size ? t - t0 : size) {
+            case 1: row_tile_512(q8, wr, nb, xt, in, 1, yt, ldy, accumulate); break;
+            case 2: row_tile_512(q8, wr, nb, xt, in, 2, yt, ldy, accumulate); break;
+            case 3: row_tile_512(q8, wr, nb, xt, in, 3, yt, ldy, accumulate); break;
+            case 4: row_tile_512(q8, wr, nb, xt, in, 4, yt, ldy, accumulate); break;
+            case 5: row_tile_512(q8, wr, nb, xt, in, 5, yt, ldy, accumulate); break;
+            case 6: row_tile_512(q8, wr, nb, xt, in, 6, yt, ldy, accumulate); break;
+            case 7: row_tile_512(q8, wr, nb, xt, in, 7, yt, ldy, accumulate); break;
+            default: row_tile_512(q8, wr, nb, xt, in, 8, yt, ldy, accumulate); break;
+            }
+        }
+    }
+}
+
+// ---- AVX2: a block is four 8-lane vectors, one accumulator per token row ----
+
+QK_INLINE QK_AVX2 void dequant_q4_1_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(b))), m = _mm256_set1_ps(_cvtsh_ss(load_u16(b + 2)));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i]))), m);
+}
+
+QK_INLINE QK_AVX2 void dequant_q8_0_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(b)));
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * i)))));
+}
+
+QK_INLINE QK_AVX2 float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+QK_INLINE QK_AVX2 void row_tile_256(int q8, const uint8_t *wr, int64_t nb, const float *x, int64_t in,
+                                    int tt, float *y, int64_t ldy, int accumulate) {
+    __m256 a[QK_MAX_TILE];
+    for (int t = 0; t < tt; t++) a[t] = _mm256_setzero_ps();
+    const int64_t bytes = q8 ? Q8_0_BYTES : Q4_1_BYTES;
+    for (int64_t b = 0; b < nb; b++) {
+        __m256 w[4];
+        if (q8) dequant_q8_0_256(wr + b * bytes, w); else dequant_q4_1_256(wr + b * bytes, w);
+        const float *xb = x + b * QK_BLOCK;
+        for (int t = 0; t < tt; t++)
+            for (int i = 0; i < 4; i++) a[t] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * in + 8 * i), a[t]);
+    }
+    for (int t = 0; t < tt; t++) store(y + t * ldy, hsum256(a[t]), accumulate);
+}
+
+static QK_AVX2 void linear_256(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
+                               float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
+    const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *wr = w + o * rowBytes;
+        for (int64_t t0 = 0; t0 < t; t0 += size) {
+            const float *xt = x + t0 * in;
+            float *yt = y + t0 * ldy + o;
+            switch (t - t0 < size ? t - t0 : size) {
+            case 1: row_tile_256(q8, wr, nb, xt, in, 1, yt, ldy, accumulate); break;
+            case 2: row_tile_256(q8, wr, nb, xt, in, 2, yt, ldy, accumulate); break;
+            case 3: row_tile_256(q8, wr, nb, xt, in, 3, yt, ldy, accumulate); break;
+            case 4: row_tile_256(q8, wr, nb, xt, in, 4, yt, ldy, accumulate); break;
+            case 5: row_tile_256(q8, wr, nb, xt, in, 5, yt, ldy, accumulate); break;
+            case 6: row_tile_256(q8, wr, nb, xt, in, 6, yt, ldy, accumulate); break;
+            case 7: row_tile_256(q8, wr, nb, xt, in, 7, yt, ldy, accumulate); break;
+            default: row_tile_256(q8, wr, nb, xt, in, 8, yt, ldy, accumulate); break;
+            }
+        }
+    }
+}
+
+static int linear(int q8, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                  float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    if (!x || !w || !y || t < 0 || in <= 0 || in % QK_BLOCK != 0 || o0 < 0 || o1 < o0 || ldy < o1) return -1;
+    if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
+    if (t == 0 || o0 == o1) return 0;
+    if (isa == QK_ISA_AVX512) linear_512(q8, x, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
+    else linear_256(q8, x, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
+    return 0;
+}
+
+int qk_linear_q4_1(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    return linear(0, isa, x, t, in, w, y, ldy, o0, o1, accumulate);
+}
+
+int qk_linear_q8_0(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    return linear(1, isa, x, t, in, w, y, ldy, o0, o1, accumulate);
+}

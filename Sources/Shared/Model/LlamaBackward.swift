@@ -1,0 +1,71 @@
+// Activation-gradient backward of the LLaMA forward (no weight gradients): from a loss on logits
+// at chosen rows back to the residual stream below a given block. Each step mirrors a line of
+// `LlamaModel.block` in reverse; the activations come from `runBlocks(keep:)`.
+
+extension LlamaModel {
+    /// dL/dhidden [T × C] at the chosen `rows` of the final residual stream, given dL/dlogits
+    /// [rows × V] (final RMSNorm and LM head backward; rows not listed get zero).
+    public func logitsBackward(hidden: UnsafePointer<Float>, rows: [Int], dLogits: UnsafePointer<Float>, totalRows t: Int) -> FloatBuffer {
+        let c = config.hidden, m = rows.count
+        let x = FloatBuffer(count: m * c, zeroed: false), rstd = FloatBuffer(count: m, zeroed: false)
+        let xn = FloatBuffer(count: m * c, zeroed: false), dxn = FloatBuffer(count: m * c, zeroed: false)
+        let dx = FloatBuffer(count: m * c, zeroed: false)
+        for (i, r) in rows.enumerated() { (x.ptr + i * c).update(from: hidden + r * c, count: c) }
+        RMSNorm.forward(x.ptr, weights.outputNorm.ptr, xn.ptr, rstd: rstd.ptr, rows: m, dim: c, eps: config.eps)
+        BLAS.linearBackward(dLogits, weights.lmHead.ptr, dxn.ptr, rows: m, inDim: c, outDim: config.vocab)
+        RMSNorm.backward(dxn.ptr, x.ptr, weights.outputNorm.ptr, rstd: rstd.ptr, dx.ptr, rows: m, dim: c, accumulate: false)
+        let out = FloatBuffer(count: t * c)
+        for (i, r) in rows.enumerated() {
+            let o = out.ptr + r * c, g = dx.ptr + i * c
+            for j in 0..<c { o[j] += g[j] }
+        }
+        return out
+    }
+
+    /// Backpropagates dL/d(output of block `range.upperBound`) to dL/d(input of block `range.lowerBound`),
+    /// i.e. the gradient at the output of block `range.lowerBound − 1`. `acts` must hold every block of `range`.
+    public func backwardBlocks(_ range: ClosedRange<Int>, acts: [Int: LayerActivations], batch: TokenBatch,
+                               dOutput: FloatBuffer) -> FloatBuffer {
+        let c = config, t = batch.count
+        let layout = AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: c.heads)
+        let maxLen = batch.lengths.max() ?? 0
+        var d = dOutput
+        let dKey = FloatBuffer(count: t * c.ffn, zeroed: false), dGate = FloatBuffer(count: t * c.ffn, zeroed: false)
+        let dUp = FloatBuffer(count: t * c.ffn, zeroed: false), dNormed = FloatBuffer(count: t * c.hidden, zeroed: false)
+        let dAttn = FloatBuffer(count: t * c.qDim, zeroed: false), dq = FloatBuffer(count: t * c.qDim, zeroed: false)
+        let dk = FloatBuffer(count: t * c.kvDim, zeroed: false), dv = FloatBuffer(count: t * c.kvDim, zeroed: false)
+        let scratch = FloatBuffer(count: max(1, maxLen * maxLen), zeroed: false)
+        for l in range.reversed() {
+            guard let a = acts[l] else { continue }
+            let w = weights.layers[l]
+            // output = mid + key·Wdownᵀ
+            let dMid = FloatBuffer(count: t * c.hidden, zeroed: false)
+            dMid.ptr.update(from: d.ptr, count: t * c.hidden)
+            BLAS.linearBackward(d.ptr, w.down.ptr, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+            // key = silu(gate) ⊙ up; gate, up = ffnIn·Wᵀ
+            SwiGLU.backward(dk: dKey.ptr, gate: a.gate.ptr, up: a.up.ptr, dGate: dGate.ptr, dUp: dUp.ptr, count: t * c.ffn)
+            BLAS.linearBackward(dGate.ptr, w.gate.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
+            BLAS.linearBackward(dUp.ptr, w.up.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, accumulate: true)
+            // ffnIn = RMSNorm(mid)
+            RMSNorm.backward(dNormed.ptr, a.mid.ptr, w.ffnNorm.ptr, rstd: a.ffnRstd.ptr, dMid.ptr, rows: t, dim: c.hidden, accumulate: true)
+            // mid = input + attnOut·Woᵀ
+            let dIn = FloatBuffer(count: t * c.hidden, zeroed: false)
+            dIn.ptr.update(from: dMid.ptr, count: t * c.hidden)
+            BLAS.linearBackward(dMid.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+            Attention.backward(dOut: dAttn.ptr, q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, probs: a.probs.ptr,
+                               dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, scratch: scratch.ptr,
+                               layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
+            batch.positions.withUnsafeBufferPointer { pos in
+                rope.apply(dq.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim, inverse: true)
+                rope.apply(dk.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim, inverse: true)
+            }
+            BLAS.linearBackward(dq.ptr, w.wq.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
+            BLAS.linearBackward(dk.ptr, w.wk.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true)
+            BLAS.linearBackward(dv.ptr, w.wv.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true)
+            // attnIn = RMSNorm(input)
+            RMSNorm.backward(dNormed.ptr, a.input.ptr, w.attnNorm.ptr, rstd: a.attnRstd.ptr, dIn.ptr, rows: t, dim: c.hidden, accumulate: true)
+            d = dIn
+        }
+        return d
+    }
+}
