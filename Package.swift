@@ -21,9 +21,11 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev", "liblapacke-dev"])]),
         .systemLibrary(name: "CZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Quantized small-batch matmul kernels in C: AVX2/AVX-512 chosen per function at run time.
+        .target(name: "CQuantKernels"),
         .target(
             name: "Shared",
-            dependencies: ["CBLAS", "CZMQ", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CBLAS", "CZMQ", "CSQLite", "CQuantKernels", .product(name: "Logging", package: "swift-log")],
             swiftSettings: fast),
         .executableTarget(
             name: "Coordinator",

@@ -13,9 +13,9 @@
 #define QK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define QK_INLINE static inline __attribute__((always_inline))
 
-enum { QK_BLOCK = 32, Q4_1_BYTES = 20, Q8_0_BYTES = 34, QK_MAX_TILE = 8 };
+enum { QK_BLOCK = 32, Q4_1_BYTES = 20, Q8_0_BYTES = 34, QK_MAX_TILE = 8, QK_MAX_ROWS = 2 };
 
-qk_isa qk_best_isa(void) {
+static qk_isa detect_isa(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
@@ -24,6 +24,13 @@ qk_isa qk_best_isa(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return QK_ISA_AVX2;
     return QK_ISA_NONE;
+}
+
+qk_isa qk_best_isa(void) {
+    static int cached = -1;  // every thread that races here computes the same value
+    int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (v < 0) { v = (int)detect_isa(); __atomic_store_n(&cached, v, __ATOMIC_RELAXED); }
+    return (qk_isa)v;
 }
 
 QK_INLINE uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
@@ -47,45 +54,60 @@ QK_INLINE QK_AVX512 void dequant_q8_0_512(const uint8_t *b, __m512 *w0, __m512 *
     *w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))));
 }
 
-// One output row × `tt` token rows (tt a literal after inlining, so the accumulators live in registers).
-QK_INLINE QK_AVX512 void row_tile_512(int q8, const uint8_t *wr, int64_t nb, const float *x, int64_t in,
-                                      int tt, float *y, int64_t ldy, int accumulate) {
-    __m512 a0[QK_MAX_TILE], a1[QK_MAX_TILE];
-    for (int t = 0; t < tt; t++) { a0[t] = _mm512_setzero_ps(); a1[t] = _mm512_setzero_ps(); }
+// `nr` output rows × `tt` token rows (literals after inlining, so the accumulators live in
+// registers). Several output rows share each load of x; one accumulator per (row, token).
+QK_INLINE QK_AVX512 void tile_512(int q8, const uint8_t *wr, int64_t rowBytes, int nr, int64_t nb,
+                                  const float *x, int64_t in, int tt, float *y, int64_t ldy, int accumulate) {
+    __m512 a[QK_MAX_ROWS][QK_MAX_TILE];
+    for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm512_setzero_ps();
     const int64_t bytes = q8 ? Q8_0_BYTES : Q4_1_BYTES;
     for (int64_t b = 0; b < nb; b++) {
-        __m512 w0, w1;
-        if (q8) dequant_q8_0_512(wr + b * bytes, &w0, &w1); else dequant_q4_1_512(wr + b * bytes, &w0, &w1);
+        __m512 w0[QK_MAX_ROWS], w1[QK_MAX_ROWS];
+        for (int r = 0; r < nr; r++) {
+            const uint8_t *blk = wr + r * rowBytes + b * bytes;
+            if (q8) dequant_q8_0_512(blk, &w0[r], &w1[r]); else dequant_q4_1_512(blk, &w0[r], &w1[r]);
+        }
         const float *xb = x + b * QK_BLOCK;
         for (int t = 0; t < tt; t++) {
-            a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xb + t * in), a0[t]);
-            a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xb + t * in + 16), a1[t]);
+            const __m512 x0 = _mm512_loadu_ps(xb + t * in), x1 = _mm512_loadu_ps(xb + t * in + 16);
+            for (int r = 0; r < nr; r++) a[r][t] = _mm512_fmadd_ps(w1[r], x1, _mm512_fmadd_ps(w0[r], x0, a[r][t]));
         }
     }
-    for (int t = 0; t < tt; t++) store(y + t * ldy, _mm512_reduce_add_ps(_mm512_add_ps(a0[t], a1[t])), accumulate);
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < tt; t++) store(y + t * ldy + r, _mm512_reduce_add_ps(a[r][t]), accumulate);
 }
 
-static QK_AVX512 void linear_512(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
-                                 float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
-    const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
-    const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
-    for (int64_t o = o0; o < o1; o++) {
-        const uint8_t *wr = w + o * rowBytes;
-        for (int64_t t0 = 0; t0 < t; t0 += size) {
-            const float *xt = x + t0 * in;
-            float *yt = y + t0 * ldy + o;
-            switch (t - t0 < size ? t - t0 : size) {
-            case 1: row_tile_512(q8, wr, nb, xt, in, 1, yt, ldy, accumulate); break;
-            case 2: row_tile_512(q8, wr, nb, xt, in, 2, yt, ldy, accumulate); break;
-            case 3: row_tile_512(q8, wr, nb, xt, in, 3, yt, ldy, accumulate); break;
-            case 4: row_tile_512(q8, wr, nb, xt, in, 4, yt, ldy, accumulate); break;
-            case 5: row_tile_512(q8, wr, nb, xt, in, 5, yt, ldy, accumulate); break;
-            case 6: row_tile_512(q8, wr, nb, xt, in, 6, yt, ldy, accumulate); break;
-            case 7: row_tile_512(q8, wr, nb, xt, in, 7, yt, ldy, accumulate); break;
-            default: row_tile_512(q8, wr, nb, xt, in, 8, yt, ldy, accumulate); break;
-            }
-        }
+#define QK_TILE_CASES(fn, nr) \
+    switch (tt) { \
+    case 1: fn(q8, wr, rowBytes, nr, nb, xt, in, 1, yt, ldy, accumulate); break; \
+    case 2: fn(q8, wr, rowBytes, nr, nb, xt, in, 2, yt, ldy, accumulate); break; \
+    case 3: fn(q8, wr, rowBytes, nr, nb, xt, in, 3, yt, ldy, accumulate); break; \
+    case 4: fn(q8, wr, rowBytes, nr, nb, xt, in, 4, yt, ldy, accumulate); break; \
+    case 5: fn(q8, wr, rowBytes, nr, nb, xt, in, 5, yt, ldy, accumulate); break; \
+    case 6: fn(q8, wr, rowBytes, nr, nb, xt, in, 6, yt, ldy, accumulate); break; \
+    case 7: fn(q8, wr, rowBytes, nr, nb, xt, in, 7, yt, ldy, accumulate); break; \
+    default: fn(q8, wr, rowBytes, nr, nb, xt, in, 8, yt, ldy, accumulate); break; \
     }
+
+// Output rows [o, o + nr) over all token rows, in balanced tiles of ≤ QK_MAX_TILE tokens.
+QK_INLINE QK_AVX512 void rows_512(int q8, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
+                                  int nr, float *y, int64_t ldy, int accumulate) {
+    const int64_t nb = in / QK_BLOCK;
+    const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
+    for (int64_t t0 = 0; t0 < t; t0 += size) {
+        const float *xt = x + t0 * in;
+        float *yt = y + t0 * ldy;
+        const int64_t tt = t - t0 < size ? t - t0 : size;
+        QK_TILE_CASES(tile_512, nr)
+    }
+}
+
+QK_INLINE QK_AVX512 void linear_512(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
+                                    float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    const int64_t rowBytes = in / QK_BLOCK * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
+    int64_t o = o0;
+    for (; o + QK_MAX_ROWS <= o1; o += QK_MAX_ROWS) rows_512(q8, x, t, in, w + o * rowBytes, rowBytes, QK_MAX_ROWS, y + o, ldy, accumulate);
+    for (; o < o1; o++) rows_512(q8, x, t, in, w + o * rowBytes, rowBytes, 1, y + o, ldy, accumulate);
 }
 
 // ---- AVX2: a block is four 8-lane vectors, one accumulator per token row ----
@@ -128,7 +150,7 @@ QK_INLINE QK_AVX2 void row_tile_256(int q8, const uint8_t *wr, int64_t nb, const
     for (int t = 0; t < tt; t++) store(y + t * ldy, hsum256(a[t]), accumulate);
 }
 
-static QK_AVX2 void linear_256(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
+QK_INLINE QK_AVX2 void linear_256(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
                                float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
     const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
@@ -151,13 +173,24 @@ static QK_AVX2 void linear_256(int q8, const float *x, int64_t t, int64_t in, co
     }
 }
 
+// One instantiation per (ISA, type), so the block type is a constant in the hot loop.
+static QK_AVX512 void linear_512_q4_1(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
+                                      int64_t o0, int64_t o1, int accumulate) { linear_512(0, x, t, in, w, y, ldy, o0, o1, accumulate); }
+static QK_AVX512 void linear_512_q8_0(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
+                                      int64_t o0, int64_t o1, int accumulate) { linear_512(1, x, t, in, w, y, ldy, o0, o1, accumulate); }
+static QK_AVX2 void linear_256_q4_1(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
+                                    int64_t o0, int64_t o1, int accumulate) { linear_256(0, x, t, in, w, y, ldy, o0, o1, accumulate); }
+static QK_AVX2 void linear_256_q8_0(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
+                                    int64_t o0, int64_t o1, int accumulate) { linear_256(1, x, t, in, w, y, ldy, o0, o1, accumulate); }
+
 static int linear(int q8, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     if (!x || !w || !y || t < 0 || in <= 0 || in % QK_BLOCK != 0 || o0 < 0 || o1 < o0 || ldy < o1) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
     if (t == 0 || o0 == o1) return 0;
-    if (isa == QK_ISA_AVX512) linear_512(q8, x, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
-    else linear_256(q8, x, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
+    const uint8_t *wb = (const uint8_t *)w;
+    if (isa == QK_ISA_AVX512) (q8 ? linear_512_q8_0 : linear_512_q4_1)(x, t, in, wb, y, ldy, o0, o1, accumulate);
+    else (q8 ? linear_256_q8_0 : linear_256_q4_1)(x, t, in, wb, y, ldy, o0, o1, accumulate);
     return 0;
 }
 

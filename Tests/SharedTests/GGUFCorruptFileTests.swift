@@ -137,4 +137,37 @@ final class GGUFCorruptFileTests: XCTestCase {
         XCTAssertEqual(parsed, [], "prefixes that parsed")
         XCTAssertEqual(untyped, 0, "prefixes that threw something other than GGUFError")
     }
+
+    /// Seeded random byte corruptions: each file parses or throws a GGUFError, and never traps
+    /// (run the debug build to have Swift's bounds and overflow checks on).
+    func testRandomCorruptionsNeverTrap() throws {
+        var w = GGUFWriter()
+        try w.set("a", .array(.array, [.array(.string, [.string("x")]), .array(.int64, [.int64(-1)])]))
+        try w.set("b", .string("héllo"))
+        try w.set(GGUFNames.alignment, .uint32(16))
+        try w.add(tensor: "q", dims: [32, 2], floats: (0..<64).map { Float($0) }, as: .q4_1)
+        try w.add(tensor: "f", dims: [3], floats: [1, 2, 3])
+        let valid = w.bytes()
+        var rng = SplitMix64(seed: 99)
+        var outcomes = (parsed: 0, threw: 0)
+        for _ in 0..<3000 {
+            var b = valid
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let i = Int(rng.next() % UInt64(b.count))
+                // Small values, 0xFF runs and bit flips reach the interesting branches of length and type fields.
+                switch rng.next() % 3 {
+                case 0: b[i] = UInt8(truncatingIfNeeded: rng.next() % 16)
+                case 1: b[i] = 0xFF
+                default: b[i] ^= UInt8(1) << UInt8(rng.next() % 8)
+                }
+            }
+            do {
+                let f = try GGUFFile(bytes: b)
+                for t in f.tensors where t.type.canDequantize { _ = try f.floats(t) }
+                outcomes.parsed += 1
+            } catch is GGUFError { outcomes.threw += 1 }
+        }
+        XCTAssertGreaterThan(outcomes.threw, 1000, "\(outcomes)")
+        XCTAssertGreaterThan(outcomes.parsed, 100, "\(outcomes)")
+    }
 }

@@ -1,4 +1,5 @@
-// The LLaMA forward pass in float32 on OpenBLAS, over a packed batch of sequences.
+// The LLaMA forward pass in float32 over a packed batch of sequences: OpenBLAS on the float32 weights,
+// or, for a few tokens, kernels reading the stored quantized weights (QuantizedWeights).
 // Hooks let the edit pipeline read MLP keys and block outputs and add vectors to block outputs;
 // `runBlocks` and `logits` are exposed separately so callers can cache the blocks below an edited layer.
 
@@ -19,12 +20,15 @@ public final class LlamaModel: @unchecked Sendable {
     public let config: LlamaConfig
     public let weights: LlamaWeights
     public let gguf: GGUFFile
+    /// Views of the stored quantized matrices for few-token forwards (see QuantizedWeights).
+    public let quantized: QuantizedWeights
     let rope: RoPETable
 
     public init(gguf: GGUFFile) throws {
         self.gguf = gguf
         config = try LlamaConfig(gguf: gguf)
         weights = try LlamaWeights(gguf: gguf, config: config)
+        quantized = QuantizedWeights(gguf: gguf, config: config)
         rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
         rope.ensure(256)
     }
@@ -85,10 +89,11 @@ public final class LlamaModel: @unchecked Sendable {
     /// One transformer block: `a.input` → `a.output`, every intermediate kept in `a`.
     func block(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, hooks: ForwardHooks) {
         let c = config, w = weights.layers[l], t = batch.count
+        let qw = quantized.layers[l], qs = quantized
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        BLAS.linear(a.attnIn.ptr, w.wq.ptr, a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
-        BLAS.linear(a.attnIn.ptr, w.wk.ptr, a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
-        BLAS.linear(a.attnIn.ptr, w.wv.ptr, a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
+        linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
+        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
+        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
         batch.positions.withUnsafeBufferPointer { pos in
             rope.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim)
             rope.apply(a.k.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim)
@@ -96,14 +101,14 @@ public final class LlamaModel: @unchecked Sendable {
         Attention.forward(q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, out: a.attnOut.ptr, probs: a.probs.ptr,
                           layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
         a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
-        BLAS.linear(a.attnOut.ptr, w.wo.ptr, a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
+        linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
         RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        BLAS.linear(a.ffnIn.ptr, w.gate.ptr, a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
-        BLAS.linear(a.ffnIn.ptr, w.up.ptr, a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
+        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
+        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
         SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         if hooks.keyLayers.contains(l) { hooks.onKeys?(l, a.key.ptr) }
         a.output.ptr.update(from: a.mid.ptr, count: t * c.hidden)
-        BLAS.linear(a.key.ptr, w.down.ptr, a.output.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, accumulate: true)
+        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.output.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, accumulate: true)
         for (row, vec) in hooks.deltas[l] ?? [] where row >= 0 && row < t && vec.count == c.hidden {
             let o = a.output.ptr + row * c.hidden
             for i in 0..<c.hidden { o[i] += vec[i] }
@@ -119,7 +124,8 @@ public final class LlamaModel: @unchecked Sendable {
         RMSNorm.forward(x.ptr, weights.outputNorm.ptr, xn.ptr, rstd: nil, rows: m, dim: c, eps: config.eps)
         var out = [Float](repeating: 0, count: m * config.vocab)
         out.withUnsafeMutableBufferPointer {
-            BLAS.linear(xn.ptr, weights.lmHead.ptr, $0.baseAddress!, rows: m, inDim: c, outDim: config.vocab)
+            linear(xn.ptr, weights.lmHead, quantized.use(quantized.lmHead, rows: m), $0.baseAddress!,
+                   rows: m, inDim: c, outDim: config.vocab)
         }
         return out
     }

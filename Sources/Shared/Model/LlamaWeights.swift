@@ -12,6 +12,8 @@ public final class LlamaLayerWeights: @unchecked Sendable {
     public let gate: FloatBuffer       // [F × C]
     public let up: FloatBuffer         // [F × C]
     /// `ffn_down`, the matrix AlphaEdit edits: [C × F]. Mutable in place (edits are applied here).
+    /// After an edit call `LlamaModel.markEdited(layer:)`: few-token forwards otherwise read the
+    /// unedited quantized bytes from the GGUF (QuantizedWeights) and would miss the edit.
     public let down: FloatBuffer
 
     init(attnNorm: FloatBuffer, wq: FloatBuffer, wk: FloatBuffer, wv: FloatBuffer, wo: FloatBuffer,

@@ -1,0 +1,22 @@
+// The settings of method.md §5 with their defaults for SmolLM2-135M.
+
+public struct EditHyperparameters: Sendable, Equatable, Codable {
+    /// Edited layers E, ascending; the last is where v* is defined.
+    public var layers: [Int] = [3, 4, 5, 6, 7]
+    public var vLR: Float = 0.1
+    /// At most `vSteps − 1` Adam updates.
+    public var vSteps: Int = 25
+    public var clampFactor: Float = 0.75
+    public var klFactor: Float = 0.0625
+    public var weightDecay: Float = 0.5
+    public var earlyStopLoss: Float = 0.05
+    /// Null-space threshold τ on the eigenvalues of C0.
+    public var nullSpaceThreshold: Double = 2e-2
+    /// AlphaEdit's λ.
+    public var lambda: Double = 10
+    /// MEMIT's λm.
+    public var memitLambda: Double = 15000
+
+    public init() {}
+    public var zLayer: Int { layers.last ?? 0 }
+}

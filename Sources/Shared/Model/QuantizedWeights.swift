@@ -1,0 +1,73 @@
+// The model's matrices as stored in the GGUF (Q4_1 / Q8_0 views into the memory-mapped file), used
+// for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
+// (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
+// batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
+// bytes, so `markEdited(layer:)` retires that view for good.
+
+public final class QuantizedWeights: @unchecked Sendable {
+    /// Views of one block's matrices; nil where the stored type has no kernel (float32 is used then).
+    public struct Layer: Sendable {
+        public let wq, wk, wv, wo, gate, up, down: QuantizedMatrix?
+    }
+
+    public let layers: [Layer]
+    /// The LM head [V × C] (`output.weight`, or the token embedding when tied).
+    public let lmHead: QuantizedMatrix?
+    /// Off: every product runs on the float32 weights (comparisons, debugging).
+    public var enabled: Bool
+    private var downEdited: [Bool]
+
+    /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
+    /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
+    public init(gguf: GGUFFile, config c: LlamaConfig) {
+        func view(_ name: String, rows: Int, cols: Int) -> QuantizedMatrix? {
+            guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
+                  info.dims == [cols, rows] else { return nil }
+            return QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols)
+        }
+        layers = (0..<c.layers).map { l in
+            Layer(wq: view(GGUFNames.attnQ(l), rows: c.qDim, cols: c.hidden),
+                  wk: view(GGUFNames.attnK(l), rows: c.kvDim, cols: c.hidden),
+                  wv: view(GGUFNames.attnV(l), rows: c.kvDim, cols: c.hidden),
+                  wo: view(GGUFNames.attnOutput(l), rows: c.hidden, cols: c.qDim),
+                  gate: view(GGUFNames.ffnGate(l), rows: c.ffn, cols: c.hidden),
+                  up: view(GGUFNames.ffnUp(l), rows: c.ffn, cols: c.hidden),
+                  down: view(GGUFNames.ffnDown(l), rows: c.hidden, cols: c.ffn))
+        }
+        lmHead = view(c.tiedEmbeddings ? GGUFNames.tokenEmbd : GGUFNames.output, rows: c.vocab, cols: c.hidden)
+        enabled = true
+        downEdited = Array(repeating: false, count: c.layers)
+    }
+
+    /// Call after changing `LlamaWeights.layers[layer].down` in place: that layer's products then
+    /// always use the float32 matrix. Not undone by restoring the weights (float32 stays correct).
+    public func markEdited(layer: Int) throws {
+        guard downEdited.indices.contains(layer) else { throw ModelError.layerOutOfRange(layer, layers: downEdited.count) }
+        downEdited[layer] = true
+    }
+
+    public func isEdited(layer: Int) -> Bool { downEdited.indices.contains(layer) && downEdited[layer] }
+
+    /// The view to use for a product of `rows` tokens, or nil for float32 BLAS.
+    @inline(__always) func use(_ m: QuantizedMatrix?, rows t: Int) -> QuantizedMatrix? {
+        enabled && t <= QuantizedLinear.maxRows ? m : nil
+    }
+
+    /// `ffn_down` of `layer` for `rows` tokens, or nil once the layer is edited.
+    @inline(__always) func down(_ layer: Int, rows t: Int) -> QuantizedMatrix? {
+        downEdited[layer] ? nil : use(layers[layer].down, rows: t)
+    }
+}
+
+extension LlamaModel {
+    /// y[T × out] (+)= x[T × in] · Wᵀ: the quantized kernel when a view `q` is given, else float32 BLAS.
+    @inline(__always)
+    func linear(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
+                rows t: Int, inDim: Int, outDim: Int, accumulate: Bool = false) {
+        if let q, q.rows == outDim, q.cols == inDim, QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return }
+        BLAS.linear(x, w.ptr, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate)
+    }
+
+    /// See `QuantizedWeights.markEdited(layer:)`: call after editing `weights.layers[layer].down`.
+    public func markEdited(layer: Int) throws { try quantized.markEdited(layer: layer) }
+}
