@@ -122,7 +122,7 @@ public final class GGUFFile: @unchecked Sendable {
         metadata = meta
 
         var align = 32
-        if let a = meta["general.alignment"] {
+        if let a = meta[GGUFNames.alignment] {
             guard let v = a.intValue, v > 0, v <= 65536, v & (v - 1) == 0 else {
                 // Clamping: a negative int32 alignment must be reported, not trap the conversion.
                 throw GGUFError.badAlignment(UInt64(clamping: a.intValue ?? 0))

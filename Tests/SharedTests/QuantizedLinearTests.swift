@@ -1,0 +1,181 @@
+// The quantized small-batch linear kernels against dequantize + a float64 reference product, for
+// every ISA this CPU runs, and the model's use of them: same logits as the float32 path, and an
+// edited `ffn_down` never read from its stale quantized bytes.
+import Foundation
+import Shared
+import XCTest
+
+final class QuantizedLinearTests: XCTestCase {
+    /// Relative to Σ|x·w| of the output element: float32 summation of ≤ 1536 terms stays far below.
+    static let tolerance = 1e-5
+
+    /// Seeded random blocks: every nibble / int8 value occurs; scales and minimums are finite f16.
+    static func randomMatrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
+        var rng = SplitMix64(seed: seed)
+        let blocks = rows * cols / 32
+        var out = [UInt8](repeating: 0, count: blocks * type.blockBytes)
+        func f16(_ v: Float, at o: Int) {
+            let b = Float16(v).bitPattern
+            out[o] = UInt8(b & 0xFF); out[o + 1] = UInt8(b >> 8)
+        }
+        for b in 0..<blocks {
+            let o = b * type.blockBytes
+            f16(rng.symmetric(0.02), at: o)
+            if type == .q4_1 { f16(rng.symmetric(0.1), at: o + 2) }
+            for j in (type == .q4_1 ? 4 : 2)..<type.blockBytes { out[o + j] = UInt8(truncatingIfNeeded: rng.next()) }
+        }
+        return out
+    }
+
+    static func randomFloats(_ n: Int, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<n).map { _ in rng.symmetric(1) }
+    }
+
+    /// Runs the kernel for T rows of x on `bytes` (kept alive by the caller) and returns y[T × rows].
+    static func kernel(_ type: GGMLType, _ bytes: [UInt8], rows: Int, cols: Int, x: [Float], t: Int,
+                       isa: QuantizedLinear.ISA, threads: Int = 1, start: [Float]? = nil) throws -> [Float] {
+        var y = start ?? [Float](repeating: .nan, count: t * rows)
+        try bytes.withUnsafeBytes { raw in
+            let m = try XCTUnwrap(QuantizedMatrix(type: type, bytes: raw, rows: rows, cols: cols))
+            let ok = x.withUnsafeBufferPointer { xb in
+                y.withUnsafeMutableBufferPointer { yb in
+                    QuantizedLinear.run(xb.baseAddress!, m, yb.baseAddress!, rows: t, accumulate: start != nil,
+                                        threads: threads, isa: isa)
+                }
+            }
+            XCTAssertTrue(ok, "kernel ran")
+        }
+        return y
+    }
+
+    var isas: [QuantizedLinear.ISA] {
+        QuantizedLinear.ISA.allCases.filter { $0.rawValue <= (QuantizedLinear.bestISA?.rawValue ?? 0) }
+    }
+
+    func testKernelsMatchDequantizedFloat64Product() throws {
+        guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU: the model uses BLAS only") }
+        let shapes = [(rows: 1536, cols: 576), (rows: 576, cols: 1536), (rows: 13, cols: 96), (rows: 7, cols: 32)]
+        let ts = [1, 2, 3, 5, 8, 10, 16]
+        for type in [GGMLType.q4_1, .q8_0] {
+            for (si, s) in shapes.enumerated() {
+                let bytes = Self.randomMatrix(type, rows: s.rows, cols: s.cols, seed: 100 + UInt64(si))
+                let x = Self.randomFloats(16 * s.cols, seed: 200 + UInt64(si))
+                let n = s.rows * s.cols
+                var w = [Float](repeating: 0, count: n)
+                bytes.withUnsafeBytes { Dequantize.run(type, from: $0, into: &w, count: n) }
+                // Reference rows of all 16 tokens: Σ x·w in float64, and Σ|x·w| for the tolerance.
+                var ref = [Double](repeating: 0, count: 16 * s.rows), mag = ref
+                for t in 0..<16 {
+                    for o in 0..<s.rows {
+                        var acc = 0.0, a = 0.0
+                        for i in 0..<s.cols {
+                            let p = Double(x[t * s.cols + i]) * Double(w[o * s.cols + i])
+                            acc += p; a += abs(p)
+                        }
+                        ref[t * s.rows + o] = acc; mag[t * s.rows + o] = a
+                    }
+                }
+                for isa in isas {
+                    var worst = 0.0
+                    for t in ts {
+                        let y = try Self.kernel(type, bytes, rows: s.rows, cols: s.cols, x: x, t: t, isa: isa, threads: 2)
+                        for k in 0..<(t * s.rows) { worst = max(worst, abs(Double(y[k]) - ref[k]) / max(mag[k], 1e-30)) }
+                    }
+                    print("quantized linear \(type) \(isa) \(s.rows)×\(s.cols): max |y − ref| / Σ|x·w| = \(worst)")
+                    XCTAssertLessThanOrEqual(worst, Self.tolerance, "\(type) \(isa) \(s.rows)×\(s.cols)")
+                }
+            }
+        }
+    }
+
+    func testMatchesBLASOnDequantizedWeightsAndAccumulates() throws {
+        guard let isa = QuantizedLinear.bestISA else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let (rows, cols, t) = (1536, 576, 10)
+        let bytes = Self.randomMatrix(.q4_1, rows: rows, cols: cols, seed: 7)
+        let x = Self.randomFloats(t * cols, seed: 8), start = Self.randomFloats(t * rows, seed: 9)
+        var w = [Float](repeating: 0, count: rows * cols)
+        bytes.withUnsafeBytes { Dequantize.run(.q4_1, from: $0, into: &w, count: rows * cols) }
+        var blas = start
+        BLAS.linear(x, w, &blas, rows: t, inDim: cols, outDim: rows, accumulate: true)
+        let y = try Self.kernel(.q4_1, bytes, rows: rows, cols: cols, x: x, t: t, isa: isa, start: start)
+        let diff = zip(y, blas).map { abs($0 - $1) }.max() ?? .nan
+        print("quantized linear vs BLAS (accumulate, T=10): max |diff| = \(diff)")
+        XCTAssertLessThanOrEqual(diff, 1e-4)
+    }
+
+    /// Each output element is computed by the same operations whatever the thread split and T.
+    func testResultsIndependentOfThreadsAndBatch() throws {
+        guard let isa = QuantizedLinear.bestISA else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let (rows, cols) = (577, 192)
+        let bytes = Self.randomMatrix(.q8_0, rows: rows, cols: cols, seed: 11)
+        let x = Self.randomFloats(16 * cols, seed: 12)
+        let one = try Self.kernel(.q8_0, bytes, rows: rows, cols: cols, x: x, t: 16, isa: isa, threads: 1)
+        for threads in [2, 3, 4] {
+            XCTAssertEqual(try Self.kernel(.q8_0, bytes, rows: rows, cols: cols, x: x, t: 16, isa: isa, threads: threads), one)
+        }
+        let first = try Self.kernel(.q8_0, bytes, rows: rows, cols: cols, x: x, t: 1, isa: isa, threads: 2)
+        XCTAssertEqual(first, Array(one.prefix(rows)))
+    }
+
+    func testViewsRejectWhatNoKernelReads() {
+        let bytes = [UInt8](repeating: 0, count: 20 * 4)
+        bytes.withUnsafeBytes { raw in
+            XCTAssertNotNil(QuantizedMatrix(type: .q4_1, bytes: raw, rows: 2, cols: 64))
+            XCTAssertNil(QuantizedMatrix(type: .f32, bytes: raw, rows: 2, cols: 10), "no float kernel")
+            XCTAssertNil(QuantizedMatrix(type: .q4_1, bytes: raw, rows: 3, cols: 64), "bytes too short")
+            XCTAssertNil(QuantizedMatrix(type: .q4_1, bytes: raw, rows: 2, cols: 48), "partial block")
+            guard let m = QuantizedMatrix(type: .q4_1, bytes: raw, rows: 2, cols: 64) else { return }
+            var y: [Float] = [1, 2]
+            let x = [Float](repeating: 1, count: 64)
+            XCTAssertFalse(QuantizedLinear.run(x, m, &y, rows: 1, isa: nil), "no ISA: nothing runs")
+            XCTAssertEqual(y, [1, 2])
+        }
+    }
+
+    // MARK: - in the model
+
+    static func syntheticModel() throws -> LlamaModel {
+        let c = SyntheticConfig(layers: 2, hidden: 64, ffn: 128, heads: 4, kvHeads: 2, matrixType: .q4_1)
+        return try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes()))
+    }
+
+    func logits(_ m: LlamaModel, _ ids: [Int32], quantized: Bool) throws -> [Float] {
+        m.quantized.enabled = quantized
+        defer { m.quantized.enabled = true }
+        return try m.forward(TokenBatch([ids]), logitRows: [ids.count - 1]).logits
+    }
+
+    func testModelLogitsMatchFloat32Path() throws {
+        guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let m = try Self.syntheticModel()
+        XCTAssertNotNil(m.quantized.lmHead)
+        let ids: [Int32] = [5, 17, 42, 99, 3, 250, 7, 64, 128, 11]
+        let q = try logits(m, ids, quantized: true), f = try logits(m, ids, quantized: false)
+        let diff = zip(q, f).map { abs($0 - $1) }.max() ?? .nan
+        print("synthetic model, 10 tokens: max |logit diff| quantized vs float32 = \(diff)")
+        XCTAssertLessThanOrEqual(diff, 1e-4)
+    }
+
+    func testEditedDownIsReadFromFloat32Weights() throws {
+        guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let m = try Self.syntheticModel()
+        let ids: [Int32] = [5, 17, 42, 99, 3]
+        let before = try logits(m, ids, quantized: true)
+        // An edit of layer 1's ffn_down, in place, as the edit engine applies it.
+        let down = m.weights.layers[1].down
+        for i in 0..<down.count { down[i] += 0.05 * Float(i % 7 - 3) }
+        let stale = try logits(m, ids, quantized: true)
+        XCTAssertEqual(stale, before, "unmarked, the few-token path still reads the stored bytes")
+        XCTAssertFalse(m.quantized.isEdited(layer: 1))
+        try m.markEdited(layer: 1)
+        XCTAssertTrue(m.quantized.isEdited(layer: 1))
+        let edited = try logits(m, ids, quantized: true), float32 = try logits(m, ids, quantized: false)
+        let change = zip(edited, before).map { abs($0 - $1) }.max() ?? 0
+        let diff = zip(edited, float32).map { abs($0 - $1) }.max() ?? .nan
+        print("edited layer: logits moved by up to \(change); max |diff| to the float32 path \(diff)")
+        XCTAssertGreaterThan(change, 1e-3, "the edit shows in the output")
+        XCTAssertLessThanOrEqual(diff, 1e-4)
+        XCTAssertThrowsError(try m.markEdited(layer: 2)) { XCTAssertEqual($0 as? ModelError, .layerOutOfRange(2, layers: 2)) }
+    }
+}
