@@ -13,7 +13,16 @@
 #define QK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 #define QK_INLINE static inline __attribute__((always_inline))
 
-enum { QK_BLOCK = 32, Q4_1_BYTES = 20, Q8_0_BYTES = 34, QK_MAX_TILE = 8, QK_MAX_ROWS = 2 };
+enum { QK_BLOCK = 32, Q4_1_BYTES = 20, Q8_0_BYTES = 34 };
+// Register blocking: output rows × token rows per tile, as many as the vector registers hold
+// (AVX-512: 2 × 10 accumulators + 4 weight vectors of 32; AVX2: 8 accumulators + 4 weights of 16).
+enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 8 };
+
+/// Token rows per tile: balanced tiles of at most `max` rows (10 → one tile of 10, 12 → 6 + 6).
+static inline int64_t tile_size(int64_t t, int64_t max) {
+    const int64_t tiles = (t + max - 1) / max;
+    return (t + tiles - 1) / tiles;
+}
 
 static qk_isa detect_isa(void) {
     __builtin_cpu_init();
@@ -39,13 +48,18 @@ QK_INLINE void store(float *y, float s, int accumulate) { *y = accumulate ? *y +
 
 // ---- AVX-512: a block is two 16-lane vectors, two accumulators per token row ----
 
+// The 16 possible values d·k + m of the block (k = 0…15) form a table; vpermps picks w[j] = table[q_j]
+// and reads only the low 4 bits of each index, so the low nibbles need no mask.
 QK_INLINE QK_AVX512 void dequant_q4_1_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
-    const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(b))), m = _mm512_set1_ps(_cvtsh_ss(load_u16(b + 2)));
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
-    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-    *w0 = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo))), m);
-    *w1 = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi))), m);
+    uint32_t dm;
+    memcpy(&dm, b, 4);
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
+    const __m512 d = _mm512_broadcastss_ps(f), m = _mm512_broadcastss_ps(_mm_movehdup_ps(f));
+    const __m512 k = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 table = _mm512_add_ps(_mm512_mul_ps(d, k), m);
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 4)));
+    *w0 = _mm512_permutexvar_ps(q, table);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
 }
 
 QK_INLINE QK_AVX512 void dequant_q8_0_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
@@ -58,11 +72,11 @@ QK_INLINE QK_AVX512 void dequant_q8_0_512(const uint8_t *b, __m512 *w0, __m512 *
 // registers). Several output rows share each load of x; one accumulator per (row, token).
 QK_INLINE QK_AVX512 void tile_512(int q8, const uint8_t *wr, int64_t rowBytes, int nr, int64_t nb,
                                   const float *x, int64_t in, int tt, float *y, int64_t ldy, int accumulate) {
-    __m512 a[QK_MAX_ROWS][QK_MAX_TILE];
+    __m512 a[ROWS_512][QK_MAX_TILE];
     for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm512_setzero_ps();
     const int64_t bytes = q8 ? Q8_0_BYTES : Q4_1_BYTES;
     for (int64_t b = 0; b < nb; b++) {
-        __m512 w0[QK_MAX_ROWS], w1[QK_MAX_ROWS];
+        __m512 w0[ROWS_512], w1[ROWS_512];
         for (int r = 0; r < nr; r++) {
             const uint8_t *blk = wr + r * rowBytes + b * bytes;
             if (q8) dequant_q8_0_512(blk, &w0[r], &w1[r]); else dequant_q4_1_512(blk, &w0[r], &w1[r]);
@@ -86,14 +100,15 @@ QK_INLINE QK_AVX512 void tile_512(int q8, const uint8_t *wr, int64_t rowBytes, i
     case 5: fn(q8, wr, rowBytes, nr, nb, xt, in, 5, yt, ldy, accumulate); break; \
     case 6: fn(q8, wr, rowBytes, nr, nb, xt, in, 6, yt, ldy, accumulate); break; \
     case 7: fn(q8, wr, rowBytes, nr, nb, xt, in, 7, yt, ldy, accumulate); break; \
-    default: fn(q8, wr, rowBytes, nr, nb, xt, in, 8, yt, ldy, accumulate); break; \
+    case 8: fn(q8, wr, rowBytes, nr, nb, xt, in, 8, yt, ldy, accumulate); break; \
+    case 9: fn(q8, wr, rowBytes, nr, nb, xt, in, 9, yt, ldy, accumulate); break; \
+    default: fn(q8, wr, rowBytes, nr, nb, xt, in, 10, yt, ldy, accumulate); break; \
     }
 
-// Output rows [o, o + nr) over all token rows, in balanced tiles of ≤ QK_MAX_TILE tokens.
+// Output rows [o, o + nr) over all token rows, tile by tile.
 QK_INLINE QK_AVX512 void rows_512(int q8, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
                                   int nr, float *y, int64_t ldy, int accumulate) {
-    const int64_t nb = in / QK_BLOCK;
-    const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
+    const int64_t nb = in / QK_BLOCK, size = tile_size(t, TILE_512);
     for (int64_t t0 = 0; t0 < t; t0 += size) {
         const float *xt = x + t0 * in;
         float *yt = y + t0 * ldy;
@@ -106,7 +121,7 @@ QK_INLINE QK_AVX512 void linear_512(int q8, const float *x, int64_t t, int64_t i
                                     float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t rowBytes = in / QK_BLOCK * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
     int64_t o = o0;
-    for (; o + QK_MAX_ROWS <= o1; o += QK_MAX_ROWS) rows_512(q8, x, t, in, w + o * rowBytes, rowBytes, QK_MAX_ROWS, y + o, ldy, accumulate);
+    for (; o + ROWS_512 <= o1; o += ROWS_512) rows_512(q8, x, t, in, w + o * rowBytes, rowBytes, ROWS_512, y + o, ldy, accumulate);
     for (; o < o1; o++) rows_512(q8, x, t, in, w + o * rowBytes, rowBytes, 1, y + o, ldy, accumulate);
 }
 
@@ -135,8 +150,10 @@ QK_INLINE QK_AVX2 float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-QK_INLINE QK_AVX2 void row_tile_256(int q8, const uint8_t *wr, int64_t nb, const float *x, int64_t in,
-                                    int tt, float *y, int64_t ldy, int accumulate) {
+// One output row × `tt` token rows (`nr` is always 1: 16 registers hold no second row).
+QK_INLINE QK_AVX2 void tile_256(int q8, const uint8_t *wr, int64_t rowBytes, int nr, int64_t nb,
+                                const float *x, int64_t in, int tt, float *y, int64_t ldy, int accumulate) {
+    (void)rowBytes; (void)nr;
     __m256 a[QK_MAX_TILE];
     for (int t = 0; t < tt; t++) a[t] = _mm256_setzero_ps();
     const int64_t bytes = q8 ? Q8_0_BYTES : Q4_1_BYTES;
@@ -151,24 +168,15 @@ QK_INLINE QK_AVX2 void row_tile_256(int q8, const uint8_t *wr, int64_t nb, const
 }
 
 QK_INLINE QK_AVX2 void linear_256(int q8, const float *x, int64_t t, int64_t in, const uint8_t *w,
-                               float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
-    const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES);
-    const int64_t tiles = (t + QK_MAX_TILE - 1) / QK_MAX_TILE, size = (t + tiles - 1) / tiles;
+                                  float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES), size = tile_size(t, TILE_256);
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *wr = w + o * rowBytes;
         for (int64_t t0 = 0; t0 < t; t0 += size) {
             const float *xt = x + t0 * in;
             float *yt = y + t0 * ldy + o;
-            switch (t - t0 < size ? t - t0 : size) {
-            case 1: row_tile_256(q8, wr, nb, xt, in, 1, yt, ldy, accumulate); break;
-            case 2: row_tile_256(q8, wr, nb, xt, in, 2, yt, ldy, accumulate); break;
-            case 3: row_tile_256(q8, wr, nb, xt, in, 3, yt, ldy, accumulate); break;
-            case 4: row_tile_256(q8, wr, nb, xt, in, 4, yt, ldy, accumulate); break;
-            case 5: row_tile_256(q8, wr, nb, xt, in, 5, yt, ldy, accumulate); break;
-            case 6: row_tile_256(q8, wr, nb, xt, in, 6, yt, ldy, accumulate); break;
-            case 7: row_tile_256(q8, wr, nb, xt, in, 7, yt, ldy, accumulate); break;
-            default: row_tile_256(q8, wr, nb, xt, in, 8, yt, ldy, accumulate); break;
-            }
+            const int64_t tt = t - t0 < size ? t - t0 : size;
+            QK_TILE_CASES(tile_256, 1)
         }
     }
 }

@@ -9,12 +9,14 @@ struct Generate: ParsableCommand {
     @Option(help: "Tokens to generate.") var maxTokens = 20
     @Option(help: "Sample from the k most likely tokens instead of greedy.") var topK: Int?
     @Option(help: "Seed of the sampler.") var seed: UInt64 = 0
+    @Option(help: "State directory of an edit campaign: answer with the edited model.") var state: String?
     @Argument(help: "The prompt.") var prompt: String
 
     func run() throws {
         let cfg = try modelOptions.resolved()
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
+        if let state { try EditState.load(directory: state).apply(to: model) }
         let ids = tok.encode(prompt)
         var sampler = Sampler(mode: topK.map { .topK($0) } ?? .greedy, seed: seed)
         let out = StreamingPrinter(tokenizer: tok)

@@ -86,6 +86,8 @@ final class FactsFileTests: XCTestCase {
                     #"facts.jsonl line 1: "requested_rewrite.target_new" must be an object"#)
         assertError(cf(#"{"prompt": "{} is", "subject": "S", "target_new": {"str": "T"}}"#, extra: #", "paraphrase_prompts": "p""#),
                     #"facts.jsonl line 1: "paraphrase_prompts" must be a list of strings"#)
+        assertError(#"{"case_id": true, "requested_rewrite": {"prompt": "{} is", "subject": "S", "target_new": {"str": "T"}}}"#,
+                    #"facts.jsonl line 1: "case_id" must be an integer"#)
         assertError(#"{"case_id": 1.5, "requested_rewrite": {"prompt": "{} is", "subject": "S", "target_new": {"str": "T"}}}"#,
                     #"facts.jsonl line 1: "case_id" must be an integer"#)
         assertError(#"[{"prompt": "{} is", "subject": "S", "target": "T"}, {"requested_rewrite": {"prompt": "x", "subject": "S", "target_new": {"str": "T"}}}]"#,

@@ -80,7 +80,7 @@ public enum FactsFile {
             if seen < offset { continue }
             if let limit, out.count >= limit { break }
             let at = "\(name) line \(i + 1)"
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line)) else {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line), options: .fragmentsAllowed) else {
                 throw FactsError.invalidJSON(location: at)
             }
             out.append(try record(object, at: at))
@@ -164,8 +164,9 @@ private struct Fields {
 
     func optionalInt(_ key: String) throws -> Int? {
         guard let v = values[key], !(v is NSNull) else { return nil }
-        // JSON numbers arrive as NSNumber; a fractional or boolean value is not an id.
-        guard let n = v as? NSNumber, !(v is Bool), let i = Int(exactly: n.doubleValue) else {
+        // JSON numbers and booleans both arrive as NSNumber (`is Bool` holds for 1 too); booleans carry
+        // the objCType "c". A fractional or boolean value is not an id.
+        guard let n = v as? NSNumber, String(cString: n.objCType) != "c", let i = Int(exactly: n.doubleValue) else {
             throw FactsError.wrongType(location: at, field: name(key), expected: "an integer")
         }
         return i
