@@ -1,9 +1,12 @@
 // Quantized small-batch linear kernels; see include/quant_kernels.h for the contract.
-// Loop order: for each output row, for each tile of ≤ 8 token rows, for each weight block:
-// dequantize the block into registers once, then one FMA per token row and 16 (or 8) lanes.
-// A row's weight bytes (≤ 1 KB) stay in L1 across the tiles, so memory sees each weight once.
-// Dequantization mirrors Dequantize.swift bit for bit (separate multiply and add, no fusing),
-// so the results differ from dequantize + sgemm only by summation order.
+// Loop order: for each pair of output rows (AVX2: each row), for each tile of ≤ 10 (AVX2: 8) token
+// rows, for each weight block: dequantize the block into registers once, then one FMA per token row
+// and 16 (AVX2: 8) lanes. A row's bytes (≤ 1 KB) stay in L1 across the tiles, so memory sees each
+// weight once per call. The AVX-512 loop is bound by its two vector ports (FMAs + dequantization):
+// ≈ 95 GF/s at T = 10 on one core here, against ≈ 117 for sgemm on float32 weights already in cache.
+// Dequantization mirrors Dequantize.swift bit for bit, so the results differ from dequantize +
+// sgemm only by summation order. FMA_EXACT: fusing d·q + m changes nothing, because d (f16, 11
+// significant bits) times q (≤ 4 bits) has ≤ 15 significant bits and is exact in float32.
 #include "quant_kernels.h"
 
 #include <immintrin.h>
@@ -17,6 +20,7 @@ enum { QK_BLOCK = 32, Q4_1_BYTES = 20, Q8_0_BYTES = 34 };
 // Register blocking: output rows × token rows per tile, as many as the vector registers hold
 // (AVX-512: 2 × 10 accumulators + 4 weight vectors of 32; AVX2: 8 accumulators + 4 weights of 16).
 enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 8 };
+_Static_assert(TILE_512 <= QK_MAX_TILE && TILE_256 <= QK_MAX_TILE, "tiles fit the accumulator arrays");
 
 /// Token rows per tile: balanced tiles of at most `max` rows (10 → one tile of 10, 12 → 6 + 6).
 static inline int64_t tile_size(int64_t t, int64_t max) {
@@ -46,17 +50,28 @@ QK_INLINE uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); re
 
 QK_INLINE void store(float *y, float s, int accumulate) { *y = accumulate ? *y + s : s; }
 
+// Weights are read once, in order, and with one or two tokens the kernel waits on memory: asking
+// for the lines PREFETCH_BYTES ahead of the rows being read keeps more loads in flight than the
+// hardware prefetcher does on these VMs (measured: T = 1 Q4_1 576→1536 from memory 113 → 71 µs,
+// Q8_0 LM head 6.1 → 3.5 ms; T = 10 unchanged). A prefetch past the matrix's end is harmless: it never faults.
+enum { PREFETCH_BYTES = 2048 };
+QK_INLINE void prefetch_ahead(const uint8_t *rows, int64_t bytes) {
+    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(rows + PREFETCH_BYTES + o), _MM_HINT_T0);
+}
+
 // ---- AVX-512: a block is two 16-lane vectors, two accumulators per token row ----
 
 // The 16 possible values d·k + m of the block (k = 0…15) form a table; vpermps picks w[j] = table[q_j]
-// and reads only the low 4 bits of each index, so the low nibbles need no mask.
+// and reads only the low 4 bits of each index, so the low nibbles need no mask. d and m arrive as one
+// broadcast 32-bit load converted in place (measured: T = 10 90 → 96 GF/s over converting d and m
+// separately, 80 → 90 over nibble→int→float conversions; T = 1 99 → 65 µs for 1536 × 576).
 QK_INLINE QK_AVX512 void dequant_q4_1_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
     uint32_t dm;
     memcpy(&dm, b, 4);
-    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dm));
-    const __m512 d = _mm512_broadcastss_ps(f), m = _mm512_broadcastss_ps(_mm_movehdup_ps(f));
+    const __m512 f = _mm512_cvtph_ps(_mm256_set1_epi32((int)dm));  // d, m, d, m, …
+    const __m512 d = _mm512_moveldup_ps(f), m = _mm512_movehdup_ps(f);
     const __m512 k = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512 table = _mm512_add_ps(_mm512_mul_ps(d, k), m);
+    const __m512 table = _mm512_fmadd_ps(d, k, m);  // = d·k + m rounded twice: d·k is exact (FMA_EXACT)
     const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 4)));
     *w0 = _mm512_permutexvar_ps(q, table);
     *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
@@ -91,6 +106,8 @@ QK_INLINE QK_AVX512 void tile_512(int q8, const uint8_t *wr, int64_t rowBytes, i
         for (int t = 0; t < tt; t++) store(y + t * ldy + r, _mm512_reduce_add_ps(a[r][t]), accumulate);
 }
 
+// Calls fn with the tile height `tt` as a literal (1…QK_MAX_TILE), so each case gets its own
+// register allocation; uses the caller's q8, wr, rowBytes, nb, xt, in, yt, ldy, accumulate.
 #define QK_TILE_CASES(fn, nr) \
     switch (tt) { \
     case 1: fn(q8, wr, rowBytes, nr, nb, xt, in, 1, yt, ldy, accumulate); break; \
@@ -109,6 +126,7 @@ QK_INLINE QK_AVX512 void tile_512(int q8, const uint8_t *wr, int64_t rowBytes, i
 QK_INLINE QK_AVX512 void rows_512(int q8, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
                                   int nr, float *y, int64_t ldy, int accumulate) {
     const int64_t nb = in / QK_BLOCK, size = tile_size(t, TILE_512);
+    prefetch_ahead(wr, nr * rowBytes);
     for (int64_t t0 = 0; t0 < t; t0 += size) {
         const float *xt = x + t0 * in;
         float *yt = y + t0 * ldy;
@@ -134,7 +152,7 @@ QK_INLINE QK_AVX2 void dequant_q4_1_256(const uint8_t *b, __m256 w[4]) {
     const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
     const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
     for (int i = 0; i < 4; i++)
-        w[i] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i]))), m);
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), m);  // FMA_EXACT
 }
 
 QK_INLINE QK_AVX2 void dequant_q8_0_256(const uint8_t *b, __m256 w[4]) {
@@ -172,6 +190,7 @@ QK_INLINE QK_AVX2 void linear_256(int q8, const float *x, int64_t t, int64_t in,
     const int64_t nb = in / QK_BLOCK, rowBytes = nb * (q8 ? Q8_0_BYTES : Q4_1_BYTES), size = tile_size(t, TILE_256);
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *wr = w + o * rowBytes;
+        prefetch_ahead(wr, rowBytes);
         for (int64_t t0 = 0; t0 < t; t0 += size) {
             const float *xt = x + t0 * in;
             float *yt = y + t0 * ldy + o;

@@ -28,4 +28,10 @@ int qk_linear_q4_1(qk_isa isa, const float *x, int64_t t, int64_t in, const void
 int qk_linear_q8_0(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                    float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
 
+/// All output rows of the Q4_1 (`q8` = 0) or Q8_0 (`q8` = 1) product, split by rows over the caller
+/// and `threads` − 1 persistent workers (thread_pool.c). Runs on the caller alone when another
+/// thread's product is in flight. Same return values as the kernels.
+int qk_linear_parallel(int q8, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                       float *y, int64_t rows, int accumulate, int threads);
+
 #endif

@@ -6,7 +6,6 @@
 // Shapes: x[T × in], W[out × in] (GGUF layout), y[T × out], row-major.
 import CBLAS
 import CQuantKernels
-import Dispatch
 
 /// A read-only view of a quantized weight matrix [rows (out) × cols (in)] in GGUF block layout.
 /// The bytes must outlive the view (for a model: the memory-mapped `GGUFFile`).
@@ -37,38 +36,27 @@ public enum QuantizedLinear {
     /// The best ISA of this CPU, or nil where no kernel runs (callers then use `BLAS.linear`).
     public static let bestISA: ISA? = ISA(rawValue: Int(qk_best_isa().rawValue))
 
-    /// Token rows up to which the kernel beats float32 sgemm. Measured per T on the model's shapes
-    /// (576→1536, 1536→576, 576→192, Q4_1; 576→49152, Q8_0), one thread: at T = 16 the kernel is
-    /// still 1.3-2× faster; the two meet near T = 24-32.
-    public static let maxRows = 16
+    /// Token rows up to which the model uses the kernel rather than float32 sgemm. Measured on a whole
+    /// SmolLM2 forward, one thread (kernel vs sgemm): T = 10 43 vs 114 ms, 16: 76 vs 136, 32: 123 vs
+    /// 167, 48: 175 vs 205, 64: 235 vs 249, 128: 390 vs 352. The two meet near T = 64, where sgemm
+    /// stops waiting on its 424 MB of float32 weights; 32 keeps a clear margin.
+    public static let maxRows = 32
 
     /// Multiply-adds (T·out·in) per thread below which splitting costs more than it saves.
-    static let minParallelWork = 1 << 18
+    static let minParallelWork = 1 << 16
 
-    /// y[T × out] (+)= x[T × in] · Wᵀ, split over up to `threads` threads by output rows (default:
-    /// the thread count OpenBLAS was given, so one setting governs the process). Returns false and
-    /// writes nothing when `isa` is nil or not supported by this CPU.
+    /// Threads a product uses by default: OpenBLAS's count (`BLAS.setThreads`), so one setting governs the process.
+    public static var defaultThreads: Int { max(1, Int(openblas_get_num_threads())) }
+
+    /// y[T × out] (+)= x[T × in] · Wᵀ, split by output rows over up to `threads` threads (default
+    /// `defaultThreads`): the caller and persistent workers of the C kernels' pool (thread_pool.c
+    /// says why not Dispatch). Returns false and writes nothing when `isa` is nil or unsupported here.
     @discardableResult
     public static func run(_ x: UnsafePointer<Float>, _ w: QuantizedMatrix, _ y: UnsafeMutablePointer<Float>,
                            rows t: Int, accumulate: Bool = false, threads: Int? = nil, isa: ISA? = bestISA) -> Bool {
         guard let isa, isa.rawValue <= (bestISA?.rawValue ?? 0) else { return false }
-        // An empty row range checks the arguments, so the threads below cannot fail half-way.
-        guard t > 0, range(x, w, y, t, 0, 0, accumulate, isa) else { return t == 0 }
-        let n = min(max(1, threads ?? Int(openblas_get_num_threads())),
-                    max(1, t * w.rows * w.cols / minParallelWork), max(1, w.rows / 2))
-        if n == 1 { return range(x, w, y, t, 0, w.rows, accumulate, isa) }
-        let chunk = ((w.rows + n - 1) / n + 1) & ~1  // even: the kernel pairs output rows
-        DispatchQueue.concurrentPerform(iterations: n) { i in
-            _ = range(x, w, y, t, min(w.rows, i * chunk), min(w.rows, (i + 1) * chunk), accumulate, isa)
-        }
-        return true
-    }
-
-    /// Output rows [o0, o1) on the calling thread.
-    private static func range(_ x: UnsafePointer<Float>, _ w: QuantizedMatrix, _ y: UnsafeMutablePointer<Float>,
-                              _ t: Int, _ o0: Int, _ o1: Int, _ accumulate: Bool, _ isa: ISA) -> Bool {
-        let kernel = w.format == .q4_1 ? qk_linear_q4_1 : qk_linear_q8_0
-        return kernel(qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t), Int64(w.cols), w.bytes.baseAddress,
-                      y, Int64(w.rows), Int64(o0), Int64(o1), accumulate ? 1 : 0) == 0
+        let n = min(max(1, threads ?? defaultThreads), max(1, t * w.rows * w.cols / minParallelWork))
+        return qk_linear_parallel(w.format == .q8_0 ? 1 : 0, qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t),
+                                  Int64(w.cols), w.bytes.baseAddress, y, Int64(w.rows), accumulate ? 1 : 0, Int32(n)) == 0
     }
 }

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+/// `alphaedit cov`: the preserved-knowledge statistics K0 and the null-space projectors of
+/// method.md §1, computed once per model and layer set and stored for `edit` and the workers.
+struct Cov: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Build the K0 key statistics and the null-space projectors (method.md §1).")
+
+    static let statisticsFile = "statistics.bin"
+    static let projectorFile = "projector.bin"
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Edited layers: a range \"3-7\", a list \"3,5,7\", or both \"3-5,7\".") var layers = "3-7"
+    @Option(help: "Sentences of the corpus to use (method.md §5 measured with 10,000).") var sentences = 10_000
+    @Option(help: "Sentences to skip first (a shard of the corpus).") var offset = 0
+    @Option(help: "Corpus: JSON lines with a \"sentence\" field, or one sentence a line.")
+    var corpus = "../shared/data/wiki-triplets/trex.jsonl"
+    @Option(help: "Directory for \(Cov.statisticsFile) and \(Cov.projectorFile).") var out = "state/cov"
+    @Option(help: "Null-space threshold τ: eigenvalues of C0 below it span the kept directions.")
+    var threshold = NullSpaceProjector.defaultThreshold
+    @Option(help: "Tokens per forward batch.") var batchTokens = CovarianceBuilder.defaultBatchTokens
+    @Flag(help: "Print one JSON object instead of the table.") var json = false
+
+    struct LayerReport: Codable {
+        var layer: Int
+        var tokens: Int
+        /// f, the key dimension.
+        var dimension: Int
+        var kept: Int
+        var kept_fraction: Double
+        var eigenvalue_min: Double
+        var eigenvalue_median: Double
+        var eigenvalue_max: Double
+    }
+
+    struct Report: Codable {
+        var model: String
+        var corpus: String
+        var first_sentence: Int
+        var sentences: Int
+        var tokens: Int
+        var seconds: Double
+        var tokens_per_s: Double
+        var threads: Int
+        var threshold: Double
+        var statistics: String
+        var projector: String
+        var layers: [LayerReport]
+    }
+
+    func validate() throws {
+        guard sentences >= 1 else { throw ValidationError("--sentences must be at least 1") }
+        guard offset >= 0 else { throw ValidationError("--offset must not be negative") }
+        guard threshold.isFinite, threshold > 0 else { throw ValidationError("--threshold must be a positive number") }
+        guard batchTokens >= 1 else { throw ValidationError("--batch-tokens must be at least 1") }
+        _ = try LayerList.parse(layers)  // syntax now; the model's layer count once it is loaded
+    }
+
+    func run() throws {
+        let cfg = try modelOptions.resolved()
+        let model = try LlamaModel(path: cfg.model)
+        let chosen = try LayerList.parse(layers, modelLayers: model.config.layers)
+        let tok = try BPETokenizer(gguf: model.gguf)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+
+        let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens)
+        let range = offset..<(offset + sentences)
+        let name = URL(fileURLWithPath: corpus).lastPathComponent
+        let provenance = "model \(URL(fileURLWithPath: cfg.model).lastPathComponent); corpus \(name) sentences "
+            + "\(range.lowerBound)..<\(range.upperBound); layers \(LayerList.format(chosen))"
+        var printer = ProgressPrinter()
+        let t0 = ProcessStats.now()
+        let stats = try builder.build(corpus: corpus, range: range, provenance: provenance) { printer.show($0) }
+        let seconds = ProcessStats.now() - t0
+        printer.finish()
+
+        let statsPath = out + "/" + Self.statisticsFile, projPath = out + "/" + Self.projectorFile
+        try stats.write(to: statsPath)
+        let projectors = try NullSpaceProjectorSet(statistics: stats, threshold: threshold)
+        try projectors.write(to: projPath)
+
+        let tokens = try stats.count(layer: chosen[0])
+        let rows = try projectors.projectors.map { p in
+            let s = p.spectrum
+            return LayerReport(layer: p.layer, tokens: try stats.count(layer: p.layer), dimension: p.f,
+                               kept: p.keptDimension,
+                               kept_fraction: p.keptFraction, eigenvalue_min: s.min, eigenvalue_median: s.median,
+                               eigenvalue_max: s.max)
+        }
+        let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
+                            seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads,
+                            threshold: threshold, statistics: statsPath, projector: projPath, layers: rows)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(report), as: UTF8.self))
+        } else {
+            printTable(report)
+        }
+    }
+
+    private func printTable(_ r: Report) {
+        let name = URL(fileURLWithPath: r.corpus).lastPathComponent
+        print("K0 statistics: \(r.sentences) sentences of \(name) from #\(r.first_sentence), \(r.tokens) tokens, "
+              + String(format: "%.1f s (%.0f tokens/s, %d threads)", r.seconds, r.tokens_per_s, r.threads))
+        print("null space: eigenvalues of C0 = E[kkᵀ] below τ = \(r.threshold)")
+        print("layer    tokens   kept r   kept %    min eig   median eig    max eig")
+        for l in r.layers {
+            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %9.3e  %11.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,
+                         100 * l.kept_fraction, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max))
+        }
+        print("wrote \(r.statistics) and \(r.projector)")
+    }
+}
+
+/// The progress line on stderr, rewritten in place with \r at most 4 times a second.
+private struct ProgressPrinter {
+    static let interval = 0.25
+    private var last = -Double.infinity
+    private var pending: CovarianceProgress?
+
+    mutating func show(_ p: CovarianceProgress) {
+        let now = ProcessStats.now()
+        pending = p
+        guard now - last >= Self.interval else { return }
+        last = now
+        write(p)
+    }
+
+    /// The last state (if not shown yet) and the line break that ends the progress line.
+    mutating func finish() {
+        if let pending { write(pending) }
+        FileHandle.standardError.write(Data("\n".utf8))
+    }
+
+    private mutating func write(_ p: CovarianceProgress) {
+        pending = nil
+        let eta = p.eta.map { Self.clock($0) } ?? "–"
+        let pct = p.tokensTotal > 0 ? 100 * Double(p.tokensDone) / Double(p.tokensTotal) : 0
+        let line = String(format: "\rK0 statistics: %d/%d sentences (%.0f%%), %d tokens, %.0f tokens/s, ",
+                          p.sentencesDone, p.sentencesTotal, pct, p.tokensDone, p.tokensPerSecond) + "ETA \(eta)   "
+        FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    private static func clock(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
+    }
+}
