@@ -21,6 +21,7 @@ struct Cov: ParsableCommand {
     @Option(help: "Null-space threshold τ: eigenvalues of C0 below it span the kept directions.")
     var threshold = NullSpaceProjector.defaultThreshold
     @Option(help: "Tokens per forward batch.") var batchTokens = CovarianceBuilder.defaultBatchTokens
+    @Option(help: "Forward passes in parallel, sharing --threads (default: one per thread).") var workers: Int?
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     struct LayerReport: Codable {
@@ -44,6 +45,7 @@ struct Cov: ParsableCommand {
         var seconds: Double
         var tokens_per_s: Double
         var threads: Int
+        var workers: Int
         var threshold: Double
         var statistics: String
         var projector: String
@@ -52,9 +54,12 @@ struct Cov: ParsableCommand {
 
     func validate() throws {
         guard sentences >= 1 else { throw ValidationError("--sentences must be at least 1") }
-        guard offset >= 0 else { throw ValidationError("--offset must not be negative") }
+        guard offset >= 0, !offset.addingReportingOverflow(sentences).overflow else {
+            throw ValidationError("--offset must be a sentence index (0 or more)")
+        }
         guard threshold.isFinite, threshold > 0 else { throw ValidationError("--threshold must be a positive number") }
         guard batchTokens >= 1 else { throw ValidationError("--batch-tokens must be at least 1") }
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         _ = try LayerList.parse(layers)  // syntax now; the model's layer count once it is loaded
     }
 
@@ -65,7 +70,10 @@ struct Cov: ParsableCommand {
         let tok = try BPETokenizer(gguf: model.gguf)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
 
-        let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens)
+        let workers = min(self.workers ?? cfg.threads, cfg.threads)
+        BLAS.setThreads(max(1, cfg.threads / workers))
+        let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens,
+                                            workers: workers)
         let range = offset..<(offset + sentences)
         let name = URL(fileURLWithPath: corpus).lastPathComponent
         let provenance = "model \(URL(fileURLWithPath: cfg.model).lastPathComponent); corpus \(name) sentences "
@@ -85,12 +93,11 @@ struct Cov: ParsableCommand {
         let rows = try projectors.projectors.map { p in
             let s = p.spectrum
             return LayerReport(layer: p.layer, tokens: try stats.count(layer: p.layer), dimension: p.f,
-                               kept: p.keptDimension,
-                               kept_fraction: p.keptFraction, eigenvalue_min: s.min, eigenvalue_median: s.median,
-                               eigenvalue_max: s.max)
+                               kept: p.keptDimension, kept_fraction: p.keptFraction,
+                               eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max)
         }
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
-                            seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads,
+                            seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads, workers: workers,
                             threshold: threshold, statistics: statsPath, projector: projPath, layers: rows)
         if json {
             let enc = JSONEncoder()
@@ -104,7 +111,8 @@ struct Cov: ParsableCommand {
     private func printTable(_ r: Report) {
         let name = URL(fileURLWithPath: r.corpus).lastPathComponent
         print("K0 statistics: \(r.sentences) sentences of \(name) from #\(r.first_sentence), \(r.tokens) tokens, "
-              + String(format: "%.1f s (%.0f tokens/s, %d threads)", r.seconds, r.tokens_per_s, r.threads))
+              + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers)", r.seconds, r.tokens_per_s,
+                            r.threads, r.workers))
         print("null space: eigenvalues of C0 = E[kkᵀ] below τ = \(r.threshold)")
         print("layer    tokens   kept r   kept %    min eig   median eig    max eig")
         for l in r.layers {
@@ -139,8 +147,9 @@ private struct ProgressPrinter {
         pending = nil
         let eta = p.eta.map { Self.clock($0) } ?? "–"
         let pct = p.tokensTotal > 0 ? 100 * Double(p.tokensDone) / Double(p.tokensTotal) : 0
-        let line = String(format: "\rK0 statistics: %d/%d sentences (%.0f%%), %d tokens, %.0f tokens/s, ",
-                          p.sentencesDone, p.sentencesTotal, pct, p.tokensDone, p.tokensPerSecond) + "ETA \(eta)   "
+        let line = String(format: "\rK0 statistics: %d/%d sentences, %d/%d tokens (%.0f%%), %.0f tokens/s, ",
+                          p.sentencesDone, p.sentencesTotal, p.tokensDone, p.tokensTotal, pct, p.tokensPerSecond)
+            + "ETA \(eta)   "
         FileHandle.standardError.write(Data(line.utf8))
     }
 

@@ -85,6 +85,18 @@ final class CovarianceFixtureTests: XCTestCase {
             print("layer \(l): \(try whole.count(layer: l)) tokens; halves merged vs whole: max diff / max|S| = \(d)")
             XCTAssertLessThanOrEqual(d, 1e-9)
         }
+        // Two workers (each its own batches and partial sums) = one, up to float64 summation order.
+        BLAS.setThreads(1)  // each worker calls BLAS from its own thread
+        defer { BLAS.setThreads(2) }  // the machine's cores, the test process's default
+        let two = try CovarianceBuilder(model: m, tokenizer: tok, layers: [3, 5], batchTokens: 300, workers: 2)
+        let parallel = try two.build(corpus: corpus, range: 0..<40)
+        for l in [3, 5] {
+            XCTAssertEqual(try parallel.count(layer: l), try whole.count(layer: l))
+            let w = try whole.sum(layer: l)
+            let d = zip(w.values, try parallel.sum(layer: l).values).reduce(0.0) { max($0, abs($1.0 - $1.1)) } / w.maxAbs
+            print("layer \(l): 2 workers vs 1: max diff / max|S| = \(d)")
+            XCTAssertLessThanOrEqual(d, 1e-9)
+        }
         XCTAssertGreaterThan(reports.count, 3, "several batches")
         XCTAssertEqual(reports.last?.sentencesDone, 40)
         XCTAssertEqual(reports.last?.tokensDone, try whole.count(layer: 3))
@@ -100,6 +112,12 @@ final class CovarianceFixtureTests: XCTestCase {
         }
         XCTAssertThrowsError(try CovarianceBuilder(model: m, tokenizer: tok, layers: [])) {
             XCTAssertEqual("\($0)", "layers [] must be distinct, non-empty and within the model's 0...29")
+        }
+        XCTAssertThrowsError(try CovarianceBuilder(model: m, tokenizer: tok, layers: [3], workers: 0)) {
+            XCTAssertEqual("\($0)", "0 workers: expected 1-256")
+        }
+        XCTAssertThrowsError(try CovarianceBuilder(model: m, tokenizer: tok, layers: [3], batchTokens: 0)) {
+            XCTAssertEqual("\($0)", "batch size 0 tokens must be at least 1")
         }
         let b = try CovarianceBuilder(model: m, tokenizer: tok, layers: [3])
         let corpus = try Self.corpus()
