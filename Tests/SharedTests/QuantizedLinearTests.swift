@@ -1,6 +1,7 @@
 // The quantized small-batch linear kernels against dequantize + a float64 reference product, for
 // every ISA this CPU runs, and the model's use of them: same logits as the float32 path, and an
-// edited `ffn_down` never read from its stale quantized bytes.
+// edited `ffn_down` never read from its stale quantized bytes. Also the vectorized SwiGLU.
+import CQuantKernels
 import Foundation
 import Shared
 import XCTest
@@ -156,6 +157,27 @@ final class QuantizedLinearTests: XCTestCase {
             let x = [Float](repeating: 1, count: 64)
             XCTAssertFalse(QuantizedLinear.run(x, m, &y, rows: 1, isa: nil), "no ISA: nothing runs")
             XCTAssertEqual(y, [1, 2])
+        }
+    }
+
+    // MARK: - SwiGLU
+
+    /// The vectorized SwiGLU of every ISA against the scalar formula with Foundation.exp, over
+    /// gates from −100 to 100 (both clamps of its exp) and a length with a partial last vector.
+    func testSwiGLUMatchesScalarFormula() throws {
+        let n = 20_003
+        var rng = SplitMix64(seed: 5)
+        let g = (0..<n).map { i in i < 200 ? Float(i - 100) : rng.symmetric(12) }, u = Self.randomFloats(n, seed: 6)
+        let ref = (0..<n).map { g[$0] / (1 + Foundation.exp(-g[$0])) * u[$0] }
+        for isa in [QuantizedLinear.ISA?.none] + isas.map(Optional.some) {
+            var k = [Float](repeating: .nan, count: n)
+            let rc = qk_swiglu(qk_isa(rawValue: UInt32(isa?.rawValue ?? 0)), g, u, &k, Int64(n))
+            XCTAssertEqual(rc, 0)
+            var worst: Float = 0
+            for i in 0..<n where abs(g[i]) <= 87 { worst = max(worst, abs(k[i] - ref[i]) / max(abs(ref[i]), 1e-30)) }
+            print("swiglu \(isa.map { "\($0)" } ?? "scalar"): max relative diff to the scalar formula \(worst)")
+            XCTAssertLessThanOrEqual(worst, 1e-6)
+            for i in 0..<n where abs(g[i]) > 87 { XCTAssertEqual(k[i], ref[i], accuracy: 1e-30 + 1e-6 * abs(ref[i]), "g = \(g[i])") }
         }
     }
 

@@ -1,9 +1,10 @@
-// Small-batch linear layers over GGML-quantized weights, float32 activations (no activation
-// quantization): y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in as blocks of 32.
-// Each weight block is dequantized once in registers (exactly as Dequantize.swift: d·q + m in
-// float32) and multiplied with every token row, so the weights stream from memory once per call.
-// The kernels are compiled for AVX2+FMA+F16C and AVX-512 by function attributes; callers ask
-// `qk_best_isa()` and fall back to float32 BLAS when it is QK_ISA_NONE.
+// Kernels of the few-token forward, in C for AVX2 / AVX-512 intrinsics.
+// Linear layers over GGML-quantized weights with float32 activations (no activation quantization):
+// y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in as blocks of 32. Each weight block is dequantized
+// once in registers (exactly as Dequantize.swift: d·q + m in float32) and multiplied with every token
+// row, so the weights stream from memory once per call. Plus a vectorized SwiGLU.
+// Each ISA's code is compiled by function attributes (no package-wide flags); callers pass an ISA no
+// better than `qk_best_isa()`, and use float32 BLAS where it is QK_ISA_NONE.
 #ifndef QUANT_KERNELS_H
 #define QUANT_KERNELS_H
 
@@ -33,5 +34,9 @@ int qk_linear_q8_0(qk_isa isa, const float *x, int64_t t, int64_t in, const void
 /// thread's product is in flight. Same return values as the kernels.
 int qk_linear_parallel(int q8, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                        float *y, int64_t rows, int accumulate, int threads);
+
+/// SwiGLU forward k[i] = g[i] / (1 + e^−g[i]) · u[i] for n elements, vectorized for `isa`
+/// (swiglu.c; QK_ISA_NONE: the scalar loop with expf). Returns 0, or -1 for an ISA this CPU lacks.
+int qk_swiglu(qk_isa isa, const float *g, const float *u, float *k, int64_t n);
 
 #endif

@@ -41,6 +41,7 @@ public final class QuantizedWeights: @unchecked Sendable {
 
     /// Call after changing `LlamaWeights.layers[layer].down` in place: that layer's products then
     /// always use the float32 matrix. Not undone by restoring the weights (float32 stays correct).
+    /// Like the edit itself, not concurrently with a forward of this model.
     public func markEdited(layer: Int) throws {
         guard downEdited.indices.contains(layer) else { throw ModelError.layerOutOfRange(layer, layers: downEdited.count) }
         downEdited[layer] = true
