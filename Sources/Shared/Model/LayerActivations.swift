@@ -21,13 +21,13 @@ public final class LayerActivations: @unchecked Sendable {
 
     public init(config c: LlamaConfig, rows t: Int, probCount: Int) {
         rows = t
-        input = FloatBuffer(count: t * c.hidden); attnIn = FloatBuffer(count: t * c.hidden)
-        attnRstd = FloatBuffer(count: t); q = FloatBuffer(count: t * c.qDim)
-        k = FloatBuffer(count: t * c.kvDim); v = FloatBuffer(count: t * c.kvDim)
-        probs = FloatBuffer(count: probCount); attnOut = FloatBuffer(count: t * c.qDim)
-        mid = FloatBuffer(count: t * c.hidden); ffnIn = FloatBuffer(count: t * c.hidden)
-        ffnRstd = FloatBuffer(count: t); gate = FloatBuffer(count: t * c.ffn)
-        up = FloatBuffer(count: t * c.ffn); key = FloatBuffer(count: t * c.ffn)
-        output = FloatBuffer(count: t * c.hidden)
+        input = FloatBuffer(count: t * c.hidden, zeroed: false); attnIn = FloatBuffer(count: t * c.hidden, zeroed: false)
+        attnRstd = FloatBuffer(count: t, zeroed: false); q = FloatBuffer(count: t * c.qDim, zeroed: false)
+        k = FloatBuffer(count: t * c.kvDim, zeroed: false); v = FloatBuffer(count: t * c.kvDim, zeroed: false)
+        probs = FloatBuffer(count: probCount, zeroed: false); attnOut = FloatBuffer(count: t * c.qDim, zeroed: false)
+        mid = FloatBuffer(count: t * c.hidden, zeroed: false); ffnIn = FloatBuffer(count: t * c.hidden, zeroed: false)
+        ffnRstd = FloatBuffer(count: t, zeroed: false); gate = FloatBuffer(count: t * c.ffn, zeroed: false)
+        up = FloatBuffer(count: t * c.ffn, zeroed: false); key = FloatBuffer(count: t * c.ffn, zeroed: false)
+        output = FloatBuffer(count: t * c.hidden, zeroed: false)
     }
 }
