@@ -1,0 +1,53 @@
+// Mean per-token NLL of " " + target after a prompt (method.md §6), batched: every (prompt, target)
+// pair is one sequence `prompt + target`, scored by teacher forcing in one forward pass.
+import Foundation
+
+public struct TargetScorer {
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+    /// Sequences per forward pass.
+    public var batchSize = 64
+
+    public init(model: LlamaModel, tokenizer: BPETokenizer) { self.model = model; self.tokenizer = tokenizer }
+
+    /// Mean NLL (nats per token) of each `target` (no leading space; one is added) after its `prompt`.
+    public func meanNLL(_ pairs: [(prompt: String, target: String)]) throws -> [Double] {
+        var out: [Double] = []
+        out.reserveCapacity(pairs.count)
+        var i = 0
+        while i < pairs.count {
+            let chunk = pairs[i..<min(i + batchSize, pairs.count)]
+            var seqs: [[Int32]] = [], rows: [Int] = [], targets: [Int32] = [], owner: [Int] = []
+            for (j, p) in chunk.enumerated() {
+                let prompt = tokenizer.encode(p.prompt)
+                let target = tokenizer.encode(" " + p.target.trimmingCharacters(in: .whitespaces))
+                guard !prompt.isEmpty, !target.isEmpty else { throw ModelError.emptyPrompt }
+                seqs.append(prompt + target)
+                for (t, id) in target.enumerated() { owner.append(j); targets.append(id); rows.append(prompt.count - 1 + t) }
+            }
+            let batch = TokenBatch(seqs)
+            let packed = zip(owner, rows).map { batch.row($0.0, $0.1) }
+            let r = try model.forward(batch, logitRows: packed)
+            var sum = [Double](repeating: 0, count: chunk.count), n = sum
+            for (k, id) in targets.enumerated() {
+                let row = r.logits(at: k)
+                let mx = row.max() ?? 0
+                let lse = Double(mx) + log(row.reduce(0.0) { $0 + exp(Double($1 - mx)) })
+                sum[owner[k]] += lse - Double(row[row.startIndex + Int(id)])
+                n[owner[k]] += 1
+            }
+            out += zip(sum, n).map { $0 / $1 }
+            i += chunk.count
+        }
+        return out
+    }
+
+    /// Efficacy ×100: share of requests whose rewrite prompt gives NLL(new) < NLL(true).
+    public func efficacy(_ requests: [EditRequest]) throws -> Double {
+        let scored = requests.filter { $0.targetTrue != nil }
+        guard !scored.isEmpty else { return .nan }
+        let new = try meanNLL(scored.map { ($0.filledPrompt, $0.targetNew) })
+        let old = try meanNLL(scored.map { ($0.filledPrompt, $0.targetTrue ?? "") })
+        return 100 * Double(zip(new, old).filter { $0 < $1 }.count) / Double(scored.count)
+    }
+}
