@@ -73,7 +73,9 @@ struct Edit: ParsableCommand {
         let batches = stride(from: 0, to: requests.count, by: batchSize).map { Array(requests[$0..<min($0 + batchSize, requests.count)]) }
         let start = ProcessStats.now()
         var doneRequests = st.manifest.batches.reduce(0) { $0 + $1.requests }
+        let scorer = TargetScorer(model: model, tokenizer: tok)
         for (bi, batch) in batches.enumerated() where bi >= st.manifest.batches.count {
+            let pre = try scorer.efficacy(batch)
             let out = try editor.apply(batch) { n in
                 let el = ProcessStats.now() - start
                 let rate = Double(doneRequests + n) / max(el, 1e-9)
@@ -88,8 +90,9 @@ struct Edit: ParsableCommand {
             st.manifest.cp = try st.ref("cp.bin")
             st.manifest.batches.append(.init(index: bi + 1, requests: batch.count, deltas: try st.ref(rel), seconds: out.totalSeconds))
             try st.save()  // the commit point of the batch
-            log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s",
-                       bi + 1, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds))
+            let post = try scorer.efficacy(batch)
+            log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s; efficacy on its rewrite prompts %.1f → %.1f",
+                       bi + 1, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds, pre, post))
         }
         print("state: \(state) (\(st.manifest.batches.count) batches, \(doneRequests) edits)")
     }

@@ -14,7 +14,7 @@ public struct BatchDeltas: Sendable, Equatable {
         self.rows = rows; self.cols = cols; self.deltas = deltas
     }
 
-    public func serialized() -> [UInt8] {
+    private func writer() -> ArtifactWriter {
         var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
         w.i64(rows); w.i64(cols); w.i64(deltas.count)
         for l in deltas.keys.sorted() {
@@ -22,13 +22,16 @@ public struct BatchDeltas: Sendable, Equatable {
             // Float32 values widen exactly to float64; the reader narrows them back bit for bit.
             w.f64s((deltas[l] ?? []).map(Double.init))
         }
+        return w
+    }
+
+    public func serialized() -> [UInt8] {
+        var w = writer()
         return w.finish()
     }
 
     public func write(to path: String) throws {
-        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
-        w.i64(rows); w.i64(cols); w.i64(deltas.count)
-        for l in deltas.keys.sorted() { w.i64(l); w.f64s((deltas[l] ?? []).map(Double.init)) }
+        var w = writer()
         try w.finish(to: path)
     }
 
