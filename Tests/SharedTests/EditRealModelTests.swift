@@ -5,26 +5,6 @@ import Shared
 import XCTest
 
 final class EditRealModelTests: XCTestCase {
-    /// K0 statistics and projectors over the first `n` T-REx sentences at the default layers.
-    static func statistics(model: LlamaModel, tokenizer: BPETokenizer, sentences n: Int, layers: [Int]) throws -> KeyStatistics {
-        let path = try RepoPaths.sharedFile("data/wiki-triplets/trex.jsonl").path
-        var stats = try KeyStatistics(layers: layers, f: model.config.ffn, provenance: "test: first \(n) trex sentences")
-        let sentences = try SentenceCorpus.read(path: path, limit: n)
-        var i = 0
-        while i < sentences.count {
-            let chunk = sentences[i..<min(i + 24, sentences.count)].map { tokenizer.encode($0) }.filter { !$0.isEmpty }
-            i += 24
-            let batch = TokenBatch(chunk)
-            var hooks = ForwardHooks()
-            hooks.keyLayers = Set(layers)
-            var failure: Error?
-            hooks.onKeys = { l, k in do { try stats.accumulate(layer: l, keys: k, count: batch.count) } catch { failure = error } }
-            _ = try model.forward(batch, hooks: hooks, upTo: layers.max() ?? 0)
-            if let failure { throw failure }
-        }
-        return stats
-    }
-
     func greedyNext(_ m: LlamaModel, _ tok: BPETokenizer, _ prompt: String) throws -> String {
         let ids = tok.encode(prompt)
         let r = try m.forward(TokenBatch([ids]), logitRows: [ids.count - 1])
@@ -35,11 +15,11 @@ final class EditRealModelTests: XCTestCase {
         let m = try LlamaModel(path: try RepoPaths.requireModel())  // its own copy: this test edits weights
         let tok = try BPETokenizer(gguf: m.gguf)
         let hp = EditHyperparameters()
-        let stats = try Self.statistics(model: m, tokenizer: tok, sentences: 1000, layers: hp.layers)
+        let corpus = try RepoPaths.sharedFile("data/wiki-triplets/trex.jsonl").path
+        let stats = try CovarianceBuilder(model: m, tokenizer: tok, layers: hp.layers).build(corpus: corpus, range: 0..<1000)
         let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
         for p in proj.projectors { print("layer \(p.layer): kept \(p.keptDimension)/\(p.f) (\(p.spectrum))") }
         XCTAssertEqual(try greedyNext(m, tok, "The capital of France is"), " Paris")
-        let before = try m.weights.layers.map { _ in 0 } ; _ = before
         let downBefore = hp.layers.map { m.weights.layers[$0].down.array }
         let templates = try ContextTemplates.generate(model: m, tokenizer: tok, seed: 1)
         let editor = try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
