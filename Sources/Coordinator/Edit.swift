@@ -91,8 +91,10 @@ struct Edit: ParsableCommand {
             st.manifest.batches.append(.init(index: bi + 1, requests: batch.count, deltas: try st.ref(rel), seconds: out.totalSeconds))
             try st.save()  // the commit point of the batch
             let post = try scorer.efficacy(batch)
-            log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s; efficacy on its rewrite prompts %.1f → %.1f",
-                       bi + 1, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds, pre, post))
+            // Efficacy needs each record's true target (CounterFact records have it; simple lists do not).
+            let eff = pre.isNaN ? "" : String(format: "; efficacy on its rewrite prompts %.1f → %.1f", pre, post)
+            log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s",
+                       bi + 1, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
         }
         print("state: \(state) (\(st.manifest.batches.count) batches, \(doneRequests) edits)")
     }
