@@ -62,7 +62,7 @@ enum ArtifactLayout {
 
 /// Builds an artifact in memory, then writes it atomically (temporary file + rename), so a reader
 /// never sees half a file under the final name.
-struct ArtifactWriter {
+public struct ArtifactWriter {
     private(set) var bytes: [UInt8] = []
 
     init(magic: String, version: UInt32) {
@@ -130,7 +130,7 @@ struct ArtifactWriter {
 }
 
 /// Reads and validates an artifact; every field read is bounds-checked against the body.
-struct ArtifactReader {
+public struct ArtifactReader {
     let path: String
     let version: UInt32
     private let bytes: [UInt8]
@@ -264,4 +264,44 @@ struct ArtifactReader {
     }
 
     func fail(_ reason: String) -> ArtifactError { .malformed(path: path, reason: reason) }
+}
+
+/// A value stored as an artifact: it writes and parses its own body; the framing (magic, version,
+/// length, checksum) and the atomic file I/O are shared here, once.
+public protocol ArtifactCodable {
+    static var magic: String { get }
+    static var formatVersion: UInt32 { get }
+    func encodeBody(into w: inout ArtifactWriter)
+    static func decodeBody(_ r: inout ArtifactReader) throws -> Self
+}
+
+extension ArtifactCodable {
+    private func makeWriter() -> ArtifactWriter {
+        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
+        encodeBody(into: &w)
+        return w
+    }
+
+    /// Writes the artifact atomically (temporary file + rename).
+    public func write(to path: String) throws {
+        var w = makeWriter()
+        try w.finish(to: path)
+    }
+
+    /// The artifact's bytes (for sending a result over the wire).
+    public func serialized() -> [UInt8] {
+        var w = makeWriter()
+        return w.finish()
+    }
+
+    public static func read(from path: String) throws -> Self {
+        var r = try ArtifactReader(path: path, magic: magic, supportedVersion: formatVersion)
+        return try decodeBody(&r)
+    }
+
+    /// Parses an artifact held in memory (`path` only names it in errors).
+    public static func read(bytes: [UInt8], path: String = "<memory>") throws -> Self {
+        var r = try ArtifactReader(bytes: bytes, path: path, magic: magic, supportedVersion: formatVersion)
+        return try decodeBody(&r)
+    }
 }

@@ -2,7 +2,7 @@
 // Stored as an artifact (see Artifact.swift) so a resumed run or an export re-applies exactly
 // what was applied, and a corrupted file is caught by its checksum before use.
 
-public struct BatchDeltas: Sendable, Equatable {
+public struct BatchDeltas: Sendable, Equatable, ArtifactCodable {
     public static let magic = "AEDELTAS"
     public static let formatVersion: UInt32 = 1
     public var rows: Int
@@ -14,29 +14,16 @@ public struct BatchDeltas: Sendable, Equatable {
         self.rows = rows; self.cols = cols; self.deltas = deltas
     }
 
-    private func writer() -> ArtifactWriter {
-        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
+    public func encodeBody(into w: inout ArtifactWriter) {
         w.i64(rows); w.i64(cols); w.i64(deltas.count)
         for l in deltas.keys.sorted() {
             w.i64(l)
             // Float32 values widen exactly to float64; the reader narrows them back bit for bit.
             w.f64s((deltas[l] ?? []).map(Double.init))
         }
-        return w
     }
 
-    public func serialized() -> [UInt8] {
-        var w = writer()
-        return w.finish()
-    }
-
-    public func write(to path: String) throws {
-        var w = writer()
-        try w.finish(to: path)
-    }
-
-    public static func read(from path: String) throws -> BatchDeltas {
-        var r = try ArtifactReader(path: path, magic: magic, supportedVersion: formatVersion)
+    public static func decodeBody(_ r: inout ArtifactReader) throws -> BatchDeltas {
         let rows = try r.count("rows", limit: 1 << 20), cols = try r.count("cols", limit: 1 << 20)
         let n = try r.count("layer count", limit: 4096)
         var d: [Int: [Float]] = [:]

@@ -29,7 +29,7 @@ public enum KeyStatisticsError: Error, Equatable, Sendable, CustomStringConverti
     }
 }
 
-public struct KeyStatistics: Sendable {
+public struct KeyStatistics: Sendable, ArtifactCodable {
     public static let magic = "AEKSTATS"
     public static let formatVersion: UInt32 = 1
     /// Tokens converted to float64 per `dsyrk` call: large enough for dsyrk to run near its peak,
@@ -133,19 +133,9 @@ public struct KeyStatistics: Sendable {
 
     // MARK: - Artifact
 
-    public func write(to path: String) throws {
-        var w = writer()
-        try w.finish(to: path)
-    }
 
-    /// The artifact's bytes (for sending a partial result over the wire).
-    public func serialized() -> [UInt8] {
-        var w = writer()
-        return w.finish()
-    }
 
-    private func writer() -> ArtifactWriter {
-        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
+    public func encodeBody(into w: inout ArtifactWriter) {
         w.i64(f)
         w.i64(layers.count)
         w.string(provenance)
@@ -154,21 +144,11 @@ public struct KeyStatistics: Sendable {
             w.i64(n)
         }
         for s in sums { w.upperTriangle(s, n: f) }
-        return w
     }
 
-    public static func read(from path: String) throws -> KeyStatistics {
-        var r = try ArtifactReader(path: path, magic: magic, supportedVersion: formatVersion)
-        return try read(&r)
-    }
 
-    /// Parses a validated artifact held in memory (`path` only names it in errors).
-    public static func read(bytes: [UInt8], path: String = "<memory>") throws -> KeyStatistics {
-        var r = try ArtifactReader(bytes: bytes, path: path, magic: magic, supportedVersion: formatVersion)
-        return try read(&r)
-    }
 
-    private static func read(_ r: inout ArtifactReader) throws -> KeyStatistics {
+    public static func decodeBody(_ r: inout ArtifactReader) throws -> KeyStatistics {
         let f = try r.count("f", limit: maxDimension)
         let m = try r.count("layer count", limit: maxLayers)
         let provenance = try r.string("provenance")

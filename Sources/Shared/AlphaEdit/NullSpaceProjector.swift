@@ -104,7 +104,7 @@ public struct NullSpaceProjector: Equatable, Sendable {
 }
 
 /// The projectors of all edited layers, with the artifact that stores them.
-public struct NullSpaceProjectorSet: Equatable, Sendable {
+public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
     public static let magic = "AENSPROJ"
     public static let formatVersion: UInt32 = 1
 
@@ -139,18 +139,9 @@ public struct NullSpaceProjectorSet: Equatable, Sendable {
 
     // MARK: - Artifact
 
-    public func write(to path: String) throws {
-        var w = writer()
-        try w.finish(to: path)
-    }
 
-    public func serialized() -> [UInt8] {
-        var w = writer()
-        return w.finish()
-    }
 
-    private func writer() -> ArtifactWriter {
-        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
+    public func encodeBody(into w: inout ArtifactWriter) {
         w.string(provenance)
         w.i64(projectors.first?.f ?? 0)
         w.i64(projectors.count)
@@ -161,20 +152,11 @@ public struct NullSpaceProjectorSet: Equatable, Sendable {
             w.f64s(p.eigenvalues)
             w.f64s(p.basis.values)
         }
-        return w
     }
 
-    public static func read(from path: String) throws -> NullSpaceProjectorSet {
-        var r = try ArtifactReader(path: path, magic: magic, supportedVersion: formatVersion)
-        return try read(&r)
-    }
 
-    public static func read(bytes: [UInt8], path: String = "<memory>") throws -> NullSpaceProjectorSet {
-        var r = try ArtifactReader(bytes: bytes, path: path, magic: magic, supportedVersion: formatVersion)
-        return try read(&r)
-    }
 
-    private static func read(_ r: inout ArtifactReader) throws -> NullSpaceProjectorSet {
+    public static func decodeBody(_ r: inout ArtifactReader) throws -> NullSpaceProjectorSet {
         let provenance = try r.string("provenance")
         let f = try r.count("f", limit: KeyStatistics.maxDimension)
         let m = try r.count("layer count", limit: KeyStatistics.maxLayers)

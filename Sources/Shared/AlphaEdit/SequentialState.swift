@@ -10,7 +10,7 @@
 //   f (Int64), layer count m (Int64), m × [layer index (Int64), key count (Int64)],
 //   m × packed upper triangle of Cp (f(f+1)/2 Float64, row by row).
 
-public struct SequentialState: Equatable, Sendable {
+public struct SequentialState: Equatable, Sendable, ArtifactCodable {
     public static let magic = "AESEQSTA"
     public static let formatVersion: UInt32 = 1
 
@@ -66,18 +66,9 @@ public struct SequentialState: Equatable, Sendable {
 
     // MARK: - Artifact
 
-    public func write(to path: String) throws {
-        var w = writer()
-        try w.finish(to: path)
-    }
 
-    public func serialized() -> [UInt8] {
-        var w = writer()
-        return w.finish()
-    }
 
-    private func writer() -> ArtifactWriter {
-        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
+    public func encodeBody(into w: inout ArtifactWriter) {
         w.i64(f)
         w.i64(layers.count)
         for (l, n) in zip(layers, keyCounts) {
@@ -85,20 +76,11 @@ public struct SequentialState: Equatable, Sendable {
             w.i64(n)
         }
         for m in cp { w.upperTriangle(m.values, n: f) }
-        return w
     }
 
-    public static func read(from path: String) throws -> SequentialState {
-        var r = try ArtifactReader(path: path, magic: magic, supportedVersion: formatVersion)
-        return try read(&r)
-    }
 
-    public static func read(bytes: [UInt8], path: String = "<memory>") throws -> SequentialState {
-        var r = try ArtifactReader(bytes: bytes, path: path, magic: magic, supportedVersion: formatVersion)
-        return try read(&r)
-    }
 
-    private static func read(_ r: inout ArtifactReader) throws -> SequentialState {
+    public static func decodeBody(_ r: inout ArtifactReader) throws -> SequentialState {
         let f = try r.count("f", limit: KeyStatistics.maxDimension)
         let m = try r.count("layer count", limit: KeyStatistics.maxLayers)
         var layers: [Int] = [], counts: [Int] = []
