@@ -1,5 +1,6 @@
 // The `alphaedit` command: options and wiring only; the work lives in Shared.
 import ArgumentParser
+import Foundation
 import Shared
 
 @main
@@ -46,5 +47,3 @@ struct ModelOptions: ParsableArguments {
         return c
     }
 }
-
-import Foundation

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Shared
 
 struct Inspect: ParsableCommand {
@@ -26,5 +27,3 @@ struct Inspect: ParsableCommand {
         if !all && f.tensors.count > 40 { print("  … \(f.tensors.count - 40) more (--all)") }
     }
 }
-
-import Foundation

@@ -28,10 +28,9 @@ public struct TokenBatch: Sendable {
     public var lastRows: [Int] { (0..<sequences).map { row($0, -1) } }
 
     func validate(vocab: Int, context: Int) throws {
-        for (s, n) in lengths.enumerated() {
+        for n in lengths {
             if n == 0 { throw ModelError.emptyPrompt }
             if n > context { throw ModelError.contextOverflow(tokens: n, context: context) }
-            _ = s
         }
         for id in tokens where id < 0 || Int(id) >= vocab { throw ModelError.tokenOutOfRange(id: id, vocab: vocab) }
     }
