@@ -172,6 +172,28 @@ final class JobStoreTests: XCTestCase {
         assertStoreError(try s.verified(a), "\(dir)/cp/x.bin is missing: the state database references it")
     }
 
+    func testSQLiteTypedValuesRoundTripAndErrorsNameThePath() throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let db = try SQLiteDatabase(path: dir + "/t.sqlite", create: true)
+        try db.exec("CREATE TABLE v (i INTEGER, d REAL, s TEXT, b BLOB, n INTEGER)")
+        let values: [SQLiteValue] = [.int(Int64.min), .double(-2.5e-300), .text("Köln \u{0} ✓"), .blob([0, 255, 7]), .null]
+        XCTAssertEqual(try db.run("INSERT INTO v VALUES (?, ?, ?, ?, ?)", values), 1)
+        let row = try XCTUnwrap(try db.queryOne("SELECT * FROM v"))
+        XCTAssertEqual(row.values, values)
+        XCTAssertEqual(try row.int("i"), Int64.min)
+        XCTAssertEqual(try row.blob("b"), [0, 255, 7])
+        XCTAssertNil(try row.optionalString("n"))
+        XCTAssertThrowsError(try row.string("i")) {
+            XCTAssertEqual("\($0)", "\(dir)/t.sqlite: sqlite error 20 (column i holds int(-9223372036854775808), expected text)")
+        }
+        XCTAssertThrowsError(try db.run("INSERT INTO nope VALUES (1)")) {
+            XCTAssertEqual("\($0)", "\(dir)/t.sqlite: sqlite error 1 (no such table: nope) in `INSERT INTO nope VALUES (1)`")
+        }
+        XCTAssertThrowsError(try db.run("INSERT INTO v (i) VALUES (?)", [])) {
+            XCTAssertTrue("\($0)".contains("0 values bound to 1 parameters"), "\($0)")
+        }
+    }
+
     // MARK: bad files
 
     func testMissingDatabaseIsNotAStateDirectory() {

@@ -157,7 +157,11 @@ public final class SQLiteStatement {
             case .null: rc = sqlite3_bind_null(stmt, k)
             case .int(let x): rc = sqlite3_bind_int64(stmt, k, x)
             case .double(let x): rc = sqlite3_bind_double(stmt, k, x)
-            case .text(let s): rc = sqlite3_bind_text(stmt, k, s, -1, sqliteTransient)
+            case .text(let s):
+                // The byte length, not -1: text may hold U+0000, which would end a C string early.
+                rc = s.utf8CString.withUnsafeBufferPointer {
+                    sqlite3_bind_text64(stmt, k, $0.baseAddress, sqlite3_uint64($0.count - 1), sqliteTransient, UInt8(SQLITE_UTF8))
+                }
             case .blob(let b):
                 rc = b.withUnsafeBytes { sqlite3_bind_blob64(stmt, k, $0.baseAddress, sqlite3_uint64($0.count), sqliteTransient) }
             }
@@ -185,7 +189,9 @@ public final class SQLiteStatement {
             case SQLITE_INTEGER: values.append(.int(sqlite3_column_int64(stmt, i)))
             case SQLITE_FLOAT: values.append(.double(sqlite3_column_double(stmt, i)))
             case SQLITE_TEXT:
-                values.append(.text(sqlite3_column_text(stmt, i).map { String(cString: $0) } ?? ""))
+                let count = Int(sqlite3_column_bytes(stmt, i))
+                let text = sqlite3_column_text(stmt, i).map { String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self) }
+                values.append(.text(text ?? ""))
             case SQLITE_BLOB:
                 let count = Int(sqlite3_column_bytes(stmt, i))
                 if let p = sqlite3_column_blob(stmt, i), count > 0 {
