@@ -52,8 +52,9 @@ public struct ComputeZ {
             p.seqs.append(layout.ids); p.lookup.append(layout.subjectLast)
         }
         p.rewriteCount = p.seqs.count
+        // The KL prompt's only loss row is its subject-last token: the tokens after it cannot reach it.
         let kl = PromptLayout(template: "{} is a", subject: r.subject, tokenizer: tokenizer)
-        p.seqs.append(kl.ids); p.lookup.append(kl.subjectLast)
+        p.seqs.append(Array(kl.ids.prefix(kl.subjectLast + 1))); p.lookup.append(kl.subjectLast)
         return p
     }
 
