@@ -30,6 +30,7 @@ extension LlamaModel {
         let c = config, t = batch.count
         let layout = prefix?.layout(batch, heads: c.heads)
             ?? AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: c.heads)
+        let cache = prefix?.cache
         var d = dOutput
         let dKey = FloatBuffer(count: t * c.ffn, zeroed: false), dGate = FloatBuffer(count: t * c.ffn, zeroed: false)
         let dUp = FloatBuffer(count: t * c.ffn, zeroed: false), dNormed = FloatBuffer(count: t * c.hidden, zeroed: false)
@@ -53,7 +54,6 @@ extension LlamaModel {
             let dIn = FloatBuffer(count: t * c.hidden, zeroed: false)
             dIn.ptr.update(from: dMid.ptr, count: t * c.hidden)
             BLAS.linearBackward(dMid.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
-            let cache = prefix?.cache
             Attention.backward(dOut: dAttn.ptr, q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, probs: a.probs.ptr,
                                dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, scratch: scratch.ptr,
                                layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)

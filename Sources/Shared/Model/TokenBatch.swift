@@ -10,10 +10,11 @@ public struct TokenBatch: Sendable {
     public var count: Int { tokens.count }
     public var sequences: Int { lengths.count }
 
+    /// `firstPositions` (one per sequence, default 0): the position of each sequence's first row.
     public init(_ sequences: [[Int32]], firstPositions: [Int]? = nil) {
         var t: [Int32] = [], p: [Int32] = [], s: [Int] = [], l: [Int] = []
         for (i, seq) in sequences.enumerated() {
-            let p0 = firstPositions?[i] ?? 0
+            let p0 = firstPositions.map { i < $0.count ? $0[i] : 0 } ?? 0
             s.append(t.count); l.append(seq.count)
             t += seq
             p += (0..<seq.count).map { Int32(p0 + $0) }
