@@ -5,8 +5,9 @@
 //
 // Rows before a prompt's subject-last token never see δ (causality), so they are the same in every
 // step: their K/V at the upper blocks are computed once (PrefixKVCache) and each step runs the upper
-// blocks forward and backward only from that token on (`reusePrefix`). On dev.jsonl's prompts this
-// is ROWS_SAVED of the rows; v* per request went from OLD_S to NEW_S (see the commit).
+// blocks forward and backward only from that token on (`reusePrefix`). On the first 200 dev.jsonl
+// requests with six context templates a request's prompts hold ≈ 106 rows of which ≈ 30 are live, and
+// v* took 3.24 instead of 7.96 CPU-seconds per request (ComputeZBenchmarks: 8 requests, 1 thread).
 import Foundation
 
 public struct ZResult: Sendable, Codable {
