@@ -107,7 +107,7 @@ public final class EvalCampaign {
             hp = st.manifest.hyperparameters
             log("applied \(dir): \(st.manifest.batches.count) batches, \(edits) edits")
         } else if let m = s.method {
-            let t0 = ProcessStats.now()
+            let t0 = ProcessStats.now(), eval0 = evalTime
             let ed = try makeEditor(m)
             editor = ed
             hp = s.hp
@@ -124,7 +124,7 @@ public final class EvalCampaign {
                     log("after \(edits) edits: " + Self.brief(done.summary()))
                 }
             }
-            editTime = ProcessStats.now() - t0 - evalTime
+            editTime = ProcessStats.now() - t0 - (evalTime - eval0)
         }
         let post: EvalShard
         var shift: HiddenShift?

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The evaluation runs of docs/evaluation.md (issue 5), one after another; each writes
+# state/eval/<name>/report.{json,md} and plot.svg, its log to state/eval/<name>.log.
+set -u
+cd "$(dirname "$0")/.."
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SKYLAKEX}
+B=.build-eval/release/alphaedit
+[ -x "$B" ] || B=.build/release/alphaedit
+mkdir -p state/eval
+# A copy, so that rebuilding during the runs does not swap the binary under them.
+A=state/eval/alphaedit; cp "$B" "$A"
+run() {  # name, args…
+    local name=$1; shift
+    echo "== $name: $A eval $*" >&2
+    /usr/bin/time -f "$name wall %e s" $A eval "$@" --json --out "state/eval/$name" > "state/eval/$name.log" 2>&1
+    tail -1 "state/eval/$name.log" >&2
+}
+mkdir -p state/eval
+COMMON="--limit 20 --batch-size 10 --general-items 30 --general-every 10"
+for step in "${@:-all}"; do
+case $step in
+  pre200|all) run pre-200 --method none --limit 200 --no-generation --general-items 0 ;;&
+  ae01|all)   run alphaedit-vlr0.1 --method alphaedit --v-lr 0.1 $COMMON ;;&
+  memit|all)  run memit-15000 --method memit --memit-lambda 15000 $COMMON ;;&
+  ae05|all)   run alphaedit-vlr0.5 --method alphaedit --v-lr 0.5 $COMMON ;;&
+  sweep|all)  run memit-sweep --method memit --limit 10 --batch-size 10 --no-generation \
+                  --tune-memit-lambda 15000,5000,2000,1000,500,200,100,50,20,10 ;;&
+  *) ;;
+esac
+done
