@@ -5,8 +5,8 @@ import Shared
 import XCTest
 
 final class EvalShardTests: XCTestCase {
-    static func model(_ type: TensorEncoding = .f32) throws -> (LlamaModel, BPETokenizer) {
-        let m = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(SyntheticConfig(layers: 2, matrixType: type)).bytes()))
+    static func model(_ type: TensorEncoding = .f32, layers: Int = 2) throws -> (LlamaModel, BPETokenizer) {
+        let m = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(SyntheticConfig(layers: layers, matrixType: type)).bytes()))
         return (m, try BPETokenizer(gguf: m.gguf))
     }
 
@@ -55,7 +55,10 @@ final class EvalShardTests: XCTestCase {
                 // Logits after the whole sequence: one cached prefill + steps vs one full forward.
                 let seq = p + gen
                 let cache = KVCache(config: m.config, capacity: seq.count)
-                _ = try m.decode([Array(seq.prefix(p.count))], caches: [cache])
+                // Prefill in two chunks (the second attends to the cached first), then one token a step.
+                let cut = max(1, p.count / 2)
+                _ = try m.decode([Array(seq.prefix(cut))], caches: [cache])
+                if cut < p.count { _ = try m.decode([Array(seq[cut..<p.count])], caches: [cache]) }
                 var last: [Float] = []
                 for id in seq.dropFirst(p.count) { last = try m.decode([[id]], caches: [cache]) }
                 let ref = try m.forward(TokenBatch([seq]), logitRows: [seq.count - 1]).logits

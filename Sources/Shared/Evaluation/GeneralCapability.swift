@@ -22,13 +22,14 @@ public enum GeneralTask: String, CaseIterable, Sendable, Codable, CodingKeyRepre
         }
         var out: [GeneralItem] = []
         for (i, o) in list.prefix(limit ?? list.count).enumerated() {
-            guard let item = item(o) else { throw EvalError.unreadable("\(path) item \(i): missing or mistyped fields for \(rawValue)") }
+            guard let item = item(from: o) else { throw EvalError.unreadable("\(path) item \(i): missing or mistyped fields for \(rawValue)") }
             out.append(item)
         }
         return out
     }
 
-    func item(_ o: [String: Any]) -> GeneralItem? {
+    /// One item of this task from its JSON object; nil when a field is missing or mistyped.
+    public func item(from o: [String: Any]) -> GeneralItem? {
         func s(_ k: String) -> String? { o[k] as? String }
         func yesNo(_ b: Bool) -> String { b ? "yes" : "no" }
         switch self {

@@ -7,6 +7,8 @@ public struct HiddenStates: Sendable {
     /// One vector [C] per prompt.
     public let vectors: [[Float]]
 
+    public init(layer: Int, vectors: [[Float]]) { self.layer = layer; self.vectors = vectors }
+
     /// Block-`layer` outputs at the last token of each prompt, 32 prompts a forward pass.
     public static func capture(model: LlamaModel, tokenizer: BPETokenizer, prompts: [String], layer: Int) throws -> HiddenStates {
         var out: [[Float]] = []

@@ -7,6 +7,9 @@ public struct LambdaTrial: Codable, Equatable, Sendable {
     public var lambda: Double
     public var efficacy: Double
     public var specificity: Double
+    public init(lambda: Double, efficacy: Double, specificity: Double) {
+        self.lambda = lambda; self.efficacy = efficacy; self.specificity = specificity
+    }
 }
 
 public enum MemitLambdaSweep {

@@ -28,7 +28,7 @@ extension LlamaModel {
     public func decode(_ tokens: [[Int32]], caches: [KVCache]) throws -> [Float] {
         precondition(tokens.count == caches.count, "one cache per sequence")
         let c = config
-        var ids: [Int32] = [], pos: [Int32] = [], seqOf: [Int] = [], lastRows: [Int] = []
+        var ids: [Int32] = [], pos: [Int32] = [], seqOf: [Int] = [], lastRows: [Int] = [], spans: [Range<Int>] = []
         for (s, t) in tokens.enumerated() {
             guard !t.isEmpty else { throw ModelError.emptyPrompt }
             let cache = caches[s]
@@ -40,6 +40,7 @@ extension LlamaModel {
                 ids.append(id); pos.append(Int32(cache.length + i)); seqOf.append(s)
             }
             lastRows.append(ids.count - 1)
+            spans.append((ids.count - t.count)..<ids.count)
         }
         let t = ids.count
         rope.ensure(Int(pos.max() ?? 0) + 1)
@@ -48,7 +49,7 @@ extension LlamaModel {
         let kv = FloatBuffer(count: t * c.kvDim), vv = FloatBuffer(count: t * c.kvDim)
         let att = FloatBuffer(count: t * c.qDim), gate = FloatBuffer(count: t * c.ffn), up = FloatBuffer(count: t * c.ffn)
         let key = FloatBuffer(count: t * c.ffn)
-        let scores = FloatBuffer(count: c.context)
+        let scores = FloatBuffer(count: (tokens.map(\.count).max() ?? 1) * c.context)
         let scale = 1 / Float(c.headDim).squareRoot(), group = c.heads / c.kvHeads
         for l in 0..<c.layers {
             let w = weights.layers[l], qw = quantized.layers[l], qs = quantized
@@ -65,21 +66,27 @@ extension LlamaModel {
                 (cache.k[l].ptr + p * c.kvDim).update(from: kv.ptr + r * c.kvDim, count: c.kvDim)
                 (cache.v[l].ptr + p * c.kvDim).update(from: vv.ptr + r * c.kvDim, count: c.kvDim)
             }
-            // Row r attends to positions 0...pos[r] of its own sequence (earlier rows of this step are cached above).
-            for r in 0..<t {
-                let cache = caches[seqOf[r]], n = Int(pos[r]) + 1
+            // The new rows of sequence s (contiguous, positions p0 ..< p0+m) attend to its cached
+            // positions 0 ... own: S = Q Kᵀ/√D [m × n], causal mask, softmax, O = P V — one pair of
+            // GEMMs per sequence and head, as in `Attention.forward`.
+            for (s, seq) in spans.enumerated() {
+                let cache = caches[s], m = seq.count, p0 = Int(pos[seq.lowerBound]), n = p0 + m
                 for head in 0..<c.heads {
                     let g = head / group
-                    BLAS.sgemm(transB: true, m: 1, n: n, k: c.headDim, alpha: scale, a: q.ptr + r * c.qDim + head * c.headDim,
+                    BLAS.sgemm(transB: true, m: m, n: n, k: c.headDim, alpha: scale, a: q.ptr + seq.lowerBound * c.qDim + head * c.headDim,
                                lda: c.qDim, b: cache.k[l].ptr + g * c.headDim, ldb: c.kvDim, c: scores.ptr, ldc: n)
-                    var mx = -Float.infinity
-                    for j in 0..<n { mx = max(mx, scores.ptr[j]) }
-                    var sum: Float = 0
-                    for j in 0..<n { let e = Foundation.exp(scores.ptr[j] - mx); scores.ptr[j] = e; sum += e }
-                    let inv = 1 / sum
-                    for j in 0..<n { scores.ptr[j] *= inv }
-                    BLAS.sgemm(m: 1, n: c.headDim, k: n, a: scores.ptr, lda: n, b: cache.v[l].ptr + g * c.headDim, ldb: c.kvDim,
-                               c: att.ptr + r * c.qDim + head * c.headDim, ldc: c.qDim)
+                    for i in 0..<m {
+                        let row = scores.ptr + i * n, last = p0 + i
+                        var mx = -Float.infinity
+                        for j in 0...last { mx = max(mx, row[j]) }
+                        var sum: Float = 0
+                        for j in 0...last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
+                        let inv = 1 / sum
+                        for j in 0...last { row[j] *= inv }
+                        for j in (last + 1)..<max(n, last + 1) { row[j] = 0 }
+                    }
+                    BLAS.sgemm(m: m, n: c.headDim, k: n, a: scores.ptr, lda: n, b: cache.v[l].ptr + g * c.headDim, ldb: c.kvDim,
+                               c: att.ptr + seq.lowerBound * c.qDim + head * c.headDim, ldc: c.qDim)
                 }
             }
             linear(att.ptr, w.wo, qs.use(qw.wo, rows: t), h.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
