@@ -16,15 +16,20 @@ run() {  # name, args…
     tail -1 "state/eval/$name.log" >&2
 }
 mkdir -p state/eval
-COMMON="--limit 20 --batch-size 10 --general-items 30 --general-every 10"
+COMMON="--limit 20 --batch-size 10 --general-items 30"
 for step in "${@:-all}"; do
 case $step in
   pre200|all) run pre-200 --method none --limit 200 --no-generation --general-items 0 ;;&
-  ae01|all)   run alphaedit-vlr0.1 --method alphaedit --v-lr 0.1 $COMMON ;;&
-  memit|all)  run memit-15000 --method memit --memit-lambda 15000 $COMMON ;;&
-  ae05|all)   run alphaedit-vlr0.5 --method alphaedit --v-lr 0.5 $COMMON ;;&
+  ae01|all)   run alphaedit-vlr0.1 --method alphaedit --v-lr 0.1 $COMMON --general-every 10 ;;&
+  memit|all)  run memit-15000 --method memit --memit-lambda 15000 $COMMON --general-every 10 ;;&
   sweep|all)  run memit-sweep --method memit --limit 10 --batch-size 10 --no-generation \
                   --tune-memit-lambda 15000,5000,2000,1000,500,200,100,50,20,10 ;;&
+  tuned|all)  # the largest λm reaching efficacy ≥ 90 on the sweep's batch
+              L=$(grep -o '"chosen_lambda":[0-9.e+]*' state/eval/memit-sweep.log | cut -d: -f2)
+              [ -n "$L" ] && run memit-tuned --method memit --memit-lambda "$L" $COMMON --general-every 20 ;;&
+  ae05|all)   run alphaedit-vlr0.5 --method alphaedit --v-lr 0.5 --limit 20 --batch-size 10 --general-items 0 ;;&
+  plot|all)   $A eval --plot state/eval/alphaedit-vlr0.1/report.json state/eval/memit-15000/report.json \
+                  $(ls state/eval/memit-tuned/report.json 2>/dev/null) --out state/eval/plot > state/eval/plot.md ;;&
   *) ;;
 esac
 done
