@@ -71,15 +71,14 @@ struct Eval: ParsableCommand {
 
         if let list = tuneMemitLambda { return try sweep(list, campaign: campaign, records: recs, evaluator: evaluator) }
 
-        var report = try campaign.run(records: recs, firstIndex: offset, name: (records as NSString).lastPathComponent)
+        let report = try campaign.run(records: recs, firstIndex: offset, name: (records as NSString).lastPathComponent)
         if let dir = out {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try report.json().write(toFile: dir + "/report.json", atomically: true, encoding: .utf8)
             try report.markdown().write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
-            try EvalPlot.svg([(report.method, report.curve)]).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
+            try EvalPlot.svg([(report.method, EvalPlot.points(report))]).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
             log("report: \(dir)/report.json, report.md, plot.svg")
         }
-        report.preShard = nil; report.postShard = nil
         print(report.markdown())
         if json { print(EvalReport.headlineJSON(report.headline(generation: !noGeneration))) }
     }
@@ -110,11 +109,11 @@ struct Eval: ParsableCommand {
         let reports = try plot.map { try EvalReport.read(path: $0) }
         let dir = out ?? "."
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let series = reports.map { r -> (label: String, points: [EvalPoint]) in
+        let series = reports.map { r -> (label: String, points: [EvalPlot.Point]) in
             var label = r.method
             if r.method == "memit", let l = r.hyperparameters?.memitLambda { label += String(format: " (λm %g)", l) }
             if r.method == "alphaedit", let v = r.hyperparameters?.vLR { label += String(format: " (v_lr %g)", v) }
-            return (label, r.curve)
+            return (label, EvalPlot.points(r))
         }
         try EvalPlot.svg(series).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
         for r in reports { print("## \(r.method), \(r.records)\n\n" + r.markdown()) }

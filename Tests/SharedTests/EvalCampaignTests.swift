@@ -84,7 +84,7 @@ final class EvalCampaignTests: XCTestCase {
             let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             for k in ["efficacy", "generalization", "specificity", "fluency", "edits", "seconds"] { XCTAssertNotNil(obj[k], k) }
             XCTAssertFalse(line.contains("\n"))
-            let svg = EvalPlot.svg([("a", report.curve), ("b", report.curve)])
+            let svg = EvalPlot.svg([("a", EvalPlot.points(report)), ("b", EvalPlot.points(report))])
             XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 8, "4 panels × 2 series")
             XCTAssertTrue(report.markdown().contains("| \(method.rawValue), 4 edits (2/batch) |"))
             let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))

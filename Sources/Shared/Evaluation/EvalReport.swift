@@ -89,6 +89,16 @@ public struct EvalReport: Codable, Sendable {
         if method != "none" { row("\(method), \(edits) edits (\(batchSize)/batch)", post) }
         row("pre-edit, known facts", preKnown)
         if method != "none" { row("\(method), known facts", postKnown) }
+        if curve.count > 2 || curve.contains(where: { $0.edits > 0 && $0.edits < edits }) {
+            // Each point scores the records edited so far; "unedited" is the same records before editing.
+            out += "\n| edits | records | efficacy | generalization | specificity (unedited) | fluency (unedited) |\n|---|---|---|---|---|---|\n"
+            for p in curve where p.edits > 0 {
+                let pre = preShard.map { EvalShard(records: Array($0.records.prefix(p.summary.records))).summary() }
+                func f(_ s: EvalSummary?, _ m: EvalMetric) -> String { s?[m].map { String(format: "%.1f", $0) } ?? "–" }
+                out += "| \(p.edits) | \(p.summary.records) | \(f(p.summary, .efficacy)) | \(f(p.summary, .generalization)) | "
+                    + "\(f(p.summary, .specificity)) (\(f(pre, .specificity))) | \(f(p.summary, .fluency)) (\(f(pre, .fluency))) |\n"
+            }
+        }
         if curve.contains(where: { $0.general != nil }) {
             out += "\n| edits | " + GeneralTask.allCases.map { "\($0.rawValue) F1" }.joined(separator: " | ") + " | mean F1 | perplexity |\n"
             out += "|---|" + GeneralTask.allCases.map { _ in "---" }.joined(separator: "|") + "|---|---|\n"
