@@ -6,6 +6,7 @@
 // CachedDecoderTests) at O(new tokens) per step.
 //
 // Shapes: T new rows this step, C hidden, H heads, KV kv heads, D head dim, F ffn, V vocab.
+import Foundation
 
 /// Keys and values of one sequence: per layer [capacity × KV·D], RoPE applied.
 public final class KVCache {
@@ -134,5 +135,3 @@ public struct CachedGenerator {
         return out
     }
 }
-
-import Foundation
