@@ -29,8 +29,10 @@ case $step in
               L=$(grep -o '"chosen_lambda":[0-9.e+]*' state/eval/memit-sweep.log | cut -d: -f2)
               run memit-${L:-2000} --method memit --memit-lambda "${L:-2000}" $COMMON --general-every 20 ;;&
   ae05|all)   run alphaedit-vlr0.5 --method alphaedit --v-lr 0.5 --limit 20 --batch-size 10 --general-items 0 ;;&
+  memit05|all) run memit-2000-vlr0.5 --method memit --memit-lambda 2000 --v-lr 0.5 --limit 20 --batch-size 10 --general-items 0 ;;&
   plot|all)   $A eval --plot state/eval/alphaedit-vlr0.1/report.json state/eval/memit-15000/report.json \
-                  $(ls state/eval/memit-2000/report.json 2>/dev/null) --out state/eval/plot > state/eval/plot.md ;;&
+                  $(ls state/eval/memit-2000/report.json state/eval/alphaedit-vlr0.5/report.json \
+                  state/eval/memit-2000-vlr0.5/report.json 2>/dev/null) --out state/eval/plot > state/eval/plot.md ;;&
   *) ;;
 esac
 done
