@@ -66,7 +66,9 @@ final class AlphaEditFixtureTests: XCTestCase {
         let req = EditRequest(prompt: fx.request.prompt, subject: fx.request.subject,
                               targetNew: fx.request.target_new["str"] ?? "")
         let t0 = Date()
-        let r = try ComputeZ(model: m, tokenizer: tok, hp: EditHyperparameters())
+        var hp = EditHyperparameters()
+        hp.vLR = 0.1  // the reference run's setting (method.md §5)
+        let r = try ComputeZ(model: m, tokenizer: tok, hp: hp)
             .run([req], templates: ContextTemplates(groups: [["{}"]]))[0]
         print("compute_z: \(r.losses.count) passes in \(Date().timeIntervalSince(t0)) s; ‖δ‖ \(r.deltaNorm) (reference \(fx.delta_norm_final))")
         for (i, s) in fx.steps.prefix(5).enumerated() {

@@ -76,9 +76,9 @@ final class JobStoreTests: XCTestCase {
                          + "method: stored alphaedit, requested memit): run with the original settings to resume it, "
                          + "or use another --state directory")
         other = StoreFixtures.settings(requests: 4, batchSize: 2)
-        other.hyperparameters.vLR = 0.5
+        other.hyperparameters.vLR = 0.25
         XCTAssertThrowsError(try s.campaign(matching: other)) { e in
-            XCTAssertTrue("\(e)".contains("hyperparameters.vLR: stored 0.1"), "\(e)")
+            XCTAssertTrue("\(e)".contains("hyperparameters.vLR: stored 0.5"), "\(e)")
         }
     }
 
