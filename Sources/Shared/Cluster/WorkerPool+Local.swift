@@ -5,6 +5,29 @@ import Foundation
 import Logging
 
 extension WorkerPool {
+    /// The cluster of a config: binds its endpoint (default: ipc in `directory`) and, for
+    /// `local N`, starts the N workers on the config's model.
+    public static func start(_ cfg: ClusterConfig, directory: String, logLevel: String = "info",
+                             executable: String = WorkerPool.siblingWorkerExecutable()) throws -> WorkerPool {
+        let log = Logger(label: "coordinator")
+        let model = URL(fileURLWithPath: cfg.model).standardized.path
+        let pool = try WorkerPool(endpoint: cfg.resolvedEndpoint(directory: directory),
+                                  modelChecksum: try ModelChecksum.of(path: model), logger: log)
+        switch cfg.workers {
+        case .local(let n):
+            do { try pool.spawnLocal(count: n, executable: executable, modelPath: model, threads: cfg.resolvedWorkerThreads,
+                                     logLevel: logLevel) } catch {
+                pool.shutdown()
+                throw error
+            }
+        case .remote:
+            log.info("waiting for workers: alphaedit-worker --connect \(pool.endpoint) --model <same model>")
+        case .inProcess:
+            break
+        }
+        return pool
+    }
+
     /// `alphaedit-worker` in the directory of the running executable (SwiftPM puts both products there).
     public static func siblingWorkerExecutable() -> String {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()

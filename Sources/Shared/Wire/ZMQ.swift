@@ -148,3 +148,15 @@ public func poll(_ sockets: [ZMQSocket], timeoutMs: Int) throws -> [Bool] {
     }
     return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
 }
+
+extension ZMQSocket {
+    /// The endpoint actually bound (resolves `tcp://host:*` to the chosen port).
+    public func lastEndpoint() throws -> String {
+        var buf = [CChar](repeating: 0, count: 512)
+        var size = buf.count
+        guard let s = handle, zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, &buf, &size) == 0 else {
+            throw ZMQError.last("getsockopt last endpoint")
+        }
+        return String(cString: buf)
+    }
+}
