@@ -52,6 +52,7 @@ public final class WorkerPool {
     var events: [PoolEvent] = []
     var committed: [[UInt8]] = []   // BatchDeltas bytes of committed versions 1…n
     var stopping = false
+    var expired = 0
     /// Retryable refusals per job (a worker busy or short of deltas); past `maxRetries` the job fails.
     var retries: [Int: Int] = [:]
     static let maxRetries = 20
@@ -87,6 +88,14 @@ public final class WorkerPool {
     deinit { shutdown() }
 
     public var aliveCount: Int { cond.withLock { workers.values.filter(\.alive).count } }
+
+    /// (worker pid, job id) for every job out on lease now.
+    public var leases: [(pid: Int32, job: Int)] {
+        cond.withLock { workers.values.compactMap { w in w.job.map { (w.hello.pid, $0) } } }
+    }
+
+    /// Leases that expired with their worker (each such job went back to the queue).
+    public var expiredLeases: Int { cond.withLock { expired } }
 
     /// Records committed batch `version` (1, 2, …) and sends its deltas to every live worker.
     public func commit(version: Int, deltas: [UInt8]) {
@@ -203,6 +212,7 @@ public final class WorkerPool {
             var note = ""
             if let j = w.job, jobs[j] != nil {
                 queue.insert(j, at: 0)
+                expired += 1
                 note = "; lease of job \(j) expired, job re-queued"
             }
             log.error("worker \(w.label) silent for \(String(format: "%.1f", now - w.lastHeard)) s: counted dead\(note)")
