@@ -223,7 +223,7 @@ extension Message {
         return d
     }
 
-    static func header(kind: UInt16, version: UInt16 = WireProtocol.version) -> [UInt8] {
+    public static func header(kind: UInt16, version: UInt16 = WireProtocol.version) -> [UInt8] {
         WireProtocol.magic + [UInt8(version & 0xff), UInt8(version >> 8), UInt8(kind & 0xff), UInt8(kind >> 8)]
     }
 

@@ -1,0 +1,114 @@
+// One real `alphaedit-worker` process driven from a raw ROUTER socket playing the coordinator
+// (issue 4 §1, §2): its hello, garbage frames rejected while it keeps serving, a covariance shard
+// equal to the in-process build, a job for weights it does not hold refused, deltas followed by a
+// v* job equal to the in-process ComputeZ on the same edited weights, and a clean shutdown.
+import Foundation
+import Shared
+import XCTest
+
+final class WorkerProcessTests: XCTestCase {
+    var heartbeats = 0
+
+    /// The next message from the worker that is not a heartbeat.
+    func next(_ router: ZMQSocket, _ what: String) throws -> Message {
+        let deadline = ProcessStats.now() + 20
+        while ProcessStats.now() < deadline {
+            guard let f = try router.receive(timeoutMs: 1000) else { continue }
+            let m = try Message(frames: Array(f.dropFirst()))
+            if case .heartbeat = m { heartbeats += 1; continue }
+            return m
+        }
+        throw XCTSkip("\(what): the worker did not answer in 20 s")
+    }
+
+    func testWorkerServesJobsRejectsGarbageAndFollowsDeltas() throws {
+        let workerExe = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 200)
+        let ctx = try ZMQContext()
+        let router = try ZMQSocket(ctx, .router)
+        try router.bind("ipc://\(dir)/c.ipc")
+        let p = try ClusterTestSupport.start(workerExe, ["--connect", "ipc://\(dir)/c.ipc", "--model", model, "--name", "solo"],
+                                             stderr: dir + "/worker.log")
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+
+        guard let first = try router.receive(timeoutMs: 20_000) else { return XCTFail("no hello") }
+        let id = first[0]
+        guard case .hello(let h) = try Message(frames: Array(first.dropFirst())) else { return XCTFail("first message is not hello") }
+        XCTAssertEqual(h.name, "solo")
+        XCTAssertEqual(h.pid, p.processIdentifier)
+        XCTAssertEqual(h.modelChecksum, try ModelChecksum.of(path: model))
+        XCTAssertEqual(h.protocolVersion, Int(WireProtocol.version))
+        XCTAssertEqual(h.weightsVersion, 0)
+        func send(_ m: Message) throws { try router.send([id] + (try m.frames())) }
+        try send(.welcome(Welcome(weightsVersion: 0)))
+
+        for (what, frames) in [("random bytes", [[UInt8](repeating: 0x41, count: 3)]),
+                               ("wrong version", [Array("AEWP".utf8) + [7, 0, 5, 0], Array("{}".utf8)]),
+                               ("job with a broken body", [Message.header(kind: MessageKind.job.rawValue), Array("[]".utf8)]),
+                               ("a hello (workers do not take one)", try Message.hello(h).frames())] {
+            try router.send([id] + frames)
+            guard case .rejected(let r) = try next(router, what) else { return XCTFail("\(what): not rejected") }
+            print("worker rejected \(what): \(r.reason)")
+        }
+
+        // A covariance shard, as the in-process builder computes it.
+        let shard = CovarianceShard(corpus: corpus, first: 50, count: 150, layers: ClusterTestSupport.layers,
+                                    batchTokens: CovarianceBuilder.defaultBatchTokens)
+        try send(.job(Job(id: 1, weightsVersion: 0, work: .covariance(shard))))
+        guard case let .result(r, payload) = try next(router, "covariance job") else { return XCTFail("no covariance result") }
+        XCTAssertEqual(r.jobID, 1)
+        let stats = try KeyStatistics.read(bytes: payload)
+        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 50..<200)
+        let rel = try ClusterTestSupport.relativeDifference(stats, reference)
+        print(String(format: "worker covariance shard: max rel diff vs in-process %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-9)
+
+        // Weights it does not hold: refused, retryable.
+        try send(.job(Job(id: 2, weightsVersion: 1, work: .covariance(shard))))
+        guard case .jobFailed(let f) = try next(router, "job at version 1") else { return XCTFail("not refused") }
+        XCTAssertEqual(f.jobID, 2)
+        XCTAssertTrue(f.retryable)
+        XCTAssertTrue(f.reason.contains("holds 0"), f.reason)
+
+        // Deltas of batch 1, then v* at version 1 equals ComputeZ on the same edited weights here.
+        let c = ClusterTestSupport.modelConfig
+        var rng = SplitMix64(seed: 5)
+        let deltas = BatchDeltas(rows: c.hidden, cols: c.ffn, deltas: [1: (0..<(c.hidden * c.ffn)).map { _ in rng.symmetric(0.02) }])
+        try send(.deltas(DeltaUpdate(version: 1), payload: deltas.serialized()))
+        var hp = EditHyperparameters()
+        hp.layers = [1]
+        hp.vSteps = 4
+        let templates = ContextTemplates(groups: [["{}"], ["The river. {}"]])
+        let requests = [EditRequest(prompt: "The capital of {} is", subject: "France", targetNew: "Rome"),
+                        EditRequest(prompt: "{} flows through", subject: "The river", targetNew: "Paris")]
+        try send(.job(Job(id: 3, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 0, requests: requests,
+                                                                          hyperparameters: hp, templates: templates)))))
+        guard case let .result(r3, _) = try next(router, "v* job"), case .vstar(let zs) = r3.output else {
+            return XCTFail("no v* result: \(ClusterTestSupport.read(dir + "/worker.log"))")
+        }
+        let m = try LlamaModel(path: model)
+        try m.applyDelta(layer: 1, delta: deltas.deltas[1] ?? [])
+        let want = try ComputeZ(model: m, tokenizer: try BPETokenizer(gguf: m.gguf), hp: hp).run(requests, templates: templates)
+        XCTAssertEqual(zs.count, 2)
+        for (a, b) in zip(zs, want) {
+            let d = zip(a.z, b.z).map { abs($0 - $1) }.max() ?? .infinity
+            let n = b.z.map { abs($0) }.max() ?? 1
+            print(String(format: "worker v*: max |z − z_in-process| / max|z| = %.2e", d / n))
+            XCTAssertLessThanOrEqual(d / n, 1e-5)
+        }
+
+        // Evaluation jobs are designed but not served yet: a non-retryable failure naming it.
+        try send(.job(Job(id: 4, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: "f", first: 0, count: 1, metrics: [])))))
+        guard case .jobFailed(let f4) = try next(router, "evaluation job") else { return XCTFail("not refused") }
+        XCTAssertFalse(f4.retryable)
+        XCTAssertTrue(f4.reason.contains("evaluation jobs are not supported"), f4.reason)
+
+        XCTAssertGreaterThan(heartbeats, 0, "the worker heartbeats")
+        try send(.shutdown)
+        ClusterTestSupport.wait(p, seconds: 10, "worker after shutdown")
+        XCTAssertEqual(p.terminationStatus, 0, ClusterTestSupport.read(dir + "/worker.log"))
+    }
+}
