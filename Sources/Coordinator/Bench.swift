@@ -77,7 +77,7 @@ struct BenchCluster: ParsableCommand {
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        let dir = URL(fileURLWithPath: scratch).standardized.path
+        let dir = AbsolutePath.of(scratch)
         let r = try ClusterBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, sentences: sentences, requests: requests,
                                          shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers,
                                          directory: dir, log: Logger(label: "coordinator")) { log($0) }

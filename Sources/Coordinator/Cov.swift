@@ -103,7 +103,7 @@ struct Cov: ParsableCommand {
                              + "ETA \(ProgressPrinter.clock(p.eta))")
             }
         } else {
-            let plan = CovarianceJobPlan(corpus: URL(fileURLWithPath: corpus).standardized.path, range: range, layers: chosen,
+            let plan = CovarianceJobPlan(corpus: AbsolutePath.of(corpus), range: range, layers: chosen,
                                          f: model.config.ffn, batchTokens: batchTokens,
                                          shardSentences: shardSentences ?? cfg.shardSentences)
             let cluster = try WorkerPool.start(cfg, directory: out, logLevel: clusterOptions.logLevel)

@@ -57,7 +57,7 @@ final class WorkerProcessTests: XCTestCase {
         // A covariance shard, as the in-process builder computes it.
         let shard = CovarianceShard(corpus: corpus, first: 50, count: 150, layers: ClusterTestSupport.layers,
                                     batchTokens: CovarianceBuilder.defaultBatchTokens)
-        try send(.job(Job(id: 1, weightsVersion: 0, work: .covariance(shard))))
+        try send(.job(JobAssignment(id: 1, weightsVersion: 0, work: .covariance(shard))))
         guard case let .result(r, payload) = try next(router, "covariance job") else { return XCTFail("no covariance result") }
         XCTAssertEqual(r.jobID, 1)
         let stats = try KeyStatistics.read(bytes: payload)
@@ -67,7 +67,7 @@ final class WorkerProcessTests: XCTestCase {
         XCTAssertLessThanOrEqual(rel, 1e-9)
 
         // Weights it does not hold: refused, retryable.
-        try send(.job(Job(id: 2, weightsVersion: 1, work: .covariance(shard))))
+        try send(.job(JobAssignment(id: 2, weightsVersion: 1, work: .covariance(shard))))
         guard case .jobFailed(let f) = try next(router, "job at version 1") else { return XCTFail("not refused") }
         XCTAssertEqual(f.jobID, 2)
         XCTAssertTrue(f.retryable)
@@ -84,7 +84,7 @@ final class WorkerProcessTests: XCTestCase {
         let templates = ContextTemplates(groups: [["{}"], ["The river. {}"]])
         let requests = [EditRequest(prompt: "The capital of {} is", subject: "France", targetNew: "Rome"),
                         EditRequest(prompt: "{} flows through", subject: "The river", targetNew: "Paris")]
-        try send(.job(Job(id: 3, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 0, requests: requests,
+        try send(.job(JobAssignment(id: 3, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 0, requests: requests,
                                                                           hyperparameters: hp, templates: templates)))))
         guard case let .result(r3, _) = try next(router, "v* job"), case .vstar(let zs) = r3.output else {
             return XCTFail("no v* result: \(ClusterTestSupport.read(dir + "/worker.log"))")
@@ -101,7 +101,7 @@ final class WorkerProcessTests: XCTestCase {
         }
 
         // Evaluation jobs are designed but not served yet: a non-retryable failure naming it.
-        try send(.job(Job(id: 4, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: "f", first: 0, count: 1, metrics: [])))))
+        try send(.job(JobAssignment(id: 4, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: "f", first: 0, count: 1, metrics: [])))))
         guard case .jobFailed(let f4) = try next(router, "evaluation job") else { return XCTFail("not refused") }
         XCTAssertFalse(f4.retryable)
         XCTAssertTrue(f4.reason.contains("evaluation jobs are not supported"), f4.reason)

@@ -42,7 +42,7 @@ public enum ClusterBenchmark {
         let tok = try BPETokenizer(gguf: model.gguf)
         let f = model.config.ffn
         let range = 0..<sentences
-        let corpusPath = URL(fileURLWithPath: corpus).standardized.path
+        let corpusPath = AbsolutePath.of(corpus)
 
         // In-process: one forward per thread, one BLAS thread each (as `cov`).
         BLAS.setThreads(1)
@@ -61,7 +61,7 @@ public enum ClusterBenchmark {
             let pool = try WorkerPool(endpoint: "ipc://\(directory)/bench-\(n).ipc",
                                       modelChecksum: try ModelChecksum.of(path: modelPath), logger: log)
             defer { pool.shutdown() }
-            try pool.spawnLocal(count: n, modelPath: URL(fileURLWithPath: modelPath).standardized.path,
+            try pool.spawnLocal(count: n, modelPath: AbsolutePath.of(modelPath),
                                 threads: max(1, threads / n), logLevel: "warning")
             let ready = ProcessStats.now() + 60
             while pool.aliveCount < n, ProcessStats.now() < ready { usleep(20_000) }
@@ -90,7 +90,7 @@ public enum ClusterBenchmark {
             let pool = try WorkerPool(endpoint: "ipc://\(directory)/bench-z.ipc",
                                       modelChecksum: try ModelChecksum.of(path: modelPath), logger: log)
             defer { pool.shutdown() }
-            try pool.spawnLocal(count: 2, modelPath: URL(fileURLWithPath: modelPath).standardized.path,
+            try pool.spawnLocal(count: 2, modelPath: AbsolutePath.of(modelPath),
                                 threads: max(1, threads / 2), logLevel: "warning")
             let ready = ProcessStats.now() + 60
             while pool.aliveCount < 2, ProcessStats.now() < ready { usleep(20_000) }

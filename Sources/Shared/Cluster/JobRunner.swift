@@ -41,7 +41,7 @@ public final class JobRunner {
     }
 
     /// Runs one job: its output and, for covariance, the KeyStatistics artifact bytes.
-    public func run(_ job: Job, progress: @escaping (String) -> Void = { _ in }) throws -> (JobOutput, [UInt8]) {
+    public func run(_ job: JobAssignment, progress: @escaping (String) -> Void = { _ in }) throws -> (JobOutput, [UInt8]) {
         guard job.weightsVersion == weightsVersion else {
             throw JobError.wrongWeights(held: weightsVersion, wanted: job.weightsVersion)
         }

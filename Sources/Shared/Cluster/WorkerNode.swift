@@ -134,7 +134,7 @@ public final class WorkerNode {
         pendingDeltas = []
     }
 
-    private func start(_ job: Job, send: (Message) -> Void) {
+    private func start(_ job: JobAssignment, send: (Message) -> Void) {
         guard !busy else {
             send(.jobFailed(JobFailure(jobID: job.id, reason: "worker \(name) is busy", retryable: true)))
             return

@@ -10,7 +10,7 @@ extension WorkerPool {
     public static func start(_ cfg: ClusterConfig, directory: String, logLevel: String = "info",
                              executable: String = WorkerPool.siblingWorkerExecutable()) throws -> WorkerPool {
         let log = Logger(label: "coordinator")
-        let model = URL(fileURLWithPath: cfg.model).standardized.path
+        let model = AbsolutePath.of(cfg.model)
         let pool = try WorkerPool(endpoint: cfg.resolvedEndpoint(directory: directory),
                                   modelChecksum: try ModelChecksum.of(path: model), logger: log)
         switch cfg.workers {

@@ -89,7 +89,7 @@ extension WorkerPool {
         if let old = workers[id], let j = old.job, jobs[j] != nil {
             queue.insert(j, at: 0)  // the worker restarted its conversation: its lease is void
         }
-        workers[id] = WorkerRecord(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
+        workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
         send(.welcome(Welcome(weightsVersion: committed.count)), to: id, socket)
     }

@@ -26,7 +26,7 @@ public enum ClusterError: Error, CustomStringConvertible {
 }
 
 /// One connected worker, as the coordinator sees it.
-struct WorkerRecord {
+struct PoolWorker {
     var hello: Hello
     var lastHeard: Double
     var lastSent: Double
@@ -46,9 +46,9 @@ public final class WorkerPool {
 
     let cond = NSCondition()
     // Everything below is guarded by `cond`.
-    var workers: [[UInt8]: WorkerRecord] = [:]
+    var workers: [[UInt8]: PoolWorker] = [:]
     var queue: [Int] = []
-    var jobs: [Int: Job] = [:]
+    var jobs: [Int: JobAssignment] = [:]
     var events: [PoolEvent] = []
     var committed: [[UInt8]] = []   // BatchDeltas bytes of committed versions 1…n
     var stopping = false
@@ -117,7 +117,7 @@ public final class WorkerPool {
             for (i, w) in works.enumerated() {
                 let id = nextJobID
                 nextJobID += 1
-                jobs[id] = Job(id: id, weightsVersion: version, work: w)
+                jobs[id] = JobAssignment(id: id, weightsVersion: version, work: w)
                 queue.append(id)
                 index[id] = i
             }

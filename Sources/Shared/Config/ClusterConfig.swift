@@ -166,7 +166,7 @@ public struct ClusterConfig: Sendable, Equatable {
     /// when that path is too long for a Unix socket, 107 bytes).
     public func resolvedEndpoint(directory: String) -> String {
         if let endpoint { return endpoint }
-        let path = URL(fileURLWithPath: directory).appendingPathComponent("coordinator.ipc").standardized.path
+        let path = AbsolutePath.of(directory + "/coordinator.ipc")
         return path.utf8.count <= 100 ? "ipc://" + path : "tcp://127.0.0.1:5570"
     }
 

@@ -116,7 +116,7 @@ public enum Work: Codable, Equatable, Sendable {
     }
 }
 
-public struct Job: Codable, Equatable, Sendable {
+public struct JobAssignment: Codable, Equatable, Sendable {
     public var id: Int
     /// The weights version the job must run on; a worker holding another one refuses it.
     public var weightsVersion: Int
@@ -161,7 +161,7 @@ public enum Message: Sendable {
     case welcome(Welcome)
     case refuse(Reason)
     case heartbeat
-    case job(Job)
+    case job(JobAssignment)
     case result(JobResult, payload: [UInt8])
     case jobFailed(JobFailure)
     case deltas(DeltaUpdate, payload: [UInt8])
@@ -269,7 +269,7 @@ extension Message {
         case .welcome: self = .welcome(try parse(Welcome.self))
         case .refuse: self = .refuse(try parse(Reason.self))
         case .heartbeat: _ = try parse(Empty.self); self = .heartbeat
-        case .job: self = .job(try parse(Job.self))
+        case .job: self = .job(try parse(JobAssignment.self))
         case .result: self = .result(try parse(JobResult.self), payload: payload ?? [])
         case .jobFailed: self = .jobFailed(try parse(JobFailure.self))
         case .deltas: self = .deltas(try parse(DeltaUpdate.self), payload: payload ?? [])
