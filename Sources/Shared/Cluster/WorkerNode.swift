@@ -60,7 +60,8 @@ public final class WorkerNode {
         }
         send(.hello(hello()))
         log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
-        var lastHeard = ProcessStats.now(), lastSent = lastHeard
+        lastHeard = ProcessStats.now()
+        var lastSent = lastHeard
         while true {
             if let parentPID, getppid() != parentPID {
                 log.warning("parent process \(parentPID) is gone: exiting")
@@ -68,7 +69,6 @@ public final class WorkerNode {
             }
             if try socket.receive(timeoutMs: pollMs).map({ try handle($0, send: send) }) == true { return true }
             let now = ProcessStats.now()
-            if lastHeardUpdated { lastHeard = now; lastHeardUpdated = false }
             for m in lock.withLock({ defer { finished = [] }; return finished }) {
                 send(m)
                 lastSent = now
@@ -83,7 +83,8 @@ public final class WorkerNode {
         }
     }
 
-    private var lastHeardUpdated = false
+    /// When the coordinator was last heard from (any message that decodes).
+    private var lastHeard = 0.0
 
     /// Handles one received message; true when it says shut down.
     private func handle(_ frames: [[UInt8]], send: (Message) -> Void) throws -> Bool {
@@ -93,7 +94,7 @@ public final class WorkerNode {
             send(.rejected(Reason("\(error)")))
             return false
         }
-        lastHeardUpdated = true
+        lastHeard = ProcessStats.now()
         switch message {
         case .welcome(let w):
             log.info("welcomed: coordinator at weights version \(w.weightsVersion), this worker at \(runner.weightsVersion)")

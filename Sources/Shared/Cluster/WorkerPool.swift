@@ -37,6 +37,14 @@ struct PoolWorker {
     var label: String { "\(hello.name) (pid \(hello.pid))" }
 }
 
+public struct WorkerSnapshot: Sendable {
+    public var hello: Hello
+    public var alive: Bool
+    /// ProcessStats.now() clock.
+    public var lastHeard: Double
+    public var job: Int?
+}
+
 public final class WorkerPool {
     public let endpoint: String
     public let modelChecksum: String
@@ -50,7 +58,7 @@ public final class WorkerPool {
     var queue: [Int] = []
     var jobs: [Int: JobAssignment] = [:]
     var events: [PoolEvent] = []
-    var committed: [[UInt8]] = []   // BatchDeltas bytes of committed versions 1…n
+    var committed: [String] = []   // BatchDeltas artifact files of committed versions 1…n
     var stopping = false
     var expired = 0
     /// Retryable refusals per job (a worker busy or short of deltas); past `maxRetries` the job fails.
@@ -94,13 +102,23 @@ public final class WorkerPool {
         cond.withLock { workers.values.compactMap { w in w.job.map { (w.hello.pid, $0) } } }
     }
 
+    /// The workers heard from so far, alive or not (for the store's `workers` table and `status`).
+    public var workerSnapshot: [WorkerSnapshot] {
+        cond.withLock {
+            workers.values.map { WorkerSnapshot(hello: $0.hello, alive: $0.alive, lastHeard: $0.lastHeard, job: $0.job) }
+                .sorted { $0.hello.name < $1.hello.name }
+        }
+    }
+
     /// Leases that expired with their worker (each such job went back to the queue).
     public var expiredLeases: Int { cond.withLock { expired } }
 
-    /// Records committed batch `version` (1, 2, …) and sends its deltas to every live worker.
-    public func commit(version: Int, deltas: [UInt8]) {
+    /// Records committed batch `version` (1, 2, …, in order) whose BatchDeltas artifact is at `path`;
+    /// every live worker, and every worker that joins later, is sent the deltas it lacks, in order,
+    /// before its next job. Files are read when sent (a long campaign's deltas do not stay in memory).
+    public func commit(version: Int, deltas path: String) {
         cond.withLock {
-            if version == committed.count + 1 { committed.append(deltas) }
+            if version == committed.count + 1 { committed.append(path) }
         }
     }
 
@@ -109,7 +127,8 @@ public final class WorkerPool {
     /// Runs `works` on the workers at the current weights version; `onResult(index, result, payload)`
     /// sees every result once (index into `works`). Throws on a job that fails for a reason other
     /// than its worker (the same input would fail anywhere) or when no worker lives for `noWorkerTimeout`.
-    public func run(_ works: [Work], progress: (Int, Int) -> Void = { _, _ in },
+    /// `tick` runs on the caller's thread at least every 0.25 s (e.g. to record worker liveness).
+    public func run(_ works: [Work], progress: (Int, Int) -> Void = { _, _ in }, tick: () throws -> Void = {},
                     onResult: (Int, JobResult, [UInt8]) throws -> Void) throws {
         var index: [Int: Int] = [:]
         cond.withLock {
@@ -150,6 +169,7 @@ public final class WorkerPool {
                     throw ClusterError.jobFailed(job: f.jobID, work: works[index[f.jobID] ?? 0].name, reason: f.reason)
                 }
             }
+            try tick()
             let now = ProcessStats.now()
             if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
                 throw ClusterError.noWorkers(seconds: noWorkerTimeout)
@@ -201,7 +221,13 @@ public final class WorkerPool {
             try socket.send([id] + (try m.frames()))
             workers[id]?.lastSent = ProcessStats.now()
         } catch {
-            log.warning("send \(m.kind) to \(workers[id]?.label ?? hex(id)) failed: \(error)")
+            // A peer whose connection is gone fails every heartbeat until its liveness runs out: one line
+            // per failed job or control message, heartbeats only at debug level.
+            if case .heartbeat = m {
+                log.debug("heartbeat to \(workers[id]?.label ?? hex(id)) failed: \(error)")
+            } else {
+                log.warning("send \(m.kind) to \(workers[id]?.label ?? hex(id)) failed: \(error)")
+            }
         }
     }
 
@@ -222,9 +248,13 @@ public final class WorkerPool {
     private func syncDeltas(_ id: [UInt8], _ socket: ZMQSocket) {
         guard let w = workers[id], w.job == nil, w.sentVersion < committed.count else { return }
         for v in (w.sentVersion + 1)...committed.count {
-            send(.deltas(DeltaUpdate(version: v), payload: committed[v - 1]), to: id, socket)
+            guard let bytes = FileManager.default.contents(atPath: committed[v - 1]) else {
+                log.error("cannot read the deltas of version \(v) at \(committed[v - 1]): \(w.label) stays at version \(v - 1)")
+                return
+            }
+            send(.deltas(DeltaUpdate(version: v), payload: [UInt8](bytes)), to: id, socket)
+            workers[id]?.sentVersion = v
         }
-        workers[id]?.sentVersion = committed.count
     }
 
     private func dispatch(_ socket: ZMQSocket) {
