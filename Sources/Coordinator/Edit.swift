@@ -23,80 +23,94 @@ struct Edit: ParsableCommand {
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         let cfg = try modelOptions.resolved()
         let requests = try FactsFile.read(path: facts, limit: limit)   // every record checked before any work
+        var hp = EditHyperparameters()
+        if let vLr { hp.vLR = vLr }
+        let settings = CampaignSettings(
+            method: m, model: cfg.model, modelChecksum: try EditState.fileChecksum(cfg.model),
+            facts: facts, factsChecksum: try EditState.fileChecksum(facts), requestCount: requests.count,
+            batchSize: batchSize, hyperparameters: hp, templateSeed: seed, corpus: corpus, covSentences: covSentences)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
-        try FileManager.default.createDirectory(atPath: state + "/deltas", withIntermediateDirectories: true)
 
-        var st: EditState
-        if FileManager.default.fileExists(atPath: state + "/manifest.json") {
-            st = try EditState.load(directory: state)
-            guard st.manifest.method == m else { throw ValidationError("\(state) holds a \(st.manifest.method.rawValue) campaign") }
+        // The database is the commit record: a campaign with other settings is refused, a matching one
+        // continues after its last committed batch.
+        let store = try JobStore(directory: state, create: true)
+        var campaign: Campaign
+        if let c = try store.campaign(matching: settings) {
+            campaign = c
+        } else {
+            let templates = try ContextTemplates.generate(model: model, tokenizer: tok, seed: seed)
+            campaign = try store.createCampaign(settings: settings, templates: templates, requests: requests)
+        }
+        if campaign.base == nil { campaign.base = try buildBase(store, campaign, model, tok, cfg.threads) }
+        try store.removeUnreferencedFiles(in: ["deltas", "cp"])
+        let st = try EditState(store: store)
+        if !st.manifest.batches.isEmpty {
             try st.apply(to: model)
             log("resuming \(state): \(st.manifest.batches.count) batches already committed")
-        } else {
-            var hp = EditHyperparameters()
-            if let vLr { hp.vLR = vLr }
-            let templates = try ContextTemplates.generate(model: model, tokenizer: tok, seed: seed)
-            st = EditState(directory: state, manifest: EditManifest(model: cfg.model, method: m, hyperparameters: hp, templates: templates))
-            // One forward pass per thread, one BLAS thread each: faster here than one pass on all threads
-            // (see CovarianceBuilder.workers).
-            BLAS.setThreads(1)
-            defer { BLAS.setThreads(cfg.threads) }
-            let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: hp.layers, workers: cfg.threads)
-            let stats = try builder.build(corpus: corpus, range: 0..<covSentences) { p in
-                progressLine("K0 statistics", done: p.sentencesDone, total: p.sentencesTotal, rate: p.tokensPerSecond, unit: "tokens/s", eta: p.eta)
-            }
-            finishProgress()
-            switch m {
-            case .alphaedit:
-                let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
-                for p in proj.projectors {
-                    log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions (\(String(format: "%.1f", 100 * p.keptFraction))%), \(p.spectrum)")
-                }
-                try proj.write(to: st.url("projector.bin"))
-                st.manifest.base = try st.ref("projector.bin")
-            case .memit:
-                try stats.write(to: st.url("statistics.bin"))
-                st.manifest.base = try st.ref("statistics.bin")
-            }
-            try st.save()
         }
-        let hp = st.manifest.hyperparameters
-        guard let base = st.manifest.base else { throw StateError.badManifest(state, "no projector or statistics") }
+
+        guard let base = st.manifest.base else { throw StoreError.noCampaign(path: store.path) }
         let basePath = try st.verified(base)
         let proj = m == .alphaedit ? try NullSpaceProjectorSet.read(from: basePath) : nil
         let stats = m == .memit ? try KeyStatistics.read(from: basePath) : nil
         let cp = try st.manifest.cp.map { try SequentialState.read(from: try st.verified($0)) }
-        let editor = try Editor(model: model, tokenizer: tok, hp: hp, method: m, templates: st.manifest.templates,
+        let editor = try Editor(model: model, tokenizer: tok, hp: hp, method: m, templates: campaign.templates,
                                 projectors: proj, statistics: stats, state: cp)
 
-        let batches = stride(from: 0, to: requests.count, by: batchSize).map { Array(requests[$0..<min($0 + batchSize, requests.count)]) }
+        let batches = try store.batches(campaign: campaign.id)
         let start = ProcessStats.now()
         var doneRequests = st.manifest.batches.reduce(0) { $0 + $1.requests }
         let scorer = TargetScorer(model: model, tokenizer: tok)
-        for (bi, batch) in batches.enumerated() where bi >= st.manifest.batches.count {
+        for b in batches where b.state == .pending {
+            let batch = try store.requests(campaign: campaign.id, batch: b.index)
             let pre = try scorer.efficacy(batch)
+            // v* and the solve, in this process (the distributed pipeline hands v* out as `vstar` jobs).
             let out = try editor.apply(batch) { n in
                 let el = ProcessStats.now() - start
                 let rate = Double(doneRequests + n) / max(el, 1e-9)
-                progressLine("batch \(bi + 1)/\(batches.count) v*", done: doneRequests + n, total: requests.count,
+                progressLine("batch \(b.index)/\(batches.count) v*", done: doneRequests + n, total: requests.count,
                              rate: rate * 60, unit: "requests/min", eta: Double(requests.count - doneRequests - n) / max(rate, 1e-9))
             }
             finishProgress()
+            try EditState.commit(store, campaign: campaign.id, batch: b.index,
+                                 deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas),
+                                 cp: editor.state, seconds: out.totalSeconds)  // the commit point of the batch
             doneRequests += batch.count
-            let rel = String(format: "deltas/batch-%05d.bin", bi + 1)
-            try BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas).write(to: st.url(rel))
-            try editor.state.write(to: st.url("cp.bin"))
-            st.manifest.cp = try st.ref("cp.bin")
-            st.manifest.batches.append(.init(index: bi + 1, requests: batch.count, deltas: try st.ref(rel), seconds: out.totalSeconds))
-            try st.save()  // the commit point of the batch
             let post = try scorer.efficacy(batch)
             // Efficacy needs each record's true target (CounterFact records have it; simple lists do not).
             let eff = pre.isNaN ? "" : String(format: "; efficacy on its rewrite prompts %.1f → %.1f", pre, post)
             log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s",
-                       bi + 1, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
+                       b.index, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
         }
-        print("state: \(state) (\(st.manifest.batches.count) batches, \(doneRequests) edits)")
+        let done = try EditState(store: store).manifest.batches
+        print("state: \(state) (\(done.count) batches, \(done.reduce(0) { $0 + $1.requests }) edits)")
+    }
+
+    /// K0 statistics over the corpus, then the projectors (AlphaEdit) or the statistics themselves
+    /// (MEMIT), recorded as the campaign's base.
+    func buildBase(_ store: JobStore, _ campaign: Campaign, _ model: LlamaModel, _ tok: BPETokenizer,
+                   _ threads: Int) throws -> ArtifactFile {
+        let hp = campaign.settings.hyperparameters
+        // One forward pass per thread, one BLAS thread each: faster here than one pass on all threads
+        // (see CovarianceBuilder.workers).
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(threads) }
+        let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: hp.layers, workers: threads)
+        let stats = try builder.build(corpus: corpus, range: 0..<covSentences) { p in
+            progressLine("K0 statistics", done: p.sentencesDone, total: p.sentencesTotal, rate: p.tokensPerSecond, unit: "tokens/s", eta: p.eta)
+        }
+        finishProgress()
+        switch campaign.settings.method {
+        case .alphaedit:
+            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+            for p in proj.projectors {
+                log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions (\(String(format: "%.1f", 100 * p.keptFraction))%), \(p.spectrum)")
+            }
+            return try EditState.recordBase(store, campaign: campaign.id, projectors: proj)
+        case .memit:
+            return try EditState.recordBase(store, campaign: campaign.id, statistics: stats)
+        }
     }
 }
 

@@ -26,7 +26,7 @@ final class ClusterConfigTests: XCTestCase {
         cov_sentences = 123
         shard_sentences = 45
         artifacts = out/cov
-        database = /abs/campaign.sqlite
+        state = /abs/run
         """
         let c = try ClusterConfig.parse(text, baseDirectory: "/base")
         XCTAssertEqual(c.model, "/base/m.gguf")
@@ -47,7 +47,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.covSentences, 123)
         XCTAssertEqual(c.shardSentences, 45)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
-        XCTAssertEqual(c.database, "/abs/campaign.sqlite")
+        XCTAssertEqual(c.state, "/abs/run")
         XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 19, "every key listed once")
     }
 

@@ -5,19 +5,21 @@ import Shared
 import XCTest
 
 final class EditStateTests: XCTestCase {
+    /// A state directory with one committed batch of random deltas at layers 3 and 7.
     func makeState(_ m: LlamaModel) throws -> (EditState, [Int: [Float]]) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aestate-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir + "/deltas", withIntermediateDirectories: true)
         var rng = SplitMix64(seed: 7)
         let n = m.config.hidden * m.config.ffn
         let deltas = [3: (0..<n).map { _ in rng.symmetric(0.01) }, 7: (0..<n).map { _ in rng.symmetric(0.01) }]
-        var st = EditState(directory: dir, manifest: EditManifest(model: "test", method: .alphaedit,
-                                                                  hyperparameters: EditHyperparameters(),
-                                                                  templates: ContextTemplates(groups: [["{}"]])))
-        try BatchDeltas(rows: m.config.hidden, cols: m.config.ffn, deltas: deltas).write(to: st.url("deltas/batch-00001.bin"))
-        st.manifest.batches = [.init(index: 1, requests: 1, deltas: try st.ref("deltas/batch-00001.bin"), seconds: 0)]
-        try st.save()
-        return (st, deltas)
+        let store = try JobStore(directory: dir, create: true)
+        let c = try store.createCampaign(settings: CampaignSettings(
+            method: .alphaedit, model: "test", modelChecksum: "0", facts: "test", factsChecksum: "0", requestCount: 1,
+            batchSize: 1, hyperparameters: EditHyperparameters(), templateSeed: 0, corpus: "test", covSentences: 0),
+            templates: ContextTemplates(groups: [["{}"]]), requests: [EditRequest(prompt: "{} is in", subject: "S", targetNew: "T")])
+        try EditState.commit(store, campaign: c.id, batch: 1,
+                             deltas: BatchDeltas(rows: m.config.hidden, cols: m.config.ffn, deltas: deltas),
+                             cp: try SequentialState(layers: [3, 7], f: m.config.ffn), seconds: 0)
+        return (try EditState(store: store), deltas)
     }
 
     func lastLogits(_ m: LlamaModel, _ ids: [Int32]) throws -> [Float] {
@@ -56,11 +58,27 @@ final class EditStateTests: XCTestCase {
         bytes[bytes.count / 2] ^= 0x40
         try Data(bytes).write(to: URL(fileURLWithPath: p))
         XCTAssertThrowsError(try EditState.load(directory: st.directory).apply(to: m)) { e in
-            XCTAssertTrue("\(e)".contains("does not match the checksum"), "\(e)")
+            XCTAssertTrue("\(e)".hasPrefix("\(p) does not match the checksum recorded in the state database"), "\(e)")
         }
         XCTAssertThrowsError(try EditState.load(directory: st.directory + "-missing")) { e in
-            XCTAssertTrue("\(e)".contains("not an alphaedit state directory"), "\(e)")
+            XCTAssertEqual("\(e)", "\(st.directory)-missing holds no state.sqlite: not an alphaedit state directory")
         }
+        try? FileManager.default.removeItem(atPath: st.directory)
+    }
+
+    /// Files written for a batch that never committed are not part of the state, and are removed
+    /// when a campaign resumes; the committed record still finds its own files intact.
+    func testUncommittedBatchFilesAreNotPartOfTheState() throws {
+        let m = try LlamaModel(path: try RepoPaths.requireModel())
+        let (st, _) = try makeState(m)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: st.url(EditState.deltasPath(batch: 2))))
+        try Data([4, 5, 6]).write(to: URL(fileURLWithPath: st.url(EditState.cpPath(batch: 2))))
+        let reloaded = try EditState.load(directory: st.directory)
+        XCTAssertEqual(reloaded.manifest.batches.map(\.index), [1])
+        XCTAssertEqual(reloaded.manifest.cp?.path, EditState.cpPath(batch: 1))
+        XCTAssertEqual(try reloaded.store.removeUnreferencedFiles(in: ["deltas", "cp"]),
+                       [EditState.cpPath(batch: 2), EditState.deltasPath(batch: 2)])
+        XCTAssertNoThrow(try reloaded.verified(try XCTUnwrap(reloaded.manifest.cp)))
         try? FileManager.default.removeItem(atPath: st.directory)
     }
 }

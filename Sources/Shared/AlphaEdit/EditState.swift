@@ -1,94 +1,65 @@
 // A state directory: everything an edit campaign produced, enough to answer with the edited model,
 // export it, or continue it. Layout:
-//   manifest.json            settings, templates, and every file below with its FNV-1a-64 checksum
+//   state.sqlite             the commit record (JobStore): settings, templates, batches, requests, jobs,
+//                            and every file below with its FNV-1a-64 checksum
 //   projector.bin            null-space projectors (AlphaEdit) — or statistics.bin (MEMIT's C0)
-//   cp.bin                   the sequential state Cp after the last batch
-//   deltas/batch-00001.bin   ΔW of each applied batch, in order
+//   cp/batch-00007.bin       the sequential state Cp after the last committed batch (7 here)
+//   deltas/batch-00001.bin   ΔW of each committed batch, in order
+// Cp gets a new name per batch instead of overwriting one cp.bin: the new file is written before the
+// batch commits, and until then the committed record must still find the old one intact.
 import Foundation
 
-public struct EditManifest: Codable, Sendable {
-    public struct FileRef: Codable, Sendable { public var path: String; public var fnv1a64: String }
-    public struct Batch: Codable, Sendable {
+/// The committed content of a state directory, as read from its database.
+public struct EditManifest: Sendable {
+    public struct Batch: Sendable {
         public var index: Int
         public var requests: Int
-        public var deltas: FileRef
+        public var deltas: ArtifactFile
         public var seconds: Double
-        public init(index: Int, requests: Int, deltas: FileRef, seconds: Double) {
-            self.index = index; self.requests = requests; self.deltas = deltas; self.seconds = seconds
-        }
     }
-    public var format = 1
     public var model: String
     public var method: EditMethod
     public var hyperparameters: EditHyperparameters
     public var templates: ContextTemplates
-    public var base: FileRef?        // projector.bin or statistics.bin
-    public var cp: FileRef?
-    public var batches: [Batch] = []
-
-    public init(model: String, method: EditMethod, hyperparameters: EditHyperparameters, templates: ContextTemplates) {
-        self.model = model; self.method = method; self.hyperparameters = hyperparameters; self.templates = templates
-    }
-}
-
-public enum StateError: Error, CustomStringConvertible {
-    case noManifest(String)
-    case badManifest(String, String)
-    case checksumMismatch(path: String)
-    public var description: String {
-        switch self {
-        case .noManifest(let d): "\(d) holds no manifest.json: not an alphaedit state directory"
-        case .badManifest(let p, let why): "\(p) is not a valid manifest: \(why)"
-        case .checksumMismatch(let p): "\(p) does not match the checksum in the manifest: the file is corrupted"
-        }
-    }
+    public var base: ArtifactFile?        // projector.bin or statistics.bin
+    public var cp: ArtifactFile?          // after the last committed batch
+    public var batches: [Batch] = []      // committed, in order
 }
 
 public struct EditState {
-    public let directory: String
-    public var manifest: EditManifest
+    public let store: JobStore
+    public let campaign: Campaign
+    public let manifest: EditManifest
+    public var directory: String { store.directory }
 
-    public init(directory: String, manifest: EditManifest) {
-        self.directory = directory; self.manifest = manifest
+    /// Reads the committed state of the campaign in `store`.
+    public init(store: JobStore) throws {
+        guard let c = try store.campaign() else { throw StoreError.noCampaign(path: store.path) }
+        var m = EditManifest(model: c.settings.model, method: c.settings.method, hyperparameters: c.settings.hyperparameters,
+                             templates: c.templates, base: c.base)
+        for b in try store.batches(campaign: c.id) where b.state == .committed {
+            guard let d = b.deltas else {
+                throw StoreError.badRecord(path: store.path, what: "batch \(b.index)", reason: "committed without a deltas file")
+            }
+            m.batches.append(.init(index: b.index, requests: b.requests.count, deltas: d, seconds: b.seconds ?? 0))
+            if let cp = b.cp { m.cp = cp }
+        }
+        self.store = store; self.campaign = c; self.manifest = m
+    }
+
+    /// Opens an existing state directory (nothing is created).
+    public static func load(directory: String) throws -> EditState {
+        try EditState(store: JobStore(directory: directory, create: false))
     }
 
     public static func fileChecksum(_ path: String) throws -> String {
-        guard let d = FileManager.default.contents(atPath: path) else { throw ArtifactError.io(path: path, reason: "cannot read") }
-        let h = d.withUnsafeBytes { FNV1a64.hash($0) }
-        return String(h, radix: 16)
+        try ArtifactFile.checksum(of: path).0
     }
 
-    public func url(_ rel: String) -> String { URL(fileURLWithPath: directory).appendingPathComponent(rel).path }
+    public func url(_ rel: String) -> String { ArtifactFile.absolute(rel, in: directory) }
 
-    /// Verifies a file against its manifest checksum before use.
-    public func verified(_ ref: EditManifest.FileRef) throws -> String {
-        let p = url(ref.path)
-        guard try Self.fileChecksum(p) == ref.fnv1a64 else { throw StateError.checksumMismatch(path: p) }
-        return p
-    }
-
-    public func ref(_ rel: String) throws -> EditManifest.FileRef {
-        EditManifest.FileRef(path: rel, fnv1a64: try Self.fileChecksum(url(rel)))
-    }
-
-    public static func load(directory: String) throws -> EditState {
-        let p = URL(fileURLWithPath: directory).appendingPathComponent("manifest.json").path
-        guard let data = FileManager.default.contents(atPath: p) else { throw StateError.noManifest(directory) }
-        do {
-            return EditState(directory: directory, manifest: try JSONDecoder().decode(EditManifest.self, from: data))
-        } catch {
-            throw StateError.badManifest(p, "\(error)")
-        }
-    }
-
-    /// Writes the manifest atomically (it is the commit point of a batch).
-    public func save() throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try enc.encode(manifest)
-        let p = url("manifest.json")
-        try data.write(to: URL(fileURLWithPath: p), options: .atomic)
-    }
+    /// A file's path after its checksum is checked against the database.
+    public func verified(_ file: ArtifactFile) throws -> String { try store.verified(file) }
 
     /// Applies every committed batch's deltas to `model`, in order, after checking each file.
     public func apply(to model: LlamaModel) throws {
@@ -96,5 +67,39 @@ public struct EditState {
             let d = try BatchDeltas.read(from: try verified(b.deltas))
             for (l, delta) in d.deltas.sorted(by: { $0.key < $1.key }) { try model.applyDelta(layer: l, delta: delta) }
         }
+    }
+
+    // MARK: writing (the coordinator)
+
+    public static func deltasPath(batch: Int) -> String { String(format: "deltas/batch-%05d.bin", batch) }
+    public static func cpPath(batch: Int) -> String { String(format: "cp/batch-%05d.bin", batch) }
+
+    /// Writes AlphaEdit's projectors and records them as the campaign's base.
+    public static func recordBase(_ store: JobStore, campaign: Int64, projectors: NullSpaceProjectorSet) throws -> ArtifactFile {
+        try projectors.write(to: ArtifactFile.absolute("projector.bin", in: store.directory))
+        return try store.setBase(campaign: campaign, try ArtifactFile.describe(kind: .projector, path: "projector.bin", in: store.directory))
+    }
+
+    /// Writes MEMIT's K0 statistics and records them as the campaign's base.
+    public static func recordBase(_ store: JobStore, campaign: Int64, statistics: KeyStatistics) throws -> ArtifactFile {
+        try statistics.write(to: ArtifactFile.absolute("statistics.bin", in: store.directory))
+        return try store.setBase(campaign: campaign, try ArtifactFile.describe(kind: .covariance, path: "statistics.bin", in: store.directory))
+    }
+
+    /// Commits one batch: its ΔW and the Cp after it are written (and flushed) first, then one
+    /// transaction records them and marks the batch and its requests done. A process that dies before
+    /// the transaction leaves files no record references; the next run overwrites or removes them.
+    public static func commit(_ store: JobStore, campaign: Int64, batch: Int, deltas: BatchDeltas,
+                              cp: SequentialState, seconds: Double) throws {
+        for dir in ["deltas", "cp"] {
+            try FileManager.default.createDirectory(atPath: ArtifactFile.absolute(dir, in: store.directory),
+                                                    withIntermediateDirectories: true)
+        }
+        let d = deltasPath(batch: batch), c = cpPath(batch: batch)
+        try deltas.write(to: ArtifactFile.absolute(d, in: store.directory))
+        try cp.write(to: ArtifactFile.absolute(c, in: store.directory))
+        try store.commitBatch(campaign: campaign, index: batch,
+                              deltas: try ArtifactFile.describe(kind: .deltas, path: d, in: store.directory),
+                              cp: try ArtifactFile.describe(kind: .cp, path: c, in: store.directory), seconds: seconds)
     }
 }

@@ -67,8 +67,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var shardSentences: Int = 500
     /// Directory of the K0 statistics and projectors (`alphaedit cov`).
     public var artifacts: String = "state/cov"
-    /// The campaign database; nil: `campaign.sqlite` in the state directory.
-    public var database: String?
+    /// The campaign's state directory: its database `state.sqlite` (JobStore) and files.
+    public var state: String = "state/run"
 
     public init() {}
 
@@ -86,7 +86,8 @@ public struct ClusterConfig: Sendable, Equatable {
         ("lambda", "AlphaEdit λ"), ("memit_lambda", "MEMIT λm"),
         ("corpus", "K0 corpus (JSON lines with \"sentence\")"), ("cov_sentences", "sentences of the corpus for K0"),
         ("shard_sentences", "sentences per distributed covariance job"),
-        ("artifacts", "directory of statistics.bin / projector.bin"), ("database", "campaign SQLite file"),
+        ("artifacts", "directory of statistics.bin / projector.bin"),
+        ("state", "campaign state directory (its state.sqlite database and files)"),
     ]
 
     public static func load(path: String) throws -> ClusterConfig {
@@ -157,7 +158,7 @@ public struct ClusterConfig: Sendable, Equatable {
         case "cov_sentences": covSentences = try int(1...100_000_000)
         case "shard_sentences": shardSentences = try int(1...100_000_000)
         case "artifacts": artifacts = try path()
-        case "database": database = try path()
+        case "state": state = try path()
         default: throw ConfigError.unknownKey(key: key, line: line)
         }
     }

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+/// `alphaedit status`: the progress of a state directory's campaign, read from its database (read
+/// only; safe while a coordinator is writing, the database is in WAL mode).
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show an edit campaign's progress: batches, requests, jobs, workers.")
+
+    @Option(help: "State directory of an edit campaign.") var state: String
+    @Flag(help: "Print one JSON object.") var json = false
+    @Option(help: "A worker counts as alive when seen within this many seconds.") var liveness: Double = 15
+
+    func run() throws {
+        guard liveness > 0 else { throw ValidationError("--liveness must be positive") }
+        let store = try JobStore(directory: state, create: false)
+        let s = try store.status(now: Date().timeIntervalSince1970, liveness: liveness)
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(s), as: UTF8.self))
+            return
+        }
+        let last = s.lastBatchAt.map { at -> String in
+            let f = ISO8601DateFormatter()
+            return f.string(from: Date(timeIntervalSince1970: at)) + (s.lastBatchSeconds.map { String(format: " (%.1f s)", $0) } ?? "")
+        }
+        let rows: [(String, String)] = [
+            ("state", store.path),
+            ("method", s.method ?? "– (no campaign yet)"),
+            ("batches", "\(s.batchesCommitted) / \(s.batchesTotal) committed"),
+            ("requests", "\(s.requestsDone) / \(s.requestsTotal) done"),
+            ("jobs", JobState.allCases.map { "\($0.rawValue) \(s.jobs[$0.rawValue] ?? 0)" }.joined(separator: ", ")),
+            ("workers", "\(s.workersAlive) alive (\(s.workersKnown) known)"),
+            ("last batch", last ?? "–"),
+        ]
+        for (k, v) in rows { print(k.padding(toLength: 11, withPad: " ", startingAt: 0) + v) }
+    }
+}

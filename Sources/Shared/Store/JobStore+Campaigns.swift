@@ -1,0 +1,234 @@
+// Campaigns, their batches and requests, and the batch commit. A state directory holds one campaign:
+// running the same `alphaedit edit` again finds it (and refuses other settings), then continues
+// after the last committed batch.
+import Foundation
+
+/// What identifies a campaign: resuming with different values would mix two experiments.
+public struct CampaignSettings: Codable, Equatable, Sendable {
+    public var method: EditMethod
+    public var model: String
+    public var modelChecksum: String
+    public var facts: String
+    public var factsChecksum: String
+    public var requestCount: Int
+    public var batchSize: Int
+    public var hyperparameters: EditHyperparameters
+    public var templateSeed: UInt64
+    public var corpus: String
+    public var covSentences: Int
+
+    public init(method: EditMethod, model: String, modelChecksum: String, facts: String, factsChecksum: String,
+                requestCount: Int, batchSize: Int, hyperparameters: EditHyperparameters, templateSeed: UInt64,
+                corpus: String, covSentences: Int) {
+        self.method = method; self.model = model; self.modelChecksum = modelChecksum; self.facts = facts
+        self.factsChecksum = factsChecksum; self.requestCount = requestCount; self.batchSize = batchSize
+        self.hyperparameters = hyperparameters; self.templateSeed = templateSeed; self.corpus = corpus
+        self.covSentences = covSentences
+    }
+
+    /// Paths may differ between runs (another working directory); their contents' checksums may not.
+    static let locationKeys: Set<String> = ["model", "facts", "corpus"]
+
+    /// "key: stored X, requested Y" for each setting that differs (hyperparameters field by field).
+    public func differences(from requested: CampaignSettings) -> [String] {
+        func flat(_ s: CampaignSettings) -> [String: String] {
+            guard let data = try? JSONEncoder().encode(s),
+                  let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
+            var out: [String: String] = [:]
+            for (k, v) in obj where !Self.locationKeys.contains(k) {
+                if let nested = v as? [String: Any] {
+                    for (k2, v2) in nested { out["\(k).\(k2)"] = "\(v2)" }
+                } else {
+                    out[k] = "\(v)"
+                }
+            }
+            return out
+        }
+        let a = flat(self), b = flat(requested)
+        return Set(a.keys).union(b.keys).sorted().compactMap { k in
+            a[k] == b[k] ? nil : "\(k): stored \(a[k] ?? "none"), requested \(b[k] ?? "none")"
+        }
+    }
+}
+
+public struct Campaign: Sendable {
+    public var id: Int64
+    public var settings: CampaignSettings
+    public var templates: ContextTemplates
+    /// The projector (AlphaEdit) or K0 statistics (MEMIT), once computed.
+    public var base: ArtifactFile?
+}
+
+public enum BatchState: String, Codable, Sendable { case pending, committed }
+
+public struct BatchRecord: Sendable {
+    public var campaign: Int64
+    public var index: Int                 // 1-based
+    public var requests: Range<Int>       // indices into the campaign's requests
+    public var state: BatchState
+    public var deltas: ArtifactFile?
+    public var cp: ArtifactFile?
+    public var seconds: Double?
+    public var committedAt: Double?
+}
+
+extension JobStore {
+    /// The campaign of this state directory, if one was created.
+    public func campaign() throws -> Campaign? {
+        try read { try campaignRow() }
+    }
+
+    /// The existing campaign when its settings equal `settings`, nil when there is none; a campaign
+    /// with other settings is an error listing the differences.
+    public func campaign(matching settings: CampaignSettings) throws -> Campaign? {
+        guard let c = try campaign() else { return nil }
+        let diffs = c.settings.differences(from: settings)
+        guard diffs.isEmpty else { throw StoreError.campaignMismatch(path: path, differences: diffs) }
+        return c
+    }
+
+    /// Creates the campaign with its batches (of `settings.batchSize` requests, in order) and requests,
+    /// all pending. If another process created one meanwhile, that one is returned when it matches.
+    public func createCampaign(settings: CampaignSettings, templates: ContextTemplates,
+                               requests: [EditRequest], now: Double = Date().timeIntervalSince1970) throws -> Campaign {
+        guard requests.count == settings.requestCount, settings.batchSize > 0 else {
+            throw StoreError.campaignMismatch(path: path, differences: [
+                "requests: \(requests.count) given, settings say \(settings.requestCount) in batches of \(settings.batchSize)"])
+        }
+        return try write {
+            if let c = try campaignRow() {
+                let diffs = c.settings.differences(from: settings)
+                guard diffs.isEmpty else { throw StoreError.campaignMismatch(path: path, differences: diffs) }
+                return c
+            }
+            try db.run("INSERT INTO campaigns (method, settings, templates, created_at) VALUES (?, ?, ?, ?)",
+                       [.text(settings.method.rawValue), .text(try json(settings)), .text(try json(templates)), .double(now)])
+            let id = db.lastInsertRowID
+            let addBatch = try db.prepare("INSERT INTO batches (campaign, idx, first_request, request_count, state) VALUES (?, ?, ?, ?, 'pending')")
+            let addRequest = try db.prepare("INSERT INTO requests (campaign, idx, batch, request, state) VALUES (?, ?, ?, ?, 'pending')")
+            let enc = JSONEncoder()
+            for (b, start) in stride(from: 0, to: requests.count, by: settings.batchSize).enumerated() {
+                let end = min(start + settings.batchSize, requests.count)
+                try addBatch.bind([.int(id), .int(Int64(b + 1)), .int(Int64(start)), .int(Int64(end - start))])
+                while try addBatch.step() {}
+                for i in start..<end {
+                    let r = String(decoding: try enc.encode(requests[i]), as: UTF8.self)
+                    try addRequest.bind([.int(id), .int(Int64(i)), .int(Int64(b + 1)), .text(r)])
+                    while try addRequest.step() {}
+                }
+            }
+            return Campaign(id: id, settings: settings, templates: templates, base: nil)
+        }
+    }
+
+    /// Records the projector or K0 statistics file of a campaign.
+    public func setBase(campaign: Int64, _ file: ArtifactFile, now: Double = Date().timeIntervalSince1970) throws -> ArtifactFile {
+        try write {
+            let a = try insertArtifact(file, now: now)
+            try db.run("UPDATE campaigns SET base_artifact = ? WHERE id = ?", [.int(a.id ?? 0), .int(campaign)])
+            return a
+        }
+    }
+
+    public func batches(campaign: Int64) throws -> [BatchRecord] {
+        try read {
+            try db.query("SELECT * FROM batches WHERE campaign = ? ORDER BY idx", [.int(campaign)]).map(batchRecord)
+        }
+    }
+
+    /// The requests of one batch, in order.
+    public func requests(campaign: Int64, batch: Int) throws -> [EditRequest] {
+        try read {
+            try db.query("SELECT idx, request FROM requests WHERE campaign = ? AND batch = ? ORDER BY idx",
+                         [.int(campaign), .int(Int64(batch))]).map { row in
+                try decode(EditRequest.self, row.string("request"), what: "request \(try row.int("idx"))")
+            }
+        }
+    }
+
+    /// Commits a batch: records its deltas and cp files, marks it and its requests done, and drops the
+    /// previous batch's cp record (only the latest cp is needed to continue) — one transaction, the
+    /// commit point of the batch. The files must already be written (`ArtifactFile.describe`).
+    /// After the commit the superseded cp file is deleted; if that is interrupted, the file is merely
+    /// left over (see `removeUnreferencedFiles`).
+    public func commitBatch(campaign: Int64, index: Int, deltas: ArtifactFile, cp: ArtifactFile?, seconds: Double,
+                            now: Double = Date().timeIntervalSince1970) throws {
+        let superseded: [String] = try write {
+            guard let b = try db.queryOne("SELECT * FROM batches WHERE campaign = ? AND idx = ?",
+                                          [.int(campaign), .int(Int64(index))]).map(batchRecord) else {
+                throw StoreError.unknownBatch(campaign: campaign, index: index)
+            }
+            guard b.state == .pending else {
+                throw StoreError.batchOutOfOrder(campaign: campaign, index: index, reason: "it is already committed")
+            }
+            let waiting = try db.queryOne("SELECT min(idx) AS first FROM batches WHERE campaign = ? AND idx < ? AND state = 'pending'",
+                                          [.int(campaign), .int(Int64(index))])?.optionalInt("first")
+            if let waiting {
+                throw StoreError.batchOutOfOrder(campaign: campaign, index: index, reason: "batch \(waiting) is not committed yet")
+            }
+            var old: [String] = []
+            for row in try db.query("""
+                SELECT b.idx, a.id, a.path FROM batches b JOIN artifacts a ON a.id = b.cp_artifact WHERE b.campaign = ?
+                """, [.int(campaign)]) where cp != nil {
+                try db.run("UPDATE batches SET cp_artifact = NULL WHERE campaign = ? AND idx = ?", [.int(campaign), .int(try row.int("idx"))])
+                try db.run("DELETE FROM artifacts WHERE id = ?", [.int(try row.int("id"))])
+                old.append(try row.string("path"))
+            }
+            let d = try insertArtifact(deltas, now: now)
+            let c = try cp.map { try insertArtifact($0, now: now) }
+            try db.run("""
+                UPDATE batches SET state = 'committed', deltas_artifact = ?, cp_artifact = ?, seconds = ?, committed_at = ?
+                WHERE campaign = ? AND idx = ?
+                """, [.int(d.id ?? 0), c.map { .int($0.id ?? 0) } ?? .null, .double(seconds), .double(now),
+                      .int(campaign), .int(Int64(index))])
+            try db.run("UPDATE requests SET state = 'done' WHERE campaign = ? AND batch = ?", [.int(campaign), .int(Int64(index))])
+            return old.filter { $0 != cp?.path }
+        }
+        for p in superseded { try? FileManager.default.removeItem(atPath: ArtifactFile.absolute(p, in: directory)) }
+    }
+
+    /// Deletes the files under `subdirectories` that no artifact record references: what a process
+    /// wrote for a batch it did not commit. Returns their relative paths.
+    @discardableResult
+    public func removeUnreferencedFiles(in subdirectories: [String]) throws -> [String] {
+        let known = Set(try read { try db.query("SELECT path FROM artifacts").map { try $0.string("path") } })
+        var removed: [String] = []
+        for sub in subdirectories {
+            let dir = ArtifactFile.absolute(sub, in: directory)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                let rel = sub + "/" + name
+                if !known.contains(rel) {
+                    try? FileManager.default.removeItem(atPath: dir + "/" + name)
+                    removed.append(rel)
+                }
+            }
+        }
+        return removed.sorted()
+    }
+
+    // MARK: rows
+
+    func campaignRow() throws -> Campaign? {
+        guard let row = try db.queryOne("""
+            SELECT c.id, c.settings, c.templates, a.id AS aid, a.kind, a.path, a.checksum, a.bytes
+            FROM campaigns c LEFT JOIN artifacts a ON a.id = c.base_artifact ORDER BY c.id LIMIT 1
+            """) else { return nil }
+        let id = try row.int("id")
+        return Campaign(id: id,
+                        settings: try decode(CampaignSettings.self, row.string("settings"), what: "campaign \(id) settings"),
+                        templates: try decode(ContextTemplates.self, row.string("templates"), what: "campaign \(id) templates"),
+                        base: try artifact(row, idColumn: "aid"))
+    }
+
+    func batchRecord(_ row: SQLiteRow) throws -> BatchRecord {
+        let campaign = try row.int("campaign"), index = Int(try row.int("idx"))
+        let first = Int(try row.int("first_request")), count = Int(try row.int("request_count"))
+        guard let state = BatchState(rawValue: try row.string("state")), first >= 0, count >= 0 else {
+            throw StoreError.badRecord(path: path, what: "batch \(index)", reason: "state or request range invalid")
+        }
+        return BatchRecord(campaign: campaign, index: index, requests: first..<(first + count), state: state,
+                           deltas: try artifact(id: row.optionalInt("deltas_artifact")),
+                           cp: try artifact(id: row.optionalInt("cp_artifact")),
+                           seconds: try row.optionalDouble("seconds"), committedAt: try row.optionalDouble("committed_at"))
+    }
+}

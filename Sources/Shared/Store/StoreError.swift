@@ -1,0 +1,71 @@
+// What can go wrong with a state directory's database and the files it references. Every case names
+// the file (or the job, campaign, worker) so the message alone says what to look at.
+
+public enum StoreError: Error, Equatable, CustomStringConvertible {
+    /// The directory has no database (and none was to be created).
+    case noDatabase(directory: String)
+    /// The file is not an SQLite database at all.
+    case notADatabase(path: String)
+    /// SQLite, but damaged (quick_check failed, or a page could not be read).
+    case corrupt(path: String, detail: String)
+    /// SQLite, but written by another program.
+    case foreign(path: String, detail: String)
+    /// An alphaedit database of a schema version this build does not read.
+    case unsupportedSchema(path: String, found: Int64, supported: Int64)
+    /// Any other sqlite failure (I/O, locking past the busy timeout, a constraint).
+    case sqlite(SQLiteError)
+    /// A stored value does not decode (hand-edited or written by a different build).
+    case badRecord(path: String, what: String, reason: String)
+
+    case noCampaign(path: String)
+    case campaignMismatch(path: String, differences: [String])
+    case unknownBatch(campaign: Int64, index: Int)
+    case batchOutOfOrder(campaign: Int64, index: Int, reason: String)
+
+    case unknownJob(id: Int64)
+    /// The caller no longer holds the job's lease (it expired and moved on, or was released).
+    case staleLease(job: Int64, owner: String, state: String, holder: String?)
+    case unknownWorker(name: String)
+
+    case missingArtifact(path: String)
+    case artifactChecksumMismatch(path: String, recorded: String, computed: String)
+
+    public var description: String {
+        switch self {
+        case .noDatabase(let d):
+            return "\(d) holds no \(JobStore.fileName): not an alphaedit state directory"
+        case .notADatabase(let p):
+            return "\(p) is not an SQLite database (wrong file, or overwritten)"
+        case let .corrupt(p, detail):
+            return "\(p) is a corrupt SQLite database (\(detail)); restore it from a copy or start a new state directory"
+        case let .foreign(p, detail):
+            return "\(p) is an SQLite database of another application (\(detail)), not an alphaedit state database"
+        case let .unsupportedSchema(p, found, supported):
+            return "\(p) has alphaedit schema version \(found); this build reads version \(supported)"
+        case .sqlite(let e):
+            return e.description
+        case let .badRecord(p, what, reason):
+            return "\(p): \(what) does not decode: \(reason)"
+        case .noCampaign(let p):
+            return "\(p) holds no edit campaign"
+        case let .campaignMismatch(p, diffs):
+            return "\(p) holds a campaign with other settings (\(diffs.joined(separator: "; "))): "
+                + "run with the original settings to resume it, or use another --state directory"
+        case let .unknownBatch(c, i):
+            return "campaign \(c) has no batch \(i)"
+        case let .batchOutOfOrder(c, i, reason):
+            return "batch \(i) of campaign \(c) cannot be committed: \(reason)"
+        case .unknownJob(let id):
+            return "no job \(id)"
+        case let .staleLease(job, owner, state, holder):
+            return "job \(job) is not leased to \(owner) (state \(state)" + (holder.map { ", held by \($0)" } ?? "") + ")"
+        case .unknownWorker(let n):
+            return "no worker named \(n)"
+        case .missingArtifact(let p):
+            return "\(p) is missing: the state database references it"
+        case let .artifactChecksumMismatch(p, recorded, computed):
+            return "\(p) does not match the checksum recorded in the state database "
+                + "(recorded \(recorded), file \(computed)): the file is corrupted or was replaced"
+        }
+    }
+}

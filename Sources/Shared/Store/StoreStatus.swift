@@ -1,0 +1,53 @@
+// The progress summary of a state directory (`alphaedit status`), read in one snapshot.
+import Foundation
+
+/// Progress of the state directory's campaign and its job queue. JSON keys are snake_case: this is
+/// the contract of `alphaedit status --json`.
+public struct StoreStatus: Codable, Equatable, Sendable {
+    public var method: String?
+    public var batchesCommitted: Int
+    public var batchesTotal: Int
+    public var requestsDone: Int
+    public var requestsTotal: Int
+    /// Every JobState's count, zeros included.
+    public var jobs: [String: Int]
+    public var workersAlive: Int
+    public var workersKnown: Int
+    public var lastBatchAt: Double?
+    public var lastBatchSeconds: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case method, jobs
+        case batchesCommitted = "batches_committed", batchesTotal = "batches_total"
+        case requestsDone = "requests_done", requestsTotal = "requests_total"
+        case workersAlive = "workers_alive", workersKnown = "workers_known"
+        case lastBatchAt = "last_batch_at", lastBatchSeconds = "last_batch_seconds"
+    }
+}
+
+extension JobStore {
+    /// The summary; a worker counts as alive when marked so and seen within `liveness` seconds.
+    public func status(now: Double, liveness: Double) throws -> StoreStatus {
+        try read {
+            func count(_ sql: String, _ args: [SQLiteValue] = []) throws -> Int {
+                Int(try db.queryOne(sql, args)?.int("n") ?? 0)
+            }
+            var jobs = Dictionary(uniqueKeysWithValues: JobState.allCases.map { ($0.rawValue, 0) })
+            for r in try db.query("SELECT state, count(*) AS n FROM jobs GROUP BY state") {
+                jobs[try r.string("state")] = Int(try r.int("n"))
+            }
+            let last = try db.queryOne("SELECT committed_at, seconds FROM batches WHERE state = 'committed' ORDER BY committed_at DESC LIMIT 1")
+            return StoreStatus(
+                method: try db.queryOne("SELECT method FROM campaigns ORDER BY id LIMIT 1")?.string("method"),
+                batchesCommitted: try count("SELECT count(*) AS n FROM batches WHERE state = 'committed'"),
+                batchesTotal: try count("SELECT count(*) AS n FROM batches"),
+                requestsDone: try count("SELECT count(*) AS n FROM requests WHERE state = 'done'"),
+                requestsTotal: try count("SELECT count(*) AS n FROM requests"),
+                jobs: jobs,
+                workersAlive: try count("SELECT count(*) AS n FROM workers WHERE state = 'alive' AND last_seen >= ?", [.double(now - liveness)]),
+                workersKnown: try count("SELECT count(*) AS n FROM workers"),
+                lastBatchAt: try last?.optionalDouble("committed_at"),
+                lastBatchSeconds: try last?.optionalDouble("seconds"))
+        }
+    }
+}
