@@ -59,6 +59,7 @@ struct Edit: ParsableCommand {
             cluster?.pool.shutdown()
         }
         try cluster?.releaseAbandonedLeases()
+        try cluster?.startWorkerMirror()
         if campaign.base == nil {
             campaign.base = try buildBase(store, campaign, model, tok, cfg.threads, corpus: corpus, cluster: cluster?.pool,
                                           shardSentences: cfg.shardSentences)
@@ -94,10 +95,15 @@ struct Edit: ParsableCommand {
                              rate: rate * 60, unit: "requests/min", eta: Double(requests.count - doneRequests - n) / max(rate, 1e-9))
             }
             // v* on the workers as `vstar` jobs (or here, in-process); the solve always here.
+            let tz = ProcessStats.now()
             let zs = try cluster?.targets(campaign: campaign, batch: b, requests: batch) { done, total in
                 show(min(batch.count, done * DistributedTargets.chunkSize))
             }
-            let out = try editor.apply(batch, zs: zs) { show($0) }
+            var out = try editor.apply(batch, zs: zs) { show($0) }
+            if zs != nil {  // v* ran on the workers: its time is the wait for them
+                out.zSeconds = ProcessStats.now() - tz - out.totalSeconds
+                out.totalSeconds += out.zSeconds
+            }
             finishProgress()
             try EditState.commit(store, campaign: campaign.id, batch: b.index,
                                  deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas),

@@ -130,6 +130,9 @@ final class ClusterCampaignTests: XCTestCase {
         // kill -9 the coordinator right after batch 1 commits, then run the same command again.
         let c = try startEdit("resumed")
         XCTAssertNotNil(waitFor(#"batch 1/2 committed"#, in: "resumed"), ClusterTestSupport.read(dir + "/resumed.log"))
+        // `status` (another connection to the database, as `alphaedit status`) sees the live workers.
+        let live = try JobStore(directory: dir + "/resumed", create: false).status(now: Date().timeIntervalSince1970, liveness: 5)
+        XCTAssertEqual(live.workersAlive, 2, "workers_alive while the campaign runs")
         kill(c.processIdentifier, SIGKILL)
         c.waitUntilExit()
         XCTAssertEqual(try EditState.load(directory: dir + "/resumed").manifest.batches.count, 1, "batch 1 committed, batch 2 not")

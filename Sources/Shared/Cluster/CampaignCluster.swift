@@ -3,7 +3,8 @@
 // a re-run finds them), finished chunks re-used from their checksummed `zresults` artifacts, the
 // others leased in the store by this coordinator, handed to the workers (whose own leases expire
 // with their heartbeats), and completed with their artifact. The pool's workers are mirrored into
-// the store's `workers` table, so `alphaedit status` shows workers_alive.
+// the store's `workers` table once a second by a thread with its own database connection (so the
+// mirror keeps going while this thread solves a batch), and `alphaedit status` shows workers_alive.
 //
 // One coordinator per state directory: at start, leases left by a coordinator that died go back
 // to pending (`releaseAbandonedLeases`).
@@ -16,14 +17,35 @@ public final class CampaignCluster {
     /// This coordinator's name as a lease owner in the store.
     public let owner: String
     var log: Logger
-    private var known: [String: Bool] = [:]   // worker name → alive, as last written to the store
-    private var lastBeat = 0.0
+    private let stopMirror = DispatchSemaphore(value: 0)
+    private let mirrorDone = DispatchSemaphore(value: 0)
+    private var mirroring = false
 
     public init(store: JobStore, pool: WorkerPool, logger: Logger) {
         self.store = store
         self.pool = pool
         owner = "coordinator-\(ProcessInfo.processInfo.processIdentifier)"
         log = logger
+    }
+
+    /// Starts mirroring the pool's workers into the store's `workers` table, once a second, on a
+    /// second connection to the same database (SQLite in WAL mode: the two never corrupt each other;
+    /// a write waits for the other's transaction).
+    public func startWorkerMirror() throws {
+        let mirrorStore = try JobStore(directory: store.directory, create: false)
+        let pool = self.pool, log = self.log, stop = stopMirror, done = mirrorDone
+        mirroring = true
+        let t = Thread {
+            var known: [String: Bool] = [:]
+            while true {
+                do { try Self.syncWorkers(pool, mirrorStore, &known) } catch { log.warning("workers table: \(error)") }
+                if stop.wait(timeout: .now() + 1) == .success { break }
+            }
+            let now = Date().timeIntervalSince1970
+            for (name, alive) in known where alive { _ = try? mirrorStore.workerGone(name, now: now) }
+            done.signal()
+        }
+        t.start()
     }
 
     /// Puts back every job leased in the store (a previous coordinator's, now dead). Call before work.
@@ -106,8 +128,7 @@ public final class CampaignCluster {
         var done = chunks.count - pending.count
         do {
             try DistributedTargets.run(pool: pool, batch: b.index, requests: requests, pending: pending,
-                                       hyperparameters: campaign.settings.hyperparameters, templates: campaign.templates,
-                                       tick: { try syncWorkers() }) { c, zs in
+                                       hyperparameters: campaign.settings.hyperparameters, templates: campaign.templates) { c, zs in
                 let rel = Self.zresultsPath(batch: b.index, chunk: c)
                 try ZResultSet(zs).write(to: ArtifactFile.absolute(rel, in: store.directory))
                 try store.complete(job: jobs[c].id, owner: owner,
@@ -124,12 +145,9 @@ public final class CampaignCluster {
         }
     }
 
-    /// Mirrors the pool's workers into the store (at most once a second): joined → upsert, alive →
-    /// heartbeat, dead → gone.
-    public func syncWorkers(force: Bool = false) throws {
+    /// Mirrors the pool's workers into the store: joined → upsert, alive → heartbeat, dead → gone.
+    static func syncWorkers(_ pool: WorkerPool, _ store: JobStore, _ known: inout [String: Bool]) throws {
         let now = Date().timeIntervalSince1970
-        guard force || now - lastBeat >= 1 else { return }
-        lastBeat = now
         let host = ProcessInfo.processInfo.hostName
         for w in pool.workerSnapshot {
             let name = w.hello.name
@@ -149,10 +167,12 @@ public final class CampaignCluster {
         }
     }
 
-    /// Marks every worker gone in the store (the campaign ends; the pool is shut down by its owner).
+    /// Stops the mirror and marks every worker gone in the store (the campaign ends; the pool is shut
+    /// down by its owner).
     public func finish() {
-        let now = Date().timeIntervalSince1970
-        for (name, alive) in known where alive { _ = try? store.workerGone(name, now: now) }
-        known = known.mapValues { _ in false }
+        guard mirroring else { return }
+        mirroring = false
+        stopMirror.signal()
+        mirrorDone.wait()
     }
 }

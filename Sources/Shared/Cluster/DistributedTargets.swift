@@ -16,13 +16,13 @@ public enum DistributedTargets {
     /// each finished chunk through `onChunk(chunk index, results)` in arrival order.
     public static func run(pool: WorkerPool, batch: Int, requests: [EditRequest], pending: [Int],
                            hyperparameters: EditHyperparameters, templates: ContextTemplates,
-                           tick: () throws -> Void = {}, onChunk: (Int, [ZResult]) throws -> Void) throws {
+                           onChunk: (Int, [ZResult]) throws -> Void) throws {
         let ranges = chunks(count: requests.count)
         let works: [Work] = pending.map { c in
             .vstar(VStarChunk(batch: batch, chunk: c, requests: Array(requests[ranges[c]]),
                               hyperparameters: hyperparameters, templates: templates))
         }
-        try pool.run(works, tick: tick) { i, result, _ in
+        try pool.run(works) { i, result, _ in
             guard case .vstar(let zs) = result.output, zs.count == ranges[pending[i]].count,
                   zs.allSatisfy({ $0.z.count == zs[0].z.count && $0.z.allSatisfy(\.isFinite) }) else {
                 throw ClusterError.badResult(job: result.jobID, reason: "v* chunk \(pending[i]) of batch \(batch): wrong kind, count or values")

@@ -15,8 +15,11 @@ extension WorkerPool {
                                   modelChecksum: try ModelChecksum.of(path: model), logger: log)
         switch cfg.workers {
         case .local(let n):
+            // Local workers share the coordinator's terminal: their per-job info lines would interleave
+            // with its progress line, so at the default level they report warnings and errors only.
+            let workerLevel = logLevel == "info" ? "notice" : logLevel
             do { try pool.spawnLocal(count: n, executable: executable, modelPath: model, threads: cfg.resolvedWorkerThreads,
-                                     logLevel: logLevel) } catch {
+                                     logLevel: workerLevel) } catch {
                 pool.shutdown()
                 throw error
             }

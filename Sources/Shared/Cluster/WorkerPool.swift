@@ -127,8 +127,7 @@ public final class WorkerPool {
     /// Runs `works` on the workers at the current weights version; `onResult(index, result, payload)`
     /// sees every result once (index into `works`). Throws on a job that fails for a reason other
     /// than its worker (the same input would fail anywhere) or when no worker lives for `noWorkerTimeout`.
-    /// `tick` runs on the caller's thread at least every 0.25 s (e.g. to record worker liveness).
-    public func run(_ works: [Work], progress: (Int, Int) -> Void = { _, _ in }, tick: () throws -> Void = {},
+    public func run(_ works: [Work], progress: (Int, Int) -> Void = { _, _ in },
                     onResult: (Int, JobResult, [UInt8]) throws -> Void) throws {
         var index: [Int: Int] = [:]
         cond.withLock {
@@ -169,7 +168,6 @@ public final class WorkerPool {
                     throw ClusterError.jobFailed(job: f.jobID, work: works[index[f.jobID] ?? 0].name, reason: f.reason)
                 }
             }
-            try tick()
             let now = ProcessStats.now()
             if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
                 throw ClusterError.noWorkers(seconds: noWorkerTimeout)
