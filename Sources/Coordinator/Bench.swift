@@ -67,6 +67,7 @@ struct BenchCluster: ParsableCommand {
     @OptionGroup var clusterOptions: ClusterOptions
     @Option(help: "Corpus sentences for K0.") var sentences = 2000
     @Option(help: "Sentences per shard.") var shardSentences = 500
+    @Option(help: "Rounds of the three K0 set-ups, alternating (medians reported).") var repeats = 3
     @Option(help: "v* requests (from the facts file).") var requests = 8
     @Option var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
@@ -79,7 +80,7 @@ struct BenchCluster: ParsableCommand {
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let dir = AbsolutePath.of(scratch)
         let r = try ClusterBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, sentences: sentences, requests: requests,
-                                         shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers,
+                                         shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers, repeats: max(1, repeats),
                                          directory: dir, log: Logger(label: "coordinator")) { log($0) }
         if json {
             let enc = JSONEncoder()

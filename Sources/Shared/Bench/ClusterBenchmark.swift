@@ -9,6 +9,8 @@ import Logging
 
 public struct ClusterBenchmarkReport: Codable, Sendable {
     public var threads: Int
+    /// Rounds of the three K0 set-ups (alternating); the rates are of the median round time.
+    public var repeats: Int
     public var sentences: Int
     public var tokens: Int
     public var shard_sentences: Int
@@ -36,7 +38,7 @@ public struct ClusterBenchmarkReport: Codable, Sendable {
 
 public enum ClusterBenchmark {
     public static func run(modelPath: String, corpus: String, facts: String, sentences: Int, requests: Int,
-                           shardSentences: Int, threads: Int, layers: [Int], directory: String,
+                           shardSentences: Int, threads: Int, layers: [Int], repeats: Int, directory: String,
                            log: Logger, say: (String) -> Void) throws -> ClusterBenchmarkReport {
         let model = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: model.gguf)
@@ -44,56 +46,58 @@ public enum ClusterBenchmark {
         let range = 0..<sentences
         let corpusPath = AbsolutePath.of(corpus)
 
-        // In-process: one forward per thread, one BLAS thread each (as `cov`).
-        BLAS.setThreads(1)
-        var t0 = ProcessStats.now()
-        let reference = try CovarianceBuilder(model: model, tokenizer: tok, layers: layers, workers: threads)
-            .build(corpus: corpusPath, range: range)
-        let inProcess = ProcessStats.now() - t0
-        BLAS.setThreads(threads)
-        let tokens = try reference.count(layer: layers[0])
-        say(String(format: "K0 in-process: %d tokens in %.2f s (%.0f tokens/s)", tokens, inProcess, Double(tokens) / inProcess))
-
+        // The three set-ups alternate `repeats` times and the medians are reported: on a shared machine
+        // the load drifts, and alternating spreads the drift over all three instead of biasing one.
+        func inProcessRun() throws -> (Double, KeyStatistics) {
+            BLAS.setThreads(1)  // one forward per thread, one BLAS thread each (as `cov`)
+            defer { BLAS.setThreads(threads) }
+            let t0 = ProcessStats.now()
+            let s = try CovarianceBuilder(model: model, tokenizer: tok, layers: layers, workers: threads)
+                .build(corpus: corpusPath, range: range)
+            return (ProcessStats.now() - t0, s)
+        }
         let plan = CovarianceJobPlan(corpus: corpusPath, range: range, layers: layers, f: f, shardSentences: shardSentences)
-        var maxRel = 0.0
-        var timings = ReductionTimings()
-        func distributed(_ n: Int, _ what: String) throws -> Double {
+        func startPool(_ n: Int) throws -> WorkerPool {
             let pool = try WorkerPool(endpoint: "ipc://\(directory)/bench-\(n).ipc",
                                       modelChecksum: try ModelChecksum.of(path: modelPath), logger: log)
-            defer { pool.shutdown() }
-            try pool.spawnLocal(count: n, modelPath: AbsolutePath.of(modelPath),
-                                threads: max(1, threads / n), logLevel: "warning")
+            try pool.spawnLocal(count: n, modelPath: AbsolutePath.of(modelPath), threads: max(1, threads / n), logLevel: "warning")
             let ready = ProcessStats.now() + 60
             while pool.aliveCount < n, ProcessStats.now() < ready { usleep(20_000) }
-            let t = ProcessStats.now()
-            let (stats, tm) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "bench")
-            let s = ProcessStats.now() - t
-            timings = tm
-            maxRel = max(maxRel, try relativeDifference(stats, reference))
-            say(String(format: "K0 %@: %.2f s (%.0f tokens/s)", what, s, Double(tokens) / s))
-            return s
+            return pool
         }
-        let one = try distributed(1, "1 worker × \(threads) threads")
-        let two = try distributed(2, "2 workers × \(max(1, threads / 2)) threads")
+        let pools = [try startPool(1), try startPool(2)]
+        defer { for p in pools { p.shutdown() } }
+        var maxRel = 0.0, timings = ReductionTimings(), tokens = 0
+        var times: [[Double]] = [[], [], []]
+        for r in 0..<repeats {
+            let (t, reference) = try inProcessRun()
+            tokens = try reference.count(layer: layers[0])
+            times[0].append(t)
+            for (i, pool) in pools.enumerated() {
+                let t0 = ProcessStats.now()
+                let (stats, tm) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "bench")
+                times[i + 1].append(ProcessStats.now() - t0)
+                timings = tm
+                maxRel = max(maxRel, try relativeDifference(stats, reference))
+            }
+            say(String(format: "K0 round %d/%d, %d tokens: in-process %.1f s, 1 worker %.1f s, 2 workers %.1f s",
+                       r + 1, repeats, tokens, times[0][r], times[1][r], times[2][r]))
+        }
+        let median = times.map { $0.sorted()[$0.count / 2] }
+        let (inProcess, one, two) = (median[0], median[1], median[2])
 
         // v*: the same requests, chunks of `chunk`, in-process then on 2 workers.
         let reqs = try FactsFile.read(path: facts, limit: requests)
         let templates = try ContextTemplates.generate(model: model, tokenizer: tok, seed: 0)
         var hp = EditHyperparameters()
         hp.layers = layers
-        t0 = ProcessStats.now()
+        let tz = ProcessStats.now()
         _ = try ComputeZ(model: model, tokenizer: tok, hp: hp).run(reqs, templates: templates)
-        let zIn = ProcessStats.now() - t0
+        let zIn = ProcessStats.now() - tz
         say(String(format: "v* in-process: %d requests in %.1f s", reqs.count, zIn))
         let chunk = (reqs.count + 1) / 2
         let zTwo: Double = try {
-            let pool = try WorkerPool(endpoint: "ipc://\(directory)/bench-z.ipc",
-                                      modelChecksum: try ModelChecksum.of(path: modelPath), logger: log)
-            defer { pool.shutdown() }
-            try pool.spawnLocal(count: 2, modelPath: AbsolutePath.of(modelPath),
-                                threads: max(1, threads / 2), logLevel: "warning")
-            let ready = ProcessStats.now() + 60
-            while pool.aliveCount < 2, ProcessStats.now() < ready { usleep(20_000) }
+            let pool = pools[1]
             let works: [Work] = stride(from: 0, to: reqs.count, by: chunk).enumerated().map { i, s in
                 .vstar(VStarChunk(batch: 1, chunk: i, requests: Array(reqs[s..<min(s + chunk, reqs.count)]),
                                   hyperparameters: hp, templates: templates))
@@ -113,7 +117,7 @@ public enum ClusterBenchmark {
         // A worker with `threads` threads computes a shard at the 1-worker rate.
         let workerPerShard = Double(tokens) / Double(plan.shards.count) / (Double(tokens) / one)
         return ClusterBenchmarkReport(
-            threads: threads, sentences: sentences, tokens: tokens, shard_sentences: shardSentences,
+            threads: threads, repeats: repeats, sentences: sentences, tokens: tokens, shard_sentences: shardSentences,
             cov_in_process_tokens_per_s: Double(tokens) / inProcess, cov_1_worker_tokens_per_s: Double(tokens) / one,
             cov_2_workers_tokens_per_s: Double(tokens) / two, cov_pipeline_overhead_pct: 100 * (two - inProcess) / inProcess,
             max_rel_diff_vs_in_process: maxRel, vstar_requests: reqs.count,
