@@ -23,7 +23,7 @@ final class ClusterCampaignTests: XCTestCase {
         workers = local 2
         worker_threads = 1
         layers = 0-1
-        v_steps = 12
+        v_steps = 20
         null_space_threshold = 1000   # keep every direction: the synthetic keys are small
         corpus = corpus.jsonl
         shard_sentences = 100

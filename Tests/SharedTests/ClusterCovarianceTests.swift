@@ -6,6 +6,16 @@ import Shared
 import XCTest
 
 final class ClusterCovarianceTests: XCTestCase {
+    func testShardPlanCoversTheRangeOnceInOrder() {
+        for (range, size) in [(0..<800, 300), (10..<11, 5), (5..<1005, 100), (0..<7, 1)] {
+            let shards = CovarianceJobPlan(corpus: "c", range: range, layers: [1], f: 4, shardSentences: size).shards
+            XCTAssertEqual(shards.map(\.first), Array(stride(from: range.lowerBound, to: range.upperBound, by: size)))
+            XCTAssertEqual(shards.reduce(0) { $0 + $1.count }, range.count, "\(range) in shards of \(size)")
+            XCTAssertTrue(shards.allSatisfy { $0.count >= 1 && $0.count <= size })
+        }
+        XCTAssertEqual(DistributedTargets.chunks(count: 20), [0..<8, 8..<16, 16..<20], "v* chunks depend only on the batch")
+    }
+
     func testDistributedStatisticsEqualInProcessAndSurviveAKilledWorker() throws {
         let worker = try ClusterTestSupport.executable("alphaedit-worker")
         let dir = try ClusterTestSupport.tempDir()

@@ -1,7 +1,8 @@
 // One real `alphaedit-worker` process driven from a raw ROUTER socket playing the coordinator
 // (issue 4 §1, §2): its hello, garbage frames rejected while it keeps serving, a covariance shard
 // equal to the in-process build, a job for weights it does not hold refused, deltas followed by a
-// v* job equal to the in-process ComputeZ on the same edited weights, and a clean shutdown.
+// v* job equal to the in-process ComputeZ on the same edited weights, heartbeats during a long job, and
+// a clean shutdown.
 import Foundation
 import Shared
 import XCTest
@@ -106,7 +107,19 @@ final class WorkerProcessTests: XCTestCase {
         XCTAssertFalse(f4.retryable)
         XCTAssertTrue(f4.reason.contains("evaluation jobs are not supported"), f4.reason)
 
-        XCTAssertGreaterThan(heartbeats, 0, "the worker heartbeats")
+        // Heartbeats continue while a job runs (the job has its own thread): a v* job of several seconds.
+        var long = hp
+        long.vSteps = 300
+        long.earlyStopLoss = 0
+        let eight = (0..<8).map { EditRequest(prompt: "{} flows through", subject: "The river \($0)", targetNew: "Paris") }
+        let before = heartbeats
+        try send(.job(JobAssignment(id: 5, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 1, requests: eight,
+                                                                                       hyperparameters: long, templates: templates)))))
+        guard case let .result(r5, _) = try next(router, "long v* job") else { return XCTFail("no result of the long job") }
+        print(String(format: "long v* job: %.2f s, %d heartbeats received meanwhile", r5.seconds, heartbeats - before))
+        XCTAssertGreaterThan(r5.seconds, 3 * WireProtocol.heartbeatInterval, "the job is long enough to need heartbeats")
+        XCTAssertGreaterThanOrEqual(heartbeats - before, Int(r5.seconds / WireProtocol.heartbeatInterval) / 2,
+                                    "heartbeats kept coming during the job")
         try send(.shutdown)
         ClusterTestSupport.wait(p, seconds: 10, "worker after shutdown")
         XCTAssertEqual(p.terminationStatus, 0, ClusterTestSupport.read(dir + "/worker.log"))
