@@ -51,6 +51,23 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertEqual(pool.aliveCount, 0)
     }
 
+    func testLocalWorkersThatCannotStartFailTheRunAtOnce() throws {
+        let worker = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model),
+                                  logger: CapturedLog().logger)
+        defer { pool.shutdown() }
+        try pool.spawnLocal(count: 2, executable: worker, modelPath: dir + "/missing.gguf", threads: 1, logLevel: "critical")
+        let t0 = ProcessStats.now()
+        let shard = CovarianceShard(corpus: dir + "/c.jsonl", first: 0, count: 1, layers: [1], batchTokens: 64)
+        XCTAssertThrowsError(try pool.run([.covariance(shard)]) { _, _, _ in }) { e in
+            XCTAssertTrue("\(e)".contains("every local worker exited (codes [1, 1])"), "\(e)")
+        }
+        XCTAssertLessThan(ProcessStats.now() - t0, 20, "no wait for the no-worker timeout")
+    }
+
     func testCoordinatorProcessRejectsGarbageAndKeepsServing() throws {
         let coordinator = try ClusterTestSupport.executable("alphaedit")
         let worker = try ClusterTestSupport.executable("alphaedit-worker")

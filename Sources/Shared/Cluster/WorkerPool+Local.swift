@@ -56,6 +56,13 @@ extension WorkerPool {
     /// The local workers' pids (for tests and `status`).
     public var childPIDs: [Int32] { cond.withLock { children.map(\.processIdentifier) } }
 
+    /// The exit codes when this pool started local workers and all of them have exited; else nil.
+    func localWorkersAllExited() -> [Int32]? {
+        let procs = cond.withLock { children }
+        guard !procs.isEmpty, procs.allSatisfy({ !$0.isRunning }) else { return nil }
+        return procs.map(\.terminationStatus)
+    }
+
     func terminateChildren() {
         let procs = cond.withLock { children }
         // They were sent `shutdown`; give them a moment, then make sure.

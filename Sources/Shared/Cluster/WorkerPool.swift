@@ -14,6 +14,7 @@ public enum ClusterError: Error, CustomStringConvertible {
     case noWorkers(seconds: Double)
     case badResult(job: Int, reason: String)
     case workerExecutable(String)
+    case localWorkersExited([Int32])
 
     public var description: String {
         switch self {
@@ -21,6 +22,7 @@ public enum ClusterError: Error, CustomStringConvertible {
         case .noWorkers(let s): "no live worker for \(Int(s)) s: check the workers' logs (model path, endpoint)"
         case let .badResult(j, r): "result of job \(j) is unusable: \(r)"
         case .workerExecutable(let p): "worker executable not found at \(p): build the package (swift build)"
+        case .localWorkersExited(let codes): "every local worker exited (codes \(codes)) and none is connected: see their log lines above"
         }
     }
 }
@@ -171,6 +173,9 @@ public final class WorkerPool {
             let now = ProcessStats.now()
             if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
                 throw ClusterError.noWorkers(seconds: noWorkerTimeout)
+            } else if let codes = localWorkersAllExited() {
+                // Nothing will connect: say so now rather than after the timeout.
+                throw ClusterError.localWorkersExited(codes)
             }
         }
     }
