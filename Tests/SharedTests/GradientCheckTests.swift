@@ -87,6 +87,47 @@ final class GradientCheckTests: XCTestCase {
         check("attention/v", x: v, grad: dv, loss: { f(q, k, $0) })
     }
 
+    /// Attention of suffix rows over cached prefix K/V: the forward equals the full forward's rows from
+    /// the suffix on, and the backward (dq; dk, dv at the suffix rows) matches central differences.
+    func testAttentionWithCachedPrefix() {
+        let full = [4, 6], prefixes = [1, 3], h = 4, kv = 2, d = 4, qd = h * d, kd = kv * d
+        let m = zip(full, prefixes).map { $0 - $1 }, t = m.reduce(0, +), n = full.reduce(0, +)
+        let whole = AttentionLayout(starts: [0, 4], lengths: full, heads: h)
+        let suffix = AttentionLayout(starts: [0, m[0]], lengths: m, heads: h, prefixes: prefixes, kvStarts: [0, 4])
+        let qAll = randoms(n * qd), kAll = randoms(n * kd), vAll = randoms(n * kd), r = randoms(t * qd)
+        // Full-packing rows of the suffix rows, in order.
+        let rows = (0..<2).flatMap { s in (prefixes[s]..<full[s]).map { whole.starts[s] + $0 } }
+        func gather(_ x: [Float], _ w: Int) -> [Float] { rows.flatMap { x[($0 * w)..<(($0 + 1) * w)] } }
+        func scatter(_ x: [Float], into base: [Float], _ w: Int) -> [Float] {
+            var b = base
+            for (i, row) in rows.enumerated() { for j in 0..<w { b[row * w + j] = x[i * w + j] } }
+            return b
+        }
+        func suffixOut(_ q: [Float], _ k: [Float], _ v: [Float]) -> ([Float], [Float]) {
+            var out = [Float](repeating: 0, count: t * qd), p = [Float](repeating: 0, count: suffix.probCount)
+            Attention.forward(q: q, k: scatter(k, into: kAll, kd), v: scatter(v, into: vAll, kd), out: &out, probs: &p,
+                              layout: suffix, kvHeads: kv, headDim: d)
+            return (out, p)
+        }
+        var outAll = [Float](repeating: 0, count: n * qd), pAll = [Float](repeating: 0, count: whole.probCount)
+        Attention.forward(q: qAll, k: kAll, v: vAll, out: &outAll, probs: &pAll, layout: whole, kvHeads: kv, headDim: d)
+        let q = gather(qAll, qd), k = gather(kAll, kd), v = gather(vAll, kd)
+        let (out, p) = suffixOut(q, k, v)
+        let diff = zip(out, gather(outAll, qd)).map { abs($0 - $1) }.max() ?? 0
+        print("attention with cached prefix: max |out − full out| = \(diff)")
+        XCTAssertLessThanOrEqual(diff, 1e-6)
+        func f(_ q: [Float], _ k: [Float], _ v: [Float]) -> Double {
+            zip(suffixOut(q, k, v).0, r).reduce(0) { $0 + Double($1.0 * $1.1) }
+        }
+        var dq = [Float](repeating: 0, count: t * qd), dk = [Float](repeating: 0, count: t * kd), dv = dk
+        var scratch = [Float](repeating: 0, count: suffix.maxBlock)
+        Attention.backward(dOut: r, q: q, k: kAll, v: vAll, probs: p, dq: &dq, dk: &dk, dv: &dv, scratch: &scratch,
+                           layout: suffix, kvHeads: kv, headDim: d)
+        check("cached-prefix attention/q", x: q, grad: dq, loss: { f($0, k, v) })
+        check("cached-prefix attention/k", x: k, grad: dk, loss: { f(q, $0, v) })
+        check("cached-prefix attention/v", x: v, grad: dv, loss: { f(q, k, $0) })
+    }
+
     /// End to end: cross-entropy at a few rows, δ added to block 0's output at two rows of two
     /// sequences, gradient through blocks 1…L−1, the final norm and the tied LM head.
     func testEndToEndDeltaGradient() throws {

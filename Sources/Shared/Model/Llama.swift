@@ -63,11 +63,15 @@ public final class LlamaModel: @unchecked Sendable {
         return h
     }
 
-    /// Runs blocks `range` over the residual stream `hidden` [T × C] in place.
+    /// Runs blocks `range` over the residual stream `hidden` [T × C] in place. With `prefix`, the
+    /// batch's sequences continue ones whose earlier rows' K/V are in `prefix.cache` (PrefixKVCache),
+    /// and the batch's own K/V are stored there too.
     public func runBlocks(_ range: ClosedRange<Int>, hidden: FloatBuffer, batch: TokenBatch,
-                          hooks: ForwardHooks = ForwardHooks(), keep: Set<Int> = []) -> [Int: LayerActivations] {
-        let layout = AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: config.heads)
-        rope.ensure((batch.lengths.max() ?? 0) + 1)
+                          hooks: ForwardHooks = ForwardHooks(), keep: Set<Int> = [],
+                          prefix: CachedPrefix? = nil) -> [Int: LayerActivations] {
+        let layout = prefix?.layout(batch, heads: config.heads)
+            ?? AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: config.heads)
+        rope.ensure(Int(batch.positions.max() ?? 0) + 2)
         var kept: [Int: LayerActivations] = [:]
         var reusable: LayerActivations?
         for l in range {
@@ -80,14 +84,15 @@ public final class LlamaModel: @unchecked Sendable {
                 a = reusable!
             }
             a.input.ptr.update(from: hidden.ptr, count: batch.count * config.hidden)
-            block(l, a, batch: batch, layout: layout, hooks: hooks)
+            block(l, a, batch: batch, layout: layout, hooks: hooks, cache: prefix?.cache)
             hidden.ptr.update(from: a.output.ptr, count: batch.count * config.hidden)
         }
         return kept
     }
 
     /// One transformer block: `a.input` → `a.output`, every intermediate kept in `a`.
-    func block(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, hooks: ForwardHooks) {
+    func block(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, hooks: ForwardHooks,
+               cache: PrefixKVCache? = nil) {
         let c = config, w = weights.layers[l], t = batch.count
         let qw = quantized.layers[l], qs = quantized
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
@@ -98,8 +103,9 @@ public final class LlamaModel: @unchecked Sendable {
             rope.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim)
             rope.apply(a.k.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim)
         }
-        Attention.forward(q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, out: a.attnOut.ptr, probs: a.probs.ptr,
-                          layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
+        cache?.store(l, k: a.k.ptr, v: a.v.ptr, layout: layout, kvDim: c.kvDim)
+        Attention.forward(q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, out: a.attnOut.ptr,
+                          probs: a.probs.ptr, layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
         a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
         linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
         RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)

@@ -23,18 +23,20 @@ extension LlamaModel {
     }
 
     /// Backpropagates dL/d(output of block `range.upperBound`) to dL/d(input of block `range.lowerBound`),
-    /// i.e. the gradient at the output of block `range.lowerBound − 1`. `acts` must hold every block of `range`.
+    /// i.e. the gradient at the output of block `range.lowerBound − 1`. `acts` must hold every block of `range`;
+    /// `prefix` is the one the forward ran with (the cached rows get no gradient: they are constants).
     public func backwardBlocks(_ range: ClosedRange<Int>, acts: [Int: LayerActivations], batch: TokenBatch,
-                               dOutput: FloatBuffer) -> FloatBuffer {
+                               dOutput: FloatBuffer, prefix: CachedPrefix? = nil) -> FloatBuffer {
         let c = config, t = batch.count
-        let layout = AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: c.heads)
-        let maxLen = batch.lengths.max() ?? 0
+        let layout = prefix?.layout(batch, heads: c.heads)
+            ?? AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: c.heads)
+        let cache = prefix?.cache
         var d = dOutput
         let dKey = FloatBuffer(count: t * c.ffn, zeroed: false), dGate = FloatBuffer(count: t * c.ffn, zeroed: false)
         let dUp = FloatBuffer(count: t * c.ffn, zeroed: false), dNormed = FloatBuffer(count: t * c.hidden, zeroed: false)
         let dAttn = FloatBuffer(count: t * c.qDim, zeroed: false), dq = FloatBuffer(count: t * c.qDim, zeroed: false)
         let dk = FloatBuffer(count: t * c.kvDim, zeroed: false), dv = FloatBuffer(count: t * c.kvDim, zeroed: false)
-        let scratch = FloatBuffer(count: max(1, maxLen * maxLen), zeroed: false)
+        let scratch = FloatBuffer(count: max(1, layout.maxBlock), zeroed: false)
         for l in range.reversed() {
             guard let a = acts[l] else { continue }
             let w = weights.layers[l]
@@ -52,7 +54,7 @@ extension LlamaModel {
             let dIn = FloatBuffer(count: t * c.hidden, zeroed: false)
             dIn.ptr.update(from: dMid.ptr, count: t * c.hidden)
             BLAS.linearBackward(dMid.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
-            Attention.backward(dOut: dAttn.ptr, q: a.q.ptr, k: a.k.ptr, v: a.v.ptr, probs: a.probs.ptr,
+            Attention.backward(dOut: dAttn.ptr, q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, probs: a.probs.ptr,
                                dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, scratch: scratch.ptr,
                                layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
             batch.positions.withUnsafeBufferPointer { pos in

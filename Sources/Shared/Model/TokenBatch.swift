@@ -1,5 +1,6 @@
 // A batch of token sequences of different lengths, packed row after row into one T-row matrix
 // so every linear layer is a single GEMM. Row r belongs to sequence `seqOf[r]` at `positions[r]`.
+// A sequence may start past position 0 when its earlier rows were run before (PrefixKVCache).
 
 public struct TokenBatch: Sendable {
     public let tokens: [Int32]
@@ -9,17 +10,19 @@ public struct TokenBatch: Sendable {
     public var count: Int { tokens.count }
     public var sequences: Int { lengths.count }
 
-    public init(_ sequences: [[Int32]]) {
+    /// `firstPositions` (one per sequence, default 0): the position of each sequence's first row.
+    public init(_ sequences: [[Int32]], firstPositions: [Int]? = nil) {
         var t: [Int32] = [], p: [Int32] = [], s: [Int] = [], l: [Int] = []
-        for seq in sequences {
+        for (i, seq) in sequences.enumerated() {
+            let p0 = firstPositions.map { i < $0.count ? $0[i] : 0 } ?? 0
             s.append(t.count); l.append(seq.count)
             t += seq
-            p += (0..<seq.count).map { Int32($0) }
+            p += (0..<seq.count).map { Int32(p0 + $0) }
         }
         tokens = t; positions = p; starts = s; lengths = l
     }
 
-    /// Packed row of token `pos` of sequence `seq` (negative `pos` counts from the end).
+    /// Packed row of the `pos`-th row of sequence `seq` (negative `pos` counts from the end).
     public func row(_ seq: Int, _ pos: Int) -> Int {
         starts[seq] + (pos < 0 ? lengths[seq] + pos : pos)
     }
