@@ -103,6 +103,9 @@ final class ClusterRobustnessTests: XCTestCase {
             guard case .rejected(let r) = try exchange(dealer, frames, what) else { return XCTFail("\(what): not rejected") }
             print("coordinator rejected \(what): \(r.reason)")
         }
+        // An undecodable `rejected` (another version's) is logged, never answered: no rejection ping-pong.
+        try dealer.send([Array("AEWP".utf8) + [7, 0, UInt8(MessageKind.rejected.rawValue), 0], Array("{}".utf8)])
+        XCTAssertNil(try dealer.receive(timeoutMs: 1000), "a rejection is not answered")
         // Still serving: a real worker joins and the statistics come out right.
         let w = try ClusterTestSupport.start(worker, ["--connect", endpoint, "--model", model, "--name", "after-garbage",
                                                       "--log-level", "warning"])

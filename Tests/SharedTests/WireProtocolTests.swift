@@ -93,6 +93,9 @@ final class WireProtocolTests: XCTestCase {
         XCTAssertThrowsError(try Message(frames: [good[0], Array("{\"name\":\"w\"}".utf8)])) { e in
             XCTAssertTrue("\(e)".contains("missing field \"pid\""), "\(e)")
         }
+        XCTAssertTrue(Message.isRejection(frames: [Array("AEWP".utf8) + [9, 0, 9, 0], []]), "rejected kind, any version")
+        XCTAssertFalse(Message.isRejection(frames: [Array("AEWP".utf8) + [9, 0, 4, 0], []]))
+        XCTAssertFalse(Message.isRejection(frames: [[9, 0]]))
         var rng = SplitMix64(seed: 3)
         for _ in 0..<200 {  // random bytes never crash the decoder
             let n = Int(rng.next() % 3) + 1

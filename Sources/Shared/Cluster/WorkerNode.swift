@@ -90,8 +90,14 @@ public final class WorkerNode {
     private func handle(_ frames: [[UInt8]], send: (Message) -> Void) throws -> Bool {
         let message: Message
         do { message = try Message(frames: frames) } catch {
+            if case let WireError.wrongVersion(found, _) = error {
+                // The coordinator speaks another version: nothing it says can be understood.
+                let why = "the coordinator speaks protocol version \(found); this worker speaks \(WireProtocol.version)"
+                log.error("\(why)")
+                throw WorkerError.refused(why)
+            }
             log.warning("rejected a message from the coordinator: \(error)")
-            send(.rejected(Reason("\(error)")))
+            if !Message.isRejection(frames: frames) { send(.rejected(Reason("\(error)"))) }
             return false
         }
         lastHeard = ProcessStats.now()

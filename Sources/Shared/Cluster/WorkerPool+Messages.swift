@@ -15,7 +15,9 @@ extension WorkerPool {
                     send(.refuse(Reason(why)), to: id, socket)
                 } else {
                     log.warning("rejected a message from \(workers[id]?.label ?? hex(id)): \(error)")
-                    send(.rejected(Reason("\(error)")), to: id, socket)
+                    if !Message.isRejection(frames: Array(frames.dropFirst())) {
+                        send(.rejected(Reason("\(error)")), to: id, socket)
+                    }
                 }
                 return
             }

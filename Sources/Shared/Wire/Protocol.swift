@@ -280,6 +280,14 @@ extension Message {
 
     private struct Empty: Codable {}
 
+    /// Whether undecodable `frames` still carry the `rejected` kind in their header (any version):
+    /// such a frame is logged but never answered, so two builds of different versions cannot bounce
+    /// rejections back and forth forever.
+    public static func isRejection(frames: [[UInt8]]) -> Bool {
+        guard let h = frames.first, h.count == WireProtocol.headerBytes, Array(h[0..<4]) == WireProtocol.magic else { return false }
+        return UInt16(h[6]) | UInt16(h[7]) << 8 == MessageKind.rejected.rawValue
+    }
+
     /// A one-line reason for a JSON decoding error (the default text is a nested dump).
     private static func describe(_ error: Error) -> String {
         switch error as? DecodingError {
