@@ -65,6 +65,21 @@ final class WireProtocolTests: XCTestCase {
         XCTAssertEqual(payload, Array(repeating: 7, count: 1000))
     }
 
+    func testZResultSetArtifactRoundTripsAndRefusesCorruption() throws {
+        guard case let .result(r, _) = Self.samples[8], case .vstar(let zs) = r.output else { return XCTFail("sample") }
+        var two = zs + zs
+        two[1].z = [0.25, -1, 3]
+        let bytes = ZResultSet(two).serialized()
+        let back = try ZResultSet.read(bytes: bytes).results
+        XCTAssertEqual(back.map(\.z), two.map(\.z))
+        XCTAssertEqual(back.map(\.h0Norm), two.map(\.h0Norm))
+        XCTAssertEqual(back[0].losses[0], two[0].losses[0])
+        XCTAssertTrue(back[0].losses[1][0].isNaN)
+        var bad = bytes
+        bad[bad.count / 2] ^= 1
+        XCTAssertThrowsError(try ZResultSet.read(bytes: bad)) { XCTAssertTrue("\($0)".contains("checksum mismatch"), "\($0)") }
+    }
+
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
         XCTAssertEqual(f[0], Array("AEWP".utf8) + [1, 0, 4, 0], "magic, version 1 LE, kind 4 (heartbeat) LE")
