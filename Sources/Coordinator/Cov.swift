@@ -75,9 +75,9 @@ struct Cov: ParsableCommand {
     func run() throws {
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
-        let model = try LlamaModel(path: cfg.model)
-        let chosen = try layers.map { try LayerList.parse($0, modelLayers: model.config.layers) } ?? cfg.hyperparameters.layers
-        let tok = try BPETokenizer(gguf: model.gguf)
+        // The coordinator of a distributed build needs the model's shape only (the workers load it).
+        let modelConfig = try LlamaConfig(gguf: try GGUFFile(path: cfg.model))
+        let chosen = try layers.map { try LayerList.parse($0, modelLayers: modelConfig.layers) } ?? cfg.hyperparameters.layers
         let out = self.out ?? cfg.artifacts, corpus = self.corpus ?? cfg.corpus
         let threshold = self.threshold ?? cfg.hyperparameters.nullSpaceThreshold
         let sentences = self.sentences ?? cfg.covSentences
@@ -93,6 +93,8 @@ struct Cov: ParsableCommand {
         var reduction: ReductionTimings?
         var workers = 1
         if cfg.workers == .inProcess {
+            let model = try LlamaModel(path: cfg.model)
+            let tok = try BPETokenizer(gguf: model.gguf)
             workers = min(self.workers ?? cfg.threads, cfg.threads)
             BLAS.setThreads(max(1, cfg.threads / workers))
             let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens,
@@ -104,7 +106,7 @@ struct Cov: ParsableCommand {
             }
         } else {
             let plan = CovarianceJobPlan(corpus: AbsolutePath.of(corpus), range: range, layers: chosen,
-                                         f: model.config.ffn, batchTokens: batchTokens,
+                                         f: modelConfig.ffn, batchTokens: batchTokens,
                                          shardSentences: shardSentences ?? cfg.shardSentences)
             let cluster = try WorkerPool.start(cfg, directory: out, logLevel: clusterOptions.logLevel)
             defer { cluster.shutdown() }
