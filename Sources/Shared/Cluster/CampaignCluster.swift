@@ -58,8 +58,11 @@ public final class CampaignCluster {
 
     /// Tells the pool about committed batches 1…n (their deltas files, checked against the store's
     /// checksums first): every worker is brought to weights version n before its next job.
+    /// Versions the pool already holds are skipped (not re-read).
     public func announceCommitted(_ deltas: [ArtifactFile]) throws {
-        for (i, d) in deltas.enumerated() { pool.commit(version: i + 1, deltas: try store.verified(d)) }
+        for (i, d) in deltas.enumerated() where i + 1 > pool.weightsVersion {
+            pool.commit(version: i + 1, deltas: try store.verified(d))
+        }
     }
 
     public static func zresultsPath(batch: Int, chunk: Int) -> String {
