@@ -2,6 +2,15 @@
 // pair is one sequence `prompt + target`, scored by teacher forcing in one forward pass.
 import Foundation
 
+/// One scored (prompt, target) pair.
+public struct TargetScore: Sendable, Equatable {
+    /// Mean NLL in nats per target token.
+    public var meanNLL: Double
+    /// Every target token is the argmax of the model's next-token distribution (teacher forced):
+    /// the "top-1 accuracy" variant of the reference's `test_batch_prediction_acc`.
+    public var top1: Bool
+}
+
 public struct TargetScorer {
     public let model: LlamaModel
     public let tokenizer: BPETokenizer
@@ -12,7 +21,12 @@ public struct TargetScorer {
 
     /// Mean NLL (nats per token) of each `target` (no leading space; one is added) after its `prompt`.
     public func meanNLL(_ pairs: [(prompt: String, target: String)]) throws -> [Double] {
-        var out: [Double] = []
+        try scores(pairs).map(\.meanNLL)
+    }
+
+    /// NLL and top-1 correctness of each pair, `batchSize` sequences per forward pass.
+    public func scores(_ pairs: [(prompt: String, target: String)]) throws -> [TargetScore] {
+        var out: [TargetScore] = []
         out.reserveCapacity(pairs.count)
         var i = 0
         while i < pairs.count {
@@ -29,14 +43,16 @@ public struct TargetScorer {
             let packed = zip(owner, rows).map { batch.row($0.0, $0.1) }
             let r = try model.forward(batch, logitRows: packed)
             var sum = [Double](repeating: 0, count: chunk.count), n = sum
+            var top1 = [Bool](repeating: true, count: chunk.count)
             for (k, id) in targets.enumerated() {
                 let row = r.logits(at: k)
                 let mx = row.max() ?? 0
                 let lse = Double(mx) + log(row.reduce(0.0) { $0 + exp(Double($1 - mx)) })
                 sum[owner[k]] += lse - Double(row[row.startIndex + Int(id)])
                 n[owner[k]] += 1
+                if Sampler.argmax(row) != Int(id) { top1[owner[k]] = false }
             }
-            out += zip(sum, n).map { $0 / $1 }
+            for j in 0..<chunk.count { out.append(TargetScore(meanNLL: sum[j] / n[j], top1: top1[j])) }
             i += chunk.count
         }
         return out

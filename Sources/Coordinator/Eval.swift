@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Shared
+
+/// `alphaedit eval`: method.md §6's sequential protocol on CounterFact records — the unedited row, N
+/// edits in batches of B with the in-process engine, every edited record evaluated after the last
+/// batch; general capability every K edits; hidden shift; JSON + Markdown (+ SVG with --plot).
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate editing (efficacy, generalization, specificity, fluency, consistency, general capability).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "CounterFact records (JSON lines).") var records = "../shared/data/pararel-cf/dev.jsonl"
+    @Option(help: "Skip the first N records.") var offset = 0
+    @Option(help: "Use N records (= the number of edits).") var limit: Int?
+    @Option(help: "Edits per batch.") var batchSize = 100
+    @Option(help: "alphaedit, memit or none (the unedited model only).") var method = "alphaedit"
+    @Flag(help: "Skip generation (no fluency / consistency).") var noGeneration = false
+    @Flag(help: "Print the headline JSON object as the last line.") var json = false
+    @Option(help: "Learning rate of v*.") var vLr: Float?
+    @Option(help: "MEMIT's λm.") var memitLambda: Double?
+    @Option(help: "Edited layers, e.g. 3-7.") var layers: String?
+    @Option(help: "Corpus for the K0 statistics.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
+    @Option(help: "Sentences of the corpus for K0.") var covSentences = 2000
+    @Option(help: "K0 statistics cache file (default state/k0-trex-<N>-<layers>.bin; 'none' to never store).") var covCache: String?
+    @Option(help: "Seed of the context templates and of the generations.") var seed: UInt64 = 0
+    @Option(help: "New tokens per generation prompt.") var genTokens = 100
+    @Option(help: "Attribute snippets for consistency.") var snippets = "../shared/data/pararel-cf/attribute_snippets.json"
+    @Option(help: "General capability every K edits (and before and after).") var generalEvery = 500
+    @Option(help: "General-capability items per task (0: skip general capability).") var generalItems = 100
+    @Option(help: "Wikitext sentences for perplexity.") var pplSentences = 200
+    @Option(help: "Factual prompts for the hidden-representation shift (0: skip).") var hiddenPrompts = 1000
+    @Option(help: "Evaluate an existing edit state (its batches) instead of editing.") var state: String?
+    @Option(help: "Report directory (report.json, report.md, shards).") var out: String?
+    @Option(parsing: .upToNextOption, help: "Only draw: eval report.json files → <out>/plot.svg and a combined table.") var plot: [String] = []
+    @Option(help: "Only sweep MEMIT λm on the first batch, e.g. 15000,5000,1000.") var tuneMemitLambda: String?
+
+    func run() throws {
+        if !plot.isEmpty { return try drawPlot() }
+        let m: EditMethod?
+        switch method {
+        case "none": m = nil
+        default:
+            guard let e = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit, memit or none") }
+            m = e
+        }
+        guard batchSize > 0, generalEvery > 0 else { throw ValidationError("--batch-size and --general-every must be positive") }
+        let cfg = try modelOptions.resolved()
+        let recs = try FactsFile.read(path: records, offset: offset, limit: limit)
+        let model = try LlamaModel(path: cfg.model)
+        let tok = try BPETokenizer(gguf: model.gguf)
+
+        var s = EvalCampaignSettings()
+        s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences
+        s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
+        s.perplexitySentences = pplSentences; s.threads = cfg.threads
+        if let vLr { s.hp.vLR = vLr }
+        if let memitLambda { s.hp.memitLambda = memitLambda }
+        if let layers { s.hp.layers = try LayerList.parse(layers) }
+        let layerTag = s.hp.layers.map(String.init).joined(separator: "_")
+        s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-trex-\(covSentences)-\(layerTag).bin")
+        if let c = s.covCache { try FileManager.default.createDirectory(atPath: (c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
+        if hiddenPrompts > 0 && m != nil {
+            s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts).map(\.filledPrompt)
+        }
+        let gen = noGeneration ? nil : GenerationSettings(maxTokens: genTokens, topK: 5, seed: seed)
+        let snip = noGeneration ? nil : try AttributeSnippets.read(path: snippets)
+        let evaluator = CounterFactEvaluator(model: model, tokenizer: tok, generation: gen, snippets: snip)
+        let campaign = EvalCampaign(model: model, tokenizer: tok, evaluator: evaluator, settings: s)
+        campaign.log = { log($0) }
+
+        if let list = tuneMemitLambda { return try sweep(list, campaign: campaign, records: recs, evaluator: evaluator) }
+
+        let report = try campaign.run(records: recs, firstIndex: offset, name: (records as NSString).lastPathComponent)
+        if let dir = out {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try report.json().write(toFile: dir + "/report.json", atomically: true, encoding: .utf8)
+            try report.markdown().write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
+            try EvalPlot.svg([(report.method, EvalPlot.points(report))]).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
+            log("report: \(dir)/report.json, report.md, plot.svg")
+        }
+        print(report.markdown())
+        if json { print(EvalReport.headlineJSON(report.headline(generation: !noGeneration))) }
+    }
+
+    func sweep(_ list: String, campaign: EvalCampaign, records recs: [EditRequest], evaluator: CounterFactEvaluator) throws {
+        let lambdas = try list.split(separator: ",").map { t -> Double in
+            guard let v = Double(t.trimmingCharacters(in: .whitespaces)), v > 0 else { throw ValidationError("--tune-memit-lambda: \"\(t)\" is not a positive number") }
+            return v
+        }
+        let stats = try campaign.statistics()
+        let editor = try campaign.makeEditor(.memit, statistics: stats)
+        let batch = Array(recs.prefix(batchSize))
+        let t0 = Date()
+        let trials = try MemitLambdaSweep.run(editor: editor, statistics: stats, batch: batch, lambdas: lambdas, evaluator: evaluator) { log($0) }
+        print("| λm | efficacy | specificity |\n|---|---|---|")
+        for t in trials { print(String(format: "| %g | %.1f | %.1f |", t.lambda, t.efficacy, t.specificity)) }
+        let chosen = MemitLambdaSweep.choose(trials)
+        print("largest λm with efficacy ≥ 90 on this batch of \(batch.count): " + (chosen.map { String(format: "%g", $0) } ?? "none"))
+        if json {
+            var h: [String: Double] = ["edits": Double(batch.count), "seconds": Date().timeIntervalSince(t0)]
+            for t in trials { h[String(format: "efficacy_lambda_%g", t.lambda)] = t.efficacy; h[String(format: "specificity_lambda_%g", t.lambda)] = t.specificity }
+            if let chosen { h["chosen_lambda"] = chosen }
+            print(EvalReport.headlineJSON(h))
+        }
+    }
+
+    func drawPlot() throws {
+        let reports = try plot.map { try EvalReport.read(path: $0) }
+        let dir = out ?? "."
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let series = reports.map { r -> (label: String, points: [EvalPlot.Point]) in
+            var label = r.method
+            if r.method == "memit", let l = r.hyperparameters?.memitLambda { label += String(format: " (λm %g)", l) }
+            if r.method == "alphaedit", let v = r.hyperparameters?.vLR { label += String(format: " (v_lr %g)", v) }
+            return (label, EvalPlot.points(r))
+        }
+        try EvalPlot.svg(series).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
+        for r in reports { print("## \(r.method), \(r.records)\n\n" + r.markdown()) }
+        log("plot: \(dir)/plot.svg")
+    }
+}

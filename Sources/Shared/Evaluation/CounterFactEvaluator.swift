@@ -1,0 +1,95 @@
+// The CounterFact metrics of method.md §6 on a range of records: probability comparisons (mean
+// per-token NLL) on the rewrite, paraphrase and neighborhood prompts, and, with generation, fluency
+// and consistency of seeded top-k texts from the generation prompts.
+//
+// Sharding: every forward pass holds the prompts of ONE record only, and each generation's seed is
+// derived from (seed, case_id, prompt index), so a record's figures do not depend on which other
+// records share its shard; any split of the records merges (`EvalShard.merge`) to the single-run result.
+import Foundation
+
+public struct GenerationSettings: Sendable, Equatable, Codable {
+    /// New tokens per generation prompt (the reference: ≈100).
+    public var maxTokens = 100
+    public var topK = 5
+    public var seed: UInt64 = 0
+    public init(maxTokens: Int = 100, topK: Int = 5, seed: UInt64 = 0) { self.maxTokens = maxTokens; self.topK = topK; self.seed = seed }
+
+    /// The sampler seed of generation prompt `prompt` of the record with `caseID` (its index in the
+    /// file when it has none): independent of sharding and of the other records.
+    public func seed(caseID: Int, prompt: Int) -> UInt64 {
+        var g = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: caseID) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(prompt) &* 0xBF58_476D_1CE4_E5B9))
+        return g.next()
+    }
+}
+
+public struct CounterFactEvaluator {
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+    /// nil: no generation (no fluency / consistency).
+    public var generation: GenerationSettings?
+    public var snippets: AttributeSnippets?
+    /// Keep the generated texts in the results.
+    public var keepTexts = true
+
+    public init(model: LlamaModel, tokenizer: BPETokenizer, generation: GenerationSettings? = GenerationSettings(),
+                snippets: AttributeSnippets? = nil) {
+        self.model = model; self.tokenizer = tokenizer; self.generation = generation; self.snippets = snippets
+    }
+
+    /// Evaluates `records`, whose first element is record `firstIndex` of its file.
+    public func evaluate(_ records: [EditRequest], firstIndex: Int = 0,
+                         progress: (Int) -> Void = { _ in }) throws -> EvalShard {
+        var out: [RecordEvaluation] = []
+        for (i, r) in records.enumerated() {
+            out.append(try evaluate(r, index: firstIndex + i))
+            progress(i + 1)
+        }
+        return EvalShard(records: out)
+    }
+
+    public func evaluate(_ r: EditRequest, index: Int) throws -> RecordEvaluation {
+        guard let targetTrue = r.targetTrue else { throw EvalError.noTrueTarget(index: index) }
+        let prompts = [r.filledPrompt] + r.paraphrasePrompts + r.neighborhoodPrompts
+        // One forward batch per record: both targets after every prompt.
+        var pairs: [(prompt: String, target: String)] = []
+        for p in prompts { pairs.append((p, r.targetNew)); pairs.append((p, targetTrue)) }
+        var scorer = TargetScorer(model: model, tokenizer: tokenizer)
+        scorer.batchSize = max(1, pairs.count)
+        let s = try scorer.scores(pairs)
+        let scored = prompts.indices.map { j in
+            PairScore(nllNew: s[2 * j].meanNLL, nllTrue: s[2 * j + 1].meanNLL, top1New: s[2 * j].top1, top1True: s[2 * j + 1].top1)
+        }
+        let np = r.paraphrasePrompts.count
+        var e = RecordEvaluation(index: index, caseID: r.caseID, rewrite: scored[0],
+                                 paraphrases: Array(scored[1..<(1 + np)]), neighborhood: Array(scored[(1 + np)...]))
+        if let g = generation, !r.generationPrompts.isEmpty {
+            let texts = try generate(r.generationPrompts, caseID: r.caseID ?? index, settings: g)
+            e.fluency = texts.map(NGramEntropy.score).reduce(0, +) / Double(texts.count)
+            e.consistency = snippets?.consistency(texts: texts, relation: r.relationID, object: r.targetNew)
+            if keepTexts { e.generations = texts }
+        }
+        return e
+    }
+
+    /// Seeded top-k continuations of the prompts, all prompts of one record decoded together;
+    /// each text is prompt + continuation (as the reference's `generate_fast` returns it).
+    public func generate(_ prompts: [String], caseID: Int, settings g: GenerationSettings) throws -> [String] {
+        let ids = prompts.map { tokenizer.encode($0) }
+        var samplers = prompts.indices.map { Sampler(mode: .topK(g.topK), seed: g.seed(caseID: caseID, prompt: $0)) }
+        let out = try CachedGenerator(model: model, tokenizer: tokenizer).generate(prompts: ids, maxTokens: g.maxTokens, samplers: &samplers)
+        return zip(ids, out).map { tokenizer.decode($0.0 + $0.1) }
+    }
+}
+
+public enum EvalError: Error, Equatable, CustomStringConvertible {
+    case noTrueTarget(index: Int)
+    case badOption(String)
+    case unreadable(String)
+    public var description: String {
+        switch self {
+        case .noTrueTarget(let i): "record \(i) has no target_true: evaluation needs CounterFact records"
+        case .badOption(let s): s
+        case .unreadable(let s): s
+        }
+    }
+}

@@ -1,0 +1,155 @@
+// The sequential evaluation protocol of method.md §6 in one process: evaluate the unedited model on
+// the records, edit them in batches of B with the existing engine (Editor; K0 statistics and
+// projector from CovarianceBuilder / NullSpaceProjectorSet, as `alphaedit edit` sets them up), take
+// general-capability checkpoints every K edits, and evaluate every edited record after the last batch.
+import Foundation
+
+public struct EvalCampaignSettings: Sendable {
+    public var method: EditMethod?          // nil: no edits (the pre-edit row only)
+    public var batchSize = 100
+    public var hp = EditHyperparameters()
+    public var templateSeed: UInt64 = 0
+    public var corpus = "../shared/data/wiki-triplets/trex.jsonl"
+    public var covSentences = 2000
+    /// K0 statistics file: read when present, written after a build otherwise (nil: never stored).
+    public var covCache: String?
+    /// An existing edit state to evaluate instead of editing (its batches are applied as they are).
+    public var state: String?
+    public var generalEvery = 500
+    /// General-capability items per task (0: none) and perplexity sentences.
+    public var generalItems = 100
+    public var perplexitySentences = 200
+    public var generalDirectory = "../shared/data/general"
+    public var perplexityCorpus = "../shared/data/wiki-triplets/wikitext2.txt"
+    /// Prompts for the hidden-shift measure (0: none).
+    public var hiddenPrompts: [String] = []
+    public var threads = 2
+    public init() {}
+}
+
+public final class EvalCampaign {
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+    public let evaluator: CounterFactEvaluator
+    public let settings: EvalCampaignSettings
+    public var log: (String) -> Void = { _ in }
+    public private(set) var editor: Editor?
+
+    public init(model: LlamaModel, tokenizer: BPETokenizer, evaluator: CounterFactEvaluator, settings: EvalCampaignSettings) {
+        self.model = model; self.tokenizer = tokenizer; self.evaluator = evaluator; self.settings = settings
+    }
+
+    /// K0 statistics over the corpus (cached in `covCache`).
+    public func statistics() throws -> KeyStatistics {
+        let s = settings
+        if let c = s.covCache, FileManager.default.fileExists(atPath: c) {
+            let st = try KeyStatistics.read(from: c)
+            if st.layers == s.hp.layers { log("K0 statistics from \(c)"); return st }
+        }
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(s.threads) }
+        let t0 = ProcessStats.now()
+        let st = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: s.hp.layers, workers: s.threads)
+            .build(corpus: s.corpus, range: 0..<s.covSentences)
+        log(String(format: "K0 statistics: %d sentences in %.0f s", s.covSentences, ProcessStats.now() - t0))
+        if let c = s.covCache { try st.write(to: c) }
+        return st
+    }
+
+    /// An editor on the unedited model for `method`.
+    public func makeEditor(_ method: EditMethod) throws -> Editor {
+        try makeEditor(method, statistics: try statistics())
+    }
+
+    public func makeEditor(_ method: EditMethod, statistics stats: KeyStatistics) throws -> Editor {
+        var proj: NullSpaceProjectorSet?
+        if method == .alphaedit {
+            let p = try NullSpaceProjectorSet(statistics: stats, threshold: settings.hp.nullSpaceThreshold)
+            log("null space kept: " + p.projectors.map { String(format: "layer %d %.1f%%", $0.layer, 100 * $0.keptFraction) }.joined(separator: ", "))
+            proj = p
+        }
+        let templates = try ContextTemplates.generate(model: model, tokenizer: tokenizer, seed: settings.templateSeed)
+        return try Editor(model: model, tokenizer: tokenizer, hp: settings.hp, method: method, templates: templates,
+                          projectors: proj, statistics: method == .memit ? stats : nil)
+    }
+
+    func general() throws -> GeneralCapabilityResult? {
+        guard settings.generalItems > 0 else { return nil }
+        let t0 = ProcessStats.now()
+        let g = try GeneralCapability(model: model, tokenizer: tokenizer, directory: settings.generalDirectory,
+                                      itemsPerTask: settings.generalItems, perplexityCorpus: settings.perplexityCorpus,
+                                      sentences: settings.perplexitySentences).measure()
+        log(String(format: "general capability: mean F1 %.1f, perplexity %.2f (%.0f s)", g.meanF1, g.perplexity, ProcessStats.now() - t0))
+        return g
+    }
+
+    /// Runs the protocol on `records` (record `firstIndex` of `name` first).
+    public func run(records: [EditRequest], firstIndex: Int, name: String) throws -> EvalReport {
+        let s = settings
+        let start = ProcessStats.now()
+        var evalTime = 0.0, editTime = 0.0
+        func timed<T>(_ f: () throws -> T) rethrows -> T { let t = ProcessStats.now(); defer { evalTime += ProcessStats.now() - t }; return try f() }
+
+        log("evaluating the unedited model on \(records.count) records")
+        let pre = try timed { try evaluator.evaluate(records, firstIndex: firstIndex) }
+        let known = pre.knownIndices
+        log("pre-edit: " + Self.brief(pre.summary()) + "; the model prefers the true target on \(known.count) records")
+        var curve = [EvalPoint(edits: 0, summary: pre.summary(), general: try timed { try general() })]
+        let hiddenBefore = s.hiddenPrompts.isEmpty ? nil
+            : try timed { try HiddenStates.capture(model: model, tokenizer: tokenizer, prompts: s.hiddenPrompts, layer: s.hp.zLayer) }
+
+        var edits = 0
+        var hp: EditHyperparameters?
+        if let dir = s.state {
+            let st = try EditState.load(directory: dir)
+            try st.apply(to: model)
+            edits = st.manifest.batches.reduce(0) { $0 + $1.requests }
+            hp = st.manifest.hyperparameters
+            log("applied \(dir): \(st.manifest.batches.count) batches, \(edits) edits")
+        } else if let m = s.method {
+            let t0 = ProcessStats.now(), eval0 = evalTime
+            let ed = try makeEditor(m)
+            editor = ed
+            hp = s.hp
+            for b in stride(from: 0, to: records.count, by: s.batchSize) {
+                let batch = Array(records[b..<min(b + s.batchSize, records.count)])
+                let out = try ed.apply(batch)
+                edits += batch.count
+                let losses = out.z.map { String(format: "%.2f", $0.losses.last?.first ?? .nan) }.joined(separator: " ")
+                log(String(format: "batch of %d: v* %.0f s, solve %.2f s; edits %d; v* final losses: %@",
+                           batch.count, out.zSeconds, out.solveSeconds, edits, losses))
+                if edits < records.count, edits % s.generalEvery == 0 {
+                    let done = try timed { try evaluator.evaluate(Array(records[..<edits]), firstIndex: firstIndex) }
+                    curve.append(EvalPoint(edits: edits, summary: done.summary(), general: try timed { try general() }))
+                    log("after \(edits) edits: " + Self.brief(done.summary()))
+                }
+            }
+            editTime = ProcessStats.now() - t0 - (evalTime - eval0)
+        }
+        let post: EvalShard
+        var shift: HiddenShift?
+        if edits > 0 {
+            log("evaluating the edited model")
+            post = try timed { try evaluator.evaluate(records, firstIndex: firstIndex) }
+            curve.append(EvalPoint(edits: edits, summary: post.summary(), general: try timed { try general() }))
+            if let hiddenBefore {
+                let after = try timed { try HiddenStates.capture(model: model, tokenizer: tokenizer, prompts: s.hiddenPrompts, layer: s.hp.zLayer) }
+                shift = try HiddenShift(before: hiddenBefore, after: after)
+            }
+        } else {
+            post = pre
+        }
+        let method = s.state != nil ? "state" : (s.method?.rawValue ?? "none")
+        return EvalReport(method: method, records: "\(name) [\(firstIndex), \(firstIndex + records.count))", recordCount: records.count,
+                          batchSize: s.batchSize, edits: edits, hyperparameters: hp, generation: evaluator.generation,
+                          pre: pre.summary(), post: post.summary(), preKnown: pre.summary(only: known), postKnown: post.summary(only: known),
+                          curve: curve, hiddenShift: shift, seconds: ProcessStats.now() - start, editSeconds: editTime,
+                          evalSeconds: evalTime, preShard: pre, postShard: post)
+    }
+
+    static func brief(_ s: EvalSummary) -> String {
+        [EvalMetric.efficacy, .generalization, .specificity, .fluency, .consistency].compactMap { m in
+            s[m].map { String(format: "%@ %.1f", m.rawValue, $0) }
+        }.joined(separator: ", ")
+    }
+}

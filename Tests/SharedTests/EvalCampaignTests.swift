@@ -1,0 +1,94 @@
+// The pieces around the metrics: weighted F1 and answer parsing, the hidden shift, the report's
+// one-line JSON and the plot, the MEMIT λm choice, and the whole protocol (edit + evaluate) on the
+// synthetic model with small fixture files.
+import Foundation
+import Shared
+import XCTest
+
+final class EvalCampaignTests: XCTestCase {
+    func testWeightedF1ByHand() {
+        // gold a a b b, predicted a b b invalid: F1(a) = 2·1/(2+1) = 2/3, F1(b) = 2·1/(2+2) = 1/2;
+        // weighted by support 2 and 2 → 7/12.
+        XCTAssertEqual(weightedF1(gold: ["a", "a", "b", "b"], predicted: ["a", "b", "b", "invalid"]), 7.0 / 12.0, accuracy: 1e-12)
+        XCTAssertEqual(weightedF1(gold: ["x", "y"], predicted: ["x", "y"]), 1)
+        XCTAssertEqual(weightedF1(gold: ["x"], predicted: ["invalid"]), 0)
+    }
+
+    func testAnswerParsing() {
+        XCTAssertEqual(GeneralTask.sst2.parse(" Positive."), "positive")
+        XCTAssertEqual(GeneralTask.cola.parse("\nA: No, it"), "no")
+        XCTAssertEqual(GeneralTask.rte.parse(" The sentence is"), "invalid")
+        XCTAssertEqual(GeneralTask.mmlu.parse(" C. 36"), "C")
+        XCTAssertEqual(GeneralTask.mmlu.parse(" a cat"), "invalid", "a lowercase article is not an option letter")
+    }
+
+    func testHiddenShiftByHand() throws {
+        // h0 = (3, 4), h1 = (4, 3): cosine 24/25, ‖Δ‖ = √2 → √2/5, norms equal → 0.
+        let a = HiddenStates(layer: 7, vectors: [[3, 4], [1, 0]]), b = HiddenStates(layer: 7, vectors: [[4, 3], [2, 0]])
+        let s = try HiddenShift(before: a, after: b)
+        XCTAssertEqual(s.meanCosine, (24.0 / 25.0 + 1) / 2, accuracy: 1e-12)
+        XCTAssertEqual(s.meanRelativeChange, (2.0.squareRoot() / 5 + 1) / 2, accuracy: 1e-12)
+        XCTAssertEqual(s.meanRelativeNormChange, 0.5, accuracy: 1e-12)
+        XCTAssertThrowsError(try HiddenShift(before: a, after: HiddenStates(layer: 6, vectors: b.vectors)))
+    }
+
+    func testMemitLambdaChoice() {
+        let t = [LambdaTrial(lambda: 15000, efficacy: 40, specificity: 80), LambdaTrial(lambda: 100, efficacy: 90, specificity: 70),
+                 LambdaTrial(lambda: 10, efficacy: 100, specificity: 60)]
+        XCTAssertEqual(MemitLambdaSweep.choose(t), 100)
+        XCTAssertNil(MemitLambdaSweep.choose(Array(t.prefix(1))))
+    }
+
+    /// Fixture files: general sets of 2 items each, a perplexity corpus and a K0 corpus.
+    func fixtures() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let sets: [String: String] = [
+            "sst2": #"[{"sentence":"a fine film","label":1},{"sentence":"dull","label":0}]"#,
+            "cola": #"[{"sentence":"The cat sat.","label":1},{"sentence":"Cat the sat.","label":0}]"#,
+            "mrpc": #"[{"sentence1":"a","sentence2":"a","label":1},{"sentence1":"a","sentence2":"b","label":0}]"#,
+            "rte": #"[{"sentence1":"a","sentence2":"a","label":0},{"sentence1":"a","sentence2":"b","label":1}]"#,
+            "nli": #"[{"sentence1":"a","sentence2":"a","label":"entailment"},{"sentence1":"a","sentence2":"b","label":"not_entailment"}]"#,
+            "mmlu": #"[{"question":"2+2?","subject":"m","choices":["1","2","3","4"],"answer":3},{"question":"1+0?","subject":"m","choices":["1","2","3","4"],"answer":0}]"#,
+        ]
+        for (k, v) in sets { try v.write(toFile: "\(dir)/\(k).json", atomically: true, encoding: .utf8) }
+        // Enough distinct tokens (> F = 128 rows of keys) for MEMIT's C0 to be positive definite.
+        let text = (0..<60).map { "The capital \($0) of France is Paris, number \($0 * 7919 % 1000) in \($0 * 31)." }.joined(separator: "\n")
+        try text.write(toFile: "\(dir)/wiki.txt", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    func testProtocolOnSyntheticModel() throws {
+        let dir = try fixtures()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let bad = GeneralTask.sst2.item(from: ["sentence": 3])
+        XCTAssertNil(bad, "a mistyped item is refused")
+        for method in [EditMethod.alphaedit, .memit] {
+            let (m, tok) = try EvalShardTests.model(layers: 3)   // v* needs a block above the last edited layer
+            var s = EvalCampaignSettings()
+            s.method = method; s.batchSize = 2; s.generalEvery = 2; s.generalItems = 2; s.perplexitySentences = 5
+            s.generalDirectory = dir; s.perplexityCorpus = dir + "/wiki.txt"; s.corpus = dir + "/wiki.txt"; s.covSentences = 60
+            s.hp.layers = [0, 1]; s.hp.vSteps = 5; s.hp.nullSpaceThreshold = 1e9   // keep every direction: the tiny corpus spans little
+            s.hiddenPrompts = ["The capital of France is", "It is"]
+            let ev = CounterFactEvaluator(model: m, tokenizer: tok, generation: GenerationSettings(maxTokens: 6))
+            let report = try EvalCampaign(model: m, tokenizer: tok, evaluator: ev, settings: s)
+                .run(records: Array(EvalShardTests.records.prefix(4)), firstIndex: 0, name: "fixture")
+            XCTAssertEqual(report.edits, 4)
+            XCTAssertEqual(report.curve.map(\.edits), [0, 2, 4], "checkpoints every 2 edits")
+            XCTAssertEqual(report.curve[1].summary.records, 2, "a checkpoint scores the records edited so far")
+            XCTAssertEqual(report.curve.compactMap(\.general).count, 3)
+            XCTAssertEqual(report.hiddenShift?.prompts, 2)
+            XCTAssertNotEqual(report.preShard, report.postShard, "the edits change the scores")
+            // The contract's last line: one JSON object with the metrics ×100, edits and seconds.
+            let line = EvalReport.headlineJSON(report.headline(generation: true))
+            let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            for k in ["efficacy", "generalization", "specificity", "fluency", "edits", "seconds"] { XCTAssertNotNil(obj[k], k) }
+            XCTAssertFalse(line.contains("\n"))
+            let svg = EvalPlot.svg([("a", EvalPlot.points(report)), ("b", EvalPlot.points(report))])
+            XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 8, "4 panels × 2 series")
+            XCTAssertTrue(report.markdown().contains("| \(method.rawValue), 4 edits (2/batch) |"))
+            let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))
+            XCTAssertEqual(back.curve, report.curve)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+// Sharding is exact: evaluating records [0, n) in one go equals merging [0, k) and [k, n), generation
+// included; and the KV-cached decoder equals the full recompute. Synthetic model (no download).
+import Foundation
+import Shared
+import XCTest
+
+final class EvalShardTests: XCTestCase {
+    static func model(_ type: TensorEncoding = .f32, layers: Int = 2) throws -> (LlamaModel, BPETokenizer) {
+        let m = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(SyntheticConfig(layers: layers, matrixType: type)).bytes()))
+        return (m, try BPETokenizer(gguf: m.gguf))
+    }
+
+    static let records: [EditRequest] = (0..<5).map { i in
+        EditRequest(caseID: 100 + i, prompt: "The capital of {} is", subject: ["France", "Paris", "the sea", "it", "an art"][i],
+                    targetNew: ["Paris", "Rome", "the", "of", "at"][i], targetTrue: ["Rome", "Paris", "is", "in", "on"][i],
+                    relationID: "P1", paraphrasePrompts: ["It is the capital of \(i)", "The sea of"],
+                    neighborhoodPrompts: Array(["The cat is", "Paris is in", "A capital is"].prefix(1 + i % 3)),
+                    generationPrompts: ["The capital is", "It is"])
+    }
+
+    func testShardedEvaluationEqualsSingleRun() throws {
+        let (m, tok) = try Self.model()
+        let snippets = AttributeSnippets(snippets: ["P1": ["Paris": ["the capital of France is Paris"], "Rome": ["Rome is the capital"]]])
+        let ev = CounterFactEvaluator(model: m, tokenizer: tok, generation: GenerationSettings(maxTokens: 12, topK: 5, seed: 3),
+                                      snippets: snippets)
+        let recs = Self.records
+        let whole = try ev.evaluate(recs)
+        let k = 2
+        let merged = try EvalShard.merge([try ev.evaluate(Array(recs[k...]), firstIndex: k),
+                                          try ev.evaluate(Array(recs[..<k]), firstIndex: 0)])
+        XCTAssertEqual(merged, whole, "merged shards must equal the single run exactly")
+        XCTAssertEqual(merged.summary(), whole.summary())
+        XCTAssertEqual(whole.records.map(\.index), [0, 1, 2, 3, 4])
+        XCTAssertNotNil(whole.records[0].fluency)
+        XCTAssertNotNil(whole.records[0].consistency)
+        XCTAssertNil(whole.records[2].consistency, "no snippets for (P1, the)")
+        // The seeds depend on the case id: different records, different samples.
+        XCTAssertNotEqual(GenerationSettings().seed(caseID: 1, prompt: 0), GenerationSettings().seed(caseID: 2, prompt: 0))
+        // A record without a true target is refused with its index.
+        var bad = recs[0]; bad.targetTrue = nil
+        XCTAssertThrowsError(try ev.evaluate([bad], firstIndex: 9)) { XCTAssertEqual($0 as? EvalError, .noTrueTarget(index: 9)) }
+    }
+
+    func testCachedDecoderEqualsFullRecompute() throws {
+        for type in [TensorEncoding.f32, .q8_0] {
+            let (m, tok) = try Self.model(type)
+            let prompts = [tok.encode("The capital of France is"), tok.encode("It"), tok.encode("Paris is in the sea of")]
+            var samplers = prompts.map { _ in Sampler(mode: .greedy) }
+            let cached = try CachedGenerator(model: m, tokenizer: tok).generate(prompts: prompts, maxTokens: 15, samplers: &samplers, stopAtEOS: false)
+            var maxDiff: Float = 0
+            for (p, gen) in zip(prompts, cached) {
+                var s = Sampler(mode: .greedy)
+                let full = try Generator(model: m, tokenizer: tok).generate(ids: p, maxTokens: 15, sampler: &s, stopAtEOS: false)
+                XCTAssertEqual(gen, full, "greedy continuation, \(type)")
+                // Logits after the whole sequence: one cached prefill + steps vs one full forward.
+                let seq = p + gen
+                let cache = KVCache(config: m.config, capacity: seq.count)
+                // Prefill in two chunks (the second attends to the cached first), then one token a step.
+                let cut = max(1, p.count / 2)
+                _ = try m.decode([Array(seq.prefix(cut))], caches: [cache])
+                if cut < p.count { _ = try m.decode([Array(seq[cut..<p.count])], caches: [cache]) }
+                var last: [Float] = []
+                for id in seq.dropFirst(p.count) { last = try m.decode([[id]], caches: [cache]) }
+                let ref = try m.forward(TokenBatch([seq]), logitRows: [seq.count - 1]).logits
+                for (a, b) in zip(last, ref) { maxDiff = max(maxDiff, abs(a - b)) }
+            }
+            print("cached decoder vs full forward (\(type)): max |Δlogit| = \(maxDiff)")
+            XCTAssertLessThan(maxDiff, 1e-3)
+        }
+    }
+
+    /// The default model: the cached decoder (few-token quantized kernels, incremental attention) against
+    /// the full recompute — logits within 1e-3 absolute (measured 1.5e-5) and the same greedy continuation.
+    func testCachedDecoderOnTheRealModel() throws {
+        let m = try LlamaModel(path: try RepoPaths.requireModel())
+        let tok = try BPETokenizer(gguf: m.gguf)
+        let p = tok.encode("The Eiffel Tower is located in the city of")
+        var samplers = [Sampler(mode: .greedy)]
+        let cached = try CachedGenerator(model: m, tokenizer: tok).generate(prompts: [p], maxTokens: 12, samplers: &samplers, stopAtEOS: false)[0]
+        var s = Sampler(mode: .greedy)
+        let full = try Generator(model: m, tokenizer: tok).generate(ids: p, maxTokens: 12, sampler: &s, stopAtEOS: false)
+        XCTAssertEqual(cached, full)
+        let seq = p + cached
+        let cache = KVCache(config: m.config, capacity: seq.count)
+        _ = try m.decode([p], caches: [cache])
+        var last: [Float] = []
+        for id in cached { last = try m.decode([[id]], caches: [cache]) }
+        let ref = try m.forward(TokenBatch([seq]), logitRows: [seq.count - 1]).logits
+        let maxDiff = zip(last, ref).map { abs($0 - $1) }.max() ?? .nan
+        print("real model: cached decoder vs full forward, max |Δlogit| = \(maxDiff)")
+        XCTAssertLessThan(maxDiff, 1e-3)
+    }
+}
