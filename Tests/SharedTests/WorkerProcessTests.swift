@@ -1,7 +1,8 @@
 // One real `alphaedit-worker` process driven from a raw ROUTER socket playing the coordinator
 // (issue 4 §1, §2): its hello, garbage frames rejected while it keeps serving, a covariance shard
 // equal to the in-process build, a job for weights it does not hold refused, deltas followed by a
-// v* job equal to the in-process ComputeZ on the same edited weights, heartbeats during a long job, a
+// v* job and an evaluation shard equal to the in-process ComputeZ / evaluator on the same edited
+// weights, heartbeats during a long job, a
 // reconnect after the coordinator falls silent, and an exit when the coordinator speaks another version.
 import Foundation
 import Shared
@@ -108,11 +109,28 @@ final class WorkerProcessTests: XCTestCase {
             XCTAssertLessThanOrEqual(d / n, 1e-5)
         }
 
-        // Evaluation jobs are designed but not served yet: a non-retryable failure naming it.
-        try send(.job(JobAssignment(id: 4, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: "f", first: 0, count: 1, metrics: [])))))
-        guard case .jobFailed(let f4) = try next(router, "evaluation job") else { return XCTFail("not refused") }
-        XCTAssertFalse(f4.retryable)
-        XCTAssertTrue(f4.reason.contains("evaluation jobs are not supported"), f4.reason)
+        // An evaluation shard (records 1..<3 of a CounterFact file) on weights version 1 equals the
+        // in-process evaluator on the same weights; a bad facts file is a non-retryable failure.
+        let cf = (0..<3).map { i in
+            #"{"case_id": \#(i), "requested_rewrite": {"prompt": "The capital of {} is", "subject": "France \#(i)", "#
+                + #""target_true": {"str": "Paris"}, "target_new": {"str": "Rome"}}, "paraphrase_prompts": ["Where is {}? In"], "#
+                + #""neighborhood_prompts": ["The river flows through"], "generation_prompts": []}"#
+        }
+        try cf.joined(separator: "\n").write(toFile: dir + "/cf.jsonl", atomically: true, encoding: .utf8)
+        try send(.job(JobAssignment(id: 4, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: dir + "/cf.jsonl", first: 1, count: 2)))))
+        guard case let .result(r4, _) = try next(router, "evaluation job"), case .evaluation(let shard) = r4.output else {
+            return XCTFail("no evaluation result: \(ClusterTestSupport.read(dir + "/worker.log"))")
+        }
+        let local = try CounterFactEvaluator(model: m, tokenizer: try BPETokenizer(gguf: m.gguf), generation: nil)
+            .evaluate(try FactsFile.read(path: dir + "/cf.jsonl", offset: 1, limit: 2), firstIndex: 1)
+        XCTAssertEqual(shard.records.map(\.index), [1, 2])
+        for (a, b) in zip(shard.records, local.records) {
+            XCTAssertEqual(a.rewrite.nllNew, b.rewrite.nllNew, accuracy: 1e-6 * abs(b.rewrite.nllNew))
+            XCTAssertEqual(a.rewrite.nllTrue, b.rewrite.nllTrue, accuracy: 1e-6 * abs(b.rewrite.nllTrue))
+        }
+        try send(.job(JobAssignment(id: 6, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: dir + "/missing.jsonl", first: 0, count: 1)))))
+        guard case .jobFailed(let f6) = try next(router, "evaluation of a missing file") else { return XCTFail("not failed") }
+        XCTAssertFalse(f6.retryable, "the same input fails anywhere")
 
         // Heartbeats continue while a job runs (the job has its own thread): a v* job of several seconds.
         var long = hp

@@ -6,13 +6,11 @@ import Foundation
 public enum JobError: Error, Equatable, CustomStringConvertible {
     case wrongWeights(held: Int, wanted: Int)
     case deltasOutOfOrder(held: Int, got: Int)
-    case unsupported(String)
 
     public var description: String {
         switch self {
         case let .wrongWeights(held, wanted): "job needs weights version \(wanted); this worker holds \(held)"
         case let .deltasOutOfOrder(held, got): "deltas for version \(got) cannot follow version \(held)"
-        case .unsupported(let w): "\(w) jobs are not supported by this worker build"
         }
     }
 }
@@ -51,9 +49,15 @@ public final class JobRunner {
             return (.covariance(tokens: try stats.count(layer: shard.layers[0])), stats.serialized())
         case .vstar(let chunk):
             return (.vstar(try vstar(chunk)), [])
-        case .evaluation:
-            throw JobError.unsupported("evaluation")
+        case .evaluation(let shard):
+            return (.evaluation(try evaluation(shard)), [])
         }
+    }
+
+    public func evaluation(_ shard: EvaluationShard) throws -> EvalShard {
+        let records = try FactsFile.read(path: shard.facts, offset: shard.first, limit: shard.count)
+        return try CounterFactEvaluator(model: model, tokenizer: tokenizer, generation: shard.generation)
+            .evaluate(records, firstIndex: shard.first)
     }
 
     public func covariance(_ shard: CovarianceShard, progress: @escaping (String) -> Void = { _ in }) throws -> KeyStatistics {

@@ -90,15 +90,16 @@ public struct VStarChunk: Codable, Equatable, Sendable {
     }
 }
 
-/// Records `first ..< first + count` of a facts file scored on the worker's current weights
-/// (method.md §6) → per-record scores in the result body. Designed for the evaluator (issue 4 §1c).
+/// Records `first ..< first + count` of a facts file (CounterFact, with true targets) evaluated on the
+/// worker's current weights (method.md §6) → an EvalShard in the result body.
 public struct EvaluationShard: Codable, Equatable, Sendable {
     public var facts: String
     public var first: Int
     public var count: Int
-    public var metrics: [String]
-    public init(facts: String, first: Int, count: Int, metrics: [String]) {
-        self.facts = facts; self.first = first; self.count = count; self.metrics = metrics
+    /// nil: scores only (no generated texts, so no fluency).
+    public var generation: GenerationSettings?
+    public init(facts: String, first: Int, count: Int, generation: GenerationSettings? = nil) {
+        self.facts = facts; self.first = first; self.count = count; self.generation = generation
     }
 }
 
@@ -128,8 +129,8 @@ public enum JobOutput: Codable, Sendable {
     /// Tokens counted; the KeyStatistics artifact is the payload.
     case covariance(tokens: Int)
     case vstar([ZResult])
-    /// Metric name → one score per record, in record order.
-    case evaluation([String: [Double]])
+    /// One RecordEvaluation per record, in record order.
+    case evaluation(EvalShard)
 }
 
 public struct JobResult: Codable, Sendable {
