@@ -37,7 +37,8 @@ let package = Package(
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: fast),
-        .testTarget(name: "SharedTests", dependencies: ["Shared"], swiftSettings: fast),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", .product(name: "Logging", package: "swift-log")],
+                    swiftSettings: fast),
     ],
     // Swift 5 language mode: the numeric core shares raw buffers across threads by design
     // (each thread owns disjoint rows), which the Swift 6 checker cannot express without copies.

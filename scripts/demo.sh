@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-swift build -c release --product alphaedit
+swift build -c release   # both executables: `edit` starts `alphaedit-worker` processes (cluster.conf: workers = local 2)
 bin=.build/release/alphaedit
 state=state/demo
 prompts=("The Eiffel Tower is in" "The mother tongue of Danielle Darrieux is" "The capital of France is")

@@ -47,3 +47,31 @@ struct ModelOptions: ParsableArguments {
         return c
     }
 }
+
+/// Options of the commands that can farm work out to workers; they override cluster.conf.
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Where the work runs: \"in-process\", \"local N\" (start N workers here) or \"remote\" (workers connect).")
+    var cluster: String?
+    @Option(help: "Coordinator endpoint (tcp://host:port or ipc://path; default: ipc:// in the output directory).")
+    var endpoint: String?
+    @Option(help: "Threads of each local worker (default: --threads shared among them).") var workerThreads: Int?
+    @Option(help: "Log level: \(LogSetup.levels.joined(separator: ", ")).") var logLevel = "info"
+
+    func validate() throws {
+        if let cluster, WorkerMode.parse(cluster) == nil {
+            throw ValidationError("--cluster must be in-process, local N (1-64) or remote")
+        }
+        if let endpoint, !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
+            throw ValidationError("--endpoint must start with tcp:// or ipc://")
+        }
+        if let workerThreads, !(1...256).contains(workerThreads) { throw ValidationError("--worker-threads must be 1-256") }
+    }
+
+    /// Applies the overrides to `c` and starts logging.
+    func apply(to c: inout ClusterConfig) throws {
+        if let cluster, let w = WorkerMode.parse(cluster) { c.workers = w }
+        if let endpoint { c.endpoint = endpoint }
+        if let workerThreads { c.workerThreads = workerThreads }
+        try LogSetup.bootstrap(level: logLevel)
+    }
+}

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Shared
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmarks that print figures.",
-                                                    subcommands: [BenchForward.self, BenchEdit.self])
+                                                    subcommands: [BenchForward.self, BenchEdit.self, BenchCluster.self])
 }
 
 struct BenchForward: ParsableCommand {
@@ -55,6 +56,46 @@ struct BenchEdit: ParsableCommand {
             print(String(format: "100 edits, AlphaEdit           %8.0f s          (reference ≈ 1,650 s; target ≤ 500 s)", r.seconds_per_100_edits_alphaedit))
             print(String(format: "100 edits, MEMIT               %8.0f s", r.seconds_per_100_edits_memit))
             print(String(format: "AlphaEdit overhead over MEMIT  %8.2f %%         (target ≤ 2%%)", r.alphaedit_overhead_pct))
+        }
+    }
+}
+
+struct BenchCluster: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cluster",
+        abstract: "Pipeline cost: K0 statistics in-process vs 1 and 2 local workers, v* in-process vs 2 workers, coordinator scaling.")
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var clusterOptions: ClusterOptions
+    @Option(help: "Corpus sentences for K0.") var sentences = 2000
+    @Option(help: "Sentences per shard.") var shardSentences = 500
+    @Option(help: "Rounds of the three K0 set-ups, alternating (medians reported).") var repeats = 3
+    @Option(help: "v* requests (from the facts file).") var requests = 8
+    @Option var corpus = "../shared/data/wiki-triplets/trex.jsonl"
+    @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
+    @Option(help: "Directory for the ipc sockets.") var scratch = "state/bench"
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        var cfg = try modelOptions.resolved()
+        try clusterOptions.apply(to: &cfg)
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        let dir = AbsolutePath.of(scratch)
+        let r = try ClusterBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, sentences: sentences, requests: requests,
+                                         shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers, repeats: max(1, repeats),
+                                         directory: dir, log: Logger(label: "coordinator")) { log($0) }
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: try enc.encode(r), as: UTF8.self))
+        } else {
+            print(String(format: "K0 statistics, %d tokens: in-process %.0f, 1 worker %.0f, 2 workers %.0f tokens/s; overhead %.1f%% (max rel diff %.1e)",
+                         r.tokens, r.cov_in_process_tokens_per_s, r.cov_1_worker_tokens_per_s, r.cov_2_workers_tokens_per_s,
+                         r.cov_pipeline_overhead_pct, r.max_rel_diff_vs_in_process))
+            print(String(format: "v*, %d requests: in-process %.1f, 2 workers %.1f requests/min", r.vstar_requests,
+                         r.vstar_in_process_requests_per_min, r.vstar_2_workers_requests_per_min))
+            print(String(format: "per shard: %.1f MB; transfer %.2f GB/s, decode %.2f GB/s, merge %.2f GB/s → coordinator %.3f s/shard, worker %.2f s/shard → %.0f workers before the coordinator is the bottleneck",
+                         Double(r.shard_payload_bytes) / 1e6, r.transfer_bytes_per_s / 1e9, r.decode_bytes_per_s / 1e9,
+                         r.merge_bytes_per_s / 1e9, r.coordinator_seconds_per_shard, r.worker_seconds_per_shard,
+                         r.workers_before_coordinator_bound))
         }
     }
 }

@@ -12,16 +12,20 @@ struct Cov: ParsableCommand {
     static let projectorFile = "projector.bin"
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "Edited layers: a range \"3-7\", a list \"3,5,7\", or both \"3-5,7\".") var layers = "3-7"
-    @Option(help: "Sentences of the corpus to use (method.md §5 measured with 10,000).") var sentences = 10_000
+    @OptionGroup var clusterOptions: ClusterOptions
+    @Option(help: "Edited layers: a range \"3-7\", a list \"3,5,7\", or both \"3-5,7\" (default: the config's `layers`).")
+    var layers: String?
+    @Option(help: "Sentences of the corpus to use (default: the config's `cov_sentences`, 10,000).") var sentences: Int?
     @Option(help: "Sentences to skip first (a shard of the corpus).") var offset = 0
-    @Option(help: "Corpus: JSON lines with a \"sentence\" field, or one sentence a line.")
-    var corpus = "../shared/data/wiki-triplets/trex.jsonl"
-    @Option(help: "Directory for \(Cov.statisticsFile) and \(Cov.projectorFile).") var out = "state/cov"
+    @Option(help: "Corpus: JSON lines with a \"sentence\" field, or one sentence a line (default: the config's `corpus`).")
+    var corpus: String?
+    @Option(help: "Directory for \(Cov.statisticsFile) and \(Cov.projectorFile) (default: the config's `artifacts`).")
+    var out: String?
     @Option(help: "Null-space threshold τ: eigenvalues of C0 below it span the kept directions.")
-    var threshold = NullSpaceProjector.defaultThreshold
+    var threshold: Double?
     @Option(help: "Tokens per forward batch.") var batchTokens = CovarianceBuilder.defaultBatchTokens
-    @Option(help: "Forward passes in parallel, sharing --threads (default: one per thread).") var workers: Int?
+    @Option(help: "In-process only: forward passes in parallel, sharing --threads (default: one per thread).") var workers: Int?
+    @Option(help: "Sentences per distributed job (default: the config's `shard_sentences`).") var shardSentences: Int?
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     struct LayerReport: Codable {
@@ -46,6 +50,10 @@ struct Cov: ParsableCommand {
         var tokens_per_s: Double
         var threads: Int
         var workers: Int
+        /// in-process, local N or remote.
+        var cluster: String
+        /// Distributed runs: the coordinator's decode and merge of the shard results.
+        var reduction: ReductionTimings?
         var threshold: Double
         var statistics: String
         var projector: String
@@ -53,34 +61,62 @@ struct Cov: ParsableCommand {
     }
 
     func validate() throws {
-        guard sentences >= 1 else { throw ValidationError("--sentences must be at least 1") }
-        guard offset >= 0, !offset.addingReportingOverflow(sentences).overflow else {
+        if let sentences, sentences < 1 { throw ValidationError("--sentences must be at least 1") }
+        guard offset >= 0, !offset.addingReportingOverflow(sentences ?? 0).overflow else {
             throw ValidationError("--offset must be a sentence index (0 or more)")
         }
-        guard threshold.isFinite, threshold > 0 else { throw ValidationError("--threshold must be a positive number") }
+        if let threshold, !(threshold.isFinite && threshold > 0) { throw ValidationError("--threshold must be a positive number") }
         guard batchTokens >= 1 else { throw ValidationError("--batch-tokens must be at least 1") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
-        _ = try LayerList.parse(layers)  // syntax now; the model's layer count once it is loaded
+        if let shardSentences, shardSentences < 1 { throw ValidationError("--shard-sentences must be at least 1") }
+        if let layers { _ = try LayerList.parse(layers) }  // syntax now; the model's layer count once it is loaded
     }
 
     func run() throws {
-        let cfg = try modelOptions.resolved()
-        let model = try LlamaModel(path: cfg.model)
-        let chosen = try LayerList.parse(layers, modelLayers: model.config.layers)
-        let tok = try BPETokenizer(gguf: model.gguf)
+        var cfg = try modelOptions.resolved()
+        try clusterOptions.apply(to: &cfg)
+        // The coordinator of a distributed build needs the model's shape only (the workers load it).
+        let modelConfig = try LlamaConfig(gguf: try GGUFFile(path: cfg.model))
+        let chosen = try layers.map { try LayerList.parse($0, modelLayers: modelConfig.layers) } ?? cfg.hyperparameters.layers
+        let out = self.out ?? cfg.artifacts, corpus = self.corpus ?? cfg.corpus
+        let threshold = self.threshold ?? cfg.hyperparameters.nullSpaceThreshold
+        let sentences = self.sentences ?? cfg.covSentences
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
 
-        let workers = min(self.workers ?? cfg.threads, cfg.threads)
-        BLAS.setThreads(max(1, cfg.threads / workers))
-        let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens,
-                                            workers: workers)
         let range = offset..<(offset + sentences)
         let name = URL(fileURLWithPath: corpus).lastPathComponent
         let provenance = "model \(URL(fileURLWithPath: cfg.model).lastPathComponent); corpus \(name) sentences "
             + "\(range.lowerBound)..<\(range.upperBound); layers \(LayerList.format(chosen))"
         var printer = ProgressPrinter()
         let t0 = ProcessStats.now()
-        let stats = try builder.build(corpus: corpus, range: range, provenance: provenance) { printer.show($0) }
+        let stats: KeyStatistics
+        var reduction: ReductionTimings?
+        var workers = 1
+        if cfg.workers == .inProcess {
+            let model = try LlamaModel(path: cfg.model)
+            let tok = try BPETokenizer(gguf: model.gguf)
+            workers = min(self.workers ?? cfg.threads, cfg.threads)
+            BLAS.setThreads(max(1, cfg.threads / workers))
+            let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens,
+                                                workers: workers)
+            stats = try builder.build(corpus: corpus, range: range, provenance: provenance) { p in
+                printer.show(String(format: "K0 statistics: %d/%d sentences, %d/%d tokens, %.0f tokens/s, ",
+                                    p.sentencesDone, p.sentencesTotal, p.tokensDone, p.tokensTotal, p.tokensPerSecond)
+                             + "ETA \(ProgressPrinter.clock(p.eta))")
+            }
+        } else {
+            let plan = CovarianceJobPlan(corpus: AbsolutePath.of(corpus), range: range, layers: chosen,
+                                         f: modelConfig.ffn, batchTokens: batchTokens,
+                                         shardSentences: shardSentences ?? cfg.shardSentences)
+            let cluster = try WorkerPool.start(cfg, directory: out, logLevel: clusterOptions.logLevel)
+            defer { cluster.shutdown() }
+            workers = cfg.workers == .remote ? 0 : cluster.childPIDs.count
+            (stats, reduction) = try DistributedCovariance.build(pool: cluster, plan: plan, provenance: provenance) { p in
+                printer.show(String(format: "K0 statistics: %d/%d shards, %d tokens, %.0f tokens/s, %d workers alive, ",
+                                    p.shardsDone, p.shardsTotal, p.tokensDone, p.tokensPerSecond, cluster.aliveCount)
+                             + "ETA \(ProgressPrinter.clock(p.eta))")
+            }
+        }
         let seconds = ProcessStats.now() - t0
         printer.finish()
 
@@ -98,6 +134,7 @@ struct Cov: ParsableCommand {
         }
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
                             seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads, workers: workers,
+                            cluster: cfg.workers.description, reduction: reduction,
                             threshold: threshold, statistics: statsPath, projector: projPath, layers: rows)
         if json {
             let enc = JSONEncoder()
@@ -111,8 +148,8 @@ struct Cov: ParsableCommand {
     private func printTable(_ r: Report) {
         let name = URL(fileURLWithPath: r.corpus).lastPathComponent
         print("K0 statistics: \(r.sentences) sentences of \(name) from #\(r.first_sentence), \(r.tokens) tokens, "
-              + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers)", r.seconds, r.tokens_per_s,
-                            r.threads, r.workers))
+              + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers, %@)", r.seconds, r.tokens_per_s,
+                            r.threads, r.workers, r.cluster))
         print("null space: eigenvalues of C0 = E[kkᵀ] below τ = \(r.threshold)")
         print("layer    tokens   kept r   kept %    min eig   median eig    max eig")
         for l in r.layers {
@@ -124,17 +161,17 @@ struct Cov: ParsableCommand {
 }
 
 /// The progress line on stderr, rewritten in place with \r at most 4 times a second.
-private struct ProgressPrinter {
+struct ProgressPrinter {
     static let interval = 0.25
     private var last = -Double.infinity
-    private var pending: CovarianceProgress?
+    private var pending: String?
 
-    mutating func show(_ p: CovarianceProgress) {
+    mutating func show(_ line: String) {
         let now = ProcessStats.now()
-        pending = p
+        pending = line
         guard now - last >= Self.interval else { return }
         last = now
-        write(p)
+        write(line)
     }
 
     /// The last state (if not shown yet) and the line break that ends the progress line.
@@ -143,18 +180,14 @@ private struct ProgressPrinter {
         FileHandle.standardError.write(Data("\n".utf8))
     }
 
-    private mutating func write(_ p: CovarianceProgress) {
+    private mutating func write(_ line: String) {
         pending = nil
-        let eta = p.eta.map { Self.clock($0) } ?? "–"
-        let pct = p.tokensTotal > 0 ? 100 * Double(p.tokensDone) / Double(p.tokensTotal) : 0
-        let line = String(format: "\rK0 statistics: %d/%d sentences, %d/%d tokens (%.0f%%), %.0f tokens/s, ",
-                          p.sentencesDone, p.sentencesTotal, p.tokensDone, p.tokensTotal, pct, p.tokensPerSecond)
-            + "ETA \(eta)   "
-        FileHandle.standardError.write(Data(line.utf8))
+        FileHandle.standardError.write(Data(("\r" + line + "   ").utf8))
     }
 
-    private static func clock(_ s: Double) -> String {
-        let t = Int(s.rounded())
+    static func clock(_ seconds: Double?) -> String {
+        guard let seconds, seconds.isFinite else { return "–" }
+        let t = Int(seconds.rounded())
         return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 }

@@ -1,3 +1,46 @@
+// `alphaedit-worker`: options and wiring; the loop lives in Shared/Cluster/WorkerNode.swift.
+import ArgumentParser
+import Foundation
+import Logging
 import Shared
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alphaedit-worker",
+        abstract: "A worker of the distributed AlphaEdit pipeline: connects to a coordinator and runs its jobs.",
+        version: AlphaEditVersion.string)
+
+    @Option(help: "Coordinator endpoint, e.g. tcp://127.0.0.1:5570 or ipc:///path/coordinator.ipc.") var connect: String
+    @Option(help: "GGUF model path (must be the coordinator's model, byte for byte).")
+    var model = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    @Option(help: "Threads for this worker's forward passes and BLAS.") var threads = 1
+    @Option(help: "Name shown in the coordinator's logs (default: host-pid).") var name: String?
+    @Option(help: "Exit when this process is no longer the parent (set by the coordinator for `local` workers).")
+    var parentPid: Int32?
+    @Option(help: "Log level: \(LogSetup.levels.joined(separator: ", ")).") var logLevel = "info"
+
+    func validate() throws {
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") }
+    }
+
+    func run() throws {
+        try LogSetup.bootstrap(level: logLevel)
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let name = self.name ?? "\(ProcessInfo.processInfo.hostName)-\(pid)"
+        var log = Logger(label: "worker")
+        log[metadataKey: "worker"] = "\(name)"
+        log.info("alphaedit-worker \(AlphaEditVersion.string), protocol \(WireProtocol.version), loading \(model)")
+        let checksum = try ModelChecksum.of(path: model)
+        let runner = try JobRunner(modelPath: model, threads: threads)
+        let node = WorkerNode(endpoint: connect, name: name, runner: runner, modelChecksum: checksum, logger: log)
+        node.parentPID = parentPid
+        do { try node.run() } catch let e as WorkerError {
+            // A refusal is a configuration problem of this worker: its own exit code.
+            FileHandle.standardError.write(Data("alphaedit-worker: \(e)\n".utf8))
+            Foundation.exit(3)
+        }
+    }
+}
+
 BLASRuntime.ensureOptimizedKernels()
-print("alphaedit-worker \(AlphaEditVersion.string)")
+WorkerCommand.main()

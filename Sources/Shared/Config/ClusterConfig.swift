@@ -20,18 +20,74 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// Where the work of `cov` and `edit` runs.
+public enum WorkerMode: Sendable, Equatable, CustomStringConvertible {
+    /// All in the coordinator's process (no sockets).
+    case inProcess
+    /// The coordinator starts N worker processes on this machine.
+    case local(Int)
+    /// Workers started elsewhere connect to the endpoint.
+    case remote
+
+    /// `in-process`, `local N` or `remote`.
+    public static func parse(_ s: String) -> WorkerMode? {
+        let parts = s.split(separator: " ", omittingEmptySubsequences: true)
+        switch (parts.first, parts.count) {
+        case ("in-process", 1): return .inProcess
+        case ("remote", 1): return .remote
+        case ("local", 2): return Int(parts[1]).flatMap { (1...64).contains($0) ? .local($0) : nil }
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .inProcess: "in-process"
+        case .local(let n): "local \(n)"
+        case .remote: "remote"
+        }
+    }
+}
+
 public struct ClusterConfig: Sendable, Equatable {
     /// Path of the GGUF model.
     public var model: String = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
     /// Threads for linear algebra in this process.
     public var threads: Int = 2
+    /// The coordinator's ROUTER endpoint; nil: `ipc://` in the state (or artifact) directory.
+    public var endpoint: String?
+    public var workers: WorkerMode = .local(2)
+    /// Threads of each local worker; nil: the machine's `threads` shared among the local workers.
+    public var workerThreads: Int?
+    /// Edited layers and the method's settings (method.md §5).
+    public var hyperparameters = EditHyperparameters()
+    /// K0 corpus, sentences for K0, and sentences per distributed covariance shard.
+    public var corpus: String = "../shared/data/wiki-triplets/trex.jsonl"
+    public var covSentences: Int = 10_000
+    public var shardSentences: Int = 500
+    /// Directory of the K0 statistics and projectors (`alphaedit cov`).
+    public var artifacts: String = "state/cov"
+    /// The campaign's state directory: its database `state.sqlite` (JobStore) and files.
+    public var state: String = "state/run"
 
     public init() {}
 
-    /// Keys this version understands, with a one-line meaning (printed by `alphaedit config`).
+    /// Keys this version understands, with a one-line meaning (the README's table lists the same).
     public static let keys: [(String, String)] = [
         ("model", "path of the GGUF model (relative to this file)"),
         ("threads", "OpenBLAS threads for this process (1-256)"),
+        ("endpoint", "coordinator endpoint, tcp://host:port or ipc://path"),
+        ("workers", "in-process | local N | remote"),
+        ("worker_threads", "threads of each local worker (1-256)"),
+        ("layers", "edited layers, e.g. 3-7"),
+        ("v_lr", "learning rate of v*"), ("v_steps", "v* steps"), ("clamp_factor", "‖δ‖ clamp factor"),
+        ("kl_factor", "KL weight of v*"), ("weight_decay", "weight decay of v*"),
+        ("null_space_threshold", "τ: eigenvalues of C0 below it span the null space"),
+        ("lambda", "AlphaEdit λ"), ("memit_lambda", "MEMIT λm"),
+        ("corpus", "K0 corpus (JSON lines with \"sentence\")"), ("cov_sentences", "sentences of the corpus for K0"),
+        ("shard_sentences", "sentences per distributed covariance job"),
+        ("artifacts", "directory of statistics.bin / projector.bin"),
+        ("state", "campaign state directory (its state.sqlite database and files)"),
     ]
 
     public static func load(path: String) throws -> ClusterConfig {
@@ -54,19 +110,71 @@ public struct ClusterConfig: Sendable, Equatable {
             guard !key.isEmpty else { throw ConfigError.syntax(line: lineNo, text: trimmed) }
             guard !seen.contains(key) else { throw ConfigError.duplicateKey(key: key, line: lineNo) }
             seen.insert(key)
-            switch key {
-            case "model":
-                guard !value.isEmpty else { throw ConfigError.invalidValue(key: key, line: lineNo, value: value, expected: "a file path") }
-                c.model = value.hasPrefix("/") ? value : URL(fileURLWithPath: baseDirectory).appendingPathComponent(value).standardized.path
-            case "threads":
-                guard let n = Int(value), (1...256).contains(n) else {
-                    throw ConfigError.invalidValue(key: key, line: lineNo, value: value, expected: "an integer 1-256")
-                }
-                c.threads = n
-            default:
-                throw ConfigError.unknownKey(key: key, line: lineNo)
-            }
+            try c.set(key, value, line: lineNo, baseDirectory: baseDirectory)
         }
         return c
+    }
+
+    private mutating func set(_ key: String, _ value: String, line: Int, baseDirectory: String) throws {
+        func bad(_ expected: String) -> ConfigError { .invalidValue(key: key, line: line, value: value, expected: expected) }
+        func path() throws -> String {
+            guard !value.isEmpty else { throw bad("a file path") }
+            return value.hasPrefix("/") ? value : URL(fileURLWithPath: baseDirectory).appendingPathComponent(value).standardized.path
+        }
+        func int(_ r: ClosedRange<Int>) throws -> Int {
+            guard let n = Int(value), r.contains(n) else { throw bad("an integer \(r.lowerBound)-\(r.upperBound)") }
+            return n
+        }
+        func positive() throws -> Double {
+            guard let x = Double(value), x.isFinite, x > 0 else { throw bad("a positive number") }
+            return x
+        }
+        func unit() throws -> Float {
+            guard let x = Float(value), x.isFinite, x >= 0 else { throw bad("a number ≥ 0") }
+            return x
+        }
+        switch key {
+        case "model": model = try path()
+        case "threads": threads = try int(1...256)
+        case "endpoint":
+            guard value.hasPrefix("tcp://") || value.hasPrefix("ipc://"), value.count > 6 else { throw bad("tcp://host:port or ipc://path") }
+            endpoint = value
+        case "workers":
+            guard let w = WorkerMode.parse(value) else { throw bad("in-process, local N (1-64) or remote") }
+            workers = w
+        case "worker_threads": workerThreads = try int(1...256)
+        case "layers":
+            guard let l = try? LayerList.parse(value) else { throw bad("a layer list such as 3-7 or 3,5,7") }
+            hyperparameters.layers = l
+        case "v_lr": hyperparameters.vLR = Float(try positive())
+        case "v_steps": hyperparameters.vSteps = try int(1...10_000)
+        case "clamp_factor": hyperparameters.clampFactor = Float(try positive())
+        case "kl_factor": hyperparameters.klFactor = try unit()
+        case "weight_decay": hyperparameters.weightDecay = try unit()
+        case "null_space_threshold": hyperparameters.nullSpaceThreshold = try positive()
+        case "lambda": hyperparameters.lambda = try positive()
+        case "memit_lambda": hyperparameters.memitLambda = try positive()
+        case "corpus": corpus = try path()
+        case "cov_sentences": covSentences = try int(1...100_000_000)
+        case "shard_sentences": shardSentences = try int(1...100_000_000)
+        case "artifacts": artifacts = try path()
+        case "state": state = try path()
+        default: throw ConfigError.unknownKey(key: key, line: line)
+        }
+    }
+
+    /// The endpoint to bind: the configured one, else an ipc socket in `directory` (tcp on port 5570
+    /// when that path is too long for a Unix socket, 107 bytes).
+    public func resolvedEndpoint(directory: String) -> String {
+        if let endpoint { return endpoint }
+        let path = AbsolutePath.of(directory + "/coordinator.ipc")
+        return path.utf8.count <= 100 ? "ipc://" + path : "tcp://127.0.0.1:5570"
+    }
+
+    /// Threads of each local worker.
+    public var resolvedWorkerThreads: Int {
+        if let workerThreads { return workerThreads }
+        if case .local(let n) = workers { return max(1, threads / n) }
+        return threads
     }
 }

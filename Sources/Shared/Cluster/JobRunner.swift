@@ -1,0 +1,92 @@
+// What a worker does with a job, apart from the wire: the model loaded once, its weights version
+// (the number of committed batches of deltas applied to it), and one function per kind of work.
+// Runs on the worker's job thread, one job at a time; deltas are applied only between jobs.
+import Foundation
+
+public enum JobError: Error, Equatable, CustomStringConvertible {
+    case wrongWeights(held: Int, wanted: Int)
+    case deltasOutOfOrder(held: Int, got: Int)
+
+    public var description: String {
+        switch self {
+        case let .wrongWeights(held, wanted): "job needs weights version \(wanted); this worker holds \(held)"
+        case let .deltasOutOfOrder(held, got): "deltas for version \(got) cannot follow version \(held)"
+        }
+    }
+}
+
+public final class JobRunner {
+    public let model: LlamaModel
+    public let tokenizer: BPETokenizer
+    public let threads: Int
+    public private(set) var weightsVersion = 0
+    /// Requests per ComputeZ call: the same chunking as `Editor.targets`, so a v* result does not
+    /// depend on whether it was computed here or in the coordinator's process.
+    public static var zBatch: Int { 8 }
+
+    public init(modelPath: String, threads: Int) throws {
+        model = try LlamaModel(path: modelPath)
+        tokenizer = try BPETokenizer(gguf: model.gguf)
+        self.threads = threads
+        BLAS.setThreads(threads)
+    }
+
+    /// Applies the deltas of committed batch `version` (must be the next one).
+    public func apply(version: Int, deltas: BatchDeltas) throws {
+        guard version == weightsVersion + 1 else { throw JobError.deltasOutOfOrder(held: weightsVersion, got: version) }
+        for (l, d) in deltas.deltas.sorted(by: { $0.key < $1.key }) { try model.applyDelta(layer: l, delta: d) }
+        weightsVersion = version
+    }
+
+    /// Runs one job: its output and, for covariance, the KeyStatistics artifact bytes.
+    public func run(_ job: JobAssignment, progress: @escaping (String) -> Void = { _ in }) throws -> (JobOutput, [UInt8]) {
+        guard job.weightsVersion == weightsVersion else {
+            throw JobError.wrongWeights(held: weightsVersion, wanted: job.weightsVersion)
+        }
+        switch job.work {
+        case .covariance(let shard):
+            let stats = try covariance(shard, progress: progress)
+            return (.covariance(tokens: try stats.count(layer: shard.layers[0])), stats.serialized())
+        case .vstar(let chunk):
+            return (.vstar(try vstar(chunk)), [])
+        case .evaluation(let shard):
+            return (.evaluation(try evaluation(shard)), [])
+        }
+    }
+
+    public func evaluation(_ shard: EvaluationShard) throws -> EvalShard {
+        let records = try FactsFile.read(path: shard.facts, offset: shard.first, limit: shard.count)
+        return try CounterFactEvaluator(model: model, tokenizer: tokenizer, generation: shard.generation)
+            .evaluate(records, firstIndex: shard.first)
+    }
+
+    public func covariance(_ shard: CovarianceShard, progress: @escaping (String) -> Void = { _ in }) throws -> KeyStatistics {
+        // One forward per thread with one BLAS thread each (measured faster, see CovarianceBuilder.workers).
+        BLAS.setThreads(1)
+        defer { BLAS.setThreads(threads) }
+        let builder = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: shard.layers,
+                                            batchTokens: shard.batchTokens, workers: threads)
+        let name = URL(fileURLWithPath: shard.corpus).lastPathComponent
+        var last = 0.0
+        return try builder.build(corpus: shard.corpus, range: shard.first..<(shard.first + shard.count),
+                                 provenance: "corpus \(name) sentences \(shard.first)..<\(shard.first + shard.count)") { p in
+            let now = ProcessStats.now()
+            guard now - last >= 5 || p.sentencesDone == p.sentencesTotal else { return }
+            last = now
+            progress(String(format: "covariance shard: %d/%d sentences, %.0f tokens/s, ETA %.0f s",
+                            p.sentencesDone, p.sentencesTotal, p.tokensPerSecond, p.eta ?? 0))
+        }
+    }
+
+    public func vstar(_ chunk: VStarChunk) throws -> [ZResult] {
+        let cz = ComputeZ(model: model, tokenizer: tokenizer, hp: chunk.hyperparameters)
+        var out: [ZResult] = []
+        var i = 0
+        while i < chunk.requests.count {
+            let part = Array(chunk.requests[i..<min(i + Self.zBatch, chunk.requests.count)])
+            out += try cz.run(part, templates: chunk.templates)
+            i += part.count
+        }
+        return out
+    }
+}

@@ -1,0 +1,14 @@
+// The identity of a model file across processes: FNV-1a-64 (as the artifacts, see Artifact.swift) of
+// its bytes, read memory-mapped. A worker whose checksum differs from the coordinator's would compute
+// statistics or targets of another model, so the coordinator refuses it at hello.
+import Foundation
+
+public enum ModelChecksum {
+    public static func of(path: String) throws -> String {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
+            throw ArtifactError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        return data.withUnsafeBytes { String(FNV1a64.hash($0), radix: 16) }
+    }
+}

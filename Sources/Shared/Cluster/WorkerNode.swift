@@ -1,0 +1,177 @@
+// The worker process's loop (`alphaedit-worker`): a DEALER connected to the coordinator. The socket
+// thread says hello, heartbeats, decodes messages and hands jobs to a separate job thread, so
+// heartbeats continue during a long job; the job thread hands its outcome back through a locked
+// queue that the socket thread drains after every poll (ZeroMQ sockets are not thread-safe).
+import Foundation
+import Logging
+
+public enum WorkerError: Error, CustomStringConvertible {
+    case refused(String)
+    public var description: String {
+        switch self {
+        case .refused(let r): "refused by the coordinator: \(r)"
+        }
+    }
+}
+
+public final class WorkerNode {
+    public let endpoint: String
+    public let name: String
+    public let runner: JobRunner
+    public let modelChecksum: String
+    /// Exit when this process is no longer our parent (a `local` worker dies with its coordinator).
+    public var parentPID: Int32?
+    var log: Logger
+
+    private let lock = NSLock()
+    private var finished: [Message] = []   // under `lock`: results of the job thread
+    private var busy = false
+    private var pendingDeltas: [(Int, [UInt8])] = []
+    private var pollMs: Int { 50 }
+
+    public init(endpoint: String, name: String, runner: JobRunner, modelChecksum: String, logger: Logger) {
+        self.endpoint = endpoint; self.name = name; self.runner = runner; self.modelChecksum = modelChecksum
+        log = logger
+    }
+
+    /// Serves until the coordinator says shutdown (returns) or refuses this worker (throws).
+    /// A coordinator silent for `WireProtocol.deadAfter` is reconnected to with a fresh hello.
+    public func run() throws {
+        let ctx = try ZMQContext()
+        while true {
+            let socket = try ZMQSocket(ctx, .dealer)
+            try socket.connect(endpoint)
+            let done = try serve(socket)
+            socket.close()
+            if done { return }
+            log.warning("coordinator at \(endpoint) silent for \(WireProtocol.deadAfter) s: reconnecting")
+        }
+    }
+
+    private func hello() -> Hello {
+        Hello(name: name, pid: ProcessInfo.processInfo.processIdentifier, threads: runner.threads,
+              modelChecksum: modelChecksum, weightsVersion: runner.weightsVersion)
+    }
+
+    /// One connection's life: true when told to shut down, false when the coordinator went silent.
+    private func serve(_ socket: ZMQSocket) throws -> Bool {
+        func send(_ m: Message) {
+            do { try socket.send(try m.frames()) } catch { log.error("send \(m.kind) failed: \(error)") }
+        }
+        send(.hello(hello()))
+        log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
+        lastHeard = ProcessStats.now()
+        var lastSent = lastHeard
+        while true {
+            if let parentPID, getppid() != parentPID {
+                log.warning("parent process \(parentPID) is gone: exiting")
+                return true
+            }
+            if try socket.receive(timeoutMs: pollMs).map({ try handle($0, send: send) }) == true { return true }
+            let now = ProcessStats.now()
+            for m in lock.withLock({ defer { finished = [] }; return finished }) {
+                send(m)
+                lastSent = now
+                busy = false
+            }
+            if !busy { try applyPendingDeltas(send: send) }
+            if now - lastSent >= WireProtocol.heartbeatInterval {
+                send(.heartbeat)
+                lastSent = now
+            }
+            if now - lastHeard > WireProtocol.deadAfter { return false }
+        }
+    }
+
+    /// When the coordinator was last heard from (any message that decodes).
+    private var lastHeard = 0.0
+
+    /// Handles one received message; true when it says shut down.
+    private func handle(_ frames: [[UInt8]], send: (Message) -> Void) throws -> Bool {
+        let message: Message
+        do { message = try Message(frames: frames) } catch {
+            if case let WireError.wrongVersion(found, _) = error {
+                // The coordinator speaks another version: nothing it says can be understood.
+                let why = "the coordinator speaks protocol version \(found); this worker speaks \(WireProtocol.version)"
+                log.error("\(why)")
+                throw WorkerError.refused(why)
+            }
+            log.warning("rejected a message from the coordinator: \(error)")
+            if !Message.isRejection(frames: frames) { send(.rejected(Reason("\(error)"))) }
+            return false
+        }
+        lastHeard = ProcessStats.now()
+        switch message {
+        case .welcome(let w):
+            log.info("welcomed: coordinator at weights version \(w.weightsVersion), this worker at \(runner.weightsVersion)")
+        case .refuse(let r):
+            log.error("refused by the coordinator: \(r.reason)")
+            throw WorkerError.refused(r.reason)
+        case .heartbeat:
+            break
+        case .job(let job):
+            start(job, send: send)
+        case let .deltas(update, payload):
+            pendingDeltas.append((update.version, payload))
+            if !busy { try applyPendingDeltas(send: send) }
+        case .rejected(let r):
+            log.warning("the coordinator rejected a message of this worker: \(r.reason)")
+        case .shutdown:
+            log.info("shutdown requested")
+            return true
+        case .hello, .result, .jobFailed:
+            log.warning("rejected an unexpected \(message.kind) message from the coordinator")
+            send(.rejected(Reason("a worker does not accept \(message.kind) messages")))
+        }
+        return false
+    }
+
+    private func applyPendingDeltas(send: (Message) -> Void) throws {
+        for (version, payload) in pendingDeltas {
+            if version <= runner.weightsVersion { continue }  // already held (a resent broadcast)
+            do {
+                let d = try BatchDeltas.read(bytes: payload, path: "deltas of version \(version)")
+                try runner.apply(version: version, deltas: d)
+                log.info("applied deltas: weights version \(version)")
+            } catch {
+                log.error("cannot apply deltas of version \(version): \(error)")
+                send(.rejected(Reason("deltas of version \(version): \(error)")))
+            }
+        }
+        pendingDeltas = []
+    }
+
+    private func start(_ job: JobAssignment, send: (Message) -> Void) {
+        guard !busy else {
+            send(.jobFailed(JobFailure(jobID: job.id, reason: "worker \(name) is busy", retryable: true)))
+            return
+        }
+        guard job.weightsVersion == runner.weightsVersion, pendingDeltas.isEmpty else {
+            let e = JobError.wrongWeights(held: runner.weightsVersion, wanted: job.weightsVersion)
+            log.warning("refused job \(job.id): \(e)")
+            send(.jobFailed(JobFailure(jobID: job.id, reason: "\(e)", retryable: true)))
+            return
+        }
+        busy = true
+        log.info("job \(job.id): \(job.work.name) started")
+        let runner = self.runner, log = self.log
+        let thread = Thread { [weak self] in
+            let t0 = ProcessStats.now()
+            let message: Message
+            do {
+                let (output, payload) = try runner.run(job) { log.info("job \(job.id): \($0)") }
+                let seconds = ProcessStats.now() - t0
+                log.info("job \(job.id): \(job.work.name) done in \(String(format: "%.2f", seconds)) s")
+                message = .result(JobResult(jobID: job.id, seconds: seconds, output: output), payload: payload)
+            } catch {
+                log.error("job \(job.id) failed: \(error)")
+                let retry = (error as? JobError).map { if case .wrongWeights = $0 { true } else { false } } ?? false
+                message = .jobFailed(JobFailure(jobID: job.id, reason: "\(error)", retryable: retry))
+            }
+            self?.lock.withLock { self?.finished.append(message) }
+        }
+        // The forward pass keeps activations on the heap; the stack only needs headroom for BLAS.
+        thread.stackSize = 16 << 20
+        thread.start()
+    }
+}

@@ -1,0 +1,98 @@
+// How the coordinator's I/O thread answers each message (see WorkerPool.swift). A frame that does
+// not decode is logged and answered with `rejected`; the loop goes on.
+import Foundation
+import Logging
+
+extension WorkerPool {
+    func handle(_ frames: [[UInt8]], _ socket: ZMQSocket) {
+        guard let id = frames.first, !id.isEmpty else { return }
+        cond.withLock {
+            let message: Message
+            do { message = try Message(frames: Array(frames.dropFirst())) } catch {
+                if case let WireError.wrongVersion(found, kind) = error, kind == MessageKind.hello.rawValue {
+                    let why = "protocol version \(found) differs from the coordinator's \(WireProtocol.version)"
+                    log.error("refused worker \(hex(id)): \(why)")
+                    send(.refuse(Reason(why)), to: id, socket)
+                } else {
+                    log.warning("rejected a message from \(workers[id]?.label ?? hex(id)): \(error)")
+                    if !Message.isRejection(frames: Array(frames.dropFirst())) {
+                        send(.rejected(Reason("\(error)")), to: id, socket)
+                    }
+                }
+                return
+            }
+            let now = ProcessStats.now()
+            if case .hello(let h) = message { return hello(h, id: id, now: now, socket) }
+            guard workers[id] != nil else {
+                // A peer that never said hello (or a previous coordinator's worker): it will time out
+                // and say hello again.
+                log.debug("ignored \(message.kind) from unknown peer \(hex(id))")
+                return
+            }
+            if workers[id]?.alive == false {
+                workers[id]?.alive = true
+                log.warning("worker \(workers[id]?.label ?? "") is heard from again")
+            }
+            workers[id]?.lastHeard = now
+            switch message {
+            case .heartbeat:
+                break
+            case let .result(r, payload):
+                finish(id, job: r.jobID)
+                guard jobs[r.jobID] != nil else {
+                    log.info("dropped a late result of job \(r.jobID) from \(workers[id]?.label ?? "")")
+                    return
+                }
+                jobs[r.jobID] = nil
+                queue.removeAll { $0 == r.jobID }
+                events.append(.result(r, payload))
+                cond.broadcast()
+            case .jobFailed(let f):
+                finish(id, job: f.jobID)
+                guard let job = jobs[f.jobID] else { return }
+                retries[f.jobID, default: 0] += 1
+                if f.retryable, retries[f.jobID, default: 0] <= WorkerPool.maxRetries {
+                    log.warning("job \(f.jobID) not run by \(workers[id]?.label ?? ""): \(f.reason); re-queued")
+                    queue.insert(job.id, at: 0)
+                } else {
+                    log.error("job \(f.jobID) failed on \(workers[id]?.label ?? ""): \(f.reason)")
+                    events.append(.failed(f))
+                    cond.broadcast()
+                }
+            case .rejected(let r):
+                log.warning("\(workers[id]?.label ?? "") rejected a message: \(r.reason)")
+            case .hello, .welcome, .refuse, .job, .deltas, .shutdown:
+                log.warning("rejected an unexpected \(message.kind) message from \(workers[id]?.label ?? "")")
+                send(.rejected(Reason("a coordinator does not accept \(message.kind) messages")), to: id, socket)
+            }
+        }
+    }
+
+    /// Frees the worker if it held `job`.
+    private func finish(_ id: [UInt8], job: Int) {
+        if workers[id]?.job == job { workers[id]?.job = nil }
+    }
+
+    private func hello(_ h: Hello, id: [UInt8], now: Double, _ socket: ZMQSocket) {
+        let label = "\(h.name) (pid \(h.pid))"
+        var why: String?
+        if h.protocolVersion != Int(WireProtocol.version) {
+            why = "protocol version \(h.protocolVersion) differs from the coordinator's \(WireProtocol.version)"
+        } else if h.modelChecksum != modelChecksum {
+            why = "model checksum \(h.modelChecksum) differs from the coordinator's \(modelChecksum) (another model file)"
+        } else if h.weightsVersion > committed.count {
+            why = "weights version \(h.weightsVersion) is ahead of the coordinator's \(committed.count): restart the worker"
+        }
+        if let why {
+            log.error("refused worker \(label): \(why)")
+            send(.refuse(Reason(why)), to: id, socket)
+            return
+        }
+        if let old = workers[id], let j = old.job, jobs[j] != nil {
+            queue.insert(j, at: 0)  // the worker restarted its conversation: its lease is void
+        }
+        workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
+        log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
+        send(.welcome(Welcome(weightsVersion: committed.count)), to: id, socket)
+    }
+}

@@ -1,0 +1,276 @@
+// The coordinator's side of the cluster: a ROUTER bound to the endpoint, the workers that said hello
+// (refusing another model or protocol), their liveness, and the dispatch of jobs with leases.
+//
+// One I/O thread owns the socket: it answers hellos, heartbeats every worker, expires the silent
+// ones (their leased job goes back to the queue: lease expiry = the holder's heartbeats stopped for
+// `WireProtocol.deadAfter`), brings each worker to the committed weights version (deltas in order)
+// and hands queued jobs to idle workers. The caller's thread blocks in `run`, which returns the
+// results through `onResult`, outside the lock, in arrival order.
+import Foundation
+import Logging
+
+public enum ClusterError: Error, CustomStringConvertible {
+    case jobFailed(job: Int, work: String, reason: String)
+    case noWorkers(seconds: Double)
+    case badResult(job: Int, reason: String)
+    case workerExecutable(String)
+    case localWorkersExited([Int32])
+
+    public var description: String {
+        switch self {
+        case let .jobFailed(j, w, r): "\(w) job \(j) failed: \(r)"
+        case .noWorkers(let s): "no live worker for \(Int(s)) s: check the workers' logs (model path, endpoint)"
+        case let .badResult(j, r): "result of job \(j) is unusable: \(r)"
+        case .workerExecutable(let p): "worker executable not found at \(p): build the package (swift build)"
+        case .localWorkersExited(let codes): "every local worker exited (codes \(codes)) and none is connected: see their log lines above"
+        }
+    }
+}
+
+/// One connected worker, as the coordinator sees it.
+struct PoolWorker {
+    var hello: Hello
+    var lastHeard: Double
+    var lastSent: Double
+    /// Weights version the worker holds once the deltas already sent are applied.
+    var sentVersion: Int
+    var job: Int?
+    var alive = true
+    var label: String { "\(hello.name) (pid \(hello.pid))" }
+}
+
+public struct WorkerSnapshot: Sendable {
+    public var hello: Hello
+    public var alive: Bool
+    /// ProcessStats.now() clock.
+    public var lastHeard: Double
+    public var job: Int?
+}
+
+public final class WorkerPool {
+    public let endpoint: String
+    public let modelChecksum: String
+    var log: Logger
+    /// Seconds `run` waits with no live worker before giving up.
+    public var noWorkerTimeout = 120.0
+
+    let cond = NSCondition()
+    // Everything below is guarded by `cond`.
+    var workers: [[UInt8]: PoolWorker] = [:]
+    var queue: [Int] = []
+    var jobs: [Int: JobAssignment] = [:]
+    var events: [PoolEvent] = []
+    var committed: [String] = []   // BatchDeltas artifact files of committed versions 1…n
+    var stopping = false
+    var expired = 0
+    /// Retryable refusals per job (a worker busy or short of deltas); past `maxRetries` the job fails.
+    var retries: [Int: Int] = [:]
+    static let maxRetries = 20
+    private var nextJobID = 1
+
+    private var thread: Thread?
+    private let stopped = DispatchSemaphore(value: 0)
+    var children: [Process] = []  // guarded by `cond`
+
+    enum PoolEvent {
+        case result(JobResult, [UInt8])
+        case failed(JobFailure)
+    }
+
+    /// Binds `endpoint` and starts the I/O thread.
+    public init(endpoint: String, modelChecksum: String, logger: Logger) throws {
+        self.endpoint = endpoint
+        self.modelChecksum = modelChecksum
+        log = logger
+        let ctx = try ZMQContext()
+        let socket = try ZMQSocket(ctx, .router)
+        try socket.bind(endpoint)
+        log.info("coordinator bound to \(endpoint), protocol \(WireProtocol.version)")
+        let t = Thread { [self] in
+            self.loop(socket)
+            socket.close()
+            self.stopped.signal()
+        }
+        thread = t
+        t.start()
+    }
+
+    deinit { shutdown() }
+
+    public var aliveCount: Int { cond.withLock { workers.values.filter(\.alive).count } }
+
+    /// (worker pid, job id) for every job out on lease now.
+    public var leases: [(pid: Int32, job: Int)] {
+        cond.withLock { workers.values.compactMap { w in w.job.map { (w.hello.pid, $0) } } }
+    }
+
+    /// The workers heard from so far, alive or not (for the store's `workers` table and `status`).
+    public var workerSnapshot: [WorkerSnapshot] {
+        cond.withLock {
+            workers.values.map { WorkerSnapshot(hello: $0.hello, alive: $0.alive, lastHeard: $0.lastHeard, job: $0.job) }
+                .sorted { $0.hello.name < $1.hello.name }
+        }
+    }
+
+    /// Leases that expired with their worker (each such job went back to the queue).
+    public var expiredLeases: Int { cond.withLock { expired } }
+
+    /// Records committed batch `version` (1, 2, …, in order) whose BatchDeltas artifact is at `path`;
+    /// every live worker, and every worker that joins later, is sent the deltas it lacks, in order,
+    /// before its next job. Files are read when sent (a long campaign's deltas do not stay in memory).
+    public func commit(version: Int, deltas path: String) {
+        cond.withLock {
+            if version == committed.count + 1 { committed.append(path) }
+        }
+    }
+
+    public var weightsVersion: Int { cond.withLock { committed.count } }
+
+    /// Runs `works` on the workers at the current weights version; `onResult(index, result, payload)`
+    /// sees every result once (index into `works`). Throws on a job that fails for a reason other
+    /// than its worker (the same input would fail anywhere) or when no worker lives for `noWorkerTimeout`.
+    public func run(_ works: [Work], progress: (Int, Int) -> Void = { _, _ in },
+                    onResult: (Int, JobResult, [UInt8]) throws -> Void) throws {
+        var index: [Int: Int] = [:]
+        cond.withLock {
+            let version = committed.count
+            for (i, w) in works.enumerated() {
+                let id = nextJobID
+                nextJobID += 1
+                jobs[id] = JobAssignment(id: id, weightsVersion: version, work: w)
+                queue.append(id)
+                index[id] = i
+            }
+        }
+        defer {
+            // On failure, forget this run's unfinished jobs.
+            cond.withLock {
+                queue.removeAll { index[$0] != nil }
+                for id in index.keys { jobs[id] = nil }
+            }
+        }
+        var done = 0
+        var lonely = ProcessStats.now()
+        while done < works.count {
+            let batch: [PoolEvent] = cond.withLock {
+                if events.isEmpty { _ = cond.wait(until: Date().addingTimeInterval(0.25)) }
+                defer { events = [] }
+                return events
+            }
+            for e in batch {
+                switch e {
+                case let .result(r, payload):
+                    guard let i = index[r.jobID] else { continue }
+                    index[r.jobID] = nil
+                    try onResult(i, r, payload)
+                    done += 1
+                    progress(done, works.count)
+                case .failed(let f):
+                    guard index[f.jobID] != nil else { continue }
+                    throw ClusterError.jobFailed(job: f.jobID, work: works[index[f.jobID] ?? 0].name, reason: f.reason)
+                }
+            }
+            let now = ProcessStats.now()
+            if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
+                throw ClusterError.noWorkers(seconds: noWorkerTimeout)
+            } else if let codes = localWorkersAllExited() {
+                // Nothing will connect: say so now rather than after the timeout.
+                throw ClusterError.localWorkersExited(codes)
+            }
+        }
+    }
+
+    /// Tells the workers to stop, ends the I/O thread and the local worker processes.
+    public func shutdown() {
+        let first: Bool = cond.withLock {
+            defer { stopping = true }
+            return !stopping
+        }
+        guard first else { return }
+        stopped.wait()
+        terminateChildren()
+    }
+
+    // MARK: - I/O thread
+
+    private func loop(_ socket: ZMQSocket) {
+        while true {
+            do {
+                if let frames = try socket.receive(timeoutMs: 50) { handle(frames, socket) }
+            } catch {
+                log.error("receive failed: \(error)")
+            }
+            let stop: Bool = cond.withLock {
+                let now = ProcessStats.now()
+                if stopping {
+                    for id in workers.keys where workers[id]?.alive == true { send(.shutdown, to: id, socket) }
+                    return true
+                }
+                expireSilentWorkers(now)
+                for id in Array(workers.keys) where workers[id]?.alive == true {
+                    syncDeltas(id, socket)
+                    if now - (workers[id]?.lastSent ?? 0) >= WireProtocol.heartbeatInterval { send(.heartbeat, to: id, socket) }
+                }
+                dispatch(socket)
+                return false
+            }
+            if stop { return }
+        }
+    }
+
+    /// Sends under `cond`; a worker that cannot be reached is left to the liveness check.
+    func send(_ m: Message, to id: [UInt8], _ socket: ZMQSocket) {
+        do {
+            try socket.send([id] + (try m.frames()))
+            workers[id]?.lastSent = ProcessStats.now()
+        } catch {
+            // A peer whose connection is gone fails every heartbeat until its liveness runs out: one line
+            // per failed job or control message, heartbeats only at debug level.
+            if case .heartbeat = m {
+                log.debug("heartbeat to \(workers[id]?.label ?? hex(id)) failed: \(error)")
+            } else {
+                log.warning("send \(m.kind) to \(workers[id]?.label ?? hex(id)) failed: \(error)")
+            }
+        }
+    }
+
+    private func expireSilentWorkers(_ now: Double) {
+        for (id, w) in workers where w.alive && now - w.lastHeard > WireProtocol.deadAfter {
+            workers[id]?.alive = false
+            workers[id]?.job = nil
+            var note = ""
+            if let j = w.job, jobs[j] != nil {
+                queue.insert(j, at: 0)
+                expired += 1
+                note = "; lease of job \(j) expired, job re-queued"
+            }
+            log.error("worker \(w.label) silent for \(String(format: "%.1f", now - w.lastHeard)) s: counted dead\(note)")
+        }
+    }
+
+    private func syncDeltas(_ id: [UInt8], _ socket: ZMQSocket) {
+        guard let w = workers[id], w.job == nil, w.sentVersion < committed.count else { return }
+        for v in (w.sentVersion + 1)...committed.count {
+            guard let bytes = FileManager.default.contents(atPath: committed[v - 1]) else {
+                log.error("cannot read the deltas of version \(v) at \(committed[v - 1]): \(w.label) stays at version \(v - 1)")
+                return
+            }
+            send(.deltas(DeltaUpdate(version: v), payload: [UInt8](bytes)), to: id, socket)
+            workers[id]?.sentVersion = v
+        }
+    }
+
+    private func dispatch(_ socket: ZMQSocket) {
+        guard !queue.isEmpty else { return }
+        for id in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            guard let w = workers[id], w.alive, w.job == nil, !queue.isEmpty else { continue }
+            guard let i = queue.firstIndex(where: { jobs[$0]?.weightsVersion == w.sentVersion }), let job = jobs[queue[i]] else { continue }
+            queue.remove(at: i)
+            workers[id]?.job = job.id
+            log.debug("job \(job.id) (\(job.work.name)) leased to \(w.label)")
+            send(.job(job), to: id, socket)
+        }
+    }
+
+    func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
+}

@@ -1,0 +1,302 @@
+// The coordinator ⇄ worker protocol, whole (in the style of ZeroMQ's Majordomo): one versioned
+// message enum, its frames, and the heartbeat constants. ROUTER (coordinator) / DEALER (workers),
+// over tcp:// or ipc://.
+//
+// A message is 2 or 3 frames (a ROUTER sees the sender's identity frame first):
+//   frame 0  header, 8 bytes: magic "AEWP", protocol version (UInt16 LE), kind (UInt16 LE)
+//   frame 1  body: JSON (control data; `{}` for kinds without fields)
+//   frame 2  payload: raw bytes, only for `result` (an artifact, e.g. KeyStatistics) and `deltas`
+//            (a BatchDeltas artifact) — matrices travel as checksummed artifacts, never as JSON.
+// Conversation: worker → hello; coordinator → welcome (then every committed `deltas`, in order) or
+// refuse. Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
+// `heartbeatLiveness` intervals is dead (a worker's job lease expires with it). Coordinator → job;
+// worker → result or jobFailed. A frame that does not decode is logged and answered with `rejected`;
+// the receiver keeps serving.
+import Foundation
+
+public enum WireProtocol {
+    public static let magic: [UInt8] = Array("AEWP".utf8)
+    /// Bump on any change to the header, a kind's number or a body's fields.
+    public static let version: UInt16 = 1
+    /// Seconds between heartbeats in each direction.
+    public static let heartbeatInterval = 0.5
+    /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
+    /// a busy 2-core machine to miss a few beats, short enough that a killed worker's job is re-run soon.
+    public static let heartbeatLiveness = 6
+    public static var deadAfter: Double { heartbeatInterval * Double(heartbeatLiveness) }
+    static let headerBytes = 8
+    /// Bodies are small control data; anything larger is refused before parsing.
+    static let maxBodyBytes = 64 << 20
+}
+
+public enum MessageKind: UInt16, CaseIterable, Sendable {
+    case hello = 1, welcome, refuse, heartbeat, job, result, jobFailed, deltas, rejected, shutdown
+}
+
+// MARK: - Bodies
+
+/// Worker → coordinator, first message: who it is and what it holds.
+public struct Hello: Codable, Equatable, Sendable {
+    public var name: String
+    public var pid: Int32
+    public var threads: Int
+    /// FNV-1a-64 of the model file, hex (ModelChecksum): every process must run the same weights.
+    public var modelChecksum: String
+    public var protocolVersion: Int
+    /// Committed batches of deltas the worker has applied (0 = base model).
+    public var weightsVersion: Int
+    public init(name: String, pid: Int32, threads: Int, modelChecksum: String,
+                protocolVersion: Int = Int(WireProtocol.version), weightsVersion: Int = 0) {
+        self.name = name; self.pid = pid; self.threads = threads; self.modelChecksum = modelChecksum
+        self.protocolVersion = protocolVersion; self.weightsVersion = weightsVersion
+    }
+}
+
+public struct Welcome: Codable, Equatable, Sendable {
+    /// The coordinator's committed weights version; deltas up to it follow.
+    public var weightsVersion: Int
+    public init(weightsVersion: Int) { self.weightsVersion = weightsVersion }
+}
+
+/// A reason, for `refuse` (the worker exits) and `rejected` (a bad frame; nothing else changes).
+public struct Reason: Codable, Equatable, Sendable {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+}
+
+/// Sentences `first ..< first + count` of `corpus` → KeyStatistics of `layers` (the result's payload).
+public struct CovarianceShard: Codable, Equatable, Sendable {
+    public var corpus: String
+    public var first: Int
+    public var count: Int
+    public var layers: [Int]
+    public var batchTokens: Int
+    public init(corpus: String, first: Int, count: Int, layers: [Int], batchTokens: Int) {
+        self.corpus = corpus; self.first = first; self.count = count; self.layers = layers; self.batchTokens = batchTokens
+    }
+}
+
+/// v* (method.md §3) for a fixed chunk of one batch's requests → [ZResult] in the result body.
+public struct VStarChunk: Codable, Equatable, Sendable {
+    public var batch: Int
+    public var chunk: Int
+    public var requests: [EditRequest]
+    public var hyperparameters: EditHyperparameters
+    public var templates: ContextTemplates
+    public init(batch: Int, chunk: Int, requests: [EditRequest], hyperparameters: EditHyperparameters,
+                templates: ContextTemplates) {
+        self.batch = batch; self.chunk = chunk; self.requests = requests
+        self.hyperparameters = hyperparameters; self.templates = templates
+    }
+}
+
+/// Records `first ..< first + count` of a facts file (CounterFact, with true targets) evaluated on the
+/// worker's current weights (method.md §6) → an EvalShard in the result body.
+public struct EvaluationShard: Codable, Equatable, Sendable {
+    public var facts: String
+    public var first: Int
+    public var count: Int
+    /// nil: scores only (no generated texts, so no fluency).
+    public var generation: GenerationSettings?
+    public init(facts: String, first: Int, count: Int, generation: GenerationSettings? = nil) {
+        self.facts = facts; self.first = first; self.count = count; self.generation = generation
+    }
+}
+
+public enum Work: Codable, Equatable, Sendable {
+    case covariance(CovarianceShard)
+    case vstar(VStarChunk)
+    case evaluation(EvaluationShard)
+
+    public var name: String {
+        switch self {
+        case .covariance: "covariance"
+        case .vstar: "v*"
+        case .evaluation: "evaluation"
+        }
+    }
+}
+
+public struct JobAssignment: Codable, Equatable, Sendable {
+    public var id: Int
+    /// The weights version the job must run on; a worker holding another one refuses it.
+    public var weightsVersion: Int
+    public var work: Work
+    public init(id: Int, weightsVersion: Int, work: Work) { self.id = id; self.weightsVersion = weightsVersion; self.work = work }
+}
+
+public enum JobOutput: Codable, Sendable {
+    /// Tokens counted; the KeyStatistics artifact is the payload.
+    case covariance(tokens: Int)
+    case vstar([ZResult])
+    /// One RecordEvaluation per record, in record order.
+    case evaluation(EvalShard)
+}
+
+public struct JobResult: Codable, Sendable {
+    public var jobID: Int
+    public var seconds: Double
+    public var output: JobOutput
+    public init(jobID: Int, seconds: Double, output: JobOutput) { self.jobID = jobID; self.seconds = seconds; self.output = output }
+}
+
+public struct JobFailure: Codable, Equatable, Sendable {
+    public var jobID: Int
+    public var reason: String
+    /// True when another attempt can succeed (the worker was busy or lacked deltas); false for an
+    /// error in the job itself, which would fail anywhere.
+    public var retryable: Bool
+    public init(jobID: Int, reason: String, retryable: Bool) { self.jobID = jobID; self.reason = reason; self.retryable = retryable }
+}
+
+/// The weights version a BatchDeltas payload brings the worker to (from `version − 1`).
+public struct DeltaUpdate: Codable, Equatable, Sendable {
+    public var version: Int
+    public init(version: Int) { self.version = version }
+}
+
+// MARK: - The message
+
+public enum Message: Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case refuse(Reason)
+    case heartbeat
+    case job(JobAssignment)
+    case result(JobResult, payload: [UInt8])
+    case jobFailed(JobFailure)
+    case deltas(DeltaUpdate, payload: [UInt8])
+    case rejected(Reason)
+    case shutdown
+
+    public var kind: MessageKind {
+        switch self {
+        case .hello: .hello
+        case .welcome: .welcome
+        case .refuse: .refuse
+        case .heartbeat: .heartbeat
+        case .job: .job
+        case .result: .result
+        case .jobFailed: .jobFailed
+        case .deltas: .deltas
+        case .rejected: .rejected
+        case .shutdown: .shutdown
+        }
+    }
+}
+
+public enum WireError: Error, Equatable, CustomStringConvertible {
+    case frameCount(Int)
+    case badHeader(bytes: Int)
+    case badMagic([UInt8])
+    case wrongVersion(found: UInt16, kind: UInt16)
+    case unknownKind(UInt16)
+    case bodyTooLarge(Int)
+    case badBody(kind: String, detail: String)
+    case payload(kind: String, expected: Bool)
+
+    public var description: String {
+        switch self {
+        case .frameCount(let n): "expected 2 or 3 frames (header, body, payload), got \(n)"
+        case .badHeader(let n): "header frame is \(n) bytes, expected \(WireProtocol.headerBytes)"
+        case .badMagic(let m): "bad magic \(m.map { String(format: "%02x", $0) }.joined()), expected \"AEWP\""
+        case let .wrongVersion(v, k): "protocol version \(v) (message kind \(k)); this build speaks version \(WireProtocol.version)"
+        case .unknownKind(let k): "unknown message kind \(k)"
+        case .bodyTooLarge(let n): "body of \(n) bytes exceeds \(WireProtocol.maxBodyBytes)"
+        case let .badBody(k, d): "\(k) body does not decode: \(d)"
+        case let .payload(k, expected): expected ? "\(k) needs a payload frame" : "\(k) carries an unexpected payload frame"
+        }
+    }
+}
+
+extension Message {
+    private static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        // v* losses can be non-finite on a diverging run; they must still travel.
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }()
+
+    private static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return d
+    }
+
+    public static func header(kind: UInt16, version: UInt16 = WireProtocol.version) -> [UInt8] {
+        WireProtocol.magic + [UInt8(version & 0xff), UInt8(version >> 8), UInt8(kind & 0xff), UInt8(kind >> 8)]
+    }
+
+    /// The frames of this message (without a ROUTER's identity frame).
+    public func frames() throws -> [[UInt8]] {
+        func json<T: Encodable>(_ v: T) throws -> [UInt8] { Array(try Self.encoder.encode(v)) }
+        let empty = Array("{}".utf8)
+        var out = [Self.header(kind: kind.rawValue)]
+        switch self {
+        case .hello(let b): out.append(try json(b))
+        case .welcome(let b): out.append(try json(b))
+        case .refuse(let b), .rejected(let b): out.append(try json(b))
+        case .heartbeat, .shutdown: out.append(empty)
+        case .job(let b): out.append(try json(b))
+        case let .result(b, payload): out += [try json(b), payload]
+        case .jobFailed(let b): out.append(try json(b))
+        case let .deltas(b, payload): out += [try json(b), payload]
+        }
+        return out
+    }
+
+    /// Parses frames; every defect is a typed WireError (a peer's bytes never crash the process).
+    public init(frames: [[UInt8]]) throws {
+        guard frames.count == 2 || frames.count == 3 else { throw WireError.frameCount(frames.count) }
+        let h = frames[0]
+        guard h.count == WireProtocol.headerBytes else { throw WireError.badHeader(bytes: h.count) }
+        guard Array(h[0..<4]) == WireProtocol.magic else { throw WireError.badMagic(Array(h[0..<4])) }
+        let version = UInt16(h[4]) | UInt16(h[5]) << 8, rawKind = UInt16(h[6]) | UInt16(h[7]) << 8
+        guard version == WireProtocol.version else { throw WireError.wrongVersion(found: version, kind: rawKind) }
+        guard let kind = MessageKind(rawValue: rawKind) else { throw WireError.unknownKind(rawKind) }
+        let body = frames[1]
+        guard body.count <= WireProtocol.maxBodyBytes else { throw WireError.bodyTooLarge(body.count) }
+        let payload: [UInt8]? = frames.count == 3 ? frames[2] : nil
+        let needsPayload = kind == .result || kind == .deltas
+        guard (payload != nil) == needsPayload else { throw WireError.payload(kind: "\(kind)", expected: needsPayload) }
+        func parse<T: Decodable>(_ t: T.Type) throws -> T {
+            do { return try Self.decoder().decode(T.self, from: Data(body)) } catch {
+                throw WireError.badBody(kind: "\(kind)", detail: Self.describe(error))
+            }
+        }
+        switch kind {
+        case .hello: self = .hello(try parse(Hello.self))
+        case .welcome: self = .welcome(try parse(Welcome.self))
+        case .refuse: self = .refuse(try parse(Reason.self))
+        case .heartbeat: _ = try parse(Empty.self); self = .heartbeat
+        case .job: self = .job(try parse(JobAssignment.self))
+        case .result: self = .result(try parse(JobResult.self), payload: payload ?? [])
+        case .jobFailed: self = .jobFailed(try parse(JobFailure.self))
+        case .deltas: self = .deltas(try parse(DeltaUpdate.self), payload: payload ?? [])
+        case .rejected: self = .rejected(try parse(Reason.self))
+        case .shutdown: _ = try parse(Empty.self); self = .shutdown
+        }
+    }
+
+    private struct Empty: Codable {}
+
+    /// Whether undecodable `frames` still carry the `rejected` kind in their header (any version):
+    /// such a frame is logged but never answered, so two builds of different versions cannot bounce
+    /// rejections back and forth forever.
+    public static func isRejection(frames: [[UInt8]]) -> Bool {
+        guard let h = frames.first, h.count == WireProtocol.headerBytes, Array(h[0..<4]) == WireProtocol.magic else { return false }
+        return UInt16(h[6]) | UInt16(h[7]) << 8 == MessageKind.rejected.rawValue
+    }
+
+    /// A one-line reason for a JSON decoding error (the default text is a nested dump).
+    private static func describe(_ error: Error) -> String {
+        switch error as? DecodingError {
+        case .dataCorrupted(let c)?: return "invalid JSON (\(c.debugDescription))"
+        case .keyNotFound(let k, _)?: return "missing field \"\(k.stringValue)\""
+        case .typeMismatch(_, let c)?, .valueNotFound(_, let c)?:
+            return "wrong type at \(c.codingPath.map(\.stringValue).joined(separator: ".")): \(c.debugDescription)"
+        default: return "\(error)"
+        }
+    }
+}

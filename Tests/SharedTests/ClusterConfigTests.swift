@@ -1,0 +1,90 @@
+// cluster.conf (issue 4 §4): every key parses, defaults hold, and each invalid value is an error
+// naming the key and the line (texts pinned).
+import Foundation
+import Shared
+import XCTest
+
+final class ClusterConfigTests: XCTestCase {
+    func testEveryKeyParses() throws {
+        let text = """
+        # comment
+        model = m.gguf
+        threads = 4
+        endpoint = tcp://10.0.0.1:6000
+        workers = local 3   # trailing comment
+        worker_threads = 2
+        layers = 2-4,6
+        v_lr = 0.5
+        v_steps = 30
+        clamp_factor = 0.8
+        kl_factor = 0.1
+        weight_decay = 0.25
+        null_space_threshold = 0.01
+        lambda = 5
+        memit_lambda = 20000
+        corpus = data/c.jsonl
+        cov_sentences = 123
+        shard_sentences = 45
+        artifacts = out/cov
+        state = /abs/run
+        """
+        let c = try ClusterConfig.parse(text, baseDirectory: "/base")
+        XCTAssertEqual(c.model, "/base/m.gguf")
+        XCTAssertEqual(c.threads, 4)
+        XCTAssertEqual(c.endpoint, "tcp://10.0.0.1:6000")
+        XCTAssertEqual(c.workers, .local(3))
+        XCTAssertEqual(c.resolvedWorkerThreads, 2)
+        XCTAssertEqual(c.hyperparameters.layers, [2, 3, 4, 6])
+        XCTAssertEqual(c.hyperparameters.vLR, 0.5)
+        XCTAssertEqual(c.hyperparameters.vSteps, 30)
+        XCTAssertEqual(c.hyperparameters.clampFactor, 0.8)
+        XCTAssertEqual(c.hyperparameters.klFactor, 0.1)
+        XCTAssertEqual(c.hyperparameters.weightDecay, 0.25)
+        XCTAssertEqual(c.hyperparameters.nullSpaceThreshold, 0.01)
+        XCTAssertEqual(c.hyperparameters.lambda, 5)
+        XCTAssertEqual(c.hyperparameters.memitLambda, 20000)
+        XCTAssertEqual(c.corpus, "/base/data/c.jsonl")
+        XCTAssertEqual(c.covSentences, 123)
+        XCTAssertEqual(c.shardSentences, 45)
+        XCTAssertEqual(c.artifacts, "/base/out/cov")
+        XCTAssertEqual(c.state, "/abs/run")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 19, "every key listed once")
+    }
+
+    func testDefaultsAndDerivedValues() throws {
+        let c = try ClusterConfig.parse("")
+        XCTAssertEqual(c.workers, .local(2))
+        XCTAssertEqual(c.resolvedWorkerThreads, 1, "2 threads shared by 2 local workers")
+        XCTAssertEqual(c.hyperparameters, EditHyperparameters(), "method.md §5 defaults")
+        XCTAssertEqual(c.resolvedEndpoint(directory: "/tmp/s"), "ipc:///tmp/s/coordinator.ipc")
+        XCTAssertEqual(c.resolvedEndpoint(directory: "/" + String(repeating: "d", count: 120)), "tcp://127.0.0.1:5570",
+                       "an ipc path too long for a Unix socket falls back to tcp")
+        XCTAssertEqual(WorkerMode.parse("remote"), .remote)
+        XCTAssertEqual(WorkerMode.parse("in-process"), .inProcess)
+        XCTAssertNil(WorkerMode.parse("local"))
+        XCTAssertNil(WorkerMode.parse("local 0"))
+    }
+
+    func testInvalidValuesNameKeyAndLine() {
+        let cases: [(String, String)] = [
+            ("threads = 2\nworkers = many", #"config line 2: workers = "many" is invalid (expected in-process, local N (1-64) or remote)"#),
+            ("endpoint = http://x", #"config line 1: endpoint = "http://x" is invalid (expected tcp://host:port or ipc://path)"#),
+            ("\n\nv_lr = -1", #"config line 3: v_lr = "-1" is invalid (expected a positive number)"#),
+            ("layers = 7-3", #"config line 1: layers = "7-3" is invalid (expected a layer list such as 3-7 or 3,5,7)"#),
+            ("shard_sentences = 0", #"config line 1: shard_sentences = "0" is invalid (expected an integer 1-100000000)"#),
+            ("kl_factor = nan", #"config line 1: kl_factor = "nan" is invalid (expected a number ≥ 0)"#),
+            ("worker_threads = 2\nworker_threads = 3", "config line 2: worker_threads is set twice"),
+            ("heartbeat = 1", #"config line 1: unknown key "heartbeat""#),
+            ("workers local 2", #"config line 1: expected `key = value`, found "workers local 2""#),
+        ]
+        for (text, message) in cases {
+            XCTAssertThrowsError(try ClusterConfig.parse(text), text) { XCTAssertEqual("\($0)", message) }
+        }
+    }
+
+    func testRepositoryClusterConfParses() throws {
+        let c = try ClusterConfig.load(path: RepoPaths.repo.appendingPathComponent("cluster.conf").path)
+        XCTAssertEqual(c.workers, .local(2))
+        XCTAssertEqual(c.hyperparameters.layers, [3, 4, 5, 6, 7])
+    }
+}

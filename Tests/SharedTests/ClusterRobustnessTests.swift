@@ -1,0 +1,125 @@
+// The coordinator against bad peers (issue 4 §2, §5): a worker of another model or protocol version
+// is refused with a clear line on both sides; garbage frames from a raw ZeroMQ socket are rejected
+// and the `alphaedit cov` coordinator process keeps serving, finishing with the in-process result.
+import Foundation
+import Shared
+import XCTest
+
+final class ClusterRobustnessTests: XCTestCase {
+    /// Sends `frames` from `dealer` and returns the decoded answer.
+    func exchange(_ dealer: ZMQSocket, _ frames: [[UInt8]], _ what: String) throws -> Message {
+        try dealer.send(frames)
+        let reply = try XCTUnwrap(try dealer.receive(timeoutMs: 10_000), "\(what): no answer")
+        return try Message(frames: reply)
+    }
+
+    func testCoordinatorRefusesAnotherModelOrProtocolVersion() throws {
+        let worker = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir), other = try ClusterTestSupport.model(in: dir, seed: 2)
+        let log = CapturedLog()
+        let endpoint = "ipc://\(dir)/c.ipc"
+        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: try ModelChecksum.of(path: model), logger: log.logger)
+        defer { pool.shutdown() }
+
+        // A real worker process on another model file: refused, exits with code 3 and says why.
+        let p = try ClusterTestSupport.start(worker, ["--connect", endpoint, "--model", other, "--name", "stranger"],
+                                             stderr: dir + "/stranger.log")
+        ClusterTestSupport.wait(p, seconds: 20, "refused worker")
+        let said = ClusterTestSupport.read(dir + "/stranger.log")
+        XCTAssertEqual(p.terminationStatus, 3, said)
+        XCTAssertTrue(said.contains("refused by the coordinator: model checksum"), said)
+        XCTAssertTrue(log.contains("refused worker stranger"), "\(log.all)")
+        XCTAssertTrue(log.contains("differs from the coordinator's"), "\(log.all)")
+        XCTAssertEqual(pool.aliveCount, 0)
+
+        // A hello in protocol version 2 (header), and one that declares version 99 in its body.
+        let ctx = try ZMQContext()
+        let dealer = try ZMQSocket(ctx, .dealer)
+        try dealer.connect(endpoint)
+        var frames = try Message.hello(Hello(name: "future", pid: 1, threads: 1, modelChecksum: "x")).frames()
+        frames[0][4] = 2
+        guard case .refuse(let r) = try exchange(dealer, frames, "version-2 hello") else { return XCTFail("not refused") }
+        XCTAssertTrue(r.reason.contains("protocol version 2 differs"), r.reason)
+        let declared = Hello(name: "declared", pid: 1, threads: 1, modelChecksum: try ModelChecksum.of(path: model), protocolVersion: 99)
+        guard case .refuse(let r2) = try exchange(dealer, try Message.hello(declared).frames(), "v99 hello") else {
+            return XCTFail("not refused")
+        }
+        XCTAssertTrue(r2.reason.contains("protocol version 99"), r2.reason)
+        XCTAssertTrue(log.contains("refused worker declared (pid 1): protocol version 99"), "\(log.all)")
+        XCTAssertEqual(pool.aliveCount, 0)
+    }
+
+    func testLocalWorkersThatCannotStartFailTheRunAtOnce() throws {
+        let worker = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model),
+                                  logger: CapturedLog().logger)
+        defer { pool.shutdown() }
+        try pool.spawnLocal(count: 2, executable: worker, modelPath: dir + "/missing.gguf", threads: 1, logLevel: "critical")
+        let t0 = ProcessStats.now()
+        let shard = CovarianceShard(corpus: dir + "/c.jsonl", first: 0, count: 1, layers: [1], batchTokens: 64)
+        XCTAssertThrowsError(try pool.run([.covariance(shard)]) { _, _, _ in }) { e in
+            XCTAssertTrue("\(e)".contains("every local worker exited (codes [1, 1])"), "\(e)")
+        }
+        XCTAssertLessThan(ProcessStats.now() - t0, 20, "no wait for the no-worker timeout")
+    }
+
+    func testCoordinatorProcessRejectsGarbageAndKeepsServing() throws {
+        let coordinator = try ClusterTestSupport.executable("alphaedit")
+        let worker = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 300)
+        let endpoint = "ipc://\(dir)/c.ipc"
+        let c = Process()
+        c.executableURL = URL(fileURLWithPath: coordinator)
+        c.currentDirectoryURL = URL(fileURLWithPath: dir)  // no cluster.conf there: defaults + options only
+        c.arguments = ["cov", "--model", model, "--corpus", corpus, "--sentences", "300", "--layers", "1-2", "--out", dir + "/cov",
+                       "--cluster", "remote", "--endpoint", endpoint, "--shard-sentences", "100", "--threads", "1"]
+        FileManager.default.createFile(atPath: dir + "/coordinator.log", contents: nil)
+        c.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/coordinator.log"))
+        c.standardOutput = FileHandle.nullDevice
+        try c.run()
+        defer { if c.isRunning { kill(c.processIdentifier, SIGKILL) } }
+
+        let ctx = try ZMQContext()
+        let dealer = try ZMQSocket(ctx, .dealer)
+        try dealer.connect(endpoint)  // ZeroMQ retries until the coordinator has bound
+        let hello = try Message.hello(Hello(name: "raw", pid: 1, threads: 1, modelChecksum: "x")).frames()
+        let garbage: [(String, [[UInt8]])] = [
+            ("one random frame", [[0xde, 0xad, 0xbe, 0xef]]),
+            ("bad magic", [Array("HTTP".utf8) + [1, 0, 1, 0], Array("{}".utf8)]),
+            ("unknown kind", [Array("AEWP".utf8) + [1, 0, 200, 0], Array("{}".utf8)]),
+            ("hello with a broken body", [hello[0], Array("{\"name\": 3".utf8)]),
+            ("result without payload", [Message.header(kind: MessageKind.result.rawValue), Array("{}".utf8)]),
+            ("empty frames", [[], [], []]),
+        ]
+        for (what, frames) in garbage {
+            guard case .rejected(let r) = try exchange(dealer, frames, what) else { return XCTFail("\(what): not rejected") }
+            print("coordinator rejected \(what): \(r.reason)")
+        }
+        // An undecodable `rejected` (another version's) is logged, never answered: no rejection ping-pong.
+        try dealer.send([Array("AEWP".utf8) + [7, 0, UInt8(MessageKind.rejected.rawValue), 0], Array("{}".utf8)])
+        XCTAssertNil(try dealer.receive(timeoutMs: 1000), "a rejection is not answered")
+        // Still serving: a real worker joins and the statistics come out right.
+        let w = try ClusterTestSupport.start(worker, ["--connect", endpoint, "--model", model, "--name", "after-garbage",
+                                                      "--log-level", "warning"])
+        defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        ClusterTestSupport.wait(c, seconds: 60, "alphaedit cov")
+        let said = ClusterTestSupport.read(dir + "/coordinator.log")
+        XCTAssertEqual(c.terminationStatus, 0, said)
+        XCTAssertTrue(said.contains("rejected a message"), said)
+        let stats = try KeyStatistics.read(from: dir + "/cov/statistics.bin")
+        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 0..<300)
+        let rel = try ClusterTestSupport.relativeDifference(stats, reference)
+        print(String(format: "alphaedit cov (remote worker, after garbage): max rel diff vs in-process %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-9)
+        ClusterTestSupport.wait(w, seconds: 10, "worker after shutdown")
+        XCTAssertEqual(w.terminationStatus, 0, "the worker was told to shut down")
+    }
+}

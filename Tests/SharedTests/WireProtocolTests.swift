@@ -1,0 +1,143 @@
+// The wire protocol (Wire/Protocol.swift): a round trip per message case, every framing defect a
+// typed error, and the libzmq wrapper moving multipart messages over inproc, ipc and tcp.
+import Foundation
+import Shared
+import XCTest
+
+final class WireProtocolTests: XCTestCase {
+    static let request = EditRequest(caseID: 7, prompt: "{} is located in", subject: "Eiffel Tower", targetNew: "Rome",
+                                     targetTrue: "Paris", paraphrasePrompts: ["Where is {}?"])
+
+    /// One message of every kind, with non-default fields.
+    static var samples: [Message] {
+        var hp = EditHyperparameters()
+        hp.vLR = 0.5
+        // ZResult has no public memberwise init: built the way it travels, from JSON.
+        let dec = JSONDecoder()
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let json = #"{"z":[1.5,-2.25,"inf"],"h0Norm":3,"deltaNorm":0.5,"losses":[[2,1.5,0.1,0.01],["nan",0,0,0]]}"#
+        guard let z = try? dec.decode(ZResult.self, from: Data(json.utf8)) else { return [] }
+        return [
+            .hello(Hello(name: "w1", pid: 42, threads: 2, modelChecksum: "abc123", weightsVersion: 3)),
+            .welcome(Welcome(weightsVersion: 5)),
+            .refuse(Reason("model checksum differs")),
+            .heartbeat,
+            .job(JobAssignment(id: 9, weightsVersion: 2, work: .covariance(CovarianceShard(corpus: "c.jsonl", first: 100, count: 50,
+                                                                               layers: [3, 7], batchTokens: 512)))),
+            .job(JobAssignment(id: 10, weightsVersion: 2, work: .vstar(VStarChunk(batch: 1, chunk: 2, requests: [request], hyperparameters: hp,
+                                                                      templates: ContextTemplates(groups: [["{}"], ["The cat. {}"]]))))),
+            .job(JobAssignment(id: 11, weightsVersion: 0, work: .evaluation(EvaluationShard(facts: "dev.jsonl", first: 0, count: 10,
+                                                                                          generation: GenerationSettings(maxTokens: 20))))),
+            .result(JobResult(jobID: 9, seconds: 1.25, output: .covariance(tokens: 1234)), payload: [1, 2, 3, 0, 255]),
+            .result(JobResult(jobID: 10, seconds: 2, output: .vstar([z])), payload: []),
+            .result(JobResult(jobID: 11, seconds: 0.5, output: .evaluation(EvalShard(records: []))), payload: []),
+            .jobFailed(JobFailure(jobID: 12, reason: "busy", retryable: true)),
+            .deltas(DeltaUpdate(version: 4), payload: Array(repeating: 7, count: 1000)),
+            .rejected(Reason("bad magic")),
+            .shutdown,
+        ]
+    }
+
+    func testEveryMessageKindRoundTrips() throws {
+        var kinds = Set<MessageKind>()
+        for m in Self.samples {
+            let frames = try m.frames()
+            let back = try Message(frames: frames)
+            XCTAssertEqual(back.kind, m.kind)
+            XCTAssertEqual(try back.frames(), frames, "\(m.kind): re-encoding the decoded message gives the same frames")
+            kinds.insert(m.kind)
+        }
+        XCTAssertEqual(kinds, Set(MessageKind.allCases), "a sample of every kind")
+        // Field-level checks on the cases with the most structure.
+        guard case .job(let j) = try Message(frames: try Self.samples[5].frames()), case .vstar(let c) = j.work else {
+            return XCTFail("v* job did not decode as one")
+        }
+        XCTAssertEqual(c.requests, [Self.request])
+        XCTAssertEqual(c.hyperparameters.vLR, 0.5)
+        guard case let .result(r, _) = try Message(frames: try Self.samples[8].frames()), case .vstar(let zs) = r.output else {
+            return XCTFail("v* result did not decode as one")
+        }
+        XCTAssertEqual(zs[0].z[0..<2], [1.5, -2.25])
+        XCTAssertEqual(zs[0].z[2], .infinity, "non-finite floats travel")
+        XCTAssertTrue(zs[0].losses[1][0].isNaN)
+        guard case let .deltas(d, payload) = try Message(frames: try Self.samples[11].frames()) else { return XCTFail() }
+        XCTAssertEqual(d.version, 4)
+        XCTAssertEqual(payload, Array(repeating: 7, count: 1000))
+    }
+
+    func testZResultSetArtifactRoundTripsAndRefusesCorruption() throws {
+        guard case let .result(r, _) = Self.samples[8], case .vstar(let zs) = r.output else { return XCTFail("sample") }
+        var two = zs + zs
+        two[1].z = [0.25, -1, 3]
+        let bytes = ZResultSet(two).serialized()
+        let back = try ZResultSet.read(bytes: bytes).results
+        XCTAssertEqual(back.map(\.z), two.map(\.z))
+        XCTAssertEqual(back.map(\.h0Norm), two.map(\.h0Norm))
+        XCTAssertEqual(back[0].losses[0], two[0].losses[0])
+        XCTAssertTrue(back[0].losses[1][0].isNaN)
+        var bad = bytes
+        bad[bad.count / 2] ^= 1
+        XCTAssertThrowsError(try ZResultSet.read(bytes: bad)) { XCTAssertTrue("\($0)".contains("checksum mismatch"), "\($0)") }
+    }
+
+    func testHeaderLayoutIsPinned() throws {
+        let f = try Message.heartbeat.frames()
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [1, 0, 4, 0], "magic, version 1 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[1], Array("{}".utf8))
+    }
+
+    func testDefectiveFramesAreTypedErrors() throws {
+        let good = try Message.hello(Hello(name: "w", pid: 1, threads: 1, modelChecksum: "x")).frames()
+        func expect(_ frames: [[UInt8]], _ error: WireError, _ what: String) {
+            XCTAssertThrowsError(try Message(frames: frames), what) { XCTAssertEqual($0 as? WireError, error, what) }
+        }
+        expect([], .frameCount(0), "no frames")
+        expect([good[0]], .frameCount(1), "header only")
+        expect(good + [[], []], .frameCount(4), "too many frames")
+        expect([[1, 2, 3], good[1]], .badHeader(bytes: 3), "short header")
+        expect([Array("XXXX".utf8) + [1, 0, 1, 0], good[1]], .badMagic(Array("XXXX".utf8)), "bad magic")
+        expect([Array("AEWP".utf8) + [2, 0, 1, 0], good[1]], .wrongVersion(found: 2, kind: 1), "wrong version")
+        expect([Array("AEWP".utf8) + [1, 0, 99, 0], good[1]], .unknownKind(99), "unknown kind")
+        expect([good[0], good[1], [1]], .payload(kind: "hello", expected: false), "payload on hello")
+        let result = try Message.result(JobResult(jobID: 1, seconds: 0, output: .covariance(tokens: 1)), payload: []).frames()
+        expect(Array(result.prefix(2)), .payload(kind: "result", expected: true), "result without payload")
+        XCTAssertThrowsError(try Message(frames: [good[0], Array("{not json".utf8)])) { e in
+            guard case .badBody(let k, _)? = e as? WireError else { return XCTFail("\(e)") }
+            XCTAssertEqual(k, "hello")
+        }
+        XCTAssertThrowsError(try Message(frames: [good[0], Array("{\"name\":\"w\"}".utf8)])) { e in
+            XCTAssertTrue("\(e)".contains("missing field \"pid\""), "\(e)")
+        }
+        XCTAssertTrue(Message.isRejection(frames: [Array("AEWP".utf8) + [9, 0, 9, 0], []]), "rejected kind, any version")
+        XCTAssertFalse(Message.isRejection(frames: [Array("AEWP".utf8) + [9, 0, 4, 0], []]))
+        XCTAssertFalse(Message.isRejection(frames: [[9, 0]]))
+        var rng = SplitMix64(seed: 3)
+        for _ in 0..<200 {  // random bytes never crash the decoder
+            let n = Int(rng.next() % 3) + 1
+            let frames = (0..<n).map { _ in (0..<Int(rng.next() % 20)).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
+            _ = try? Message(frames: frames)
+        }
+    }
+
+    func testSocketsCarryMultipartMessagesOverInprocIpcAndTcp() throws {
+        let ctx = try ZMQContext()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("aewire-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for endpoint in ["inproc://wire-test", "ipc://\(dir)/c.ipc", "tcp://127.0.0.1:*"] {
+            let router = try ZMQSocket(ctx, .router)
+            try router.bind(endpoint)
+            let dealer = try ZMQSocket(ctx, .dealer)
+            try dealer.setIdentity(Array("d1".utf8))
+            try dealer.connect(endpoint == "tcp://127.0.0.1:*" ? try router.lastEndpoint() : endpoint)
+            let big = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 * 31) }
+            try dealer.send([[1, 2], [], big])
+            let got = try XCTUnwrap(try router.receive(timeoutMs: 5000), "\(endpoint): nothing received")
+            XCTAssertEqual(got, [Array("d1".utf8), [1, 2], [], big], endpoint)
+            try router.send([Array("d1".utf8), [9]])
+            XCTAssertEqual(try dealer.receive(timeoutMs: 5000), [[9]], endpoint)
+            XCTAssertNil(try dealer.receive(timeoutMs: 10), "\(endpoint): nothing more")
+            XCTAssertThrowsError(try router.send([Array("nobody".utf8), [1]]), "unroutable identity is an error, not a silent drop")
+        }
+    }
+}

@@ -1,0 +1,170 @@
+// One real `alphaedit-worker` process driven from a raw ROUTER socket playing the coordinator
+// (issue 4 §1, §2): its hello, garbage frames rejected while it keeps serving, a covariance shard
+// equal to the in-process build, a job for weights it does not hold refused, deltas followed by a
+// v* job and an evaluation shard equal to the in-process ComputeZ / evaluator on the same edited
+// weights, heartbeats during a long job, a
+// reconnect after the coordinator falls silent, and an exit when the coordinator speaks another version.
+import Foundation
+import Shared
+import XCTest
+
+final class WorkerProcessTests: XCTestCase {
+    var heartbeats = 0
+    var workerID: [UInt8] = []
+
+    /// The next message from the worker that is not a heartbeat; meanwhile heartbeats to it, as a
+    /// coordinator does (a worker that hears nothing for `deadAfter` reconnects).
+    func next(_ router: ZMQSocket, _ what: String) throws -> Message {
+        let deadline = ProcessStats.now() + 20
+        var lastBeat = 0.0
+        while ProcessStats.now() < deadline {
+            if ProcessStats.now() - lastBeat >= WireProtocol.heartbeatInterval {
+                try router.send([workerID] + (try Message.heartbeat.frames()))
+                lastBeat = ProcessStats.now()
+            }
+            guard let f = try router.receive(timeoutMs: 100) else { continue }
+            let m = try Message(frames: Array(f.dropFirst()))
+            if case .heartbeat = m { heartbeats += 1; continue }
+            return m
+        }
+        throw XCTSkip("\(what): the worker did not answer in 20 s")
+    }
+
+    func testWorkerServesJobsRejectsGarbageAndFollowsDeltas() throws {
+        let workerExe = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 200)
+        let ctx = try ZMQContext()
+        let router = try ZMQSocket(ctx, .router)
+        try router.bind("ipc://\(dir)/c.ipc")
+        let p = try ClusterTestSupport.start(workerExe, ["--connect", "ipc://\(dir)/c.ipc", "--model", model, "--name", "solo"],
+                                             stderr: dir + "/worker.log")
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+
+        guard let first = try router.receive(timeoutMs: 20_000) else { return XCTFail("no hello") }
+        let id = first[0]
+        workerID = id
+        guard case .hello(let h) = try Message(frames: Array(first.dropFirst())) else { return XCTFail("first message is not hello") }
+        XCTAssertEqual(h.name, "solo")
+        XCTAssertEqual(h.pid, p.processIdentifier)
+        XCTAssertEqual(h.modelChecksum, try ModelChecksum.of(path: model))
+        XCTAssertEqual(h.protocolVersion, Int(WireProtocol.version))
+        XCTAssertEqual(h.weightsVersion, 0)
+        func send(_ m: Message) throws { try router.send([id] + (try m.frames())) }
+        try send(.welcome(Welcome(weightsVersion: 0)))
+
+        for (what, frames) in [("random bytes", [[UInt8](repeating: 0x41, count: 3)]),
+                               ("job with a broken body", [Message.header(kind: MessageKind.job.rawValue), Array("[]".utf8)]),
+                               ("a hello (workers do not take one)", try Message.hello(h).frames())] {
+            try router.send([id] + frames)
+            guard case .rejected(let r) = try next(router, what) else { return XCTFail("\(what): not rejected") }
+            print("worker rejected \(what): \(r.reason)")
+        }
+
+        // A covariance shard, as the in-process builder computes it.
+        let shard = CovarianceShard(corpus: corpus, first: 50, count: 150, layers: ClusterTestSupport.layers,
+                                    batchTokens: CovarianceBuilder.defaultBatchTokens)
+        try send(.job(JobAssignment(id: 1, weightsVersion: 0, work: .covariance(shard))))
+        guard case let .result(r, payload) = try next(router, "covariance job") else { return XCTFail("no covariance result") }
+        XCTAssertEqual(r.jobID, 1)
+        let stats = try KeyStatistics.read(bytes: payload)
+        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 50..<200)
+        let rel = try ClusterTestSupport.relativeDifference(stats, reference)
+        print(String(format: "worker covariance shard: max rel diff vs in-process %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-9)
+
+        // Weights it does not hold: refused, retryable.
+        try send(.job(JobAssignment(id: 2, weightsVersion: 1, work: .covariance(shard))))
+        guard case .jobFailed(let f) = try next(router, "job at version 1") else { return XCTFail("not refused") }
+        XCTAssertEqual(f.jobID, 2)
+        XCTAssertTrue(f.retryable)
+        XCTAssertTrue(f.reason.contains("holds 0"), f.reason)
+
+        // Deltas of batch 1, then v* at version 1 equals ComputeZ on the same edited weights here.
+        let c = ClusterTestSupport.modelConfig
+        var rng = SplitMix64(seed: 5)
+        let deltas = BatchDeltas(rows: c.hidden, cols: c.ffn, deltas: [1: (0..<(c.hidden * c.ffn)).map { _ in rng.symmetric(0.02) }])
+        try send(.deltas(DeltaUpdate(version: 1), payload: deltas.serialized()))
+        var hp = EditHyperparameters()
+        hp.layers = [1]
+        hp.vSteps = 4
+        let templates = ContextTemplates(groups: [["{}"], ["The river. {}"]])
+        let requests = [EditRequest(prompt: "The capital of {} is", subject: "France", targetNew: "Rome"),
+                        EditRequest(prompt: "{} flows through", subject: "The river", targetNew: "Paris")]
+        try send(.job(JobAssignment(id: 3, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 0, requests: requests,
+                                                                          hyperparameters: hp, templates: templates)))))
+        guard case let .result(r3, _) = try next(router, "v* job"), case .vstar(let zs) = r3.output else {
+            return XCTFail("no v* result: \(ClusterTestSupport.read(dir + "/worker.log"))")
+        }
+        let m = try LlamaModel(path: model)
+        try m.applyDelta(layer: 1, delta: deltas.deltas[1] ?? [])
+        let want = try ComputeZ(model: m, tokenizer: try BPETokenizer(gguf: m.gguf), hp: hp).run(requests, templates: templates)
+        XCTAssertEqual(zs.count, 2)
+        for (a, b) in zip(zs, want) {
+            let d = zip(a.z, b.z).map { abs($0 - $1) }.max() ?? .infinity
+            let n = b.z.map { abs($0) }.max() ?? 1
+            print(String(format: "worker v*: max |z − z_in-process| / max|z| = %.2e", d / n))
+            XCTAssertLessThanOrEqual(d / n, 1e-5)
+        }
+
+        // An evaluation shard (records 1..<3 of a CounterFact file) on weights version 1 equals the
+        // in-process evaluator on the same weights; a bad facts file is a non-retryable failure.
+        let cf = (0..<3).map { i in
+            #"{"case_id": \#(i), "requested_rewrite": {"prompt": "The capital of {} is", "subject": "France \#(i)", "#
+                + #""target_true": {"str": "Paris"}, "target_new": {"str": "Rome"}}, "paraphrase_prompts": ["Where is {}? In"], "#
+                + #""neighborhood_prompts": ["The river flows through"], "generation_prompts": []}"#
+        }
+        try cf.joined(separator: "\n").write(toFile: dir + "/cf.jsonl", atomically: true, encoding: .utf8)
+        try send(.job(JobAssignment(id: 4, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: dir + "/cf.jsonl", first: 1, count: 2)))))
+        guard case let .result(r4, _) = try next(router, "evaluation job"), case .evaluation(let shard) = r4.output else {
+            return XCTFail("no evaluation result: \(ClusterTestSupport.read(dir + "/worker.log"))")
+        }
+        let local = try CounterFactEvaluator(model: m, tokenizer: try BPETokenizer(gguf: m.gguf), generation: nil)
+            .evaluate(try FactsFile.read(path: dir + "/cf.jsonl", offset: 1, limit: 2), firstIndex: 1)
+        XCTAssertEqual(shard.records.map(\.index), [1, 2])
+        for (a, b) in zip(shard.records, local.records) {
+            XCTAssertEqual(a.rewrite.nllNew, b.rewrite.nllNew, accuracy: 1e-6 * abs(b.rewrite.nllNew))
+            XCTAssertEqual(a.rewrite.nllTrue, b.rewrite.nllTrue, accuracy: 1e-6 * abs(b.rewrite.nllTrue))
+        }
+        try send(.job(JobAssignment(id: 6, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: dir + "/missing.jsonl", first: 0, count: 1)))))
+        guard case .jobFailed(let f6) = try next(router, "evaluation of a missing file") else { return XCTFail("not failed") }
+        XCTAssertFalse(f6.retryable, "the same input fails anywhere")
+
+        // Heartbeats continue while a job runs (the job has its own thread): a v* job of several seconds.
+        var long = hp
+        long.vSteps = 800
+        long.earlyStopLoss = 0
+        let eight = (0..<8).map { EditRequest(prompt: "{} flows through", subject: "The river \($0)", targetNew: "Paris") }
+        let before = heartbeats
+        try send(.job(JobAssignment(id: 5, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 1, requests: eight,
+                                                                                       hyperparameters: long, templates: templates)))))
+        let m5 = try next(router, "long v* job")
+        guard case let .result(r5, _) = m5 else { return XCTFail("no result of the long job: \(m5)") }
+        print(String(format: "long v* job: %.2f s, %d heartbeats received meanwhile", r5.seconds, heartbeats - before))
+        XCTAssertGreaterThan(r5.seconds, 2 * WireProtocol.heartbeatInterval, "the job is long enough to need heartbeats")
+        XCTAssertGreaterThanOrEqual(heartbeats - before, max(1, Int(r5.seconds / WireProtocol.heartbeatInterval) - 1),
+                                    "a heartbeat every interval during the job")
+        // A coordinator silent for `deadAfter`: the worker reconnects and says hello again, keeping the
+        // weights it holds.
+        let silent = ProcessStats.now()
+        var again: Hello?
+        while again == nil, ProcessStats.now() - silent < 3 * WireProtocol.deadAfter {
+            guard let f = try router.receive(timeoutMs: 200), case .hello(let h2) = try Message(frames: Array(f.dropFirst())) else { continue }
+            again = h2
+            workerID = f[0]
+        }
+        let waited = ProcessStats.now() - silent
+        XCTAssertEqual(again?.weightsVersion, 1, "hello again after \(waited) s of silence, still at weights version 1")
+        XCTAssertGreaterThanOrEqual(waited, WireProtocol.deadAfter - 0.6, "not before the coordinator counts as dead")
+
+        // A coordinator of another protocol version: nothing it says can be understood; the worker says
+        // why and exits with code 3 (a clean `shutdown` is tested in ClusterRobustnessTests).
+        try router.send([workerID, Array("AEWP".utf8) + [7, 0, 4, 0], Array("{}".utf8)])
+        ClusterTestSupport.wait(p, seconds: 10, "worker facing protocol version 7")
+        let said = ClusterTestSupport.read(dir + "/worker.log")
+        XCTAssertEqual(p.terminationStatus, 3, said)
+        XCTAssertTrue(said.contains("the coordinator speaks protocol version 7; this worker speaks 1"), said)
+    }
+}
