@@ -15,7 +15,7 @@ struct Cov: ParsableCommand {
     @OptionGroup var clusterOptions: ClusterOptions
     @Option(help: "Edited layers: a range \"3-7\", a list \"3,5,7\", or both \"3-5,7\" (default: the config's `layers`).")
     var layers: String?
-    @Option(help: "Sentences of the corpus to use (default: the config's `cov_sentences`, 10,000).") var sentences: Int?
+    @Option(help: "Sentences of the corpus to use (default: the config's `cov_sentences`, 2,000).") var sentences: Int?
     @Option(help: "Sentences to skip first (a shard of the corpus).") var offset = 0
     @Option(help: "Corpus: JSON lines with a \"sentence\" field, or one sentence a line (default: the config's `corpus`).")
     var corpus: String?

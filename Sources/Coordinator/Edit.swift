@@ -18,7 +18,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Use only the first N facts.") var limit: Int?
     @Option(help: "State directory (created, or resumed; default: the config's `state`).") var state: String?
     @Option(help: "Corpus for the K0 statistics (default: the config's `corpus`).") var corpus: String?
-    @Option(help: "Sentences of the corpus for K0.") var covSentences = 2000
+    @Option(help: "Sentences of the corpus for K0 (default: the config's `cov_sentences`).") var covSentences: Int?
     @Option(help: "Learning rate of v*.") var vLr: Float?
     @Option(help: "Seed of the context templates.") var seed: UInt64 = 0
 
@@ -28,6 +28,8 @@ struct Edit: ParsableCommand {
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
         let state = self.state ?? cfg.state, corpus = self.corpus ?? cfg.corpus
+        let covSentences = self.covSentences ?? cfg.covSentences
+        guard covSentences > 0 else { throw ValidationError("--cov-sentences must be positive") }
         let requests = try FactsFile.read(path: facts, limit: limit)   // every record checked before any work
         var hp = cfg.hyperparameters
         if let vLr { hp.vLR = vLr }
@@ -127,7 +129,7 @@ struct Edit: ParsableCommand {
     /// (MEMIT), recorded as the campaign's base.
     func buildBase(_ store: JobStore, _ campaign: Campaign, _ model: LlamaModel, _ tok: BPETokenizer,
                    _ threads: Int, corpus: String, cluster: WorkerPool?, shardSentences: Int) throws -> ArtifactFile {
-        let hp = campaign.settings.hyperparameters
+        let hp = campaign.settings.hyperparameters, covSentences = campaign.settings.covSentences
         let stats: KeyStatistics
         if let cluster {
             let plan = CovarianceJobPlan(corpus: AbsolutePath.of(corpus), range: 0..<covSentences, layers: hp.layers,
@@ -137,20 +139,20 @@ struct Edit: ParsableCommand {
                              unit: "tokens/s", eta: p.eta)
             }.0
         } else {
-            stats = try buildLocally(hp, model, tok, threads, corpus: corpus)
+            stats = try buildLocally(hp, model, tok, threads, corpus: corpus, sentences: covSentences)
         }
         finishProgress()
         return try recordBase(store, campaign, stats)
     }
 
     func buildLocally(_ hp: EditHyperparameters, _ model: LlamaModel, _ tok: BPETokenizer, _ threads: Int,
-                      corpus: String) throws -> KeyStatistics {
+                      corpus: String, sentences: Int) throws -> KeyStatistics {
         // One forward pass per thread, one BLAS thread each: faster here than one pass on all threads
         // (see CovarianceBuilder.workers).
         BLAS.setThreads(1)
         defer { BLAS.setThreads(threads) }
         let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: hp.layers, workers: threads)
-        return try builder.build(corpus: corpus, range: 0..<covSentences) { p in
+        return try builder.build(corpus: corpus, range: 0..<sentences) { p in
             progressLine("K0 statistics", done: p.sentencesDone, total: p.sentencesTotal, rate: p.tokensPerSecond, unit: "tokens/s", eta: p.eta)
         }
     }

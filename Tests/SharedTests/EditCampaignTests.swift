@@ -45,11 +45,10 @@ final class EditCampaignTests: XCTestCase {
         let post = try scorer.efficacy(requests)
         print(String(format: "100-edit batch: v* %.0f s (%.2f s/request), solve %.2f s, total %.0f s; efficacy pre %.1f → post %.1f",
                      out.zSeconds, out.zSeconds / 100, out.solveSeconds, out.totalSeconds, pre, post))
-        // Issue 3 asks for ≥ 90. Measured with method.md's defaults (v_lr 0.1): 72 (pre-edit 21). The
-        // v* loss is still ≈ 2 after 24 steps at this model's state norm (method.md §5), so v_lr is the
-        // knob to tune (with specificity measured, issue 5). This floor guards against regressions.
-        XCTAssertGreaterThanOrEqual(post, 65, "efficacy on the rewrite prompts after a 100-edit batch")
-        XCTAssertGreaterThanOrEqual(post - pre, 40, "efficacy gain of the batch")
+        // Issue 3 asks for ≥ 90. Measured with v_lr 0.5 (this model's default, docs/evaluation.md): 97
+        // (pre-edit 21); with method.md's v_lr 0.1 it was 72, the v* loss still ≈ 2 after 24 steps.
+        XCTAssertGreaterThanOrEqual(post, 90, "efficacy on the rewrite prompts after a 100-edit batch")
+        XCTAssertGreaterThanOrEqual(post - pre, 60, "efficacy gain of the batch")
 
         // MEMIT with the same targets, on a fresh copy.
         let m2 = try LlamaModel(path: modelPath)
@@ -81,11 +80,12 @@ final class EditCampaignTests: XCTestCase {
         }
         print("‖ΔW k‖/‖W k‖ over \(ra.count) preserved keys (500 × \(hp.layers.count) layers): AlphaEdit \(summary(ra)); MEMIT \(summary(rm))")
         print(String(format: "MEMIT (λm %.0f) with the same targets: efficacy %.1f, solve %.2f s", hp.memitLambda, postM, outM.solveSeconds))
-        // Issue 3 asks for ≤ 1e-3. Measured: mean 6.2e-2 (MEMIT at λm 15000: 1.2e-2, but it barely edits:
-        // efficacy 29). With τ = 2e-2 the null space is approximate on this model (no eigenvalue of C0 is
-        // near zero; the kept eigenvalues, up to τ each, add up to roughly a quarter of the trace of C0 by the
-        // spectrum summary), so preserved keys do move.
+        // Issue 3 asks for ≤ 1e-3. Measured at v_lr 0.5: mean 1.36e-1 (MEMIT at λm 15000 with the same
+        // targets: 2.8e-2, efficacy 46); at v_lr 0.1 it was 6.2e-2 (MEMIT 1.2e-2): the ratio scales with
+        // the strength of the edits. With τ = 2e-2 the null space is approximate on this model (no
+        // eigenvalue of C0 is near zero; the kept eigenvalues, up to τ each, add up to roughly a quarter of
+        // the trace of C0), so preserved keys do move.
         // This bound guards against regressions; the ≤ 1e-3 target is not met and is reported as such.
-        XCTAssertLessThanOrEqual(ra.reduce(0, +) / Double(ra.count), 0.1, "AlphaEdit mean ‖ΔW k‖/‖W k‖ on preserved keys")
+        XCTAssertLessThanOrEqual(ra.reduce(0, +) / Double(ra.count), 0.2, "AlphaEdit mean ‖ΔW k‖/‖W k‖ on preserved keys")
     }
 }

@@ -63,7 +63,7 @@ public struct ClusterConfig: Sendable, Equatable {
     public var hyperparameters = EditHyperparameters()
     /// K0 corpus, sentences for K0, and sentences per distributed covariance shard.
     public var corpus: String = "../shared/data/wiki-triplets/trex.jsonl"
-    public var covSentences: Int = 10_000
+    public var covSentences: Int = 2_000
     public var shardSentences: Int = 500
     /// Directory of the K0 statistics and projectors (`alphaedit cov`).
     public var artifacts: String = "state/cov"
