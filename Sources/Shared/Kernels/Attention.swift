@@ -32,6 +32,18 @@ public struct AttentionLayout: Sendable {
 }
 
 public enum Attention {
+    /// Softmax in place over `row[0...last]` (the positions a query may see), zeros after it up to `n`.
+    @inline(__always)
+    public static func causalSoftmax(row: UnsafeMutablePointer<Float>, last: Int, n: Int) {
+        var mx = -Float.infinity
+        for j in 0...last { mx = max(mx, row[j]) }
+        var sum: Float = 0
+        for j in 0...last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
+        let inv = 1 / sum
+        for j in 0...last { row[j] *= inv }
+        for j in (last + 1)..<max(n, last + 1) { row[j] = 0 }
+    }
+
     public static func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                                layout: AttentionLayout, kvHeads: Int, headDim d: Int) {
@@ -44,16 +56,7 @@ public enum Attention {
                 let p = probs + layout.probOffsets[s] + head * m * n
                 let qh = q + r0 * qDim + head * d, kg = k + kv0 * kvDim + g * d, vg = v + kv0 * kvDim + g * d
                 BLAS.sgemm(transB: true, m: m, n: n, k: d, alpha: scale, a: qh, lda: qDim, b: kg, ldb: kvDim, c: p, ldc: n)
-                for i in 0..<m {
-                    let row = p + i * n, last = pre + i
-                    var mx = -Float.infinity
-                    for j in 0...last { mx = max(mx, row[j]) }
-                    var sum: Float = 0
-                    for j in 0...last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
-                    let inv = 1 / sum
-                    for j in 0...last { row[j] *= inv }
-                    for j in (last + 1)..<max(n, last + 1) { row[j] = 0 }
-                }
+                for i in 0..<m { causalSoftmax(row: p + i * n, last: pre + i, n: n) }
                 BLAS.sgemm(m: m, n: d, k: n, a: p, lda: n, b: vg, ldb: kvDim, c: out + r0 * qDim + head * d, ldc: qDim)
             }
         }

@@ -76,16 +76,7 @@ extension LlamaModel {
                     let g = head / group
                     BLAS.sgemm(transB: true, m: m, n: n, k: c.headDim, alpha: scale, a: q.ptr + seq.lowerBound * c.qDim + head * c.headDim,
                                lda: c.qDim, b: cache.k[l].ptr + g * c.headDim, ldb: c.kvDim, c: scores.ptr, ldc: n)
-                    for i in 0..<m {
-                        let row = scores.ptr + i * n, last = p0 + i
-                        var mx = -Float.infinity
-                        for j in 0...last { mx = max(mx, row[j]) }
-                        var sum: Float = 0
-                        for j in 0...last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
-                        let inv = 1 / sum
-                        for j in 0...last { row[j] *= inv }
-                        for j in (last + 1)..<max(n, last + 1) { row[j] = 0 }
-                    }
+                    for i in 0..<m { Attention.causalSoftmax(row: scores.ptr + i * n, last: p0 + i, n: n) }
                     BLAS.sgemm(m: m, n: c.headDim, k: n, a: scores.ptr, lda: n, b: cache.v[l].ptr + g * c.headDim, ldb: c.kvDim,
                                c: att.ptr + seq.lowerBound * c.qDim + head * c.headDim, ldc: c.qDim)
                 }
