@@ -19,9 +19,7 @@ struct BenchForward: ParsableCommand {
         let cfg = try modelOptions.resolved()
         let r = try ForwardBenchmark.run(modelPath: cfg.model, threads: cfg.threads, runs: runs, corpus: corpus)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            try printJSON(r)
         } else {
             print(String(format: "10-token forward (median of %d)   %8.2f ms", r.runs_ms.count, r.median_ms))
             print(String(format: "batch %d × %d tokens (median)     %8.1f ms  %8.0f tokens/s  %6.1f GFLOP/s",
@@ -47,9 +45,7 @@ struct BenchEdit: ParsableCommand {
         let r = try EditBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, edits: edits,
                                       sentences: sentences, threads: cfg.threads) { log($0) }
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            try printJSON(r)
         } else {
             print(String(format: "K0 statistics, 5 layers        %8.0f tokens/s   (reference 1,219; target ≥ 2,000)", r.cov_tokens_per_s))
             print(String(format: "v* per request                 %8.2f s          (reference 14.2 s; target ≤ 4.5 s)", r.z_seconds_per_request))
@@ -83,9 +79,7 @@ struct BenchCluster: ParsableCommand {
                                          shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers, repeats: max(1, repeats),
                                          directory: dir, log: Logger(label: "coordinator")) { log($0) }
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(r), as: UTF8.self))
+            try printJSON(r)
         } else {
             print(String(format: "K0 statistics, %d tokens: in-process %.0f, 1 worker %.0f, 2 workers %.0f tokens/s; overhead %.1f%% (max rel diff %.1e)",
                          r.tokens, r.cov_in_process_tokens_per_s, r.cov_1_worker_tokens_per_s, r.cov_2_workers_tokens_per_s,

@@ -137,9 +137,7 @@ struct Cov: ParsableCommand {
                             cluster: cfg.workers.description, reduction: reduction,
                             threshold: threshold, statistics: statsPath, projector: projPath, layers: rows)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
             printTable(report)
         }

@@ -182,3 +182,10 @@ func progressLine(_ what: String, done: Int, total: Int, rate: Double, unit: Str
 }
 
 func finishProgress() { FileHandle.standardError.write(Data("\n".utf8)) }
+
+/// One JSON object on stdout, keys sorted (the `--json` output of every command).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys]
+    print(String(decoding: try enc.encode(value), as: UTF8.self))
+}

@@ -16,9 +16,7 @@ struct Status: ParsableCommand {
         let store = try JobStore(directory: state, create: false)
         let s = try store.status(now: Date().timeIntervalSince1970, liveness: liveness)
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys]
-            print(String(decoding: try enc.encode(s), as: UTF8.self))
+            try printJSON(s)
             return
         }
         let last = s.lastBatchAt.map { at -> String in
