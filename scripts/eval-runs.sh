@@ -8,7 +8,7 @@ B=.build-eval/release/alphaedit
 [ -x "$B" ] || B=.build/release/alphaedit
 mkdir -p state/eval
 # A copy, so that rebuilding during the runs does not swap the binary under them.
-A=state/eval/alphaedit; cp "$B" "$A"
+A=state/eval/alphaedit; [ -n "${KEEP_BINARY:-}" ] || cp "$B" "$A"
 run() {  # name, args…
     local name=$1; shift
     echo "== $name: $A eval $*" >&2
@@ -30,6 +30,12 @@ case $step in
               run memit-${L:-2000} --method memit --memit-lambda "${L:-2000}" $COMMON --general-every 20 ;;&
   ae05|all)   run alphaedit-vlr0.5 --method alphaedit --v-lr 0.5 --limit 20 --batch-size 10 --general-items 0 ;;&
   memit05|all) run memit-2000-vlr0.5 --method memit --memit-lambda 2000 --v-lr 0.5 --limit 20 --batch-size 10 --general-items 0 ;;&
+  # The 1,000-edit comparison (issue 5 §7): 10 batches of 100 from dev 0–999; generation (fluency,
+  # consistency) on the first 100 records; general capability (50 items per task) at 0, 500, 1000 edits.
+  # Run side by side with one thread each (two cores): `scripts/eval-runs.sh ae1000 & scripts/eval-runs.sh memit1000`.
+  ae1000)     run alphaedit-1000 --method alphaedit --limit 1000 --batch-size 100 --gen-records 100 --general-items 50 --threads 1 ;;&
+  memit1000)  run memit-2000-1000 --method memit --memit-lambda 2000 --limit 1000 --batch-size 100 --gen-records 100 --general-items 50 --threads 1 ;;&
+  plot1000)   $A eval --plot state/eval/alphaedit-1000/report.json state/eval/memit-2000-1000/report.json --out state/eval/plot-1000 > state/eval/plot-1000.md ;;&
   plot|all)   $A eval --plot state/eval/alphaedit-vlr0.1/report.json state/eval/memit-15000/report.json \
                   $(ls state/eval/memit-2000/report.json state/eval/alphaedit-vlr0.5/report.json \
                   state/eval/memit-2000-vlr0.5/report.json 2>/dev/null) --out state/eval/plot > state/eval/plot.md ;;&

@@ -25,6 +25,7 @@ struct Eval: ParsableCommand {
     @Option(help: "K0 statistics cache file (default state/k0-trex-<N>-<layers>.bin; 'none' to never store).") var covCache: String?
     @Option(help: "Seed of the context templates and of the generations.") var seed: UInt64 = 0
     @Option(help: "New tokens per generation prompt.") var genTokens = 100
+    @Option(help: "Generate (fluency, consistency) for the first N records only (default: all).") var genRecords: Int?
     @Option(help: "Attribute snippets for consistency.") var snippets = "../shared/data/pararel-cf/attribute_snippets.json"
     @Option(help: "General capability every K edits (and before and after).") var generalEvery = 500
     @Option(help: "General-capability items per task (0: skip general capability).") var generalItems = 100
@@ -65,7 +66,11 @@ struct Eval: ParsableCommand {
         }
         let gen = noGeneration ? nil : GenerationSettings(maxTokens: genTokens, topK: 5, seed: seed)
         let snip = noGeneration ? nil : try AttributeSnippets.read(path: snippets)
-        let evaluator = CounterFactEvaluator(model: model, tokenizer: tok, generation: gen, snippets: snip)
+        var evaluator = CounterFactEvaluator(model: model, tokenizer: tok, generation: gen, snippets: snip)
+        if let genRecords {
+            guard genRecords >= 0 else { throw ValidationError("--gen-records must be ≥ 0") }
+            evaluator.generationRecords = offset..<(offset + genRecords)
+        }
         let campaign = EvalCampaign(model: model, tokenizer: tok, evaluator: evaluator, settings: s)
         campaign.log = { log($0) }
 

@@ -30,6 +30,9 @@ public struct CounterFactEvaluator {
     public var snippets: AttributeSnippets?
     /// Keep the generated texts in the results.
     public var keepTexts = true
+    /// Generate (fluency / consistency) only for the records whose index (in the file) is in this
+    /// range; nil: every record. Decided by index, so it does not depend on sharding.
+    public var generationRecords: Range<Int>?
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, generation: GenerationSettings? = GenerationSettings(),
                 snippets: AttributeSnippets? = nil) {
@@ -62,7 +65,7 @@ public struct CounterFactEvaluator {
         let np = r.paraphrasePrompts.count
         var e = RecordEvaluation(index: index, caseID: r.caseID, rewrite: scored[0],
                                  paraphrases: Array(scored[1..<(1 + np)]), neighborhood: Array(scored[(1 + np)...]))
-        if let g = generation, !r.generationPrompts.isEmpty {
+        if let g = generation, !r.generationPrompts.isEmpty, generationRecords?.contains(index) ?? true {
             let texts = try generate(r.generationPrompts, caseID: r.caseID ?? index, settings: g)
             e.fluency = texts.map(NGramEntropy.score).reduce(0, +) / Double(texts.count)
             e.consistency = snippets?.consistency(texts: texts, relation: r.relationID, object: r.targetNew)
