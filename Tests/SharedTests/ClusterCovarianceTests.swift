@@ -69,4 +69,58 @@ final class ClusterCovarianceTests: XCTestCase {
         XCTAssertLessThanOrEqual(rel, 1e-9, "result after the fault equals the fault-free result")
         XCTAssertEqual(pool.aliveCount, 1)
     }
+
+    /// A worker with 2 threads holds 2 covariance shards at once (one per thread); killed while it
+    /// holds both, both leases expire and both shards run again elsewhere; the sums still equal the
+    /// single-process build.
+    func testMultiThreadWorkersRunOneShardPerThread() throws {
+        let worker = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 800)
+        let range = 0..<800
+        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: range)
+
+        let log = CapturedLog()
+        let pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model), logger: log.logger)
+        defer { pool.shutdown() }
+        try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: 2, logLevel: "warning")
+        let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
+                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 50)
+
+        final class Kill: @unchecked Sendable {  // written by the killer thread, read after the build
+            let lock = NSLock()
+            var mostHeld = 0
+            var pid: Int32?
+        }
+        let k = Kill()
+        let killer = Thread {
+            let deadline = ProcessStats.now() + 30
+            while ProcessStats.now() < deadline {
+                let byPid = Dictionary(grouping: pool.leases, by: \.pid)
+                if let (pid, held) = byPid.max(by: { $0.value.count < $1.value.count }), held.count >= 2 {
+                    kill(pid, SIGKILL)
+                    k.lock.withLock { k.mostHeld = held.count; k.pid = pid }
+                    print("killed worker pid \(pid) holding jobs \(held.map(\.job))")
+                    return
+                }
+                usleep(1_000)
+            }
+        }
+        killer.start()
+        let t0 = ProcessStats.now()
+        let (stats, timings) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "test")
+        let rel = try ClusterTestSupport.relativeDifference(stats, reference)
+        print(String(format: "2 workers × 2 threads, %d shards, one worker killed: %.2f s, %d leases expired, max rel diff %.2e",
+                     timings.shards, ProcessStats.now() - t0, pool.expiredLeases, rel))
+        k.lock.withLock {
+            XCTAssertNotNil(k.pid, "a worker held two shards at once")
+            XCTAssertEqual(k.mostHeld, 2, "no more shards than threads")
+        }
+        XCTAssertGreaterThanOrEqual(pool.expiredLeases, 2, "both leases of the killed worker expired")
+        XCTAssertLessThanOrEqual(rel, 1e-9, "equal to the single-process build")
+        XCTAssertEqual(timings.shards, plan.shards.count)
+        XCTAssertEqual(pool.aliveCount, 1)
+    }
 }

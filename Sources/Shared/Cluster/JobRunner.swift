@@ -1,6 +1,7 @@
 // What a worker does with a job, apart from the wire: the model loaded once, its weights version
 // (the number of committed batches of deltas applied to it), and one function per kind of work.
-// Runs on the worker's job thread, one job at a time; deltas are applied only between jobs.
+// Runs on the worker's job threads: covariance shards up to `threads` at once, one thread each;
+// any other job alone, with all threads. Deltas are applied only while no job runs.
 import Foundation
 
 public enum JobError: Error, Equatable, CustomStringConvertible {
@@ -24,11 +25,17 @@ public final class JobRunner {
     /// depend on whether it was computed here or in the coordinator's process.
     public static var zBatch: Int { 8 }
 
+    /// Covariance shards running now (under `lock`): BLAS runs single-threaded while any does.
+    private var covarianceRunning = 0
+    private let lock = NSLock()
+
     public init(modelPath: String, threads: Int) throws {
         model = try LlamaModel(path: modelPath)
         tokenizer = try BPETokenizer(gguf: model.gguf)
         self.threads = threads
         BLAS.setThreads(threads)
+        // The RoPE table grows lazily; concurrent shards must not grow it under each other's reads.
+        model.rope.ensure(model.config.context + 2)
     }
 
     /// Applies the deltas of committed batch `version` (must be the next one).
@@ -61,11 +68,20 @@ public final class JobRunner {
     }
 
     public func covariance(_ shard: CovarianceShard, progress: @escaping (String) -> Void = { _ in }) throws -> KeyStatistics {
-        // One forward per thread with one BLAS thread each (measured faster, see CovarianceBuilder.workers).
-        BLAS.setThreads(1)
-        defer { BLAS.setThreads(threads) }
+        // One shard per thread, with one BLAS thread (measured faster, see CovarianceBuilder.workers);
+        // the worker runs up to `threads` shards side by side.
+        lock.withLock {
+            if covarianceRunning == 0 { BLAS.setThreads(1) }
+            covarianceRunning += 1
+        }
+        defer {
+            lock.withLock {
+                covarianceRunning -= 1
+                if covarianceRunning == 0 { BLAS.setThreads(threads) }
+            }
+        }
         let builder = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: shard.layers,
-                                            batchTokens: shard.batchTokens, workers: threads)
+                                            batchTokens: shard.batchTokens, workers: 1)
         let name = URL(fileURLWithPath: shard.corpus).lastPathComponent
         var last = 0.0
         return try builder.build(corpus: shard.corpus, range: shard.first..<(shard.first + shard.count),

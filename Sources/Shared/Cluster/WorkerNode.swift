@@ -1,7 +1,11 @@
 // The worker process's loop (`alphaedit-worker`): a DEALER connected to the coordinator. The socket
-// thread says hello, heartbeats, decodes messages and hands jobs to a separate job thread, so
-// heartbeats continue during a long job; the job thread hands its outcome back through a locked
-// queue that the socket thread drains after every poll (ZeroMQ sockets are not thread-safe).
+// thread says hello, heartbeats, decodes messages and hands jobs to job threads, so heartbeats
+// continue during a long job; a job thread hands its outcome back through a locked queue that the
+// socket thread drains after every poll (ZeroMQ sockets are not thread-safe).
+//
+// Slots: a worker with T threads runs up to T covariance shards at once, one thread each (no shard
+// splits its batches between threads, so none waits at its end for the slower half, and one shard's
+// result travels while the next computes); any other job runs alone, with all T threads.
 import Foundation
 import Logging
 
@@ -24,8 +28,10 @@ public final class WorkerNode {
     var log: Logger
 
     private let lock = NSLock()
-    private var finished: [Message] = []   // under `lock`: results of the job thread
-    private var busy = false
+    private var finished: [(job: Int, message: Message)] = []   // under `lock`: outcomes of the job threads
+    /// Jobs running now, by id: whether each is a covariance shard (socket thread only).
+    private var running: [Int: Bool] = [:]
+    private var busy: Bool { !running.isEmpty }
     private var pendingDeltas: [(Int, [UInt8])] = []
     private var pollMs: Int { 50 }
 
@@ -69,10 +75,14 @@ public final class WorkerNode {
             }
             if try socket.receive(timeoutMs: pollMs).map({ try handle($0, send: send) }) == true { return true }
             let now = ProcessStats.now()
-            for m in lock.withLock({ defer { finished = [] }; return finished }) {
+            let outcomes: [(job: Int, message: Message)] = lock.withLock {
+                defer { finished = [] }
+                return finished
+            }
+            for (job, m) in outcomes {
                 send(m)
                 lastSent = now
-                busy = false
+                running[job] = nil
             }
             if !busy { try applyPendingDeltas(send: send) }
             if now - lastSent >= WireProtocol.heartbeatInterval {
@@ -141,8 +151,16 @@ public final class WorkerNode {
         pendingDeltas = []
     }
 
+    /// Whether `job` can start now: any job on an idle worker; a covariance shard beside other
+    /// covariance shards while a slot (a thread) is free.
+    private func hasSlot(for job: JobAssignment) -> Bool {
+        guard busy else { return true }
+        guard case .covariance = job.work else { return false }
+        return running.count < runner.threads && running.values.allSatisfy { $0 }
+    }
+
     private func start(_ job: JobAssignment, send: (Message) -> Void) {
-        guard !busy else {
+        guard hasSlot(for: job) else {
             send(.jobFailed(JobFailure(jobID: job.id, reason: "worker \(name) is busy", retryable: true)))
             return
         }
@@ -152,8 +170,10 @@ public final class WorkerNode {
             send(.jobFailed(JobFailure(jobID: job.id, reason: "\(e)", retryable: true)))
             return
         }
-        busy = true
-        log.info("job \(job.id): \(job.work.name) started")
+        var isCovariance = false
+        if case .covariance = job.work { isCovariance = true }
+        running[job.id] = isCovariance
+        log.info("job \(job.id): \(job.work.name) started (\(running.count) running)")
         let runner = self.runner, log = self.log
         let thread = Thread { [weak self] in
             let t0 = ProcessStats.now()
@@ -168,7 +188,7 @@ public final class WorkerNode {
                 let retry = (error as? JobError).map { if case .wrongWeights = $0 { true } else { false } } ?? false
                 message = .jobFailed(JobFailure(jobID: job.id, reason: "\(error)", retryable: retry))
             }
-            self?.lock.withLock { self?.finished.append(message) }
+            self?.lock.withLock { self?.finished.append((job.id, message)) }
         }
         // The forward pass keeps activations on the heap; the stack only needs headroom for BLAS.
         thread.stackSize = 16 << 20

@@ -70,7 +70,7 @@ extension WorkerPool {
 
     /// Frees the worker if it held `job`.
     private func finish(_ id: [UInt8], job: Int) {
-        if workers[id]?.job == job { workers[id]?.job = nil }
+        workers[id]?.jobs.removeAll { $0 == job }
     }
 
     private func hello(_ h: Hello, id: [UInt8], now: Double, _ socket: ZMQSocket) {
@@ -88,8 +88,9 @@ extension WorkerPool {
             send(.refuse(Reason(why)), to: id, socket)
             return
         }
-        if let old = workers[id], let j = old.job, jobs[j] != nil {
-            queue.insert(j, at: 0)  // the worker restarted its conversation: its lease is void
+        if let old = workers[id] {
+            // The worker restarted its conversation: its leases are void.
+            queue.insert(contentsOf: old.jobs.filter { jobs[$0] != nil }, at: 0)
         }
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")

@@ -4,7 +4,8 @@
 // One I/O thread owns the socket: it answers hellos, heartbeats every worker, expires the silent
 // ones (their leased job goes back to the queue: lease expiry = the holder's heartbeats stopped for
 // `WireProtocol.deadAfter`), brings each worker to the committed weights version (deltas in order)
-// and hands queued jobs to idle workers. The caller's thread blocks in `run`, which returns the
+// and hands queued jobs to workers with a free slot (covariance shards: one per worker thread, see
+// WorkerNode; any other job: an idle worker). The caller's thread blocks in `run`, which returns the
 // results through `onResult`, outside the lock, in arrival order.
 import Foundation
 import Logging
@@ -34,7 +35,8 @@ struct PoolWorker {
     var lastSent: Double
     /// Weights version the worker holds once the deltas already sent are applied.
     var sentVersion: Int
-    var job: Int?
+    /// Jobs leased to it, oldest first.
+    var jobs: [Int] = []
     var alive = true
     var label: String { "\(hello.name) (pid \(hello.pid))" }
 }
@@ -44,7 +46,7 @@ public struct WorkerSnapshot: Sendable {
     public var alive: Bool
     /// ProcessStats.now() clock.
     public var lastHeard: Double
-    public var job: Int?
+    public var jobs: [Int]
 }
 
 public final class WorkerPool {
@@ -101,13 +103,13 @@ public final class WorkerPool {
 
     /// (worker pid, job id) for every job out on lease now.
     public var leases: [(pid: Int32, job: Int)] {
-        cond.withLock { workers.values.compactMap { w in w.job.map { (w.hello.pid, $0) } } }
+        cond.withLock { workers.values.flatMap { w in w.jobs.map { (w.hello.pid, $0) } } }
     }
 
     /// The workers heard from so far, alive or not (for the store's `workers` table and `status`).
     public var workerSnapshot: [WorkerSnapshot] {
         cond.withLock {
-            workers.values.map { WorkerSnapshot(hello: $0.hello, alive: $0.alive, lastHeard: $0.lastHeard, job: $0.job) }
+            workers.values.map { WorkerSnapshot(hello: $0.hello, alive: $0.alive, lastHeard: $0.lastHeard, jobs: $0.jobs) }
                 .sorted { $0.hello.name < $1.hello.name }
         }
     }
@@ -237,19 +239,17 @@ public final class WorkerPool {
     private func expireSilentWorkers(_ now: Double) {
         for (id, w) in workers where w.alive && now - w.lastHeard > WireProtocol.deadAfter {
             workers[id]?.alive = false
-            workers[id]?.job = nil
-            var note = ""
-            if let j = w.job, jobs[j] != nil {
-                queue.insert(j, at: 0)
-                expired += 1
-                note = "; lease of job \(j) expired, job re-queued"
-            }
+            workers[id]?.jobs = []
+            let lost = w.jobs.filter { jobs[$0] != nil }
+            queue.insert(contentsOf: lost, at: 0)
+            expired += lost.count
+            let note = lost.isEmpty ? "" : "; lease of job\(lost.count > 1 ? "s" : "") \(lost.map(String.init).joined(separator: ", ")) expired, re-queued"
             log.error("worker \(w.label) silent for \(String(format: "%.1f", now - w.lastHeard)) s: counted dead\(note)")
         }
     }
 
     private func syncDeltas(_ id: [UInt8], _ socket: ZMQSocket) {
-        guard let w = workers[id], w.job == nil, w.sentVersion < committed.count else { return }
+        guard let w = workers[id], w.jobs.isEmpty, w.sentVersion < committed.count else { return }
         for v in (w.sentVersion + 1)...committed.count {
             guard let bytes = FileManager.default.contents(atPath: committed[v - 1]) else {
                 log.error("cannot read the deltas of version \(v) at \(committed[v - 1]): \(w.label) stays at version \(v - 1)")
@@ -260,15 +260,29 @@ public final class WorkerPool {
         }
     }
 
+    /// Whether worker `w` can take `job` now (mirrors WorkerNode.hasSlot).
+    private func hasSlot(_ w: PoolWorker, for job: JobAssignment) -> Bool {
+        guard !w.jobs.isEmpty else { return true }
+        guard case .covariance = job.work, w.jobs.count < max(1, w.hello.threads) else { return false }
+        return w.jobs.allSatisfy { j in jobs[j].map { if case .covariance = $0.work { true } else { false } } ?? true }
+    }
+
+    /// Leases queued jobs, one per worker per round (so two idle workers get one each before either
+    /// gets a second), until no worker has a free slot for a queued job.
     private func dispatch(_ socket: ZMQSocket) {
-        guard !queue.isEmpty else { return }
-        for id in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-            guard let w = workers[id], w.alive, w.job == nil, !queue.isEmpty else { continue }
-            guard let i = queue.firstIndex(where: { jobs[$0]?.weightsVersion == w.sentVersion }), let job = jobs[queue[i]] else { continue }
-            queue.remove(at: i)
-            workers[id]?.job = job.id
-            log.debug("job \(job.id) (\(job.work.name)) leased to \(w.label)")
-            send(.job(job), to: id, socket)
+        var leased = true
+        while leased, !queue.isEmpty {
+            leased = false
+            for id in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                guard let w = workers[id], w.alive, !queue.isEmpty else { continue }
+                guard let i = queue.firstIndex(where: { jobs[$0]?.weightsVersion == w.sentVersion }), let job = jobs[queue[i]],
+                      hasSlot(w, for: job) else { continue }
+                queue.remove(at: i)
+                workers[id]?.jobs.append(job.id)
+                leased = true
+                log.debug("job \(job.id) (\(job.work.name)) leased to \(w.label)")
+                send(.job(job), to: id, socket)
+            }
         }
     }
 

@@ -9,8 +9,9 @@
 //            (a BatchDeltas artifact) — matrices travel as checksummed artifacts, never as JSON.
 // Conversation: worker → hello; coordinator → welcome (then every committed `deltas`, in order) or
 // refuse. Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
-// `heartbeatLiveness` intervals is dead (a worker's job lease expires with it). Coordinator → job;
-// worker → result or jobFailed. A frame that does not decode is logged and answered with `rejected`;
+// `heartbeatLiveness` intervals is dead (a worker's job leases expire with it). Coordinator → job;
+// worker → result or jobFailed. A worker holds up to `Hello.threads` covariance jobs at once (one
+// thread each) or one job of another kind; a job beyond that is answered jobFailed(retryable, busy). A frame that does not decode is logged and answered with `rejected`;
 // the receiver keeps serving.
 import Foundation
 
