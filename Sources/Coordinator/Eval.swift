@@ -3,13 +3,17 @@ import Foundation
 import Shared
 
 /// `alphaedit eval`: method.md §6's sequential protocol on CounterFact records — the unedited row, N
-/// edits in batches of B with the in-process engine, every edited record evaluated after the last
-/// batch; general capability every K edits; hidden shift; JSON + Markdown (+ SVG with --plot).
+/// edits in batches of B, every edited record evaluated after the last batch; general capability
+/// every K edits; hidden shift; JSON + Markdown (+ SVG with --plot). With workers (`--cluster`, or the
+/// config's `workers`: local 2 by default) the CounterFact evaluations (record shards) and v* run on
+/// them (Shared/Cluster/ClusterEvaluation.swift); `--cluster in-process` runs everything here.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate editing (efficacy, generalization, specificity, fluency, consistency, general capability).")
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var clusterOptions: ClusterOptions
+    @Option(help: "Records per evaluation job on the workers.") var shardRecords = 10
     @Option(help: "CounterFact records (JSON lines).") var records = "../shared/data/pararel-cf/dev.jsonl"
     @Option(help: "Skip the first N records.") var offset = 0
     @Option(help: "Use N records (= the number of edits).") var limit: Int?
@@ -45,8 +49,11 @@ struct Eval: ParsableCommand {
             guard let e = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit, memit or none") }
             m = e
         }
-        guard batchSize > 0, generalEvery > 0 else { throw ValidationError("--batch-size and --general-every must be positive") }
-        let cfg = try modelOptions.resolved()
+        guard batchSize > 0, generalEvery > 0, shardRecords > 0 else {
+            throw ValidationError("--batch-size, --general-every and --shard-records must be positive")
+        }
+        var cfg = try modelOptions.resolved()
+        try clusterOptions.apply(to: &cfg)
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
@@ -73,8 +80,24 @@ struct Eval: ParsableCommand {
         }
         let campaign = EvalCampaign(model: model, tokenizer: tok, evaluator: evaluator, settings: s)
         campaign.log = { log($0) }
+        campaign.progress = progressReporter()
 
         if let list = tuneMemitLambda { return try sweep(list, campaign: campaign, records: recs, evaluator: evaluator) }
+
+        // The workers: their endpoint and the batches' deltas files live in the report directory.
+        var pool: WorkerPool?
+        if cfg.workers != .inProcess {
+            let dir = (out ?? "state/eval") + "/cluster"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let p = try WorkerPool.start(cfg, directory: dir, logLevel: clusterOptions.logLevel)
+            pool = p
+            let backend = try ClusterEvaluation(pool: p, records: AbsolutePath.of(records), generation: gen,
+                                                generationRecords: evaluator.generationRecords,
+                                                snippets: noGeneration ? nil : AbsolutePath.of(snippets), directory: dir + "/deltas")
+            backend.shardRecords = shardRecords
+            campaign.backend = backend
+        }
+        defer { pool?.shutdown() }
 
         let report = try campaign.run(records: recs, firstIndex: offset, name: (records as NSString).lastPathComponent)
         if let dir = out {
@@ -86,6 +109,19 @@ struct Eval: ParsableCommand {
         }
         print(report.markdown())
         if json { print(EvalReport.headlineJSON(report.headline(generation: !noGeneration))) }
+    }
+
+    /// A progress line (done/total, rate, ETA) per long step; a new step starts a new line.
+    func progressReporter() -> (String, Int, Int) -> Void {
+        var current = "", start = 0.0
+        return { what, done, total in
+            let now = ProcessStats.now()
+            if what != current || done == 0 { current = what; start = now }
+            let rate = Double(done) / max(now - start, 1e-9)
+            progressLine(what, done: done, total: total, rate: rate * 60, unit: "per min",
+                         eta: done > 0 ? Double(total - done) / rate : nil)
+            if done == total { finishProgress() }
+        }
     }
 
     func sweep(_ list: String, campaign: EvalCampaign, records recs: [EditRequest], evaluator: CounterFactEvaluator) throws {

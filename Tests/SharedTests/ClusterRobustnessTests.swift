@@ -34,14 +34,14 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertTrue(log.contains("differs from the coordinator's"), "\(log.all)")
         XCTAssertEqual(pool.aliveCount, 0)
 
-        // A hello in protocol version 2 (header), and one that declares version 99 in its body.
+        // A hello in protocol version 3 (header), and one that declares version 99 in its body.
         let ctx = try ZMQContext()
         let dealer = try ZMQSocket(ctx, .dealer)
         try dealer.connect(endpoint)
         var frames = try Message.hello(Hello(name: "future", pid: 1, threads: 1, modelChecksum: "x")).frames()
-        frames[0][4] = 2
-        guard case .refuse(let r) = try exchange(dealer, frames, "version-2 hello") else { return XCTFail("not refused") }
-        XCTAssertTrue(r.reason.contains("protocol version 2 differs"), r.reason)
+        frames[0][4] = 3
+        guard case .refuse(let r) = try exchange(dealer, frames, "version-3 hello") else { return XCTFail("not refused") }
+        XCTAssertTrue(r.reason.contains("protocol version 3 differs"), r.reason)
         let declared = Hello(name: "declared", pid: 1, threads: 1, modelChecksum: try ModelChecksum.of(path: model), protocolVersion: 99)
         guard case .refuse(let r2) = try exchange(dealer, try Message.hello(declared).frames(), "v99 hello") else {
             return XCTFail("not refused")

@@ -82,7 +82,7 @@ final class WireProtocolTests: XCTestCase {
 
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
-        XCTAssertEqual(f[0], Array("AEWP".utf8) + [1, 0, 4, 0], "magic, version 1 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [2, 0, 4, 0], "magic, version 2 LE, kind 4 (heartbeat) LE")
         XCTAssertEqual(f[1], Array("{}".utf8))
     }
 
@@ -96,8 +96,8 @@ final class WireProtocolTests: XCTestCase {
         expect(good + [[], []], .frameCount(4), "too many frames")
         expect([[1, 2, 3], good[1]], .badHeader(bytes: 3), "short header")
         expect([Array("XXXX".utf8) + [1, 0, 1, 0], good[1]], .badMagic(Array("XXXX".utf8)), "bad magic")
-        expect([Array("AEWP".utf8) + [2, 0, 1, 0], good[1]], .wrongVersion(found: 2, kind: 1), "wrong version")
-        expect([Array("AEWP".utf8) + [1, 0, 99, 0], good[1]], .unknownKind(99), "unknown kind")
+        expect([Array("AEWP".utf8) + [3, 0, 1, 0], good[1]], .wrongVersion(found: 3, kind: 1), "wrong version")
+        expect([Array("AEWP".utf8) + [UInt8(WireProtocol.version), 0, 99, 0], good[1]], .unknownKind(99), "unknown kind")
         expect([good[0], good[1], [1]], .payload(kind: "hello", expected: false), "payload on hello")
         let result = try Message.result(JobResult(jobID: 1, seconds: 0, output: .covariance(tokens: 1)), payload: []).frames()
         expect(Array(result.prefix(2)), .payload(kind: "result", expected: true), "result without payload")

@@ -165,6 +165,6 @@ final class WorkerProcessTests: XCTestCase {
         ClusterTestSupport.wait(p, seconds: 10, "worker facing protocol version 7")
         let said = ClusterTestSupport.read(dir + "/worker.log")
         XCTAssertEqual(p.terminationStatus, 3, said)
-        XCTAssertTrue(said.contains("the coordinator speaks protocol version 7; this worker speaks 1"), said)
+        XCTAssertTrue(said.contains("the coordinator speaks protocol version 7; this worker speaks \(WireProtocol.version)"), said)
     }
 }

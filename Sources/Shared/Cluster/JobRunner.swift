@@ -63,8 +63,22 @@ public final class JobRunner {
 
     public func evaluation(_ shard: EvaluationShard) throws -> EvalShard {
         let records = try FactsFile.read(path: shard.facts, offset: shard.first, limit: shard.count)
-        return try CounterFactEvaluator(model: model, tokenizer: tokenizer, generation: shard.generation)
-            .evaluate(records, firstIndex: shard.first)
+        guard records.count == shard.count else {
+            throw EvalError.unreadable("\(shard.facts) has \(shard.first + records.count) records; the shard wants \(shard.first)..<\(shard.first + shard.count)")
+        }
+        var ev = CounterFactEvaluator(model: model, tokenizer: tokenizer, generation: shard.generation,
+                                      snippets: try shard.snippets.map(snippets(path:)))
+        ev.generationRecords = shard.generationRecords
+        return try ev.evaluate(records, firstIndex: shard.first)
+    }
+
+    /// Attribute snippets (with their TF-IDF), read once per path.
+    private var snippetCache: [String: AttributeSnippets] = [:]
+    private func snippets(path: String) throws -> AttributeSnippets {
+        if let s = lock.withLock({ snippetCache[path] }) { return s }
+        let s = try AttributeSnippets.read(path: path)
+        lock.withLock { snippetCache[path] = s }
+        return s
     }
 
     public func covariance(_ shard: CovarianceShard, progress: @escaping (String) -> Void = { _ in }) throws -> KeyStatistics {

@@ -27,12 +27,30 @@ public struct EvalCampaignSettings: Sendable {
     public init() {}
 }
 
+/// Where a campaign's CounterFact evaluations and v* run when not in this process (the cluster, see
+/// Cluster/ClusterEvaluation.swift). The solve, general capability and the hidden shift stay here, on
+/// this process's copy of the model, which every committed batch also edits.
+public protocol EvalBackend: AnyObject {
+    /// The records' evaluation on the weights of the batches committed so far; `records` are records
+    /// `firstIndex…` of the campaign's records file.
+    func evaluate(_ records: [EditRequest], firstIndex: Int, progress: (Int) -> Void) throws -> EvalShard
+    /// v* of batch `index` (1, 2, …) on the weights of batches 1..<index.
+    func targets(_ batch: [EditRequest], batch index: Int, hyperparameters: EditHyperparameters,
+                 templates: ContextTemplates, progress: (Int) -> Void) throws -> [ZResult]
+    /// Batch `index` is applied here: from now on evaluations and v* use its deltas.
+    func committed(batch index: Int, deltas: BatchDeltas) throws
+}
+
 public final class EvalCampaign {
     public let model: LlamaModel
     public let tokenizer: BPETokenizer
     public let evaluator: CounterFactEvaluator
     public let settings: EvalCampaignSettings
     public var log: (String) -> Void = { _ in }
+    /// (what, done, total) during long steps: CounterFact evaluations (records) and v* (requests).
+    public var progress: (String, Int, Int) -> Void = { _, _, _ in }
+    /// nil: everything in this process.
+    public var backend: EvalBackend?
     public private(set) var editor: Editor?
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, evaluator: CounterFactEvaluator, settings: EvalCampaignSettings) {
@@ -83,6 +101,13 @@ public final class EvalCampaign {
         return g
     }
 
+    func evaluate(_ records: [EditRequest], firstIndex: Int, _ what: String) throws -> EvalShard {
+        let report = { (n: Int) in self.progress(what, n, records.count) }
+        report(0)
+        if let backend { return try backend.evaluate(records, firstIndex: firstIndex, progress: report) }
+        return try evaluator.evaluate(records, firstIndex: firstIndex, progress: report)
+    }
+
     /// Runs the protocol on `records` (record `firstIndex` of `name` first).
     public func run(records: [EditRequest], firstIndex: Int, name: String) throws -> EvalReport {
         let s = settings
@@ -91,7 +116,7 @@ public final class EvalCampaign {
         func timed<T>(_ f: () throws -> T) rethrows -> T { let t = ProcessStats.now(); defer { evalTime += ProcessStats.now() - t }; return try f() }
 
         log("evaluating the unedited model on \(records.count) records")
-        let pre = try timed { try evaluator.evaluate(records, firstIndex: firstIndex) }
+        let pre = try timed { try evaluate(records, firstIndex: firstIndex, "pre-edit evaluation") }
         let known = pre.knownIndices
         log("pre-edit: " + Self.brief(pre.summary()) + "; the model prefers the true target on \(known.count) records")
         var curve = [EvalPoint(edits: 0, summary: pre.summary(), general: try timed { try general() })]
@@ -103,6 +128,11 @@ public final class EvalCampaign {
         if let dir = s.state {
             let st = try EditState.load(directory: dir)
             try st.apply(to: model)
+            if let backend {
+                for (i, b) in st.manifest.batches.enumerated() {
+                    try backend.committed(batch: i + 1, deltas: try BatchDeltas.read(from: try st.verified(b.deltas)))
+                }
+            }
             edits = st.manifest.batches.reduce(0) { $0 + $1.requests }
             hp = st.manifest.hyperparameters
             log("applied \(dir): \(st.manifest.batches.count) batches, \(edits) edits")
@@ -113,13 +143,23 @@ public final class EvalCampaign {
             hp = s.hp
             for b in stride(from: 0, to: records.count, by: s.batchSize) {
                 let batch = Array(records[b..<min(b + s.batchSize, records.count)])
-                let out = try ed.apply(batch)
+                let index = b / s.batchSize + 1
+                let what = "batch \(index) v*"
+                progress(what, 0, batch.count)
+                let tb = ProcessStats.now()
+                let zs = try backend?.targets(batch, batch: index, hyperparameters: s.hp, templates: ed.templates) {
+                    self.progress(what, $0, batch.count)
+                }
+                let remoteZ = ProcessStats.now() - tb
+                var out = try ed.apply(batch, zs: zs) { self.progress(what, $0, batch.count) }
+                if zs != nil { out.zSeconds = remoteZ }  // v* ran on the workers: its time is the wait for them
+                try backend?.committed(batch: index, deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas))
                 edits += batch.count
                 let losses = out.z.map { String(format: "%.2f", $0.losses.last?.first ?? .nan) }.joined(separator: " ")
                 log(String(format: "batch of %d: v* %.0f s, solve %.2f s; edits %d; v* final losses: %@",
                            batch.count, out.zSeconds, out.solveSeconds, edits, losses))
                 if edits < records.count, edits % s.generalEvery == 0 {
-                    let done = try timed { try evaluator.evaluate(Array(records[..<edits]), firstIndex: firstIndex) }
+                    let done = try timed { try evaluate(Array(records[..<edits]), firstIndex: firstIndex, "evaluation after \(edits) edits") }
                     curve.append(EvalPoint(edits: edits, summary: done.summary(), general: try timed { try general() }))
                     log("after \(edits) edits: " + Self.brief(done.summary()))
                 }
@@ -130,7 +170,7 @@ public final class EvalCampaign {
         var shift: HiddenShift?
         if edits > 0 {
             log("evaluating the edited model")
-            post = try timed { try evaluator.evaluate(records, firstIndex: firstIndex) }
+            post = try timed { try evaluate(records, firstIndex: firstIndex, "post-edit evaluation") }
             curve.append(EvalPoint(edits: edits, summary: post.summary(), general: try timed { try general() }))
             if let hiddenBefore {
                 let after = try timed { try HiddenStates.capture(model: model, tokenizer: tokenizer, prompts: s.hiddenPrompts, layer: s.hp.zLayer) }

@@ -17,8 +17,9 @@ import Foundation
 
 public enum WireProtocol {
     public static let magic: [UInt8] = Array("AEWP".utf8)
-    /// Bump on any change to the header, a kind's number or a body's fields.
-    public static let version: UInt16 = 1
+    /// Bump on any change to the header, a kind's number or a body's fields. 2: an evaluation shard
+    /// names the records that generate and the attribute-snippets file.
+    public static let version: UInt16 = 2
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
     /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
@@ -99,8 +100,14 @@ public struct EvaluationShard: Codable, Equatable, Sendable {
     public var count: Int
     /// nil: scores only (no generated texts, so no fluency).
     public var generation: GenerationSettings?
-    public init(facts: String, first: Int, count: Int, generation: GenerationSettings? = nil) {
+    /// Records (file indices) that generate; nil: all (CounterFactEvaluator.generationRecords).
+    public var generationRecords: Range<Int>?
+    /// Attribute snippets for consistency (a path the worker can read); nil: no consistency.
+    public var snippets: String?
+    public init(facts: String, first: Int, count: Int, generation: GenerationSettings? = nil,
+                generationRecords: Range<Int>? = nil, snippets: String? = nil) {
         self.facts = facts; self.first = first; self.count = count; self.generation = generation
+        self.generationRecords = generationRecords; self.snippets = snippets
     }
 }
 

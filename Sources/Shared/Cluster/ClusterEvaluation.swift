@@ -1,0 +1,75 @@
+// Multi-node evaluation (issue 5 §2): an EvalCampaign whose CounterFact evaluations and v* run on
+// the cluster's workers. Records go out in shards of consecutive file indices (`evaluation` jobs, the
+// worker reads them from the same records file); the shards merge in record order, and each record's
+// figures do not depend on its shard (CounterFactEvaluator), so the merged result equals the
+// single-process run. v* goes out in DistributedTargets' fixed chunks. Every batch the coordinator
+// applies is written as a BatchDeltas file and committed to the pool, which brings each worker to
+// that weights version before its next job.
+import Foundation
+
+public final class ClusterEvaluation: EvalBackend {
+    public let pool: WorkerPool
+    /// The records file, as a path the workers can read.
+    public let records: String
+    public let generation: GenerationSettings?
+    public let generationRecords: Range<Int>?
+    public let snippets: String?
+    /// Where the batches' deltas files are written for the workers.
+    public let directory: String
+    /// Records per evaluation job.
+    public var shardRecords = 10
+
+    public init(pool: WorkerPool, records: String, generation: GenerationSettings?, generationRecords: Range<Int>?,
+                snippets: String?, directory: String) throws {
+        self.pool = pool; self.records = records; self.generation = generation
+        self.generationRecords = generationRecords; self.snippets = snippets; self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// Shards of at most `size` consecutive records of `first..<first + count`.
+    public static func shards(first: Int, count: Int, size: Int) -> [Range<Int>] {
+        stride(from: first, to: first + count, by: max(1, size)).map { $0..<min($0 + max(1, size), first + count) }
+    }
+
+    public func evaluate(_ recs: [EditRequest], firstIndex: Int, progress: (Int) -> Void) throws -> EvalShard {
+        let ranges = Self.shards(first: firstIndex, count: recs.count, size: shardRecords)
+        let works: [Work] = ranges.map {
+            .evaluation(EvaluationShard(facts: records, first: $0.lowerBound, count: $0.count, generation: generation,
+                                        generationRecords: generationRecords, snippets: snippets))
+        }
+        var parts: [EvalShard] = []
+        var done = 0
+        try pool.run(works) { i, result, _ in
+            guard case .evaluation(let shard) = result.output, shard.records.map(\.index) == Array(ranges[i]) else {
+                throw ClusterError.badResult(job: result.jobID, reason: "evaluation of records \(ranges[i]): wrong kind or records")
+            }
+            parts.append(shard)
+            done += shard.records.count
+            progress(done)
+        }
+        return try EvalShard.merge(parts)
+    }
+
+    public func targets(_ batch: [EditRequest], batch index: Int, hyperparameters: EditHyperparameters,
+                        templates: ContextTemplates, progress: (Int) -> Void) throws -> [ZResult] {
+        let chunks = DistributedTargets.chunks(count: batch.count)
+        var results = [[ZResult]?](repeating: nil, count: chunks.count)
+        var done = 0
+        try DistributedTargets.run(pool: pool, batch: index, requests: batch, pending: Array(chunks.indices),
+                                   hyperparameters: hyperparameters, templates: templates) { c, zs in
+            results[c] = zs
+            done += zs.count
+            progress(done)
+        }
+        return results.flatMap { $0 ?? [] }
+    }
+
+    public func committed(batch index: Int, deltas: BatchDeltas) throws {
+        guard index == pool.weightsVersion + 1 else {
+            throw JobError.deltasOutOfOrder(held: pool.weightsVersion, got: index)
+        }
+        let path = directory + String(format: "/batch-%05d.bin", index)
+        try deltas.write(to: path)
+        pool.commit(version: index, deltas: path)
+    }
+}
