@@ -16,19 +16,34 @@ final class ClusterCovarianceTests: XCTestCase {
         XCTAssertEqual(DistributedTargets.chunks(count: 20), [0..<8, 8..<16, 16..<20], "v* chunks depend only on the batch")
     }
 
-    func testDistributedStatisticsEqualInProcessAndSurviveAKilledWorker() throws {
-        let worker = try ClusterTestSupport.executable("alphaedit-worker")
-        let dir = try ClusterTestSupport.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let model = try ClusterTestSupport.model(in: dir)
-        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 800)
-        let range = 0..<800
-        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: range)
-
+    /// A synthetic model, an 800-sentence corpus, its single-process statistics and a pool of 2 local
+    /// workers with `threads` threads each.
+    struct Setup {
+        let dir: String, corpus: String, range = 0..<800
+        let reference: KeyStatistics
         let log = CapturedLog()
-        let pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model), logger: log.logger)
-        defer { pool.shutdown() }
-        try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: 1, logLevel: "warning")
+        let pool: WorkerPool
+
+        init(threads: Int) throws {
+            let worker = try ClusterTestSupport.executable("alphaedit-worker")
+            dir = try ClusterTestSupport.tempDir()
+            let model = try ClusterTestSupport.model(in: dir)
+            corpus = try ClusterTestSupport.corpus(in: dir, sentences: range.count)
+            reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: range)
+            pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model), logger: log.logger)
+            try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: threads, logLevel: "warning")
+        }
+
+        func close() {
+            pool.shutdown()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+    }
+
+    func testDistributedStatisticsEqualInProcessAndSurviveAKilledWorker() throws {
+        let setup = try Setup(threads: 1)
+        defer { setup.close() }
+        let (pool, log, corpus, range, reference) = (setup.pool, setup.log, setup.corpus, setup.range, setup.reference)
         func plan(_ shard: Int) -> CovarianceJobPlan {
             CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
                               f: ClusterTestSupport.modelConfig.ffn, shardSentences: shard)
@@ -74,18 +89,9 @@ final class ClusterCovarianceTests: XCTestCase {
     /// holds both, both leases expire and both shards run again elsewhere; the sums still equal the
     /// single-process build.
     func testMultiThreadWorkersRunOneShardPerThread() throws {
-        let worker = try ClusterTestSupport.executable("alphaedit-worker")
-        let dir = try ClusterTestSupport.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let model = try ClusterTestSupport.model(in: dir)
-        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 800)
-        let range = 0..<800
-        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: range)
-
-        let log = CapturedLog()
-        let pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model), logger: log.logger)
-        defer { pool.shutdown() }
-        try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: 2, logLevel: "warning")
+        let setup = try Setup(threads: 2)
+        defer { setup.close() }
+        let (pool, corpus, range, reference) = (setup.pool, setup.corpus, setup.range, setup.reference)
         let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
                                      f: ClusterTestSupport.modelConfig.ffn, shardSentences: 50)
 
