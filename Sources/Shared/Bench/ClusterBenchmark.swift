@@ -19,6 +19,8 @@ public struct ClusterBenchmarkReport: Codable, Sendable {
     public var cov_2_workers_tokens_per_s: Double
     /// (t(2 workers × threads/2) − t(in-process, threads)) / t(in-process), percent.
     public var cov_pipeline_overhead_pct: Double
+    /// (t(1 worker × threads) − t(in-process, threads)) / t(in-process), percent.
+    public var cov_1_worker_overhead_pct: Double
     public var max_rel_diff_vs_in_process: Double
     public var vstar_requests: Int
     public var vstar_in_process_requests_per_min: Double
@@ -120,6 +122,7 @@ public enum ClusterBenchmark {
             threads: threads, repeats: repeats, sentences: sentences, tokens: tokens, shard_sentences: shardSentences,
             cov_in_process_tokens_per_s: Double(tokens) / inProcess, cov_1_worker_tokens_per_s: Double(tokens) / one,
             cov_2_workers_tokens_per_s: Double(tokens) / two, cov_pipeline_overhead_pct: 100 * (two - inProcess) / inProcess,
+            cov_1_worker_overhead_pct: 100 * (one - inProcess) / inProcess,
             max_rel_diff_vs_in_process: maxRel, vstar_requests: reqs.count,
             vstar_in_process_requests_per_min: 60 * Double(reqs.count) / zIn,
             vstar_2_workers_requests_per_min: 60 * Double(reqs.count) / zTwo,
