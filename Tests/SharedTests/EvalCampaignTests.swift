@@ -85,7 +85,7 @@ final class EvalCampaignTests: XCTestCase {
             for k in ["efficacy", "generalization", "specificity", "fluency", "edits", "seconds"] { XCTAssertNotNil(obj[k], k) }
             XCTAssertFalse(line.contains("\n"))
             let svg = EvalPlot.svg([("a", EvalPlot.points(report)), ("b", EvalPlot.points(report))])
-            XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 8, "4 panels × 2 series")
+            XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 10, "5 panels × 2 series")
             XCTAssertTrue(report.markdown().contains("| \(method.rawValue), 4 edits (2/batch) |"))
             let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))
             XCTAssertEqual(back.curve, report.curve)

@@ -1,5 +1,6 @@
-// A small SVG chart of eval reports: efficacy, specificity, fluency and general capability (mean F1)
-// against the number of edits, one line per report (e.g. AlphaEdit and MEMIT), four panels side by side.
+// A small SVG chart of eval reports: efficacy, specificity, fluency and general capability (mean F1,
+// wikitext2 perplexity) against the number of edits, one line per report (e.g. AlphaEdit and MEMIT),
+// five panels side by side.
 // A point at k edits scores the k records edited so far, so specificity and fluency are drawn as the
 // change from the unedited model on those same records (0 at 0 edits): absolute values of different
 // record sets would make steps that are not the edits' doing.
@@ -20,6 +21,7 @@ public enum EvalPlot {
         Panel(title: "specificity − unedited (same records)") { change($0, .specificity) },
         Panel(title: "fluency − unedited (×100 bits)") { change($0, .fluency) },
         Panel(title: "general: mean F1") { $0.point.general?.meanF1 },
+        Panel(title: "general: wikitext2 perplexity") { $0.point.general?.perplexity },
     ]
 
     /// The report's curve with the unedited summaries of the same records (from its pre-edit shard).
