@@ -26,9 +26,9 @@ public final class ClusterEvaluation: EvalBackend {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
-    /// Shards of at most `size` consecutive records of `first..<first + count`.
+    /// Shards of at most `size` consecutive records of `first..<first + count` (v*'s chunking, shifted).
     public static func shards(first: Int, count: Int, size: Int) -> [Range<Int>] {
-        stride(from: first, to: first + count, by: max(1, size)).map { $0..<min($0 + max(1, size), first + count) }
+        DistributedTargets.chunks(count: count, size: size).map { ($0.lowerBound + first)..<($0.upperBound + first) }
     }
 
     public func evaluate(_ recs: [EditRequest], firstIndex: Int, progress: (Int) -> Void) throws -> EvalShard {
@@ -65,11 +65,15 @@ public final class ClusterEvaluation: EvalBackend {
     }
 
     public func committed(batch index: Int, deltas: BatchDeltas) throws {
+        let path = directory + String(format: "/batch-%05d.bin", index)
+        try deltas.write(to: path)
+        try committed(batch: index, file: path)
+    }
+
+    public func committed(batch index: Int, file: String) throws {
         guard index == pool.weightsVersion + 1 else {
             throw JobError.deltasOutOfOrder(held: pool.weightsVersion, got: index)
         }
-        let path = directory + String(format: "/batch-%05d.bin", index)
-        try deltas.write(to: path)
-        pool.commit(version: index, deltas: path)
+        pool.commit(version: index, deltas: file)
     }
 }

@@ -155,8 +155,7 @@ public final class WorkerNode {
     /// covariance shards while a slot (a thread) is free.
     private func hasSlot(for job: JobAssignment) -> Bool {
         guard busy else { return true }
-        guard case .covariance = job.work else { return false }
-        return running.count < runner.threads && running.values.allSatisfy { $0 }
+        return job.work.isCovariance && running.count < runner.threads && running.values.allSatisfy { $0 }
     }
 
     private func start(_ job: JobAssignment, send: (Message) -> Void) {
@@ -170,9 +169,7 @@ public final class WorkerNode {
             send(.jobFailed(JobFailure(jobID: job.id, reason: "\(e)", retryable: true)))
             return
         }
-        var isCovariance = false
-        if case .covariance = job.work { isCovariance = true }
-        running[job.id] = isCovariance
+        running[job.id] = job.work.isCovariance
         log.info("job \(job.id): \(job.work.name) started (\(running.count) running)")
         let runner = self.runner, log = self.log
         let thread = Thread { [weak self] in

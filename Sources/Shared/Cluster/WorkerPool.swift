@@ -263,8 +263,8 @@ public final class WorkerPool {
     /// Whether worker `w` can take `job` now (mirrors WorkerNode.hasSlot).
     private func hasSlot(_ w: PoolWorker, for job: JobAssignment) -> Bool {
         guard !w.jobs.isEmpty else { return true }
-        guard case .covariance = job.work, w.jobs.count < max(1, w.hello.threads) else { return false }
-        return w.jobs.allSatisfy { j in jobs[j].map { if case .covariance = $0.work { true } else { false } } ?? true }
+        return job.work.isCovariance && w.jobs.count < max(1, w.hello.threads)
+            && w.jobs.allSatisfy { jobs[$0]?.work.isCovariance ?? true }
     }
 
     /// Leases queued jobs, one per worker per round (so two idle workers get one each before either

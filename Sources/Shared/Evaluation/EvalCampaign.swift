@@ -39,6 +39,8 @@ public protocol EvalBackend: AnyObject {
                  templates: ContextTemplates, progress: (Int) -> Void) throws -> [ZResult]
     /// Batch `index` is applied here: from now on evaluations and v* use its deltas.
     func committed(batch index: Int, deltas: BatchDeltas) throws
+    /// The same for deltas already in a checked BatchDeltas file (an existing edit state's).
+    func committed(batch index: Int, file: String) throws
 }
 
 public final class EvalCampaign {
@@ -130,7 +132,7 @@ public final class EvalCampaign {
             try st.apply(to: model)
             if let backend {
                 for (i, b) in st.manifest.batches.enumerated() {
-                    try backend.committed(batch: i + 1, deltas: try BatchDeltas.read(from: try st.verified(b.deltas)))
+                    try backend.committed(batch: i + 1, file: try st.verified(b.deltas))
                 }
             }
             edits = st.manifest.batches.reduce(0) { $0 + $1.requests }

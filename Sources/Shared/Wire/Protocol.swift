@@ -123,6 +123,12 @@ public enum Work: Codable, Equatable, Sendable {
         case .evaluation: "evaluation"
         }
     }
+
+    /// Covariance shards share a worker, one per thread; other work runs alone (WorkerNode, WorkerPool).
+    public var isCovariance: Bool {
+        if case .covariance = self { return true }
+        return false
+    }
 }
 
 public struct JobAssignment: Codable, Equatable, Sendable {
