@@ -10,3 +10,10 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
 fi
 swift build -c release --build-tests
 swift test -c release --skip-build "$@"
+# The determinism tests again on the AVX2 kernels (ours and OpenBLAS's), so an AVX-512 machine checks
+# the AVX2 paths too (issue 15: a sharded or distributed result equals the single-process one on both).
+if [ $# -eq 0 ]; then
+  echo "== determinism tests on the AVX2 kernels (ALPHAEDIT_ISA=avx2, OPENBLAS_CORETYPE=HASWELL)"
+  ALPHAEDIT_ISA=avx2 OPENBLAS_CORETYPE=HASWELL swift test -c release --skip-build \
+    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests'
+fi

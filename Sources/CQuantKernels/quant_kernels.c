@@ -10,6 +10,7 @@
 #include "quant_kernels.h"
 
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define QK_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -30,11 +31,16 @@ static inline int64_t tile_size(int64_t t, int64_t max) {
 
 static qk_isa detect_isa(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+    // ALPHAEDIT_ISA=avx2 (or none) caps the choice, so an AVX-512 machine can test the AVX2 paths.
+    const char *cap = getenv("ALPHAEDIT_ISA");
+    const int max_isa = cap && strcmp(cap, "none") == 0 ? QK_ISA_NONE
+                      : cap && strcmp(cap, "avx2") == 0 ? QK_ISA_AVX2 : QK_ISA_AVX512;
+    if (max_isa >= QK_ISA_AVX512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return QK_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (max_isa >= QK_ISA_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
         return QK_ISA_AVX2;
     return QK_ISA_NONE;
 }

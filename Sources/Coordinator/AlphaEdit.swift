@@ -61,8 +61,8 @@ struct ClusterOptions: ParsableArguments {
         if let cluster, WorkerMode.parse(cluster) == nil {
             throw ValidationError("--cluster must be in-process, local N (1-64) or remote")
         }
-        if let endpoint, !(endpoint.hasPrefix("tcp://") || endpoint.hasPrefix("ipc://")) {
-            throw ValidationError("--endpoint must start with tcp:// or ipc://")
+        if let endpoint, let why = Endpoint.problem(endpoint) {
+            throw ValidationError("--endpoint \(endpoint.prefix(80)): \(why)")
         }
         if let workerThreads, !(1...256).contains(workerThreads) { throw ValidationError("--worker-threads must be 1-256") }
     }

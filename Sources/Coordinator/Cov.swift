@@ -23,8 +23,9 @@ struct Cov: ParsableCommand {
     var out: String?
     @Option(help: "Null-space threshold τ: eigenvalues of C0 below it span the kept directions.")
     var threshold: Double?
-    @Option(help: "Tokens per forward batch.") var batchTokens = CovarianceBuilder.defaultBatchTokens
-    @Option(help: "In-process only: forward passes in parallel, sharing --threads (default: one per thread).") var workers: Int?
+    @Option(help: "Sentences per forward batch: batch b is corpus sentences b·N ..< (b+1)·N, the same in every shard.")
+    var batchSentences = CovarianceBuilder.defaultBatchSentences
+    @Option(help: "In-process only: forward passes in parallel, one BLAS thread each (default: --threads).") var workers: Int?
     @Option(help: "Sentences per distributed job (default: the config's `shard_sentences`).") var shardSentences: Int?
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
@@ -66,7 +67,7 @@ struct Cov: ParsableCommand {
             throw ValidationError("--offset must be a sentence index (0 or more)")
         }
         if let threshold, !(threshold.isFinite && threshold > 0) { throw ValidationError("--threshold must be a positive number") }
-        guard batchTokens >= 1 else { throw ValidationError("--batch-tokens must be at least 1") }
+        guard batchSentences >= 1 else { throw ValidationError("--batch-sentences must be at least 1") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let shardSentences, shardSentences < 1 { throw ValidationError("--shard-sentences must be at least 1") }
         if let layers { _ = try LayerList.parse(layers) }  // syntax now; the model's layer count once it is loaded
@@ -95,9 +96,8 @@ struct Cov: ParsableCommand {
         if cfg.workers == .inProcess {
             let model = try LlamaModel(path: cfg.model)
             let tok = try BPETokenizer(gguf: model.gguf)
-            workers = min(self.workers ?? cfg.threads, cfg.threads)
-            BLAS.setThreads(max(1, cfg.threads / workers))
-            let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchTokens: batchTokens,
+            workers = self.workers ?? cfg.threads
+            let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchSentences: batchSentences,
                                                 workers: workers)
             stats = try builder.build(corpus: corpus, range: range, provenance: provenance) { p in
                 printer.show(String(format: "K0 statistics: %d/%d sentences, %d/%d tokens, %.0f tokens/s, ",
@@ -106,7 +106,7 @@ struct Cov: ParsableCommand {
             }
         } else {
             let plan = CovarianceJobPlan(corpus: AbsolutePath.of(corpus), range: range, layers: chosen,
-                                         f: modelConfig.ffn, batchTokens: batchTokens,
+                                         f: modelConfig.ffn, batchSentences: batchSentences,
                                          shardSentences: shardSentences ?? cfg.shardSentences)
             let cluster = try WorkerPool.start(cfg, directory: out, logLevel: clusterOptions.logLevel)
             defer { cluster.shutdown() }

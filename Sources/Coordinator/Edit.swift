@@ -30,15 +30,24 @@ struct Edit: ParsableCommand {
         let state = self.state ?? cfg.state, corpus = self.corpus ?? cfg.corpus
         let covSentences = self.covSentences ?? cfg.covSentences
         guard covSentences > 0 else { throw ValidationError("--cov-sentences must be positive") }
+        // One coordinator per state directory, held until this process exits (Store/StateLock.swift).
+        let lock = try StateLock(directory: state)
+        defer { lock.release() }
         let requests = try FactsFile.read(path: facts, limit: limit)   // every record checked before any work
+        guard FileManager.default.isReadableFile(atPath: corpus) else {
+            throw ValidationError("cannot read the K0 corpus \(corpus) (--corpus, or the config's `corpus`)")
+        }
         var hp = cfg.hyperparameters
         if let vLr { hp.vLR = vLr }
         let settings = CampaignSettings(
             method: m, model: cfg.model, modelChecksum: try EditState.fileChecksum(cfg.model),
             facts: facts, factsChecksum: try EditState.fileChecksum(facts), requestCount: requests.count,
-            batchSize: batchSize, hyperparameters: hp, templateSeed: seed, corpus: corpus, covSentences: covSentences)
+            batchSize: batchSize, hyperparameters: hp, templateSeed: seed, corpus: corpus, covSentences: covSentences,
+            corpusChecksum: try EditState.fileChecksum(corpus))
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
+        try FactsFile.checkLengths(requests, name: facts, tokenizer: tok, context: model.config.context,
+                                   reserve: FactsFile.templateReserve)
 
         // The database is the commit record: a campaign with other settings is refused, a matching one
         // continues after its last committed batch.
@@ -147,10 +156,7 @@ struct Edit: ParsableCommand {
 
     func buildLocally(_ hp: EditHyperparameters, _ model: LlamaModel, _ tok: BPETokenizer, _ threads: Int,
                       corpus: String, sentences: Int) throws -> KeyStatistics {
-        // One forward pass per thread, one BLAS thread each: faster here than one pass on all threads
-        // (see CovarianceBuilder.workers).
-        BLAS.setThreads(1)
-        defer { BLAS.setThreads(threads) }
+        // One forward pass per thread, one BLAS thread each (see CovarianceBuilder.workers).
         let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: hp.layers, workers: threads)
         return try builder.build(corpus: corpus, range: 0..<sentences) { p in
             progressLine("K0 statistics", done: p.sentencesDone, total: p.sentencesTotal, rate: p.tokensPerSecond, unit: "tokens/s", eta: p.eta)

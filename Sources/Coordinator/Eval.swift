@@ -57,6 +57,8 @@ struct Eval: ParsableCommand {
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
+        try FactsFile.checkLengths(recs, name: records, firstRecord: offset + 1, tokenizer: tok, context: model.config.context,
+                                   reserve: FactsFile.templateReserve + (noGeneration ? 0 : genTokens))
 
         var s = EvalCampaignSettings()
         s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences

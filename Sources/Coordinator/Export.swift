@@ -13,12 +13,15 @@ struct Export: ParsableCommand {
         let cfg = try modelOptions.resolved()
         let model = try LlamaModel(path: cfg.model)
         let st = try EditState.load(directory: state)
+        try st.checkModel(path: cfg.model, gguf: model.gguf)
         try st.apply(to: model)
         var replaced: [String: [Float]] = [:]
         for l in Set(st.manifest.batches.isEmpty ? [] : st.manifest.hyperparameters.layers) {
             replaced[GGUFNames.ffnDown(l)] = model.weights.layers[l].down.array
         }
-        try GGUFWriter.copy(from: model.gguf, replacing: replaced).write(to: out)
+        var writer = try GGUFWriter.copy(from: model.gguf, replacing: replaced)
+        for (key, value) in st.exportMetadata { try writer.set(key, value) }
+        try writer.write(to: out)
         print("wrote \(out): \(replaced.count) edited tensors as F32, \(model.gguf.tensors.count - replaced.count) copied")
     }
 }

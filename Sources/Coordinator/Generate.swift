@@ -16,7 +16,11 @@ struct Generate: ParsableCommand {
         let cfg = try modelOptions.resolved()
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
-        if let state { try EditState.load(directory: state).apply(to: model) }
+        if let state {
+            let st = try EditState.load(directory: state)
+            try st.checkModel(path: cfg.model, gguf: model.gguf)
+            try st.apply(to: model)
+        }
         let ids = tok.encode(prompt)
         var sampler = Sampler(mode: topK.map { .topK($0) } ?? .greedy, seed: seed)
         let out = StreamingPrinter(tokenizer: tok)

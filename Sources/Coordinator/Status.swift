@@ -10,11 +10,13 @@ struct Status: ParsableCommand {
     @Option(help: "State directory of an edit campaign.") var state: String
     @Flag(help: "Print one JSON object.") var json = false
     @Option(help: "A worker counts as alive when seen within this many seconds.") var liveness: Double = 15
+    @Flag(help: "Skip recomputing the checksums of the committed files.") var noVerify = false
 
     func run() throws {
         guard liveness > 0 else { throw ValidationError("--liveness must be positive") }
-        let store = try JobStore(directory: state, create: false)
-        let s = try store.status(now: Date().timeIntervalSince1970, liveness: liveness)
+        let store = try JobStore(directory: state, create: false, readOnly: true)
+        var s = try store.status(now: Date().timeIntervalSince1970, liveness: liveness)
+        if !noVerify { (s.filesChecked, s.filesBad) = try store.verifyFiles() }
         if json {
             try printJSON(s)
             return
@@ -31,7 +33,12 @@ struct Status: ParsableCommand {
             ("jobs", JobState.allCases.map { "\($0.rawValue) \(s.jobs[$0.rawValue] ?? 0)" }.joined(separator: ", ")),
             ("workers", "\(s.workersAlive) alive (\(s.workersKnown) known)"),
             ("last batch", last ?? "–"),
+            ("files", s.filesChecked.map { n in
+                (s.filesBad ?? []).isEmpty ? "\(n) committed files match their checksums"
+                    : "\((s.filesBad ?? []).count) of \(n) BAD: " + (s.filesBad ?? []).joined(separator: "; ")
+            } ?? "not checked (--no-verify)"),
         ]
         for (k, v) in rows { print(k.padding(toLength: 11, withPad: " ", startingAt: 0) + v) }
+        if let bad = s.filesBad, !bad.isEmpty { throw ExitCode(4) }
     }
 }

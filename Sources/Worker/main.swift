@@ -21,6 +21,7 @@ struct WorkerCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") }
+        if let why = Endpoint.problem(connect) { throw ValidationError("--connect \(connect.prefix(80)): \(why)") }
     }
 
     func run() throws {

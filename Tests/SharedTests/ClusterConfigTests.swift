@@ -68,7 +68,12 @@ final class ClusterConfigTests: XCTestCase {
     func testInvalidValuesNameKeyAndLine() {
         let cases: [(String, String)] = [
             ("threads = 2\nworkers = many", #"config line 2: workers = "many" is invalid (expected in-process, local N (1-64) or remote)"#),
-            ("endpoint = http://x", #"config line 1: endpoint = "http://x" is invalid (expected tcp://host:port or ipc://path)"#),
+            ("endpoint = http://x", #"config line 1: endpoint = "http://x" is invalid (expected tcp://host:port or ipc://path: it starts with neither tcp:// nor ipc://)"#),
+            // Issue 15 §6: a port outside 1-65535, and a pasted blob cut to a readable length.
+            ("endpoint = tcp://10.0.0.1:70000", #"config line 1: endpoint = "tcp://10.0.0.1:70000" is invalid (expected tcp://host:port or ipc://path: port "70000" is not 1-65535)"#),
+            ("endpoint = tcp://10.0.0.1:0", #"config line 1: endpoint = "tcp://10.0.0.1:0" is invalid (expected tcp://host:port or ipc://path: port "0" is not 1-65535)"#),
+            ("threads = " + String(repeating: "9", count: 5000), #"config line 1: threads = ""# + String(repeating: "9", count: 57)
+                + #"… (5000 characters)" is invalid (expected an integer 1-256)"#),
             ("\n\nv_lr = -1", #"config line 3: v_lr = "-1" is invalid (expected a positive number)"#),
             ("layers = 7-3", #"config line 1: layers = "7-3" is invalid (expected a layer list such as 3-7 or 3,5,7)"#),
             ("shard_sentences = 0", #"config line 1: shard_sentences = "0" is invalid (expected an integer 1-100000000)"#),

@@ -7,11 +7,14 @@ import XCTest
 
 final class ClusterCovarianceTests: XCTestCase {
     func testShardPlanCoversTheRangeOnceInOrder() {
-        for (range, size) in [(0..<800, 300), (10..<11, 5), (5..<1005, 100), (0..<7, 1)] {
+        // Shards of `size` rounded up to whole batches of 24 sentences (CovarianceBuilder's global batches).
+        for (range, size, expected) in [(0..<800, 300, [0, 312, 624]), (10..<11, 5, [10]), (5..<1005, 100, [5, 120, 240, 360, 480, 600, 720, 840, 960]),
+                                         (0..<7, 1, [0])] {
             let shards = CovarianceJobPlan(corpus: "c", range: range, layers: [1], f: 4, shardSentences: size).shards
-            XCTAssertEqual(shards.map(\.first), Array(stride(from: range.lowerBound, to: range.upperBound, by: size)))
+            XCTAssertEqual(shards.map(\.first), expected)
             XCTAssertEqual(shards.reduce(0) { $0 + $1.count }, range.count, "\(range) in shards of \(size)")
-            XCTAssertTrue(shards.allSatisfy { $0.count >= 1 && $0.count <= size })
+            XCTAssertTrue(zip(shards, shards.dropFirst()).allSatisfy { $0.first + $0.count == $1.first })
+            XCTAssertTrue(shards.allSatisfy { $0.count >= 1 && $0.count <= (size + 23) / 24 * 24 && $0.batchSentences == 24 })
         }
         XCTAssertEqual(DistributedTargets.chunks(count: 20), [0..<8, 8..<16, 16..<20], "v* chunks depend only on the batch")
     }

@@ -1,7 +1,8 @@
 // Multi-node evaluation (issue 5 §2) with real worker processes on the synthetic model: an edit-and-
 // evaluate campaign whose evaluations (shards of 2 records) and v* run on 2 workers gives exactly the
 // report of the same campaign in one process: every record's NLLs, top-1 flags, generated texts,
-// fluency and consistency, before and after the edits.
+// fluency and consistency, before and after the edits — with 2 threads a worker against 1 in-process
+// (on AVX2 machines OpenBLAS's rounding follows the thread count unless BLAS.singleThreaded).
 import Foundation
 import Shared
 import XCTest
@@ -49,7 +50,8 @@ final class ClusterEvaluationTests: XCTestCase {
             var pool: WorkerPool?
             if let log {
                 let p = try WorkerPool(endpoint: "ipc://\(dir)/e.ipc", modelChecksum: try ModelChecksum.of(path: modelPath), logger: log.logger)
-                try p.spawnLocal(count: 2, executable: worker, modelPath: modelPath, threads: 1, logLevel: "warning")
+                // 2 threads a worker against 1 in-process: a record's figures and v* must not depend on it.
+                try p.spawnLocal(count: 2, executable: worker, modelPath: modelPath, threads: 2, logLevel: "warning")
                 let b = try ClusterEvaluation(pool: p, records: facts, generation: generation, generationRecords: 1..<3,
                                               snippets: snippetsPath, directory: dir + "/deltas")
                 b.shardRecords = 2

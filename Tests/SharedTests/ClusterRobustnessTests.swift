@@ -34,14 +34,14 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertTrue(log.contains("differs from the coordinator's"), "\(log.all)")
         XCTAssertEqual(pool.aliveCount, 0)
 
-        // A hello in protocol version 3 (header), and one that declares version 99 in its body.
+        // A hello in the next protocol version (header), and one that declares version 99 in its body.
         let ctx = try ZMQContext()
         let dealer = try ZMQSocket(ctx, .dealer)
         try dealer.connect(endpoint)
-        var frames = try Message.hello(Hello(name: "future", pid: 1, threads: 1, modelChecksum: "x")).frames()
-        frames[0][4] = 3
-        guard case .refuse(let r) = try exchange(dealer, frames, "version-3 hello") else { return XCTFail("not refused") }
-        XCTAssertTrue(r.reason.contains("protocol version 3 differs"), r.reason)
+        var frames = try Message.hello(Hello(name: "future", pid: 1, threads: 1, modelChecksum: "0123456789abcdef")).frames()
+        frames[0][4] = UInt8(WireProtocol.version + 1)
+        guard case .refuse(let r) = try exchange(dealer, frames, "next-version hello") else { return XCTFail("not refused") }
+        XCTAssertTrue(r.reason.contains("protocol version \(WireProtocol.version + 1) differs"), r.reason)
         let declared = Hello(name: "declared", pid: 1, threads: 1, modelChecksum: try ModelChecksum.of(path: model), protocolVersion: 99)
         guard case .refuse(let r2) = try exchange(dealer, try Message.hello(declared).frames(), "v99 hello") else {
             return XCTFail("not refused")
@@ -61,7 +61,7 @@ final class ClusterRobustnessTests: XCTestCase {
         defer { pool.shutdown() }
         try pool.spawnLocal(count: 2, executable: worker, modelPath: dir + "/missing.gguf", threads: 1, logLevel: "critical")
         let t0 = ProcessStats.now()
-        let shard = CovarianceShard(corpus: dir + "/c.jsonl", first: 0, count: 1, layers: [1], batchTokens: 64)
+        let shard = CovarianceShard(corpus: dir + "/c.jsonl", first: 0, count: 1, layers: [1], batchSentences: 8)
         XCTAssertThrowsError(try pool.run([.covariance(shard)]) { _, _, _ in }) { e in
             XCTAssertTrue("\(e)".contains("every local worker exited (codes [1, 1])"), "\(e)")
         }
@@ -90,7 +90,7 @@ final class ClusterRobustnessTests: XCTestCase {
         let ctx = try ZMQContext()
         let dealer = try ZMQSocket(ctx, .dealer)
         try dealer.connect(endpoint)  // ZeroMQ retries until the coordinator has bound
-        let hello = try Message.hello(Hello(name: "raw", pid: 1, threads: 1, modelChecksum: "x")).frames()
+        let hello = try Message.hello(Hello(name: "raw", pid: 1, threads: 1, modelChecksum: "0123456789abcdef")).frames()
         let garbage: [(String, [[UInt8]])] = [
             ("one random frame", [[0xde, 0xad, 0xbe, 0xef]]),
             ("bad magic", [Array("HTTP".utf8) + [1, 0, 1, 0], Array("{}".utf8)]),
@@ -121,5 +121,75 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertLessThanOrEqual(rel, 1e-9)
         ClusterTestSupport.wait(w, seconds: 10, "worker after shutdown")
         XCTAssertEqual(w.terminationStatus, 0, "the worker was told to shut down")
+    }
+
+    /// Issue 15 §2: a worker with the right model checksum that answers every job with junk does not
+    /// stop the run: each junk result is rejected and its job re-queued, the worker is refused after
+    /// `WorkerPool.maxBadResults` of them (and refused again under its name), and a real worker
+    /// finishes the build with the in-process result. Hellos with impossible fields are rejected.
+    /// On the old main the first junk payload ended `cov` ("result of job 1 is unusable").
+    func testJunkResultsAreRejectedAndTheirSenderRefused() throws {
+        let worker = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 96)
+        let checksum = try ModelChecksum.of(path: model)
+        let log = CapturedLog()
+        let endpoint = "ipc://\(dir)/c.ipc"
+        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
+        defer { pool.shutdown() }
+
+        let ctx = try ZMQContext()
+        let dealer = try ZMQSocket(ctx, .dealer)
+        try dealer.connect(endpoint)
+        for (threads, pid) in [(-3, Int32(7)), (100_000, Int32(7)), (1, Int32(-1))] {
+            let h = Hello(name: "liar", pid: pid, threads: threads, modelChecksum: checksum)
+            guard case .rejected(let r) = try exchange(dealer, try Message.hello(h).frames(), "hello threads \(threads)") else {
+                return XCTFail("hello with threads \(threads), pid \(pid) not rejected")
+            }
+            XCTAssertTrue(r.reason.contains("is invalid"), r.reason)
+        }
+        guard case .welcome = try exchange(dealer, try Message.hello(Hello(name: "junk", pid: 7, threads: 1, modelChecksum: checksum)).frames(),
+                                           "junk hello") else { return XCTFail("not welcomed") }
+
+        // The fake worker: answers every job with a junk payload until it is refused.
+        let fake = Thread {
+            while let frames = try? dealer.receive(timeoutMs: 20_000), let m = try? Message(frames: frames) {
+                switch m {
+                case .job(let j):
+                    let r = JobResult(jobID: j.id, seconds: 0.01, output: .covariance(tokens: 5))
+                    _ = try? dealer.send(try Message.result(r, payload: Array("not statistics".utf8)).frames())
+                case .heartbeat: _ = try? dealer.send(try Message.heartbeat.frames())
+                case .refuse, .shutdown: return
+                default: continue
+                }
+            }
+        }
+        fake.start()
+        final class Box: @unchecked Sendable { var stats: KeyStatistics? }
+        let built = Box()
+        let plan = CovarianceJobPlan(corpus: corpus, range: 0..<96, layers: ClusterTestSupport.layers,
+                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 24)
+        let run = Thread { built.stats = try? DistributedCovariance.build(pool: pool, plan: plan, provenance: "junk test").0 }
+        run.start()
+        let deadline = ProcessStats.now() + 30
+        while !log.contains("refused worker junk"), ProcessStats.now() < deadline { usleep(20_000) }
+        XCTAssertTrue(log.contains("refused worker junk (pid 7): 3 unusable results"), "\(log.all)")
+        XCTAssertTrue(log.contains("job re-queued"), "\(log.all)")
+
+        // The same name is refused again; a real worker finishes the build.
+        let again = try ZMQSocket(ctx, .dealer)
+        try again.connect(endpoint)
+        guard case .refuse(let r) = try exchange(again, try Message.hello(Hello(name: "junk", pid: 8, threads: 1, modelChecksum: checksum)).frames(),
+                                                 "junk hello again") else { return XCTFail("not refused") }
+        XCTAssertTrue(r.reason.contains("was refused earlier"), r.reason)
+        let w = try ClusterTestSupport.start(worker, ["--connect", endpoint, "--model", model, "--name", "honest", "--log-level", "warning"])
+        defer { if w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        while built.stats == nil, ProcessStats.now() < deadline + 60 { usleep(50_000) }
+        let stats = try XCTUnwrap(built.stats, "the build finished on the honest worker")
+        let rel = try ClusterTestSupport.relativeDifference(stats, try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 0..<96))
+        print(String(format: "K0 after 3 junk results: max rel diff vs in-process %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-12)
     }
 }

@@ -35,8 +35,8 @@ final class GGUFCorruptFileTests: XCTestCase {
             assertGGUFError(r.bytes, .unsupportedVersion(v), mentions: "version \(v)")
         }
         assertGGUFError(Array(file { _ in }.prefix(12)), .truncated(field: "tensor_count", offset: 8, needed: 8, fileSize: 12), mentions: "tensor_count")
-        assertGGUFError(file(tensors: 1 << 40) { _ in }, .absurdCount(field: "tensor_count", value: 1 << 40, offset: 8), mentions: "tensor_count")
-        assertGGUFError(file(kvs: .max) { _ in }, .absurdCount(field: "metadata_kv_count", value: .max, offset: 16), mentions: "metadata_kv_count")
+        assertGGUFError(file(tensors: 1 << 40) { _ in }, .countBeyondFile(field: "tensor_count", value: 1 << 40, offset: 8, fileSize: 24), mentions: "truncated")
+        assertGGUFError(file(kvs: .max) { _ in }, .countBeyondFile(field: "metadata_kv_count", value: .max, offset: 16, fileSize: 24), mentions: "metadata_kv_count")
     }
 
     func testMissingAndNonRegularFilesCannotBeOpened() {
@@ -63,10 +63,10 @@ final class GGUFCorruptFileTests: XCTestCase {
         assertGGUFError(file(kvs: 1) { r in r.str("k"); r.u32(7); r.u8(2) },
                         .absurdCount(field: "metadata k bool", value: 2, offset: 37), mentions: "metadata k bool")
         assertGGUFError(file(kvs: 1) { r in r.str("k"); r.u32(9); r.u32(0); r.u64(1 << 50); r.zeros(16) },
-                        .absurdCount(field: "metadata k array count", value: 1 << 50, offset: 41), mentions: "metadata k array count")
+                        .countBeyondFile(field: "metadata k array count", value: 1 << 50, offset: 41, fileSize: 65), mentions: "metadata k array count")
         // Counts are bounded by the element type's smallest encoding: 10 strings need at least 80 bytes.
         assertGGUFError(file(kvs: 1) { r in r.str("k"); r.u32(9); r.u32(8); r.u64(10); r.zeros(40) },
-                        .absurdCount(field: "metadata k array count", value: 10, offset: 41), mentions: "metadata k array count")
+                        .countBeyondFile(field: "metadata k array count", value: 10, offset: 41, fileSize: 89), mentions: "metadata k array count")
         assertGGUFError(file(kvs: 1) { r in
             r.str("k"); r.u32(9)
             for _ in 0..<4 { r.u32(9); r.u64(1) }  // four nested arrays: element types at 37, 49, 61, 73
@@ -117,7 +117,8 @@ final class GGUFCorruptFileTests: XCTestCase {
                         .truncated(field: "tensor[0].name", offset: 32, needed: 100, fileSize: 55), mentions: "tensor[0].name")
     }
 
-    /// A file that ends exactly at its last tensor's data: every shorter prefix must throw a GGUFError.
+    /// A file that ends exactly at its last tensor's data: every shorter prefix must throw a GGUFError
+    /// that says "truncated" (issue 15 §6: counts bounded by the file size said "absurd value").
     func testEveryTruncationThrows() throws {
         var w = GGUFWriter()
         try w.set("general.architecture", .string("llama"))
@@ -130,11 +131,14 @@ final class GGUFCorruptFileTests: XCTestCase {
         XCTAssertEqual(full.count % 32, 0)
         let f = try GGUFFile(bytes: full)
         XCTAssertEqual(f.dataOffset + (try XCTUnwrap(f.tensorInfo("f"))).offset + 64, full.count, "no trailing padding")
-        var untyped = 0, parsed: [Int] = []
+        var untyped = 0, parsed: [Int] = [], unclear: [String] = []
         for n in 0..<full.count {
-            do { _ = try GGUFFile(bytes: Array(full.prefix(n))); parsed.append(n) } catch is GGUFError {} catch { untyped += 1 }
+            do { _ = try GGUFFile(bytes: Array(full.prefix(n))); parsed.append(n) } catch let e as GGUFError {
+                if !"\(e)".contains("truncated") { unclear.append("\(n) bytes: \(e)") }
+            } catch { untyped += 1 }
         }
         XCTAssertEqual(parsed, [], "prefixes that parsed")
+        XCTAssertEqual(unclear, [], "prefixes whose error does not say truncated")
         XCTAssertEqual(untyped, 0, "prefixes that threw something other than GGUFError")
     }
 

@@ -82,6 +82,27 @@ final class JobStoreTests: XCTestCase {
         }
     }
 
+    /// Issue 15 §6: another K0 corpus (its contents' checksum) is refused on resume like any setting;
+    /// a campaign recorded before the corpus checksum was kept is not held to it.
+    func testResumingWithAnotherCorpusIsRefused() throws {
+        let s = try JobStore(directory: dir, create: true)
+        var settings = StoreFixtures.settings(requests: 4, batchSize: 2)
+        settings.corpusChecksum = "00000000000000aa"
+        _ = try s.createCampaign(settings: settings, templates: ContextTemplates(groups: [["{}"]]), requests: StoreFixtures.requests(4))
+        var other = settings
+        other.corpus = "other.jsonl"
+        other.corpusChecksum = "00000000000000bb"
+        assertStoreError(try s.campaign(matching: other),
+                         "\(dbPath) holds a campaign with other settings (corpusChecksum: stored 00000000000000aa (c.jsonl), "
+                         + "requested 00000000000000bb (other.jsonl)): run with the original settings to resume it, "
+                         + "or use another --state directory")
+        other.corpusChecksum = "00000000000000aa"
+        XCTAssertNotNil(try s.campaign(matching: other), "the same contents under another path")
+        var old = settings
+        old.corpusChecksum = nil
+        XCTAssertTrue(old.differences(from: other).isEmpty, "no checksum recorded: not compared")
+    }
+
     func testCommitBatchRecordsFilesKeepsOnlyTheLatestCpAndCountsStatus() throws {
         let s = try JobStore(directory: dir, create: true)
         let c = try s.createCampaign(settings: StoreFixtures.settings(requests: 3, batchSize: 2),

@@ -18,12 +18,12 @@ final class WireProtocolTests: XCTestCase {
         let json = #"{"z":[1.5,-2.25,"inf"],"h0Norm":3,"deltaNorm":0.5,"losses":[[2,1.5,0.1,0.01],["nan",0,0,0]]}"#
         guard let z = try? dec.decode(ZResult.self, from: Data(json.utf8)) else { return [] }
         return [
-            .hello(Hello(name: "w1", pid: 42, threads: 2, modelChecksum: "abc123", weightsVersion: 3)),
+            .hello(Hello(name: "w1", pid: 42, threads: 2, modelChecksum: "0123456789abc123", weightsVersion: 3)),
             .welcome(Welcome(weightsVersion: 5)),
             .refuse(Reason("model checksum differs")),
             .heartbeat,
             .job(JobAssignment(id: 9, weightsVersion: 2, work: .covariance(CovarianceShard(corpus: "c.jsonl", first: 100, count: 50,
-                                                                               layers: [3, 7], batchTokens: 512)))),
+                                                                               layers: [3, 7], batchSentences: 24)))),
             .job(JobAssignment(id: 10, weightsVersion: 2, work: .vstar(VStarChunk(batch: 1, chunk: 2, requests: [request], hyperparameters: hp,
                                                                       templates: ContextTemplates(groups: [["{}"], ["The cat. {}"]]))))),
             .job(JobAssignment(id: 11, weightsVersion: 0, work: .evaluation(EvaluationShard(facts: "dev.jsonl", first: 0, count: 10,
@@ -82,12 +82,12 @@ final class WireProtocolTests: XCTestCase {
 
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
-        XCTAssertEqual(f[0], Array("AEWP".utf8) + [2, 0, 4, 0], "magic, version 2 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [3, 0, 4, 0], "magic, version 3 LE, kind 4 (heartbeat) LE")
         XCTAssertEqual(f[1], Array("{}".utf8))
     }
 
     func testDefectiveFramesAreTypedErrors() throws {
-        let good = try Message.hello(Hello(name: "w", pid: 1, threads: 1, modelChecksum: "x")).frames()
+        let good = try Message.hello(Hello(name: "w", pid: 1, threads: 1, modelChecksum: "0123456789abcdef")).frames()
         func expect(_ frames: [[UInt8]], _ error: WireError, _ what: String) {
             XCTAssertThrowsError(try Message(frames: frames), what) { XCTAssertEqual($0 as? WireError, error, what) }
         }
@@ -96,7 +96,7 @@ final class WireProtocolTests: XCTestCase {
         expect(good + [[], []], .frameCount(4), "too many frames")
         expect([[1, 2, 3], good[1]], .badHeader(bytes: 3), "short header")
         expect([Array("XXXX".utf8) + [1, 0, 1, 0], good[1]], .badMagic(Array("XXXX".utf8)), "bad magic")
-        expect([Array("AEWP".utf8) + [3, 0, 1, 0], good[1]], .wrongVersion(found: 3, kind: 1), "wrong version")
+        expect([Array("AEWP".utf8) + [9, 0, 1, 0], good[1]], .wrongVersion(found: 9, kind: 1), "wrong version")
         expect([Array("AEWP".utf8) + [UInt8(WireProtocol.version), 0, 99, 0], good[1]], .unknownKind(99), "unknown kind")
         expect([good[0], good[1], [1]], .payload(kind: "hello", expected: false), "payload on hello")
         let result = try Message.result(JobResult(jobID: 1, seconds: 0, output: .covariance(tokens: 1)), payload: []).frames()

@@ -65,7 +65,7 @@ final class WorkerProcessTests: XCTestCase {
 
         // A covariance shard, as the in-process builder computes it.
         let shard = CovarianceShard(corpus: corpus, first: 50, count: 150, layers: ClusterTestSupport.layers,
-                                    batchTokens: CovarianceBuilder.defaultBatchTokens)
+                                    batchSentences: CovarianceBuilder.defaultBatchSentences)
         try send(.job(JobAssignment(id: 1, weightsVersion: 0, work: .covariance(shard))))
         guard case let .result(r, payload) = try next(router, "covariance job") else { return XCTFail("no covariance result") }
         XCTAssertEqual(r.jobID, 1)

@@ -16,7 +16,8 @@ typedef enum {
     QK_ISA_AVX512 = 2,  // AVX-512 F/BW/VL (+ the AVX2 set)
 } qk_isa;
 
-/// The best instruction set this CPU and OS support.
+/// The best instruction set this CPU and OS support, capped by the environment variable ALPHAEDIT_ISA
+/// (`avx2` or `none`) when it is set.
 qk_isa qk_best_isa(void);
 
 /// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a Q4_1 matrix W (`in` a multiple of 32,

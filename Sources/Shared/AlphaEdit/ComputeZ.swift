@@ -59,7 +59,13 @@ public struct ComputeZ {
         return p
     }
 
+    /// One BLAS thread (`BLAS.singleThreaded`): the same chunk of requests gives the same v* in any
+    /// process, whatever its thread count; callers run chunks side by side instead.
     public func run(_ requests: [EditRequest], templates: ContextTemplates) throws -> [ZResult] {
+        try BLAS.singleThreaded { try runChunk(requests, templates: templates) }
+    }
+
+    private func runChunk(_ requests: [EditRequest], templates: ContextTemplates) throws -> [ZResult] {
         let c = model.config, C = c.hidden, zl = hp.zLayer
         guard zl >= 0, zl < c.layers - 1 else { throw ModelError.layerOutOfRange(zl, layers: c.layers) }
         let ps = requests.map { prompts($0, templates: templates) }

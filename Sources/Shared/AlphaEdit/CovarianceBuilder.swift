@@ -3,18 +3,21 @@
 // the last edited layer — ONE forward serves all edited layers — accumulating each layer's MLP keys
 // into `KeyStatistics` (float64 Σ k kᵀ and the token count).
 //
-// Sentences are packed into batches of about `batchTokens` tokens: the forward's matrix products and
-// the statistics' dsyrk both want hundreds of rows per call, and attention stays per sentence.
-// Shards: `build` over any split of a sentence range, merged, equals the build over the whole range
-// up to float64 summation order, because a sentence's keys do not depend on its batch neighbours
-// (attention is per sequence; the float32 products are row-independent). The one exception is a
-// batch of ≤ `QuantizedLinear.maxRows` tokens, which the model runs on its quantized kernels (same
-// math, another summation order): a short tail is therefore folded into the batch before it.
+// Determinism by construction: sentences go through the forward in FIXED GLOBAL BATCHES — batch b
+// holds corpus sentences b·S ..< (b+1)·S (S = `batchSentences`), cut only by the ends of the range —
+// and every forward runs with one BLAS thread (`BLAS.singleThreaded`). A sentence's keys thus come
+// from the same float32 products (same rows, same call shape, same thread count) in the whole build,
+// in any shard whose ends are multiples of S (`CovarianceJobPlan` cuts them so) and on any worker,
+// and a sharded or distributed build differs from the single-process one only by the float64
+// summation order of the partial sums (≤ 1e-12 relative, tested). Why not batches cut by token
+// count, as before: OpenBLAS rounds a row's product differently with the row count of the call and
+// its thread count (Haswell kernels; the AVX-512 ones happened not to), so a shard boundary that
+// regrouped sentences changed K0 by 1e-7 relative on AVX2 machines.
 import Foundation
 
 public enum CovarianceError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidLayers([Int], modelLayers: Int)
-    case invalidBatchTokens(Int)
+    case invalidBatchSentences(Int)
     case invalidWorkers(Int)
     case invalidRange(Range<Int>)
     case corpusTooShort(path: String, sentences: Int, wanted: Int)
@@ -23,7 +26,7 @@ public enum CovarianceError: Error, Equatable, Sendable, CustomStringConvertible
         switch self {
         case let .invalidLayers(l, n):
             return "layers \(l) must be distinct, non-empty and within the model's 0...\(n - 1)"
-        case let .invalidBatchTokens(n): return "batch size \(n) tokens must be at least 1"
+        case let .invalidBatchSentences(n): return "batch size \(n) sentences must be at least 1"
         case let .invalidWorkers(n): return "\(n) workers: expected 1-256"
         case let .invalidRange(r): return "sentence range \(r.lowerBound)..<\(r.upperBound) is invalid"
         case let .corpusTooShort(path, n, wanted):
@@ -50,34 +53,36 @@ public struct CovarianceProgress: Sendable {
 }
 
 public struct CovarianceBuilder {
-    /// Tokens per forward batch. Measured (layers 3-7, 2 workers, 600 sentences): 512 / 1024 / 2048
-    /// give 2078-2536 / 2461-2633 / 2598-2618 tokens/s; larger batches only grow the activations.
-    public static let defaultBatchTokens = 1024
+    /// Sentences per forward batch: ≈ 1,000 tokens of the T-REx corpus (42 tokens a sentence). Measured
+    /// with token-cut batches (layers 3-7, 2 workers, 600 sentences): 512 / 1024 / 2048 tokens gave
+    /// 2078-2536 / 2461-2633 / 2598-2618 tokens/s; larger batches only grow the activations.
+    public static let defaultBatchSentences = 24
 
     public let model: LlamaModel
     public let tokenizer: any Tokenizer
     /// Edited layers, ascending.
     public let layers: [Int]
-    public let batchTokens: Int
-    /// Forwards run in parallel, each on its own batches and partial sums, merged at the end; give
-    /// BLAS `threads / workers` threads. Why: on the 2-core VM, 2 workers × 1 BLAS thread ran at
-    /// 2578-2652 tokens/s (layers 3-7, 2000 sentences) against 1934 for 1 worker × 2 BLAS threads —
-    /// the single-threaded parts (attention, SwiGLU, float64 conversion) overlap, and BLAS does not
+    /// S: batch b holds corpus sentences b·S ..< (b+1)·S (see the file comment).
+    public let batchSentences: Int
+    /// Forwards run in parallel, each on its own batches and partial sums, merged at the end, each
+    /// with one BLAS thread. Why: on the 2-core VM, 2 workers × 1 BLAS thread ran at 2578-2652
+    /// tokens/s (layers 3-7, 2000 sentences) against 1934 for 1 worker × 2 BLAS threads — the
+    /// single-threaded parts (attention, SwiGLU, float64 conversion) overlap, and BLAS does not
     /// synchronise its threads on every product.
     public let workers: Int
 
     public init(model: LlamaModel, tokenizer: any Tokenizer, layers: [Int],
-                batchTokens: Int = CovarianceBuilder.defaultBatchTokens, workers: Int = 1) throws {
+                batchSentences: Int = CovarianceBuilder.defaultBatchSentences, workers: Int = 1) throws {
         let n = model.config.layers
         guard !layers.isEmpty, Set(layers).count == layers.count, layers.allSatisfy({ (0..<n).contains($0) }) else {
             throw CovarianceError.invalidLayers(layers, modelLayers: n)
         }
-        guard batchTokens >= 1 else { throw CovarianceError.invalidBatchTokens(batchTokens) }
+        guard batchSentences >= 1 else { throw CovarianceError.invalidBatchSentences(batchSentences) }
         guard (1...256).contains(workers) else { throw CovarianceError.invalidWorkers(workers) }
         self.model = model
         self.tokenizer = tokenizer
         self.layers = layers.sorted()
-        self.batchTokens = batchTokens
+        self.batchSentences = batchSentences
         self.workers = workers
     }
 
@@ -91,20 +96,28 @@ public struct CovarianceBuilder {
                                                  wanted: range.upperBound)
         }
         let name = URL(fileURLWithPath: path).lastPathComponent
-        return try build(sentences: sentences,
+        return try build(sentences: sentences, firstIndex: range.lowerBound,
                          provenance: provenance ?? "corpus \(name) sentences \(range.lowerBound)..<\(range.upperBound)",
                          progress: progress)
     }
 
-    /// Statistics over `sentences`, every token counted.
-    public func build(sentences: [String], provenance: String = "",
+    /// Statistics over `sentences`, every token counted; `firstIndex` is the corpus index of the first
+    /// one, which places the batch boundaries.
+    public func build(sentences: [String], firstIndex: Int = 0, provenance: String = "",
                       progress: ((CovarianceProgress) -> Void)? = nil) throws -> KeyStatistics {
+        try BLAS.singleThreaded {
+            try build(sentences, firstIndex: firstIndex, provenance: provenance, progress: progress)
+        }
+    }
+
+    private func build(_ sentences: [String], firstIndex: Int, provenance: String,
+                       progress: ((CovarianceProgress) -> Void)?) throws -> KeyStatistics {
         let start = ProcessStats.now()
         // Tokenizing up front costs ~0.1% of the build (1.8M tokens/s measured) and gives the ETA a
         // token total; overlapping it with the forward would not pay.
         let context = model.config.context
         let ids: [[Int32]] = sentences.map { Array(tokenizer.encode($0).prefix(context)) }
-        let plan = Self.batches(lengths: ids.map(\.count), batchTokens: batchTokens)
+        let plan = Self.batches(first: firstIndex, count: ids.count, size: batchSentences)
         let tokensTotal = ids.reduce(0) { $0 + $1.count }
 
         let empty = try KeyStatistics(layers: layers, f: model.config.ffn, provenance: provenance)
@@ -151,26 +164,16 @@ public struct CovarianceBuilder {
         return total
     }
 
-    /// Consecutive sentence ranges of about `batchTokens` tokens each (a longer sentence alone). No batch
-    /// but a lone one has ≤ `QuantizedLinear.maxRows` tokens: a short head grows past the target, a short
-    /// tail joins the batch before it (see the file comment).
-    public static func batches(lengths: [Int], batchTokens: Int) -> [Range<Int>] {
+    /// The batches of sentences `first ..< first + count` as ranges of local indices (0 = sentence
+    /// `first`): the global batches b·size ..< (b+1)·size, cut by the ends of the range.
+    public static func batches(first: Int, count: Int, size: Int) -> [Range<Int>] {
+        guard count > 0, size > 0 else { return [] }
         var out: [Range<Int>] = []
-        var first = 0, tokens = 0
-        for (i, n) in lengths.enumerated() {
-            if tokens > QuantizedLinear.maxRows, tokens + n > batchTokens {
-                out.append(first..<i)
-                first = i
-                tokens = 0
-            }
-            tokens += n
-        }
-        if first < lengths.count {
-            if tokens <= QuantizedLinear.maxRows, let last = out.popLast() {
-                out.append(last.lowerBound..<lengths.count)
-            } else {
-                out.append(first..<lengths.count)
-            }
+        var lo = first
+        while lo < first + count {
+            let hi = min(first + count, (lo / size + 1) * size)
+            out.append((lo - first)..<(hi - first))
+            lo = hi
         }
         return out
     }

@@ -9,6 +9,24 @@
 // batch commits, and until then the committed record must still find the old one intact.
 import Foundation
 
+public enum EditStateError: Error, Equatable, CustomStringConvertible {
+    /// The model to apply the state to is not the file the campaign edited.
+    case otherModel(model: String, checksum: String, state: String, stateModel: String, stateChecksum: String)
+    /// The model is an export of this very campaign: applying the edits again would double them.
+    case alreadyEdited(model: String, checksum: String, state: String, batches: Int)
+
+    public var description: String {
+        switch self {
+        case let .otherModel(m, sum, st, stm, stsum):
+            return "model \(m) (checksum \(sum)) is not the model state \(st) was made for: \(stm) (checksum \(stsum)); "
+                + "pass that file with --model"
+        case let .alreadyEdited(m, sum, st, n):
+            return "model \(m) (checksum \(sum)) already contains these edits: it was exported from state \(st) "
+                + "(\(n) batches); use it without --state, or apply the state to the original model"
+        }
+    }
+}
+
 /// The committed content of a state directory, as read from its database.
 public struct EditManifest: Sendable {
     public struct Batch: Sendable {
@@ -47,9 +65,10 @@ public struct EditState {
         self.store = store; self.campaign = c; self.manifest = m
     }
 
-    /// Opens an existing state directory (nothing is created).
+    /// Opens an existing state directory for reading (nothing is created or written; read-only
+    /// storage works).
     public static func load(directory: String) throws -> EditState {
-        try EditState(store: JobStore(directory: directory, create: false))
+        try EditState(store: JobStore(directory: directory, create: false, readOnly: true))
     }
 
     public static func fileChecksum(_ path: String) throws -> String {
@@ -60,6 +79,29 @@ public struct EditState {
 
     /// A file's path after its checksum is checked against the database.
     public func verified(_ file: ArtifactFile) throws -> String { try store.verified(file) }
+
+    /// Checks that `path` (loaded as `gguf`) is the model file this campaign edited: its FNV-1a-64 equals
+    /// the recorded one. An export of this campaign (its metadata names the original's checksum and
+    /// the facts) is refused as already edited; any other file as another model.
+    public func checkModel(path: String, gguf: GGUFFile) throws {
+        let s = campaign.settings
+        let sum = try Self.fileChecksum(path)
+        guard sum != s.modelChecksum else { return }
+        if gguf.metadata[GGUFNames.editedFromChecksum] == .string(s.modelChecksum),
+           gguf.metadata[GGUFNames.editedFactsChecksum] == .string(s.factsChecksum) {
+            throw EditStateError.alreadyEdited(model: path, checksum: sum, state: directory,
+                                               batches: gguf.metadata[GGUFNames.editedBatches]?.intValue ?? 0)
+        }
+        throw EditStateError.otherModel(model: path, checksum: sum, state: directory, stateModel: s.model,
+                                        stateChecksum: s.modelChecksum)
+    }
+
+    /// Metadata an export of this state carries (read back by `checkModel`).
+    public var exportMetadata: [(String, GGUFValue)] {
+        [(GGUFNames.editedFromChecksum, .string(campaign.settings.modelChecksum)),
+         (GGUFNames.editedFactsChecksum, .string(campaign.settings.factsChecksum)),
+         (GGUFNames.editedBatches, .uint32(UInt32(manifest.batches.count)))]
+    }
 
     /// Applies every committed batch's deltas to `model`, in order, after checking each file.
     public func apply(to model: LlamaModel) throws {
@@ -96,6 +138,12 @@ public struct EditState {
                                                     withIntermediateDirectories: true)
         }
         let d = deltasPath(batch: batch), c = cpPath(batch: batch)
+        // Committed files are never rewritten: a batch already in the commit record stops here, before
+        // its files are touched (StateLock keeps a second coordinator out; this guards any caller).
+        for path in [d, c] where try store.isRecorded(path: path) {
+            throw StoreError.batchOutOfOrder(campaign: campaign, index: batch,
+                                             reason: "it is already committed (\(path) is in the commit record and is never rewritten)")
+        }
         try deltas.write(to: ArtifactFile.absolute(d, in: store.directory))
         try cp.write(to: ArtifactFile.absolute(c, in: store.directory))
         try store.commitBatch(campaign: campaign, index: batch,

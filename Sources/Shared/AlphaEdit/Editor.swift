@@ -1,6 +1,7 @@
 // One batch of edits in one process (method.md §4): v* for every request, then for each edited layer
 // in ascending order: keys on the model as edited so far, the residual shared over the layers still to
 // go, the AlphaEdit (or MEMIT) update, applied before the next layer; finally Cp += K1K1ᵀ.
+import Foundation
 
 public enum EditMethod: String, Codable, Sendable, CaseIterable {
     case alphaedit, memit
@@ -61,18 +62,41 @@ public final class Editor {
         self.state = st
     }
 
-    /// v* for all requests, `zBatch` at a time.
+    /// v* for all requests in fixed chunks of `zBatch`, up to `BLAS.configuredThreads` chunks side by
+    /// side, each on one BLAS thread (as the workers run them; measured: 2 workers × 1 thread did 34.1
+    /// requests/min against 26.9 for one process on 2 BLAS threads).
     public func targets(_ requests: [EditRequest], progress: (Int) -> Void = { _ in }) throws -> [ZResult] {
         let cz = ComputeZ(model: model, tokenizer: tokenizer, hp: hp)
-        var out: [ZResult] = []
-        var i = 0
-        while i < requests.count {
-            let chunk = Array(requests[i..<min(i + zBatch, requests.count)])
-            out += try cz.run(chunk, templates: templates)
-            i += chunk.count
-            progress(out.count)
+        let chunks = stride(from: 0, to: requests.count, by: max(1, zBatch)).map {
+            Array(requests[$0..<min($0 + max(1, zBatch), requests.count)])
         }
-        return out
+        let threads = min(BLAS.configuredThreads, chunks.count)
+        model.rope.ensure(model.config.context + 2)  // grown before the threads read it
+        var results = [[ZResult]?](repeating: nil, count: chunks.count)
+        var failure: Error?, done = 0, next = 0
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
+            while true {
+                let i: Int? = lock.withLock {
+                    guard failure == nil, next < chunks.count else { return nil }
+                    next += 1
+                    return next - 1
+                }
+                guard let i else { return }
+                do {
+                    let r = try cz.run(chunks[i], templates: templates)
+                    lock.withLock {
+                        results[i] = r
+                        done += r.count
+                        progress(done)
+                    }
+                } catch {
+                    lock.withLock { failure = failure ?? error }
+                }
+            }
+        }
+        if let failure { throw failure }
+        return results.flatMap { $0 ?? [] }
     }
 
     /// Applies one batch to the model's weights and the sequential state.

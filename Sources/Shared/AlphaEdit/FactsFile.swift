@@ -21,6 +21,7 @@ public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
     case manySubjectSlots(location: String, prompt: String, count: Int)
     case invalidSelection(String)
     case noRecords(name: String, offset: Int)
+    case tooLong(location: String, field: String, tokens: Int, limit: Int, context: Int)
 
     public var description: String {
         switch self {
@@ -36,6 +37,9 @@ public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .invalidSelection(text): return "facts selection: \(text)"
         case let .noRecords(name, offset):
             return offset == 0 ? "\(name): no records" : "\(name): no records after skipping \(offset)"
+        case let .tooLong(at, field, tokens, limit, context):
+            return "\(at): \(field) is \(tokens) tokens; at most \(limit) fit the model's context of \(context) "
+                + "(with room for the context templates and generated tokens)"
         }
     }
 }
@@ -179,5 +183,32 @@ private struct Fields {
             throw FactsError.wrongType(location: at, field: name(key), expected: "a list of strings")
         }
         return s
+    }
+}
+
+extension FactsFile {
+    /// Tokens reserved beside a record's text: a v* context template (≤ 10 tokens) and BOS, with margin.
+    public static let templateReserve = 32
+
+    /// Checks that every text of every record, tokenized, fits the model's `context` with `reserve`
+    /// tokens to spare (context templates; generated tokens for evaluation), before any work starts:
+    /// the error names the record (1-based, counting from `firstRecord`) and the field.
+    public static func checkLengths(_ records: [EditRequest], name: String, firstRecord: Int = 1,
+                                    tokenizer: any Tokenizer, context: Int, reserve: Int) throws {
+        let limit = context - reserve
+        for (i, r) in records.enumerated() {
+            let at = "\(name) record \(firstRecord + i)" + (r.caseID.map { " (case_id \($0))" } ?? "")
+            var texts: [(String, String)] = [("prompt + target_new", r.filledPrompt + r.targetText)]
+            if let t = r.targetTrue { texts.append(("prompt + target_true", r.filledPrompt + " " + t)) }
+            texts += r.paraphrasePrompts.enumerated().map { ("paraphrase_prompts[\($0)] + target", $1 + r.targetText) }
+            texts += r.neighborhoodPrompts.enumerated().map { ("neighborhood_prompts[\($0)] + target", $1 + r.targetText) }
+            texts += r.generationPrompts.enumerated().map { ("generation_prompts[\($0)]", $1) }
+            for (field, text) in texts {
+                // A token holds at least one byte: only a text longer than `limit` bytes can be too long.
+                guard text.utf8.count > limit else { continue }
+                let n = tokenizer.encode(text).count
+                if n > limit { throw FactsError.tooLong(location: at, field: field, tokens: n, limit: limit, context: context) }
+            }
+        }
     }
 }

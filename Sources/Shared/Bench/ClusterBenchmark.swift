@@ -51,8 +51,7 @@ public enum ClusterBenchmark {
         // The three set-ups alternate `repeats` times and the medians are reported: on a shared machine
         // the load drifts, and alternating spreads the drift over all three instead of biasing one.
         func inProcessRun() throws -> (Double, KeyStatistics) {
-            BLAS.setThreads(1)  // one forward per thread, one BLAS thread each (as `cov`)
-            defer { BLAS.setThreads(threads) }
+            // One forward per thread, one BLAS thread each (as `cov`).
             let t0 = ProcessStats.now()
             let s = try CovarianceBuilder(model: model, tokenizer: tok, layers: layers, workers: threads)
                 .build(corpus: corpusPath, range: range)

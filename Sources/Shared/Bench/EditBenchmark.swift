@@ -24,12 +24,10 @@ public struct EditBenchmark {
         let hp = EditHyperparameters()
         let a = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: a.gguf)
-        BLAS.setThreads(1)
         let t0 = ProcessStats.now()
         let stats = try CovarianceBuilder(model: a, tokenizer: tok, layers: hp.layers, workers: threads)
             .build(corpus: corpus, range: 0..<sentences)
         let covSeconds = ProcessStats.now() - t0
-        BLAS.setThreads(threads)
         let tokens = try stats.count(layer: hp.layers[0])
         log(String(format: "K0 statistics: %d tokens in %.1f s (%.0f tokens/s)", tokens, covSeconds, Double(tokens) / covSeconds))
         let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)

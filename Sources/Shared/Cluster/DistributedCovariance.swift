@@ -1,7 +1,9 @@
 // K0 statistics (method.md §1) over a cluster: the sentence range is cut into shards of consecutive
 // sentences, each shard is a job, and the partial sums are added in shard-index order — never in
 // arrival order — so the result does not depend on the number of workers, their speed or a re-run
-// shard: it equals the single-process build up to float64 summation order (≤ 1e-9 relative, tested).
+// shard: it equals the single-process build up to float64 summation order (≤ 1e-12 relative, tested).
+// Shard ends fall on multiples of the builder's batch size, so no shard splits a global batch (see
+// CovarianceBuilder): every sentence's keys are the same float32 numbers on every worker.
 // Shards that finish early wait in memory until every shard before them is added.
 import Foundation
 
@@ -10,21 +12,28 @@ public struct CovarianceJobPlan: Sendable, Equatable {
     public var range: Range<Int>
     public var layers: [Int]
     public var f: Int
-    public var batchTokens: Int
+    public var batchSentences: Int
     public var shardSentences: Int
 
     public init(corpus: String, range: Range<Int>, layers: [Int], f: Int,
-                batchTokens: Int = CovarianceBuilder.defaultBatchTokens, shardSentences: Int) {
+                batchSentences: Int = CovarianceBuilder.defaultBatchSentences, shardSentences: Int) {
         self.corpus = corpus; self.range = range; self.layers = layers; self.f = f
-        self.batchTokens = batchTokens; self.shardSentences = shardSentences
+        self.batchSentences = batchSentences; self.shardSentences = shardSentences
     }
 
-    /// Consecutive shards of `shardSentences` sentences (the last one shorter).
+    /// Consecutive shards of `shardSentences` sentences rounded up to whole batches, their inner ends
+    /// on multiples of `batchSentences` (the first and last shards may be shorter).
     public var shards: [CovarianceShard] {
-        stride(from: range.lowerBound, to: range.upperBound, by: max(1, shardSentences)).map {
-            CovarianceShard(corpus: corpus, first: $0, count: min(shardSentences, range.upperBound - $0),
-                            layers: layers, batchTokens: batchTokens)
+        let s = max(1, batchSentences)
+        let step = max(1, (shardSentences + s - 1) / s) * s
+        var out: [CovarianceShard] = []
+        var lo = range.lowerBound
+        while lo < range.upperBound {
+            let hi = min(range.upperBound, lo / s * s + step)
+            out.append(CovarianceShard(corpus: corpus, first: lo, count: hi - lo, layers: layers, batchSentences: s))
+            lo = hi
         }
+        return out
     }
 }
 
@@ -67,6 +76,9 @@ public enum DistributedCovariance {
             }
             guard stats.layers == plan.layers, stats.f == plan.f else {
                 throw ClusterError.badResult(job: result.jobID, reason: "layers \(stats.layers) f \(stats.f), expected \(plan.layers) f \(plan.f)")
+            }
+            guard case .covariance(let n) = result.output, try plan.layers.allSatisfy({ try stats.count(layer: $0) == n }) else {
+                throw ClusterError.badResult(job: result.jobID, reason: "token counts of the statistics differ from the result's")
             }
             let t1 = ProcessStats.now()
             waiting[i] = stats

@@ -25,8 +25,7 @@ public final class JobRunner {
     /// depend on whether it was computed here or in the coordinator's process.
     public static var zBatch: Int { 8 }
 
-    /// Covariance shards running now (under `lock`): BLAS runs single-threaded while any does.
-    private var covarianceRunning = 0
+    /// Guards the snippet cache.
     private let lock = NSLock()
 
     public init(modelPath: String, threads: Int) throws {
@@ -82,20 +81,10 @@ public final class JobRunner {
     }
 
     public func covariance(_ shard: CovarianceShard, progress: @escaping (String) -> Void = { _ in }) throws -> KeyStatistics {
-        // One shard per thread, with one BLAS thread (measured faster, see CovarianceBuilder.workers);
-        // the worker runs up to `threads` shards side by side.
-        lock.withLock {
-            if covarianceRunning == 0 { BLAS.setThreads(1) }
-            covarianceRunning += 1
-        }
-        defer {
-            lock.withLock {
-                covarianceRunning -= 1
-                if covarianceRunning == 0 { BLAS.setThreads(threads) }
-            }
-        }
+        // One shard per thread, each with one BLAS thread (the builder's `BLAS.singleThreaded`; measured
+        // faster, see CovarianceBuilder.workers); the worker runs up to `threads` shards side by side.
         let builder = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: shard.layers,
-                                            batchTokens: shard.batchTokens, workers: 1)
+                                            batchSentences: shard.batchSentences, workers: 1)
         let name = URL(fileURLWithPath: shard.corpus).lastPathComponent
         var last = 0.0
         return try builder.build(corpus: shard.corpus, range: shard.first..<(shard.first + shard.count),

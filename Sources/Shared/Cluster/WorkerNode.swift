@@ -151,11 +151,11 @@ public final class WorkerNode {
         pendingDeltas = []
     }
 
-    /// Whether `job` can start now: any job on an idle worker; a covariance shard beside other
-    /// covariance shards while a slot (a thread) is free.
+    /// Whether `job` can start now: any job on an idle worker; a covariance shard or v* chunk beside
+    /// others of their kind while a slot (a thread) is free.
     private func hasSlot(for job: JobAssignment) -> Bool {
         guard busy else { return true }
-        return job.work.isCovariance && running.count < runner.threads && running.values.allSatisfy { $0 }
+        return job.work.sharesWorker && running.count < runner.threads && running.values.allSatisfy { $0 }
     }
 
     private func start(_ job: JobAssignment, send: (Message) -> Void) {
@@ -169,7 +169,7 @@ public final class WorkerNode {
             send(.jobFailed(JobFailure(jobID: job.id, reason: "\(e)", retryable: true)))
             return
         }
-        running[job.id] = job.work.isCovariance
+        running[job.id] = job.work.sharesWorker
         log.info("job \(job.id): \(job.work.name) started (\(running.count) running)")
         let runner = self.runner, log = self.log
         let thread = Thread { [weak self] in

@@ -45,7 +45,7 @@ extension WorkerPool {
                 }
                 jobs[r.jobID] = nil
                 queue.removeAll { $0 == r.jobID }
-                events.append(.result(r, payload))
+                events.append(.result(r, payload, worker: id))
                 cond.broadcast()
             case .jobFailed(let f):
                 finish(id, job: f.jobID)
@@ -82,6 +82,8 @@ extension WorkerPool {
             why = "model checksum \(h.modelChecksum) differs from the coordinator's \(modelChecksum) (another model file)"
         } else if h.weightsVersion > committed.count {
             why = "weights version \(h.weightsVersion) is ahead of the coordinator's \(committed.count): restart the worker"
+        } else if let earlier = refusedNames[h.name] {
+            why = "a worker named \(h.name) was refused earlier: \(earlier)"
         }
         if let why {
             log.error("refused worker \(label): \(why)")

@@ -68,6 +68,16 @@ public final class WorkerPool {
     /// Retryable refusals per job (a worker busy or short of deltas); past `maxRetries` the job fails.
     var retries: [Int: Int] = [:]
     static let maxRetries = 20
+    /// Unusable results (a payload that does not decode, a wrong shape) per worker: at
+    /// `maxBadResults` the worker is refused, and so is any later hello under its name.
+    var badResults: [[UInt8]: Int] = [:]
+    var refusedNames: [String: String] = [:]
+    /// Workers to refuse on the I/O thread's next turn (it owns the socket), with the reason.
+    var toRefuse: [([UInt8], String)] = []
+    public static let maxBadResults = 3
+    /// Unusable results of one job (from any workers) after which the run fails: the job itself, or
+    /// this coordinator's reading of it, is at fault.
+    public static let maxBadResultsPerJob = 6
     private var nextJobID = 1
 
     private var thread: Thread?
@@ -75,7 +85,7 @@ public final class WorkerPool {
     var children: [Process] = []  // guarded by `cond`
 
     enum PoolEvent {
-        case result(JobResult, [UInt8])
+        case result(JobResult, [UInt8], worker: [UInt8])
         case failed(JobFailure)
     }
 
@@ -129,17 +139,23 @@ public final class WorkerPool {
     public var weightsVersion: Int { cond.withLock { committed.count } }
 
     /// Runs `works` on the workers at the current weights version; `onResult(index, result, payload)`
-    /// sees every result once (index into `works`). Throws on a job that fails for a reason other
-    /// than its worker (the same input would fail anywhere) or when no worker lives for `noWorkerTimeout`.
+    /// sees every result once (index into `works`). A result it finds unusable (it throws
+    /// `ClusterError.badResult`, before changing anything) is dropped and its job re-queued for
+    /// another worker; its sender is refused after `maxBadResults` of them. Throws on a job that fails
+    /// for a reason other than its worker (the same input would fail anywhere), on a job with
+    /// `maxBadResultsPerJob` unusable results, or when no worker lives for `noWorkerTimeout`.
     public func run(_ works: [Work], progress: (Int, Int) -> Void = { _, _ in },
                     onResult: (Int, JobResult, [UInt8]) throws -> Void) throws {
         var index: [Int: Int] = [:]
+        var assignments: [Int: JobAssignment] = [:]
+        var unusable: [Int: Int] = [:]
         cond.withLock {
             let version = committed.count
             for (i, w) in works.enumerated() {
                 let id = nextJobID
                 nextJobID += 1
                 jobs[id] = JobAssignment(id: id, weightsVersion: version, work: w)
+                assignments[id] = jobs[id]
                 queue.append(id)
                 index[id] = i
             }
@@ -161,10 +177,18 @@ public final class WorkerPool {
             }
             for e in batch {
                 switch e {
-                case let .result(r, payload):
+                case let .result(r, payload, worker):
                     guard let i = index[r.jobID] else { continue }
+                    do {
+                        try onResult(i, r, payload)
+                    } catch let e as ClusterError {
+                        guard case .badResult = e, let job = assignments[r.jobID] else { throw e }
+                        unusable[r.jobID, default: 0] += 1
+                        if unusable[r.jobID, default: 0] >= Self.maxBadResultsPerJob { throw e }
+                        cond.withLock { rejectResult(of: job, from: worker, reason: "\(e)") }
+                        continue
+                    }
                     index[r.jobID] = nil
-                    try onResult(i, r, payload)
                     done += 1
                     progress(done, works.count)
                 case .failed(let f):
@@ -179,6 +203,22 @@ public final class WorkerPool {
                 // Nothing will connect: say so now rather than after the timeout.
                 throw ClusterError.localWorkersExited(codes)
             }
+        }
+    }
+
+    /// Under `cond`: puts `job` back at the head of the queue and counts a bad result against `worker`,
+    /// which is refused (by the I/O thread) at `maxBadResults`.
+    private func rejectResult(of job: JobAssignment, from worker: [UInt8], reason: String) {
+        jobs[job.id] = job
+        queue.insert(job.id, at: 0)
+        badResults[worker, default: 0] += 1
+        let n = badResults[worker, default: 0]
+        let label = workers[worker]?.label ?? hex(worker)
+        log.error("rejected the result of job \(job.id) from \(label) (\(n) of \(Self.maxBadResults) allowed): \(reason); job re-queued")
+        if n >= Self.maxBadResults, let w = workers[worker] {
+            let why = "\(n) unusable results (the last: \(reason))"
+            refusedNames[w.hello.name] = why
+            toRefuse.append((worker, why))
         }
     }
 
@@ -208,6 +248,8 @@ public final class WorkerPool {
                     for id in workers.keys where workers[id]?.alive == true { send(.shutdown, to: id, socket) }
                     return true
                 }
+                for (id, why) in toRefuse { refuseJoined(id, why, socket) }
+                toRefuse = []
                 expireSilentWorkers(now)
                 for id in Array(workers.keys) where workers[id]?.alive == true {
                     syncDeltas(id, socket)
@@ -234,6 +276,15 @@ public final class WorkerPool {
                 log.warning("send \(m.kind) to \(workers[id]?.label ?? hex(id)) failed: \(error)")
             }
         }
+    }
+
+    /// Refuses a worker that had joined: it is told why (and exits), its leases go back to the queue.
+    private func refuseJoined(_ id: [UInt8], _ why: String, _ socket: ZMQSocket) {
+        guard let w = workers[id] else { return }
+        log.error("refused worker \(w.label): \(why)")
+        send(.refuse(Reason(why)), to: id, socket)
+        queue.insert(contentsOf: w.jobs.filter { jobs[$0] != nil }, at: 0)
+        workers[id] = nil
     }
 
     private func expireSilentWorkers(_ now: Double) {
@@ -263,8 +314,8 @@ public final class WorkerPool {
     /// Whether worker `w` can take `job` now (mirrors WorkerNode.hasSlot).
     private func hasSlot(_ w: PoolWorker, for job: JobAssignment) -> Bool {
         guard !w.jobs.isEmpty else { return true }
-        return job.work.isCovariance && w.jobs.count < max(1, w.hello.threads)
-            && w.jobs.allSatisfy { jobs[$0]?.work.isCovariance ?? true }
+        return job.work.sharesWorker && w.jobs.count < max(1, w.hello.threads)
+            && w.jobs.allSatisfy { jobs[$0]?.work.sharesWorker ?? true }
     }
 
     /// Leases queued jobs, one per worker per round (so two idle workers get one each before either

@@ -12,12 +12,15 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .cannotRead(let p): "cannot read config file \(p)"
-        case .syntax(let l, let t): "config line \(l): expected `key = value`, found \"\(t)\""
-        case .unknownKey(let k, let l): "config line \(l): unknown key \"\(k)\""
-        case .invalidValue(let k, let l, let v, let e): "config line \(l): \(k) = \"\(v)\" is invalid (expected \(e))"
-        case .duplicateKey(let k, let l): "config line \(l): \(k) is set twice"
+        case .syntax(let l, let t): "config line \(l): expected `key = value`, found \"\(Self.cut(t))\""
+        case .unknownKey(let k, let l): "config line \(l): unknown key \"\(Self.cut(k))\""
+        case .invalidValue(let k, let l, let v, let e): "config line \(l): \(k) = \"\(Self.cut(v))\" is invalid (expected \(e))"
+        case .duplicateKey(let k, let l): "config line \(l): \(Self.cut(k)) is set twice"
         }
     }
+
+    /// A value as shown in a message: at most 60 characters (a pasted blob stays readable).
+    static func cut(_ s: String) -> String { s.count <= 60 ? s : s.prefix(57) + "… (\(s.count) characters)" }
 }
 
 /// Where the work of `cov` and `edit` runs.
@@ -137,7 +140,7 @@ public struct ClusterConfig: Sendable, Equatable {
         case "model": model = try path()
         case "threads": threads = try int(1...256)
         case "endpoint":
-            guard value.hasPrefix("tcp://") || value.hasPrefix("ipc://"), value.count > 6 else { throw bad("tcp://host:port or ipc://path") }
+            if let why = Endpoint.problem(value) { throw bad("tcp://host:port or ipc://path: \(why)") }
             endpoint = value
         case "workers":
             guard let w = WorkerMode.parse(value) else { throw bad("in-process, local N (1-64) or remote") }

@@ -50,7 +50,13 @@ public struct CounterFactEvaluator {
         return EvalShard(records: out)
     }
 
+    /// One BLAS thread (`BLAS.singleThreaded`): with the record's own forward batches this makes its
+    /// figures the same in any process, whatever its thread count (OpenBLAS rounds otherwise).
     public func evaluate(_ r: EditRequest, index: Int) throws -> RecordEvaluation {
+        try BLAS.singleThreaded { try evaluateRecord(r, index: index) }
+    }
+
+    private func evaluateRecord(_ r: EditRequest, index: Int) throws -> RecordEvaluation {
         guard let targetTrue = r.targetTrue else { throw EvalError.noTrueTarget(index: index) }
         let prompts = [r.filledPrompt] + r.paraphrasePrompts + r.neighborhoodPrompts
         // One forward batch per record: both targets after every prompt.

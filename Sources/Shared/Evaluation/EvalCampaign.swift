@@ -66,8 +66,6 @@ public final class EvalCampaign {
             let st = try KeyStatistics.read(from: c)
             if st.layers == s.hp.layers { log("K0 statistics from \(c)"); return st }
         }
-        BLAS.setThreads(1)
-        defer { BLAS.setThreads(s.threads) }
         let t0 = ProcessStats.now()
         let st = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: s.hp.layers, workers: s.threads)
             .build(corpus: s.corpus, range: 0..<s.covSentences)
@@ -129,6 +127,7 @@ public final class EvalCampaign {
         var hp: EditHyperparameters?
         if let dir = s.state {
             let st = try EditState.load(directory: dir)
+            if let path = model.gguf.path { try st.checkModel(path: path, gguf: model.gguf) }
             try st.apply(to: model)
             if let backend {
                 for (i, b) in st.manifest.batches.enumerated() {

@@ -99,10 +99,10 @@ public final class GGUFFile: @unchecked Sendable {
         let kvCount = try r.u64("metadata_kv_count")
         // Each tensor info takes at least 8+4+4+8 bytes, each kv at least 8+4+1: bound counts by the file.
         guard tensorCount <= UInt64(storage.count / 24) else {
-            throw GGUFError.absurdCount(field: "tensor_count", value: tensorCount, offset: tensorCountOffset)
+            throw GGUFError.countBeyondFile(field: "tensor_count", value: tensorCount, offset: tensorCountOffset, fileSize: storage.count)
         }
         guard kvCount <= UInt64(storage.count / 13) else {
-            throw GGUFError.absurdCount(field: "metadata_kv_count", value: kvCount, offset: kvCountOffset)
+            throw GGUFError.countBeyondFile(field: "metadata_kv_count", value: kvCount, offset: kvCountOffset, fileSize: storage.count)
         }
         var keys: [String] = []
         var meta: [String: GGUFValue] = [:]
@@ -331,7 +331,7 @@ struct ByteCursor {
             let n = try u64("\(f) array count")
             // Bounding the count by the bytes left keeps a hostile count from reserving gigabytes.
             guard n <= UInt64((count - offset) / elem.minimumEncodedSize) else {
-                throw GGUFError.absurdCount(field: "\(f) array count", value: n, offset: co)
+                throw GGUFError.countBeyondFile(field: "\(f) array count", value: n, offset: co, fileSize: count)
             }
             var items: [GGUFValue] = []
             items.reserveCapacity(Int(n))

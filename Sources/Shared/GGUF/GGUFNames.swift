@@ -45,6 +45,15 @@ public enum GGUFNames {
     public static let fileType = "general.file_type"
     public static let quantizationVersion = "general.quantization_version"
 
+    // MARK: - what `alphaedit export` records in an edited model (EditState.checkModel reads it)
+
+    /// FNV-1a-64 of the GGUF file the edits were made on.
+    public static let editedFromChecksum = "alphaedit.edited_from.checksum"
+    /// FNV-1a-64 of the campaign's facts file.
+    public static let editedFactsChecksum = "alphaedit.edited.facts_checksum"
+    /// Committed batches the exported weights contain.
+    public static let editedBatches = "alphaedit.edited.batches"
+
     // MARK: - architecture metadata (prefixed by the value of `general.architecture`, e.g. "llama")
 
     public static func blockCount(_ arch: String) -> String { "\(arch).block_count" }

@@ -1,10 +1,47 @@
 // The one wrapper of OpenBLAS (cblas). Row-major throughout. Each entry has a naive Swift
 // reference in `NaiveBLAS` that the tests compare it with.
 import CBLAS
+import Foundation
 
 public enum BLAS {
     /// Sets OpenBLAS's thread count once at start-up (workers on one machine get their share).
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// Inside a `singleThreaded` section the count takes effect when the last section ends.
+    public static func setThreads(_ n: Int) {
+        threadLock.withLock {
+            configured = max(1, n)
+            if singleSections == 0 { openblas_set_num_threads(Int32(max(1, n))) }
+        }
+    }
+
+    /// The process's thread setting (the last `setThreads`; OpenBLAS's own default before it).
+    public static var configuredThreads: Int {
+        threadLock.withLock { configured ?? max(1, Int(openblas_get_num_threads())) }
+    }
+
+    /// Runs `body` with OpenBLAS on one thread, for products whose result must not depend on the
+    /// process: OpenBLAS's float32 kernels round a row's result differently with the row count of the
+    /// call and the thread count (measured with the Haswell kernels: 1 vs 2 threads on the same
+    /// 1000×576·576×1536 product changes 5 % of the outputs in the last bit), so a computation that
+    /// must equal itself across workers fixes its batches and runs them here. Sections nest and
+    /// overlap across threads (counted); the configured count returns when the last one ends.
+    public static func singleThreaded<T>(_ body: () throws -> T) rethrows -> T {
+        threadLock.withLock {
+            if configured == nil { configured = max(1, Int(openblas_get_num_threads())) }
+            if singleSections == 0 { openblas_set_num_threads(1) }
+            singleSections += 1
+        }
+        defer {
+            threadLock.withLock {
+                singleSections -= 1
+                if singleSections == 0 { openblas_set_num_threads(Int32(configured ?? 1)) }
+            }
+        }
+        return try body()
+    }
+
+    private static let threadLock = NSLock()
+    nonisolated(unsafe) private static var configured: Int?
+    nonisolated(unsafe) private static var singleSections = 0
 
     /// C[M×N] = alpha · op(A) · op(B) + beta · C, float32, row-major.
     /// op(A) is M×K (A stored M×K, or K×M when transA); op(B) is K×N (B stored K×N, or N×K when transB).

@@ -12,8 +12,10 @@ public enum BLASRuntime {
         return String(cString: p)
     }
 
-    /// The core type this CPU supports best, from /proc/cpuinfo flags (nil if unknown).
+    /// The core type this CPU supports best, from /proc/cpuinfo flags (nil if unknown); ALPHAEDIT_ISA=avx2
+    /// caps it at HASWELL (the AVX2 kernels), as it caps our own kernels (quant_kernels.h).
     public static func bestCoreType() -> String? {
+        if ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"] == "avx2" { return "HASWELL" }
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
               let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return nil }
         let flags = Set(flagsLine.split(separator: " ").map(String.init))
@@ -23,12 +25,14 @@ public enum BLASRuntime {
     }
 
     /// Call first thing in `main`: re-executes the process with OPENBLAS_CORETYPE set when OpenBLAS
-    /// fell back to generic kernels on a CPU that has better ones. Returns normally otherwise.
+    /// fell back to generic kernels on a CPU that has better ones, or chose AVX-512 kernels where
+    /// ALPHAEDIT_ISA=avx2 asks for the AVX2 ones. Returns normally otherwise.
     public static func ensureOptimizedKernels() {
         guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil else { return }
         let name = coreName.lowercased()
-        guard name.contains("prescott") || name.contains("core2") || name.contains("nehalem") || name.contains("katmai"),
-              let best = bestCoreType() else { return }
+        let generic = name.contains("prescott") || name.contains("core2") || name.contains("nehalem") || name.contains("katmai")
+        let capped = ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"] == "avx2" && name != "haswell"
+        guard generic || capped, let best = bestCoreType() else { return }
         setenv("OPENBLAS_CORETYPE", best, 1)
         var argv: [UnsafeMutablePointer<CChar>?] = CommandLine.arguments.map { strdup($0) }
         argv.append(nil)

@@ -45,8 +45,10 @@ public enum QuantizedLinear {
     /// Multiply-adds (T·out·in) per thread below which splitting costs more than it saves.
     static let minParallelWork = 1 << 16
 
-    /// Threads a product uses by default: OpenBLAS's count (`BLAS.setThreads`), so one setting governs the process.
-    public static var defaultThreads: Int { max(1, Int(openblas_get_num_threads())) }
+    /// Threads a product uses by default: the process's BLAS setting (`BLAS.setThreads`), so one
+    /// setting governs the process. A `BLAS.singleThreaded` section does not narrow it: these kernels
+    /// split by output rows, so a row's result never depends on their thread count.
+    public static var defaultThreads: Int { BLAS.configuredThreads }
 
     /// y[T × out] (+)= x[T × in] · Wᵀ, split by output rows over up to `threads` threads (default
     /// `defaultThreads`): the caller and persistent workers of the C kernels' pool (thread_pool.c

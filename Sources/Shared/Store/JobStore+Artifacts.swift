@@ -7,6 +7,11 @@ extension JobStore {
         try write { try insertArtifact(file, now: now) }
     }
 
+    /// Whether a file at `path` (relative to the state directory) is in the commit record.
+    public func isRecorded(path rel: String) throws -> Bool {
+        try read { try db.queryOne("SELECT 1 AS n FROM artifacts WHERE path = ?", [.text(rel)]) != nil }
+    }
+
     /// The record of artifact `id`.
     public func artifact(id: Int64) throws -> ArtifactFile {
         guard let a = try read({ try artifact(id: Optional(id)) }) else {

@@ -16,14 +16,16 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
     public var templateSeed: UInt64
     public var corpus: String
     public var covSentences: Int
+    /// FNV-1a-64 of the K0 corpus file (nil in campaigns recorded before it was kept: not compared).
+    public var corpusChecksum: String?
 
     public init(method: EditMethod, model: String, modelChecksum: String, facts: String, factsChecksum: String,
                 requestCount: Int, batchSize: Int, hyperparameters: EditHyperparameters, templateSeed: UInt64,
-                corpus: String, covSentences: Int) {
+                corpus: String, covSentences: Int, corpusChecksum: String? = nil) {
         self.method = method; self.model = model; self.modelChecksum = modelChecksum; self.facts = facts
         self.factsChecksum = factsChecksum; self.requestCount = requestCount; self.batchSize = batchSize
         self.hyperparameters = hyperparameters; self.templateSeed = templateSeed; self.corpus = corpus
-        self.covSentences = covSentences
+        self.covSentences = covSentences; self.corpusChecksum = corpusChecksum
     }
 
     /// Paths may differ between runs (another working directory); their contents' checksums may not.
@@ -44,7 +46,12 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
             }
             return out
         }
-        let a = flat(self), b = flat(requested)
+        var a = flat(self), b = flat(requested)
+        if corpusChecksum == nil { b["corpusChecksum"] = nil }
+        if a["corpusChecksum"] != b["corpusChecksum"] {  // say which files, not only their checksums
+            a["corpusChecksum"] = a["corpusChecksum"].map { "\($0) (\(corpus))" }
+            b["corpusChecksum"] = b["corpusChecksum"].map { "\($0) (\(requested.corpus))" }
+        }
         return Set(a.keys).union(b.keys).sorted().compactMap { k in
             a[k] == b[k] ? nil : "\(k): stored \(a[k] ?? "none"), requested \(b[k] ?? "none")"
         }

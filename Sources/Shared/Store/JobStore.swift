@@ -22,10 +22,22 @@ public final class JobStore {
     public let maxAttempts: Int
     let db: SQLiteDatabase
 
-    public init(directory: String, create: Bool, maxAttempts: Int = 3) throws {
+    /// Opens for reading only (status, generate, export): never writes, and works on read-only storage.
+    public let readOnly: Bool
+
+    public init(directory: String, create: Bool, maxAttempts: Int = 3, readOnly: Bool = false) throws {
         self.directory = directory
         self.path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
         self.maxAttempts = maxAttempts
+        self.readOnly = readOnly
+        if readOnly {
+            guard FileManager.default.fileExists(atPath: path) else { throw StoreError.noDatabase(directory: directory) }
+            do { db = try SQLiteDatabase(path: path, create: false, access: try Self.readAccess(directory: directory, path: path)) } catch {
+                throw Self.mapped(error, path)
+            }
+            try identify(create: false)
+            return
+        }
         if !FileManager.default.fileExists(atPath: path) {
             guard create else { throw StoreError.noDatabase(directory: directory) }
             do {
@@ -36,6 +48,17 @@ public final class JobStore {
         }
         do { db = try SQLiteDatabase(path: path, create: create) } catch { throw Self.mapped(error, path) }
         try identify(create: create)
+    }
+
+    /// Read-only access to a directory: plain read-only where sqlite can keep its WAL index beside the
+    /// database; `immutable` on read-only storage, unless a write-ahead log there still holds commits
+    /// the database file lacks (immutable mode would not see them).
+    static func readAccess(directory: String, path: String) throws -> SQLiteDatabase.Access {
+        if access(directory, W_OK) == 0 { return .readOnly }
+        let wal = path + "-wal"
+        let walBytes = ((try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? NSNumber)?.intValue ?? 0
+        guard walBytes == 0 else { throw StoreError.readOnlyWithLog(directory: directory, log: wal, bytes: walBytes) }
+        return .immutable
     }
 
     /// Turns sqlite's codes for "not a database" and "damaged" into the errors that say so.
@@ -85,6 +108,7 @@ public final class JobStore {
             } else if !create {
                 throw StoreError.foreign(path: path, detail: "an empty database without the alphaedit schema")
             }
+            if readOnly { return }
             try db.useWriteAheadLog()
             try db.exec("PRAGMA foreign_keys = ON")
             if appID == 0 { try createSchema() }

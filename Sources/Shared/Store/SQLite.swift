@@ -39,13 +39,32 @@ public final class SQLiteDatabase {
     public let path: String
     private var handle: OpaquePointer?
 
-    /// Opens `path`, creating the file when `create` is set. Nothing is read yet: a file that is not
-    /// a database shows up on the first statement (SQLITE_NOTADB).
-    public init(path: String, create: Bool, busyTimeoutMilliseconds: Int32 = 10_000) throws {
+    /// How a connection may touch the file.
+    public enum Access: Sendable {
+        case readWrite
+        /// Reads only; sqlite may still create the WAL index (`-shm`) beside the file.
+        case readOnly
+        /// Reads only, and sqlite assumes nothing changes the file and creates nothing beside it: for a
+        /// database on read-only storage (sqlite's `immutable=1`; a `-wal` file would be ignored).
+        case immutable
+    }
+
+    /// Opens `path`, creating the file when `create` is set (read-write access only). Nothing is read
+    /// yet: a file that is not a database shows up on the first statement (SQLITE_NOTADB).
+    public init(path: String, create: Bool, access: Access = .readWrite, busyTimeoutMilliseconds: Int32 = 10_000) throws {
         self.path = path
         var h: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX
-        let rc = sqlite3_open_v2(path, &h, flags, nil)
+        var name = path
+        var flags = SQLITE_OPEN_FULLMUTEX
+        switch access {
+        case .readWrite: flags |= SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)
+        case .readOnly: flags |= SQLITE_OPEN_READONLY
+        case .immutable:
+            flags |= SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
+            let unreserved = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "/-._~"))
+            name = "file:" + (path.addingPercentEncoding(withAllowedCharacters: unreserved) ?? path) + "?immutable=1"
+        }
+        let rc = sqlite3_open_v2(name, &h, flags, nil)
         guard rc == SQLITE_OK, let h else {
             let msg = h.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
             sqlite3_close_v2(h)

@@ -27,6 +27,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case staleLease(job: Int64, owner: String, state: String, holder: String?)
     case unknownWorker(name: String)
 
+    /// A read-only open of a directory on read-only storage whose write-ahead log holds commits.
+    case readOnlyWithLog(directory: String, log: String, bytes: Int)
+
     case missingArtifact(path: String)
     case artifactChecksumMismatch(path: String, recorded: String, computed: String)
 
@@ -46,6 +49,9 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
             return e.description
         case let .badRecord(p, what, reason):
             return "\(p): \(what) does not decode: \(reason)"
+        case let .readOnlyWithLog(d, log, bytes):
+            return "\(d) is read-only and its write-ahead log \(log) (\(bytes) bytes) holds commits the database "
+                + "file lacks, which read-only storage cannot fold in: copy the directory to writable storage and read it there"
         case .noCampaign(let p):
             return "\(p) holds no edit campaign"
         case let .campaignMismatch(p, diffs):

@@ -15,6 +15,10 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var workersKnown: Int
     public var lastBatchAt: Double?
     public var lastBatchSeconds: Double?
+    /// Files of the commit record whose checksum was recomputed (nil: not checked).
+    public var filesChecked: Int?
+    /// Those that are missing or differ from their checksum, each with the reason.
+    public var filesBad: [String]?
 
     enum CodingKeys: String, CodingKey {
         case method, jobs
@@ -22,10 +26,24 @@ public struct StoreStatus: Codable, Equatable, Sendable {
         case requestsDone = "requests_done", requestsTotal = "requests_total"
         case workersAlive = "workers_alive", workersKnown = "workers_known"
         case lastBatchAt = "last_batch_at", lastBatchSeconds = "last_batch_seconds"
+        case filesChecked = "files_checked", filesBad = "files_bad"
     }
 }
 
 extension JobStore {
+    /// Recomputes the checksum of every file the database records: (files checked, the bad ones with
+    /// their reason).
+    public func verifyFiles() throws -> (checked: Int, bad: [String]) {
+        let files = try read {
+            try db.query("SELECT id, kind, path, checksum, bytes FROM artifacts ORDER BY id").compactMap { try artifact($0, idColumn: "id") }
+        }
+        var bad: [String] = []
+        for f in files {
+            do { _ = try verified(f) } catch { bad.append("\(error)") }
+        }
+        return (files.count, bad)
+    }
+
     /// The summary; a worker counts as alive when marked so and seen within `liveness` seconds.
     public func status(now: Double, liveness: Double) throws -> StoreStatus {
         try read {
@@ -47,7 +65,7 @@ extension JobStore {
                 workersAlive: try count("SELECT count(*) AS n FROM workers WHERE state = 'alive' AND last_seen >= ?", [.double(now - liveness)]),
                 workersKnown: try count("SELECT count(*) AS n FROM workers"),
                 lastBatchAt: try last?.optionalDouble("committed_at"),
-                lastBatchSeconds: try last?.optionalDouble("seconds"))
+                lastBatchSeconds: try last?.optionalDouble("seconds"), filesChecked: nil, filesBad: nil)
         }
     }
 }

@@ -18,8 +18,9 @@ import Foundation
 public enum WireProtocol {
     public static let magic: [UInt8] = Array("AEWP".utf8)
     /// Bump on any change to the header, a kind's number or a body's fields. 2: an evaluation shard
-    /// names the records that generate and the attribute-snippets file.
-    public static let version: UInt16 = 2
+    /// names the records that generate and the attribute-snippets file. 3: a covariance shard names its
+    /// global batch size in sentences (was tokens).
+    public static let version: UInt16 = 3
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
     /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
@@ -72,9 +73,10 @@ public struct CovarianceShard: Codable, Equatable, Sendable {
     public var first: Int
     public var count: Int
     public var layers: [Int]
-    public var batchTokens: Int
-    public init(corpus: String, first: Int, count: Int, layers: [Int], batchTokens: Int) {
-        self.corpus = corpus; self.first = first; self.count = count; self.layers = layers; self.batchTokens = batchTokens
+    /// The global batch size S of `CovarianceBuilder` (batches b·S ..< (b+1)·S of the corpus).
+    public var batchSentences: Int
+    public init(corpus: String, first: Int, count: Int, layers: [Int], batchSentences: Int) {
+        self.corpus = corpus; self.first = first; self.count = count; self.layers = layers; self.batchSentences = batchSentences
     }
 }
 
@@ -124,10 +126,14 @@ public enum Work: Codable, Equatable, Sendable {
         }
     }
 
-    /// Covariance shards share a worker, one per thread; other work runs alone (WorkerNode, WorkerPool).
-    public var isCovariance: Bool {
-        if case .covariance = self { return true }
-        return false
+    /// Covariance shards and v* chunks run on one BLAS thread each (their results must not depend on the
+    /// worker's thread count, see `BLAS.singleThreaded`), so they share a worker, one per thread;
+    /// evaluation runs alone on all threads (WorkerNode, WorkerPool).
+    public var sharesWorker: Bool {
+        switch self {
+        case .covariance, .vstar: true
+        case .evaluation: false
+        }
     }
 }
 
@@ -207,6 +213,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     case unknownKind(UInt16)
     case bodyTooLarge(Int)
     case badBody(kind: String, detail: String)
+    case badField(kind: String, field: String, value: String, expected: String)
     case payload(kind: String, expected: Bool)
 
     public var description: String {
@@ -218,6 +225,7 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
         case .unknownKind(let k): "unknown message kind \(k)"
         case .bodyTooLarge(let n): "body of \(n) bytes exceeds \(WireProtocol.maxBodyBytes)"
         case let .badBody(k, d): "\(k) body does not decode: \(d)"
+        case let .badField(k, f, v, e): "\(k) field \(f) = \(v) is invalid (expected \(e))"
         case let .payload(k, expected): expected ? "\(k) needs a payload frame" : "\(k) carries an unexpected payload frame"
         }
     }
@@ -275,9 +283,12 @@ extension Message {
         let needsPayload = kind == .result || kind == .deltas
         guard (payload != nil) == needsPayload else { throw WireError.payload(kind: "\(kind)", expected: needsPayload) }
         func parse<T: Decodable>(_ t: T.Type) throws -> T {
-            do { return try Self.decoder().decode(T.self, from: Data(body)) } catch {
+            let value: T
+            do { value = try Self.decoder().decode(T.self, from: Data(body)) } catch {
                 throw WireError.badBody(kind: "\(kind)", detail: Self.describe(error))
             }
+            try (value as? any CheckedBody)?.check(FieldCheck(kind: "\(kind)"))
+            return value
         }
         switch kind {
         case .hello: self = .hello(try parse(Hello.self))
@@ -313,4 +324,83 @@ extension Message {
         default: return "\(error)"
         }
     }
+}
+
+// MARK: - Field checks: every field of every body, on decoding (a peer's numbers never crash or mislead)
+
+/// A body whose fields are checked after decoding; a value out of range is a `WireError.badField`.
+protocol CheckedBody { func check(_ c: FieldCheck) throws }
+
+struct FieldCheck {
+    let kind: String
+    /// Worker threads and request counts above these are not a real machine's or batch's.
+    static let maxThreads = 1024, maxLayers = 4096, maxItems = 1 << 24, maxName = 128
+
+    func fail(_ field: String, _ value: Any, _ expected: String) -> WireError {
+        let text = "\(value)"
+        return .badField(kind: kind, field: field, value: text.count > 40 ? String(text.prefix(40)) + "…" : text, expected: expected)
+    }
+    func range<T: Comparable>(_ field: String, _ v: T, _ r: ClosedRange<T>) throws {
+        guard r.contains(v) else { throw fail(field, v, "\(r.lowerBound)...\(r.upperBound)") }
+    }
+    func span(_ field: String, first: Int, count: Int) throws {
+        try range(field + ".first", first, 0...Int.max / 2)
+        try range(field + ".count", count, 1...Self.maxItems)
+    }
+}
+
+extension Hello: CheckedBody {
+    func check(_ c: FieldCheck) throws {
+        guard (1...FieldCheck.maxName).contains(name.count), !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw c.fail("name", name.debugDescription, "1-\(FieldCheck.maxName) printable characters")
+        }
+        try c.range("pid", pid, 1...Int32.max)
+        try c.range("threads", threads, 1...FieldCheck.maxThreads)
+        guard modelChecksum.count == 16, modelChecksum.allSatisfy(\.isHexDigit) else {
+            throw c.fail("modelChecksum", modelChecksum.debugDescription, "16 hex digits")
+        }
+        try c.range("protocolVersion", protocolVersion, 0...Int(UInt16.max))
+        try c.range("weightsVersion", weightsVersion, 0...FieldCheck.maxItems)
+    }
+}
+
+extension Welcome: CheckedBody {
+    func check(_ c: FieldCheck) throws { try c.range("weightsVersion", weightsVersion, 0...FieldCheck.maxItems) }
+}
+
+extension JobAssignment: CheckedBody {
+    func check(_ c: FieldCheck) throws {
+        try c.range("id", id, 1...Int.max)
+        try c.range("weightsVersion", weightsVersion, 0...FieldCheck.maxItems)
+        switch work {
+        case .covariance(let s):
+            try c.span("covariance", first: s.first, count: s.count)
+            guard !s.layers.isEmpty, s.layers.allSatisfy({ (0..<FieldCheck.maxLayers).contains($0) }) else {
+                throw c.fail("covariance.layers", s.layers, "layer indices 0-\(FieldCheck.maxLayers - 1), at least one")
+            }
+            try c.range("covariance.batchSentences", s.batchSentences, 1...FieldCheck.maxItems)
+        case .vstar(let v):
+            try c.range("vstar.batch", v.batch, 1...FieldCheck.maxItems)
+            try c.range("vstar.chunk", v.chunk, 0...FieldCheck.maxItems)
+            try c.range("vstar.requests", v.requests.count, 1...FieldCheck.maxItems)
+        case .evaluation(let e):
+            try c.span("evaluation", first: e.first, count: e.count)
+        }
+    }
+}
+
+extension JobResult: CheckedBody {
+    func check(_ c: FieldCheck) throws {
+        try c.range("jobID", jobID, 1...Int.max)
+        guard seconds.isFinite, seconds >= 0 else { throw c.fail("seconds", seconds, "a finite number ≥ 0") }
+        if case .covariance(let tokens) = output { try c.range("tokens", tokens, 0...Int.max / 2) }
+    }
+}
+
+extension JobFailure: CheckedBody {
+    func check(_ c: FieldCheck) throws { try c.range("jobID", jobID, 1...Int.max) }
+}
+
+extension DeltaUpdate: CheckedBody {
+    func check(_ c: FieldCheck) throws { try c.range("version", version, 1...FieldCheck.maxItems) }
 }

@@ -1,0 +1,183 @@
+// What a state directory guarantees (issue 15 §1, §3-§6), each through the real `alphaedit` process on
+// the synthetic model: one coordinator per state directory; committed files never rewritten; edits
+// applied only to the model they were made for (an export of the campaign is refused as already
+// edited); every record checked against the model's context before any work; read-only storage works
+// for status, generate and export; status recomputes the checksums of what it reports as committed.
+import Foundation
+import Shared
+import XCTest
+
+final class StateGuaranteeTests: XCTestCase {
+    var dir = ""
+    var model = ""
+    override func setUpWithError() throws {
+        dir = try ClusterTestSupport.tempDir()
+        model = try ClusterTestSupport.model(in: dir)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Runs `alphaedit` and returns (exit code, stdout + stderr).
+    func alphaedit(_ args: [String], seconds: Double = 120) throws -> (Int32, String) {
+        let exe = try ClusterTestSupport.executable("alphaedit")
+        let out = dir + "/out-\(UUID().uuidString.prefix(6)).log"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)   // no cluster.conf here
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        ClusterTestSupport.wait(p, seconds: seconds, "alphaedit \(args.first ?? "")")
+        return (p.terminationStatus, ClusterTestSupport.read(out))
+    }
+
+    /// A state directory for the synthetic model with one committed batch of small random deltas.
+    func makeState(_ path: String) throws {
+        let cfg = ClusterTestSupport.modelConfig
+        let store = try JobStore(directory: path, create: true)
+        var hp = EditHyperparameters()
+        hp.layers = ClusterTestSupport.layers
+        let c = try store.createCampaign(settings: CampaignSettings(
+            method: .alphaedit, model: model, modelChecksum: try EditState.fileChecksum(model), facts: "f.json",
+            factsChecksum: "0123456789abcdef", requestCount: 1, batchSize: 1, hyperparameters: hp, templateSeed: 0,
+            corpus: "c.jsonl", covSentences: 1),
+            templates: ContextTemplates(groups: [["{}"]]), requests: [EditRequest(prompt: "{} is in", subject: "S", targetNew: "T")])
+        var rng = SplitMix64(seed: 3)
+        let n = cfg.hidden * cfg.ffn
+        let deltas = Dictionary(uniqueKeysWithValues: hp.layers.map { l in (l, (0..<n).map { _ in rng.symmetric(0.05) }) })
+        try EditState.commit(store, campaign: c.id, batch: 1, deltas: BatchDeltas(rows: cfg.hidden, cols: cfg.ffn, deltas: deltas),
+                             cp: try SequentialState(layers: hp.layers, f: cfg.ffn), seconds: 0)
+    }
+
+    // §1: a second coordinator on a state directory in use stops at once, naming the holder's pid,
+    // and touches nothing. On the old main both ran and the second overwrote committed files.
+    func testSecondCoordinatorOnAStateInUseStopsAtOnce() throws {
+        let state = dir + "/state"
+        let lock = try StateLock(directory: state)   // this process is the first coordinator
+        XCTAssertThrowsError(try StateLock(directory: state)) {
+            XCTAssertEqual($0 as? StateLockError, .inUse(directory: state, pid: getpid()))
+        }
+        let facts = dir + "/facts.json"
+        try #"[{"prompt": "{} is in", "subject": "Paris", "target": "Rome"}]"#.write(toFile: facts, atomically: true, encoding: .utf8)
+        let t0 = ProcessStats.now()
+        let (code, said) = try alphaedit(["edit", "--model", model, "--facts", facts, "--state", state,
+                                          "--cluster", "in-process", "--corpus", dir + "/none.jsonl"])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("state \(state) is in use by pid \(getpid())"), said)
+        XCTAssertLessThan(ProcessStats.now() - t0, 20, "refused at once")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: state), [StateLock.fileName], "nothing touched")
+        lock.release()
+        XCTAssertNoThrow(try StateLock(directory: state).release(), "free again once released")
+    }
+
+    // §1: committing a batch twice stops before its files are written: the committed bytes stay.
+    func testCommittedFilesAreNeverRewritten() throws {
+        let state = dir + "/state"
+        try makeState(state)
+        let store = try JobStore(directory: state, create: false)
+        let path = state + "/" + EditState.deltasPath(batch: 1)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let cfg = ClusterTestSupport.modelConfig
+        let other = BatchDeltas(rows: cfg.hidden, cols: cfg.ffn,
+                                deltas: [1: [Float](repeating: 1, count: cfg.hidden * cfg.ffn)])
+        XCTAssertThrowsError(try EditState.commit(store, campaign: 1, batch: 1, deltas: other,
+                                                  cp: try SequentialState(layers: [1, 2], f: cfg.ffn), seconds: 0)) {
+            XCTAssertTrue("\($0)".contains("already committed"), "\($0)")
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+        XCTAssertNoThrow(try EditState.load(directory: state).apply(to: try LlamaModel(path: model)))
+    }
+
+    // §3: generate and export refuse another model, naming both checksums, and an export of the same
+    // campaign as already edited. On the old main `export --model edited.gguf` applied the edits twice.
+    func testEditsApplyOnlyToTheirModel() throws {
+        let state = dir + "/state"
+        try makeState(state)
+        let exported = dir + "/edited.gguf"
+        var (code, said) = try alphaedit(["export", "--model", model, "--state", state, "--out", exported])
+        XCTAssertEqual(code, 0, said)
+        (code, said) = try alphaedit(["export", "--model", exported, "--state", state, "--out", dir + "/twice.gguf"])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("already contains these edits"), said)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/twice.gguf"))
+        (code, said) = try alphaedit(["generate", "--model", exported, "--state", state, "--max-tokens", "2", "x"])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("already contains these edits"), said)
+
+        let other = try ClusterTestSupport.model(in: dir, seed: 99)
+        (code, said) = try alphaedit(["generate", "--model", other, "--state", state, "--max-tokens", "2", "x"])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("is not the model state \(state) was made for"), said)
+        let sums = (try EditState.fileChecksum(other), try EditState.fileChecksum(model))
+        XCTAssertTrue(said.contains(sums.0) && said.contains(sums.1), said)
+        (code, said) = try alphaedit(["generate", "--model", model, "--state", state, "--max-tokens", "2", "x"])
+        XCTAssertEqual(code, 0, said)
+        // The export answers like the state applied to the original (its own edits, once).
+        let a = try LlamaModel(path: model)
+        try EditState.load(directory: state).apply(to: a)
+        let b = try LlamaModel(path: exported)
+        let ids: [Int32] = [3, 5, 7, 11]
+        XCTAssertEqual(Array(try a.forward(TokenBatch([ids]), logitRows: [3]).logits(at: 0)),
+                       Array(try b.forward(TokenBatch([ids]), logitRows: [3]).logits(at: 0)))
+    }
+
+    // §4: a record too long for the model's context is refused, by name, before anything is built
+    // or written. On the old main it failed after K0 and the projector, leaving the directory stuck.
+    func testOverlongRecordIsRefusedBeforeAnyWork() throws {
+        let facts = dir + "/facts.json"
+        let long = String(repeating: "the river flows ", count: 2000)
+        try #"[{"prompt": "{} is in", "subject": "Paris", "target": "Rome"}, {"prompt": "\#(long){} is in", "subject": "Lyon", "target": "Rome"}]"#
+            .write(toFile: facts, atomically: true, encoding: .utf8)
+        let state = dir + "/state"
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 10)
+        let (code, said) = try alphaedit(["edit", "--model", model, "--facts", facts, "--state", state,
+                                          "--cluster", "in-process", "--corpus", corpus])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("\(facts) record 2: prompt + target_new is"), said)
+        XCTAssertTrue(said.contains("model's context of \(ClusterTestSupport.modelConfig.contextLength)"), said)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: state + "/" + JobStore.fileName), "no campaign written")
+    }
+
+    // §5 and §6: status, generate and export work on a state directory on read-only storage (a
+    // read-only bind mount); status checks the committed files' checksums and says when one is bad.
+    func testReadOnlyStateAndVerifiedStatus() throws {
+        let state = dir + "/state", ro = dir + "/ro"
+        try makeState(state)
+        try FileManager.default.createDirectory(atPath: ro, withIntermediateDirectories: true)
+        func sh(_ cmd: String) -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", cmd + " 2>/dev/null"]
+            try? p.run()
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        guard sh("mount --bind '\(state)' '\(ro)' && mount -o remount,bind,ro '\(ro)'") == 0 else {
+            _ = sh("umount '\(ro)'")
+            throw XCTSkip("a read-only bind mount needs root")
+        }
+        defer { _ = sh("umount '\(ro)'") }
+        XCTAssertFalse(FileManager.default.createFile(atPath: ro + "/probe", contents: Data([1])), "the mount is read-only")
+
+        var (code, said) = try alphaedit(["status", "--state", ro, "--json"])
+        XCTAssertEqual(code, 0, said)
+        XCTAssertTrue(said.contains("\"batches_committed\" : 1") || said.contains("\"batches_committed\":1"), said)
+        XCTAssertTrue(said.contains("\"files_checked\" : 2") || said.contains("\"files_checked\":2"), said)
+        (code, said) = try alphaedit(["generate", "--model", model, "--state", ro, "--max-tokens", "2", "x"])
+        XCTAssertEqual(code, 0, said)
+        (code, said) = try alphaedit(["export", "--model", model, "--state", ro, "--out", dir + "/e.gguf"])
+        XCTAssertEqual(code, 0, said)
+
+        // A corrupted committed file: status names it and exits non-zero.
+        _ = sh("umount '\(ro)'")
+        let deltas = state + "/" + EditState.deltasPath(batch: 1)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: deltas)))
+        bytes[bytes.count / 2] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: deltas))
+        (code, said) = try alphaedit(["status", "--state", state])
+        XCTAssertEqual(code, 4, said)
+        XCTAssertTrue(said.contains("1 of 2 BAD") && said.contains(EditState.deltasPath(batch: 1)), said)
+    }
+}
