@@ -1,8 +1,31 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Hot loops (dequantisation, attention, norms) are bounds-checked in debug and unchecked in release.
+// The layers, bottom to top; each target depends only on targets above it in this list (the compiler
+// enforces it: a target imports only what it declares). Folders are Sources/Shared/<Target>.
+//   Support      process stats, paths, PRNG, endpoints (Foundation only)
+//   GGUF         reader, writer, names, dequantizers, synthetic test model
+//   Corpus       the K0 sentence corpus
+//   Tokenization byte-level BPE
+//   Kernels      BLAS/LAPACK wrappers, norms, RoPE, attention, SwiGLU, quantized matmul
+//   Model        the LLaMA forward/backward, K/V caches, generation
+//   Editing      requests, facts files, keys, v*, K0 statistics, projector, AlphaEdit/MEMIT solve, artifacts
+//   Store        the state directory: SQLite job store, commit record, EditState, lock
+//   Evaluation   docs/algorithm.md §6 metrics, the eval campaign, reports
+//   Wire         libzmq wrapper and the protocol
+//   Config       cluster.conf
+//   Cluster      worker node and runner, the coordinator's pool, distributed K0 / v* / evaluation
+//   Campaign     the resumable edit campaign (`alphaedit edit` is its wiring)
+//   Bench        benchmarks behind `alphaedit bench`
+//   Shared       re-exports them all for the executables and tests
+
+// Hot loops (dequantisation, attention, norms, the forward) are bounds-checked in debug and unchecked
+// in release; everything else, the parsers of untrusted input first, keeps Swift's checks.
 let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+func layer(_ name: String, _ deps: [Target.Dependency], settings: [SwiftSetting] = []) -> Target {
+    .target(name: name, dependencies: deps, path: "Sources/Shared/\(name)", swiftSettings: settings)
+}
 
 let package = Package(
     name: "alphaedit",
@@ -23,22 +46,36 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Quantized small-batch matmul kernels in C: AVX2/AVX-512 chosen per function at run time.
         .target(name: "CQuantKernels"),
-        .target(
-            name: "Shared",
-            dependencies: ["CBLAS", "CZMQ", "CSQLite", "CQuantKernels", .product(name: "Logging", package: "swift-log")],
-            swiftSettings: fast),
+
+        layer("Support", []),
+        layer("GGUF", ["Support"]),
+        layer("Corpus", []),
+        layer("Tokenization", ["GGUF"]),
+        layer("Kernels", ["GGUF", "CBLAS", "CQuantKernels"], settings: fast),
+        layer("Model", ["Support", "GGUF", "Tokenization", "Kernels"], settings: fast),
+        layer("Editing", ["Support", "Corpus", "GGUF", "Tokenization", "Kernels", "Model"]),
+        layer("Store", ["Support", "GGUF", "Model", "Editing", "CSQLite"]),
+        layer("Evaluation", ["Support", "Kernels", "Model", "Tokenization", "Editing", "Store"]),
+        layer("Wire", ["Editing", "Evaluation", "CZMQ"]),
+        layer("Config", ["Support", "Editing"]),
+        layer("Cluster", ["Support", "Kernels", "Model", "Tokenization", "Editing", "Store", "Evaluation", "Wire", "Config",
+                          .product(name: "Logging", package: "swift-log")]),
+        layer("Campaign", ["Support", "Model", "Tokenization", "Editing", "Store", "Evaluation", "Config", "Cluster",
+                           .product(name: "Logging", package: "swift-log")]),
+        layer("Bench", ["Support", "Corpus", "Kernels", "Model", "Tokenization", "Editing", "Wire", "Cluster",
+                        .product(name: "Logging", package: "swift-log")]),
+        layer("Shared", ["Support", "GGUF", "Corpus", "Tokenization", "Kernels", "Model", "Editing", "Store",
+                         "Evaluation", "Wire", "Config", "Cluster", "Campaign", "Bench"]),
+
         .executableTarget(
             name: "Coordinator",
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: fast),
+                           .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "Worker",
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Logging", package: "swift-log")],
-            swiftSettings: fast),
-        .testTarget(name: "SharedTests", dependencies: ["Shared", .product(name: "Logging", package: "swift-log")],
-                    swiftSettings: fast),
+                           .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "CQuantKernels", .product(name: "Logging", package: "swift-log")]),
     ],
     // Swift 5 language mode: the numeric core shares raw buffers across threads by design
     // (each thread owns disjoint rows), which the Swift 6 checker cannot express without copies.

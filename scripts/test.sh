@@ -8,6 +8,7 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SKYLAKEX
   elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=HASWELL; fi
 fi
+python3 scripts/check-layers.py   # each layer imports only what Package.swift declares for it
 swift build -c release --build-tests
 swift test -c release --skip-build "$@"
 # The determinism tests again on the AVX2 kernels (ours and OpenBLAS's), so an AVX-512 machine checks

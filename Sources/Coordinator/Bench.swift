@@ -21,6 +21,7 @@ struct BenchForward: ParsableCommand {
         if json {
             try printJSON(r)
         } else {
+            print(r.kernels.line)
             print(String(format: "10-token forward (median of %d)   %8.2f ms", r.runs_ms.count, r.median_ms))
             print(String(format: "batch %d × %d tokens (median)     %8.1f ms  %8.0f tokens/s  %6.1f GFLOP/s",
                          r.batch_sequences, r.batch_tokens / r.batch_sequences, r.batch_median_ms, r.batch_tokens_per_s, r.gflops))
@@ -47,6 +48,7 @@ struct BenchEdit: ParsableCommand {
         if json {
             try printJSON(r)
         } else {
+            print(r.kernels.line)
             print(String(format: "K0 statistics, 5 layers        %8.0f tokens/s   (reference 1,219; target ≥ 2,000)", r.cov_tokens_per_s))
             print(String(format: "v* per request                 %8.2f s          (reference 14.2 s; target ≤ 4.5 s)", r.z_seconds_per_request))
             print(String(format: "100 edits, AlphaEdit           %8.0f s          (reference ≈ 1,650 s; target ≤ 500 s)", r.seconds_per_100_edits_alphaedit))
@@ -81,6 +83,7 @@ struct BenchCluster: ParsableCommand {
         if json {
             try printJSON(r)
         } else {
+            print(r.kernels.line)
             print(String(format: "K0 statistics, %d tokens: in-process %.0f, 1 worker %.0f, 2 workers %.0f tokens/s; overhead 1 worker %.1f%%, 2 workers %.1f%% (target ≤ 5%%; max rel diff %.1e)",
                          r.tokens, r.cov_in_process_tokens_per_s, r.cov_1_worker_tokens_per_s, r.cov_2_workers_tokens_per_s,
                          r.cov_1_worker_overhead_pct, r.cov_pipeline_overhead_pct, r.max_rel_diff_vs_in_process))

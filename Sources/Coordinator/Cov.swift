@@ -3,10 +3,10 @@ import Foundation
 import Shared
 
 /// `alphaedit cov`: the preserved-knowledge statistics K0 and the null-space projectors of
-/// method.md §1, computed once per model and layer set and stored for `edit` and the workers.
+/// docs/algorithm.md §1, computed once per model and layer set and stored for `edit` and the workers.
 struct Cov: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Build the K0 key statistics and the null-space projectors (method.md §1).")
+        abstract: "Build the K0 key statistics and the null-space projectors (docs/algorithm.md §1).")
 
     static let statisticsFile = "statistics.bin"
     static let projectorFile = "projector.bin"

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Shared
 
-/// `alphaedit eval`: method.md §6's sequential protocol on CounterFact records — the unedited row, N
+/// `alphaedit eval`: docs/algorithm.md §6's sequential protocol on CounterFact records — the unedited row, N
 /// edits in batches of B, every edited record evaluated after the last batch; general capability
 /// every K edits; hidden shift; JSON + Markdown (+ SVG with --plot). With workers (`--cluster`, or the
 /// config's `workers`: local 2 by default) the CounterFact evaluations (record shards) and v* run on

@@ -67,7 +67,7 @@ final class AlphaEditFixtureTests: XCTestCase {
                               targetNew: fx.request.target_new["str"] ?? "")
         let t0 = Date()
         var hp = EditHyperparameters()
-        hp.vLR = 0.1  // the reference run's setting (method.md §5)
+        hp.vLR = 0.1  // the reference run's setting (docs/algorithm.md §5)
         let r = try ComputeZ(model: m, tokenizer: tok, hp: hp)
             .run([req], templates: ContextTemplates(groups: [["{}"]]))[0]
         print("compute_z: \(r.losses.count) passes in \(Date().timeIntervalSince(t0)) s; ‖δ‖ \(r.deltaNorm) (reference \(fx.delta_norm_final))")

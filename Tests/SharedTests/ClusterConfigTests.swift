@@ -55,7 +55,7 @@ final class ClusterConfigTests: XCTestCase {
         let c = try ClusterConfig.parse("")
         XCTAssertEqual(c.workers, .local(2))
         XCTAssertEqual(c.resolvedWorkerThreads, 1, "2 threads shared by 2 local workers")
-        XCTAssertEqual(c.hyperparameters, EditHyperparameters(), "method.md §5 defaults")
+        XCTAssertEqual(c.hyperparameters, EditHyperparameters(), "docs/algorithm.md §5 defaults")
         XCTAssertEqual(c.resolvedEndpoint(directory: "/tmp/s"), "ipc:///tmp/s/coordinator.ipc")
         XCTAssertEqual(c.resolvedEndpoint(directory: "/" + String(repeating: "d", count: 120)), "tcp://127.0.0.1:5570",
                        "an ipc path too long for a Unix socket falls back to tcp")

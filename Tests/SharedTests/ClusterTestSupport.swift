@@ -13,11 +13,15 @@ enum ClusterTestSupport {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     }
 
+    struct MissingExecutable: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "\(path) is not built: run `swift build -c release --build-tests` first (it builds the executables too)" }
+    }
+
+    /// A built executable of the package; a test that needs one fails (not skips) when it is missing.
     static func executable(_ name: String) throws -> String {
         let p = binDir.appendingPathComponent(name).path
-        guard FileManager.default.isExecutableFile(atPath: p) else {
-            throw XCTSkip("\(p) is not built: run `swift build -c release --build-tests` (builds the executables too)")
-        }
+        guard FileManager.default.isExecutableFile(atPath: p) else { throw MissingExecutable(path: p) }
         return p
     }
 

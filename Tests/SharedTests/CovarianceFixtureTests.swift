@@ -1,4 +1,4 @@
-// K0 statistics (method.md §1) against the authors' PyTorch code (shared/fixtures/alphaedit/c_cov500_*),
+// K0 statistics (docs/algorithm.md §1) against the authors' PyTorch code (shared/fixtures/alphaedit/c_cov500_*),
 // shards that merge to the whole, and the batch plan.
 import Foundation
 import Shared

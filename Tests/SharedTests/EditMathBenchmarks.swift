@@ -19,7 +19,7 @@ final class EditMathBenchmarks: XCTestCase {
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
-    /// method.md §1 hot path: S_l += Kᵀ K for 5 layers from one forward pass.
+    /// docs/algorithm.md §1 hot path: S_l += Kᵀ K for 5 layers from one forward pass.
     func testAccumulateThroughput() throws {
         let f = 1536, layers = [3, 4, 5, 6, 7], tokens = 2048
         var rng = EditMathRNG(seed: 31)
@@ -49,7 +49,7 @@ final class EditMathBenchmarks: XCTestCase {
         print(String(format: "  artifact of 5 layers (%.0f MB) serialize + read: %.2f s", Double(5 * f * (f + 1) / 2 * 8) / 1e6, t))
     }
 
-    /// method.md §1 and §4.3 at f = 1536, d = 576, u = 100, r ≈ 1100: projector, AlphaEdit vs MEMIT.
+    /// docs/algorithm.md §1 and §4.3 at f = 1536, d = 576, u = 100, r ≈ 1100: projector, AlphaEdit vs MEMIT.
     func testSolveTimes() throws {
         let f = 1536, d = 576, u = 100, rank = 436  // C0 of rank 436: null space of dimension 1100
         var rng = EditMathRNG(seed: 32)

@@ -1,4 +1,4 @@
-// The projector and the edit solves (method.md §1, §4) checked by their identities.
+// The projector and the edit solves (docs/algorithm.md §1, §4) checked by their identities.
 import Foundation
 import Shared
 import XCTest
@@ -56,7 +56,7 @@ extension EditMathTests {
         XCTAssertGreaterThan(scale, 1e-3, "the edit is not trivially zero")
         let p = pb.projector.projectionMatrix()
         let comp = maxDiff64(dw.values, try dw.times(p).values)
-        XCTAssertLessThan(comp, 1e-10 * scale, "ΔW (I − P) = 0 (method.md §4.3): max \(comp), ‖ΔW‖max \(scale)")
+        XCTAssertLessThan(comp, 1e-10 * scale, "ΔW (I − P) = 0 (docs/algorithm.md §4.3): max \(comp), ‖ΔW‖max \(scale)")
         // (W + ΔW) K0 = W K0 for every k0 in span(K0): ΔW k0 = 0.
         var rng = EditMathRNG(seed: 13)
         let k0s = try pb.k0.times(rng.matrix(pb.rank, 8))

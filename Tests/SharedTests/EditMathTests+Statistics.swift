@@ -1,4 +1,4 @@
-// Key statistics (method.md §1), the artifacts, and the projector on the reference's real C0.
+// Key statistics (docs/algorithm.md §1), the artifacts, and the projector on the reference's real C0.
 import Foundation
 import Shared
 import XCTest

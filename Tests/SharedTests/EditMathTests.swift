@@ -1,4 +1,4 @@
-// Tests of the edit's linear algebra (method.md §1 and §4) by its identities, and of the BLAS /
+// Tests of the edit's linear algebra (docs/algorithm.md §1 and §4) by its identities, and of the BLAS /
 // LAPACK wrappers against naive references. Every assertion names the equation it checks, uses a
 // literal tolerance and prints the max difference.
 import Foundation

@@ -1,4 +1,4 @@
-// The CounterFact metric definitions of method.md §6 on hand-made records, n-gram entropy and TF-IDF
+// The CounterFact metric definitions of docs/algorithm.md §6 on hand-made records, n-gram entropy and TF-IDF
 // on hand-computed examples, and the merge of shards.
 import Foundation
 import Shared

@@ -4,6 +4,14 @@
 //  - v*: requests/min in-process vs 2 local workers (fixed chunks).
 //  - The coordinator's per-shard cost (transfer of one shard result over the endpoint, checksum +
 //    decode, merge), measured, and from it the worker count at which the coordinator saturates.
+import Support
+import Corpus
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Wire
+import Cluster
 import Foundation
 import Logging
 
@@ -36,6 +44,7 @@ public struct ClusterBenchmarkReport: Codable, Sendable {
     public var worker_seconds_per_shard: Double
     /// Workers at which the coordinator's per-shard work fills its time: worker s/shard ÷ coordinator s/shard.
     public var workers_before_coordinator_bound: Double
+    public var kernels = KernelChoice.current
 }
 
 public enum ClusterBenchmark {

@@ -1,6 +1,14 @@
 // `alphaedit bench edit`: the edit engine's speed on the real model and data (issue 3's figures).
 // v* runs once; AlphaEdit and MEMIT then apply the same targets to two copies of the model, so the
 // difference between their times is the cost of the projection alone.
+import Support
+import Corpus
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Wire
+import Cluster
 import Foundation
 
 public struct EditBenchmark {
@@ -17,6 +25,7 @@ public struct EditBenchmark {
         public var alphaedit_overhead_pct: Double
         public var kept_fraction: [String: Double]
         public var threads: Int
+        public var kernels = KernelChoice.current
     }
 
     public static func run(modelPath: String, corpus: String, facts: String, edits: Int, sentences: Int,

@@ -1,5 +1,13 @@
 // `alphaedit bench forward`: the engine's speed on the shapes the product uses.
 // 10-token prompt (logits at the last position), and a 32 × 24-token batch (the shape of edit work).
+import Support
+import Corpus
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Wire
+import Cluster
 import Foundation
 
 public struct ForwardBenchmark {
@@ -15,6 +23,7 @@ public struct ForwardBenchmark {
         public var load_s: Double
         public var rss_mb: Double
         public var threads: Int
+        public var kernels = KernelChoice.current
     }
 
     /// FLOPs of a forward over a batch: the linear layers (2 per weight per token), attention

@@ -8,6 +8,15 @@
 //
 // One coordinator per state directory: at start, leases left by a coordinator that died go back
 // to pending (`releaseAbandonedLeases`).
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 import Logging
 

@@ -5,6 +5,15 @@
 // single-process run. v* goes out in DistributedTargets' fixed chunks. Every batch the coordinator
 // applies is written as a BatchDeltas file and committed to the pool, which brings each worker to
 // that weights version before its next job.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 
 public final class ClusterEvaluation: EvalBackend {

@@ -1,10 +1,19 @@
-// K0 statistics (method.md §1) over a cluster: the sentence range is cut into shards of consecutive
+// K0 statistics (docs/algorithm.md §1) over a cluster: the sentence range is cut into shards of consecutive
 // sentences, each shard is a job, and the partial sums are added in shard-index order — never in
 // arrival order — so the result does not depend on the number of workers, their speed or a re-run
 // shard: it equals the single-process build up to float64 summation order (≤ 1e-12 relative, tested).
 // Shard ends fall on multiples of the builder's batch size, so no shard splits a global batch (see
 // CovarianceBuilder): every sentence's keys are the same float32 numbers on every worker.
 // Shards that finish early wait in memory until every shard before them is added.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 
 public struct CovarianceJobPlan: Sendable, Equatable {
@@ -50,6 +59,7 @@ public struct DistributedCovarianceProgress: Sendable {
 
 /// Timings of the coordinator's share of the work, for the scaling note (bench cluster).
 public struct ReductionTimings: Sendable, Codable {
+    public init() {}
     public var shards = 0
     public var payloadBytes = 0
     /// Parsing the shard artifacts (checksum + decode).

@@ -1,6 +1,15 @@
-// v* (method.md §3) of one batch over the cluster: the batch's requests in fixed chunks, each chunk a
+// v* (docs/algorithm.md §3) of one batch over the cluster: the batch's requests in fixed chunks, each chunk a
 // job on the committed weights. The chunking depends only on the batch (never on the worker count or
 // on which chunks a previous run finished), so a re-run or a re-queued chunk computes the same inputs.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 
 public enum DistributedTargets {

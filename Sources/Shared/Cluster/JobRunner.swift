@@ -2,6 +2,15 @@
 // (the number of committed batches of deltas applied to it), and one function per kind of work.
 // Runs on the worker's job threads: covariance shards up to `threads` at once, one thread each;
 // any other job alone, with all threads. Deltas are applied only while no job runs.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 
 public enum JobError: Error, Equatable, CustomStringConvertible {

@@ -1,4 +1,13 @@
 // One log set-up for both executables: swift-log to stderr, the level from `--log-level`.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 import Logging
 

@@ -1,6 +1,15 @@
 // The identity of a model file across processes: FNV-1a-64 (as the artifacts, see Artifact.swift) of
 // its bytes, read memory-mapped. A worker whose checksum differs from the coordinator's would compute
 // statistics or targets of another model, so the coordinator refuses it at hello.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 
 public enum ModelChecksum {

@@ -6,6 +6,15 @@
 // Slots: a worker with T threads runs up to T covariance shards at once, one thread each (no shard
 // splits its batches between threads, so none waits at its end for the slower half, and one shard's
 // result travels while the next computes); any other job runs alone, with all T threads.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 import Logging
 

@@ -1,6 +1,15 @@
 // `workers = local N`: the coordinator starts N `alphaedit-worker` processes on this machine, found
 // beside its own executable, and ends them when it ends. Each is told the coordinator's pid and
 // exits by itself if the coordinator dies without ending it (kill -9).
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 import Logging
 

@@ -1,5 +1,14 @@
 // How the coordinator's I/O thread answers each message (see WorkerPool.swift). A frame that does
 // not decode is logged and answered with `rejected`; the loop goes on.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 import Logging
 

@@ -7,6 +7,15 @@
 // and hands queued jobs to workers with a free slot (covariance shards: one per worker thread, see
 // WorkerNode; any other job: an idle worker). The caller's thread blocks in `run`, which returns the
 // results through `onResult`, outside the lock, in arrival order.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Wire
+import Config
 import Foundation
 import Logging
 

@@ -1,5 +1,7 @@
 // cluster.conf: `key = value` lines, `#` comments. Unknown keys and invalid values are errors
 // naming the key and line. Relative paths resolve against the file's folder.
+import Support
+import Editing
 import Foundation
 
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
@@ -62,7 +64,7 @@ public struct ClusterConfig: Sendable, Equatable {
     public var workers: WorkerMode = .local(2)
     /// Threads of each local worker; nil: the machine's `threads` shared among the local workers.
     public var workerThreads: Int?
-    /// Edited layers and the method's settings (method.md §5).
+    /// Edited layers and the method's settings (docs/algorithm.md §5).
     public var hyperparameters = EditHyperparameters()
     /// K0 corpus, sentences for K0, and sentences per distributed covariance shard.
     public var corpus: String = "../shared/data/wiki-triplets/trex.jsonl"

@@ -1,10 +1,16 @@
-// The CounterFact metrics of method.md §6 on a range of records: probability comparisons (mean
+// The CounterFact metrics of docs/algorithm.md §6 on a range of records: probability comparisons (mean
 // per-token NLL) on the rewrite, paraphrase and neighborhood prompts, and, with generation, fluency
 // and consistency of seeded top-k texts from the generation prompts.
 //
 // Sharding: every forward pass holds the prompts of ONE record only, and each generation's seed is
 // derived from (seed, case_id, prompt index), so a record's figures do not depend on which other
 // records share its shard; any split of the records merges (`EvalShard.merge`) to the single-run result.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 public struct GenerationSettings: Sendable, Equatable, Codable {

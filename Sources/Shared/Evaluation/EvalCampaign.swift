@@ -1,7 +1,13 @@
-// The sequential evaluation protocol of method.md §6 in one process: evaluate the unedited model on
+// The sequential evaluation protocol of docs/algorithm.md §6 in one process: evaluate the unedited model on
 // the records, edit them in batches of B with the existing engine (Editor; K0 statistics and
 // projector from CovarianceBuilder / NullSpaceProjectorSet, as `alphaedit edit` sets them up), take
 // general-capability checkpoints every K edits, and evaluate every edited record after the last batch.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 public struct EvalCampaignSettings: Sendable {

@@ -4,6 +4,12 @@
 // A point at k edits scores the k records edited so far, so specificity and fluency are drawn as the
 // change from the unedited model on those same records (0 at 0 edits): absolute values of different
 // record sets would make steps that are not the edits' doing.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 public enum EvalPlot {

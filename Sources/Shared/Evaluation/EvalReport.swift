@@ -1,6 +1,12 @@
 // The result of one `alphaedit eval` run: summaries (all records and the facts the unedited model
 // knows), the curve against the number of edits, general capability, hidden shift and timings; as
 // JSON for machines and a Markdown table for people.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 /// Figures at one point of a sequential run (0 = unedited).

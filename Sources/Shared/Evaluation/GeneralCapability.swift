@@ -1,7 +1,13 @@
-// General capability (method.md §6, the paper's GLUE figure): zero-shot prompts on the `general/`
+// General capability (docs/algorithm.md §6, the paper's GLUE figure): zero-shot prompts on the `general/`
 // sets, greedy 5-token answers parsed into labels, weighted F1 per task; and perplexity on held-out
 // Wikipedia sentences. The prompt wording is ours (the paper's exact prompts are not in the data);
 // it stays fixed so that before/after figures compare the same thing.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 /// One zero-shot item: the prompt and its gold label.

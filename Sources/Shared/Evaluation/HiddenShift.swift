@@ -1,6 +1,12 @@
 // Hidden-representation shift (issue 5 §4, the paper's Figure 3 question in numbers): the block output
 // at the last edited layer, last token of each factual prompt, before and after editing. Reported as
 // the mean cosine similarity and the mean relative change ‖h₁ − h₀‖ / ‖h₀‖ (and of the norm alone).
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 
 public struct HiddenStates: Sendable {
     public let layer: Int

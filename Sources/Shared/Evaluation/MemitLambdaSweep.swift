@@ -1,6 +1,12 @@
 // Choosing MEMIT's λm fairly (issue 5): on one batch, v* once, then the MEMIT update for each λm on
 // the restored unedited weights; efficacy (and specificity) on the batch per λm. The reported choice is
 // the largest λm whose efficacy reaches the goal — the strongest preservation term that still edits.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 public struct LambdaTrial: Codable, Equatable, Sendable {

@@ -1,8 +1,14 @@
-// Fluency (method.md §6): the weighted entropy of a text's word n-gram frequencies,
+// Fluency (docs/algorithm.md §6): the weighted entropy of a text's word n-gram frequencies,
 // (2/3·H2 + 4/3·H3) / 2 in bits, as the reference's `compute_n_gram_entropy` (ns [2, 3], weights
 // [2/3, 4/3], arithmetic mean). Words follow NLTK's `word_tokenize` in its common cases: runs of
 // letters/digits (with inner apostrophes, dots and hyphens kept, e.g. "U.S.", "well-known") and every
 // other non-space character as a token of its own; the reference's rarer splits (n't, quotes) differ.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 public enum NGramEntropy {

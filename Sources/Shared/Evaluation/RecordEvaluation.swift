@@ -1,6 +1,12 @@
-// What the evaluation measures on one CounterFact record (method.md §6), kept raw so that results
+// What the evaluation measures on one CounterFact record (docs/algorithm.md §6), kept raw so that results
 // computed anywhere (one process, or shards on many workers) merge into exactly the same summary:
 // every mean is taken once, over the merged per-record values, in record order.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 
 /// NLLs and top-1 correctness of the two targets after one prompt.
 public struct PairScore: Codable, Equatable, Sendable {

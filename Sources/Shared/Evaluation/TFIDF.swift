@@ -1,7 +1,13 @@
-// Consistency (method.md §6): TF-IDF cosine between generated text and reference snippets, as
+// Consistency (docs/algorithm.md §6): TF-IDF cosine between generated text and reference snippets, as
 // scikit-learn's TfidfVectorizer used by the reference: lowercase, tokens = runs of 2+ word
 // characters (`\b\w\w+\b`), raw term counts, smooth idf = ln((1+N)/(1+df)) + 1 fitted on the snippet
 // corpus (one document per snippet), l2-normalised rows; words outside the corpus are ignored.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 public struct TFIDF: Sendable {

@@ -1,5 +1,11 @@
-// Mean per-token NLL of " " + target after a prompt (method.md §6), batched: every (prompt, target)
+// Mean per-token NLL of " " + target after a prompt (docs/algorithm.md §6), batched: every (prompt, target)
 // pair is one sequence `prompt + target`, scored by teacher forcing in one forward pass.
+import Support
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Store
 import Foundation
 
 /// One scored (prompt, target) pair.

@@ -1,5 +1,6 @@
 // Dequantization of GGML blocks to float32, one function per type (layouts of ggml-common.h).
 // `src` must hold the bytes of `count` elements (GGUFFile checks this; a short source gives NaNs).
+import Support
 
 @inline(__always) func f16(_ p: UnsafeRawPointer, _ o: Int) -> Float {
     Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt16.self)))

@@ -1,5 +1,6 @@
 // Tensor element types of GGML/GGUF and their block geometry.
 // Raw values are the on-disk type ids of the GGUF spec (ggml.h `enum ggml_type`).
+import Support
 
 public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9

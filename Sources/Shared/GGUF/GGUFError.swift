@@ -1,4 +1,5 @@
 // Typed errors of GGUF reading and writing: each names the field and the byte offset involved.
+import Support
 
 public enum GGUFError: Error, Equatable, CustomStringConvertible {
     case cannotOpen(path: String, reason: String)

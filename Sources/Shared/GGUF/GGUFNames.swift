@@ -1,5 +1,6 @@
 // The one table of GGUF tensor names and metadata keys used for LLaMA-family models (llama.cpp's
 // names, `gguf-py/gguf/constants.py`). No other file spells these strings.
+import Support
 
 public enum GGUFNames {
     // MARK: - tensors (GGML dims are [in, out]; row-major out × in)

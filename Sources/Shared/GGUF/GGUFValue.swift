@@ -1,4 +1,5 @@
 // Metadata values of a GGUF file (spec v3 `gguf_metadata_value_type`).
+import Support
 
 public enum GGUFValueType: UInt32, Sendable {
     case uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6

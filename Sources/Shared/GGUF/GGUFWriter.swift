@@ -5,6 +5,7 @@
 // Everything is validated when added, so `bytes()` and `write(to:)` cannot produce a file the
 // reader would reject.
 #if canImport(Glibc)
+import Support
 import Glibc
 private let systemWrite = Glibc.write
 #elseif canImport(Darwin)

@@ -2,6 +2,7 @@
 // ggml's reference quantizers (`quantize_row_q8_0_ref`, `quantize_row_q4_1_ref` in ggml-quants.c)
 // bit for bit, so a tensor we re-encode is what llama.cpp's own tools would have written; the tests
 // check this against the `gguf` Python package's port of them.
+import Support
 
 /// The element types `GGUFWriter` can encode from float32. Other types can only be copied as raw bytes.
 public enum TensorEncoding: String, Sendable, CaseIterable, CustomStringConvertible {

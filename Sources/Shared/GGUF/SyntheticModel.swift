@@ -2,6 +2,7 @@
 // 98 MB download: same tensor names, metadata keys and tokenizer kind (byte-level BPE, `gpt2`/`smollm`)
 // as SmolLM2, a few thousand times smaller. Weights come from a seeded SplitMix64,
 // so a given config always produces the same bytes.
+import Support
 
 /// Shape and encoding of a synthetic model. Legend: C hidden, F ffn, H heads, D head dim, V vocab.
 public struct SyntheticConfig: Sendable, Equatable {

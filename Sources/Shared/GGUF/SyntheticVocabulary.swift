@@ -2,6 +2,7 @@
 // (0 `<|endoftext|>` = unk, 1 `<|im_start|>` = bos, 2 `<|im_end|>` = eos), then the 256 byte tokens in
 // GPT-2's `bytes_to_unicode` order, then one token per merge in rank order. Derived here independently
 // of the tokenizer's own byte mapping, so tokenizer tests on this model cross-check it.
+import Support
 
 public enum SyntheticVocabulary {
     public static let controlTokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

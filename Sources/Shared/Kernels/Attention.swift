@@ -4,6 +4,7 @@
 // an earlier pass) and n = p + m K/V rows at positions 0…n−1, starting at row `kvStarts[s]` of k, v.
 // Per sequence and head: S = Q Kᵀ/√D [m × n], causal (query i sees keys j ≤ p + i), P = softmax(S),
 // O = P V. The forward stores P (one m×n block per sequence and head) for the backward.
+import GGUF
 import Foundation
 
 /// Where each sequence's rows and probability blocks live in the packed buffers.

@@ -1,5 +1,6 @@
 // The one wrapper of OpenBLAS (cblas). Row-major throughout. Each entry has a naive Swift
 // reference in `NaiveBLAS` that the tests compare it with.
+import GGUF
 import CBLAS
 import Foundation
 

@@ -2,6 +2,7 @@
 // generic model) and falls back to its Prescott (SSE3) kernels: 3-4× slower sgemm here.
 // OpenBLAS reads OPENBLAS_CORETYPE only when it loads, so an executable that finds the fallback
 // on a CPU with AVX-512/AVX2 re-executes itself once with the right core type set.
+import GGUF
 import CBLAS
 import Foundation
 
@@ -38,5 +39,39 @@ public enum BLASRuntime {
         argv.append(nil)
         execv("/proc/self/exe", &argv)
         // execv returned: carry on with the generic kernels.
+    }
+}
+
+/// What a benchmark ran on: the CPU's vector features and the kernels chosen for them (every
+/// benchmark prints it, so figures from AVX2 and AVX-512 machines are never compared blind).
+public struct KernelChoice: Codable, Sendable, Equatable {
+    /// avx2, fma, f16c, avx512f, avx512bw, avx512vl: those the CPU has.
+    public var cpu_features: [String]
+    /// OpenBLAS's kernel family (e.g. Haswell, SkylakeX).
+    public var openblas_core: String
+    /// The few-token quantized kernels: avx512, avx2 or none (BLAS).
+    public var quantized_kernels: String
+    /// ALPHAEDIT_ISA when set (a cap on the kernels, e.g. avx2).
+    public var isa_cap: String?
+
+    public static var current: KernelChoice {
+        let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"]
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("flags") }
+            .map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        let q: String
+        switch QuantizedLinear.bestISA {
+        case .avx512?: q = "avx512"
+        case .avx2?: q = "avx2"
+        case nil: q = "none"
+        }
+        return KernelChoice(cpu_features: wanted.filter(flags.contains), openblas_core: BLASRuntime.coreName,
+                            quantized_kernels: q, isa_cap: ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"])
+    }
+
+    /// One line for the tables.
+    public var line: String {
+        "CPU features: \(cpu_features.isEmpty ? "none of avx2/avx512" : cpu_features.joined(separator: " ")); "
+            + "kernels: OpenBLAS \(openblas_core), quantized \(quantized_kernels)" + (isa_cap.map { " (ALPHAEDIT_ISA=\($0))" } ?? "")
     }
 }

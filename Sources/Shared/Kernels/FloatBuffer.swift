@@ -1,5 +1,6 @@
 // A fixed-size float32 buffer with a stable address: weights and activations live in these,
 // so hot kernels take raw pointers without copy-on-write checks or per-call allocation.
+import GGUF
 
 public final class FloatBuffer: @unchecked Sendable {
     public let count: Int

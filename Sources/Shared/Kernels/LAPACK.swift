@@ -2,6 +2,7 @@
 // SPD solve by Cholesky, general LU solve. Each entry has a naive Swift reference in `NaiveLAPACK`
 // that the tests compare it with. Failures come back as `LinearAlgebraError`, never as a crash:
 // the matrices are derived from model activations, i.e. from input data.
+import GGUF
 import CBLAS
 
 /// A failed factorisation or a shape that does not fit. `info` is LAPACK's return code.

@@ -4,6 +4,7 @@
 // kernels (Sources/CQuantKernels) dequantize each block in registers exactly as `Dequantize` does,
 // so results match dequantize + sgemm up to summation order; activations are never quantized.
 // Shapes: x[T × in], W[out × in] (GGUF layout), y[T × out], row-major.
+import GGUF
 import CBLAS
 import CQuantKernels
 

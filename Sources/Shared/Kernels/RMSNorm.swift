@@ -1,5 +1,6 @@
 // RMSNorm: y = x / sqrt(mean(x²) + eps) ⊙ w, per row of x[T×C].
 // The forward keeps 1/rms per row (rstd[T]) for the backward.
+import GGUF
 
 public enum RMSNorm {
     public static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,

@@ -1,6 +1,7 @@
 // Rotary position embedding on the GGUF's stored Q/K layout: llama.cpp's converter permutes
 // the rows so that rotation acts on interleaved pairs (2i, 2i+1) of each head.
 // θ_i = pos · base^(−2i / ropeDims), for i < ropeDims/2; dimensions past ropeDims are untouched.
+import GGUF
 import Foundation
 
 public final class RoPETable: @unchecked Sendable {

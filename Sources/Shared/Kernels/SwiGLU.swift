@@ -1,4 +1,5 @@
-// SwiGLU activation: k = silu(g) ⊙ u with silu(g) = g · σ(g). k is the MLP key of method.md.
+// SwiGLU activation: k = silu(g) ⊙ u with silu(g) = g · σ(g). k is the MLP key of docs/algorithm.md (Notation).
+import GGUF
 import CQuantKernels
 import Foundation
 

@@ -8,6 +8,10 @@
 // There is one block forward and one K/V cache in the model: a step is `runBlocks` over all blocks
 // with a `CachedPrefix` (the mechanism v* uses for its δ-independent prefix, PrefixKVCache.swift),
 // each sequence owning a span of rows of one shared PrefixKVCache.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 import Foundation
 
 /// One sequence's span of a PrefixKVCache: rows `start ..< start + capacity`, of which the first

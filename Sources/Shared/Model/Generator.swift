@@ -1,4 +1,8 @@
 // Autoregressive generation from a prompt: greedy or seeded top-k, tokens handed out as they come.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public struct Generator {
     public let model: LlamaModel

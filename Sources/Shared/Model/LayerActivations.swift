@@ -1,5 +1,9 @@
 // Everything one transformer block computes for a batch, kept for hooks and for the backward pass.
 // Shapes: T rows; C hidden, F ffn, Q = H·D, K = KV·D.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public final class LayerActivations: @unchecked Sendable {
     public let rows: Int

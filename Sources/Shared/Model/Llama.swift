@@ -2,6 +2,10 @@
 // or, for a few tokens, kernels reading the stored quantized weights (QuantizedWeights).
 // Hooks let the edit pipeline read MLP keys and block outputs and add vectors to block outputs;
 // `runBlocks` and `logits` are exposed separately so callers can cache the blocks below an edited layer.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 /// Observation and intervention points of a forward pass.
 public struct ForwardHooks {
@@ -22,7 +26,7 @@ public final class LlamaModel: @unchecked Sendable {
     public let gguf: GGUFFile
     /// Views of the stored quantized matrices for few-token forwards (see QuantizedWeights).
     public let quantized: QuantizedWeights
-    let rope: RoPETable
+    package let rope: RoPETable
 
     public init(gguf: GGUFFile) throws {
         self.gguf = gguf

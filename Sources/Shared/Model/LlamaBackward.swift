@@ -1,6 +1,10 @@
 // Activation-gradient backward of the LLaMA forward (no weight gradients): from a loss on logits
 // at chosen rows back to the residual stream below a given block. Each step mirrors a line of
 // `LlamaModel.block` in reverse; the activations come from `runBlocks(keep:)`.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 extension LlamaModel {
     /// dL/dhidden [T × C] at the chosen `rows` of the final residual stream, given dL/dlogits

@@ -1,6 +1,10 @@
 // Hyperparameters of a LLaMA-family model, read from GGUF metadata.
 // Legend used across Model/ and Kernels/: T tokens, C hidden, F ffn, H heads, KV kv heads,
 // D head dim, V vocab; all matrices row-major, weights out × in.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public struct LlamaConfig: Sendable, Equatable {
     public var layers: Int

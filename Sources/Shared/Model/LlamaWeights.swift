@@ -1,5 +1,9 @@
 // Weights of a LLaMA model, dequantized to float32 at load. Loading is strict: a missing,
 // unexpected or mis-shaped tensor is an error naming it.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 import Foundation
 
 public final class LlamaLayerWeights: @unchecked Sendable {

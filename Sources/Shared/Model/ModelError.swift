@@ -1,4 +1,8 @@
 // Errors of model loading and running, each naming what is wrong.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public enum ModelError: Error, Equatable, CustomStringConvertible {
     case unsupportedArchitecture(String)

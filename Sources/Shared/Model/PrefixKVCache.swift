@@ -1,12 +1,16 @@
 // K and V (after RoPE) of a packed batch's rows at a range of blocks, so that a later pass can run only
 // the rows from some position of each sequence on and attend to the earlier rows' cached K/V. This is
 // exact by causality: a row never depends on later rows, so the rows before the position where a pass
-// changes something (v*'s δ, method.md §3) are the same in every pass and need computing once.
+// changes something (v*'s δ, docs/algorithm.md §3) are the same in every pass and need computing once.
 //
 // Use: `runBlocks` with a batch of the sequences' first rows (`TokenBatch` positions 0…) fills the
 // cache; later passes run batches whose sequences start at their first uncached position
 // (`TokenBatch(_:firstPositions:)`). Each pass writes its own rows' K/V into the cache too, so its
 // backward reads them there. Shapes: R cache rows, K = KV·D.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public final class PrefixKVCache: @unchecked Sendable {
     public let layers: ClosedRange<Int>

@@ -3,6 +3,10 @@
 // (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
 // bytes, so `markEdited(layer:)` retires that view for good.
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public final class QuantizedWeights: @unchecked Sendable {
     /// Views of one block's matrices; nil where the stored type has no kernel (float32 is used then).

@@ -1,4 +1,8 @@
 // Next-token choice: greedy argmax, or top-k sampling from a seeded generator (reproducible runs).
+import Support
+import GGUF
+import Tokenization
+import Kernels
 import Foundation
 
 public struct Sampler: Sendable {

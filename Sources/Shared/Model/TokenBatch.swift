@@ -1,6 +1,10 @@
 // A batch of token sequences of different lengths, packed row after row into one T-row matrix
 // so every linear layer is a single GEMM. Row r belongs to sequence `seqOf[r]` at `positions[r]`.
 // A sequence may start past position 0 when its earlier rows were run before (PrefixKVCache).
+import Support
+import GGUF
+import Tokenization
+import Kernels
 
 public struct TokenBatch: Sendable {
     public let tokens: [Int32]
@@ -30,7 +34,7 @@ public struct TokenBatch: Sendable {
     /// Rows of the last token of every sequence.
     public var lastRows: [Int] { (0..<sequences).map { row($0, -1) } }
 
-    func validate(vocab: Int, context: Int) throws {
+    package func validate(vocab: Int, context: Int) throws {
         for n in lengths {
             if n == 0 { throw ModelError.emptyPrompt }
             if n > context { throw ModelError.contextOverflow(tokens: n, context: context) }

@@ -3,6 +3,10 @@
 // bulk data itself; it holds these records, and a file is trusted only after its checksum is
 // recomputed and matches.
 #if canImport(Glibc)
+import Support
+import GGUF
+import Model
+import Editing
 import Glibc
 #endif
 import Foundation

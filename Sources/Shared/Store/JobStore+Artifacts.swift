@@ -1,4 +1,8 @@
 // Artifact records (files referenced by path and checksum) and the JSON columns' coding.
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 extension JobStore {

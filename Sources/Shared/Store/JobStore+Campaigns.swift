@@ -1,6 +1,10 @@
 // Campaigns, their batches and requests, and the batch commit. A state directory holds one campaign:
 // running the same `alphaedit edit` again finds it (and refuses other settings), then continues
 // after the last committed batch.
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 /// What identifies a campaign: resuming with different values would mix two experiments.

@@ -3,6 +3,10 @@
 // two coordinators' connections can never hand one job to two owners. A lease that expires, or whose
 // owner is released (a dead worker), puts the job back to pending — unless it has been taken
 // `maxAttempts` times, then it fails with the reason in `error`.
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 public enum JobKind: String, Codable, Sendable, CaseIterable {

@@ -1,4 +1,8 @@
 // Workers as the coordinator last saw them: registered, heartbeats, gone (their jobs put back).
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 public struct WorkerInfo: Codable, Equatable, Sendable {

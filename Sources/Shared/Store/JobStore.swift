@@ -7,6 +7,10 @@
 // (`PRAGMA quick_check`, else .corrupt), and that it is ours: `application_id` = "AEDT" and
 // `user_version` = the schema version (else .foreign / .unsupportedSchema). An empty database is
 // given the schema when `create` is set.
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 public final class JobStore {

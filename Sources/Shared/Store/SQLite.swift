@@ -6,6 +6,10 @@
 // last commits after a power loss or OS crash, and a commit here stands for minutes of compute (a
 // committed batch, a finished job). The price, one fsync of the WAL per commit, is nothing at the
 // rates here (a few transactions a second at most).
+import Support
+import GGUF
+import Model
+import Editing
 import CSQLite
 import Foundation
 

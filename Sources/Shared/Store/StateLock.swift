@@ -5,6 +5,10 @@
 // any way (kill -9 included): a stale lock file never blocks a resume. SQLite's own locks cannot do
 // this job: they last one transaction, and the ipc socket, the deltas files and the workers live
 // outside the database.
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 public enum StateLockError: Error, Equatable, CustomStringConvertible {

@@ -1,5 +1,9 @@
 // What can go wrong with a state directory's database and the files it references. Every case names
 // the file (or the job, campaign, worker) so the message alone says what to look at.
+import Support
+import GGUF
+import Model
+import Editing
 
 public enum StoreError: Error, Equatable, CustomStringConvertible {
     /// The directory has no database (and none was to be created).

@@ -1,4 +1,8 @@
 // The progress summary of a state directory (`alphaedit status`), read in one snapshot.
+import Support
+import GGUF
+import Model
+import Editing
 import Foundation
 
 /// Progress of the state directory's campaign and its job queue. JSON keys are snake_case: this is

@@ -13,6 +13,8 @@
 // worker → result or jobFailed. A worker holds up to `Hello.threads` covariance jobs at once (one
 // thread each) or one job of another kind; a job beyond that is answered jobFailed(retryable, busy). A frame that does not decode is logged and answered with `rejected`;
 // the receiver keeps serving.
+import Editing
+import Evaluation
 import Foundation
 
 public enum WireProtocol {
@@ -80,7 +82,7 @@ public struct CovarianceShard: Codable, Equatable, Sendable {
     }
 }
 
-/// v* (method.md §3) for a fixed chunk of one batch's requests → [ZResult] in the result body.
+/// v* (docs/algorithm.md §3) for a fixed chunk of one batch's requests → [ZResult] in the result body.
 public struct VStarChunk: Codable, Equatable, Sendable {
     public var batch: Int
     public var chunk: Int
@@ -95,7 +97,7 @@ public struct VStarChunk: Codable, Equatable, Sendable {
 }
 
 /// Records `first ..< first + count` of a facts file (CounterFact, with true targets) evaluated on the
-/// worker's current weights (method.md §6) → an EvalShard in the result body.
+/// worker's current weights (docs/algorithm.md §6) → an EvalShard in the result body.
 public struct EvaluationShard: Codable, Equatable, Sendable {
     public var facts: String
     public var first: Int

@@ -2,6 +2,8 @@
 // unsent messages of a dead peer), bind/connect, multipart send/receive and poll with a timeout.
 // A socket is used by one thread only (ZeroMQ sockets are not thread-safe); other threads hand data
 // to the socket's thread through a locked queue (see WorkerNode).
+import Editing
+import Evaluation
 import CZMQ
 import Foundation
 

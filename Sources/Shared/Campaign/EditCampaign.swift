@@ -1,0 +1,224 @@
+// The resumable edit campaign, the product's main job (`alphaedit edit` is its wiring): in one state
+// directory, under its lock, the settings recorded or matched, every record checked before any work;
+// then K₀ statistics and the projector (or MEMIT's statistics) as the campaign's base, and batch after
+// batch v* (on the cluster's workers or here) → the projected update → the commit → the workers told.
+// Running it again on the same directory continues after the last committed batch; other settings
+// are refused with their differences listed.
+import Support
+import Model
+import Tokenization
+import Editing
+import Store
+import Evaluation
+import Config
+import Cluster
+import Foundation
+import Logging
+
+/// What a campaign is asked to do.
+public struct EditCampaignRequest: Sendable {
+    public var facts: String
+    public var limit: Int?
+    public var method: EditMethod = .alphaedit
+    public var batchSize = 100
+    public var state: String
+    public var corpus: String
+    public var covSentences: Int
+    public var hyperparameters: EditHyperparameters
+    public var templateSeed: UInt64 = 0
+    /// Threads of this process (K₀ forwards and v* chunks side by side when in-process).
+    public var threads: Int
+    /// Sentences per distributed covariance job.
+    public var shardSentences: Int
+    /// Commit at most this many batches in this run, then return (a time-boxed run; the next resumes).
+    public var maxBatches: Int?
+
+    public init(facts: String, limit: Int? = nil, method: EditMethod = .alphaedit, batchSize: Int = 100, state: String,
+                corpus: String, covSentences: Int, hyperparameters: EditHyperparameters, templateSeed: UInt64 = 0,
+                threads: Int, shardSentences: Int = 500) {
+        self.facts = facts; self.limit = limit; self.method = method; self.batchSize = batchSize; self.state = state
+        self.corpus = corpus; self.covSentences = covSentences; self.hyperparameters = hyperparameters
+        self.templateSeed = templateSeed; self.threads = threads; self.shardSentences = shardSentences
+    }
+}
+
+/// Where the campaign reports: a line for people, and progress (what, done, total, rate, unit, ETA).
+public struct EditCampaignEvents {
+    public var log: (String) -> Void
+    public var progress: (_ what: String, _ done: Int, _ total: Int, _ rate: Double, _ unit: String, _ eta: Double?) -> Void
+    public var finishProgress: () -> Void
+    public init(log: @escaping (String) -> Void = { _ in },
+                progress: @escaping (String, Int, Int, Double, String, Double?) -> Void = { _, _, _, _, _, _ in },
+                finishProgress: @escaping () -> Void = {}) {
+        self.log = log; self.progress = progress; self.finishProgress = finishProgress
+    }
+}
+
+public struct EditCampaignSummary: Sendable {
+    public var batchesCommitted: Int
+    public var edits: Int
+    /// Batches this run committed (the rest were committed by earlier runs).
+    public var batchesThisRun: Int
+}
+
+public enum EditCampaign {
+    /// Runs (or resumes) the campaign of `request` on the model at `modelPath`. `cluster`: where K₀ and
+    /// v* run (nil: in this process; else the config whose `workers` the pool starts or awaits).
+    public static func run(_ request: EditCampaignRequest, modelPath: String, cluster clusterConfig: ClusterConfig? = nil,
+                           logLevel: String = "info", events: EditCampaignEvents = EditCampaignEvents()) throws -> EditCampaignSummary {
+        let r = request
+        guard r.batchSize > 0 else { throw EditCampaignError.invalid("batch size \(r.batchSize) must be positive") }
+        guard r.covSentences > 0 else { throw EditCampaignError.invalid("K0 sentences \(r.covSentences) must be positive") }
+        // One coordinator per state directory, held until the campaign returns or the process exits.
+        let lock = try StateLock(directory: r.state)
+        defer { lock.release() }
+        let requests = try FactsFile.read(path: r.facts, limit: r.limit)   // every record checked before any work
+        guard FileManager.default.isReadableFile(atPath: r.corpus) else {
+            throw EditCampaignError.invalid("cannot read the K0 corpus \(r.corpus) (--corpus, or the config's `corpus`)")
+        }
+        let settings = CampaignSettings(
+            method: r.method, model: modelPath, modelChecksum: try EditState.fileChecksum(modelPath),
+            facts: r.facts, factsChecksum: try EditState.fileChecksum(r.facts), requestCount: requests.count,
+            batchSize: r.batchSize, hyperparameters: r.hyperparameters, templateSeed: r.templateSeed, corpus: r.corpus,
+            covSentences: r.covSentences, corpusChecksum: try EditState.fileChecksum(r.corpus))
+        let model = try LlamaModel(path: modelPath)
+        let tok = try BPETokenizer(gguf: model.gguf)
+        try FactsFile.checkLengths(requests, name: r.facts, tokenizer: tok, context: model.config.context,
+                                   reserve: FactsFile.templateReserve)
+
+        // The database is the commit record: a campaign with other settings is refused, a matching one
+        // continues after its last committed batch. A v* job is leased by the coordinator of each run
+        // that reaches it (workers hold their own leases in the pool), so attempts count coordinator
+        // restarts too: allow more than the default.
+        let store = try JobStore(directory: r.state, create: true, maxAttempts: 10)
+        var campaign: Campaign
+        if let c = try store.campaign(matching: settings) {
+            campaign = c
+        } else {
+            let templates = try ContextTemplates.generate(model: model, tokenizer: tok, seed: r.templateSeed)
+            campaign = try store.createCampaign(settings: settings, templates: templates, requests: requests)
+        }
+        // The cluster (none in-process): its endpoint defaults to an ipc socket in the state directory.
+        let cluster: CampaignCluster? = try clusterConfig.flatMap { cfg in
+            cfg.workers == .inProcess ? nil
+                : CampaignCluster(store: store, pool: try WorkerPool.start(cfg, directory: r.state, logLevel: logLevel),
+                                  logger: Logger(label: "coordinator"))
+        }
+        defer {
+            cluster?.finish()
+            cluster?.pool.shutdown()
+        }
+        try cluster?.releaseAbandonedLeases()
+        try cluster?.startWorkerMirror()
+        if campaign.base == nil {
+            let stats = try statistics(r, settings: campaign.settings, model: model, tokenizer: tok, pool: cluster?.pool, events: events)
+            campaign.base = try recordBase(store, campaign, stats, events: events)
+        }
+        try store.removeUnreferencedFiles(in: ["deltas", "cp"])
+        let st = try EditState(store: store)
+        if !st.manifest.batches.isEmpty {
+            try st.apply(to: model)
+            events.log("resuming \(r.state): \(st.manifest.batches.count) batches already committed")
+        }
+        // Workers get every committed batch's deltas (checked against the database) before their first job.
+        try cluster?.announceCommitted(st.manifest.batches.map(\.deltas))
+
+        guard let base = st.manifest.base else { throw StoreError.noCampaign(path: store.path) }
+        let basePath = try st.verified(base)
+        let proj = r.method == .alphaedit ? try NullSpaceProjectorSet.read(from: basePath) : nil
+        let stats = r.method == .memit ? try KeyStatistics.read(from: basePath) : nil
+        let cp = try st.manifest.cp.map { try SequentialState.read(from: try st.verified($0)) }
+        let hp = campaign.settings.hyperparameters
+        let editor = try Editor(model: model, tokenizer: tok, hp: hp, method: r.method, templates: campaign.templates,
+                                projectors: proj, statistics: stats, state: cp)
+
+        let batches = try store.batches(campaign: campaign.id)
+        let start = ProcessStats.now()
+        var doneRequests = st.manifest.batches.reduce(0) { $0 + $1.requests }
+        var committedNow = 0
+        let scorer = TargetScorer(model: model, tokenizer: tok)
+        for b in batches where b.state == .pending {
+            if let max = r.maxBatches, committedNow >= max { break }
+            let batch = try store.requests(campaign: campaign.id, batch: b.index)
+            let pre = try scorer.efficacy(batch)
+            func show(_ n: Int) {
+                let el = ProcessStats.now() - start
+                let rate = Double(doneRequests + n) / max(el, 1e-9)
+                events.progress("batch \(b.index)/\(batches.count) v*", doneRequests + n, requests.count, rate * 60, "requests/min",
+                                Double(requests.count - doneRequests - n) / max(rate, 1e-9))
+            }
+            // v* on the workers as `vstar` jobs (or here, in-process); the solve always here.
+            let tz = ProcessStats.now()
+            let zs = try cluster?.targets(campaign: campaign, batch: b, requests: batch) { done, _ in
+                show(min(batch.count, done * DistributedTargets.chunkSize))
+            }
+            var out = try editor.apply(batch, zs: zs) { show($0) }
+            if zs != nil {  // v* ran on the workers: its time is the wait for them
+                out.zSeconds = ProcessStats.now() - tz - out.totalSeconds
+                out.totalSeconds += out.zSeconds
+            }
+            events.finishProgress()
+            try EditState.commit(store, campaign: campaign.id, batch: b.index,
+                                 deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas),
+                                 cp: editor.state, seconds: out.totalSeconds)  // the commit point of the batch
+            committedNow += 1
+            if let cluster {
+                let committed = try EditState(store: store).manifest.batches
+                try cluster.announceCommitted(committed.map(\.deltas))  // the workers follow the new weights
+            }
+            doneRequests += batch.count
+            let post = try scorer.efficacy(batch)
+            // Efficacy needs each record's true target (CounterFact records have it; simple lists do not).
+            let eff = pre.isNaN ? "" : String(format: "; efficacy on its rewrite prompts %.1f → %.1f", pre, post)
+            events.log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s",
+                              b.index, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
+        }
+        let done = try EditState(store: store).manifest.batches
+        return EditCampaignSummary(batchesCommitted: done.count, edits: done.reduce(0) { $0 + $1.requests },
+                                   batchesThisRun: committedNow)
+    }
+
+    /// K₀ statistics over the corpus: sharded over the workers, or here with one forward per thread.
+    static func statistics(_ r: EditCampaignRequest, settings: CampaignSettings, model: LlamaModel, tokenizer: BPETokenizer,
+                           pool: WorkerPool?, events: EditCampaignEvents) throws -> KeyStatistics {
+        let hp = settings.hyperparameters, n = settings.covSentences
+        defer { events.finishProgress() }
+        if let pool {
+            let plan = CovarianceJobPlan(corpus: AbsolutePath.of(r.corpus), range: 0..<n, layers: hp.layers,
+                                         f: model.config.ffn, shardSentences: r.shardSentences)
+            return try DistributedCovariance.build(pool: pool, plan: plan, provenance: "corpus \(r.corpus) 0..<\(n)") { p in
+                events.progress("K0 statistics (shards)", p.shardsDone, p.shardsTotal, p.tokensPerSecond, "tokens/s", p.eta)
+            }.0
+        }
+        let builder = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: hp.layers, workers: r.threads)
+        return try builder.build(corpus: r.corpus, range: 0..<n) { p in
+            events.progress("K0 statistics", p.sentencesDone, p.sentencesTotal, p.tokensPerSecond, "tokens/s", p.eta)
+        }
+    }
+
+    /// The projectors (AlphaEdit) or the statistics themselves (MEMIT), recorded as the campaign's base.
+    static func recordBase(_ store: JobStore, _ campaign: Campaign, _ stats: KeyStatistics,
+                           events: EditCampaignEvents) throws -> ArtifactFile {
+        let hp = campaign.settings.hyperparameters
+        switch campaign.settings.method {
+        case .alphaedit:
+            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+            for p in proj.projectors {
+                events.log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions "
+                           + "(\(String(format: "%.1f", 100 * p.keptFraction))%), \(p.spectrum)")
+            }
+            return try EditState.recordBase(store, campaign: campaign.id, projectors: proj)
+        case .memit:
+            return try EditState.recordBase(store, campaign: campaign.id, statistics: stats)
+        }
+    }
+}
+
+public enum EditCampaignError: Error, Equatable, CustomStringConvertible {
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case .invalid(let s): s
+        }
+    }
+}

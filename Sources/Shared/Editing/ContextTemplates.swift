@@ -1,0 +1,36 @@
+// Context templates (docs/algorithm.md §2): `"{}"` plus short prefixes the model itself writes by seeded
+// top-k sampling from the starts "The", "Therefore", "Because", "I", "You" (10 tokens in all,
+// start included), each followed by ". {}". Braces in generated text are blanked as the reference does.
+
+public struct ContextTemplates: Sendable, Equatable, Codable {
+    /// Groups of templates; keys average within a group, then across groups.
+    public var groups: [[String]]
+
+    public init(groups: [[String]]) { self.groups = groups }
+
+    public static let starts = ["The", "Therefore", "Because", "I", "You"]
+
+    public var all: [String] { groups.flatMap { $0 } }
+
+    public static func generate(model: LlamaModel, tokenizer: BPETokenizer, length: Int = 10, topK: Int = 5,
+                                seed: UInt64 = 0) throws -> ContextTemplates {
+        var group: [String] = []
+        for (i, s) in starts.enumerated() {
+            var sampler = Sampler(mode: .topK(topK), seed: seed &+ UInt64(i) &* 0x9E37_79B9)
+            let ids = tokenizer.encode(s)
+            let out = try Generator(model: model, tokenizer: tokenizer)
+                .generate(ids: ids, maxTokens: max(0, length - ids.count), sampler: &sampler, stopAtEOS: false)
+            let text = tokenizer.decode(ids + out).replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
+            group.append(text + ". {}")
+        }
+        return ContextTemplates(groups: [["{}"], group])
+    }
+}
+
+import Support
+import Corpus
+import GGUF
+import Tokenization
+import Kernels
+import Model
+import Foundation

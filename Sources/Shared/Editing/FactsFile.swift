@@ -1,0 +1,220 @@
+// Facts to edit, read from a file into `[EditRequest]`. Two record schemas, each as JSON lines or as
+// one JSON array:
+//   - CounterFact (shared/data/SOURCES.md): case_id, relation_id,
+//     requested_rewrite{prompt, subject, target_true{str}, target_new{str}}, paraphrase_prompts,
+//     neighborhood_prompts, generation_prompts, attribute_prompts (the last is read and ignored);
+//   - simple: {prompt, subject, target}.
+// A record is CounterFact when it has `requested_rewrite`. Every selected record is validated before
+// any is returned, so a bad fact stops a run before model work starts, with its line (JSON lines) or
+// its 0-based index (JSON array) in the message.
+import Support
+import Corpus
+import GGUF
+import Tokenization
+import Kernels
+import Model
+import Foundation
+
+public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
+    case cannotRead(path: String)
+    /// The file is neither a JSON array nor JSON lines (e.g. a stray byte before the first `[`).
+    case invalidJSON(location: String)
+    case notAnObject(location: String)
+    case missingField(location: String, field: String)
+    case wrongType(location: String, field: String, expected: String)
+    case emptyField(location: String, field: String)
+    case noSubjectSlot(location: String, prompt: String)
+    case manySubjectSlots(location: String, prompt: String, count: Int)
+    case invalidSelection(String)
+    case noRecords(name: String, offset: Int)
+    case tooLong(location: String, field: String, tokens: Int, limit: Int, context: Int)
+
+    public var description: String {
+        switch self {
+        case let .cannotRead(path): return "cannot read facts file \(path)"
+        case let .invalidJSON(at): return "\(at): not valid JSON"
+        case let .notAnObject(at): return "\(at): not a JSON object"
+        case let .missingField(at, field): return "\(at): missing \"\(field)\""
+        case let .wrongType(at, field, expected): return "\(at): \"\(field)\" must be \(expected)"
+        case let .emptyField(at, field): return "\(at): \"\(field)\" is empty"
+        case let .noSubjectSlot(at, prompt): return "\(at): prompt \"\(prompt)\" has no {} for the subject"
+        case let .manySubjectSlots(at, prompt, n):
+            return "\(at): prompt \"\(prompt)\" has \(n) {} (exactly one, for the subject, is allowed)"
+        case let .invalidSelection(text): return "facts selection: \(text)"
+        case let .noRecords(name, offset):
+            return offset == 0 ? "\(name): no records" : "\(name): no records after skipping \(offset)"
+        case let .tooLong(at, field, tokens, limit, context):
+            return "\(at): \(field) is \(tokens) tokens; at most \(limit) fit the model's context of \(context) "
+                + "(with room for the context templates and generated tokens)"
+        }
+    }
+}
+
+public enum FactsFile {
+    /// Reads `path` (see the file comment); skips `offset` records and keeps at most `limit`.
+    public static func read(path: String, offset: Int = 0, limit: Int? = nil) throws -> [EditRequest] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw FactsError.cannotRead(path: path) }
+        return try parse(data, name: path, offset: offset, limit: limit)
+    }
+
+    /// Parses a facts document held in memory; `name` starts every error message.
+    public static func parse(_ data: Data, name: String, offset: Int = 0, limit: Int? = nil) throws -> [EditRequest] {
+        guard offset >= 0 else { throw FactsError.invalidSelection("offset \(offset) is negative") }
+        if let limit, limit < 1 { throw FactsError.invalidSelection("limit \(limit) must be at least 1") }
+        let firstByte = data.first { !Self.isSpace($0) }
+        let records = firstByte == UInt8(ascii: "[")
+            ? try arrayRecords(data, name: name, offset: offset, limit: limit)
+            : try lineRecords(data, name: name, offset: offset, limit: limit)
+        guard !records.isEmpty else { throw FactsError.noRecords(name: name, offset: offset) }
+        return records
+    }
+
+    private static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+
+    private static func arrayRecords(_ data: Data, name: String, offset: Int, limit: Int?) throws -> [EditRequest] {
+        guard let items = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
+            throw FactsError.invalidJSON(location: name)
+        }
+        let end = limit.map { min(items.count, offset + $0) } ?? items.count
+        guard offset < end else { return [] }
+        return try (offset..<end).map { i in try record(items[i], at: "\(name) index \(i)") }
+    }
+
+    private static func lineRecords(_ data: Data, name: String, offset: Int, limit: Int?) throws -> [EditRequest] {
+        var out: [EditRequest] = []
+        var seen = 0
+        // Lines are numbered as an editor shows them: blank lines count but hold no record.
+        for (i, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            if line.allSatisfy(isSpace) { continue }
+            defer { seen += 1 }
+            if seen < offset { continue }
+            if let limit, out.count >= limit { break }
+            let at = "\(name) line \(i + 1)"
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line), options: .fragmentsAllowed) else {
+                throw FactsError.invalidJSON(location: at)
+            }
+            out.append(try record(object, at: at))
+        }
+        return out
+    }
+
+    /// One record of either schema, validated.
+    static func record(_ object: Any, at: String) throws -> EditRequest {
+        guard let r = object as? [String: Any] else { throw FactsError.notAnObject(location: at) }
+        let f = Fields(r, at: at)
+        if r["requested_rewrite"] != nil {
+            let rw = try f.object("requested_rewrite")
+            let prompt = try rw.text("prompt")
+            try checkSlot(prompt, at: at)
+            let subject = try rw.text("subject")
+            let targetNew = try rw.object("target_new").text("str")
+            let targetTrue = try rw.optionalObject("target_true")?.text("str")
+            return EditRequest(caseID: try f.optionalInt("case_id"), prompt: prompt, subject: subject,
+                               targetNew: targetNew, targetTrue: targetTrue,
+                               relationID: try f.optionalString("relation_id"),
+                               paraphrasePrompts: try f.strings("paraphrase_prompts"),
+                               neighborhoodPrompts: try f.strings("neighborhood_prompts"),
+                               generationPrompts: try f.strings("generation_prompts"))
+        }
+        let prompt = try f.text("prompt")
+        try checkSlot(prompt, at: at)
+        return EditRequest(prompt: prompt, subject: try f.text("subject"), targetNew: try f.text("target"))
+    }
+
+    /// The prompt is filled like Python's `str.format` with one argument: exactly one `{}`.
+    private static func checkSlot(_ prompt: String, at: String) throws {
+        let n = prompt.components(separatedBy: "{}").count - 1
+        if n == 0 { throw FactsError.noSubjectSlot(location: at, prompt: prompt) }
+        if n > 1 { throw FactsError.manySubjectSlots(location: at, prompt: prompt, count: n) }
+    }
+}
+
+/// Typed access to one JSON object's fields; `path` is the dotted name used in messages.
+private struct Fields {
+    let values: [String: Any]
+    let at: String
+    let path: String
+
+    init(_ values: [String: Any], at: String, path: String = "") {
+        self.values = values; self.at = at; self.path = path
+    }
+
+    func name(_ key: String) -> String { path.isEmpty ? key : path + "." + key }
+
+    /// A required non-blank string (subjects and targets made of spaces would edit nothing).
+    func text(_ key: String) throws -> String {
+        guard let v = values[key], !(v is NSNull) else { throw FactsError.missingField(location: at, field: name(key)) }
+        guard let s = v as? String else {
+            throw FactsError.wrongType(location: at, field: name(key), expected: "a string")
+        }
+        guard !s.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw FactsError.emptyField(location: at, field: name(key))
+        }
+        return s
+    }
+
+    func object(_ key: String) throws -> Fields {
+        guard let f = try optionalObject(key) else { throw FactsError.missingField(location: at, field: name(key)) }
+        return f
+    }
+
+    func optionalObject(_ key: String) throws -> Fields? {
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let o = v as? [String: Any] else {
+            throw FactsError.wrongType(location: at, field: name(key), expected: "an object")
+        }
+        return Fields(o, at: at, path: name(key))
+    }
+
+    func optionalString(_ key: String) throws -> String? {
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        guard let s = v as? String else { throw FactsError.wrongType(location: at, field: name(key), expected: "a string") }
+        return s
+    }
+
+    func optionalInt(_ key: String) throws -> Int? {
+        guard let v = values[key], !(v is NSNull) else { return nil }
+        // JSON numbers and booleans both arrive as NSNumber (`is Bool` holds for 1 too); booleans carry
+        // the objCType "c". A fractional or boolean value is not an id.
+        guard let n = v as? NSNumber, String(cString: n.objCType) != "c", let i = Int(exactly: n.doubleValue) else {
+            throw FactsError.wrongType(location: at, field: name(key), expected: "an integer")
+        }
+        return i
+    }
+
+    /// An optional list of prompts (absent means none).
+    func strings(_ key: String) throws -> [String] {
+        guard let v = values[key], !(v is NSNull) else { return [] }
+        guard let a = v as? [Any], let s = a as? [String] else {
+            throw FactsError.wrongType(location: at, field: name(key), expected: "a list of strings")
+        }
+        return s
+    }
+}
+
+extension FactsFile {
+    /// Tokens reserved beside a record's text: a v* context template (≤ 10 tokens) and BOS, with margin.
+    public static let templateReserve = 32
+
+    /// Checks that every text of every record, tokenized, fits the model's `context` with `reserve`
+    /// tokens to spare (context templates; generated tokens for evaluation), before any work starts:
+    /// the error names the record (1-based, counting from `firstRecord`) and the field.
+    public static func checkLengths(_ records: [EditRequest], name: String, firstRecord: Int = 1,
+                                    tokenizer: any Tokenizer, context: Int, reserve: Int) throws {
+        let limit = context - reserve
+        for (i, r) in records.enumerated() {
+            let at = "\(name) record \(firstRecord + i)" + (r.caseID.map { " (case_id \($0))" } ?? "")
+            var texts: [(String, String)] = [("prompt + target_new", r.filledPrompt + r.targetText)]
+            if let t = r.targetTrue { texts.append(("prompt + target_true", r.filledPrompt + " " + t)) }
+            texts += r.paraphrasePrompts.enumerated().map { ("paraphrase_prompts[\($0)] + target", $1 + r.targetText) }
+            texts += r.neighborhoodPrompts.enumerated().map { ("neighborhood_prompts[\($0)] + target", $1 + r.targetText) }
+            texts += r.generationPrompts.enumerated().map { ("generation_prompts[\($0)]", $1) }
+            for (field, text) in texts {
+                // A token holds at least one byte: only a text longer than `limit` bytes can be too long.
+                guard text.utf8.count > limit else { continue }
+                let n = tokenizer.encode(text).count
+                if n > limit { throw FactsError.tooLong(location: at, field: field, tokens: n, limit: limit, context: context) }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+// Preserved-knowledge key statistics, docs/algorithm.md §1: per edited layer the float64 sum S = Σ k kᵀ (f×f)
+// and the token count n, so that C0 = S / n (the uncentred mean E[k kᵀ]) and partial results from
+// many workers add up exactly.
+//
+// Storage: each layer's S is an f×f row-major buffer whose UPPER triangle (j ≥ i) is authoritative;
+// the lower triangle stays zero. `dsyrk` updates only the upper triangle, so accumulation does half the
+// flops of a full product and never needs a mirror pass; `sum`/`mean` return the symmetrised matrix.
+// Products of float32 keys are exact in float64 (24 + 24 < 53 mantissa bits), so the only rounding is
+// in the float64 additions: any split or order of partial sums agrees to ~1e-16 · (number of terms).
+//
+// Artifact (see Artifact.swift for the container), magic "AEKSTATS", version 1, body:
+//   f (Int64), layer count m (Int64), provenance (length-prefixed UTF-8),
+//   m × [layer index (Int64), token count n (Int64)],
+//   m × packed upper triangle of S (f(f+1)/2 Float64, row by row).
+import Support
+import Corpus
+import GGUF
+import Tokenization
+import Kernels
+import Model
+
+public enum KeyStatisticsError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unknownLayer(Int, known: [Int])
+    case invalidShape(String)
+    case mismatched(String)
+    case noTokens(layer: Int)
+
+    public var description: String {
+        switch self {
+        case let .unknownLayer(l, known): return "layer \(l) is not one of the statistics' layers \(known)"
+        case let .invalidShape(text): return "key statistics: \(text)"
+        case let .mismatched(text): return "cannot merge key statistics: \(text)"
+        case let .noTokens(layer): return "layer \(layer) has no accumulated tokens: E[kkᵀ] is undefined"
+        }
+    }
+}
+
+public struct KeyStatistics: Sendable, ArtifactCodable {
+    public static let magic = "AEKSTATS"
+    public static let formatVersion: UInt32 = 1
+    /// Tokens converted to float64 per `dsyrk` call: large enough for dsyrk to run near its peak,
+    /// small enough that the scratch block (rows × f × 8 bytes, 12 MiB at f = 1536) stays modest.
+    public static let blockRows = 1024
+    static let maxDimension = 1 << 16
+    static let maxLayers = 4096
+
+    /// Model layer indices, ascending as given.
+    public let layers: [Int]
+    /// Key dimension (the MLP intermediate size).
+    public let f: Int
+    /// Free text naming model, corpus and settings, carried into the artifact.
+    public var provenance: String
+    /// Token count n per layer, parallel to `layers`.
+    public private(set) var counts: [Int]
+    /// Per layer f×f row-major, upper triangle authoritative (see the file comment).
+    private var sums: [[Double]]
+
+    public init(layers: [Int], f: Int, provenance: String = "") throws {
+        guard f > 0, f <= Self.maxDimension else { throw KeyStatisticsError.invalidShape("f = \(f)") }
+        guard !layers.isEmpty, layers.count <= Self.maxLayers, Set(layers).count == layers.count else {
+            throw KeyStatisticsError.invalidShape("layers \(layers) must be non-empty and distinct")
+        }
+        self.layers = layers
+        self.f = f
+        self.provenance = provenance
+        counts = [Int](repeating: 0, count: layers.count)
+        sums = [[Double]](repeating: [Double](repeating: 0, count: f * f), count: layers.count)
+    }
+
+    func slot(_ layer: Int) throws -> Int {
+        guard let i = layers.firstIndex(of: layer) else {
+            throw KeyStatisticsError.unknownLayer(layer, known: layers)
+        }
+        return i
+    }
+
+    public func count(layer: Int) throws -> Int { counts[try slot(layer)] }
+
+    /// S += Kᵀ K for `count` keys stored row-major `count × f` in float32 (one key per row).
+    /// The hot path of statistics building: converts blocks of `blockRows` keys to float64 and hands
+    /// each to `dsyrk`; one scratch allocation per call. Pass many tokens per call (a batch of
+    /// sentences, hundreds of tokens or more): dsyrk with k ≈ 40 rows runs at about half its k ≥ 512 rate.
+    public mutating func accumulate(layer: Int, keys: UnsafePointer<Float>, count: Int) throws {
+        let s = try slot(layer)
+        guard count >= 0 else { throw KeyStatisticsError.invalidShape("negative key count \(count)") }
+        if count == 0 { return }
+        let f = self.f
+        let block = min(count, Self.blockRows)
+        var scratch = [Double](unsafeUninitializedCapacity: block * f) { _, n in n = block * f }
+        scratch.withUnsafeMutableBufferPointer { sp in
+            sums[s].withUnsafeMutableBufferPointer { cp in
+                guard let a = sp.baseAddress, let c = cp.baseAddress else { return }
+                var start = 0
+                while start < count {
+                    let rows = min(block, count - start)
+                    let src = keys + start * f
+                    for i in 0..<(rows * f) { a[i] = Double(src[i]) }
+                    BLAS.dsyrkUpperAtA(n: f, k: rows, a: a, lda: f, beta: 1, c: c, ldc: f)
+                    start += rows
+                }
+            }
+        }
+        counts[s] += count
+    }
+
+    /// Adds another partial result (same layers and f): sums and counts add, as docs/algorithm.md §1 requires.
+    public mutating func merge(_ other: KeyStatistics) throws {
+        guard other.layers == layers, other.f == f else {
+            throw KeyStatisticsError.mismatched("layers \(layers) f \(f) vs layers \(other.layers) f \(other.f)")
+        }
+        for s in 0..<layers.count {
+            let o = other.sums[s]
+            sums[s].withUnsafeMutableBufferPointer { mine in
+                for i in 0..<mine.count { mine[i] += o[i] }
+            }
+            counts[s] += other.counts[s]
+        }
+    }
+
+    public static func + (lhs: KeyStatistics, rhs: KeyStatistics) throws -> KeyStatistics {
+        var out = lhs
+        try out.merge(rhs)
+        return out
+    }
+
+    /// S = Σ k kᵀ for `layer`, symmetrised (f×f).
+    public func sum(layer: Int) throws -> Matrix64 {
+        var m = try Matrix64(rows: f, cols: f, values: sums[try slot(layer)])
+        m.symmetrizeFromUpper()
+        return m
+    }
+
+    /// C0 = S / n = E[k kᵀ], the uncentred mean of docs/algorithm.md §1 (f×f, symmetric).
+    public func mean(layer: Int) throws -> Matrix64 {
+        let s = try slot(layer)
+        guard counts[s] > 0 else { throw KeyStatisticsError.noTokens(layer: layer) }
+        return try sum(layer: layer).scaled(1 / Double(counts[s]))
+    }
+
+    // MARK: - Artifact
+
+
+
+    public func encodeBody(into w: inout ArtifactWriter) {
+        w.i64(f)
+        w.i64(layers.count)
+        w.string(provenance)
+        for (l, n) in zip(layers, counts) {
+            w.i64(l)
+            w.i64(n)
+        }
+        for s in sums { w.upperTriangle(s, n: f) }
+    }
+
+
+
+    public static func decodeBody(_ r: inout ArtifactReader) throws -> KeyStatistics {
+        let f = try r.count("f", limit: maxDimension)
+        let m = try r.count("layer count", limit: maxLayers)
+        let provenance = try r.string("provenance")
+        var layers: [Int] = [], counts: [Int] = []
+        for i in 0..<m {
+            layers.append(try r.count("layer index \(i)", limit: Int(Int32.max)))
+            counts.append(try r.count("token count \(i)", limit: Int(Int64.max)))
+        }
+        var stats: KeyStatistics
+        do { stats = try KeyStatistics(layers: layers, f: f, provenance: provenance) } catch {
+            throw r.fail("\(error)")
+        }
+        for i in 0..<m {
+            stats.sums[i] = try r.squareFromUpper(n: f, mirror: false, "S of layer \(layers[i])")
+        }
+        stats.counts = counts
+        try r.finish()
+        return stats
+    }
+}

@@ -1,0 +1,186 @@
+// The null-space projector of docs/algorithm.md §1: eigen-decompose C0 = U Λ Uᵀ (dsyevd), keep the
+// eigenvectors whose eigenvalue is below the threshold τ (an absolute value on the normalised C0,
+// reference 2e-2), Û = those columns (f×r), P = Û Ûᵀ. Û is what we store: the solve of §4 works in
+// the kept r-dimensional space, and P is one product away when a test or a log needs it.
+//
+// Artifact (see Artifact.swift for the container), magic "AENSPROJ", version 1, body:
+//   provenance (length-prefixed UTF-8), f (Int64), layer count m (Int64),
+//   m × [layer index (Int64), threshold τ (Float64), kept dimension r (Int64),
+//        f eigenvalues ascending (Float64), Û row-major f×r (Float64)].
+import Support
+import Corpus
+import GGUF
+import Tokenization
+import Kernels
+import Model
+
+/// Where the spectrum of C0 lies: the figure to log next to the kept dimension.
+public struct SpectrumSummary: Equatable, Sendable, CustomStringConvertible {
+    public let min: Double
+    public let median: Double
+    public let max: Double
+    /// Sum of the eigenvalues = trace of C0.
+    public let trace: Double
+
+    /// Summary of eigenvalues sorted ascending.
+    public init(ascending values: [Double]) {
+        let n = values.count
+        min = values.first ?? 0
+        max = values.last ?? 0
+        median = n == 0 ? 0 : (n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2)
+        trace = values.reduce(0, +)
+    }
+
+    public var description: String { "eigenvalues min \(min), median \(median), max \(max), trace \(trace)" }
+}
+
+/// One layer's null-space basis.
+public struct NullSpaceProjector: Equatable, Sendable {
+    public static let defaultThreshold = 2e-2
+
+    /// Model layer index.
+    public let layer: Int
+    /// τ: eigenvalues strictly below it are kept.
+    public let threshold: Double
+    /// All f eigenvalues of C0, ascending.
+    public let eigenvalues: [Double]
+    /// Û, f×r row-major, orthonormal columns: the eigenvectors of C0 with eigenvalue < τ.
+    public let basis: Matrix64
+
+    public var f: Int { basis.rows }
+    /// r, the kept dimension (docs/algorithm.md §1: "report how many directions were kept").
+    public var keptDimension: Int { basis.cols }
+    public var keptFraction: Double { f == 0 ? 0 : Double(keptDimension) / Double(f) }
+    public var spectrum: SpectrumSummary { SpectrumSummary(ascending: eigenvalues) }
+
+    /// Number of eigenvalues strictly below `t` (for logging other candidate thresholds).
+    public func count(below t: Double) -> Int { eigenvalues.prefix { $0 < t }.count }
+
+    /// docs/algorithm.md §1: C0 (f×f, symmetric) → Û = eigenvectors with eigenvalue < τ.
+    public init(c0: Matrix64, threshold: Double = NullSpaceProjector.defaultThreshold, layer: Int) throws {
+        guard c0.rows == c0.cols else {
+            throw LinearAlgebraError.shapeMismatch("C0 of layer \(layer) is \(c0.rows)×\(c0.cols), not square")
+        }
+        guard threshold.isFinite else { throw LinearAlgebraError.nonFinite("null-space threshold") }
+        guard c0.values.allSatisfy({ $0.isFinite }) else {
+            throw LinearAlgebraError.nonFinite("C0 of layer \(layer)")
+        }
+        let f = c0.rows
+        let (values, vectors) = try LAPACK.symmetricEigen(c0.values, n: f)
+        // Ascending order puts the kept eigenvectors in the first r columns.
+        let r = values.prefix { $0 < threshold }.count
+        var u = Matrix64(zeros: f, r)
+        for i in 0..<f { for j in 0..<r { u[i, j] = vectors[i * f + j] } }
+        self.layer = layer
+        self.threshold = threshold
+        self.eigenvalues = values
+        self.basis = u
+    }
+
+    /// Reassembles a stored projector, checking that its parts agree.
+    public init(layer: Int, threshold: Double, eigenvalues: [Double], basis: Matrix64) throws {
+        guard eigenvalues.count == basis.rows else {
+            throw LinearAlgebraError.shapeMismatch("\(eigenvalues.count) eigenvalues for f = \(basis.rows)")
+        }
+        let r = eigenvalues.prefix { $0 < threshold }.count
+        guard r == basis.cols else {
+            throw LinearAlgebraError.shapeMismatch("basis has \(basis.cols) columns, \(r) eigenvalues are below \(threshold)")
+        }
+        self.layer = layer
+        self.threshold = threshold
+        self.eigenvalues = eigenvalues
+        self.basis = basis
+    }
+
+    /// P = Û Ûᵀ (f×f), via dsyrk on the upper triangle then mirrored, so P is exactly symmetric.
+    public func projectionMatrix() -> Matrix64 {
+        var p = Matrix64(zeros: f, f)
+        let r = keptDimension
+        if r == 0 || f == 0 { return p }
+        let ut = basis.transposed  // r×f: P = (Ûᵀ)ᵀ Ûᵀ is dsyrk's AᵀA form
+        ut.values.withUnsafeBufferPointer { a in
+            p.values.withUnsafeMutableBufferPointer { c in
+                guard let ab = a.baseAddress, let cb = c.baseAddress else { return }
+                BLAS.dsyrkUpperAtA(n: f, k: r, a: ab, lda: f, beta: 0, c: cb, ldc: f)
+            }
+        }
+        p.symmetrizeFromUpper()
+        return p
+    }
+}
+
+/// The projectors of all edited layers, with the artifact that stores them.
+public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
+    public static let magic = "AENSPROJ"
+    public static let formatVersion: UInt32 = 1
+
+    public let projectors: [NullSpaceProjector]
+    public var provenance: String
+
+    public var layers: [Int] { projectors.map(\.layer) }
+
+    public init(projectors: [NullSpaceProjector], provenance: String = "") throws {
+        guard let f = projectors.first?.f, projectors.allSatisfy({ $0.f == f }),
+              Set(projectors.map(\.layer)).count == projectors.count else {
+            throw LinearAlgebraError.shapeMismatch("projector set needs distinct layers of one f")
+        }
+        self.projectors = projectors
+        self.provenance = provenance
+    }
+
+    /// docs/algorithm.md §1 for every layer of the statistics: C0 = S / n, then the projector.
+    public init(statistics: KeyStatistics, threshold: Double = NullSpaceProjector.defaultThreshold) throws {
+        let ps = try statistics.layers.map { layer in
+            try NullSpaceProjector(c0: try statistics.mean(layer: layer), threshold: threshold, layer: layer)
+        }
+        try self.init(projectors: ps, provenance: statistics.provenance)
+    }
+
+    public func projector(layer: Int) throws -> NullSpaceProjector {
+        guard let p = projectors.first(where: { $0.layer == layer }) else {
+            throw KeyStatisticsError.unknownLayer(layer, known: layers)
+        }
+        return p
+    }
+
+    // MARK: - Artifact
+
+
+
+    public func encodeBody(into w: inout ArtifactWriter) {
+        w.string(provenance)
+        w.i64(projectors.first?.f ?? 0)
+        w.i64(projectors.count)
+        for p in projectors {
+            w.i64(p.layer)
+            w.f64(p.threshold)
+            w.i64(p.keptDimension)
+            w.f64s(p.eigenvalues)
+            w.f64s(p.basis.values)
+        }
+    }
+
+
+
+    public static func decodeBody(_ r: inout ArtifactReader) throws -> NullSpaceProjectorSet {
+        let provenance = try r.string("provenance")
+        let f = try r.count("f", limit: KeyStatistics.maxDimension)
+        let m = try r.count("layer count", limit: KeyStatistics.maxLayers)
+        var ps: [NullSpaceProjector] = []
+        for i in 0..<m {
+            let layer = try r.count("layer index \(i)", limit: Int(Int32.max))
+            let threshold = try r.f64("threshold of layer \(layer)")
+            let k = try r.count("kept dimension of layer \(layer)", limit: f)
+            let values = try r.f64s(f, "eigenvalues of layer \(layer)")
+            let basis = try r.f64s(f * k, "basis of layer \(layer)")
+            do {
+                ps.append(try NullSpaceProjector(layer: layer, threshold: threshold, eigenvalues: values,
+                                                 basis: try Matrix64(rows: f, cols: k, values: basis)))
+            } catch { throw r.fail("layer \(layer): \(error)") }
+        }
+        try r.finish()
+        do { return try NullSpaceProjectorSet(projectors: ps, provenance: provenance) } catch {
+            throw r.fail("\(error)")
+        }
+    }
+}

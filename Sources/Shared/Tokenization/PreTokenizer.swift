@@ -1,0 +1,123 @@
+// The `smollm` pre-tokenizer (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM; HF's
+// Sequence[Digits(individual_digits), ByteLevel(use_regex)]): text is cut into pieces that BPE never
+// merges across. Two steps:
+//   1. every \p{N} scalar is a piece of its own;
+//   2. the rest is split by GPT-2's regex
+//        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//      applied to each stretch between digits separately (a lookahead never sees past a digit).
+// The regex is scanned by hand over Unicode scalars: no regex engine, no backtracking, one pass.
+// `\s+(?!\S)` is the subtle part: a whitespace run followed by a non-space gives up its last scalar,
+// which then starts the next piece (" world" keeps its space; "\n\nword" is "\n", "\n", "word").
+import GGUF
+
+/// The character classes the split regex distinguishes.
+enum ScalarClass: UInt8 {
+    case letter      // \p{L}
+    case number      // \p{N}
+    case whitespace  // \s (Unicode White_Space)
+    case other       // everything else, including marks \p{M}
+
+    init(_ scalar: Unicode.Scalar) {
+        if scalar.value < 128 {
+            self = ScalarClass.ascii[Int(scalar.value)]
+            return
+        }
+        let properties = scalar.properties
+        if properties.isWhitespace {
+            self = .whitespace
+            return
+        }
+        switch properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter:
+            self = .letter
+        case .decimalNumber, .letterNumber, .otherNumber:
+            self = .number
+        default:
+            self = .other
+        }
+    }
+
+    private static let ascii: [ScalarClass] = (0..<128).map { value in
+        switch UInt8(value) {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"): return .letter
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return .number
+        case 0x09...0x0D, 0x20: return .whitespace
+        default: return .other
+        }
+    }
+}
+
+/// The `smollm` split of text into pieces.
+public enum SmolLMPreTokenizer {
+    /// The pieces of `text`, in order; concatenated they give `text` back.
+    public static func pieces(_ text: String) -> [String] {
+        let scalars = Array(text.unicodeScalars)
+        let classes = scalars.map(ScalarClass.init)
+        var ranges: [Range<Int>] = []
+        split(scalars, classes, 0..<scalars.count, into: &ranges)
+        return ranges.map { range in
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: scalars[range])
+            return String(view)
+        }
+    }
+
+    /// Appends the pieces of `scalars[range]` to `pieces` as index ranges. `classes[i]` is the class
+    /// of `scalars[i]`.
+    static func split(_ scalars: [Unicode.Scalar], _ classes: [ScalarClass], _ range: Range<Int>,
+                      into pieces: inout [Range<Int>]) {
+        var start = range.lowerBound
+        for i in range where classes[i] == .number {
+            splitGPT2(scalars, classes, start..<i, into: &pieces)
+            pieces.append(i..<(i + 1))
+            start = i + 1
+        }
+        splitGPT2(scalars, classes, start..<range.upperBound, into: &pieces)
+    }
+
+    /// GPT-2's regex over `scalars[range]`, alternatives tried in the regex's order at each position.
+    static func splitGPT2(_ scalars: [Unicode.Scalar], _ classes: [ScalarClass], _ range: Range<Int>,
+                          into pieces: inout [Range<Int>]) {
+        let end = range.upperBound
+        var i = range.lowerBound
+        while i < end {
+            // 's 't 'm 'd 're 've 'll (case-sensitive, as in GPT-2)
+            if scalars[i] == "'", let length = contractionLength(scalars, i, end) {
+                pieces.append(i..<(i + length))
+                i += length
+                continue
+            }
+            // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`: an optional U+0020, then a run of one class.
+            var first = i
+            if scalars[i] == " ", i + 1 < end, classes[i + 1] != .whitespace { first = i + 1 }
+            let kind = classes[first]
+            var j = first + 1
+            if kind != .whitespace {
+                while j < end, classes[j] == kind { j += 1 }
+                pieces.append(i..<j)
+                i = j
+                continue
+            }
+            // `\s+(?!\S)` then `\s+`: a run followed by a non-space leaves its last scalar behind,
+            // unless the run is a single scalar.
+            while j < end, classes[j] == .whitespace { j += 1 }
+            if j < end, j - i > 1 { j -= 1 }
+            pieces.append(i..<j)
+            i = j
+        }
+    }
+
+    private static func contractionLength(_ scalars: [Unicode.Scalar], _ i: Int, _ end: Int) -> Int? {
+        guard i + 1 < end else { return nil }
+        switch scalars[i + 1] {
+        case "s", "t", "m", "d":
+            return 2
+        case "r", "v":
+            return i + 2 < end && scalars[i + 2] == "e" ? 3 : nil
+        case "l":
+            return i + 2 < end && scalars[i + 2] == "l" ? 3 : nil
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,40 @@
+// Why a vocabulary could not be turned into a tokenizer. Loading is strict: a malformed vocabulary is
+// rejected with the offending entry named, never half-loaded.
+import GGUF
+
+/// A vocabulary (tokens, merges, token types, special ids) that cannot be used.
+public enum TokenizerError: Error, Equatable, CustomStringConvertible {
+    /// The vocabulary has no tokens.
+    case emptyVocabulary
+    /// `tokens` and `tokenTypes` differ in length.
+    case tokenTypeCountMismatch(tokens: Int, tokenTypes: Int)
+    /// Merge `index` is not two non-empty parts separated by a space.
+    case malformedMerge(index: Int, merge: String)
+    /// Merge `index` names a part, or produces a token, that the vocabulary lacks.
+    case mergeOutOfVocabulary(index: Int, merge: String, missing: String)
+    /// A special token id (`role` is "bos", "eos" or "unknown") outside the vocabulary.
+    case specialTokenOutOfRange(role: String, id: Int, vocabularySize: Int)
+    /// The file's tokenizer is of a kind this type does not implement (e.g. `llama` SentencePiece).
+    case unsupportedModel(String)
+    /// The file's pre-tokenizer is not the one this type implements.
+    case unsupportedPreTokenizer(String)
+
+    public var description: String {
+        switch self {
+        case .emptyVocabulary:
+            return "tokenizer: the vocabulary is empty"
+        case let .tokenTypeCountMismatch(tokens, tokenTypes):
+            return "tokenizer: \(tokens) tokens but \(tokenTypes) token types"
+        case let .malformedMerge(index, merge):
+            return "tokenizer: merge \(index) \(String(reflecting: merge)) is not two parts separated by a space"
+        case let .mergeOutOfVocabulary(index, merge, missing):
+            return "tokenizer: merge \(index) \(String(reflecting: merge)) needs \(String(reflecting: missing)), which is not in the vocabulary"
+        case let .specialTokenOutOfRange(role, id, vocabularySize):
+            return "tokenizer: \(role) token id \(id) is outside the vocabulary of \(vocabularySize) tokens"
+        case let .unsupportedModel(model):
+            return "tokenizer: model \(String(reflecting: model)) is not supported (only byte-level BPE \"gpt2\")"
+        case let .unsupportedPreTokenizer(pre):
+            return "tokenizer: pre-tokenizer \(String(reflecting: pre)) is not supported (only \"smollm\")"
+        }
+    }
+}
