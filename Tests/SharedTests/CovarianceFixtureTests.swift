@@ -152,4 +152,18 @@ final class CovarianceFixtureTests: XCTestCase {
             XCTAssertTrue(zip(c, c.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound && $0.upperBound % batch == 0 })
         }
     }
+
+    /// The corpus reader stops at the last sentence wanted (a bad line after it is never read) and
+    /// names a bad line by its number in the file, empty lines counted.
+    func testCorpusReadsOnlyWhatItNeedsAndNamesBadLines() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString).jsonl").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try [#"{"sentence": "A b."}"#, "", #"{"sentence": "C d."}"#, #"{"sentence": "E f."}"#, "not json", ""]
+            .joined(separator: "\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try SentenceCorpus.read(path: path, offset: 1, limit: 2), ["C d.", "E f."])
+        XCTAssertThrowsError(try SentenceCorpus.read(path: path)) {
+            XCTAssertEqual("\($0)", "corpus \(path) line 5: not a JSON object")
+        }
+    }
 }
