@@ -76,33 +76,19 @@ public final class Editor {
         let chunks = stride(from: 0, to: requests.count, by: max(1, zBatch)).map {
             Array(requests[$0..<min($0 + max(1, zBatch), requests.count)])
         }
-        let threads = min(BLAS.configuredThreads, chunks.count)
         model.rope.ensure(model.config.context + 2)  // grown before the threads read it
-        var results = [[ZResult]?](repeating: nil, count: chunks.count)
-        var failure: Error?, done = 0, next = 0
+        var results = [[ZResult]](repeating: [], count: chunks.count)
+        var done = 0
         let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: max(1, threads)) { _ in
-            while true {
-                let i: Int? = lock.withLock {
-                    guard failure == nil, next < chunks.count else { return nil }
-                    next += 1
-                    return next - 1
-                }
-                guard let i else { return }
-                do {
-                    let r = try cz.run(chunks[i], templates: templates)
-                    lock.withLock {
-                        results[i] = r
-                        done += r.count
-                        progress(done)
-                    }
-                } catch {
-                    lock.withLock { failure = failure ?? error }
-                }
+        try Parallel.forEach(chunks.count, threads: BLAS.configuredThreads) { i in
+            let r = try cz.run(chunks[i], templates: templates)
+            lock.withLock {
+                results[i] = r
+                done += r.count
+                progress(done)
             }
         }
-        if let failure { throw failure }
-        return results.flatMap { $0 ?? [] }
+        return results.flatMap { $0 }
     }
 
     /// Applies one batch to the model's weights and the sequential state.
