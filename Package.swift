@@ -17,6 +17,7 @@ import PackageDescription
 //   Cluster      worker node and runner, the coordinator's pool, distributed K0 / v* / evaluation
 //   Campaign     the resumable edit campaign (`alphaedit edit` is its wiring)
 //   Bench        benchmarks behind `alphaedit bench`
+//   FuzzTargets  one fuzz target per parser of untrusted input (Fuzz/ runs them under libFuzzer)
 //   Shared       re-exports them all for the executables and tests
 
 // Hot loops (dequantisation, attention, norms, the forward) are bounds-checked in debug and unchecked
@@ -27,13 +28,19 @@ func layer(_ name: String, _ deps: [Target.Dependency], settings: [SwiftSetting]
     .target(name: name, dependencies: deps, path: "Sources/Shared/\(name)", swiftSettings: settings)
 }
 
+// Linux only: the native libraries come from Debian packages (libzmq3-dev, libopenblas-dev,
+// liblapacke-dev, libsqlite3-dev) and the code uses Glibc, /proc and flock directly.
+#if !os(Linux)
+#error("alphaedit builds on Linux (Swift 6.3); see README.md, Set-up")
+#endif
+
 let package = Package(
     name: "alphaedit",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "alphaedit", targets: ["Coordinator"]),
         .executable(name: "alphaedit-worker", targets: ["Worker"]),
         .library(name: "Shared", targets: ["Shared"]),
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -64,8 +71,9 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]),
         layer("Bench", ["Support", "Corpus", "Kernels", "Model", "Tokenization", "Editing", "Wire", "Cluster",
                         .product(name: "Logging", package: "swift-log")]),
+        layer("FuzzTargets", ["GGUF", "Tokenization", "Model", "Editing", "Evaluation", "Wire", "Config"]),
         layer("Shared", ["Support", "GGUF", "Corpus", "Tokenization", "Kernels", "Model", "Editing", "Store",
-                         "Evaluation", "Wire", "Config", "Cluster", "Campaign", "Bench"]),
+                         "Evaluation", "Wire", "Config", "Cluster", "Campaign", "Bench", "FuzzTargets"]),
 
         .executableTarget(
             name: "Coordinator",
@@ -75,7 +83,8 @@ let package = Package(
             name: "Worker",
             dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "SharedTests", dependencies: ["Shared", "CQuantKernels", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "CQuantKernels", .product(name: "Logging", package: "swift-log")],
+                    resources: [.copy("Fixtures")]),
     ],
     // Swift 5 language mode: the numeric core shares raw buffers across threads by design
     // (each thread owns disjoint rows), which the Swift 6 checker cannot express without copies.

@@ -73,7 +73,7 @@ final class AlphaEditFixtureTests: XCTestCase {
         print("compute_z: \(r.losses.count) passes in \(Date().timeIntervalSince(t0)) s; ‖δ‖ \(r.deltaNorm) (reference \(fx.delta_norm_final))")
         for (i, s) in fx.steps.prefix(5).enumerated() {
             let ref = s["loss"] ?? 0
-            XCTAssertEqual(r.losses[i][0], ref, accuracy: 1e-3 * ref, "loss of pass \(i)")
+            XCTAssertEqual(r.losses[i].total, ref, accuracy: 1e-3 * ref, "loss of pass \(i)")
         }
         XCTAssertEqual(r.losses.count, fx.steps.count)
         XCTAssertEqual(r.h0Norm, sqrt(fx.target_init.reduce(0) { $0 + $1 * $1 }), accuracy: 1e-3 * r.h0Norm)

@@ -22,9 +22,9 @@ final class ComputeZPrefixTests: XCTestCase {
         print(String(format: "v* every row %.2f s, cached prefix %.2f s", ta, Date().timeIntervalSince(t0)))
         for (x, y) in zip(a, b) {
             let dz = relDiff(y.z, x.z)
-            let dl = zip(x.losses, y.losses).map { abs($0[0] - $1[0]) / max(abs($0[0]), 1e-6) }.max() ?? 0
+            let dl = zip(x.losses, y.losses).map { abs($0.total - $1.total) / max(abs($0.total), 1e-6) }.max() ?? 0
             print("‖Δz‖/‖z‖ = \(dz), max relative loss diff \(dl), passes \(x.losses.count) / \(y.losses.count), "
-                  + "‖δ‖ \(x.deltaNorm), loss \(x.losses.first?[0] ?? 0) → \(x.losses.last?[0] ?? 0)")
+                  + "‖δ‖ \(x.deltaNorm), loss \(x.losses.first?.total ?? 0) → \(x.losses.last?.total ?? 0)")
             XCTAssertGreaterThan(y.deltaNorm, 0)
             XCTAssertEqual(x.losses.count, y.losses.count)
             XCTAssertLessThanOrEqual(dz, tol)

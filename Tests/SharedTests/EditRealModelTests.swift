@@ -26,7 +26,7 @@ final class EditRealModelTests: XCTestCase {
                                 projectors: proj, statistics: nil)
         let req = EditRequest(prompt: "The {} is in", subject: "Eiffel Tower", targetNew: "Rome")
         let out = try editor.apply([req])
-        print("edit: z \(out.zSeconds) s, solve \(out.solveSeconds) s, total \(out.totalSeconds) s; v* losses \(out.z[0].losses.first ?? []) → \(out.z[0].losses.last ?? [])")
+        print("edit: z \(out.zSeconds) s, solve \(out.solveSeconds) s, total \(out.totalSeconds) s; v* losses \(out.z[0].losses.first.map { "\($0)" } ?? "-") → \(out.z[0].losses.last.map { "\($0)" } ?? "-")")
         XCTAssertEqual(try greedyNext(m, tok, "The Eiffel Tower is in"), " Rome")
         XCTAssertEqual(try greedyNext(m, tok, "The capital of France is"), " Paris")
         // ΔW (I − P) = 0: ΔW Û⊥ vanishes, checked as ‖ΔW − ΔW P‖ / ‖ΔW‖.

@@ -53,7 +53,8 @@ enum TestPaths {
     /// Tests/SharedTests/<file> → repository root.
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    /// The test target's own fixtures, declared as resources in Package.swift (copied beside the tests).
+    static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
     static let smolLM2 = repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
     static let sharedFixtures = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures")
 

@@ -205,10 +205,10 @@ final class JobStoreTests: XCTestCase {
         XCTAssertEqual(try row.blob("b"), [0, 255, 7])
         XCTAssertNil(try row.optionalString("n"))
         XCTAssertThrowsError(try row.string("i")) {
-            XCTAssertEqual("\($0)", "\(dir)/t.sqlite: sqlite error 20 (column i holds int(-9223372036854775808), expected text)")
+            XCTAssertEqual("\($0)", "\(dir)/t.sqlite: sqlite error 20 SQLITE_MISMATCH (column i holds int(-9223372036854775808), expected text)")
         }
         XCTAssertThrowsError(try db.run("INSERT INTO nope VALUES (1)")) {
-            XCTAssertEqual("\($0)", "\(dir)/t.sqlite: sqlite error 1 (no such table: nope) in `INSERT INTO nope VALUES (1)`")
+            XCTAssertEqual("\($0)", "\(dir)/t.sqlite: sqlite error 1 SQLITE_ERROR (no such table: nope) in `INSERT INTO nope VALUES (1)`")
         }
         XCTAssertThrowsError(try db.run("INSERT INTO v (i) VALUES (?)", [])) {
             XCTAssertTrue("\($0)".contains("0 values bound to 1 parameters"), "\($0)")

@@ -108,7 +108,6 @@ public enum EditCampaign {
             cluster?.finish()
             cluster?.pool.shutdown()
         }
-        try cluster?.releaseAbandonedLeases()
         try cluster?.startWorkerMirror()
         if campaign.base == nil {
             let stats = try statistics(r, settings: campaign.settings, model: model, tokenizer: tok, pool: cluster?.pool, events: events)

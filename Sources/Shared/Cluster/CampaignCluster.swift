@@ -1,13 +1,10 @@
 // An edit campaign's use of the cluster (issue 4 §7): the store's jobs table is the record of the v*
 // work, the pool runs it. Per batch: one `vstar` job per fixed chunk of its requests (enqueued once;
 // a re-run finds them), finished chunks re-used from their checksummed `zresults` artifacts, the
-// others leased in the store by this coordinator, handed to the workers (whose own leases expire
-// with their heartbeats), and completed with their artifact. The pool's workers are mirrored into
+// others handed to the workers by the pool (the one lease authority: JobStore+Jobs says why) and
+// recorded done with their artifact. The pool's workers are mirrored into
 // the store's `workers` table once a second by a thread with its own database connection (so the
 // mirror keeps going while this thread solves a batch), and `alphaedit status` shows workers_alive.
-//
-// One coordinator per state directory: at start, leases left by a coordinator that died go back
-// to pending (`releaseAbandonedLeases`).
 import Support
 import Kernels
 import Model
@@ -23,8 +20,6 @@ import Logging
 public final class CampaignCluster {
     public let store: JobStore
     public let pool: WorkerPool
-    /// This coordinator's name as a lease owner in the store.
-    public let owner: String
     var log: Logger
     private let stopMirror = DispatchSemaphore(value: 0)
     private let mirrorDone = DispatchSemaphore(value: 0)
@@ -33,7 +28,6 @@ public final class CampaignCluster {
     public init(store: JobStore, pool: WorkerPool, logger: Logger) {
         self.store = store
         self.pool = pool
-        owner = "coordinator-\(ProcessInfo.processInfo.processIdentifier)"
         log = logger
     }
 
@@ -55,14 +49,6 @@ public final class CampaignCluster {
             done.signal()
         }
         t.start()
-    }
-
-    /// Puts back every job leased in the store (a previous coordinator's, now dead). Call before work.
-    @discardableResult
-    public func releaseAbandonedLeases() throws -> Int {
-        let n = try store.expireLeases(now: Date().timeIntervalSince1970 + 1e9)
-        if n > 0 { log.warning("\(n) job lease(s) of a previous coordinator put back") }
-        return n
     }
 
     /// Tells the pool about committed batches 1…n (their deltas files, checked against the store's
@@ -124,17 +110,6 @@ public final class CampaignCluster {
 
     private func runChunks(_ pending: [Int], jobs: [Job], campaign: Campaign, batch b: BatchRecord, requests: [EditRequest],
                            chunks: [Range<Int>], results: inout [[ZResult]?], progress: (Int, Int) -> Void) throws {
-        // Lease this batch's pending jobs to this coordinator (the workers' leases live in the pool).
-        var leased: [Int64: Int] = [:]   // store job id → chunk
-        let wanted = Dictionary(uniqueKeysWithValues: pending.map { (jobs[$0].id, $0) })
-        while leased.count < pending.count,
-              let j = try store.lease(owner: owner, now: Date().timeIntervalSince1970, seconds: 1e9, kinds: [.vstar]) {
-            guard let c = wanted[j.id] else {
-                try store.fail(job: j.id, owner: owner, error: "not of batch \(b.index), the batch in progress")
-                continue
-            }
-            leased[j.id] = c
-        }
         let dir = store.directory + "/zresults"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var done = chunks.count - pending.count
@@ -143,15 +118,15 @@ public final class CampaignCluster {
                                        hyperparameters: campaign.settings.hyperparameters, templates: campaign.templates) { c, zs in
                 let rel = Self.zresultsPath(batch: b.index, chunk: c)
                 try ZResultSet(zs).write(to: ArtifactFile.absolute(rel, in: store.directory))
-                try store.complete(job: jobs[c].id, owner: owner,
+                try store.complete(job: jobs[c].id,
                                    artifact: try ArtifactFile.describe(kind: .zresults, path: rel, in: store.directory))
                 results[c] = zs
                 done += 1
                 progress(done, chunks.count)
             }
         } catch {
-            for (id, c) in leased where results[c] == nil {
-                _ = try? store.fail(job: id, owner: owner, error: "\(error)")
+            for c in pending where results[c] == nil {
+                _ = try? store.fail(job: jobs[c].id, error: "\(error)")
             }
             throw error
         }

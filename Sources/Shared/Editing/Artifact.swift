@@ -220,6 +220,16 @@ public struct ArtifactReader {
         return Int(v)
     }
 
+    /// Before allocating for `matrices` packed n×n triangles: the body must still hold their values, so
+    /// a file that declares a huge shape fails here instead of allocating for it (found by fuzzing).
+    func expectTriangles(_ matrices: Int, n: Int, _ what: String) throws {
+        let (perMatrix, o1) = (n * (n + 1) / 2).multipliedReportingOverflow(by: 8)
+        let (needed, o2) = perMatrix.multipliedReportingOverflow(by: matrices)
+        guard !o1, !o2, needed <= end - offset else {
+            throw ArtifactError.malformed(path: path, reason: "\(what): \(matrices) matrices of \(n)×\(n) run past the end of the body")
+        }
+    }
+
     mutating func f64s(_ n: Int, _ what: String) throws -> [Double] {
         guard n >= 0, n <= (end - offset) / 8 else {
             throw ArtifactError.malformed(path: path, reason: "\(what) (\(n) values) runs past the end of the body")

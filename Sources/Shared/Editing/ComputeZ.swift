@@ -20,8 +20,37 @@ public struct ZResult: Sendable, Codable {
     public var z: [Float]
     public var h0Norm: Float
     public var deltaNorm: Float
-    /// Per forward pass: (loss, nll, kl, wd), the loss before that pass's Adam step.
-    public var losses: [[Float]]
+    /// Per forward pass, the loss before that pass's Adam step.
+    public var losses: [VStarLoss]
+}
+
+/// The v* objective of one forward pass (docs/algorithm.md §3) and its parts. On the wire and in JSON
+/// it is the array [total, nll, kl, weightDecay], as it always was.
+public struct VStarLoss: Sendable, Equatable, Codable {
+    public var total: Float
+    /// Mean negative log-likelihood of the new target over the rewrite prompts.
+    public var nll: Float
+    /// The KL term on the essence prompt (already scaled by the KL factor).
+    public var kl: Float
+    public var weightDecay: Float
+
+    public init(total: Float, nll: Float, kl: Float, weightDecay: Float) {
+        self.total = total; self.nll = nll; self.kl = kl; self.weightDecay = weightDecay
+    }
+
+    public init(from decoder: Decoder) throws {
+        var c = try decoder.unkeyedContainer()
+        total = try c.decode(Float.self); nll = try c.decode(Float.self)
+        kl = try c.decode(Float.self); weightDecay = try c.decode(Float.self)
+        guard c.isAtEnd else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "a v* loss has 4 numbers: total, nll, kl, weight decay")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.unkeyedContainer()
+        try c.encode(total); try c.encode(nll); try c.encode(kl); try c.encode(weightDecay)
+    }
 }
 
 /// The prompts of one request, tokenized, with their read/write and loss positions.
@@ -111,7 +140,7 @@ public struct ComputeZ {
         var delta = [[Float]](repeating: [Float](repeating: 0, count: C), count: ps.count)
         var adamM = delta, adamV = delta
         var klInit: [[Float]?] = Array(repeating: nil, count: ps.count)
-        var losses = [[[Float]]](repeating: [], count: ps.count)
+        var losses = [[VStarLoss]](repeating: [], count: ps.count)
         var active = Array(ps.indices)
 
         for it in 0..<max(1, hp.vSteps) {
@@ -187,7 +216,7 @@ public struct ComputeZ {
                 let dn = sqrt(delta[i].reduce(0) { $0 + $1 * $1 })
                 let wd = hp.weightDecay * dn / (h0Norm[i] * h0Norm[i])
                 let loss = nll[i] + kl[i] + wd
-                losses[i].append([loss, nll[i], kl[i], wd])
+                losses[i].append(VStarLoss(total: loss, nll: nll[i], kl: kl[i], weightDecay: wd))
                 if loss < hp.earlyStopLoss || it == hp.vSteps - 1 { finished.append(i) }
             }
             active.removeAll { finished.contains($0) }

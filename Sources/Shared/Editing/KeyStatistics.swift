@@ -43,6 +43,9 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
     public static let blockRows = 1024
     static let maxDimension = 1 << 16
     static let maxLayers = 4096
+    /// Tokens one layer's statistics may count: 2⁵³ (beyond it the count is no longer exact as the
+    /// Double that divides S); a file or a merge that claims more is refused.
+    public static let maxTokens = 1 << 53
 
     /// Model layer indices, ascending as given.
     public let layers: [Int]
@@ -108,6 +111,11 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
         guard other.layers == layers, other.f == f else {
             throw KeyStatisticsError.mismatched("layers \(layers) f \(f) vs layers \(other.layers) f \(other.f)")
         }
+        // Checked first, so a refused merge changes nothing (a worker's result must not crash or poison
+        // the coordinator's sum: found by fuzzing, an overflow trap).
+        for s in 0..<layers.count where counts[s] > Self.maxTokens - other.counts[s] {
+            throw KeyStatisticsError.mismatched("layer \(layers[s]): \(counts[s]) + \(other.counts[s]) tokens exceed \(Self.maxTokens)")
+        }
         for s in 0..<layers.count {
             let o = other.sums[s]
             sums[s].withUnsafeMutableBufferPointer { mine in
@@ -161,8 +169,9 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
         var layers: [Int] = [], counts: [Int] = []
         for i in 0..<m {
             layers.append(try r.count("layer index \(i)", limit: Int(Int32.max)))
-            counts.append(try r.count("token count \(i)", limit: Int(Int64.max)))
+            counts.append(try r.count("token count \(i)", limit: maxTokens))
         }
+        try r.expectTriangles(m, n: f, "sums")
         var stats: KeyStatistics
         do { stats = try KeyStatistics(layers: layers, f: f, provenance: provenance) } catch {
             throw r.fail("\(error)")

@@ -92,8 +92,9 @@ public struct SequentialState: Equatable, Sendable, ArtifactCodable {
         var layers: [Int] = [], counts: [Int] = []
         for i in 0..<m {
             layers.append(try r.count("layer index \(i)", limit: Int(Int32.max)))
-            counts.append(try r.count("key count \(i)", limit: Int(Int64.max)))
+            counts.append(try r.count("key count \(i)", limit: KeyStatistics.maxTokens))
         }
+        try r.expectTriangles(m, n: f, "Cp")
         var state: SequentialState
         do { state = try SequentialState(layers: layers, f: f) } catch { throw r.fail("\(error)") }
         for i in 0..<m {

@@ -24,7 +24,7 @@ public struct ZResultSet: ArtifactCodable, Sendable {
             w.f64(Double(r.h0Norm))
             w.f64(Double(r.deltaNorm))
             w.i64(r.losses.count)
-            for row in r.losses { w.f64s((0..<4).map { $0 < row.count ? Double(row[$0]) : 0 }) }
+            for l in r.losses { w.f64s([l.total, l.nll, l.kl, l.weightDecay].map(Double.init)) }
             w.f64s(r.z.map(Double.init))
         }
     }
@@ -35,8 +35,11 @@ public struct ZResultSet: ArtifactCodable, Sendable {
         for i in 0..<u {
             let h0 = Float(try r.f64("h0Norm \(i)")), dn = Float(try r.f64("deltaNorm \(i)"))
             let steps = try r.count("loss rows \(i)", limit: 1 << 16)
-            var losses: [[Float]] = []
-            for _ in 0..<steps { losses.append(try r.f64s(4, "losses \(i)").map(Float.init)) }
+            var losses: [VStarLoss] = []
+            for _ in 0..<steps {
+                let v = try r.f64s(4, "losses \(i)").map(Float.init)
+                losses.append(VStarLoss(total: v[0], nll: v[1], kl: v[2], weightDecay: v[3]))
+            }
             let z = try r.f64s(d, "z \(i)").map(Float.init)
             out.append(ZResult(z: z, h0Norm: h0, deltaNorm: dn, losses: losses))
         }

@@ -162,7 +162,7 @@ public final class EvalCampaign {
                 if zs != nil { out.zSeconds = remoteZ }  // v* ran on the workers: its time is the wait for them
                 try backend?.committed(batch: index, deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas))
                 edits += batch.count
-                let losses = out.z.map { String(format: "%.2f", $0.losses.last?.first ?? .nan) }.joined(separator: " ")
+                let losses = out.z.map { String(format: "%.2f", $0.losses.last?.total ?? .nan) }.joined(separator: " ")
                 log(String(format: "batch of %d: v* %.0f s, solve %.2f s; edits %d; v* final losses: %@",
                            batch.count, out.zSeconds, out.solveSeconds, edits, losses))
                 if edits < records.count, edits % s.generalEvery == 0 {

@@ -7,6 +7,7 @@
 @_exported import Corpus
 @_exported import Editing
 @_exported import Evaluation
+@_exported import FuzzTargets
 @_exported import GGUF
 @_exported import Kernels
 @_exported import Model

@@ -32,34 +32,54 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
         self.covSentences = covSentences; self.corpusChecksum = corpusChecksum
     }
 
-    /// Paths may differ between runs (another working directory); their contents' checksums may not.
-    static let locationKeys: Set<String> = ["model", "facts", "corpus"]
-
-    /// "key: stored X, requested Y" for each setting that differs (hyperparameters field by field).
-    public func differences(from requested: CampaignSettings) -> [String] {
-        func flat(_ s: CampaignSettings) -> [String: String] {
-            guard let data = try? JSONEncoder().encode(s),
-                  let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
-            var out: [String: String] = [:]
-            for (k, v) in obj where !Self.locationKeys.contains(k) {
-                if let nested = v as? [String: Any] {
-                    for (k2, v2) in nested { out["\(k).\(k2)"] = "\(v2)" }
-                } else {
-                    out[k] = "\(v)"
-                }
+    /// "key: stored X, requested Y" for each setting that differs, sorted by key (hyperparameters field by
+    /// field). Paths may differ between runs (another working directory); their contents' checksums may
+    /// not. Compared as typed values: two settings are equal exactly when this is empty.
+    public func differences(from requested: CampaignSettings) -> [SettingDifference] {
+        var out: [SettingDifference] = []
+        func check<T: Equatable>(_ key: String, _ a: T, _ b: T) {
+            if a != b { out.append(SettingDifference(key: key, stored: "\(a)", requested: "\(b)")) }
+        }
+        check("method", method.rawValue, requested.method.rawValue)
+        check("modelChecksum", modelChecksum, requested.modelChecksum)
+        check("factsChecksum", factsChecksum, requested.factsChecksum)
+        check("requestCount", requestCount, requested.requestCount)
+        check("batchSize", batchSize, requested.batchSize)
+        check("templateSeed", templateSeed, requested.templateSeed)
+        check("covSentences", covSentences, requested.covSentences)
+        if let stored = corpusChecksum {  // nil: recorded before it was kept, not compared
+            let asked = requested.corpusChecksum
+            if stored != asked {  // say which files, not only their checksums
+                out.append(SettingDifference(key: "corpusChecksum", stored: "\(stored) (\(corpus))",
+                                             requested: asked.map { "\($0) (\(requested.corpus))" } ?? "none"))
             }
-            return out
         }
-        var a = flat(self), b = flat(requested)
-        if corpusChecksum == nil { b["corpusChecksum"] = nil }
-        if a["corpusChecksum"] != b["corpusChecksum"] {  // say which files, not only their checksums
-            a["corpusChecksum"] = a["corpusChecksum"].map { "\($0) (\(corpus))" }
-            b["corpusChecksum"] = b["corpusChecksum"].map { "\($0) (\(requested.corpus))" }
+        let h = hyperparameters, r = requested.hyperparameters
+        let before = out.count
+        check("hyperparameters.layers", h.layers, r.layers)
+        check("hyperparameters.vLR", h.vLR, r.vLR)
+        check("hyperparameters.vSteps", h.vSteps, r.vSteps)
+        check("hyperparameters.clampFactor", h.clampFactor, r.clampFactor)
+        check("hyperparameters.klFactor", h.klFactor, r.klFactor)
+        check("hyperparameters.weightDecay", h.weightDecay, r.weightDecay)
+        check("hyperparameters.earlyStopLoss", h.earlyStopLoss, r.earlyStopLoss)
+        check("hyperparameters.nullSpaceThreshold", h.nullSpaceThreshold, r.nullSpaceThreshold)
+        check("hyperparameters.lambda", h.lambda, r.lambda)
+        check("hyperparameters.memitLambda", h.memitLambda, r.memitLambda)
+        // A field added to EditHyperparameters without a line above still counts as a difference.
+        if out.count == before && h != r {
+            out.append(SettingDifference(key: "hyperparameters", stored: "\(h)", requested: "\(r)"))
         }
-        return Set(a.keys).union(b.keys).sorted().compactMap { k in
-            a[k] == b[k] ? nil : "\(k): stored \(a[k] ?? "none"), requested \(b[k] ?? "none")"
-        }
+        return out.sorted { $0.key < $1.key }
     }
+}
+
+/// One setting of a stored campaign that a resume asks to change.
+public struct SettingDifference: Equatable, Sendable, CustomStringConvertible {
+    public let key: String
+    public let stored: String
+    public let requested: String
+    public var description: String { "\(key): stored \(stored), requested \(requested)" }
 }
 
 public struct Campaign: Sendable {
@@ -103,8 +123,8 @@ extension JobStore {
     public func createCampaign(settings: CampaignSettings, templates: ContextTemplates,
                                requests: [EditRequest], now: Double = Date().timeIntervalSince1970) throws -> Campaign {
         guard requests.count == settings.requestCount, settings.batchSize > 0 else {
-            throw StoreError.campaignMismatch(path: path, differences: [
-                "requests: \(requests.count) given, settings say \(settings.requestCount) in batches of \(settings.batchSize)"])
+            throw StoreError.campaignMismatch(path: path, differences: [SettingDifference(
+                key: "requestCount", stored: "\(settings.requestCount) (the settings)", requested: "\(requests.count) (the requests given)")])
         }
         return try write {
             if let c = try campaignRow() {

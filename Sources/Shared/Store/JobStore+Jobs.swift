@@ -1,8 +1,12 @@
-// The job queue a coordinator hands out to workers. A job is pending, leased (to one owner until its
-// lease expiry), done or failed. Leasing takes the oldest pending job in one IMMEDIATE transaction, so
-// two coordinators' connections can never hand one job to two owners. A lease that expires, or whose
-// owner is released (a dead worker), puts the job back to pending — unless it has been taken
-// `maxAttempts` times, then it fails with the reason in `error`.
+// The record of a campaign's jobs: each is pending until its result is committed (done) or it has
+// failed `maxAttempts` times (failed). The record is what a resumed run trusts; it holds no leases.
+//
+// One lease authority: the coordinator's WorkerPool, in memory. It alone hands jobs to workers and
+// takes them back, because it alone sees the workers' heartbeats and results; one coordinator per
+// state directory (StateLock) means no other process could hold a job anyway. A job whose worker died
+// is re-queued by the pool at once, and one left running when the coordinator died is simply still
+// pending here. (State directories written before this rule may hold rows in the old `leased` state:
+// they count as pending.)
 import Support
 import GGUF
 import Model
@@ -80,42 +84,17 @@ extension JobStore {
         }
     }
 
-    /// Takes the oldest pending job (expired leases count as pending) of one of `kinds`, for `owner`
-    /// until now + seconds; nil when none is available.
-    public func lease(owner: String, now: Double, seconds: Double, kinds: [JobKind] = JobKind.allCases) throws -> Job? {
-        try write {
-            try settleExpired(now: now)
-            let marks = kinds.map { _ in "?" }.joined(separator: ", ")
-            guard let row = try db.queryOne("SELECT id FROM jobs WHERE state = 'pending' AND kind IN (\(marks)) ORDER BY id LIMIT 1",
-                                            kinds.map { .text($0.rawValue) }) else { return nil }
-            let id = try row.int("id")
-            try db.run("""
-                UPDATE jobs SET state = 'leased', lease_owner = ?, lease_expiry = ?, attempts = attempts + 1, updated_at = ?
-                WHERE id = ?
-                """, [.text(owner), .double(now + seconds), .double(now), .int(id)])
-            return try jobRow(id)
-        }
-    }
-
-    /// Extends `owner`'s lease of a job (a worker still at work says so).
-    public func renew(job id: Int64, owner: String, now: Double, seconds: Double) throws {
-        try write {
-            _ = try heldJob(id, owner)
-            try db.run("UPDATE jobs SET lease_expiry = ?, updated_at = ? WHERE id = ?", [.double(now + seconds), .double(now), .int(id)])
-        }
-    }
-
-    /// Records a job's result (an artifact, small JSON, or both) and marks it done. Only the lease
-    /// holder may: a worker whose lease expired and was given to another is told so (.staleLease).
-    /// A vstar job's artifact also becomes the z-result of its requests.
+    /// Records a job's result (an artifact, small JSON, or both) and marks it done. A vstar job's
+    /// artifact also becomes the z-result of its requests. A job already done or failed is refused.
     @discardableResult
-    public func complete(job id: Int64, owner: String, artifact: ArtifactFile? = nil, result: String? = nil,
+    public func complete(job id: Int64, artifact: ArtifactFile? = nil, result: String? = nil,
                          now: Double = Date().timeIntervalSince1970) throws -> Job {
         try write {
-            let j = try heldJob(id, owner)
+            let j = try openJob(id)
             let a = try artifact.map { try insertArtifact($0, now: now) }
             try db.run("""
-                UPDATE jobs SET state = 'done', lease_expiry = NULL, result_artifact = ?, result = ?, error = NULL, updated_at = ?
+                UPDATE jobs SET state = 'done', lease_owner = NULL, lease_expiry = NULL, result_artifact = ?, result = ?,
+                    error = NULL, attempts = attempts + 1, updated_at = ?
                 WHERE id = ?
                 """, [a.map { .int($0.id ?? 0) } ?? .null, result.map { .text($0) } ?? .null, .double(now), .int(id)])
             if j.kind == .vstar, let a {
@@ -129,31 +108,21 @@ extension JobStore {
         }
     }
 
-    /// The lease holder reports that the job failed: pending again for another try, or failed for good
-    /// after `maxAttempts`. Returns the job's new state.
+    /// Records an attempt that failed: pending again for another run, or failed for good after
+    /// `maxAttempts`. Returns the job's new state.
     @discardableResult
-    public func fail(job id: Int64, owner: String, error: String, now: Double = Date().timeIntervalSince1970) throws -> JobState {
+    public func fail(job id: Int64, error: String, now: Double = Date().timeIntervalSince1970) throws -> JobState {
         try write {
-            let j = try heldJob(id, owner)
-            let final = j.attempts >= maxAttempts
-            let text = final ? "gave up after \(j.attempts) attempts: \(error)" : error
+            let j = try openJob(id)
+            let final = j.attempts + 1 >= maxAttempts
+            let text = final ? "gave up after \(j.attempts + 1) attempts: \(error)" : error
             try db.run("""
-                UPDATE jobs SET state = ?, lease_owner = NULL, lease_expiry = NULL, error = ?, updated_at = ? WHERE id = ?
+                UPDATE jobs SET state = ?, lease_owner = NULL, lease_expiry = NULL, error = ?, attempts = attempts + 1,
+                    updated_at = ?
+                WHERE id = ?
                 """, [.text(final ? "failed" : "pending"), .text(text), .double(now), .int(id)])
             return final ? .failed : .pending
         }
-    }
-
-    /// Puts every job leased to `owner` back (a worker that died or left). Returns how many.
-    @discardableResult
-    public func releaseJobs(owner: String, now: Double = Date().timeIntervalSince1970) throws -> Int {
-        try write { try release(whereClause: "lease_owner = ?", [.text(owner)], reason: "worker \(owner) is gone", now: now) }
-    }
-
-    /// Puts every job whose lease expired back. Returns how many.
-    @discardableResult
-    public func expireLeases(now: Double) throws -> Int {
-        try write { try settleExpired(now: now) }
     }
 
     public func job(id: Int64) throws -> Job {
@@ -172,31 +141,10 @@ extension JobStore {
 
     // MARK: inside transactions
 
-    func settleExpired(now: Double) throws -> Int {
-        try release(whereClause: "lease_expiry <= ?", [.double(now)], reason: "lease expired", now: now)
-    }
-
-    /// Leased jobs matching `whereClause` go back to pending, or to failed once out of attempts.
-    func release(whereClause: String, _ args: [SQLiteValue], reason: String, now: Double) throws -> Int {
-        // The reason is bound, never spliced: it carries a worker's name.
-        let failed = try db.run("""
-            UPDATE jobs SET state = 'failed', error = 'gave up after ' || attempts || ' attempts: ' || ? || ' (owner ' || lease_owner || ')',
-                lease_owner = NULL, lease_expiry = NULL, updated_at = ?
-            WHERE state = 'leased' AND attempts >= ? AND \(whereClause)
-            """, [.text(reason), .double(now), .int(Int64(maxAttempts))] + args)
-        let back = try db.run("""
-            UPDATE jobs SET state = 'pending', error = ? || ' (owner ' || lease_owner || ')',
-                lease_owner = NULL, lease_expiry = NULL, updated_at = ?
-            WHERE state = 'leased' AND \(whereClause)
-            """, [.text(reason), .double(now)] + args)
-        return failed + back
-    }
-
-    private func heldJob(_ id: Int64, _ owner: String) throws -> Job {
+    /// A job that may still get a result: pending (or `leased` in an older state directory).
+    private func openJob(_ id: Int64) throws -> Job {
         let j = try jobRow(id)
-        guard j.state == .leased, j.leaseOwner == owner else {
-            throw StoreError.staleLease(job: id, owner: owner, state: j.state.rawValue, holder: j.leaseOwner)
-        }
+        guard j.state == .pending || j.state == .leased else { throw StoreError.jobClosed(job: id, state: j.state.rawValue) }
         return j
     }
 

@@ -48,14 +48,9 @@ extension JobStore {
         }
     }
 
-    /// A worker left or missed its heartbeats: marked gone and its leased jobs put back, together.
-    /// Returns how many jobs were put back.
-    @discardableResult
-    public func workerGone(_ name: String, now: Double) throws -> Int {
-        try write {
-            try db.run("UPDATE workers SET state = 'gone' WHERE name = ?", [.text(name)])
-            return try release(whereClause: "lease_owner = ?", [.text(name)], reason: "worker \(name) is gone", now: now)
-        }
+    /// A worker left or missed its heartbeats (its jobs are the pool's to re-queue: JobStore+Jobs).
+    public func workerGone(_ name: String, now: Double) throws {
+        try write { _ = try db.run("UPDATE workers SET state = 'gone', last_seen = MAX(last_seen, ?) WHERE name = ?", [.double(now), .text(name)]) }
     }
 
     public func workers() throws -> [WorkerRecord] {

@@ -11,6 +11,7 @@ import Support
 import GGUF
 import Model
 import Editing
+import CSQLite
 import Foundation
 
 public final class JobStore {
@@ -68,9 +69,9 @@ public final class JobStore {
     /// Turns sqlite's codes for "not a database" and "damaged" into the errors that say so.
     static func mapped(_ error: Error, _ path: String) -> Error {
         guard let e = error as? SQLiteError else { return error }
-        switch e.code {
-        case 26: return StoreError.notADatabase(path: path)                     // SQLITE_NOTADB
-        case 11: return StoreError.corrupt(path: path, detail: e.message)       // SQLITE_CORRUPT
+        switch e.code & 0xFF {
+        case SQLITE_NOTADB: return StoreError.notADatabase(path: path)
+        case SQLITE_CORRUPT: return StoreError.corrupt(path: path, detail: e.message)
         default: return StoreError.sqlite(e)
         }
     }

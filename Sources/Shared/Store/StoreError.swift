@@ -22,13 +22,13 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case badRecord(path: String, what: String, reason: String)
 
     case noCampaign(path: String)
-    case campaignMismatch(path: String, differences: [String])
+    case campaignMismatch(path: String, differences: [SettingDifference])
     case unknownBatch(campaign: Int64, index: Int)
     case batchOutOfOrder(campaign: Int64, index: Int, reason: String)
 
     case unknownJob(id: Int64)
     /// The caller no longer holds the job's lease (it expired and moved on, or was released).
-    case staleLease(job: Int64, owner: String, state: String, holder: String?)
+    case jobClosed(job: Int64, state: String)
     case unknownWorker(name: String)
 
     /// A read-only open of a directory on read-only storage whose write-ahead log holds commits.
@@ -59,7 +59,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case .noCampaign(let p):
             return "\(p) holds no edit campaign"
         case let .campaignMismatch(p, diffs):
-            return "\(p) holds a campaign with other settings (\(diffs.joined(separator: "; "))): "
+            return "\(p) holds a campaign with other settings (\(diffs.map(\.description).joined(separator: "; "))): "
                 + "run with the original settings to resume it, or use another --state directory"
         case let .unknownBatch(c, i):
             return "campaign \(c) has no batch \(i)"
@@ -67,8 +67,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
             return "batch \(i) of campaign \(c) cannot be committed: \(reason)"
         case .unknownJob(let id):
             return "no job \(id)"
-        case let .staleLease(job, owner, state, holder):
-            return "job \(job) is not leased to \(owner) (state \(state)" + (holder.map { ", held by \($0)" } ?? "") + ")"
+        case let .jobClosed(job, state):
+            return "job \(job) is \(state): its outcome is already recorded"
         case .unknownWorker(let n):
             return "no worker named \(n)"
         case .missingArtifact(let p):

@@ -1,0 +1,27 @@
+// GGUF files: the header, metadata and tensor table, then everything a model load reads from them
+// (config, weight shapes and types, the tokenizer's vocabulary and merges), then one tokenization.
+import GGUF
+import Tokenization
+import Model
+
+public enum GGUFFuzz: FuzzTarget {
+    public static func seeds() throws -> [(String, [UInt8])] {
+        var seeds: [(String, [UInt8])] = []
+        for (i, type) in [TensorEncoding.f32, .q8_0, .q4_1].enumerated() {
+            let c = SyntheticConfig(layers: 1, hidden: 32, ffn: 64, heads: 2, kvHeads: 1, contextLength: 32,
+                                    matrixType: type, seed: UInt64(i + 1))
+            seeds.append(("synthetic-\(i)", try SyntheticModel.writer(c).bytes()))
+        }
+        return seeds
+    }
+
+    public static func test(_ input: [UInt8]) {
+        guard let file = try? GGUFFile(bytes: input) else { return }
+        for info in file.tensors.prefix(8) { _ = try? file.floats(info) }
+        _ = try? LlamaModel(gguf: file)
+        if let tokenizer = try? BPETokenizer(gguf: file) {
+            let ids = tokenizer.encode("The Eiffel Tower is in Paris 1999 ünïcode")
+            _ = tokenizer.decode(ids)
+        }
+    }
+}
