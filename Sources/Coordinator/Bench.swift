@@ -5,7 +5,8 @@ import Shared
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmarks that print figures.",
-                                                    subcommands: [BenchForward.self, BenchEdit.self, BenchCluster.self])
+                                                    subcommands: [BenchForward.self, BenchEdit.self, BenchCluster.self,
+                                                                  BenchVStar.self, BenchMath.self, BenchNullSpace.self])
 }
 
 struct BenchForward: ParsableCommand {
@@ -93,6 +94,73 @@ struct BenchCluster: ParsableCommand {
                          Double(r.shard_payload_bytes) / 1e6, r.transfer_bytes_per_s / 1e9, r.decode_bytes_per_s / 1e9,
                          r.merge_bytes_per_s / 1e9, r.coordinator_seconds_per_shard, r.worker_seconds_per_shard,
                          r.workers_before_coordinator_bound))
+        }
+    }
+}
+
+struct BenchVStar: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vstar",
+        abstract: "v* speed with and without the cached prefix, alternating rounds: wall and CPU seconds per request.")
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Requests (from the facts file).") var requests = 8
+    @Option(help: "Rounds of the two set-ups, alternating (medians reported).") var rounds = 2
+    @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let cfg = try modelOptions.resolved()
+        let r = try VStarBenchmark.run(modelPath: cfg.model, facts: facts, requests: requests, rounds: max(1, rounds),
+                                       threads: cfg.threads) { log($0) }
+        if json { return try printJSON(r) }
+        print(r.kernels.line)
+        print(String(format: "v*, %d requests, %d thread(s): prefix reused %.2f s wall / %.2f s CPU per request; recomputed %.2f / %.2f (medians)",
+                     r.requests, r.threads, r.median_wall_reuse, r.median_cpu_reuse, r.median_wall_no_reuse, r.median_cpu_no_reuse))
+    }
+}
+
+struct BenchMath: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "math",
+        abstract: "Edit math at SmolLM2 sizes on random data: K0 accumulation, projector, AlphaEdit and MEMIT solves.")
+    @Option(help: "OpenBLAS threads.") var threads = 2
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let r = try EditMathBenchmark.run(threads: threads) { log($0) }
+        if json { return try printJSON(r) }
+        print(r.kernels.line)
+        print(String(format: "accumulate f=%d, 5 layers, float64: %.0f tokens/s (%.1f GFLOP/s; float32 ssyrk %.0f tokens/s)",
+                     r.f, r.accumulate_tokens_per_s, r.accumulate_gflops, r.accumulate_float32_tokens_per_s))
+        print(String(format: "statistics artifact %.0f MB: serialize + read %.2f s", r.statistics_artifact_mb, r.statistics_round_trip_seconds))
+        print(String(format: "projector (dsyevd + basis): %.3f s, kept %d of %d", r.projector_seconds, r.kept_dimension, r.f))
+        print(String(format: "solve d=%d u=100: AlphaEdit %.3f s (Cp = 0: %.3f s), MEMIT %.3f s (best of 3)",
+                     r.d, r.alphaedit_solve_seconds, r.alphaedit_solve_no_cp_seconds, r.memit_solve_seconds))
+    }
+}
+
+struct BenchNullSpace: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "nullspace",
+        abstract: "The null-space threshold τ: kept fraction, efficacy and change on preserved keys, with C0's spectrum.")
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Edits in the batch (from the facts file).") var requests = 20
+    @Option(help: "Corpus sentences for K0.") var sentences = 1000
+    @Option var corpus = "../shared/data/wiki-triplets/trex.jsonl"
+    @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let cfg = try modelOptions.resolved()
+        let r = try NullSpaceBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, requests: requests,
+                                           sentences: sentences, threads: cfg.threads) { log($0) }
+        if json { return try printJSON(r) }
+        print(r.kernels.line)
+        for l in r.layers {
+            print(String(format: "layer %d: C0 eigenvalues min %.2e, median %.2e, max %.2e", l.layer, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max))
+        }
+        print(String(format: "%d edits, K0 of %d sentences, efficacy before %.1f", r.requests, r.sentences, r.efficacy_before))
+        print("tau      kept % per layer        efficacy  ‖ΔW k‖/‖W k‖ mean   max")
+        for row in r.rows {
+            let kept = row.kept_fraction.map { String(format: "%.0f", 100 * $0) }.joined(separator: "/")
+            print(String(format: "%-8.0e %-23@ %8.1f  %.2e          %.2e", row.tau, kept, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
         }
     }
 }

@@ -35,7 +35,8 @@ public final class CampaignCluster {
     /// second connection to the same database (SQLite in WAL mode: the two never corrupt each other;
     /// a write waits for the other's transaction).
     public func startWorkerMirror() throws {
-        let mirrorStore = try JobStore(directory: store.directory, create: false)
+        // Its own connection, moved to the mirror thread, its only user.
+        nonisolated(unsafe) let mirrorStore = try JobStore(directory: store.directory, create: false)
         let pool = self.pool, log = self.log, stop = stopMirror, done = mirrorDone
         mirroring = true
         let t = Thread {

@@ -25,7 +25,10 @@ public enum JobError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-public final class JobRunner {
+/// Shared by the node's I/O thread and its job threads (@unchecked): jobs only read the model, and
+/// `apply` changes it only while no job runs (WorkerNode holds deltas back until its slots are empty);
+/// the snippet cache is under `lock`.
+public final class JobRunner: @unchecked Sendable {
     public let model: LlamaModel
     public let tokenizer: BPETokenizer
     public let threads: Int

@@ -36,8 +36,14 @@ public final class WorkerNode {
     public var parentPID: Int32?
     var log: Logger
 
-    private let lock = NSLock()
-    private var finished: [(job: Int, message: Message)] = []   // under `lock`: outcomes of the job threads
+    /// Outcomes of the job threads, for the I/O loop: the only state those threads touch.
+    private final class Outbox: @unchecked Sendable {  // `items` only under `lock`
+        private let lock = NSLock()
+        private var items: [(job: Int, message: Message)] = []
+        func put(_ job: Int, _ message: Message) { lock.withLock { items.append((job, message)) } }
+        func takeAll() -> [(job: Int, message: Message)] { lock.withLock { defer { items = [] }; return items } }
+    }
+    private let finished = Outbox()
     /// Jobs running now, by id: whether each is a covariance shard (socket thread only).
     private var running: [Int: Bool] = [:]
     private var busy: Bool { !running.isEmpty }
@@ -84,10 +90,7 @@ public final class WorkerNode {
             }
             if try socket.receive(timeoutMs: pollMs).map({ try handle($0, send: send) }) == true { return true }
             let now = ProcessStats.now()
-            let outcomes: [(job: Int, message: Message)] = lock.withLock {
-                defer { finished = [] }
-                return finished
-            }
+            let outcomes = finished.takeAll()
             for (job, m) in outcomes {
                 send(m)
                 lastSent = now
@@ -180,8 +183,8 @@ public final class WorkerNode {
         }
         running[job.id] = job.work.sharesWorker
         log.info("job \(job.id): \(job.work.name) started (\(running.count) running)")
-        let runner = self.runner, log = self.log
-        let thread = Thread { [weak self] in
+        let runner = self.runner, log = self.log, finished = self.finished
+        let thread = Thread {
             let t0 = ProcessStats.now()
             let message: Message
             do {
@@ -194,7 +197,7 @@ public final class WorkerNode {
                 let retry = (error as? JobError).map { if case .wrongWeights = $0 { true } else { false } } ?? false
                 message = .jobFailed(JobFailure(jobID: job.id, reason: "\(error)", retryable: retry))
             }
-            self?.lock.withLock { self?.finished.append((job.id, message)) }
+            finished.put(job.id, message)
         }
         // The forward pass keeps activations on the heap; the stack only needs headroom for BLAS.
         thread.stackSize = 16 << 20

@@ -58,7 +58,9 @@ public struct WorkerSnapshot: Sendable {
     public var jobs: [Int]
 }
 
-public final class WorkerPool {
+/// Used from the caller's thread, the I/O thread and the store mirror (@unchecked): everything mutable
+/// is guarded by `cond`, except `log` and `noWorkerTimeout`, which are set before `run`.
+public final class WorkerPool: @unchecked Sendable {
     public let endpoint: String
     public let modelChecksum: String
     var log: Logger
@@ -107,9 +109,10 @@ public final class WorkerPool {
         let socket = try ZMQSocket(ctx, .router)
         try socket.bind(endpoint)
         log.info("coordinator bound to \(endpoint), protocol \(WireProtocol.version)")
+        nonisolated(unsafe) let ioSocket = socket  // moved: the I/O thread is its only user from here on
         let t = Thread { [self] in
-            self.loop(socket)
-            socket.close()
+            self.loop(ioSocket)
+            ioSocket.close()
             self.stopped.signal()
         }
         thread = t

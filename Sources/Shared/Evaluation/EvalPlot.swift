@@ -15,7 +15,7 @@ import Foundation
 public enum EvalPlot {
     /// One point and the unedited model's summary on the same records.
     public struct Point { public var point: EvalPoint; public var pre: EvalSummary? }
-    struct Panel { let title: String; let value: (Point) -> Double? }
+    struct Panel: Sendable { let title: String; let value: @Sendable (Point) -> Double? }
 
     static func change(_ p: Point, _ m: EvalMetric) -> Double? {
         guard let now = p.point.summary[m], let before = p.pre?[m] else { return nil }

@@ -7,8 +7,10 @@ import Model
 public enum GGUFFuzz: FuzzTarget {
     public static func seeds() throws -> [(String, [UInt8])] {
         var seeds: [(String, [UInt8])] = []
-        for (i, type) in [TensorEncoding.f32, .q8_0, .q4_1].enumerated() {
-            let c = SyntheticConfig(layers: 1, hidden: 32, ffn: 64, heads: 2, kvHeads: 1, contextLength: 32,
+        // Small shapes keep each run fast (an input is a whole model); quantized rows need 32 columns.
+        let shapes: [(TensorEncoding, hidden: Int, ffn: Int)] = [(.f32, 8, 16), (.q8_0, 32, 32), (.q4_1, 32, 32)]
+        for (i, (type, hidden, ffn)) in shapes.enumerated() {
+            let c = SyntheticConfig(layers: 1, hidden: hidden, ffn: ffn, heads: 2, kvHeads: 1, contextLength: 16,
                                     matrixType: type, seed: UInt64(i + 1))
             seeds.append(("synthetic-\(i)", try SyntheticModel.writer(c).bytes()))
         }

@@ -19,6 +19,13 @@ public enum ProcessStats {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
     }
 
+    /// CPU time of the whole process (all threads), in seconds.
+    public static func cpuSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
     public static func median(_ xs: [Double]) -> Double {
         guard !xs.isEmpty else { return .nan }
         let s = xs.sorted()

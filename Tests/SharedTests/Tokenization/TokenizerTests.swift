@@ -9,8 +9,7 @@ import XCTest
 final class TokenizerTests: XCTestCase {
     // MARK: Paths and the real tokenizer
 
-    static let repoRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repoRoot = RepoPaths.repo
     static let shared = repoRoot.deletingLastPathComponent().appendingPathComponent("shared")
     static let modelPath = repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
 

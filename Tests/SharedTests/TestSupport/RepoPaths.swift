@@ -3,7 +3,15 @@ import XCTest
 
 /// Locations of the repository, the shared data beside it and the default model.
 enum RepoPaths {
-    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    /// The repository: the nearest folder above this file that holds Package.swift. (The model and
+    /// ../shared are outside the test bundle; the test target's own fixtures are resources.)
+    static let repo: URL = {
+        var u = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: u.appendingPathComponent("Package.swift").path), u.path != "/" {
+            u = u.deletingLastPathComponent()
+        }
+        return u
+    }()
     static let shared = repo.deletingLastPathComponent().appendingPathComponent("shared")
     static let model = repo.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
 

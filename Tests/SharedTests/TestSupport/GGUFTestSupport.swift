@@ -51,8 +51,7 @@ enum Hex {
 
 enum TestPaths {
     /// Tests/SharedTests/<file> → repository root.
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
+    static let repoRoot = RepoPaths.repo
     /// The test target's own fixtures, declared as resources in Package.swift (copied beside the tests).
     static let fixtures = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!
     static let smolLM2 = repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -1,0 +1,112 @@
+// `alphaedit bench nullspace`: how the null-space threshold τ trades preserved keys against efficacy
+// on a real model. One batch of real requests; v* once (it does not depend on P); for each τ a fresh
+// copy of the model gets the AlphaEdit update, then efficacy on the rewrite prompts and ‖ΔW k‖/‖W k‖ on
+// keys of sentences inside K₀ (the last token of the first `preserved` corpus sentences), with the
+// spectrum of C₀ per edited layer.
+import Support
+import Corpus
+import Kernels
+import Model
+import Tokenization
+import Editing
+import Evaluation
+import Foundation
+
+public struct NullSpaceBenchmark {
+    public struct Layer: Codable, Sendable {
+        public var layer: Int
+        public var eigenvalue_min: Double
+        public var eigenvalue_median: Double
+        public var eigenvalue_max: Double
+    }
+
+    public struct Row: Codable, Sendable {
+        public var tau: Double
+        /// Kept fraction of the key space per edited layer, in `layers` order.
+        public var kept_fraction: [Double]
+        public var efficacy: Double
+        public var preserved_change_mean: Double
+        public var preserved_change_max: Double
+    }
+
+    public struct Result: Codable, Sendable {
+        public var requests: Int
+        public var sentences: Int
+        public var preserved_keys: Int
+        public var efficacy_before: Double
+        public var layers: [Layer]
+        public var rows: [Row]
+        public var kernels = KernelChoice.current
+    }
+
+    public static func run(modelPath: String, corpus: String, facts: String, requests count: Int, sentences: Int,
+                           preserved: Int = 200, taus: [Double] = [2e-2, 1e-2, 5e-3, 2e-3, 1e-3], threads: Int,
+                           log: (String) -> Void) throws -> Result {
+        let base = try LlamaModel(path: modelPath)
+        let tok = try BPETokenizer(gguf: base.gguf)
+        let hp = EditHyperparameters()
+        let stats = try BLAS.singleThreaded {
+            try CovarianceBuilder(model: base, tokenizer: tok, layers: hp.layers, workers: threads)
+                .build(corpus: corpus, range: 0..<sentences)
+        }
+        BLAS.setThreads(threads)
+        let requests = try FactsFile.read(path: facts, limit: count)
+        let templates = try ContextTemplates.generate(model: base, tokenizer: tok, seed: 0)
+        let keys = try preservedKeys(base, tok, corpus: corpus, layers: hp.layers, count: preserved)
+        let before = hp.layers.map { base.weights.layers[$0].down.array }
+        let pre = try TargetScorer(model: base, tokenizer: tok).efficacy(requests)
+        let first = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+        let zs = try Editor(model: base, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
+                            projectors: first, statistics: nil).targets(requests)
+        let layers = first.projectors.map { p in
+            Layer(layer: p.layer, eigenvalue_min: p.spectrum.min, eigenvalue_median: p.spectrum.median, eigenvalue_max: p.spectrum.max)
+        }
+        log(String(format: "τ sweep: %d requests, K₀ of %d sentences, efficacy before %.1f", requests.count, sentences, pre))
+        var rows: [Row] = []
+        for tau in taus {
+            let m = try LlamaModel(path: modelPath)
+            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: tau)
+            _ = try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
+                           projectors: proj, statistics: nil).apply(requests, zs: zs)
+            let post = try TargetScorer(model: m, tokenizer: tok).efficacy(requests)
+            var ratios: [Double] = []
+            for (li, l) in hp.layers.enumerated() {
+                ratios += relativeChange(before[li], m.weights.layers[l].down.array, keys[l] ?? [], d: m.config.hidden, f: m.config.ffn)
+            }
+            let row = Row(tau: tau, kept_fraction: proj.projectors.map(\.keptFraction), efficacy: post,
+                          preserved_change_mean: ratios.reduce(0, +) / Double(max(1, ratios.count)),
+                          preserved_change_max: ratios.max() ?? .nan)
+            log(String(format: "τ %.0e: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", tau, post, row.preserved_change_mean))
+            rows.append(row)
+        }
+        return Result(requests: requests.count, sentences: sentences, preserved_keys: preserved, efficacy_before: pre,
+                      layers: layers, rows: rows)
+    }
+
+    /// The key (MLP down-projection input) of each sentence's last token at every edited layer.
+    static func preservedKeys(_ m: LlamaModel, _ tok: BPETokenizer, corpus: String, layers: [Int], count: Int) throws -> [Int: [[Float]]] {
+        let sentences = try SentenceCorpus.read(path: corpus, limit: count).map { tok.encode($0) }.filter { !$0.isEmpty }
+        let batch = TokenBatch(sentences)
+        var keys: [Int: [[Float]]] = [:]
+        var hooks = ForwardHooks()
+        hooks.keyLayers = Set(layers)
+        hooks.onKeys = { l, k in
+            for r in batch.lastRows { keys[l, default: []].append(Array(UnsafeBufferPointer(start: k + r * m.config.ffn, count: m.config.ffn))) }
+        }
+        _ = try m.forward(batch, hooks: hooks, upTo: layers.last ?? 0)
+        return keys
+    }
+
+    /// ‖(W₁ − W₀) k‖ / ‖W₀ k‖ for each key (W row-major d×f).
+    static func relativeChange(_ w0: [Float], _ w1: [Float], _ keys: [[Float]], d: Int, f: Int) -> [Double] {
+        keys.map { k in
+            var dn = 0.0, wn = 0.0
+            for r in 0..<d {
+                var a = 0.0, b = 0.0
+                for j in 0..<f { a += Double(w1[r * f + j] - w0[r * f + j]) * Double(k[j]); b += Double(w0[r * f + j]) * Double(k[j]) }
+                dn += a * a; wn += b * b
+            }
+            return (dn / wn).squareRoot()
+        }
+    }
+}
