@@ -147,24 +147,21 @@ public enum EditCampaign {
                                 Double(requests.count - doneRequests - n) / max(rate, 1e-9))
             }
             // v* on the workers as `vstar` jobs (or here, in-process); the solve always here.
-            let tz = ProcessStats.now()
-            let zs = try cluster?.targets(campaign: campaign, batch: b, requests: batch) { done, _ in
-                show(min(batch.count, done * DistributedTargets.chunkSize))
+            let remote = cluster.map { cluster in { (report: (Int) -> Void) in
+                try cluster.targets(campaign: campaign, batch: b, requests: batch) { done, _ in
+                    report(min(batch.count, done * DistributedTargets.chunkSize))
+                }
+            } }
+            let out = try editor.editBatch(batch, remoteTargets: remote, progress: show) { deltas, out in
+                events.finishProgress()
+                try EditState.commit(store, campaign: campaign.id, batch: b.index, deltas: deltas,
+                                     cp: editor.state, seconds: out.totalSeconds)  // the commit point of the batch
+                if let cluster {
+                    let committed = try EditState(store: store).manifest.batches
+                    try cluster.announceCommitted(committed.map(\.deltas))  // the workers follow the new weights
+                }
             }
-            var out = try editor.apply(batch, zs: zs) { show($0) }
-            if zs != nil {  // v* ran on the workers: its time is the wait for them
-                out.zSeconds = ProcessStats.now() - tz - out.totalSeconds
-                out.totalSeconds += out.zSeconds
-            }
-            events.finishProgress()
-            try EditState.commit(store, campaign: campaign.id, batch: b.index,
-                                 deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas),
-                                 cp: editor.state, seconds: out.totalSeconds)  // the commit point of the batch
             committedNow += 1
-            if let cluster {
-                let committed = try EditState(store: store).manifest.batches
-                try cluster.announceCommitted(committed.map(\.deltas))  // the workers follow the new weights
-            }
             doneRequests += batch.count
             let post = try scorer.efficacy(batch)
             // Efficacy needs each record's true target (CounterFact records have it; simple lists do not).

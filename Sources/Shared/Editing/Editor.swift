@@ -149,3 +149,24 @@ extension LlamaModel {
         try markEdited(layer: l)
     }
 }
+
+extension Editor {
+    /// One batch of a campaign, the loop that `EditCampaign` and `EvalCampaign` share: v* (by
+    /// `remoteTargets`, the workers, when given; else here), the solve here, then `commit` with the
+    /// batch's deltas, where the caller records the batch (the state directory) and brings its workers
+    /// to the new weights. When the workers ran v*, its time is the wait for them.
+    public func editBatch(_ batch: [EditRequest],
+                          remoteTargets: ((_ progress: (Int) -> Void) throws -> [ZResult])?,
+                          progress: (Int) -> Void,
+                          commit: (BatchDeltas, BatchOutcome) throws -> Void) throws -> BatchOutcome {
+        let t0 = ProcessStats.now()
+        let zs = try remoteTargets?(progress)
+        var out = try apply(batch, zs: zs, progress: progress)
+        if zs != nil {
+            out.zSeconds = ProcessStats.now() - t0 - out.totalSeconds
+            out.totalSeconds += out.zSeconds
+        }
+        try commit(BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas), out)
+        return out
+    }
+}

@@ -153,14 +153,12 @@ public final class EvalCampaign {
                 let index = b / s.batchSize + 1
                 let what = "batch \(index) v*"
                 progress(what, 0, batch.count)
-                let tb = ProcessStats.now()
-                let zs = try backend?.targets(batch, batch: index, hyperparameters: s.hp, templates: ed.templates) {
-                    self.progress(what, $0, batch.count)
+                let remote = backend.map { backend in { (report: (Int) -> Void) in
+                    try backend.targets(batch, batch: index, hyperparameters: s.hp, templates: ed.templates, progress: report)
+                } }
+                let out = try ed.editBatch(batch, remoteTargets: remote, progress: { self.progress(what, $0, batch.count) }) { deltas, _ in
+                    try backend?.committed(batch: index, deltas: deltas)
                 }
-                let remoteZ = ProcessStats.now() - tb
-                var out = try ed.apply(batch, zs: zs) { self.progress(what, $0, batch.count) }
-                if zs != nil { out.zSeconds = remoteZ }  // v* ran on the workers: its time is the wait for them
-                try backend?.committed(batch: index, deltas: BatchDeltas(rows: model.config.hidden, cols: model.config.ffn, deltas: out.deltas))
                 edits += batch.count
                 let losses = out.z.map { String(format: "%.2f", $0.losses.last?.total ?? .nan) }.joined(separator: " ")
                 log(String(format: "batch of %d: v* %.0f s, solve %.2f s; edits %d; v* final losses: %@",
