@@ -17,8 +17,13 @@ harnesses=("$@")
 [ ${#harnesses[@]} -eq 0 ] && harnesses=(FuzzGGUF FuzzWire FuzzFacts FuzzConfig FuzzArtifact FuzzKeys)
 out=.build-fuzz
 export SWIFT_BACKTRACE=enable=no   # a trap is reported by libFuzzer; the Swift backtracer would trip ASan
-# gold fails on the sanitizer runtime's debug info ("internal error in format_file_lineno"): lld links.
-if ! swift build -c release --package-path Fuzz --scratch-path "$out" --toolset Fuzz/toolset.json \
+# gold fails on the sanitizer runtime's debug info ("internal error in format_file_lineno"): the
+# toolchain's own lld links instead.
+mkdir -p "$out"
+lld="$(dirname "$(readlink -f "$(command -v swift)")")/ld.lld"
+[ -x "$lld" ] || { echo "no ld.lld beside swift ($lld)"; exit 2; }
+printf '{"schemaVersion": "1.0", "linker": {"path": "%s"}}\n' "$lld" > "$out/toolset.json"
+if ! swift build -c release --package-path Fuzz --scratch-path "$out" --toolset "$out/toolset.json" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >"$out-build.log" 2>&1; then
   grep -v 'ld.gold: warning' "$out-build.log" | grep -A5 'error' | head -40
   echo "fuzz build failed (full log: $out-build.log)"; exit 2
