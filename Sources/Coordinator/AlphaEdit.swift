@@ -75,3 +75,23 @@ struct ClusterOptions: ParsableArguments {
         try LogSetup.bootstrap(level: logLevel)
     }
 }
+
+/// How a facts or records file is read: its schema (read from each record by default) and, for zsRE,
+/// which answer is the edit's target.
+struct FactsFormatOptions: ParsableArguments {
+    @Option(help: "Record schema: auto, counterfact, counterfact-flat, zsre or simple (auto: from each record's fields).")
+    var format = "auto"
+    @Option(help: "zsRE target: answers (the paper's answers[0]) or alt (EasyEdit's; portability is measured with it).")
+    var zsreTarget = "answers"
+
+    func validate() throws {
+        guard FactsFormat(rawValue: format) != nil else {
+            throw ValidationError("--format must be one of \(FactsFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard ZsRETarget(rawValue: zsreTarget) != nil else { throw ValidationError("--zsre-target must be answers or alt") }
+    }
+
+    var options: FactsOptions {
+        FactsOptions(format: FactsFormat(rawValue: format) ?? .auto, zsreTarget: ZsRETarget(rawValue: zsreTarget) ?? .answers)
+    }
+}

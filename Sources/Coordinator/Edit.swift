@@ -12,7 +12,8 @@ struct Edit: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var clusterOptions: ClusterOptions
-    @Option(help: "Facts: CounterFact JSON lines or a list of {prompt, subject, target}.") var facts: String
+    @Option(help: "Facts: CounterFact (nested or flat), zsRE, or {prompt, subject, target} records; JSON lines or one array.") var facts: String
+    @OptionGroup var factsFormat: FactsFormatOptions
     @Option(help: "alphaedit or memit.") var method: String = "alphaedit"
     @Option(help: "Edits per batch.") var batchSize = 100
     @Option(help: "Use only the first N facts.") var limit: Int?
@@ -31,7 +32,7 @@ struct Edit: ParsableCommand {
         var hp = cfg.hyperparameters
         if let vLr { hp.vLR = vLr }
         let request = EditCampaignRequest(
-            facts: facts, limit: limit, method: m, batchSize: batchSize, state: state ?? cfg.state,
+            facts: facts, factsOptions: factsFormat.options, limit: limit, method: m, batchSize: batchSize, state: state ?? cfg.state,
             corpus: corpus ?? cfg.corpus, covSentences: covSentences ?? cfg.covSentences, hyperparameters: hp,
             templateSeed: seed, threads: cfg.threads, shardSentences: cfg.shardSentences)
         guard request.covSentences > 0 else { throw ValidationError("--cov-sentences must be positive") }

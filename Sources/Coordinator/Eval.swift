@@ -14,7 +14,8 @@ struct Eval: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var clusterOptions: ClusterOptions
     @Option(help: "Records per evaluation job on the workers.") var shardRecords = 10
-    @Option(help: "CounterFact records (JSON lines).") var records = "../shared/data/pararel-cf/dev.jsonl"
+    @Option(help: "Records: CounterFact (nested or flat) or zsRE, JSON lines or one array.") var records = "../shared/data/pararel-cf/dev.jsonl"
+    @OptionGroup var factsFormat: FactsFormatOptions
     @Option(help: "Skip the first N records.") var offset = 0
     @Option(help: "Use N records (= the number of edits).") var limit: Int?
     @Option(help: "Edits per batch.") var batchSize = 100
@@ -54,7 +55,7 @@ struct Eval: ParsableCommand {
         }
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
-        let recs = try FactsFile.read(path: records, offset: offset, limit: limit)
+        let recs = try FactsFile.read(path: records, offset: offset, limit: limit, options: factsFormat.options)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
         try FactsFile.checkLengths(recs, name: records, firstRecord: offset + 1, tokenizer: tok, context: model.config.context,
@@ -71,7 +72,7 @@ struct Eval: ParsableCommand {
         s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-trex-\(covSentences)-\(layerTag).bin")
         if let c = s.covCache { try FileManager.default.createDirectory(atPath: (c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
         if hiddenPrompts > 0 && m != nil {
-            s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts).map(\.filledPrompt)
+            s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts, options: factsFormat.options).map(\.filledPrompt)
         }
         let gen = noGeneration ? nil : GenerationSettings(maxTokens: genTokens, topK: 5, seed: seed)
         let snip = noGeneration ? nil : try AttributeSnippets.read(path: snippets)
@@ -93,7 +94,7 @@ struct Eval: ParsableCommand {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let p = try WorkerPool.start(cfg, directory: dir, logLevel: clusterOptions.logLevel)
             pool = p
-            let backend = try ClusterEvaluation(pool: p, records: AbsolutePath.of(records), generation: gen,
+            let backend = try ClusterEvaluation(pool: p, records: AbsolutePath.of(records), options: factsFormat.options, generation: gen,
                                                 generationRecords: evaluator.generationRecords,
                                                 snippets: noGeneration ? nil : AbsolutePath.of(snippets), directory: dir + "/deltas")
             backend.shardRecords = shardRecords

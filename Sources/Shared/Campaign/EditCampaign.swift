@@ -18,6 +18,7 @@ import Logging
 /// What a campaign is asked to do.
 public struct EditCampaignRequest: Sendable {
     public var facts: String
+    public var factsOptions: FactsOptions
     public var limit: Int?
     public var method: EditMethod = .alphaedit
     public var batchSize = 100
@@ -33,10 +34,10 @@ public struct EditCampaignRequest: Sendable {
     /// Commit at most this many batches in this run, then return (a time-boxed run; the next resumes).
     public var maxBatches: Int?
 
-    public init(facts: String, limit: Int? = nil, method: EditMethod = .alphaedit, batchSize: Int = 100, state: String,
-                corpus: String, covSentences: Int, hyperparameters: EditHyperparameters, templateSeed: UInt64 = 0,
-                threads: Int, shardSentences: Int = 500) {
-        self.facts = facts; self.limit = limit; self.method = method; self.batchSize = batchSize; self.state = state
+    public init(facts: String, factsOptions: FactsOptions = FactsOptions(), limit: Int? = nil, method: EditMethod = .alphaedit,
+                batchSize: Int = 100, state: String, corpus: String, covSentences: Int, hyperparameters: EditHyperparameters,
+                templateSeed: UInt64 = 0, threads: Int, shardSentences: Int = 500) {
+        self.facts = facts; self.factsOptions = factsOptions; self.limit = limit; self.method = method; self.batchSize = batchSize; self.state = state
         self.corpus = corpus; self.covSentences = covSentences; self.hyperparameters = hyperparameters
         self.templateSeed = templateSeed; self.threads = threads; self.shardSentences = shardSentences
     }
@@ -72,7 +73,7 @@ public enum EditCampaign {
         // One coordinator per state directory, held until the campaign returns or the process exits.
         let lock = try StateLock(directory: r.state)
         defer { lock.release() }
-        let requests = try FactsFile.read(path: r.facts, limit: r.limit)   // every record checked before any work
+        let requests = try FactsFile.read(path: r.facts, limit: r.limit, options: r.factsOptions)   // every record checked before any work
         guard FileManager.default.isReadableFile(atPath: r.corpus) else {
             throw EditCampaignError.invalid("cannot read the K0 corpus \(r.corpus) (--corpus, or the config's `corpus`)")
         }
@@ -80,7 +81,7 @@ public enum EditCampaign {
             method: r.method, model: modelPath, modelChecksum: try EditState.fileChecksum(modelPath),
             facts: r.facts, factsChecksum: try EditState.fileChecksum(r.facts), requestCount: requests.count,
             batchSize: r.batchSize, hyperparameters: r.hyperparameters, templateSeed: r.templateSeed, corpus: r.corpus,
-            covSentences: r.covSentences, corpusChecksum: try EditState.fileChecksum(r.corpus))
+            covSentences: r.covSentences, corpusChecksum: try EditState.fileChecksum(r.corpus), factsOptions: r.factsOptions)
         let model = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: model.gguf)
         try FactsFile.checkLengths(requests, name: r.facts, tokenizer: tok, context: model.config.context,

@@ -20,6 +20,7 @@ public final class ClusterEvaluation: EvalBackend {
     public let pool: WorkerPool
     /// The records file, as a path the workers can read.
     public let records: String
+    public let options: FactsOptions
     public let generation: GenerationSettings?
     public let generationRecords: Range<Int>?
     public let snippets: String?
@@ -28,9 +29,9 @@ public final class ClusterEvaluation: EvalBackend {
     /// Records per evaluation job.
     public var shardRecords = 10
 
-    public init(pool: WorkerPool, records: String, generation: GenerationSettings?, generationRecords: Range<Int>?,
-                snippets: String?, directory: String) throws {
-        self.pool = pool; self.records = records; self.generation = generation
+    public init(pool: WorkerPool, records: String, options: FactsOptions = FactsOptions(), generation: GenerationSettings?,
+                generationRecords: Range<Int>?, snippets: String?, directory: String) throws {
+        self.pool = pool; self.records = records; self.options = options; self.generation = generation
         self.generationRecords = generationRecords; self.snippets = snippets; self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
@@ -44,7 +45,7 @@ public final class ClusterEvaluation: EvalBackend {
         let ranges = Self.shards(first: firstIndex, count: recs.count, size: shardRecords)
         let works: [Work] = ranges.map {
             .evaluation(EvaluationShard(facts: records, first: $0.lowerBound, count: $0.count, generation: generation,
-                                        generationRecords: generationRecords, snippets: snippets))
+                                        generationRecords: generationRecords, snippets: snippets, options: options))
         }
         var parts: [EvalShard] = []
         var done = 0

@@ -73,7 +73,8 @@ public final class JobRunner: @unchecked Sendable {
     }
 
     public func evaluation(_ shard: EvaluationShard) throws -> EvalShard {
-        let records = try FactsFile.read(path: shard.facts, offset: shard.first, limit: shard.count)
+        let records = try FactsFile.read(path: shard.facts, offset: shard.first, limit: shard.count,
+                                         options: shard.options ?? FactsOptions())
         guard records.count == shard.count else {
             throw EvalError.unreadable("\(shard.facts) has \(shard.first + records.count) records; the shard wants \(shard.first)..<\(shard.first + shard.count)")
         }

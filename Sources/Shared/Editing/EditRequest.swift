@@ -11,13 +11,25 @@ public struct EditRequest: Sendable, Equatable, Codable {
     public var paraphrasePrompts: [String]
     public var neighborhoodPrompts: [String]
     public var generationPrompts: [String]
+    /// zsRE and flat CounterFact: the answer the neighborhood prompt must keep (`loc_ans`,
+    /// `locality_ground_truth`).
+    public var neighborhoodAnswer: String?
+    /// zsRE: the multi-hop question whose answer follows from the edit (with the `alt` target).
+    public var portability: Portability?
+
+    public struct Portability: Sendable, Equatable, Codable {
+        public var question: String
+        public var answer: String
+        public init(question: String, answer: String) { self.question = question; self.answer = answer }
+    }
 
     public init(caseID: Int? = nil, prompt: String, subject: String, targetNew: String, targetTrue: String? = nil,
                 relationID: String? = nil, paraphrasePrompts: [String] = [], neighborhoodPrompts: [String] = [],
-                generationPrompts: [String] = []) {
+                generationPrompts: [String] = [], neighborhoodAnswer: String? = nil, portability: Portability? = nil) {
         self.caseID = caseID; self.prompt = prompt; self.subject = subject; self.targetNew = targetNew
         self.targetTrue = targetTrue; self.relationID = relationID; self.paraphrasePrompts = paraphrasePrompts
         self.neighborhoodPrompts = neighborhoodPrompts; self.generationPrompts = generationPrompts
+        self.neighborhoodAnswer = neighborhoodAnswer; self.portability = portability
     }
 
     /// The prompt with the subject filled in.

@@ -1,10 +1,15 @@
-// Facts to edit, read from a file into `[EditRequest]`. Two record schemas, each as JSON lines or as
+// Facts to edit, read from a file into `[EditRequest]`. Four record schemas, each as JSON lines or as
 // one JSON array:
 //   - CounterFact (shared/data/SOURCES.md): case_id, relation_id,
 //     requested_rewrite{prompt, subject, target_true{str}, target_new{str}}, paraphrase_prompts,
 //     neighborhood_prompts, generation_prompts, attribute_prompts (the last is read and ignored);
+//   - flat CounterFact (EasyEdit's): case_id, prompt (holding the subject literally), subject,
+//     target_new, ground_truth, rephrase_prompt, locality_prompt, locality_ground_truth;
+//   - zsRE (MEND's, docs/algorithm.md §7): subject, src (holding the subject literally), answers, alt,
+//     rephrase, loc, loc_ans, and optionally portability{New Question, New Answer};
 //   - simple: {prompt, subject, target}.
-// A record is CounterFact when it has `requested_rewrite`. Every selected record is validated before
+// The schema is read from each record's fields (`requested_rewrite`; any of zsRE's own fields; any of
+// flat CounterFact's; else simple) unless the caller names one (`FactsFormat`). Every selected record is validated before
 // any is returned, so a bad fact stops a run before model work starts, with its line (JSON lines) or
 // its 0-based index (JSON array) in the message.
 import Support
@@ -28,6 +33,7 @@ public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidSelection(String)
     case noRecords(name: String, offset: Int)
     case tooLong(location: String, field: String, tokens: Int, limit: Int, context: Int)
+    case subjectNotInPrompt(location: String, field: String, subject: String)
 
     public var description: String {
         switch self {
@@ -41,6 +47,7 @@ public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .manySubjectSlots(at, prompt, n):
             return "\(at): prompt \"\(prompt)\" has \(n) {} (exactly one, for the subject, is allowed)"
         case let .invalidSelection(text): return "facts selection: \(text)"
+        case let .subjectNotInPrompt(at, field, subject): return "\(at): \"\(field)\" does not contain the subject \"\(subject)\""
         case let .noRecords(name, offset):
             return offset == 0 ? "\(name): no records" : "\(name): no records after skipping \(offset)"
         case let .tooLong(at, field, tokens, limit, context):
@@ -50,37 +57,57 @@ public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// A facts file's record schema (see the file comment); `auto` reads it from each record.
+public enum FactsFormat: String, Sendable, Codable, CaseIterable {
+    case auto, counterfact, counterfactFlat = "counterfact-flat", zsre, simple
+}
+
+/// Which zsRE answer is the edit's target: `answers[0]` (the paper's) or `alt` (EasyEdit's, whose
+/// portability question then applies).
+public enum ZsRETarget: String, Sendable, Codable, CaseIterable {
+    case answers, alt
+}
+
+public struct FactsOptions: Sendable, Equatable, Codable {
+    public var format: FactsFormat
+    public var zsreTarget: ZsRETarget
+    public init(format: FactsFormat = .auto, zsreTarget: ZsRETarget = .answers) {
+        self.format = format; self.zsreTarget = zsreTarget
+    }
+}
+
 public enum FactsFile {
     /// Reads `path` (see the file comment); skips `offset` records and keeps at most `limit`.
-    public static func read(path: String, offset: Int = 0, limit: Int? = nil) throws -> [EditRequest] {
+    public static func read(path: String, offset: Int = 0, limit: Int? = nil, options: FactsOptions = FactsOptions()) throws -> [EditRequest] {
         guard let data = FileManager.default.contents(atPath: path) else { throw FactsError.cannotRead(path: path) }
-        return try parse(data, name: path, offset: offset, limit: limit)
+        return try parse(data, name: path, offset: offset, limit: limit, options: options)
     }
 
     /// Parses a facts document held in memory; `name` starts every error message.
-    public static func parse(_ data: Data, name: String, offset: Int = 0, limit: Int? = nil) throws -> [EditRequest] {
+    public static func parse(_ data: Data, name: String, offset: Int = 0, limit: Int? = nil,
+                             options: FactsOptions = FactsOptions()) throws -> [EditRequest] {
         guard offset >= 0 else { throw FactsError.invalidSelection("offset \(offset) is negative") }
         if let limit, limit < 1 { throw FactsError.invalidSelection("limit \(limit) must be at least 1") }
         let firstByte = data.first { !Self.isSpace($0) }
         let records = firstByte == UInt8(ascii: "[")
-            ? try arrayRecords(data, name: name, offset: offset, limit: limit)
-            : try lineRecords(data, name: name, offset: offset, limit: limit)
+            ? try arrayRecords(data, name: name, offset: offset, limit: limit, options: options)
+            : try lineRecords(data, name: name, offset: offset, limit: limit, options: options)
         guard !records.isEmpty else { throw FactsError.noRecords(name: name, offset: offset) }
         return records
     }
 
     private static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
 
-    private static func arrayRecords(_ data: Data, name: String, offset: Int, limit: Int?) throws -> [EditRequest] {
+    private static func arrayRecords(_ data: Data, name: String, offset: Int, limit: Int?, options: FactsOptions) throws -> [EditRequest] {
         guard let items = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
             throw FactsError.invalidJSON(location: name)
         }
         let end = limit.map { min(items.count, offset + $0) } ?? items.count
         guard offset < end else { return [] }
-        return try (offset..<end).map { i in try record(items[i], at: "\(name) index \(i)") }
+        return try (offset..<end).map { i in try record(items[i], at: "\(name) index \(i)", options: options) }
     }
 
-    private static func lineRecords(_ data: Data, name: String, offset: Int, limit: Int?) throws -> [EditRequest] {
+    private static func lineRecords(_ data: Data, name: String, offset: Int, limit: Int?, options: FactsOptions) throws -> [EditRequest] {
         var out: [EditRequest] = []
         var seen = 0
         // Lines are numbered as an editor shows them: blank lines count but hold no record.
@@ -93,32 +120,87 @@ public enum FactsFile {
             guard let object = try? JSONSerialization.jsonObject(with: Data(line), options: .fragmentsAllowed) else {
                 throw FactsError.invalidJSON(location: at)
             }
-            out.append(try record(object, at: at))
+            out.append(try record(object, at: at, options: options))
         }
         return out
     }
 
-    /// One record of either schema, validated.
-    static func record(_ object: Any, at: String) throws -> EditRequest {
+    /// One record, validated.
+    static func record(_ object: Any, at: String, options: FactsOptions = FactsOptions()) throws -> EditRequest {
         guard let r = object as? [String: Any] else { throw FactsError.notAnObject(location: at) }
         let f = Fields(r, at: at)
-        if r["requested_rewrite"] != nil {
-            let rw = try f.object("requested_rewrite")
-            let prompt = try rw.text("prompt")
-            try checkSlot(prompt, at: at)
-            let subject = try rw.text("subject")
-            let targetNew = try rw.object("target_new").text("str")
-            let targetTrue = try rw.optionalObject("target_true")?.text("str")
-            return EditRequest(caseID: try f.optionalInt("case_id"), prompt: prompt, subject: subject,
-                               targetNew: targetNew, targetTrue: targetTrue,
-                               relationID: try f.optionalString("relation_id"),
-                               paraphrasePrompts: try f.strings("paraphrase_prompts"),
-                               neighborhoodPrompts: try f.strings("neighborhood_prompts"),
-                               generationPrompts: try f.strings("generation_prompts"))
+        var format = options.format
+        if format == .auto {
+            func has(_ keys: [String]) -> Bool { keys.contains { r[$0] != nil } }
+            format = has(["requested_rewrite"]) ? .counterfact
+                : has(["src", "answers", "alt", "loc", "loc_ans"]) ? .zsre
+                : has(["ground_truth", "target_new", "rephrase_prompt", "locality_prompt", "locality_ground_truth"]) ? .counterfactFlat
+                : .simple
+        }
+        switch format {
+        case .zsre: return try zsre(f, at: at, target: options.zsreTarget)
+        case .counterfactFlat: return try counterfactFlat(f, at: at)
+        case .counterfact: return try counterfact(f, at: at)
+        case .simple, .auto: break
         }
         let prompt = try f.text("prompt")
         try checkSlot(prompt, at: at)
         return EditRequest(prompt: prompt, subject: try f.text("subject"), targetNew: try f.text("target"))
+    }
+
+    /// A question or prompt that names its subject literally, as a template: the first occurrence
+    /// becomes `{}` (docs/algorithm.md §7: every record holds its subject).
+    private static func template(_ text: String, subject: String, field: String, at: String) throws -> String {
+        guard text.range(of: subject) != nil else { throw FactsError.subjectNotInPrompt(location: at, field: field, subject: subject) }
+        guard !text.contains("{}") else { throw FactsError.manySubjectSlots(location: at, prompt: text, count: 2) }
+        return text.replacingFirst(subject, with: "{}")
+    }
+
+    private static func zsre(_ f: Fields, at: String, target: ZsRETarget) throws -> EditRequest {
+        let subject = try f.text("subject")
+        let prompt = try template(try f.text("src"), subject: subject, field: "src", at: at)
+        let targetNew: String
+        switch target {
+        case .answers:
+            guard let first = try f.strings("answers").first else { throw FactsError.missingField(location: at, field: "answers[0]") }
+            guard !first.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw FactsError.emptyField(location: at, field: "answers[0]")
+            }
+            targetNew = first
+        case .alt:
+            targetNew = try f.text("alt")
+        }
+        // The portability answer follows from the `alt` edit (EasyEdit's variant); checked either way.
+        let portability = try f.optionalObject("portability").map {
+            EditRequest.Portability(question: try $0.text("New Question"), answer: try $0.text("New Answer"))
+        }
+        return EditRequest(caseID: try f.optionalInt("case_id"), prompt: prompt, subject: subject, targetNew: targetNew,
+                           paraphrasePrompts: [try f.text("rephrase")],
+                           neighborhoodPrompts: [try f.text("loc") + "?"],
+                           neighborhoodAnswer: try f.text("loc_ans"), portability: target == .alt ? portability : nil)
+    }
+
+    private static func counterfactFlat(_ f: Fields, at: String) throws -> EditRequest {
+        let subject = try f.text("subject")
+        let prompt = try template(try f.text("prompt"), subject: subject, field: "prompt", at: at)
+        return EditRequest(caseID: try f.optionalInt("case_id"), prompt: prompt, subject: subject,
+                           targetNew: try f.text("target_new"), targetTrue: try f.text("ground_truth"),
+                           paraphrasePrompts: [try f.text("rephrase_prompt")],
+                           neighborhoodPrompts: [try f.text("locality_prompt")],
+                           neighborhoodAnswer: try f.text("locality_ground_truth"))
+    }
+
+    private static func counterfact(_ f: Fields, at: String) throws -> EditRequest {
+        let rw = try f.object("requested_rewrite")
+        let prompt = try rw.text("prompt")
+        try checkSlot(prompt, at: at)
+        return EditRequest(caseID: try f.optionalInt("case_id"), prompt: prompt, subject: try rw.text("subject"),
+                           targetNew: try rw.object("target_new").text("str"),
+                           targetTrue: try rw.optionalObject("target_true")?.text("str"),
+                           relationID: try f.optionalString("relation_id"),
+                           paraphrasePrompts: try f.strings("paraphrase_prompts"),
+                           neighborhoodPrompts: try f.strings("neighborhood_prompts"),
+                           generationPrompts: try f.strings("generation_prompts"))
     }
 
     /// The prompt is filled like Python's `str.format` with one argument: exactly one `{}`.

@@ -74,20 +74,7 @@ public struct CounterFactEvaluator {
     }
 
     private func evaluateRecord(_ r: EditRequest, index: Int) throws -> RecordEvaluation {
-        guard let targetTrue = r.targetTrue else { throw EvalError.noTrueTarget(index: index) }
-        let prompts = [r.filledPrompt] + r.paraphrasePrompts + r.neighborhoodPrompts
-        // One forward batch per record: both targets after every prompt.
-        var pairs: [(prompt: String, target: String)] = []
-        for p in prompts { pairs.append((p, r.targetNew)); pairs.append((p, targetTrue)) }
-        var scorer = TargetScorer(model: model, tokenizer: tokenizer)
-        scorer.batchSize = max(1, pairs.count)
-        let s = try scorer.scores(pairs)
-        let scored = prompts.indices.map { j in
-            PairScore(nllNew: s[2 * j].meanNLL, nllTrue: s[2 * j + 1].meanNLL, top1New: s[2 * j].top1, top1True: s[2 * j + 1].top1)
-        }
-        let np = r.paraphrasePrompts.count
-        var e = RecordEvaluation(index: index, caseID: r.caseID, rewrite: scored[0],
-                                 paraphrases: Array(scored[1..<(1 + np)]), neighborhood: Array(scored[(1 + np)...]))
+        var e = try r.targetTrue == nil ? accuracies(r, index: index) : comparisons(r, index: index)
         if let g = generation, !r.generationPrompts.isEmpty, generationRecords?.contains(index) ?? true {
             let texts = try generate(r.generationPrompts, caseID: r.caseID ?? index, settings: g)
             e.fluency = texts.map(NGramEntropy.score).reduce(0, +) / Double(texts.count)
@@ -95,6 +82,51 @@ public struct CounterFactEvaluator {
             if keepTexts { e.generations = texts }
         }
         return e
+    }
+
+    /// §6: NLL(new) against NLL(true) after every prompt, both targets of every prompt in one forward
+    /// batch. A neighborhood prompt's true answer is its own when the record gives one (flat CounterFact's
+    /// `locality_ground_truth`), else the record's.
+    private func comparisons(_ r: EditRequest, index: Int) throws -> RecordEvaluation {
+        let targetTrue = r.targetTrue ?? ""
+        let np = r.paraphrasePrompts.count
+        let prompts = [r.filledPrompt] + r.paraphrasePrompts + r.neighborhoodPrompts
+        var pairs: [(prompt: String, target: String)] = []
+        for (j, p) in prompts.enumerated() {
+            pairs.append((p, r.targetNew))
+            pairs.append((p, j > np ? (r.neighborhoodAnswer ?? targetTrue) : targetTrue))
+        }
+        let s = try scores(pairs)
+        let scored = prompts.indices.map { j in
+            PairScore(nllNew: s[2 * j].meanNLL, nllTrue: s[2 * j + 1].meanNLL, top1New: s[2 * j].top1, top1True: s[2 * j + 1].top1)
+        }
+        return RecordEvaluation(index: index, caseID: r.caseID, rewrite: scored[0],
+                                paraphrases: Array(scored[1..<(1 + np)]), neighborhood: Array(scored[(1 + np)...]))
+    }
+
+    /// §7 (zsRE, and any record without a true target): token accuracy of the new target after the
+    /// rewrite and paraphrase prompts, of each neighborhood prompt's own answer, and of the portability
+    /// answer, in one forward batch.
+    private func accuracies(_ r: EditRequest, index: Int) throws -> RecordEvaluation {
+        var pairs: [(prompt: String, target: String)] = [(r.filledPrompt, r.targetNew)]
+        pairs += r.paraphrasePrompts.map { ($0, r.targetNew) }
+        if !r.neighborhoodPrompts.isEmpty {
+            guard let answer = r.neighborhoodAnswer else { throw EvalError.noNeighborhoodAnswer(index: index) }
+            pairs += r.neighborhoodPrompts.map { ($0, answer) }
+        }
+        if let p = r.portability { pairs.append((p.question, p.answer)) }
+        let acc = try scores(pairs).map(\.tokenAccuracy)
+        let np = r.paraphrasePrompts.count, nn = r.neighborhoodPrompts.count
+        return RecordEvaluation(index: index, caseID: r.caseID, rewrite: nil, paraphrases: [], neighborhood: [],
+                                accuracies: TokenAccuracies(rewrite: acc[0], paraphrases: Array(acc[1..<(1 + np)]),
+                                                            neighborhood: Array(acc[(1 + np)..<(1 + np + nn)]),
+                                                            portability: r.portability == nil ? nil : acc.last))
+    }
+
+    private func scores(_ pairs: [(prompt: String, target: String)]) throws -> [TargetScore] {
+        var scorer = TargetScorer(model: model, tokenizer: tokenizer)
+        scorer.batchSize = max(1, pairs.count)  // one forward batch per record
+        return try scorer.scores(pairs)
     }
 
     /// Seeded top-k continuations of the prompts, all prompts of one record decoded together;
@@ -108,12 +140,12 @@ public struct CounterFactEvaluator {
 }
 
 public enum EvalError: Error, Equatable, CustomStringConvertible {
-    case noTrueTarget(index: Int)
+    case noNeighborhoodAnswer(index: Int)
     case badOption(String)
     case unreadable(String)
     public var description: String {
         switch self {
-        case .noTrueTarget(let i): "record \(i) has no target_true: evaluation needs CounterFact records"
+        case .noNeighborhoodAnswer(let i): "record \(i) has neighborhood prompts but no answer for them (zsRE's loc_ans) and no true target"
         case .badOption(let s): s
         case .unreadable(let s): s
         }

@@ -58,10 +58,11 @@ public struct EvalReport: Codable, Sendable {
     /// The contract's one-line object: headline metrics ×100 after editing, edits, seconds.
     public func headline(generation: Bool) -> [String: Double] {
         var h: [String: Double] = ["edits": Double(edits), "seconds": (seconds * 10).rounded() / 10]
-        var metrics: [EvalMetric] = [.efficacy, .generalization, .specificity, .efficacyTop1, .generalizationTop1, .specificityTop1]
+        var metrics: [EvalMetric] = [.efficacy, .generalization, .specificity, .portability,
+                                     .efficacyTop1, .generalizationTop1, .specificityTop1]
         if generation { metrics += [.fluency, .consistency] }
         for m in metrics { if let v = post[m] { h[m.rawValue] = (v * 100).rounded() / 100 } }
-        for m in [EvalMetric.efficacy, .generalization, .specificity] {
+        for m in [EvalMetric.efficacy, .generalization, .specificity, .portability] {
             if let v = pre[m] { h["pre_" + m.rawValue] = (v * 100).rounded() / 100 }
             if let v = postKnown[m] { h["known_" + m.rawValue] = (v * 100).rounded() / 100 }
         }
@@ -84,7 +85,7 @@ public struct EvalReport: Codable, Sendable {
 
     /// Markdown: the rows of this run (pre-edit and post-edit, all records and known facts).
     public func markdown() -> String {
-        let cols: [EvalMetric] = [.efficacy, .generalization, .specificity, .fluency, .consistency,
+        let cols: [EvalMetric] = [.efficacy, .generalization, .specificity, .portability, .fluency, .consistency,
                                   .efficacyTop1, .generalizationTop1, .specificityTop1]
         var out = "| row | records | " + cols.map(\.rawValue).joined(separator: " | ") + " |\n"
         out += "|---|---|" + cols.map { _ in "---" }.joined(separator: "|") + "|\n"

@@ -1,4 +1,5 @@
-// What the evaluation measures on one CounterFact record (docs/algorithm.md §6), kept raw so that results
+// What the evaluation measures on one record (CounterFact: docs/algorithm.md §6's NLL comparisons; zsRE
+// and other records without a true target: §7's token accuracies), kept raw so that results
 // computed anywhere (one process, or shards on many workers) merge into exactly the same summary:
 // every mean is taken once, over the merged per-record values, in record order.
 import Support
@@ -27,13 +28,30 @@ public struct PairScore: Codable, Equatable, Sendable {
     public var prefersTrue: Bool { nllTrue < nllNew }
 }
 
+/// docs/algorithm.md §7: per prompt, the share of the target's tokens that are the model's argmax.
+public struct TokenAccuracies: Codable, Equatable, Sendable {
+    public var rewrite: Double
+    public var paraphrases: [Double]
+    /// On the neighborhood prompts, of their own answers (zsRE's `loc_ans`).
+    public var neighborhood: [Double]
+    /// The portability question and its answer (zsRE with the `alt` target), when the record has one.
+    public var portability: Double?
+
+    public init(rewrite: Double, paraphrases: [Double], neighborhood: [Double], portability: Double? = nil) {
+        self.rewrite = rewrite; self.paraphrases = paraphrases; self.neighborhood = neighborhood; self.portability = portability
+    }
+}
+
 public struct RecordEvaluation: Codable, Equatable, Sendable {
     /// 0-based position of the record in its records file: the merge order.
     public var index: Int
     public var caseID: Int?
-    public var rewrite: PairScore
+    /// §6's pairs (records with a true target); nil for a record scored by token accuracies.
+    public var rewrite: PairScore?
     public var paraphrases: [PairScore]
     public var neighborhood: [PairScore]
+    /// §7's token accuracies (records without a true target: zsRE); nil for CounterFact records.
+    public var accuracies: TokenAccuracies?
     /// Mean over this record's generated texts of (2/3·H2 + 4/3·H3)/2, bits (nil without generation).
     public var fluency: Double?
     /// TF-IDF cosine of the joined texts with the snippets of (relation, target_new); nil without
@@ -42,27 +60,37 @@ public struct RecordEvaluation: Codable, Equatable, Sendable {
     /// The generated texts (prompt included), for inspection.
     public var generations: [String]?
 
-    public init(index: Int, caseID: Int?, rewrite: PairScore, paraphrases: [PairScore], neighborhood: [PairScore],
-                fluency: Double? = nil, consistency: Double? = nil, generations: [String]? = nil) {
+    public init(index: Int, caseID: Int?, rewrite: PairScore?, paraphrases: [PairScore], neighborhood: [PairScore],
+                accuracies: TokenAccuracies? = nil, fluency: Double? = nil, consistency: Double? = nil, generations: [String]? = nil) {
         self.index = index; self.caseID = caseID; self.rewrite = rewrite; self.paraphrases = paraphrases
-        self.neighborhood = neighborhood; self.fluency = fluency; self.consistency = consistency; self.generations = generations
+        self.neighborhood = neighborhood; self.accuracies = accuracies; self.fluency = fluency; self.consistency = consistency
+        self.generations = generations
     }
 
     /// Per-record values of each metric (1/0 for a share, a mean over the record's prompts otherwise);
     /// nil where the record has no prompt of that kind.
     public var values: [EvalMetric: Double] {
-        var v: [EvalMetric: Double] = [
-            .efficacy: rewrite.prefersNew ? 1 : 0,
-            .efficacyTop1: rewrite.top1New ? 1 : 0,
-        ]
+        var v: [EvalMetric: Double] = [:]
+        v[.fluency] = fluency
+        v[.consistency] = consistency
+        if let a = accuracies {
+            v[.efficacy] = a.rewrite
+            v[.generalization] = Self.mean(a.paraphrases)
+            v[.specificity] = Self.mean(a.neighborhood)
+            v[.portability] = a.portability
+            return v
+        }
+        guard let rewrite else { return v }
+        v[.efficacy] = rewrite.prefersNew ? 1 : 0
+        v[.efficacyTop1] = rewrite.top1New ? 1 : 0
         v[.generalization] = Self.share(paraphrases) { $0.prefersNew }
         v[.generalizationTop1] = Self.share(paraphrases) { $0.top1New }
         v[.specificity] = Self.share(neighborhood) { $0.prefersTrue }
         v[.specificityTop1] = Self.share(neighborhood) { $0.top1True }
-        v[.fluency] = fluency
-        v[.consistency] = consistency
         return v
     }
+
+    static func mean(_ xs: [Double]) -> Double? { xs.isEmpty ? nil : xs.reduce(0, +) / Double(xs.count) }
 
     static func share(_ s: [PairScore], _ ok: (PairScore) -> Bool) -> Double? {
         s.isEmpty ? nil : Double(s.filter(ok).count) / Double(s.count)
@@ -71,7 +99,7 @@ public struct RecordEvaluation: Codable, Equatable, Sendable {
 
 /// The reported metrics; every one is ×100 in summaries.
 public enum EvalMetric: String, Codable, Sendable, CaseIterable, CodingKeyRepresentable {
-    case efficacy, generalization, specificity, fluency, consistency
+    case efficacy, generalization, specificity, fluency, consistency, portability
     case efficacyTop1 = "efficacy_top1", generalizationTop1 = "generalization_top1", specificityTop1 = "specificity_top1"
 }
 
@@ -98,7 +126,7 @@ public struct EvalShard: Codable, Equatable, Sendable {
 
     /// Indices of the records whose model (the one this shard was measured on) prefers the true target
     /// on the rewrite prompt: "the facts it knows".
-    public var knownIndices: Set<Int> { Set(records.filter { $0.rewrite.prefersTrue }.map(\.index)) }
+    public var knownIndices: Set<Int> { Set(records.filter { $0.rewrite?.prefersTrue == true }.map(\.index)) }
 
     public func summary(only indices: Set<Int>? = nil) -> EvalSummary {
         EvalSummary(records.filter { indices?.contains($0.index) ?? true })

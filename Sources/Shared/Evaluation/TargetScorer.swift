@@ -15,6 +15,9 @@ public struct TargetScore: Sendable, Equatable {
     /// Every target token is the argmax of the model's next-token distribution (teacher forced):
     /// the "top-1 accuracy" variant of the reference's `test_batch_prediction_acc`.
     public var top1: Bool
+    /// Share of the target's tokens that are the argmax (teacher forced): zsRE's token accuracy
+    /// (docs/algorithm.md §7).
+    public var tokenAccuracy: Double
 }
 
 public struct TargetScorer {
@@ -50,15 +53,16 @@ public struct TargetScorer {
             let r = try model.forward(batch, logitRows: packed)
             var sum = [Double](repeating: 0, count: chunk.count), n = sum
             var top1 = [Bool](repeating: true, count: chunk.count)
+            var hits = [Double](repeating: 0, count: chunk.count)
             for (k, id) in targets.enumerated() {
                 let row = r.logits(at: k)
                 let mx = row.max() ?? 0
                 let lse = Double(mx) + log(row.reduce(0.0) { $0 + exp(Double($1 - mx)) })
                 sum[owner[k]] += lse - Double(row[row.startIndex + Int(id)])
                 n[owner[k]] += 1
-                if Sampler.argmax(row) != Int(id) { top1[owner[k]] = false }
+                if Sampler.argmax(row) == Int(id) { hits[owner[k]] += 1 } else { top1[owner[k]] = false }
             }
-            for j in 0..<chunk.count { out.append(TargetScore(meanNLL: sum[j] / n[j], top1: top1[j])) }
+            for j in 0..<chunk.count { out.append(TargetScore(meanNLL: sum[j] / n[j], top1: top1[j], tokenAccuracy: hits[j] / n[j])) }
             i += chunk.count
         }
         return out

@@ -22,14 +22,16 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
     public var covSentences: Int
     /// FNV-1a-64 of the K0 corpus file (nil in campaigns recorded before it was kept: not compared).
     public var corpusChecksum: String?
+    /// How the facts file was read (nil in campaigns recorded before it was kept: the defaults).
+    public var factsOptions: FactsOptions?
 
     public init(method: EditMethod, model: String, modelChecksum: String, facts: String, factsChecksum: String,
                 requestCount: Int, batchSize: Int, hyperparameters: EditHyperparameters, templateSeed: UInt64,
-                corpus: String, covSentences: Int, corpusChecksum: String? = nil) {
+                corpus: String, covSentences: Int, corpusChecksum: String? = nil, factsOptions: FactsOptions? = nil) {
         self.method = method; self.model = model; self.modelChecksum = modelChecksum; self.facts = facts
         self.factsChecksum = factsChecksum; self.requestCount = requestCount; self.batchSize = batchSize
         self.hyperparameters = hyperparameters; self.templateSeed = templateSeed; self.corpus = corpus
-        self.covSentences = covSentences; self.corpusChecksum = corpusChecksum
+        self.covSentences = covSentences; self.corpusChecksum = corpusChecksum; self.factsOptions = factsOptions
     }
 
     /// "key: stored X, requested Y" for each setting that differs, sorted by key (hyperparameters field by
@@ -47,6 +49,9 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
         check("batchSize", batchSize, requested.batchSize)
         check("templateSeed", templateSeed, requested.templateSeed)
         check("covSentences", covSentences, requested.covSentences)
+        let readAs = factsOptions ?? FactsOptions(), askedAs = requested.factsOptions ?? FactsOptions()
+        check("factsFormat", readAs.format.rawValue, askedAs.format.rawValue)
+        check("zsreTarget", readAs.zsreTarget.rawValue, askedAs.zsreTarget.rawValue)
         if let stored = corpusChecksum {  // nil: recorded before it was kept, not compared
             let asked = requested.corpusChecksum
             if stored != asked {  // say which files, not only their checksums

@@ -21,8 +21,9 @@ public enum WireProtocol {
     public static let magic: [UInt8] = Array("AEWP".utf8)
     /// Bump on any change to the header, a kind's number or a body's fields. 2: an evaluation shard
     /// names the records that generate and the attribute-snippets file. 3: a covariance shard names its
-    /// global batch size in sentences (was tokens).
-    public static let version: UInt16 = 3
+    /// global batch size in sentences (was tokens). 4: an evaluation shard names how its facts file is read
+    /// (schema, zsRE target); a record evaluation carries token accuracies (zsRE) instead of NLL pairs.
+    public static let version: UInt16 = 4
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
     /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
@@ -108,10 +109,12 @@ public struct EvaluationShard: Codable, Equatable, Sendable {
     public var generationRecords: Range<Int>?
     /// Attribute snippets for consistency (a path the worker can read); nil: no consistency.
     public var snippets: String?
+    /// How the facts file is read (schema, zsRE target); nil: the defaults.
+    public var options: FactsOptions?
     public init(facts: String, first: Int, count: Int, generation: GenerationSettings? = nil,
-                generationRecords: Range<Int>? = nil, snippets: String? = nil) {
+                generationRecords: Range<Int>? = nil, snippets: String? = nil, options: FactsOptions? = nil) {
         self.facts = facts; self.first = first; self.count = count; self.generation = generation
-        self.generationRecords = generationRecords; self.snippets = snippets
+        self.generationRecords = generationRecords; self.snippets = snippets; self.options = options
     }
 }
 

@@ -73,7 +73,7 @@ final class ClusterEvaluationTests: XCTestCase {
         XCTAssertNotNil(post.records[0].consistency, "the workers read the snippets")
         XCTAssertEqual(remote.preShard, local.preShard, "pre-edit: every record's figures and texts equal")
         XCTAssertEqual(remote.postShard, local.postShard, "post-edit: every record's figures and texts equal")
-        let diff = zip(post.records, localPost.records).map { abs($0.rewrite.nllNew - $1.rewrite.nllNew) }.max() ?? -1
+        let diff = zip(post.records, localPost.records).map { abs(($0.rewrite?.nllNew ?? .nan) - ($1.rewrite?.nllNew ?? .nan)) }.max() ?? -1
         print(String(format: "evaluation on 2 workers vs in-process: max |ΔNLL| %.1e; efficacy %.1f → %.1f",
                      diff, remote.pre[.efficacy] ?? .nan, remote.post[.efficacy] ?? .nan))
     }

@@ -125,8 +125,9 @@ final class WorkerProcessTests: XCTestCase {
             .evaluate(try FactsFile.read(path: dir + "/cf.jsonl", offset: 1, limit: 2), firstIndex: 1)
         XCTAssertEqual(shard.records.map(\.index), [1, 2])
         for (a, b) in zip(shard.records, local.records) {
-            XCTAssertEqual(a.rewrite.nllNew, b.rewrite.nllNew, accuracy: 1e-6 * abs(b.rewrite.nllNew))
-            XCTAssertEqual(a.rewrite.nllTrue, b.rewrite.nllTrue, accuracy: 1e-6 * abs(b.rewrite.nllTrue))
+            let (x, y) = (try XCTUnwrap(a.rewrite), try XCTUnwrap(b.rewrite))
+            XCTAssertEqual(x.nllNew, y.nllNew, accuracy: 1e-6 * abs(y.nllNew))
+            XCTAssertEqual(x.nllTrue, y.nllTrue, accuracy: 1e-6 * abs(y.nllTrue))
         }
         try send(.job(JobAssignment(id: 6, weightsVersion: 1, work: .evaluation(EvaluationShard(facts: dir + "/missing.jsonl", first: 0, count: 1)))))
         guard case .jobFailed(let f6) = try next(router, "evaluation of a missing file") else { return XCTFail("not failed") }

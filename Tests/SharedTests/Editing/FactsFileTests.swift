@@ -123,4 +123,62 @@ final class FactsFileTests: XCTestCase {
         XCTAssertEqual(all.compactMap(\.caseID), Array(0..<5000))
         XCTAssertEqual(try FactsFile.read(path: url.path, offset: 4990, limit: 20).map(\.caseID), (4990..<5000).map { $0 })
     }
+
+    // MARK: zsRE and flat CounterFact (docs/algorithm.md §7)
+
+    static let zsreRecord = #"{"subject": "IAAF Combined Events Challenge", "src": "When was the inception of IAAF Combined Events Challenge?", "pred": "2011", "rephrase": "When was the IAAF Combined Events Challenge launched?", "alt": "2006", "answers": ["1998"], "loc": "nq question: what is the name of the last episode of spongebob", "loc_ans": "The String", "portability": {"New Question": "What type of sports event is the IAAF Combined Events Challenge?", "New Answer": "Athletics"}}"#
+
+    func testZsRERecordMapsAsTheAuthorsCodeDoes() throws {
+        let r = try XCTUnwrap(try parse(Self.zsreRecord).first)
+        XCTAssertEqual(r, EditRequest(prompt: "When was the inception of {}?", subject: "IAAF Combined Events Challenge",
+                                      targetNew: "1998", paraphrasePrompts: ["When was the IAAF Combined Events Challenge launched?"],
+                                      neighborhoodPrompts: ["nq question: what is the name of the last episode of spongebob?"],
+                                      neighborhoodAnswer: "The String"))
+        // EasyEdit's variant: the `alt` target, and then the portability question applies.
+        let alt = try FactsFile.parse(Data(Self.zsreRecord.utf8), name: "z", options: FactsOptions(zsreTarget: .alt))[0]
+        XCTAssertEqual(alt.targetNew, "2006")
+        XCTAssertEqual(alt.portability, EditRequest.Portability(question: "What type of sports event is the IAAF Combined Events Challenge?", answer: "Athletics"))
+    }
+
+    func testBrokenZsREAndFlatCounterFactRecordsAreRefusedWithTheFieldAtFault() {
+        func zsre(_ change: (inout [String: Any]) -> Void) -> String {
+            var o = try! JSONSerialization.jsonObject(with: Data(Self.zsreRecord.utf8)) as! [String: Any]
+            change(&o)
+            return String(decoding: try! JSONSerialization.data(withJSONObject: o, options: .sortedKeys), as: UTF8.self)
+        }
+        assertError(zsre { $0["src"] = nil }, #"facts.jsonl line 1: missing "src""#)
+        assertError(zsre { $0["src"] = "When was it founded?" },
+                    #"facts.jsonl line 1: "src" does not contain the subject "IAAF Combined Events Challenge""#)
+        assertError(zsre { $0["answers"] = [String]() }, #"facts.jsonl line 1: missing "answers[0]""#)
+        assertError(zsre { $0["answers"] = " " }, #"facts.jsonl line 1: "answers" must be a list of strings"#)
+        assertError(zsre { $0["loc_ans"] = nil }, #"facts.jsonl line 1: missing "loc_ans""#)
+        assertError(zsre { $0["rephrase"] = 3 }, #"facts.jsonl line 1: "rephrase" must be a string"#)
+        assertError(zsre { $0["portability"] = ["New Question": "Q?"] }, #"facts.jsonl line 1: missing "portability.New Answer""#)
+        let flat = #"{"case_id": 3087, "prompt": "David Robinson professionally plays the sport", "target_new": "baseball", "subject": "David Robinson", "ground_truth": "basketball", "rephrase_prompt": "David Robinson's greatest weakness is", "locality_prompt": "Shaquille O'Neal plays", "locality_ground_truth": "basketball"}"#
+        XCTAssertEqual(try parse(flat), [EditRequest(caseID: 3087, prompt: "{} professionally plays the sport", subject: "David Robinson",
+                                                     targetNew: "baseball", targetTrue: "basketball",
+                                                     paraphrasePrompts: ["David Robinson's greatest weakness is"],
+                                                     neighborhoodPrompts: ["Shaquille O'Neal plays"], neighborhoodAnswer: "basketball")])
+        assertError(flat.replacingOccurrences(of: #""ground_truth": "basketball", "#, with: ""),
+                    #"facts.jsonl line 1: missing "ground_truth""#)
+        XCTAssertThrowsError(try FactsFile.parse(Data(flat.utf8), name: "f", options: FactsOptions(format: .zsre))) {
+            XCTAssertEqual("\($0)", #"f line 1: missing "src""#, "a named format is not second-guessed")
+        }
+        assertError(flat.replacingOccurrences(of: "David Robinson professionally", with: "He professionally"),
+                    #"facts.jsonl line 1: "prompt" does not contain the subject "David Robinson""#)
+        assertError(flat.replacingOccurrences(of: #""locality_prompt": "Shaquille O'Neal plays""#, with: #""locality_prompt": ["x"]"#),
+                    #"facts.jsonl line 1: "locality_prompt" must be a string"#)
+    }
+
+    func testTheRealZsREAndCounterFactSamplesLoadWhole() throws {
+        let z = try FactsFile.read(path: try RepoPaths.sharedFile("data/zsre/zsre_mend_eval_portability.dev.json").path)
+        XCTAssertEqual(z.count, 537)
+        XCTAssertTrue(z.allSatisfy { $0.neighborhoodAnswer != nil && $0.targetTrue == nil && $0.portability == nil })
+        let za = try FactsFile.read(path: try RepoPaths.sharedFile("data/zsre/zsre_mend_eval_portability.dev.json").path,
+                                    options: FactsOptions(zsreTarget: .alt))
+        XCTAssertEqual(za.filter { $0.portability != nil }.count, 537)
+        let c = try FactsFile.read(path: try RepoPaths.sharedFile("data/counterfact/counterfact-edit.dev.json").path)
+        XCTAssertEqual(c.count, 500)
+        XCTAssertTrue(c.allSatisfy { $0.targetTrue != nil && $0.neighborhoodPrompts.count == 1 && $0.prompt.contains("{}") })
+    }
 }

@@ -28,7 +28,7 @@ final class EvalMetricsTests: XCTestCase {
         XCTAssertEqual(tie.values[.efficacy], 0)
         XCTAssertEqual(tie.values[.specificity], 0)
         XCTAssertNil(tie.values[.generalization], "no paraphrase prompts: no value, not 0")
-        XCTAssertFalse(tie.rewrite.prefersTrue)
+        XCTAssertEqual(tie.rewrite?.prefersTrue, false)
     }
 
     func testSummaryMeanAndStandardError() {

@@ -36,9 +36,10 @@ final class EvalShardTests: XCTestCase {
         XCTAssertNil(whole.records[2].consistency, "no snippets for (P1, the)")
         // The seeds depend on the case id: different records, different samples.
         XCTAssertNotEqual(GenerationSettings().seed(caseID: 1, prompt: 0), GenerationSettings().seed(caseID: 2, prompt: 0))
-        // A record without a true target is refused with its index.
+        // A record without a true target is scored by token accuracy; its neighborhood prompts then need
+        // their own answer, or it is refused with its index.
         var bad = recs[0]; bad.targetTrue = nil
-        XCTAssertThrowsError(try ev.evaluate([bad], firstIndex: 9)) { XCTAssertEqual($0 as? EvalError, .noTrueTarget(index: 9)) }
+        XCTAssertThrowsError(try ev.evaluate([bad], firstIndex: 9)) { XCTAssertEqual($0 as? EvalError, .noNeighborhoodAnswer(index: 9)) }
     }
 
     func testCachedDecoderEqualsFullRecompute() throws {
