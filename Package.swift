@@ -11,7 +11,7 @@ import PackageDescription
 //   Model        the LLaMA forward/backward, K/V caches, generation
 //   Editing      requests, facts files, keys, v*, K0 statistics, projector, AlphaEdit/MEMIT solve, artifacts
 //   Store        the state directory: SQLite job store, commit record, EditState, lock
-//   Evaluation   docs/algorithm.md §6 metrics, the eval campaign, reports
+//   Evaluation   docs/algorithm.md §6-§7 metrics, the eval campaign, reports
 //   Wire         libzmq wrapper and the protocol
 //   Config       cluster.conf
 //   Cluster      worker node and runner, the coordinator's pool, distributed K0 / v* / evaluation
