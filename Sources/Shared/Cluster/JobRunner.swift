@@ -46,7 +46,7 @@ public final class JobRunner: @unchecked Sendable {
         self.threads = threads
         BLAS.setThreads(threads)
         // The RoPE table grows lazily; concurrent shards must not grow it under each other's reads.
-        model.rope.ensure(model.config.context + 2)
+        model.ensureRoPE(model.config.context + 2)
     }
 
     /// Applies the deltas of committed batch `version` (must be the next one).

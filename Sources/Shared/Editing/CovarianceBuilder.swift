@@ -129,7 +129,7 @@ public struct CovarianceBuilder {
         let empty = try KeyStatistics(layers: layers, f: model.config.ffn, provenance: provenance)
         // The RoPE table grows lazily on first use; growing it before the workers start keeps their
         // forwards free of writes to shared state.
-        model.rope.ensure((ids.map(\.count).max() ?? 0) + 1)
+        model.ensureRoPE((ids.map(\.count).max() ?? 0) + 1)
 
         // Worker w takes batches w, w + W, …: a fixed assignment, so the merged sums (and their
         // float64 rounding) do not depend on thread timing.

@@ -76,7 +76,7 @@ public final class Editor {
         let chunks = stride(from: 0, to: requests.count, by: max(1, zBatch)).map {
             Array(requests[$0..<min($0 + max(1, zBatch), requests.count)])
         }
-        model.rope.ensure(model.config.context + 2)  // grown before the threads read it
+        model.ensureRoPE(model.config.context + 2)  // grown before the threads read it
         var results = [[ZResult]](repeating: [], count: chunks.count)
         var done = 0
         let lock = NSLock()

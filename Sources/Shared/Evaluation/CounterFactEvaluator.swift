@@ -52,7 +52,7 @@ public struct CounterFactEvaluator {
     /// the determinism change, 12.9 / 13.6 s side by side).
     public func evaluate(_ records: [EditRequest], firstIndex: Int = 0,
                          progress: (Int) -> Void = { _ in }) throws -> EvalShard {
-        model.rope.ensure(model.config.context + 2)  // grown before the threads read it
+        model.ensureRoPE(model.config.context + 2)  // grown before the threads read it
         var out = [RecordEvaluation?](repeating: nil, count: records.count)
         var done = 0
         let lock = NSLock()

@@ -31,6 +31,18 @@ public enum GGUFNames {
     /// [F, C]
     public static func ffnDown(_ l: Int) -> String { block(l, "ffn_down") }
 
+    // Tensors some architectures add (Model/Architecture*.swift says which).
+    /// Biases [H·D], [KV·D], [KV·D] (qwen2).
+    public static func attnQBias(_ l: Int) -> String { "blk.\(l).attn_q.bias" }
+    public static func attnKBias(_ l: Int) -> String { "blk.\(l).attn_k.bias" }
+    public static func attnVBias(_ l: Int) -> String { "blk.\(l).attn_v.bias" }
+    /// Per-head RMSNorm weights on Q and K [D] (gemma3).
+    public static func attnQNorm(_ l: Int) -> String { block(l, "attn_q_norm") }
+    public static func attnKNorm(_ l: Int) -> String { block(l, "attn_k_norm") }
+    /// Sandwich norms [C] on the attention and MLP outputs before they join the residual (gemma3).
+    public static func postAttentionNorm(_ l: Int) -> String { block(l, "post_attention_norm") }
+    public static func postFFNNorm(_ l: Int) -> String { block(l, "post_ffw_norm") }
+
     private static func block(_ l: Int, _ name: String) -> String { "blk.\(l).\(name).weight" }
 
     /// The nine tensors of block `l`, in llama.cpp's file order.
@@ -70,6 +82,8 @@ public enum GGUFNames {
     public static func ropeDimensionCount(_ arch: String) -> String { "\(arch).rope.dimension_count" }
     public static func ropeScalingType(_ arch: String) -> String { "\(arch).rope.scaling.type" }
     public static func vocabSize(_ arch: String) -> String { "\(arch).vocab_size" }
+    public static func slidingWindow(_ arch: String) -> String { "\(arch).attention.sliding_window" }
+    public static func ropeScalingFactor(_ arch: String) -> String { "\(arch).rope.scaling.factor" }
 
     // MARK: - tokenizer metadata
 

@@ -4,6 +4,9 @@
 // an earlier pass) and n = p + m K/V rows at positions 0…n−1, starting at row `kvStarts[s]` of k, v.
 // Per sequence and head: S = Q Kᵀ/√D [m × n], causal (query i sees keys j ≤ p + i), P = softmax(S),
 // O = P V. The forward stores P (one m×n block per sequence and head) for the backward.
+// With a sliding window w (gemma3's local layers), query i also cannot see keys j ≤ p + i − w: it sees
+// the last w positions, its own included (llama.cpp's standard SWA mask). Masked entries of P are 0,
+// so the backward needs no window of its own.
 import GGUF
 import Foundation
 
@@ -33,21 +36,22 @@ public struct AttentionLayout: Sendable {
 }
 
 public enum Attention {
-    /// Softmax in place over `row[0...last]` (the positions a query may see), zeros after it up to `n`.
+    /// Softmax in place over `row[first...last]` (the positions a query may see), zeros elsewhere up to `n`.
     @inline(__always)
-    public static func causalSoftmax(row: UnsafeMutablePointer<Float>, last: Int, n: Int) {
+    public static func causalSoftmax(row: UnsafeMutablePointer<Float>, first: Int = 0, last: Int, n: Int) {
         var mx = -Float.infinity
-        for j in 0...last { mx = max(mx, row[j]) }
+        for j in first...last { mx = max(mx, row[j]) }
         var sum: Float = 0
-        for j in 0...last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
+        for j in first...last { let e = Foundation.exp(row[j] - mx); row[j] = e; sum += e }
         let inv = 1 / sum
-        for j in 0...last { row[j] *= inv }
+        for j in first...last { row[j] *= inv }
+        for j in 0..<first { row[j] = 0 }
         for j in (last + 1)..<max(n, last + 1) { row[j] = 0 }
     }
 
     public static func forward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                                out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                               layout: AttentionLayout, kvHeads: Int, headDim d: Int) {
+                               layout: AttentionLayout, kvHeads: Int, headDim d: Int, window: Int? = nil) {
         let h = layout.heads, qDim = h * d, kvDim = kvHeads * d, group = h / kvHeads
         let scale = 1 / Float(d).squareRoot()
         for (s, m) in layout.lengths.enumerated() where m > 0 {
@@ -57,7 +61,10 @@ public enum Attention {
                 let p = probs + layout.probOffsets[s] + head * m * n
                 let qh = q + r0 * qDim + head * d, kg = k + kv0 * kvDim + g * d, vg = v + kv0 * kvDim + g * d
                 BLAS.sgemm(transB: true, m: m, n: n, k: d, alpha: scale, a: qh, lda: qDim, b: kg, ldb: kvDim, c: p, ldc: n)
-                for i in 0..<m { causalSoftmax(row: p + i * n, last: pre + i, n: n) }
+                for i in 0..<m {
+                    let first = window.map { max(0, pre + i - $0 + 1) } ?? 0
+                    causalSoftmax(row: p + i * n, first: first, last: pre + i, n: n)
+                }
                 BLAS.sgemm(m: m, n: d, k: n, a: p, lda: n, b: vg, ldb: kvDim, c: out + r0 * qDim + head * d, ldc: qDim)
             }
         }

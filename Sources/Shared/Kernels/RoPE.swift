@@ -1,5 +1,6 @@
-// Rotary position embedding on the GGUF's stored Q/K layout: llama.cpp's converter permutes
-// the rows so that rotation acts on interleaved pairs (2i, 2i+1) of each head.
+// Rotary position embedding on the GGUF's stored Q/K layout. For llama, llama.cpp's converter permutes
+// the rows so that rotation acts on interleaved pairs (2i, 2i+1) of each head; qwen2 and gemma3 are
+// stored as trained and rotate halves, pairs (i, i + ropeDims/2) ("NEOX" order in llama.cpp).
 // θ_i = pos · base^(−2i / ropeDims), for i < ropeDims/2; dimensions past ropeDims are untouched.
 import GGUF
 import Foundation
@@ -18,9 +19,10 @@ public final class RoPETable: @unchecked Sendable {
         guard n > positions else { return }
         let half = dims / 2
         var c = [Float](repeating: 0, count: n * half), s = c
+        let inv = (0..<half).map { pow(Double(base), -2.0 * Double($0) / Double(dims)) }
         for p in 0..<n {
             for i in 0..<half {
-                let theta = Double(p) * pow(Double(base), -2.0 * Double(i) / Double(dims))
+                let theta = Double(p) * inv[i]
                 c[p * half + i] = Float(Foundation.cos(theta))
                 s[p * half + i] = Float(Foundation.sin(theta))
             }
@@ -30,9 +32,12 @@ public final class RoPETable: @unchecked Sendable {
 
     /// Rotates x[T × heads·D] in place; `pos[r]` is the position of row r. `inverse` applies the
     /// transpose rotation, which is the backward of the forward (the rotation is orthogonal).
+    /// `halves` pairs dimension i with i + ropeDims/2 instead of 2i with 2i + 1.
     public func apply(_ x: UnsafeMutablePointer<Float>, pos: UnsafePointer<Int32>, rows t: Int, heads: Int, headDim d: Int,
-                      inverse: Bool = false) {
+                      inverse: Bool = false, halves: Bool = false) {
         let half = dims / 2
+        // Pair i is (a, b) = (v[i·step], v[i·step + offset]).
+        let step = halves ? 1 : 2, offset = halves ? half : 1
         cos.withUnsafeBufferPointer { cb in
             sin.withUnsafeBufferPointer { sb in
                 let cp = cb.baseAddress!, sp = sb.baseAddress!
@@ -42,9 +47,10 @@ public final class RoPETable: @unchecked Sendable {
                         let v = x + r * heads * d + h * d
                         for i in 0..<half {
                             let co = cp[p + i], si = inverse ? -sp[p + i] : sp[p + i]
-                            let a = v[2 * i], b = v[2 * i + 1]
-                            v[2 * i] = a * co - b * si
-                            v[2 * i + 1] = a * si + b * co
+                            let ia = i * step, ib = ia + offset
+                            let a = v[ia], b = v[ib]
+                            v[ia] = a * co - b * si
+                            v[ib] = a * si + b * co
                         }
                     }
                 }

@@ -1,5 +1,6 @@
-// The LLaMA forward pass in float32 over a packed batch of sequences: OpenBLAS on the float32 weights,
-// or, for a few tokens, kernels reading the stored quantized weights (QuantizedWeights).
+// The decoder forward pass in float32 over a packed batch of sequences: OpenBLAS on the float32 weights,
+// or, for a few tokens, kernels reading the stored quantized weights (QuantizedWeights). One block for
+// every architecture (llama, qwen2, gemma3): what differs is a trait of the config (Architecture.swift).
 // Hooks let the edit pipeline read MLP keys and block outputs and add vectors to block outputs;
 // `runBlocks` and `logits` are exposed separately so callers can cache the blocks below an edited layer.
 import Support
@@ -15,6 +16,9 @@ public struct ForwardHooks {
     /// Called with the block output [T × C] of each listed layer (after any added deltas).
     public var outputLayers: Set<Int> = []
     public var onOutput: ((_ layer: Int, _ output: UnsafePointer<Float>) -> Void)?
+    /// Called with ffn_down's output [T × C] (before a post-norm, where the architecture has one).
+    public var mlpOutputLayers: Set<Int> = []
+    public var onMLPOutput: ((_ layer: Int, _ mlpOut: UnsafePointer<Float>) -> Void)?
     /// Vectors [C] added to a block's output at packed rows: `deltas[layer] = [(row, vector)]`.
     public var deltas: [Int: [(row: Int, vector: [Float])]] = [:]
     public init() {}
@@ -26,15 +30,32 @@ public final class LlamaModel: @unchecked Sendable {
     public let gguf: GGUFFile
     /// Views of the stored quantized matrices for few-token forwards (see QuantizedWeights).
     public let quantized: QuantizedWeights
+    /// RoPE at the file's base (every layer, or gemma3's global layers).
     package let rope: RoPETable
+    /// RoPE of local (sliding-window) layers where their base differs (gemma3: 10,000).
+    package let ropeLocal: RoPETable?
 
     public init(gguf: GGUFFile) throws {
         self.gguf = gguf
-        config = try LlamaConfig(gguf: gguf)
-        weights = try LlamaWeights(gguf: gguf, config: config)
-        quantized = QuantizedWeights(gguf: gguf, config: config)
-        rope = RoPETable(dims: config.ropeDims, base: config.ropeBase)
-        rope.ensure(256)
+        let c = try LlamaConfig(gguf: gguf)
+        config = c
+        weights = try LlamaWeights(gguf: gguf, config: c)
+        quantized = QuantizedWeights(gguf: gguf, config: c)
+        rope = RoPETable(dims: c.ropeDims, base: c.ropeBase)
+        ropeLocal = c.traits.ropeBaseLocal.map { RoPETable(dims: c.ropeDims, base: $0) }
+        ensureRoPE(256)
+    }
+
+    /// Grows the RoPE tables to positions 0..<n. Not thread-safe: callers that run forwards on
+    /// several threads grow them first (to the context).
+    public func ensureRoPE(_ n: Int) {
+        rope.ensure(n)
+        ropeLocal?.ensure(n)
+    }
+
+    /// The RoPE table of layer l.
+    @inline(__always) func rope(_ l: Int) -> RoPETable {
+        config.traits.isLocal(l) ? (ropeLocal ?? rope) : rope
     }
 
     public convenience init(path: String) throws {
@@ -64,6 +85,9 @@ public final class LlamaModel: @unchecked Sendable {
         for (r, id) in batch.tokens.enumerated() {
             (h.ptr + r * c).update(from: weights.tokenEmbd.ptr + Int(id) * c, count: c)
         }
+        if let s = config.traits.embeddingScale {
+            for i in 0..<(batch.count * c) { h.ptr[i] *= s }
+        }
         return h
     }
 
@@ -75,7 +99,7 @@ public final class LlamaModel: @unchecked Sendable {
                           prefix: CachedPrefix? = nil) -> [Int: LayerActivations] {
         let layout = prefix?.layout(batch, heads: config.heads)
             ?? AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: config.heads)
-        rope.ensure(Int(batch.positions.max() ?? 0) + 2)
+        ensureRoPE(Int(batch.positions.max() ?? 0) + 2)
         var kept: [Int: LayerActivations] = [:]
         var reusable: LayerActivations?
         for l in range {
@@ -97,33 +121,69 @@ public final class LlamaModel: @unchecked Sendable {
     /// One transformer block: `a.input` → `a.output`, every intermediate kept in `a`.
     func block(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, hooks: ForwardHooks,
                cache: PrefixKVCache? = nil) {
-        let c = config, w = weights.layers[l], t = batch.count
+        let c = config, tr = c.traits, w = weights.layers[l], t = batch.count
         let qw = quantized.layers[l], qs = quantized
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
         linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
         linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
         linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
+        if let qb = w.qBias, let kb = w.kBias, let vb = w.vBias {
+            addRowVector(a.q.ptr, qb.ptr, rows: t, dim: c.qDim)
+            addRowVector(a.k.ptr, kb.ptr, rows: t, dim: c.kvDim)
+            addRowVector(a.v.ptr, vb.ptr, rows: t, dim: c.kvDim)
+        }
+        if let qn = w.qNorm, let kn = w.kNorm {  // per-head RMSNorm: rows of D values
+            a.qRaw.ptr.update(from: a.q.ptr, count: t * c.qDim)
+            a.kRaw.ptr.update(from: a.k.ptr, count: t * c.kvDim)
+            RMSNorm.forward(a.qRaw.ptr, qn.ptr, a.q.ptr, rstd: a.qRstd.ptr, rows: t * c.heads, dim: c.headDim, eps: c.eps)
+            RMSNorm.forward(a.kRaw.ptr, kn.ptr, a.k.ptr, rstd: a.kRstd.ptr, rows: t * c.kvHeads, dim: c.headDim, eps: c.eps)
+        }
+        let table = rope(l), halves = tr.ropeOrder == .halves
         batch.positions.withUnsafeBufferPointer { pos in
-            rope.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim)
-            rope.apply(a.k.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim)
+            table.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim, halves: halves)
+            table.apply(a.k.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim, halves: halves)
         }
         cache?.store(l, k: a.k.ptr, v: a.v.ptr, layout: layout, kvDim: c.kvDim)
         Attention.forward(q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, out: a.attnOut.ptr,
-                          probs: a.probs.ptr, layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
-        a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
-        linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
+                          probs: a.probs.ptr, layout: layout, kvHeads: c.kvHeads, headDim: c.headDim,
+                          window: tr.isLocal(l) ? tr.slidingWindow : nil)
+        if let pn = w.postAttnNorm {  // mid = input + RMSNorm(attnOut·Woᵀ)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+            RMSNorm.forward(a.attnProj.ptr, pn.ptr, a.mid.ptr, rstd: a.postAttnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
+            for i in 0..<(t * c.hidden) { a.mid.ptr[i] += a.input.ptr[i] }
+        } else {
+            a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
+        }
         RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
         linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
         linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
-        SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
+        switch tr.activation {
+        case .silu: SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
+        case .geluTanh: GeGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
+        }
         if hooks.keyLayers.contains(l) { hooks.onKeys?(l, a.key.ptr) }
-        a.output.ptr.update(from: a.mid.ptr, count: t * c.hidden)
-        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.output.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, accumulate: true)
+        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+        if hooks.mlpOutputLayers.contains(l) { hooks.onMLPOutput?(l, a.mlpOut.ptr) }
+        if let pn = w.postFFNNorm {  // output = mid + RMSNorm(mlpOut)
+            RMSNorm.forward(a.mlpOut.ptr, pn.ptr, a.output.ptr, rstd: a.postFFNRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
+            for i in 0..<(t * c.hidden) { a.output.ptr[i] += a.mid.ptr[i] }
+        } else {
+            for i in 0..<(t * c.hidden) { a.output.ptr[i] = a.mid.ptr[i] + a.mlpOut.ptr[i] }
+        }
         for (row, vec) in hooks.deltas[l] ?? [] where row >= 0 && row < t && vec.count == c.hidden {
             let o = a.output.ptr + row * c.hidden
             for i in 0..<c.hidden { o[i] += vec[i] }
         }
         if hooks.outputLayers.contains(l) { hooks.onOutput?(l, a.output.ptr) }
+    }
+
+    /// x[r] += v for every row r of x[T × dim].
+    @inline(__always) func addRowVector(_ x: UnsafeMutablePointer<Float>, _ v: UnsafePointer<Float>, rows t: Int, dim: Int) {
+        for r in 0..<t {
+            let xr = x + r * dim
+            for i in 0..<dim { xr[i] += v[i] }
+        }
     }
 
     /// Final RMSNorm and LM head at the given packed rows of the residual stream: [rows × V].

@@ -1,4 +1,4 @@
-// Activation-gradient backward of the LLaMA forward (no weight gradients): from a loss on logits
+// Activation-gradient backward of the decoder forward (every architecture's traits) (no weight gradients): from a loss on logits
 // at chosen rows back to the residual stream below a given block. Each step mirrors a line of
 // `LlamaModel.block` in reverse; the activations come from `runBlocks(keep:)`.
 import Support
@@ -41,29 +41,52 @@ extension LlamaModel {
         let dAttn = FloatBuffer(count: t * c.qDim, zeroed: false), dq = FloatBuffer(count: t * c.qDim, zeroed: false)
         let dk = FloatBuffer(count: t * c.kvDim, zeroed: false), dv = FloatBuffer(count: t * c.kvDim, zeroed: false)
         let scratch = FloatBuffer(count: max(1, layout.maxBlock), zeroed: false)
+        let dProj = FloatBuffer(count: c.traits.sandwichNorms ? t * c.hidden : 0, zeroed: false)
+        let dRaw = FloatBuffer(count: c.traits.qkNorm ? t * max(c.qDim, c.kvDim) : 0, zeroed: false)
         for l in range.reversed() {
             guard let a = acts[l] else { continue }
-            let w = weights.layers[l]
-            // output = mid + key·Wdownᵀ
+            let w = weights.layers[l], tr = c.traits
+            // output = mid + mlpOut, or mid + RMSNorm(mlpOut) with sandwich norms; mlpOut = key·Wdownᵀ
             let dMid = FloatBuffer(count: t * c.hidden, zeroed: false)
             dMid.ptr.update(from: d.ptr, count: t * c.hidden)
-            BLAS.linearBackward(d.ptr, w.down.ptr, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
-            // key = silu(gate) ⊙ up; gate, up = ffnIn·Wᵀ
-            SwiGLU.backward(dk: dKey.ptr, gate: a.gate.ptr, up: a.up.ptr, dGate: dGate.ptr, dUp: dUp.ptr, count: t * c.ffn)
+            if let pn = w.postFFNNorm {
+                RMSNorm.backward(d.ptr, a.mlpOut.ptr, pn.ptr, rstd: a.postFFNRstd.ptr, dProj.ptr, rows: t, dim: c.hidden, accumulate: false)
+                BLAS.linearBackward(dProj.ptr, w.down.ptr, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+            } else {
+                BLAS.linearBackward(d.ptr, w.down.ptr, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+            }
+            // key = act(gate) ⊙ up; gate, up = ffnIn·Wᵀ
+            switch tr.activation {
+            case .silu: SwiGLU.backward(dk: dKey.ptr, gate: a.gate.ptr, up: a.up.ptr, dGate: dGate.ptr, dUp: dUp.ptr, count: t * c.ffn)
+            case .geluTanh: GeGLU.backward(dk: dKey.ptr, gate: a.gate.ptr, up: a.up.ptr, dGate: dGate.ptr, dUp: dUp.ptr, count: t * c.ffn)
+            }
             BLAS.linearBackward(dGate.ptr, w.gate.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
             BLAS.linearBackward(dUp.ptr, w.up.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, accumulate: true)
             // ffnIn = RMSNorm(mid)
             RMSNorm.backward(dNormed.ptr, a.mid.ptr, w.ffnNorm.ptr, rstd: a.ffnRstd.ptr, dMid.ptr, rows: t, dim: c.hidden, accumulate: true)
-            // mid = input + attnOut·Woᵀ
+            // mid = input + attnOut·Woᵀ, or input + RMSNorm(attnOut·Woᵀ) with sandwich norms
             let dIn = FloatBuffer(count: t * c.hidden, zeroed: false)
             dIn.ptr.update(from: dMid.ptr, count: t * c.hidden)
-            BLAS.linearBackward(dMid.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+            if let pn = w.postAttnNorm {
+                RMSNorm.backward(dMid.ptr, a.attnProj.ptr, pn.ptr, rstd: a.postAttnRstd.ptr, dProj.ptr, rows: t, dim: c.hidden, accumulate: false)
+                BLAS.linearBackward(dProj.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+            } else {
+                BLAS.linearBackward(dMid.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+            }
             Attention.backward(dOut: dAttn.ptr, q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, probs: a.probs.ptr,
                                dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, scratch: scratch.ptr,
                                layout: layout, kvHeads: c.kvHeads, headDim: c.headDim)
+            let table = rope(l), halves = tr.ropeOrder == .halves
             batch.positions.withUnsafeBufferPointer { pos in
-                rope.apply(dq.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim, inverse: true)
-                rope.apply(dk.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim, inverse: true)
+                table.apply(dq.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim, inverse: true, halves: halves)
+                table.apply(dk.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim, inverse: true, halves: halves)
+            }
+            // q = RMSNorm_head(qRaw) (and k) with qkNorm; the biases do not change the input's gradient.
+            if let qn = w.qNorm, let kn = w.kNorm {
+                RMSNorm.backward(dq.ptr, a.qRaw.ptr, qn.ptr, rstd: a.qRstd.ptr, dRaw.ptr, rows: t * c.heads, dim: c.headDim, accumulate: false)
+                dq.ptr.update(from: dRaw.ptr, count: t * c.qDim)
+                RMSNorm.backward(dk.ptr, a.kRaw.ptr, kn.ptr, rstd: a.kRstd.ptr, dRaw.ptr, rows: t * c.kvHeads, dim: c.headDim, accumulate: false)
+                dk.ptr.update(from: dRaw.ptr, count: t * c.kvDim)
             }
             BLAS.linearBackward(dq.ptr, w.wq.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
             BLAS.linearBackward(dk.ptr, w.wk.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true)

@@ -1,4 +1,5 @@
-// Hyperparameters of a LLaMA-family model, read from GGUF metadata.
+// Hyperparameters of a decoder model (llama, qwen2, gemma3), read from GGUF metadata: the numbers
+// every architecture has, under `<architecture>.…` keys, plus the architecture's traits (Architecture.swift).
 // Legend used across Model/ and Kernels/: T tokens, C hidden, F ffn, H heads, KV kv heads,
 // D head dim, V vocab; all matrices row-major, weights out × in.
 import Support
@@ -19,21 +20,25 @@ public struct LlamaConfig: Sendable, Equatable {
     public var eps: Float
     public var context: Int
     public var tiedEmbeddings: Bool
+    /// What this architecture adds to the shared block (biases, norms, window, …).
+    public var traits: ArchitectureTraits
 
     public var qDim: Int { heads * headDim }
     public var kvDim: Int { kvHeads * headDim }
 
     public init(layers: Int, hidden: Int, ffn: Int, heads: Int, kvHeads: Int, headDim: Int, vocab: Int,
-                ropeBase: Float, ropeDims: Int, eps: Float, context: Int, tiedEmbeddings: Bool) {
+                ropeBase: Float, ropeDims: Int, eps: Float, context: Int, tiedEmbeddings: Bool,
+                traits: ArchitectureTraits = ArchitectureTraits(name: "llama")) {
         self.layers = layers; self.hidden = hidden; self.ffn = ffn; self.heads = heads
         self.kvHeads = kvHeads; self.headDim = headDim; self.vocab = vocab; self.ropeBase = ropeBase
         self.ropeDims = ropeDims; self.eps = eps; self.context = context; self.tiedEmbeddings = tiedEmbeddings
+        self.traits = traits
     }
 
-    /// Reads and validates the config; an architecture other than llama is an error naming it.
+    /// Reads and validates the config; an architecture not in `ArchitectureSpec.all` is an error naming it.
     public init(gguf: GGUFFile) throws {
         let arch = (try? gguf.string(GGUFNames.architecture)) ?? "(none)"
-        guard arch == "llama" else { throw ModelError.unsupportedArchitecture(arch) }
+        guard let spec = ArchitectureSpec.named(arch) else { throw ModelError.unsupportedArchitecture(arch) }
         func int(_ key: String) throws -> Int {
             guard let v = gguf.metadata[key] else { throw ModelError.badConfig(key: key, detail: "missing") }
             guard let i = v.intValue, i > 0, i < 1 << 24 else { throw ModelError.badConfig(key: key, detail: "not a positive integer: \(v)") }
@@ -52,9 +57,16 @@ public struct LlamaConfig: Sendable, Equatable {
         ffn = try int(GGUFNames.feedForwardLength(arch))
         heads = try int(GGUFNames.headCount(arch))
         kvHeads = gguf.metadata[GGUFNames.headCountKV(arch)] == nil ? heads : try int(GGUFNames.headCountKV(arch))
-        guard hidden % heads == 0 else { throw ModelError.badConfig(key: GGUFNames.headCount(arch), detail: "\(heads) does not divide hidden size \(hidden)") }
         guard heads % kvHeads == 0 else { throw ModelError.badConfig(key: GGUFNames.headCountKV(arch), detail: "\(kvHeads) does not divide head count \(heads)") }
-        headDim = gguf.metadata[GGUFNames.keyLength(arch)] == nil ? hidden / heads : try int(GGUFNames.keyLength(arch))
+        if gguf.metadata[GGUFNames.keyLength(arch)] == nil {
+            guard hidden % heads == 0 else { throw ModelError.badConfig(key: GGUFNames.headCount(arch), detail: "\(heads) does not divide hidden size \(hidden)") }
+            headDim = hidden / heads
+        } else {
+            headDim = try int(GGUFNames.keyLength(arch))
+        }
+        if gguf.metadata[GGUFNames.valueLength(arch)] != nil, try int(GGUFNames.valueLength(arch)) != headDim {
+            throw ModelError.badConfig(key: GGUFNames.valueLength(arch), detail: "a value length other than the key length \(headDim) is not supported")
+        }
         ropeDims = gguf.metadata[GGUFNames.ropeDimensionCount(arch)] == nil ? headDim : try int(GGUFNames.ropeDimensionCount(arch))
         guard ropeDims <= headDim, ropeDims % 2 == 0 else { throw ModelError.badConfig(key: GGUFNames.ropeDimensionCount(arch), detail: "\(ropeDims) must be even and ≤ head dim \(headDim)") }
         ropeBase = try float(GGUFNames.ropeFreqBase(arch), default: 10000)
@@ -66,5 +78,7 @@ public struct LlamaConfig: Sendable, Equatable {
         }
         vocab = emb.dims[1]
         tiedEmbeddings = gguf.tensorInfo(GGUFNames.output) == nil
+        traits = ArchitectureTraits(name: arch)
+        traits = try spec.traits(gguf, self)
     }
 }

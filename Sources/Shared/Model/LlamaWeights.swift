@@ -1,5 +1,6 @@
-// Weights of a LLaMA model, dequantized to float32 at load. Loading is strict: a missing,
-// unexpected or mis-shaped tensor is an error naming it.
+// Weights of a decoder model, dequantized to float32 at load. Loading is strict: a missing,
+// unexpected or mis-shaped tensor is an error naming it. Which tensors beyond llama's nine per block a
+// model must have follows from its architecture's traits (Architecture.swift).
 import Support
 import GGUF
 import Tokenization
@@ -19,11 +20,22 @@ public final class LlamaLayerWeights: @unchecked Sendable {
     /// After an edit call `LlamaModel.markEdited(layer:)`: few-token forwards otherwise read the
     /// unedited quantized bytes from the GGUF (QuantizedWeights) and would miss the edit.
     public let down: FloatBuffer
+    /// With `attentionBias`: [H·D], [KV·D], [KV·D].
+    public let qBias, kBias, vBias: FloatBuffer?
+    /// With `qkNorm`: [D] each.
+    public let qNorm, kNorm: FloatBuffer?
+    /// With `sandwichNorms`: [C] each.
+    public let postAttnNorm, postFFNNorm: FloatBuffer?
 
     init(attnNorm: FloatBuffer, wq: FloatBuffer, wk: FloatBuffer, wv: FloatBuffer, wo: FloatBuffer,
-         ffnNorm: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, down: FloatBuffer) {
+         ffnNorm: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, down: FloatBuffer,
+         qBias: FloatBuffer? = nil, kBias: FloatBuffer? = nil, vBias: FloatBuffer? = nil,
+         qNorm: FloatBuffer? = nil, kNorm: FloatBuffer? = nil,
+         postAttnNorm: FloatBuffer? = nil, postFFNNorm: FloatBuffer? = nil) {
         self.attnNorm = attnNorm; self.wq = wq; self.wk = wk; self.wv = wv; self.wo = wo
         self.ffnNorm = ffnNorm; self.gate = gate; self.up = up; self.down = down
+        self.qBias = qBias; self.kBias = kBias; self.vBias = vBias; self.qNorm = qNorm; self.kNorm = kNorm
+        self.postAttnNorm = postAttnNorm; self.postFFNNorm = postFFNNorm
     }
 }
 
@@ -51,6 +63,11 @@ public final class LlamaWeights: @unchecked Sendable {
                 (GGUFNames.ffnGate(l), [c.hidden, c.ffn]), (GGUFNames.ffnUp(l), [c.hidden, c.ffn]),
                 (GGUFNames.ffnDown(l), [c.ffn, c.hidden]),
             ]
+            if c.traits.attentionBias {
+                expected += [(GGUFNames.attnQBias(l), [c.qDim]), (GGUFNames.attnKBias(l), [c.kvDim]), (GGUFNames.attnVBias(l), [c.kvDim])]
+            }
+            if c.traits.qkNorm { expected += [(GGUFNames.attnQNorm(l), [c.headDim]), (GGUFNames.attnKNorm(l), [c.headDim])] }
+            if c.traits.sandwichNorms { expected += [(GGUFNames.postAttentionNorm(l), [c.hidden]), (GGUFNames.postFFNNorm(l), [c.hidden])] }
         }
         let known = Set(expected.map(\.0))
         // Precomputed RoPE tables some converters add are not weights; anything else unknown is an error.
@@ -74,13 +91,20 @@ public final class LlamaWeights: @unchecked Sendable {
         var byName: [String: FloatBuffer] = [:]
         for (i, info) in infos.enumerated() { byName[info.name] = buffers[i] }
         func t(_ n: String) -> FloatBuffer { byName[n] ?? FloatBuffer(count: 0) }  // all present: checked above
+        func o(_ n: String, _ wanted: Bool) -> FloatBuffer? { wanted ? t(n) : nil }
+        let tr = c.traits
         tokenEmbd = t(GGUFNames.tokenEmbd)
         outputNorm = t(GGUFNames.outputNorm)
         lmHead = c.tiedEmbeddings ? tokenEmbd : t(GGUFNames.output)
         layers = (0..<c.layers).map { l in
             LlamaLayerWeights(attnNorm: t(GGUFNames.attnNorm(l)), wq: t(GGUFNames.attnQ(l)), wk: t(GGUFNames.attnK(l)),
                               wv: t(GGUFNames.attnV(l)), wo: t(GGUFNames.attnOutput(l)), ffnNorm: t(GGUFNames.ffnNorm(l)),
-                              gate: t(GGUFNames.ffnGate(l)), up: t(GGUFNames.ffnUp(l)), down: t(GGUFNames.ffnDown(l)))
+                              gate: t(GGUFNames.ffnGate(l)), up: t(GGUFNames.ffnUp(l)), down: t(GGUFNames.ffnDown(l)),
+                              qBias: o(GGUFNames.attnQBias(l), tr.attentionBias), kBias: o(GGUFNames.attnKBias(l), tr.attentionBias),
+                              vBias: o(GGUFNames.attnVBias(l), tr.attentionBias),
+                              qNorm: o(GGUFNames.attnQNorm(l), tr.qkNorm), kNorm: o(GGUFNames.attnKNorm(l), tr.qkNorm),
+                              postAttnNorm: o(GGUFNames.postAttentionNorm(l), tr.sandwichNorms),
+                              postFFNNorm: o(GGUFNames.postFFNNorm(l), tr.sandwichNorms))
         }
     }
 }

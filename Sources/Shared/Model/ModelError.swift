@@ -19,9 +19,9 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unsupportedArchitecture(let a):
-            "unsupported model architecture \"\(a)\" (supported: llama)"
+            "unsupported model architecture \"\(a)\" (supported: \(ArchitectureSpec.names.joined(separator: ", ")))"
         case .missingTensor(let n): "model tensor \(n) is missing"
-        case .unexpectedTensor(let n): "model tensor \(n) is not part of a llama model"
+        case .unexpectedTensor(let n): "model tensor \(n) is not part of this model's architecture"
         case .badTensorShape(let n, let e, let f): "model tensor \(n) has shape \(f), expected \(e) (GGML order)"
         case .badConfig(let k, let d): "model metadata \(k): \(d)"
         case .tokenOutOfRange(let id, let v): "token id \(id) is outside the vocabulary (0..<\(v))"

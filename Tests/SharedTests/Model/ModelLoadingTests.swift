@@ -8,9 +8,9 @@ final class ModelLoadingTests: XCTestCase {
 
     func testUnsupportedArchitectureIsNamed() throws {
         var w = try SyntheticModel.writer(SyntheticConfig())
-        try w.set(GGUFNames.architecture, .string("qwen2"))
+        try w.set(GGUFNames.architecture, .string("mamba"))
         XCTAssertThrowsError(try load(w)) { e in
-            XCTAssertEqual("\(e)", "unsupported model architecture \"qwen2\" (supported: llama)")
+            XCTAssertEqual("\(e)", "unsupported model architecture \"mamba\" (supported: llama, qwen2, gemma3)")
         }
     }
 
@@ -18,7 +18,7 @@ final class ModelLoadingTests: XCTestCase {
         var w = try SyntheticModel.writer(SyntheticConfig())
         try w.add(tensor: "blk.0.attn_extra.weight", dims: [4], floats: [1, 2, 3, 4])
         XCTAssertThrowsError(try load(w)) { e in
-            XCTAssertEqual("\(e)", "model tensor blk.0.attn_extra.weight is not part of a llama model")
+            XCTAssertEqual("\(e)", "model tensor blk.0.attn_extra.weight is not part of this model's architecture")
         }
         var w2 = try SyntheticModel.writer(SyntheticConfig())
         try w2.set(GGUFNames.feedForwardLength("llama"), .uint32(96))

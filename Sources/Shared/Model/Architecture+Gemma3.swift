@@ -1,0 +1,36 @@
+// gemma3 (Gemma 3 text models): per-head RMSNorm on Q and K, sandwich norms (`post_attention_norm`,
+// `post_ffw_norm` on each sub-block's output before the residual add), GELU-tanh gate, embeddings
+// scaled by √C (the tied LM head reads them unscaled), RoPE on halves, and sliding-window local layers:
+// every sixth layer ((l + 1) % 6 == 0) is global with the file's RoPE base, the others see the last
+// `attention.sliding_window` positions with base 10,000 (llama.cpp's values for gemma3; the GGUF does
+// not store them). The norm weights in the GGUF already include Gemma's "+1": used as they are.
+// The attention scale is 1/√D as in the shared code (Gemma 3's query_pre_attn_scalar equals D).
+import Support
+import GGUF
+import Foundation
+
+extension ArchitectureSpec {
+    static let gemma3 = ArchitectureSpec(name: "gemma3") { gguf, c in
+        let arch = "gemma3"
+        if let f = gguf.metadata[GGUFNames.ropeScalingFactor(arch)]?.doubleValue, f != 1 {
+            throw ModelError.badConfig(key: GGUFNames.ropeScalingFactor(arch), detail: "RoPE scaling (factor \(f)) is not supported")
+        }
+        var t = ArchitectureTraits(name: arch)
+        t.qkNorm = true
+        t.sandwichNorms = true
+        t.activation = .geluTanh
+        t.ropeOrder = .halves
+        t.embeddingScale = Float(c.hidden).squareRoot()
+        if let v = gguf.metadata[GGUFNames.slidingWindow(arch)] {
+            guard let w = v.intValue, w > 0 else {
+                throw ModelError.badConfig(key: GGUFNames.slidingWindow(arch), detail: "not a positive integer: \(v)")
+            }
+            t.slidingWindow = w
+        } else {
+            t.slidingWindow = 512
+        }
+        t.globalEvery = 6
+        t.ropeBaseLocal = 10_000
+        return t
+    }
+}
