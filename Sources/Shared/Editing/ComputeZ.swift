@@ -110,7 +110,11 @@ public struct ComputeZ {
         let fullBatch = TokenBatch(ps.flatMap(\.seqs))
         try fullBatch.validate(vocab: c.vocab, context: c.context)
         let below = model.embed(fullBatch)
-        _ = model.runBlocks(0...zl, hidden: below, batch: fullBatch)
+        // Behind a post-FFN norm (gemma3), δ is added to ffn_down's output m before the norm, so the
+        // output it asks for is reachable by an edit of ffn_down (EditPoint.swift): keep block zl's
+        // m and mid to rebuild its output as mid + N(m + δ).
+        let post = model.hasPostFFNNorm
+        let zActs = model.runBlocks(0...zl, hidden: below, batch: fullBatch, keep: post ? [zl] : [])[zl]
         var firstSeq: [Int] = [], s = 0
         for p in ps { firstSeq.append(s); s += p.seqs.count }
         func baseRow(_ req: Int, _ seq: Int, _ pos: Int) -> Int { fullBatch.row(firstSeq[req] + seq, pos) }
@@ -136,7 +140,11 @@ public struct ComputeZ {
             let r = baseRow(i, 0, ps[i].lookup[0])
             return Array(UnsafeBufferPointer(start: below.ptr + r * C, count: C))
         }
-        let h0Norm = h0.map { sqrt($0.reduce(0) { $0 + $1 * $1 }) }
+        // What δ is added to: the block output, or behind a post-norm ffn_down's output (plain prompt).
+        let perturbed: [[Float]] = zActs.map { za in
+            ps.indices.map { i in Array(UnsafeBufferPointer(start: za.mlpOut.ptr + baseRow(i, 0, ps[i].lookup[0]) * C, count: C)) }
+        } ?? h0
+        let h0Norm = perturbed.map { sqrt($0.reduce(0) { $0 + $1 * $1 }) }
         var delta = [[Float]](repeating: [Float](repeating: 0, count: C), count: ps.count)
         var adamM = delta, adamV = delta
         var klInit: [[Float]?] = Array(repeating: nil, count: ps.count)
@@ -156,12 +164,23 @@ public struct ComputeZ {
             let batch = TokenBatch(zip(seqs, first).map { Array($0[$1...]) }, firstPositions: first)
             func row(_ k: Int, _ pos: Int) -> Int { batch.row(k, pos - first[k]) }
             let hidden = FloatBuffer(count: batch.count * C, zeroed: false)
+            // With a post-norm: per sequence, m + δ at its lookup row and that row's 1/rms.
+            let mPlus = FloatBuffer(count: zActs == nil ? 0 : seqs.count * C, zeroed: false)
+            let mRstd = FloatBuffer(count: zActs == nil ? 0 : seqs.count, zeroed: false)
             for (k, q) in seqs.enumerated() {
                 let src = below.ptr + (kvStarts[k] + first[k]) * C
                 (hidden.ptr + batch.row(k, 0) * C).update(from: src, count: (q.count - first[k]) * C)
                 let r = row(k, ps[owner[k]].lookup[local[k]])
                 let d = delta[owner[k]]
-                for x in 0..<C { hidden.ptr[r * C + x] += d[x] }
+                if let za = zActs {
+                    let zr = baseRow(owner[k], local[k], ps[owner[k]].lookup[local[k]])
+                    let x = mPlus.ptr + k * C, h = hidden.ptr + r * C
+                    for j in 0..<C { x[j] = za.mlpOut.ptr[zr * C + j] + d[j] }
+                    model.postFFN(layer: zl, x, h, rstd: mRstd.ptr + k, rows: 1)
+                    for j in 0..<C { h[j] += za.mid.ptr[zr * C + j] }
+                } else {
+                    for x in 0..<C { hidden.ptr[r * C + x] += d[x] }
+                }
             }
             let prefix = cache.map { CachedPrefix(cache: $0, kvStarts: kvStarts) }
             let acts = model.runBlocks(upper, hidden: hidden, batch: batch, keep: Set(upper), prefix: prefix)
@@ -227,10 +246,19 @@ public struct ComputeZ {
             }
             let dBelow = model.backwardBlocks(upper, acts: acts, batch: batch, dOutput: dTop, prefix: prefix)
             var grad = [Int: [Float]]()
+            var dm = [Float](repeating: 0, count: zActs == nil ? 0 : C)
             for (k, _) in seqs.enumerated() where active.contains(owner[k]) {
                 let r = row(k, ps[owner[k]].lookup[local[k]])
                 var g = grad[owner[k]] ?? [Float](repeating: 0, count: C)
-                for x in 0..<C { g[x] += dBelow.ptr[r * C + x] }
+                if zActs != nil {
+                    dm.withUnsafeMutableBufferPointer {
+                        model.postFFNBackward(layer: zl, dy: dBelow.ptr + r * C, mPlus.ptr + k * C, rstd: mRstd.ptr + k,
+                                              dm: $0.baseAddress!, rows: 1)
+                    }
+                    for x in 0..<C { g[x] += dm[x] }
+                } else {
+                    for x in 0..<C { g[x] += dBelow.ptr[r * C + x] }
+                }
                 grad[owner[k]] = g
             }
             let t = Float(it + 1)
@@ -251,7 +279,15 @@ public struct ComputeZ {
             }
         }
         return ps.indices.map { i in
-            ZResult(z: zip(h0[i], delta[i]).map { $0 + $1 }, h0Norm: h0Norm[i],
+            var z = zip(h0[i], delta[i]).map { $0 + $1 }
+            if let za = zActs {  // mid + N(m + δ) at the plain prompt's lookup row
+                let zr = baseRow(i, 0, ps[i].lookup[0])
+                let x = zip(perturbed[i], delta[i]).map { $0 + $1 }
+                var y = [Float](repeating: 0, count: C), rs: Float = 0
+                model.postFFN(layer: zl, x, &y, rstd: &rs, rows: 1)
+                z = (0..<C).map { za.mid.ptr[zr * C + $0] + y[$0] }
+            }
+            return ZResult(z: z, h0Norm: h0Norm[i],
                     deltaNorm: sqrt(delta[i].reduce(0) { $0 + $1 * $1 }), losses: losses[i])
         }
     }

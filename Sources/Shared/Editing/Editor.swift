@@ -104,11 +104,20 @@ public final class Editor {
         var deltas: [Int: [Float]] = [:]
         var solve = 0.0
         for (i, l) in hp.layers.enumerated() {
-            let (k1, h) = try reader.read(requests, layer: l, templates: templates, outputLayer: hp.zLayer)
+            let post = model.hasPostFFNNorm
+            let (k1, h, mOut) = try reader.read(requests, layer: l, templates: templates, outputLayer: hp.zLayer, mlpOutputs: post)
             guard let h else { continue }
             // R = (Z − H) / (m − i): the missing residual shared over the layers still to go.
             var rv = [Double](repeating: 0, count: C * u)
             for j in 0..<(C * u) { rv[j] = (z[j] - h.values[j]) / Double(m - i) }
+            // Behind a post-FFN norm, the change of ffn_down's output that makes that residual (EditPoint.swift).
+            if post, let mOut {
+                for q in 0..<u {
+                    let col = (0..<C).map { rv[$0 * u + q] }, mq = (0..<C).map { mOut.values[$0 * u + q] }
+                    let t = model.ffnDownTarget(layer: l, mlpOut: mq, change: col)
+                    for j in 0..<C { rv[j * u + q] = t[j] }
+                }
+            }
             let r = try Matrix64(rows: C, cols: u, values: rv)
             let ts = ProcessStats.now()
             let dw: Matrix64
@@ -129,7 +138,7 @@ public final class Editor {
             deltas[l] = d32
         }
         for l in hp.layers {
-            let (k1, _) = try reader.read(requests, layer: l, templates: templates)
+            let (k1, _, _) = try reader.read(requests, layer: l, templates: templates)
             try state.add(layer: l, keys: k1)
         }
         let t1 = ProcessStats.now()

@@ -17,9 +17,10 @@ public struct KeyReader {
     }
 
     /// K1 at `layer` (f × u, one column per request) and, when `outputLayer` is given, the block outputs
-    /// there at the subject's last token of the plain prompts (d × u).
+    /// there at the subject's last token of the plain prompts (d × u); with `mlpOutputs`, also ffn_down's
+    /// output at `layer` at those rows (d × u; EditPoint.swift says why a post-norm model needs it).
     public func read(_ requests: [EditRequest], layer: Int, templates: ContextTemplates,
-                     outputLayer: Int? = nil) throws -> (keys: Matrix64, outputs: Matrix64?) {
+                     outputLayer: Int? = nil, mlpOutputs: Bool = false) throws -> (keys: Matrix64, outputs: Matrix64?, mlpOutputs: Matrix64?) {
         let c = model.config, F = c.ffn, C = c.hidden, u = requests.count
         var seqs: [[Int32]] = [], lookups: [Int] = [], reqOf: [Int] = [], groupOf: [Int] = []
         for (i, r) in requests.enumerated() {
@@ -55,8 +56,19 @@ public struct KeyReader {
                 }
             }
         }
+        var mouts = [Double](repeating: 0, count: mlpOutputs ? C * u : 0)
+        if mlpOutputs {
+            hooks.mlpOutputLayers = [layer]
+            hooks.onMLPOutput = { _, m in
+                for i in 0..<u {
+                    let row = m + batch.row(plain[i], lookups[plain[i]]) * C
+                    for j in 0..<C { mouts[j * u + i] = Double(row[j]) }
+                }
+            }
+        }
         _ = try model.forward(batch, hooks: hooks, upTo: max(layer, outputLayer ?? layer))
         return (try Matrix64(rows: F, cols: u, values: keys),
-                outputLayer == nil ? nil : try Matrix64(rows: C, cols: u, values: outs))
+                outputLayer == nil ? nil : try Matrix64(rows: C, cols: u, values: outs),
+                mlpOutputs ? try Matrix64(rows: C, cols: u, values: mouts) : nil)
     }
 }

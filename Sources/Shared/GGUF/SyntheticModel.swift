@@ -1,6 +1,7 @@
-// A tiny random LLaMA model written with our own GGUF writer, for unit tests that must not need the
-// 98 MB download: same tensor names, metadata keys and tokenizer kind (byte-level BPE, `gpt2`/`smollm`)
-// as SmolLM2, a few thousand times smaller. Weights come from a seeded SplitMix64,
+// A tiny random decoder model written with our own GGUF writer, for unit tests that must not need the
+// downloads: same tensor names, metadata keys and tokenizer kind (byte-level BPE, `gpt2`/`smollm`)
+// as SmolLM2, a few thousand times smaller. `architecture` "qwen2" adds Q/K/V biases; "gemma3" adds
+// Q/K norms, sandwich norms and a sliding window (the model layer reads the rest from the name). Weights come from a seeded SplitMix64,
 // so a given config always produces the same bytes.
 import Support
 
@@ -21,23 +22,31 @@ public struct SyntheticConfig: Sendable, Equatable {
     /// Matrix entries are uniform in [-weightScale, weightScale); norm weights in 1 ± 0.1.
     public var weightScale: Float
     public var seed: UInt64
+    /// `general.architecture`: "llama", "qwen2" or "gemma3".
+    public var architecture: String
+    /// Head dim when not hidden / heads (gemma3 stores it as `attention.key_length`).
+    public var headDimOverride: Int?
+    /// gemma3's `attention.sliding_window`.
+    public var slidingWindow: Int
 
     public init(layers: Int = 2, hidden: Int = 64, ffn: Int = 128, heads: Int = 4, kvHeads: Int = 2,
                 contextLength: Int = 256, ropeBase: Float = 10000, eps: Float = 1e-5, tied: Bool = true,
-                matrixType: TensorEncoding = .f32, weightScale: Float = 0.08, seed: UInt64 = 0x5EED) {
+                matrixType: TensorEncoding = .f32, weightScale: Float = 0.08, seed: UInt64 = 0x5EED,
+                architecture: String = "llama", headDim: Int? = nil, slidingWindow: Int = 4) {
         self.layers = layers; self.hidden = hidden; self.ffn = ffn; self.heads = heads; self.kvHeads = kvHeads
         self.contextLength = contextLength; self.ropeBase = ropeBase; self.eps = eps; self.tied = tied
         self.matrixType = matrixType; self.weightScale = weightScale; self.seed = seed
+        self.architecture = architecture; self.headDimOverride = headDim; self.slidingWindow = slidingWindow
     }
 
     /// D
-    public var headDim: Int { heads > 0 ? hidden / heads : 0 }
+    public var headDim: Int { headDimOverride ?? (heads > 0 ? hidden / heads : 0) }
     /// V
     public var vocab: Int { SyntheticVocabulary.tokens.count }
 }
 
 public enum SyntheticModel {
-    public static let architecture = "llama"
+    public static let architectures = ["llama", "qwen2", "gemma3"]
 
     /// Writes the model to `path` (atomically). `seed`, when given, overrides `config.seed`.
     public static func write(to path: String, config: SyntheticConfig = SyntheticConfig(), seed: UInt64? = nil) throws {
@@ -56,8 +65,12 @@ public enum SyntheticModel {
             let x = (0..<(inSize * outSize)).map { _ in rng.symmetric(c.weightScale) }
             try w.add(tensor: name, dims: [inSize, outSize], floats: x, as: c.matrixType)
         }
-        func norm(_ name: String) throws {
-            try w.add(tensor: name, dims: [c.hidden], floats: (0..<c.hidden).map { _ in 1 + rng.symmetric(0.1) })
+        func norm(_ name: String, _ n: Int? = nil) throws {
+            let n = n ?? c.hidden
+            try w.add(tensor: name, dims: [n], floats: (0..<n).map { _ in 1 + rng.symmetric(0.1) })
+        }
+        func vector(_ name: String, _ n: Int) throws {
+            try w.add(tensor: name, dims: [n], floats: (0..<n).map { _ in rng.symmetric(0.5) })
         }
         let (C, F, D, V) = (c.hidden, c.ffn, c.headDim, c.vocab)
         try matrix(GGUFNames.tokenEmbd, C, V)
@@ -71,6 +84,17 @@ public enum SyntheticModel {
             try matrix(GGUFNames.ffnGate(l), C, F)
             try matrix(GGUFNames.ffnUp(l), C, F)
             try matrix(GGUFNames.ffnDown(l), F, C)
+            if c.architecture == "qwen2" {
+                try vector(GGUFNames.attnQBias(l), c.heads * D)
+                try vector(GGUFNames.attnKBias(l), c.kvHeads * D)
+                try vector(GGUFNames.attnVBias(l), c.kvHeads * D)
+            }
+            if c.architecture == "gemma3" {
+                try norm(GGUFNames.attnQNorm(l), D)
+                try norm(GGUFNames.attnKNorm(l), D)
+                try norm(GGUFNames.postAttentionNorm(l))
+                try norm(GGUFNames.postFFNNorm(l))
+            }
         }
         try norm(GGUFNames.outputNorm)
         if !c.tied { try matrix(GGUFNames.output, C, V) }
@@ -86,6 +110,13 @@ public enum SyntheticModel {
                   (GGUFNames.attnK(l), [C, c.kvHeads * D]), (GGUFNames.attnV(l), [C, c.kvHeads * D]),
                   (GGUFNames.attnOutput(l), [c.heads * D, C]), (GGUFNames.ffnNorm(l), [C]),
                   (GGUFNames.ffnGate(l), [C, F]), (GGUFNames.ffnUp(l), [C, F]), (GGUFNames.ffnDown(l), [F, C])]
+            if c.architecture == "qwen2" {
+                s += [(GGUFNames.attnQBias(l), [c.heads * D]), (GGUFNames.attnKBias(l), [c.kvHeads * D]), (GGUFNames.attnVBias(l), [c.kvHeads * D])]
+            }
+            if c.architecture == "gemma3" {
+                s += [(GGUFNames.attnQNorm(l), [D]), (GGUFNames.attnKNorm(l), [D]),
+                      (GGUFNames.postAttentionNorm(l), [C]), (GGUFNames.postFFNNorm(l), [C])]
+            }
         }
         s.append((GGUFNames.outputNorm, [C]))
         if !c.tied { s.append((GGUFNames.output, [C, V])) }
@@ -97,7 +128,10 @@ public enum SyntheticModel {
         guard c.layers >= 1, c.hidden >= 1, c.ffn >= 1, c.heads >= 1, c.kvHeads >= 1 else {
             throw GGUFError.badShape(tensor: q, detail: "synthetic sizes must be positive: \(c)")
         }
-        guard c.hidden % c.heads == 0 else {
+        guard architectures.contains(c.architecture) else {
+            throw GGUFError.badShape(tensor: q, detail: "synthetic architecture \(c.architecture) is not one of \(architectures)")
+        }
+        guard c.headDimOverride != nil || c.hidden % c.heads == 0 else {
             throw GGUFError.badShape(tensor: q, detail: "hidden \(c.hidden) is not a multiple of \(c.heads) heads")
         }
         guard c.heads % c.kvHeads == 0 else {
@@ -106,11 +140,11 @@ public enum SyntheticModel {
     }
 
     private static func setMetadata(_ w: inout GGUFWriter, _ c: SyntheticConfig) throws {
-        let a = architecture
+        let a = c.architecture
         let u = { (v: Int) in GGUFValue.uint32(UInt32(clamping: v)) }
-        let entries: [(String, GGUFValue)] = [
+        var entries: [(String, GGUFValue)] = [
             (GGUFNames.architecture, .string(a)),
-            (GGUFNames.name, .string("synthetic-llama")),
+            (GGUFNames.name, .string("synthetic-\(a)")),
             (GGUFNames.blockCount(a), u(c.layers)),
             (GGUFNames.contextLength(a), u(c.contextLength)),
             (GGUFNames.embeddingLength(a), u(c.hidden)),
@@ -135,6 +169,7 @@ public enum SyntheticModel {
             (GGUFNames.unknownTokenID, .uint32(0)),
             (GGUFNames.paddingTokenID, .uint32(2)),
         ]
+        if a == "gemma3" { entries.append((GGUFNames.slidingWindow(a), u(c.slidingWindow))) }
         for (k, v) in entries { try w.set(k, v) }
     }
 }

@@ -131,8 +131,21 @@ final class GradientCheckTests: XCTestCase {
     /// End to end: cross-entropy at a few rows, δ added to block 0's output at two rows of two
     /// sequences, gradient through blocks 1…L−1, the final norm and the tied LM head.
     func testEndToEndDeltaGradient() throws {
-        let model = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(SyntheticConfig(layers: 3)).bytes()))
+        try endToEndDeltaGradient(SyntheticConfig(layers: 3))
+    }
+
+    /// The same through qwen2's biases and halves RoPE, and gemma3's Q/K norms, sandwich norms,
+    /// GELU-tanh, √C embedding scale, a head dim ≠ C/H and a window of 4 that the 5- and 7-token
+    /// sequences cross (7 layers: layer 5 is global, the others local).
+    func testEndToEndDeltaGradientQwen2AndGemma3() throws {
+        try endToEndDeltaGradient(SyntheticConfig(layers: 3, architecture: "qwen2"))
+        try endToEndDeltaGradient(SyntheticConfig(layers: 7, kvHeads: 1, architecture: "gemma3", headDim: 24, slidingWindow: 4))
+    }
+
+    func endToEndDeltaGradient(_ config: SyntheticConfig) throws {
+        let model = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(config).bytes()))
         let c = model.config
+        XCTAssertEqual(c.traits.name, config.architecture)
         let batch = TokenBatch([[5, 80, 120, 33, 7], [9, 200, 17, 64, 101, 3, 45]])
         let deltaRows = [batch.row(0, 2), batch.row(1, 4)]
         let lossRows = [batch.row(0, 3), batch.row(0, 4), batch.row(1, 5), batch.row(1, 6)]
@@ -169,6 +182,6 @@ final class GradientCheckTests: XCTestCase {
         let dBelow = model.backwardBlocks(1...(c.layers - 1), acts: acts, batch: batch, dOutput: dTop)
         var grad = [Float](repeating: 0, count: c.hidden)
         for row in deltaRows { for i in 0..<c.hidden { grad[i] += dBelow.ptr[row * c.hidden + i] } }
-        check("end-to-end δ", x: delta, grad: grad, h: 1e-2, tol: 2e-3, coords: c.hidden) { run($0).0 }
+        check("end-to-end δ (\(config.architecture))", x: delta, grad: grad, h: 1e-2, tol: 2e-3, coords: c.hidden) { run($0).0 }
     }
 }

@@ -1,0 +1,73 @@
+// The qwen2 and gemma3 traits on tiny synthetic models written by our GGUF writer (no download):
+// strict loading names a missing tensor, the sliding window hides what it should, and the KV-cached
+// decoder equals the full forward (windows and per-layer RoPE bases included).
+import Foundation
+import Shared
+import XCTest
+
+final class ArchitectureTests: XCTestCase {
+    func load(_ c: SyntheticConfig) throws -> LlamaModel { try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes())) }
+
+    func testTraitsFollowTheArchitecture() throws {
+        let q = try load(SyntheticConfig(architecture: "qwen2")).config.traits
+        XCTAssertTrue(q.attentionBias); XCTAssertEqual(q.ropeOrder, .halves); XCTAssertFalse(q.sandwichNorms)
+        let g = try load(SyntheticConfig(layers: 6, architecture: "gemma3", headDim: 24)).config
+        XCTAssertTrue(g.traits.qkNorm); XCTAssertTrue(g.traits.sandwichNorms); XCTAssertEqual(g.traits.activation, .geluTanh)
+        XCTAssertEqual(g.headDim, 24); XCTAssertEqual(g.qDim, 96)
+        XCTAssertEqual(g.traits.embeddingScale ?? 0, 8, accuracy: 1e-6)
+        XCTAssertEqual((0..<6).map { g.traits.isLocal($0) }, [true, true, true, true, true, false])
+        let l = try load(SyntheticConfig()).config.traits
+        XCTAssertEqual(l, ArchitectureTraits(name: "llama"))
+    }
+
+    func testMissingArchitectureTensorIsNamed() throws {
+        // A gemma3 file without the sandwich norms: written as llama, then relabelled.
+        var w = try SyntheticModel.writer(SyntheticConfig())
+        try w.set(GGUFNames.architecture, .string("gemma3"))
+        for k in ["block_count", "context_length", "embedding_length", "feed_forward_length", "attention.head_count",
+                  "attention.head_count_kv", "rope.freq_base", "attention.layer_norm_rms_epsilon", "attention.key_length"] {
+            let src = try GGUFFile(bytes: w.bytes()).metadata["llama.\(k)"]
+            if let src { try w.set("gemma3.\(k)", src) }
+        }
+        XCTAssertThrowsError(try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))) { e in
+            XCTAssertEqual("\(e)", "model tensor blk.0.attn_q_norm.weight is missing")
+        }
+        // Extra bias tensors on a llama model are refused by name.
+        var w2 = try SyntheticModel.writer(SyntheticConfig())
+        try w2.add(tensor: GGUFNames.attnQBias(0), dims: [64], floats: [Float](repeating: 0, count: 64))
+        XCTAssertThrowsError(try LlamaModel(gguf: GGUFFile(bytes: w2.bytes()))) { e in
+            XCTAssertEqual("\(e)", "model tensor blk.0.attn_q.bias is not part of this model's architecture")
+        }
+    }
+
+    /// One local layer with a window of 4: the last position sees tokens 6…9 only, so changing tokens
+    /// 0…5 changes nothing there; with a window of 16 it does.
+    func testSlidingWindowHidesOlderPositions() throws {
+        let tail: [Int32] = [44, 91, 12, 230]
+        for (window, same) in [(4, true), (16, false)] {
+            let m = try load(SyntheticConfig(layers: 1, architecture: "gemma3", slidingWindow: window))
+            let a = try m.forward(TokenBatch([[5, 80, 120, 33, 7, 19] + tail]), logitRows: [9]).logits
+            let b = try m.forward(TokenBatch([[9, 200, 17, 64, 101, 3] + tail]), logitRows: [9]).logits
+            let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            if same { XCTAssertLessThan(diff, 1e-5, "window \(window)") } else { XCTAssertGreaterThan(diff, 1e-3, "window \(window)") }
+        }
+    }
+
+    /// Token-by-token decoding with the KV cache equals the full forward at every position.
+    func testCachedDecodeEqualsFullForward() throws {
+        for c in [SyntheticConfig(layers: 2, architecture: "qwen2"),
+                  SyntheticConfig(layers: 7, kvHeads: 1, architecture: "gemma3", headDim: 24, slidingWindow: 3)] {
+            let m = try load(c)
+            let ids: [Int32] = [5, 80, 120, 33, 7, 19, 44, 91, 12]
+            let full = try m.forward(TokenBatch([ids]), logitRows: Array(0..<ids.count)).logits
+            let cache = KVCache(config: m.config, capacity: ids.count)
+            var worst: Float = 0
+            for (i, id) in ids.enumerated() {
+                let step = try m.decode([[id]], caches: [cache])
+                let ref = full[(i * m.config.vocab)..<((i + 1) * m.config.vocab)]
+                worst = max(worst, zip(step, ref).map { abs($0 - $1) }.max() ?? 0)
+            }
+            XCTAssertLessThan(worst, 1e-4, "\(c.architecture): cached decode vs full forward")
+        }
+    }
+}
