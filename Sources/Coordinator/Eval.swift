@@ -27,7 +27,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Edited layers, e.g. 3-7.") var layers: String?
     @Option(help: "Corpus for the K0 statistics.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Option(help: "Sentences of the corpus for K0.") var covSentences = 2000
-    @Option(help: "K0 statistics cache file (default state/k0-trex-<N>-<layers>.bin; 'none' to never store).") var covCache: String?
+    @Option(help: "K0 statistics cache file (default state/k0-[<model>-]trex-<N>-<layers>.bin; 'none' to never store).") var covCache: String?
     @Option(help: "Seed of the context templates and of the generations.") var seed: UInt64 = 0
     @Option(help: "New tokens per generation prompt.") var genTokens = 100
     @Option(help: "Generate (fluency, consistency) for the first N records only (default: all).") var genRecords: Int?
@@ -62,6 +62,7 @@ struct Eval: ParsableCommand {
                                    reserve: FactsFile.templateReserve + (noGeneration ? 0 : genTokens))
 
         var s = EvalCampaignSettings()
+        s.hp = cfg.hyperparameters  // the model's defaults (ModelCatalog) and cluster.conf's values
         s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
@@ -69,7 +70,9 @@ struct Eval: ParsableCommand {
         if let memitLambda { s.hp.memitLambda = memitLambda }
         if let layers { s.hp.layers = try LayerList.parse(layers) }
         let layerTag = s.hp.layers.map(String.init).joined(separator: "_")
-        s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-trex-\(covSentences)-\(layerTag).bin")
+        let modelTag = ModelCatalog.matching(path: cfg.model).map { $0.name == ModelCatalog.models[0].name ? "" : "\($0.name)-" }
+            ?? "\(URL(fileURLWithPath: cfg.model).deletingPathExtension().lastPathComponent)-"
+        s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-\(modelTag)trex-\(covSentences)-\(layerTag).bin")
         if let c = s.covCache { try FileManager.default.createDirectory(atPath: (c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
         if hiddenPrompts > 0 && m != nil {
             s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts, options: factsFormat.options).map(\.filledPrompt)

@@ -21,7 +21,7 @@ struct Generate: ParsableCommand {
             try st.checkModel(path: cfg.model, gguf: model.gguf)
             try st.apply(to: model)
         }
-        let ids = tok.encode(prompt)
+        let ids = tok.encode(prompt, addSpecial: true)
         var sampler = Sampler(mode: topK.map { .topK($0) } ?? .greedy, seed: seed)
         let out = StreamingPrinter(tokenizer: tok)
         FileHandle.standardOutput.write(Data(prompt.utf8))

@@ -1,8 +1,9 @@
 // Kernels of the few-token forward, in C for AVX2 / AVX-512 intrinsics.
 // Linear layers over GGML-quantized weights with float32 activations (no activation quantization):
-// y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in as blocks of 32. Each weight block is dequantized
-// once in registers (exactly as Dequantize.swift: d·q + m in float32) and multiplied with every token
-// row, so the weights stream from memory once per call. Plus a vectorized SwiGLU.
+// y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K).
+// Each block of 32 weights is dequantized once in registers (exactly as Dequantize.swift computes it
+// in float32) and multiplied with every token row, so the weights stream from memory once per call.
+// Plus a vectorized SwiGLU.
 // Each ISA's code is compiled by function attributes (no package-wide flags); callers pass an ISA no
 // better than `qk_best_isa()`, and use float32 BLAS where it is QK_ISA_NONE.
 #ifndef QUANT_KERNELS_H
@@ -20,20 +21,28 @@ typedef enum {
 /// (`avx2` or `none`) when it is set.
 qk_isa qk_best_isa(void);
 
-/// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a Q4_1 matrix W (`in` a multiple of 32,
-/// rows of in/32 blocks of 20 bytes: f16 d, f16 m, 16 bytes of nibbles). `accumulate` adds to y.
-/// Returns 0, or -1 when `isa` is unsupported here or the shape is invalid (nothing written).
-int qk_linear_q4_1(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
-                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
+/// Weight formats the kernels read (GGML block layouts, ggml-common.h). Q4_1, Q8_0, Q5_0: blocks
+/// of 32 weights; Q4_K, Q6_K: super-blocks of 256. The first two keep the values of the former
+/// Q4_1 / Q8_0 flag.
+typedef enum {
+    QK_Q4_1 = 0,  // 20 bytes: f16 d, f16 m, 16 bytes of nibbles; w = d·q + m
+    QK_Q8_0 = 1,  // 34 bytes: f16 d, 32 × int8; w = d·q
+    QK_Q5_0 = 2,  // 22 bytes: f16 d, 4 bytes of 5th bits, 16 bytes of nibbles; w = d·(q − 16)
+    QK_Q4_K = 3,  // 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
+    QK_Q6_K = 4,  // 210 bytes: 128 bytes low nibbles, 64 bytes high bit pairs, 16 × int8 scales, f16 d
+} qk_format;
 
-/// As `qk_linear_q4_1` for a Q8_0 matrix (blocks of 34 bytes: f16 d, 32 × int8).
-int qk_linear_q8_0(qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
-                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
+/// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a matrix W of `format` stored out × in,
+/// each row in/block blocks (`in` a multiple of the format's block: 32, or 256 for Q4_K / Q6_K).
+/// `accumulate` adds to y. Returns 0, or -1 when `isa` is unsupported here, the format unknown or
+/// the shape invalid (nothing written).
+int qk_linear(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+              float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
 
-/// All output rows of the Q4_1 (`q8` = 0) or Q8_0 (`q8` = 1) product, split by rows over the caller
-/// and `threads` − 1 persistent workers (thread_pool.c). Runs on the caller alone when another
-/// thread's product is in flight. Same return values as the kernels.
-int qk_linear_parallel(int q8, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+/// All output rows of the product (ldy = rows), split by rows over the caller and `threads` − 1
+/// persistent workers (thread_pool.c). Runs on the caller alone when another thread's product is
+/// in flight. Same return values as `qk_linear`.
+int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                        float *y, int64_t rows, int accumulate, int threads);
 
 /// SwiGLU forward k[i] = g[i] / (1 + e^−g[i]) · u[i] for n elements, vectorized for `isa`

@@ -28,10 +28,9 @@ public struct EditBenchmark {
         public var kernels = KernelChoice.current
     }
 
-    public static func run(modelPath: String, corpus: String, facts: String, edits: Int, sentences: Int,
+    public static func run(modelPath: String, hp: EditHyperparameters = EditHyperparameters(), corpus: String, facts: String, edits: Int, sentences: Int,
                            threads: Int, log: (String) -> Void) throws -> Result {
-        let hp = EditHyperparameters()
-        let a = try LlamaModel(path: modelPath)
+                let a = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: a.gguf)
         let t0 = ProcessStats.now()
         let stats = try CovarianceBuilder(model: a, tokenizer: tok, layers: hp.layers, workers: threads)

@@ -47,7 +47,7 @@ public struct ForwardBenchmark {
         let model = try LlamaModel(path: modelPath)
         loads.append(ProcessStats.now() - t0)
         let tok = try BPETokenizer(gguf: model.gguf)
-        var prompt = tok.encode("The capital of France is a city that many people")
+        var prompt = tok.encode("The capital of France is a city that many people", addSpecial: true)
         prompt = Array(prompt.prefix(10))
         let single = TokenBatch([prompt])
         _ = try model.forward(single, logitRows: [prompt.count - 1])
@@ -58,7 +58,7 @@ public struct ForwardBenchmark {
         var seqs: [[Int32]] = []
         if let corpus, let lines = try? SentenceCorpus.read(path: corpus, limit: 400) {
             for s in lines where seqs.count < 32 {
-                let ids = tok.encode(s)
+                let ids = tok.encode(s, addSpecial: true)
                 if ids.count >= 24 { seqs.append(Array(ids.prefix(24))) }
             }
         }

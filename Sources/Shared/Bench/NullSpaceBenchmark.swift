@@ -39,13 +39,12 @@ public struct NullSpaceBenchmark {
         public var kernels = KernelChoice.current
     }
 
-    public static func run(modelPath: String, corpus: String, facts: String, requests count: Int, sentences: Int,
+    public static func run(modelPath: String, hp: EditHyperparameters = EditHyperparameters(), corpus: String, facts: String, requests count: Int, sentences: Int,
                            preserved: Int = 200, taus: [Double] = [2e-2, 1e-2, 5e-3, 2e-3, 1e-3], threads: Int,
                            log: (String) -> Void) throws -> Result {
         let base = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: base.gguf)
-        let hp = EditHyperparameters()
-        let stats = try BLAS.singleThreaded {
+                let stats = try BLAS.singleThreaded {
             try CovarianceBuilder(model: base, tokenizer: tok, layers: hp.layers, workers: threads)
                 .build(corpus: corpus, range: 0..<sentences)
         }
@@ -85,7 +84,7 @@ public struct NullSpaceBenchmark {
 
     /// The key (MLP down-projection input) of each sentence's last token at every edited layer.
     static func preservedKeys(_ m: LlamaModel, _ tok: BPETokenizer, corpus: String, layers: [Int], count: Int) throws -> [Int: [[Float]]] {
-        let sentences = try SentenceCorpus.read(path: corpus, limit: count).map { tok.encode($0) }.filter { !$0.isEmpty }
+        let sentences = try SentenceCorpus.read(path: corpus, limit: count).map { tok.encode($0, addSpecial: true) }.filter { !$0.isEmpty }
         let batch = TokenBatch(sentences)
         var keys: [Int: [[Float]]] = [:]
         var hooks = ForwardHooks()

@@ -28,7 +28,7 @@ public struct VStarBenchmark {
         public var kernels = KernelChoice.current
     }
 
-    public static func run(modelPath: String, facts: String, requests count: Int, rounds: Int, threads: Int,
+    public static func run(modelPath: String, hp: EditHyperparameters = EditHyperparameters(), facts: String, requests count: Int, rounds: Int, threads: Int,
                            log: (String) -> Void) throws -> Result {
         let model = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: model.gguf)
@@ -38,7 +38,7 @@ public struct VStarBenchmark {
         var out: [Round] = []
         for round in 0..<rounds {
             for reuse in [false, true] {
-                var cz = ComputeZ(model: model, tokenizer: tok, hp: EditHyperparameters())
+                var cz = ComputeZ(model: model, tokenizer: tok, hp: hp)
                 cz.reusePrefix = reuse
                 let (w0, c0) = (ProcessStats.now(), ProcessStats.cpuSeconds())
                 let zs = try cz.run(requests, templates: templates)

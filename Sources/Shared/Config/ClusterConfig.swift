@@ -74,8 +74,40 @@ public struct ClusterConfig: Sendable, Equatable {
     public var artifacts: String = "state/cov"
     /// The campaign's state directory: its database `state.sqlite` (JobStore) and files.
     public var state: String = "state/run"
+    /// Keys that cluster.conf set (or a command line overrode); the rest may take per-model defaults.
+    public var explicitKeys: Set<String> = []
 
     public init() {}
+
+    /// The hyperparameter keys a catalog model's defaults may fill.
+    static let hyperparameterKeys: Set<String> = ["layers", "v_lr", "v_steps", "clamp_factor", "kl_factor", "weight_decay",
+                                                   "null_space_threshold", "lambda", "memit_lambda"]
+
+    /// Resolves `model` (a catalog name is fetched on first use, ModelCatalog) and, for a catalog
+    /// model, fills every hyperparameter that was not set explicitly from its table entry; for a model
+    /// other than the default, the default `artifacts` and `state` folders get its name so that the
+    /// statistics and campaigns of different models never mix.
+    public mutating func applyModelDefaults(repo: String = ".") throws {
+        model = try ModelCatalog.resolve(model, repo: repo)
+        guard let m = ModelCatalog.matching(path: model) else { return }
+        let d = m.hyperparameters
+        var h = hyperparameters
+        let set = explicitKeys
+        if !set.contains("layers") { h.layers = d.layers }
+        if !set.contains("v_lr") { h.vLR = d.vLR }
+        if !set.contains("v_steps") { h.vSteps = d.vSteps }
+        if !set.contains("clamp_factor") { h.clampFactor = d.clampFactor }
+        if !set.contains("kl_factor") { h.klFactor = d.klFactor }
+        if !set.contains("weight_decay") { h.weightDecay = d.weightDecay }
+        if !set.contains("null_space_threshold") { h.nullSpaceThreshold = d.nullSpaceThreshold }
+        if !set.contains("lambda") { h.lambda = d.lambda }
+        if !set.contains("memit_lambda") { h.memitLambda = d.memitLambda }
+        hyperparameters = h
+        if m.name != ModelCatalog.models[0].name {
+            if !set.contains("artifacts") { artifacts = "state/cov-\(m.name)" }
+            if !set.contains("state") { state = "state/run-\(m.name)" }
+        }
+    }
 
     /// Keys this version understands, with a one-line meaning (the README's table lists the same).
     public static let keys: [(String, String)] = [
@@ -116,6 +148,7 @@ public struct ClusterConfig: Sendable, Equatable {
             guard !seen.contains(key) else { throw ConfigError.duplicateKey(key: key, line: lineNo) }
             seen.insert(key)
             try c.set(key, value, line: lineNo, baseDirectory: baseDirectory)
+            c.explicitKeys.insert(key)
         }
         return c
     }

@@ -17,10 +17,10 @@ public struct ContextTemplates: Sendable, Equatable, Codable {
         var group: [String] = []
         for (i, s) in starts.enumerated() {
             var sampler = Sampler(mode: .topK(topK), seed: seed &+ UInt64(i) &* 0x9E37_79B9)
-            let ids = tokenizer.encode(s)
+            let plain = tokenizer.encode(s), ids = tokenizer.encode(s, addSpecial: true)  // BOS where the model wants it
             let out = try Generator(model: model, tokenizer: tokenizer)
-                .generate(ids: ids, maxTokens: max(0, length - ids.count), sampler: &sampler, stopAtEOS: false)
-            let text = tokenizer.decode(ids + out).replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
+                .generate(ids: ids, maxTokens: max(0, length - plain.count), sampler: &sampler, stopAtEOS: false)
+            let text = tokenizer.decode(plain + out).replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
             group.append(text + ". {}")
         }
         return ContextTemplates(groups: [["{}"], group])

@@ -294,7 +294,7 @@ extension FactsFile {
             for (field, text) in texts {
                 // A token holds at least one byte: only a text longer than `limit` bytes can be too long.
                 guard text.utf8.count > limit else { continue }
-                let n = tokenizer.encode(text).count
+                let n = tokenizer.encode(text, addSpecial: true).count
                 if n > limit { throw FactsError.tooLong(location: at, field: field, tokens: n, limit: limit, context: context) }
             }
         }

@@ -132,10 +132,10 @@ public struct CounterFactEvaluator {
     /// Seeded top-k continuations of the prompts, all prompts of one record decoded together;
     /// each text is prompt + continuation (as the reference's `generate_fast` returns it).
     public func generate(_ prompts: [String], caseID: Int, settings g: GenerationSettings) throws -> [String] {
-        let ids = prompts.map { tokenizer.encode($0) }
+        let ids = prompts.map { tokenizer.encode($0, addSpecial: true) }, plain = prompts.map { tokenizer.encode($0) }
         var samplers = prompts.indices.map { Sampler(mode: .topK(g.topK), seed: g.seed(caseID: caseID, prompt: $0)) }
         let out = try CachedGenerator(model: model, tokenizer: tokenizer).generate(prompts: ids, maxTokens: g.maxTokens, samplers: &samplers)
-        return zip(ids, out).map { tokenizer.decode($0.0 + $0.1) }
+        return zip(plain, out).map { tokenizer.decode($0.0 + $0.1) }
     }
 }
 

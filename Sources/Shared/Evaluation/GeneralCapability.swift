@@ -135,7 +135,7 @@ public struct GeneralCapability {
             var i = 0
             while i < items.count {
                 let chunk = items[i..<min(i + 16, items.count)]
-                let ids = chunk.map { Array(tokenizer.encode($0.prompt).suffix(model.config.context - answerTokens - 1)) }
+                let ids = chunk.map { Array(tokenizer.encode($0.prompt, addSpecial: true).suffix(model.config.context - answerTokens - 1)) }
                 var samplers = ids.map { _ in Sampler(mode: .greedy) }
                 let out = try gen.generate(prompts: ids, maxTokens: answerTokens, samplers: &samplers)
                 predicted += out.map { task.parse(tokenizer.decode($0)) }
@@ -152,7 +152,7 @@ public struct GeneralCapability {
         var nll = 0.0, count = 0
         var i = 0
         while i < sentences.count {
-            let seqs = sentences[i..<min(i + 16, sentences.count)].map { Array(tokenizer.encode($0).prefix(model.config.context)) }.filter { $0.count > 1 }
+            let seqs = sentences[i..<min(i + 16, sentences.count)].map { Array(tokenizer.encode($0, addSpecial: true).prefix(model.config.context)) }.filter { $0.count > 1 }
             i += 16
             guard !seqs.isEmpty else { continue }
             let batch = TokenBatch(seqs)

@@ -21,7 +21,7 @@ public struct HiddenStates: Sendable {
         let c = model.config.hidden
         var i = 0
         while i < prompts.count {
-            let seqs = prompts[i..<min(i + 32, prompts.count)].map { tokenizer.encode($0) }
+            let seqs = prompts[i..<min(i + 32, prompts.count)].map { tokenizer.encode($0, addSpecial: true) }
             let batch = TokenBatch(seqs)
             var hooks = ForwardHooks()
             hooks.outputLayers = [layer]

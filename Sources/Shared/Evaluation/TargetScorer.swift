@@ -42,7 +42,7 @@ public struct TargetScorer {
             let chunk = pairs[i..<min(i + batchSize, pairs.count)]
             var seqs: [[Int32]] = [], rows: [Int] = [], targets: [Int32] = [], owner: [Int] = []
             for (j, p) in chunk.enumerated() {
-                let prompt = tokenizer.encode(p.prompt)
+                let prompt = tokenizer.encode(p.prompt, addSpecial: true)
                 let target = tokenizer.encode(" " + p.target.trimmingCharacters(in: .whitespaces))
                 guard !prompt.isEmpty, !target.isEmpty else { throw ModelError.emptyPrompt }
                 seqs.append(prompt + target)

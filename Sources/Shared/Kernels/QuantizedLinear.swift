@@ -1,8 +1,9 @@
 // Small-batch linear layers read straight from GGML-quantized weights, float32 activations.
 // Why: for a few tokens, dequantized float32 weights make y = x·Wᵀ memory-bound (4 bytes a weight,
-// plus OpenBLAS packing W on every call); Q4_1 holds 0.625 bytes a weight and Q8_0 1.06. The C
-// kernels (Sources/CQuantKernels) dequantize each block in registers exactly as `Dequantize` does,
-// so results match dequantize + sgemm up to summation order; activations are never quantized.
+// plus OpenBLAS packing W on every call); the formats read here (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K)
+// hold 0.56 (Q4_K) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
+// each block in registers exactly as `Dequantize` does, so results match dequantize + sgemm up to
+// summation order; activations are never quantized.
 // Shapes: x[T × in], W[out × in] (GGUF layout), y[T × out], row-major.
 import GGUF
 import CBLAS
@@ -11,7 +12,21 @@ import CQuantKernels
 /// A read-only view of a quantized weight matrix [rows (out) × cols (in)] in GGUF block layout.
 /// The bytes must outlive the view (for a model: the memory-mapped `GGUFFile`).
 public struct QuantizedMatrix: @unchecked Sendable {
-    public enum Format: Sendable { case q4_1, q8_0 }
+    /// The GGML formats with a kernel (the GGUF types of the same names).
+    public enum Format: Sendable, CaseIterable {
+        case q4_1, q8_0, q5_0, q4_K, q6_K
+
+        /// The C kernels' name for it.
+        var c: qk_format {
+            switch self {
+            case .q4_1: QK_Q4_1
+            case .q8_0: QK_Q8_0
+            case .q5_0: QK_Q5_0
+            case .q4_K: QK_Q4_K
+            case .q6_K: QK_Q6_K
+            }
+        }
+    }
     public let format: Format
     public let rows: Int
     public let cols: Int
@@ -22,6 +37,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
         switch type {
         case .q4_1: format = .q4_1
         case .q8_0: format = .q8_0
+        case .q5_0: format = .q5_0
+        case .q4_K: format = .q4_K
+        case .q6_K: format = .q6_K
         default: return nil
         }
         guard rows > 0, cols > 0, cols % type.blockSize == 0, bytes.baseAddress != nil,
@@ -59,7 +77,7 @@ public enum QuantizedLinear {
                            rows t: Int, accumulate: Bool = false, threads: Int? = nil, isa: ISA? = bestISA) -> Bool {
         guard let isa, isa.rawValue <= (bestISA?.rawValue ?? 0) else { return false }
         let n = min(max(1, threads ?? defaultThreads), max(1, t * w.rows * w.cols / minParallelWork))
-        return qk_linear_parallel(w.format == .q8_0 ? 1 : 0, qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t),
+        return qk_linear_parallel(w.format.c, qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t),
                                   Int64(w.cols), w.bytes.baseAddress, y, Int64(w.rows), accumulate ? 1 : 0, Int32(n)) == 0
     }
 }

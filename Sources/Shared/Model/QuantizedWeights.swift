@@ -1,4 +1,4 @@
-// The model's matrices as stored in the GGUF (Q4_1 / Q8_0 views into the memory-mapped file), used
+// The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
 // (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored

@@ -1,6 +1,8 @@
 // A tiny seeded PRNG (Steele, Lea & Flood's SplitMix64, the seeding generator of xoshiro) so synthetic
 // models, sampling and randomized tests give the same numbers on every machine and every run.
 
+import Foundation
+
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
@@ -17,5 +19,11 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     /// Uniform in [-scale, scale) from 24 random bits, so every draw is exact in Float.
     public mutating func symmetric(_ scale: Float) -> Float {
         (Float(next() >> 40) * 0x1p-23 - 1) * scale
+    }
+
+    /// Standard normal (Box–Muller on two 53-bit uniforms; the second value is discarded).
+    public mutating func gaussian() -> Float {
+        let u1 = (Double(next() >> 11) + 1) * 0x1p-53, u2 = Double(next() >> 11) * 0x1p-53
+        return Float((-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2))
     }
 }

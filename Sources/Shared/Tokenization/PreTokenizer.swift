@@ -1,16 +1,56 @@
-// The `smollm` pre-tokenizer (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM; HF's
-// Sequence[Digits(individual_digits), ByteLevel(use_regex)]): text is cut into pieces that BPE never
-// merges across. Two steps:
+// Pre-tokenizers: text is cut into pieces that byte-level BPE never merges across. `PreTokenizer` names
+// the rules a GGUF file asks for (`tokenizer.ggml.pre`); the rules themselves are scanned by hand over
+// Unicode scalars (no regex engine, no backtracking, one pass), one type per rule set:
+// `SmolLMPreTokenizer` here, `Qwen2PreTokenizer` in its own file.
+//
+// The `smollm` rules (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM; HF's
+// Sequence[Digits(individual_digits), ByteLevel(use_regex)]), in two steps:
 //   1. every \p{N} scalar is a piece of its own;
 //   2. the rest is split by GPT-2's regex
 //        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 //      applied to each stretch between digits separately (a lookahead never sees past a digit).
-// The regex is scanned by hand over Unicode scalars: no regex engine, no backtracking, one pass.
 // `\s+(?!\S)` is the subtle part: a whitespace run followed by a non-space gives up its last scalar,
 // which then starts the next piece (" world" keeps its space; "\n\nword" is "\n", "\n", "word").
 import GGUF
 
-/// The character classes the split regex distinguishes.
+/// The pre-tokenizers this package implements, by their GGUF `tokenizer.ggml.pre` names.
+public enum PreTokenizer: String, Sendable, CaseIterable {
+    /// SmolLM2: digits one by one, then GPT-2's regex.
+    case smollm
+    /// Qwen2 / Qwen2.5: GPT-4-style regex with case-insensitive contractions and single digits.
+    case qwen2
+
+    /// The pre-tokenizer a GGUF file names; `TokenizerError.unsupportedPreTokenizer` for any other name.
+    public init(ggufName name: String) throws {
+        guard let known = PreTokenizer(rawValue: name) else { throw TokenizerError.unsupportedPreTokenizer(name) }
+        self = known
+    }
+
+    /// The pieces of `text`, in order; concatenated they give `text` back.
+    public func pieces(_ text: String) -> [String] {
+        let scalars = Array(text.unicodeScalars)
+        let classes = scalars.map(ScalarClass.init)
+        var ranges: [Range<Int>] = []
+        split(scalars, classes, 0..<scalars.count, into: &ranges)
+        return ranges.map { range in
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: scalars[range])
+            return String(view)
+        }
+    }
+
+    /// Appends the pieces of `scalars[range]` to `pieces` as index ranges. `classes[i]` is the class
+    /// of `scalars[i]`.
+    func split(_ scalars: [Unicode.Scalar], _ classes: [ScalarClass], _ range: Range<Int>,
+               into pieces: inout [Range<Int>]) {
+        switch self {
+        case .smollm: SmolLMPreTokenizer.split(scalars, classes, range, into: &pieces)
+        case .qwen2: Qwen2PreTokenizer.split(scalars, classes, range, into: &pieces)
+        }
+    }
+}
+
+/// The character classes the split regexes distinguish.
 enum ScalarClass: UInt8 {
     case letter      // \p{L}
     case number      // \p{N}
@@ -50,17 +90,7 @@ enum ScalarClass: UInt8 {
 /// The `smollm` split of text into pieces.
 public enum SmolLMPreTokenizer {
     /// The pieces of `text`, in order; concatenated they give `text` back.
-    public static func pieces(_ text: String) -> [String] {
-        let scalars = Array(text.unicodeScalars)
-        let classes = scalars.map(ScalarClass.init)
-        var ranges: [Range<Int>] = []
-        split(scalars, classes, 0..<scalars.count, into: &ranges)
-        return ranges.map { range in
-            var view = String.UnicodeScalarView()
-            view.append(contentsOf: scalars[range])
-            return String(view)
-        }
-    }
+    public static func pieces(_ text: String) -> [String] { PreTokenizer.smollm.pieces(text) }
 
     /// Appends the pieces of `scalars[range]` to `pieces` as index ranges. `classes[i]` is the class
     /// of `scalars[i]`.

@@ -8,15 +8,17 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case emptyVocabulary
     /// `tokens` and `tokenTypes` differ in length.
     case tokenTypeCountMismatch(tokens: Int, tokenTypes: Int)
+    /// `tokens` and the SentencePiece `scores` differ in length.
+    case scoreCountMismatch(tokens: Int, scores: Int)
     /// Merge `index` is not two non-empty parts separated by a space.
     case malformedMerge(index: Int, merge: String)
     /// Merge `index` names a part, or produces a token, that the vocabulary lacks.
     case mergeOutOfVocabulary(index: Int, merge: String, missing: String)
     /// A special token id (`role` is "bos", "eos" or "unknown") outside the vocabulary.
     case specialTokenOutOfRange(role: String, id: Int, vocabularySize: Int)
-    /// The file's tokenizer is of a kind this type does not implement (e.g. `llama` SentencePiece).
+    /// The file's `tokenizer.ggml.model` is a kind this package does not implement (e.g. `bert`).
     case unsupportedModel(String)
-    /// The file's pre-tokenizer is not the one this type implements.
+    /// The file's `tokenizer.ggml.pre` names a pre-tokenizer this package does not implement.
     case unsupportedPreTokenizer(String)
 
     public var description: String {
@@ -25,6 +27,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
             return "tokenizer: the vocabulary is empty"
         case let .tokenTypeCountMismatch(tokens, tokenTypes):
             return "tokenizer: \(tokens) tokens but \(tokenTypes) token types"
+        case let .scoreCountMismatch(tokens, scores):
+            return "tokenizer: \(tokens) tokens but \(scores) scores"
         case let .malformedMerge(index, merge):
             return "tokenizer: merge \(index) \(String(reflecting: merge)) is not two parts separated by a space"
         case let .mergeOutOfVocabulary(index, merge, missing):
@@ -32,9 +36,12 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
         case let .specialTokenOutOfRange(role, id, vocabularySize):
             return "tokenizer: \(role) token id \(id) is outside the vocabulary of \(vocabularySize) tokens"
         case let .unsupportedModel(model):
-            return "tokenizer: model \(String(reflecting: model)) is not supported (only byte-level BPE \"gpt2\")"
+            return "tokenizer: model \(String(reflecting: model)) is not supported "
+                + "(supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece BPE)"
         case let .unsupportedPreTokenizer(pre):
-            return "tokenizer: pre-tokenizer \(String(reflecting: pre)) is not supported (only \"smollm\")"
+            let byteLevel = PreTokenizer.allCases.map { String(reflecting: $0.rawValue) }.joined(separator: ", ")
+            return "tokenizer: pre-tokenizer \(String(reflecting: pre)) is not supported "
+                + "(supported: \(byteLevel) for \"gpt2\" files, \"default\" for \"llama\" files)"
         }
     }
 }

@@ -92,4 +92,26 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.workers, .local(2))
         XCTAssertEqual(c.hyperparameters.layers, [3, 4, 5, 6, 7])
     }
+
+    /// A catalog model's table entry fills what cluster.conf did not set; explicit values win; other
+    /// models get their own artifact and state folders. (Paths only: nothing is fetched here.)
+    func testPerModelDefaults() throws {
+        for m in ModelCatalog.models {
+            XCTAssertEqual(ModelCatalog.matching(path: "/x/models/" + m.file), m)
+            XCTAssertEqual(ModelCatalog.named(m.name), m)
+        }
+        XCTAssertNil(ModelCatalog.matching(path: "models/my-own.gguf"))
+        XCTAssertEqual(try ModelCatalog.resolve("models/my-own.gguf"), "models/my-own.gguf", "a path stays a path")
+        var c = try ClusterConfig.parse("model = /nonexistent/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf\nv_lr = 0.25")
+        try c.applyModelDefaults()
+        let qwen = try XCTUnwrap(ModelCatalog.named("qwen2.5-0.5b"))
+        XCTAssertEqual(c.hyperparameters.layers, qwen.hyperparameters.layers)
+        XCTAssertEqual(c.hyperparameters.vLR, 0.25, "cluster.conf's value wins")
+        XCTAssertEqual(c.artifacts, "state/cov-qwen2.5-0.5b")
+        XCTAssertEqual(c.state, "state/run-qwen2.5-0.5b")
+        var d = try ClusterConfig.parse("layers = 1-2")
+        try d.applyModelDefaults(repo: RepoPaths.repo.path)
+        XCTAssertEqual(d.hyperparameters.layers, [1, 2])
+        XCTAssertEqual(d.artifacts, "state/cov", "the default model keeps the default folders")
+    }
 }

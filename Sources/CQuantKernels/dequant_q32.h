@@ -1,0 +1,75 @@
+// Register dequantizers of the formats with blocks of 32 (Q4_1, Q8_0, Q5_0), included by
+// quant_kernels.c. Each turns one block into float32 exactly as Dequantize.swift does: AVX2 into
+// four 8-lane vectors (weights 8i…8i+7 in w[i]), AVX-512 into two 16-lane ones (0…15, 16…31).
+// FMA_EXACT: fusing d·q + m changes nothing where d (f16, 11 significant bits) times q (≤ 5 bits)
+// has ≤ 16 significant bits, exact in float32: the product rounds the same fused or not.
+#ifndef QK_DEQUANT_Q32_H
+#define QK_DEQUANT_Q32_H
+
+#include "qk_common.h"
+
+// ---- AVX-512 ----
+
+// The 16 possible values d·k + m of the block (k = 0…15) form a table; vpermps picks w[j] = table[q_j]
+// and reads only the low 4 bits of each index, so the low nibbles need no mask. d and m arrive as one
+// broadcast 32-bit load converted in place (measured: T = 10 90 → 96 GF/s over converting d and m
+// separately, 80 → 90 over nibble→int→float conversions; T = 1 99 → 65 µs for 1536 × 576).
+QK_INLINE QK_AVX512 void dequant_q4_1_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    uint32_t dm;
+    memcpy(&dm, b, 4);
+    const __m512 f = _mm512_cvtph_ps(_mm256_set1_epi32((int)dm));  // d, m, d, m, …
+    const __m512 d = _mm512_moveldup_ps(f), m = _mm512_movehdup_ps(f);
+    const __m512 k = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 table = _mm512_fmadd_ps(d, k, m);  // = d·k + m rounded twice: d·k is exact (FMA_EXACT)
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 4)));
+    *w0 = _mm512_permutexvar_ps(q, table);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+}
+
+QK_INLINE QK_AVX512 void dequant_q8_0_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_u16(b)));
+    *w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)))));
+    *w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))));
+}
+
+// ---- AVX2 ----
+
+QK_INLINE QK_AVX2 void dequant_q4_1_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(b))), m = _mm256_set1_ps(_cvtsh_ss(load_u16(b + 2)));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 4));
+    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), m);  // FMA_EXACT
+}
+
+QK_INLINE QK_AVX2 void dequant_q8_0_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_u16(b)));
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * i)))));
+}
+
+// Q5_0: f16 d, 32 high bits qh (bit e for weight e), 16 bytes of nibbles (weights 0–15 low, 16–31 high);
+// w = d·(q − 16), computed as d·q + (−16·d): both terms and the result are exact (FMA_EXACT).
+// Weight 8i + l takes bit 8i + l of qh to bit 4 by a per-lane shift of a copy of qh moved so that
+// bit 0 (i < 2) or bit 16 (i ≥ 2) sits at bit 4.
+QK_INLINE QK_AVX2 void dequant_q5_0_256(const uint8_t *b, __m256 w[4]) {
+    const float df = _cvtsh_ss(load_u16(b));
+    const __m256 d = _mm256_set1_ps(df), off = _mm256_set1_ps(-16.0f * df);
+    const uint32_t qh = load_u32(b + 2);
+    const __m256i hlo = _mm256_set1_epi32((int)((qh & 0xFFFF) << 4)), hhi = _mm256_set1_epi32((int)(qh >> 12 & 0xFFFF0));
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), lanes8 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+    const __m256i bit4 = _mm256_set1_epi32(0x10), nib = _mm256_set1_epi32(0x0F);
+    const __m256i q0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 6)));   // bytes 0–7
+    const __m256i q1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 14)));  // bytes 8–15
+    const __m256i v[4] = {
+        _mm256_or_si256(_mm256_and_si256(q0, nib), _mm256_and_si256(_mm256_srlv_epi32(hlo, lanes), bit4)),
+        _mm256_or_si256(_mm256_and_si256(q1, nib), _mm256_and_si256(_mm256_srlv_epi32(hlo, lanes8), bit4)),
+        _mm256_or_si256(_mm256_srli_epi32(q0, 4), _mm256_and_si256(_mm256_srlv_epi32(hhi, lanes), bit4)),
+        _mm256_or_si256(_mm256_srli_epi32(q1, 4), _mm256_and_si256(_mm256_srlv_epi32(hhi, lanes8), bit4)),
+    };
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(v[i]), off);  // FMA_EXACT
+}
+
+#endif

@@ -1,0 +1,90 @@
+// The packaged models `--model` accepts by name, and the one table of per-model defaults: edited
+// layers and v* settings, each entry saying how its layers were chosen. A GGUF given by path whose
+// file name is a catalog model's gets that model's defaults; any other file gets the generic ones
+// (EditHyperparameters' defaults). Values set in cluster.conf or on the command line always win.
+// Files are fetched by scripts/fetch-model.sh (sha256-checked) into models/ on first use.
+import Support
+import Editing
+import Foundation
+
+public struct CatalogModel: Sendable, Equatable {
+    /// The name `--model` accepts.
+    public let name: String
+    /// File name under models/.
+    public let file: String
+    public let summary: String
+    /// Edited layers and v* settings for this model.
+    public let hyperparameters: EditHyperparameters
+    /// How the edited layers were chosen (a measurement, README "Models").
+    public let layerChoice: String
+
+    public var path: String { "models/" + file }
+}
+
+public enum ModelCatalog {
+    public static let models: [CatalogModel] = [
+        CatalogModel(
+            name: "smollm2", file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+            summary: "SmolLM2-135M-Instruct, llama, 30 blocks, Q4_1 (the default)",
+            hyperparameters: hp(layers: [3, 4, 5, 6, 7], vLR: 0.5),
+            layerChoice: "the reference's layers for this model; the causal trace peaks at blocks 3-8 (README, Models)"),
+        CatalogModel(
+            name: "qwen2.5-0.5b", file: "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf",
+            summary: "Qwen2.5-Coder-0.5B-Instruct, qwen2, 24 blocks, Q4_K_M",
+            hyperparameters: hp(layers: [3, 4, 5, 6, 7], vLR: 0.5),
+            layerChoice: "causal trace of the MLP at the subject's last token (`alphaedit bench trace`, README, Models)"),
+        CatalogModel(
+            name: "gemma3-270m", file: "gemma-3-270m.Q4_K_M.gguf",
+            summary: "Gemma 3 270M, gemma3, 18 blocks, Q4_K_M",
+            hyperparameters: hp(layers: [2, 3, 4, 5, 6], vLR: 0.5),
+            layerChoice: "causal trace of the MLP at the subject's last token (`alphaedit bench trace`, README, Models)"),
+    ]
+
+    static func hp(layers: [Int], vLR: Float) -> EditHyperparameters {
+        var h = EditHyperparameters()
+        h.layers = layers
+        h.vLR = vLR
+        return h
+    }
+
+    public static var names: [String] { models.map(\.name) }
+
+    public static func named(_ name: String) -> CatalogModel? { models.first { $0.name == name } }
+
+    /// The catalog model a path points at, by its file name.
+    public static func matching(path: String) -> CatalogModel? {
+        let file = (path as NSString).lastPathComponent
+        return models.first { $0.file == file }
+    }
+
+    /// A path as given, or a catalog name's file under `repo`/models, fetched by
+    /// `repo`/scripts/fetch-model.sh when it is not there yet.
+    public static func resolve(_ nameOrPath: String, repo: String = ".") throws -> String {
+        guard let m = named(nameOrPath) else { return nameOrPath }
+        let path = (repo as NSString).appendingPathComponent(m.path)
+        if FileManager.default.fileExists(atPath: path) { return path }
+        let script = (repo as NSString).appendingPathComponent("scripts/fetch-model.sh")
+        guard FileManager.default.fileExists(atPath: script) else { throw ModelCatalogError.noFetchScript(name: m.name, script: script) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script, m.name]
+        p.standardOutput = FileHandle.nullDevice  // the script logs to stderr, which stays the user's
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, FileManager.default.fileExists(atPath: path) else {
+            throw ModelCatalogError.fetchFailed(name: m.name, status: p.terminationStatus)
+        }
+        return path
+    }
+}
+
+public enum ModelCatalogError: Error, CustomStringConvertible {
+    case noFetchScript(name: String, script: String)
+    case fetchFailed(name: String, status: Int32)
+    public var description: String {
+        switch self {
+        case .noFetchScript(let n, let s): "model \(n) is not in models/ and \(s) is missing: run from the repository (or give the GGUF's path)"
+        case .fetchFailed(let n, let s): "fetching model \(n) failed (scripts/fetch-model.sh exit \(s)); its message is above"
+        }
+    }
+}

@@ -1,0 +1,195 @@
+// The quantized linear kernels of every format (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K) and every ISA this
+// CPU runs, against `Dequantize.run` + a float64 product: random valid blocks over token counts,
+// shapes (odd row counts, inner sizes of several super-blocks), accumulate and thread counts; one-hot
+// activations that must read every weight back exactly; and real tensors of the Qwen2.5 Q4_K_M
+// model against dequantize + sgemm. QuantizedLinearTests covers the thread pool and the model's use.
+import CQuantKernels
+import Foundation
+import Shared
+import XCTest
+
+final class QuantizedKernelTypesTests: XCTestCase {
+    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K]
+
+    /// |y − ref| / Σ|x·w| per output element; float32 sums of ≤ 2560 terms stay far below it.
+    static let tolerance = 1e-5
+
+    /// Seeded random blocks of `type`: random quant bytes (every nibble, high-bit pattern, 6-bit scale
+    /// and min, int8 scale occurs), finite random f16 super-scales. Q4_1 / Q8_0 as QuantizedLinearTests.
+    static func randomMatrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
+        if type == .q4_1 || type == .q8_0 { return QuantizedLinearTests.randomMatrix(type, rows: rows, cols: cols, seed: seed) }
+        var rng = SplitMix64(seed: seed)
+        let blocks = rows * cols / type.blockSize
+        var out = (0..<(blocks * type.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        func f16(_ v: Float, at o: Int) {
+            let b = Float16(v).bitPattern
+            out[o] = UInt8(b & 0xFF); out[o + 1] = UInt8(b >> 8)
+        }
+        for b in 0..<blocks {
+            let o = b * type.blockBytes
+            switch type {
+            case .q5_0: f16(rng.symmetric(0.02), at: o)
+            case .q4_K: f16(rng.symmetric(0.002), at: o); f16(rng.symmetric(0.004), at: o + 2)
+            case .q6_K: f16(rng.symmetric(0.0005), at: o + 208)
+            default: fatalError("no generator for \(type)")
+            }
+        }
+        return out
+    }
+
+    static func dequantized(_ type: GGMLType, _ bytes: [UInt8], count: Int) -> [Float] {
+        var w = [Float](repeating: 0, count: count)
+        bytes.withUnsafeBytes { Dequantize.run(type, from: $0, into: &w, count: count) }
+        return w
+    }
+
+    var isas: [QuantizedLinear.ISA] {
+        QuantizedLinear.ISA.allCases.filter { $0.rawValue <= (QuantizedLinear.bestISA?.rawValue ?? 0) }
+    }
+
+    func testEveryFormatMatchesDequantizedFloat64Product() throws {
+        guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU: the model uses BLAS only") }
+        // Odd and even row counts (AVX-512 pairs rows), 1 to 10 super-blocks; 257 × 1024 is large
+        // enough that `run` splits even T = 1 over two threads.
+        let shapes = [(rows: 1, cols: 256), (rows: 7, cols: 768), (rows: 33, cols: 512), (rows: 257, cols: 1024),
+                      (rows: 4, cols: 2560)]
+        let ts = [1, 3, 10, 32], maxT = 32
+        for type in Self.types {
+            for (si, s) in shapes.enumerated() {
+                let bytes = Self.randomMatrix(type, rows: s.rows, cols: s.cols, seed: 1000 * UInt64(type.rawValue) + UInt64(si))
+                let w = Self.dequantized(type, bytes, count: s.rows * s.cols)
+                XCTAssertTrue(w.allSatisfy(\.isFinite), "\(type): finite weights")
+                let x = QuantizedLinearTests.randomFloats(maxT * s.cols, seed: 77 + UInt64(si))
+                let start = QuantizedLinearTests.randomFloats(maxT * s.rows, seed: 99 + UInt64(si))
+                // Reference of all token rows: Σ x·w in float64, and Σ|x·w| for the tolerance.
+                var ref = [Double](repeating: 0, count: maxT * s.rows), mag = ref
+                for t in 0..<maxT {
+                    for o in 0..<s.rows {
+                        var acc = 0.0, a = 0.0
+                        for i in 0..<s.cols {
+                            let p = Double(x[t * s.cols + i]) * Double(w[o * s.cols + i])
+                            acc += p; a += abs(p)
+                        }
+                        ref[t * s.rows + o] = acc; mag[t * s.rows + o] = a
+                    }
+                }
+                for isa in isas {
+                    var worst = 0.0
+                    for t in ts {
+                        for accumulate in [false, true] {
+                            for threads in [1, 2] {
+                                let y = try QuantizedLinearTests.kernel(type, bytes, rows: s.rows, cols: s.cols, x: x, t: t, isa: isa,
+                                                                        threads: threads, start: accumulate ? Array(start.prefix(t * s.rows)) : nil)
+                                for k in 0..<(t * s.rows) {
+                                    let expected = ref[k] + (accumulate ? Double(start[k]) : 0)
+                                    worst = max(worst, abs(Double(y[k]) - expected) / max(mag[k], 1e-30))
+                                }
+                                XCTAssertTrue(y.allSatisfy(\.isFinite), "\(type) \(isa) T=\(t): every output written")
+                            }
+                        }
+                    }
+                    if s.rows == 257 { print("quantized kernel \(type) \(isa) \(s.rows)×\(s.cols): max |y − ref| / Σ|x·w| = \(worst)") }
+                    XCTAssertLessThanOrEqual(worst, Self.tolerance, "\(type) \(isa) \(s.rows)×\(s.cols)")
+                }
+            }
+        }
+    }
+
+    /// One-hot rows of x read single weights back: y[t, o] = W[o, i_t] with no rounding at all, so the
+    /// registers hold exactly Dequantize's float32 values (every weight position of a (super-)block is
+    /// probed across the 32 rows and several blocks).
+    func testOneHotRowsReadWeightsBackExactly() throws {
+        guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let (rows, cols, t) = (5, 1024, 32)
+        for type in Self.types {
+            let bytes = Self.randomMatrix(type, rows: rows, cols: cols, seed: 4242 + UInt64(type.rawValue))
+            let w = Self.dequantized(type, bytes, count: rows * cols)
+            for isa in isas {
+                for pass in 0..<(cols / t) {
+                    // Row r probes column (r·33 + pass·32) mod cols: every column once over the passes.
+                    let cols_ = (0..<t).map { ($0 * 33 + pass * t) % cols }
+                    var x = [Float](repeating: 0, count: t * cols)
+                    for (r, c) in cols_.enumerated() { x[r * cols + c] = 1 }
+                    let y = try QuantizedLinearTests.kernel(type, bytes, rows: rows, cols: cols, x: x, t: t, isa: isa)
+                    for (r, c) in cols_.enumerated() {
+                        for o in 0..<rows where y[r * rows + o] != w[o * cols + c] {
+                            XCTFail("\(type) \(isa): weight [\(o), \(c)] read as \(y[r * rows + o]), dequantized \(w[o * cols + c])")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testViewsTakeEveryFormatAndCheckTheBlockSize() {
+        let bytes = [UInt8](repeating: 0, count: 210 * 8)
+        bytes.withUnsafeBytes { raw in
+            let expected: [(GGMLType, QuantizedMatrix.Format)] = [(.q4_1, .q4_1), (.q8_0, .q8_0), (.q5_0, .q5_0),
+                                                                  (.q4_K, .q4_K), (.q6_K, .q6_K)]
+            for (type, format) in expected {
+                XCTAssertEqual(QuantizedMatrix(type: type, bytes: raw, rows: 2, cols: 512)?.format, format, "\(type)")
+            }
+            XCTAssertNil(QuantizedMatrix(type: .q4_K, bytes: raw, rows: 2, cols: 640), "not a whole super-block")
+            XCTAssertNil(QuantizedMatrix(type: .q6_K, bytes: raw, rows: 5, cols: 512), "bytes too short")
+            XCTAssertNotNil(QuantizedMatrix(type: .q5_0, bytes: raw, rows: 3, cols: 96))
+            XCTAssertNil(QuantizedMatrix(type: .q5_1, bytes: raw, rows: 2, cols: 64), "no Q5_1 kernel")
+            XCTAssertNil(QuantizedMatrix(type: .q5_K, bytes: raw, rows: 2, cols: 256), "no Q5_K kernel")
+        }
+        // The C entry point refuses an inner size that is no whole number of super-blocks, and unknown formats.
+        var y = [Float](repeating: 7, count: 2)
+        let x = [Float](repeating: 1, count: 288)
+        let isa = qk_best_isa()
+        if isa != QK_ISA_NONE {
+            bytes.withUnsafeBytes { raw in
+                XCTAssertEqual(qk_linear(QK_Q6_K, isa, x, 1, 288, raw.baseAddress, &y, 2, 0, 2, 0), -1)
+                XCTAssertEqual(qk_linear(qk_format(rawValue: 9), isa, x, 1, 256, raw.baseAddress, &y, 2, 0, 2, 0), -1)
+                XCTAssertEqual(qk_linear(QK_Q5_0, isa, x, 1, 288, raw.baseAddress, &y, 2, 0, 2, 0), 0, "288 = 9 blocks of 32")
+            }
+            XCTAssertEqual(y, [0, 0], "zero weights")
+        }
+    }
+
+    // MARK: - real tensors
+
+    static let qwenPath = RepoPaths.repo.appendingPathComponent("models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf").path
+
+    /// Tensors of the Qwen2.5-Coder-0.5B Q4_K_M file, one or two of each format it holds, against
+    /// dequantize + `BLAS.linear` (sgemm) for T = 1, 10 and 32 on two threads.
+    func testQwenTensorsMatchDequantizedSgemm() throws {
+        guard let isa = QuantizedLinear.bestISA else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        guard FileManager.default.fileExists(atPath: Self.qwenPath) else {
+            XCTFail("model not present at \(Self.qwenPath): run scripts/fetch-model.sh qwen2.5-0.5b")
+            return
+        }
+        let gguf = try GGUFFile(path: Self.qwenPath)
+        let names: [(String, GGMLType)] = [("blk.0.ffn_down.weight", .q6_K), ("blk.11.ffn_down.weight", .q4_K),
+                                           ("blk.0.attn_q.weight", .q5_0), ("blk.0.ffn_gate.weight", .q5_0),
+                                           ("blk.0.attn_v.weight", .q8_0)]
+        for (name, type) in names {
+            let info = try XCTUnwrap(gguf.tensorInfo(name), name)
+            XCTAssertEqual(info.type, type, "\(name) is stored as \(type)")
+            let (rows, cols) = (info.rows, info.cols)
+            let raw = gguf.rawBytes(info)
+            let m = try XCTUnwrap(QuantizedMatrix(type: info.type, bytes: raw, rows: rows, cols: cols), name)
+            var w = [Float](repeating: 0, count: rows * cols)
+            Dequantize.run(info.type, from: raw, into: &w, count: rows * cols)
+            for t in [1, 10, 32] {
+                let x = QuantizedLinearTests.randomFloats(t * cols, seed: UInt64(t) &* 31 &+ UInt64(cols))
+                var blas = [Float](repeating: 0, count: t * rows), y = [Float](repeating: .nan, count: t * rows)
+                BLAS.linear(x, w, &blas, rows: t, inDim: cols, outDim: rows)
+                XCTAssertTrue(QuantizedLinear.run(x, m, &y, rows: t, threads: 2, isa: isa), "\(name): kernel ran")
+                var worst = 0.0
+                for r in 0..<t {
+                    for o in 0..<rows {
+                        var mag = 0.0
+                        for i in 0..<cols { mag += abs(Double(x[r * cols + i]) * Double(w[o * cols + i])) }
+                        worst = max(worst, Double(abs(y[r * rows + o] - blas[r * rows + o])) / max(mag, 1e-30))
+                    }
+                }
+                if t == 10 { print("qwen \(name) (\(type), \(rows)×\(cols)) \(isa) T=\(t): max |y − sgemm| / Σ|x·w| = \(worst)") }
+                XCTAssertLessThanOrEqual(worst, Self.tolerance, "\(name) T=\(t)")
+            }
+        }
+    }
+}
