@@ -28,6 +28,13 @@ final class EditArchitecturesTests: XCTestCase {
         let editor = try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
                                 projectors: proj, statistics: nil)
         let out = try editor.apply([EditRequest(prompt: "The {} is in", subject: "Eiffel Tower", targetNew: "Rome")])
+        // How close the edited model's z-layer output comes to the v* target (the catalog quotes it).
+        let (_, hAfter, _) = try KeyReader(model: m, tokenizer: tok).read(
+            [EditRequest(prompt: "The {} is in", subject: "Eiffel Tower", targetNew: "Rome")], layer: hp.zLayer,
+            templates: ContextTemplates(groups: [["{}"]]), outputLayer: hp.zLayer)
+        let zz = out.z[0].z, ha = hAfter?.values ?? []
+        let dist = zip(ha, zz).reduce(0.0) { $0 + ($1.0 - Double($1.1)) * ($1.0 - Double($1.1)) }.squareRoot() / zz.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        print("\(name): layers \(hp.layers): ‖h − z‖/‖z‖ after the edit \(dist); ‖δ‖ \(out.z[0].deltaNorm), ‖h0‖ \(out.z[0].h0Norm)")
         print("\(name): v* loss \(out.z[0].losses.first?.total ?? 0) → \(out.z[0].losses.last?.total ?? 0), total \(out.totalSeconds) s")
         XCTAssertEqual(try greedyNext(m, tok, "The Eiffel Tower is in"), " Rome", "\(name) after the edit")
         XCTAssertEqual(try greedyNext(m, tok, "The official language of Brazil is"), " Portuguese", "\(name) after the edit")
