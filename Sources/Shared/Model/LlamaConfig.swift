@@ -53,6 +53,12 @@ public struct LlamaConfig: Sendable, Equatable {
             return Float(x)
         }
         layers = try int(GGUFNames.blockCount(arch))
+        // Every block holds at least nine tensors: a larger count is a corrupt file, refused before
+        // anything is sized by it (fuzzing found 16 million blocks taking seconds to refuse).
+        guard layers * 9 <= gguf.tensors.count else {
+            throw ModelError.badConfig(key: GGUFNames.blockCount(arch),
+                                       detail: "\(layers) blocks, but the file holds only \(gguf.tensors.count) tensors")
+        }
         hidden = try int(GGUFNames.embeddingLength(arch))
         ffn = try int(GGUFNames.feedForwardLength(arch))
         heads = try int(GGUFNames.headCount(arch))

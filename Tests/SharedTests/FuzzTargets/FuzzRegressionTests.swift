@@ -54,6 +54,18 @@ final class FuzzRegressionTests: XCTestCase {
         }
     }
 
+    /// Found by FuzzGGUF: a synthetic model whose block_count reads 16,121,857 took over 10 s to refuse
+    /// (a list of 145 million expected tensors was built first). Now the count is checked against the
+    /// file's tensor table before anything is sized by it.
+    func testModelDeclaringMoreBlocksThanTensorsIsRefusedAtOnce() throws {
+        let file = [UInt8](try Data(contentsOf: Self.regressions.appendingPathComponent("FuzzGGUF/block-count-16m")))
+        let t0 = Date()
+        XCTAssertThrowsError(try LlamaModel(gguf: GGUFFile(bytes: file))) { error in
+            XCTAssertTrue("\(error)".contains("16121857 blocks, but the file holds only"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 1)
+    }
+
     /// `stats` with its first layer's token count set to `count` (through the file format, as a peer would).
     static func withCount(_ count: Int, of stats: KeyStatistics) throws -> KeyStatistics {
         var body = Framing.body(of: stats.serialized())
