@@ -18,6 +18,13 @@ public enum ModelChecksum {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) } catch {
             throw ArtifactError.io(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
-        return data.withUnsafeBytes { String(FNV1a64.hash($0), radix: 16) }
+        return data.withUnsafeBytes { hex(FNV1a64.hash($0)) }
+    }
+
+    /// Always 16 hex digits, as hello requires: a hash with a leading zero nibble (Qwen2.5's file has
+    /// one) would otherwise print 15 and every worker would be refused.
+    public static func hex(_ h: UInt64) -> String {
+        let s = String(h, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
     }
 }
