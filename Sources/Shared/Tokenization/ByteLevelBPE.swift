@@ -129,12 +129,7 @@ final class ByteLevelBPE: @unchecked Sendable {
     /// A byte whose byte-level token is missing becomes `unknownID`, or is dropped when there is none.
     @inline(__always)
     private func appendByte(_ byte: UInt8, to ids: inout [Int32]) {
-        let id = byteIDs[Int(byte)]
-        if id >= 0 {
-            ids.append(id)
-        } else if let unknownID {
-            ids.append(unknownID)
-        }
+        appendByteToken(byte, byteIDs: byteIDs, unknownID: unknownID, to: &ids)
     }
 
     /// BPE over one piece's bytes, lowest rank first, leftmost first among equal ranks.

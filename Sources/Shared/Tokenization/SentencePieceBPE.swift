@@ -144,11 +144,6 @@ final class SentencePieceBPE: Sendable {
     /// Byte fallback for one byte: its `<0xXX>` token, else `unknownID`, else nothing.
     @inline(__always)
     private func appendByte(_ byte: UInt8, to ids: inout [Int32]) {
-        let id = byteIDs[Int(byte)]
-        if id >= 0 {
-            ids.append(id)
-        } else if let unknownID {
-            ids.append(unknownID)
-        }
+        appendByteToken(byte, byteIDs: byteIDs, unknownID: unknownID, to: &ids)
     }
 }

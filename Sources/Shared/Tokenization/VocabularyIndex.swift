@@ -103,3 +103,15 @@ struct VocabularyIndex: Sendable {
         return h ^ (h >> 32)
     }
 }
+
+/// One byte as a token, shared by both algorithms: its byte token (`byteIDs[byte]`, −1 when the
+/// vocabulary has none), else `unknownID`, else nothing.
+@inline(__always)
+func appendByteToken(_ byte: UInt8, byteIDs: [Int32], unknownID: Int32?, to ids: inout [Int32]) {
+    let id = byteIDs[Int(byte)]
+    if id >= 0 {
+        ids.append(id)
+    } else if let unknownID {
+        ids.append(unknownID)
+    }
+}
