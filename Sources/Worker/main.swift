@@ -18,6 +18,9 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "Exit when this process is no longer the parent (set by the coordinator for `local` workers).")
     var parentPid: Int32?
     @Option(help: "Log level: \(LogSetup.levels.joined(separator: ", ")).") var logLevel = "info"
+    @Option(help: "This worker's CURVE secret key file (from `alphaedit keys`); needs --coordinator-key.") var key: String?
+    @Option(help: "The coordinator's CURVE public key file (.pub): the worker talks only to the holder of its secret.")
+    var coordinatorKey: String?
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") }
@@ -30,12 +33,21 @@ struct WorkerCommand: ParsableCommand {
         let name = self.name ?? "\(ProcessInfo.processInfo.hostName)-\(pid)"
         var log = Logger(label: "worker")
         log[metadataKey: "worker"] = "\(name)"
+        let security: ClientSecurity
+        do { security = try WorkerSecurity.client(key: key, coordinatorKey: coordinatorKey) } catch {
+            FileHandle.standardError.write(Data("alphaedit-worker: \(error)\n".utf8))
+            Foundation.exit(2)
+        }
+        if case .plaintext = security, connect.hasPrefix("tcp://") {
+            log.warning("connecting to \(connect) in plaintext: a coordinator with CURVE refuses this worker (give --key and --coordinator-key)")
+        }
         let model = try ModelCatalog.resolve(self.model)
         log.info("alphaedit-worker \(AlphaEditVersion.string), protocol \(WireProtocol.version), loading \(model)")
         let checksum = try ModelChecksum.of(path: model)
         let runner = try JobRunner(modelPath: model, threads: threads)
         let node = WorkerNode(endpoint: connect, name: name, runner: runner, modelChecksum: checksum, logger: log)
         node.parentPID = parentPid
+        node.security = security
         do { try node.run() } catch let e as WorkerError {
             // A refusal is a configuration problem of this worker: its own exit code.
             FileHandle.standardError.write(Data("alphaedit-worker: \(e)\n".utf8))

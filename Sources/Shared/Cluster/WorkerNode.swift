@@ -34,6 +34,8 @@ public final class WorkerNode {
     public let modelChecksum: String
     /// Exit when this process is no longer our parent (a `local` worker dies with its coordinator).
     public var parentPID: Int32?
+    /// CURVE with this worker's keys, pinning the coordinator's public key; or plaintext.
+    public var security: ClientSecurity = .plaintext
     var log: Logger
 
     /// Outcomes of the job threads, for the I/O loop: the only state those threads touch.
@@ -61,8 +63,15 @@ public final class WorkerNode {
         let ctx = try ZMQContext()
         while true {
             let socket = try ZMQSocket(ctx, .dealer)
+            try socket.secure(security)
+            let monitor = try socket.monitor(name: "worker")
             try socket.connect(endpoint)
-            let done = try serve(socket)
+            let done: Bool
+            do { done = try serve(socket, monitor) } catch {
+                monitor.close(); socket.close()
+                throw error
+            }
+            monitor.close()
             socket.close()
             if done { return }
             log.warning("coordinator at \(endpoint) silent for \(WireProtocol.deadAfter) s: reconnecting")
@@ -75,7 +84,7 @@ public final class WorkerNode {
     }
 
     /// One connection's life: true when told to shut down, false when the coordinator went silent.
-    private func serve(_ socket: ZMQSocket) throws -> Bool {
+    private func serve(_ socket: ZMQSocket, _ monitor: ZMQSocket) throws -> Bool {
         func send(_ m: Message) {
             do { try socket.send(try m.frames()) } catch { log.error("send \(m.kind) failed: \(error)") }
         }
@@ -88,7 +97,9 @@ public final class WorkerNode {
                 log.warning("parent process \(parentPID) is gone: exiting")
                 return true
             }
-            if try socket.receive(timeoutMs: pollMs).map({ try handle($0, send: send) }) == true { return true }
+            let ready = try poll([socket, monitor], timeoutMs: pollMs)
+            if ready[1] { while let f = try monitor.receive(timeoutMs: 0) { try note(SocketEvent(frames: f)) } }
+            if ready[0], try socket.receive(timeoutMs: 0).map({ try handle($0, send: send) }) == true { return true }
             let now = ProcessStats.now()
             let outcomes = finished.takeAll()
             for (job, m) in outcomes {
@@ -104,6 +115,42 @@ public final class WorkerNode {
             if now - lastHeard > WireProtocol.deadAfter { return false }
         }
     }
+
+    /// A handshake failure that retrying cannot mend (a refused key, a security mismatch, a coordinator
+    /// without the pinned key) ends the worker with the reason; others are logged.
+    private func note(_ event: SocketEvent?) throws {
+        guard let event, let why = event.failure else { return }
+        switch event.kind {
+        case .authRejected, .mechanismMismatch, .cryptographic:
+            let hint: String
+            switch event.kind {
+            case .authRejected: hint = ": add this worker's .pub line to the coordinator's authorized_keys"
+            case .mechanismMismatch:
+                if case .plaintext = security { hint = ": the coordinator requires CURVE (give --key and --coordinator-key)" }
+                else { hint = ": the coordinator does not use CURVE" }
+            default: hint = ": check --coordinator-key against the coordinator's .pub"
+            }
+            log.error("CURVE handshake with \(endpoint) failed: \(why)\(hint)")
+            throw WorkerError.refused("handshake with \(endpoint) failed: \(why)\(hint)")
+        case .handshakeSucceeded:
+            failedHandshakes = 0
+        default:
+            // A CURVE server whose key is not the one pinned cannot read our hello and just closes the
+            // connection: the worker sees only closed handshakes, again and again.
+            failedHandshakes += 1
+            if failedHandshakes == 1 { log.warning("handshake with \(endpoint) failed: \(why); retrying") }
+            if failedHandshakes >= Self.maxFailedHandshakes, case .curve = security {
+                let why = "the coordinator at \(endpoint) closed \(failedHandshakes) CURVE handshakes in a row: it does not hold "
+                    + "the key --coordinator-key pins (check it against the coordinator's .pub)"
+                log.error("\(why)")
+                throw WorkerError.refused(why)
+            }
+        }
+    }
+
+    /// Handshakes closed in a row (reset by a successful one).
+    private var failedHandshakes = 0
+    static let maxFailedHandshakes = 5
 
     /// When the coordinator was last heard from (any message that decodes).
     private var lastHeard = 0.0

@@ -20,8 +20,24 @@ extension WorkerPool {
                              executable: String = WorkerPool.siblingWorkerExecutable()) throws -> WorkerPool {
         let log = Logger(label: "coordinator")
         let model = AbsolutePath.of(cfg.model)
-        let pool = try WorkerPool(endpoint: cfg.resolvedEndpoint(directory: directory),
-                                  modelChecksum: try ModelChecksum.of(path: model), logger: log)
+        var security = try cfg.serverSecurity()   // every key file read before a socket exists
+        var localKeys: LocalWorkerKeys?
+        if case .local = cfg.workers, case let .curve(pair, authorized) = security {
+            let keys = try LocalWorkerKeys.create(coordinator: pair)
+            var a = authorized
+            a.labels[keys.pair.publicKey] = "local worker"
+            security = .curve(pair, authorized: a)
+            localKeys = keys
+        }
+        let pool: WorkerPool
+        do {
+            pool = try WorkerPool(endpoint: cfg.resolvedEndpoint(directory: directory), modelChecksum: try ModelChecksum.of(path: model),
+                                  security: security, insecureTCP: cfg.insecureTCP, ownsIPCDirectory: cfg.endpoint == nil, logger: log)
+        } catch {
+            localKeys?.remove()
+            throw error
+        }
+        pool.localKeys = localKeys
         switch cfg.workers {
         case .local(let n):
             // Local workers share the coordinator's terminal: their per-job info lines would interleave
@@ -33,7 +49,8 @@ extension WorkerPool {
                 throw error
             }
         case .remote:
-            log.info("waiting for workers: alphaedit-worker --connect \(pool.endpoint) --model <same model>")
+            let keys = cfg.curveKey == nil ? "" : " --key <its .key> --coordinator-key <this coordinator's .pub>"
+            log.info("waiting for workers: alphaedit-worker --connect \(pool.endpoint) --model <same model>\(keys)")
         case .inProcess:
             break
         }
@@ -54,12 +71,21 @@ extension WorkerPool {
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = ["--connect", endpoint, "--model", modelPath, "--threads", "\(threads)",
+            p.arguments = ["--connect", Self.connectable(endpoint), "--model", modelPath, "--threads", "\(threads)",
                            "--name", "local-\(i + 1)", "--parent-pid", "\(me)", "--log-level", logLevel]
+                + (localKeys.map { ["--key", $0.keyPath, "--coordinator-key", $0.coordinatorPath] } ?? [])
             try p.run()
             cond.withLock { children.append(p) }
             log.info("started local worker local-\(i + 1) (pid \(p.processIdentifier))")
         }
+    }
+
+    /// Where a local process connects to reach `endpoint` (a wildcard bind is reached on loopback).
+    static func connectable(_ endpoint: String) -> String {
+        for any in ["tcp://*:", "tcp://0.0.0.0:"] where endpoint.hasPrefix(any) {
+            return "tcp://127.0.0.1:" + endpoint.dropFirst(any.count)
+        }
+        return endpoint
     }
 
     /// The local workers' pids (for tests and `status`).

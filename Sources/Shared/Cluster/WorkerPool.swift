@@ -92,6 +92,9 @@ public final class WorkerPool: @unchecked Sendable {
     private var nextJobID = 1
 
     private var thread: Thread?
+    private var zap: ZAPHandler?
+    /// Keys made for `local N` workers of a CURVE coordinator (removed at shutdown).
+    var localKeys: LocalWorkerKeys?
     private let stopped = DispatchSemaphore(value: 0)
     var children: [Process] = []  // guarded by `cond`
 
@@ -100,18 +103,42 @@ public final class WorkerPool: @unchecked Sendable {
         case failed(JobFailure)
     }
 
-    /// Binds `endpoint` and starts the I/O thread.
-    public init(endpoint: String, modelChecksum: String, logger: Logger) throws {
+    /// Binds `endpoint` and starts the I/O thread. With `.curve` security only workers whose keys are
+    /// authorised join (the ZAP handler decides and the log says why a peer was refused); a plaintext
+    /// `tcp://` endpoint is refused unless `insecureTCP`. `ownsIPCDirectory`: the endpoint is an ipc
+    /// socket in a folder this process chose, which is made private.
+    public init(endpoint: String, modelChecksum: String, security: ServerSecurity = .plaintext, insecureTCP: Bool = false,
+                ownsIPCDirectory: Bool = false, logger: Logger) throws {
         self.endpoint = endpoint
         self.modelChecksum = modelChecksum
         log = logger
+        if endpoint.hasPrefix("tcp://"), !security.isCurve {
+            guard insecureTCP else { throw SecurityError.plaintextTCP(endpoint) }
+            log.warning("coordinator on \(endpoint) in plaintext (insecure_tcp = true): anyone who can reach the port can join")
+        }
+        try IPCDirectory.secure(endpoint, own: ownsIPCDirectory, log: log)
         let ctx = try ZMQContext()
+        if case let .curve(pair, authorized) = security {
+            let l = logger
+            zap = try ZAPHandler(context: ctx, authorized: authorized) { d in
+                if d.allowed {
+                    l.info("admitted \(d.label ?? "a worker") (key \(d.key.prefix(8))…) from \(d.address)")
+                } else {
+                    l.error("refused a peer from \(d.address): \(d.reason)")
+                }
+            }
+            log.info("CURVE on: coordinator public key \(pair.publicKey.z85), \(authorized.count) authorised worker key(s)")
+        }
         let socket = try ZMQSocket(ctx, .router)
+        try socket.secure(security)
+        let monitor = try socket.monitor(name: "coordinator")
         try socket.bind(endpoint)
         log.info("coordinator bound to \(endpoint), protocol \(WireProtocol.version)")
         nonisolated(unsafe) let ioSocket = socket  // moved: the I/O thread is its only user from here on
+        nonisolated(unsafe) let ioMonitor = monitor
         let t = Thread { [self] in
-            self.loop(ioSocket)
+            self.loop(ioSocket, ioMonitor)
+            ioMonitor.close()
             ioSocket.close()
             self.stopped.signal()
         }
@@ -241,16 +268,20 @@ public final class WorkerPool: @unchecked Sendable {
             return !stopping
         }
         guard first else { return }
-        stopped.wait()
+        if thread != nil { stopped.wait() }  // nil: init threw before the I/O thread started
         terminateChildren()
+        zap?.stop()
+        localKeys?.remove()
     }
 
     // MARK: - I/O thread
 
-    private func loop(_ socket: ZMQSocket) {
+    private func loop(_ socket: ZMQSocket, _ monitor: ZMQSocket) {
         while true {
             do {
-                if let frames = try socket.receive(timeoutMs: 50) { handle(frames, socket) }
+                let ready = try poll([socket, monitor], timeoutMs: 50)
+                if ready[1] { while let f = try monitor.receive(timeoutMs: 0) { note(SocketEvent(frames: f)) } }
+                if ready[0], let frames = try socket.receive(timeoutMs: 0) { handle(frames, socket) }
             } catch {
                 log.error("receive failed: \(error)")
             }
@@ -347,6 +378,14 @@ public final class WorkerPool: @unchecked Sendable {
                 send(.job(job), to: id, socket)
             }
         }
+    }
+
+    /// A handshake failure seen by the socket monitor. A refused key is logged by the ZAP handler,
+    /// with the peer's address; the rest (a plaintext peer on a CURVE socket, a broken handshake) here.
+    private func note(_ event: SocketEvent?) {
+        guard let event, let why = event.failure else { return }
+        if case .authRejected = event.kind { return }
+        log.error("refused a peer on \(event.endpoint): \(why)")
     }
 
     func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }

@@ -74,6 +74,13 @@ public struct ClusterConfig: Sendable, Equatable {
     public var artifacts: String = "state/cov"
     /// The campaign's state directory: its database `state.sqlite` (JobStore) and files.
     public var state: String = "state/run"
+    /// CURVE (README, "Running on a cluster"): this process's secret key file, the coordinator's public
+    /// key file (a worker's side), the worker public keys the coordinator admits, and whether a
+    /// coordinator may bind tcp:// in plaintext (it refuses to otherwise).
+    public var curveKey: String?
+    public var coordinatorKey: String?
+    public var authorizedKeys: String?
+    public var insecureTCP = false
     /// Keys that cluster.conf set (or a command line overrode); the rest may take per-model defaults.
     public var explicitKeys: Set<String> = []
 
@@ -115,6 +122,10 @@ public struct ClusterConfig: Sendable, Equatable {
         ("threads", "OpenBLAS threads for this process (1-256)"),
         ("endpoint", "coordinator endpoint, tcp://host:port or ipc://path"),
         ("workers", "in-process | local N | remote"),
+        ("curve_key", "this process's CURVE secret key file (`alphaedit keys`)"),
+        ("coordinator_key", "the coordinator's CURVE public key file (a worker's side)"),
+        ("authorized_keys", "worker public keys the coordinator admits, one a line"),
+        ("insecure_tcp", "true: allow a plaintext tcp:// coordinator (anyone who reaches the port can join)"),
         ("worker_threads", "threads of each local worker (1-256)"),
         ("layers", "edited layers, e.g. 3-7"),
         ("v_lr", "learning rate of v*"), ("v_steps", "v* steps"), ("clamp_factor", "‖δ‖ clamp factor"),
@@ -181,6 +192,12 @@ public struct ClusterConfig: Sendable, Equatable {
             guard let w = WorkerMode.parse(value) else { throw bad("in-process, local N (1-64) or remote") }
             workers = w
         case "worker_threads": workerThreads = try int(1...256)
+        case "curve_key": curveKey = try path()
+        case "coordinator_key": coordinatorKey = try path()
+        case "authorized_keys": authorizedKeys = try path()
+        case "insecure_tcp":
+            guard let b = ["true": true, "false": false][value] else { throw bad("true or false") }
+            insecureTCP = b
         case "layers":
             guard let l = try? LayerList.parse(value) else { throw bad("a layer list such as 3-7 or 3,5,7") }
             hyperparameters.layers = l
@@ -201,12 +218,16 @@ public struct ClusterConfig: Sendable, Equatable {
         }
     }
 
-    /// The endpoint to bind: the configured one, else an ipc socket in `directory` (tcp on port 5570
-    /// when that path is too long for a Unix socket, 107 bytes).
+    /// The endpoint to bind: the configured one, else an ipc socket in `directory`; when that path is
+    /// too long for a Unix socket (107 bytes), one in this user's private folder /tmp/alphaedit-UID
+    /// named by a hash of `directory` (never a tcp port: that would need keys or `insecure_tcp`).
     public func resolvedEndpoint(directory: String) -> String {
         if let endpoint { return endpoint }
         let path = AbsolutePath.of(directory + "/coordinator.ipc")
-        return path.utf8.count <= 100 ? "ipc://" + path : "tcp://127.0.0.1:5570"
+        if path.utf8.count <= 100 { return "ipc://" + path }
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+        for b in path.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return "ipc:///tmp/alphaedit-\(getuid())/\(String(h, radix: 16)).ipc"
     }
 
     /// Threads of each local worker.

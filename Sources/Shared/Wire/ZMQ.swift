@@ -35,13 +35,14 @@ public final class ZMQContext: @unchecked Sendable {
 }
 
 public enum ZMQSocketType {
-    case router, dealer, pair
+    case router, dealer, pair, rep
 
     var raw: Int32 {
         switch self {
         case .router: ZMQ_ROUTER
         case .dealer: ZMQ_DEALER
         case .pair: ZMQ_PAIR
+        case .rep: ZMQ_REP
         }
     }
 }
@@ -68,7 +69,7 @@ public final class ZMQSocket {
         raw = nil
     }
 
-    private func socket(_ what: String) throws -> UnsafeMutableRawPointer {
+    func socket(_ what: String) throws -> UnsafeMutableRawPointer {
         guard let r = raw else { throw ZMQError.call(what, errno: 0, message: "socket is closed") }
         return r
     }

@@ -48,7 +48,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.shardSentences, 45)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
         XCTAssertEqual(c.state, "/abs/run")
-        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 19, "every key listed once")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 23, "every key listed once")
     }
 
     func testDefaultsAndDerivedValues() throws {
@@ -57,8 +57,10 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.resolvedWorkerThreads, 1, "2 threads shared by 2 local workers")
         XCTAssertEqual(c.hyperparameters, EditHyperparameters(), "docs/algorithm.md §5 defaults")
         XCTAssertEqual(c.resolvedEndpoint(directory: "/tmp/s"), "ipc:///tmp/s/coordinator.ipc")
-        XCTAssertEqual(c.resolvedEndpoint(directory: "/" + String(repeating: "d", count: 120)), "tcp://127.0.0.1:5570",
-                       "an ipc path too long for a Unix socket falls back to tcp")
+        let long = c.resolvedEndpoint(directory: "/" + String(repeating: "d", count: 120))
+        XCTAssertTrue(long.hasPrefix("ipc:///tmp/alphaedit-\(getuid())/") && long.hasSuffix(".ipc"),
+                      "an ipc path too long for a Unix socket falls back to one in a private /tmp folder (never plaintext tcp): \(long)")
+        XCTAssertNotEqual(long, c.resolvedEndpoint(directory: "/" + String(repeating: "e", count: 120)))
         XCTAssertEqual(WorkerMode.parse("remote"), .remote)
         XCTAssertEqual(WorkerMode.parse("in-process"), .inProcess)
         XCTAssertNil(WorkerMode.parse("local"))
