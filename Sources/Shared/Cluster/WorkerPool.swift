@@ -384,8 +384,12 @@ public final class WorkerPool: @unchecked Sendable {
     /// with the peer's address; the rest (a plaintext peer on a CURVE socket, a broken handshake) here.
     private func note(_ event: SocketEvent?) {
         guard let event, let why = event.failure else { return }
-        if case .authRejected = event.kind { return }
-        log.error("refused a peer on \(event.endpoint): \(why)")
+        switch event.kind {
+        case .authRejected: return
+        case .failedNoDetail:
+            log.error("refused a peer on \(event.endpoint): it closed the handshake (a plaintext peer, or one pinning another coordinator key)")
+        default: log.error("refused a peer on \(event.endpoint): \(why)")
+        }
     }
 
     func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }

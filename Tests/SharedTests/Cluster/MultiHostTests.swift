@@ -1,0 +1,245 @@
+// Across hosts for real (issue 12 §2): a coordinator and two workers in three Linux network namespaces
+// joined by veth links (scripts/netns.sh), over tcp with CURVE.
+// - K0 statistics equal the in-process build while one worker's link is cut in the middle of a shard
+//   (its lease expires, the shard re-runs on the other worker; the link restored, the worker rejoins
+//   and nothing is counted twice), and while a worker with an unauthorised key and a plaintext worker
+//   are refused.
+// - An edit campaign gives the ΔW of the in-process run, also when the coordinator's links are cut for
+//   10 s in the middle of it.
+// - With 20 ms ± 5 ms delay and 1 % loss on every link (tc netem), the same results; skipped, saying
+//   so, on a kernel without netem.
+// Skipped with the reason only where namespaces cannot be created (not root, no veth).
+import Foundation
+import Shared
+import XCTest
+
+final class MultiHostTests: XCTestCase {
+    var tag = ""
+    var dir = ""
+    var coordinator = ""
+    var worker = ""
+    var model = ""
+    var corpus = ""
+    let script = RepoPaths.repo.appendingPathComponent("scripts/netns.sh").path
+
+    @discardableResult
+    func netns(_ args: String...) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [script] + args
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
+    override func setUpWithError() throws {
+        coordinator = try ClusterTestSupport.executable("alphaedit")
+        worker = try ClusterTestSupport.executable("alphaedit-worker")
+        tag = "ae" + String(UInt32.random(in: 0...0xffff), radix: 16)
+        let (rc, said) = try netns("up", tag)
+        if rc == 2 { throw XCTSkip("network namespaces cannot be created here: \(said)") }
+        XCTAssertEqual(rc, 0, said)
+        dir = try ClusterTestSupport.tempDir()
+        model = try ClusterTestSupport.model(in: dir)
+        _ = try CurveTests.keys(in: dir, workers: ["w1", "w2", "stranger"], authorised: ["w1", "w2"])
+    }
+
+    override func tearDown() {
+        _ = try? netns("down", tag)
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    /// `executable args` inside namespace `host` (c, w1, w2); stderr to dir/`log`.log.
+    func start(on host: String, _ executable: String, _ args: [String], log: String) throws -> Process {
+        try ClusterTestSupport.start("/usr/sbin/ip", ["netns", "exec", "\(tag)-\(host)", executable] + args,
+                                     stderr: dir + "/\(log).log")
+    }
+
+    /// A worker on host w1 or w2 with its own key, pinning the coordinator's.
+    func startWorker(_ host: String, port: Int, key: String? = nil, log: String? = nil) throws -> Process {
+        let k = dir + "/keys/"
+        let keyArgs = key == "" ? [] : ["--key", k + (key ?? host) + ".key", "--coordinator-key", k + "coordinator.pub"]
+        let address = host == "w1" ? "10.77.1.1" : "10.77.2.1"
+        return try start(on: host, worker, ["--connect", "tcp://\(address):\(port)", "--model", model, "--name", log ?? host,
+                                            "--threads", "1"] + keyArgs, log: log ?? host)
+    }
+
+    func writeConfig(port: Int) throws {
+        try """
+        model = \(URL(fileURLWithPath: model).lastPathComponent)
+        threads = 1
+        workers = remote
+        endpoint = tcp://0.0.0.0:\(port)
+        curve_key = keys/coordinator.key
+        authorized_keys = keys/authorized_keys
+        layers = 0-1
+        v_steps = 20
+        null_space_threshold = 1000   # keep every direction: the synthetic keys are small
+        corpus = corpus.jsonl
+        shard_sentences = 100
+        """.write(toFile: dir + "/cluster.conf", atomically: true, encoding: .utf8)
+    }
+
+    /// Waits until `log` contains `text`.
+    func waitFor(_ text: String, in log: String, seconds: Double = 60) -> Bool {
+        let deadline = ProcessStats.now() + seconds
+        while ProcessStats.now() < deadline {
+            if ClusterTestSupport.read(dir + "/\(log).log").contains(text) { return true }
+            usleep(5_000)
+        }
+        return false
+    }
+
+    func count(_ text: String, in log: String) -> Int {
+        ClusterTestSupport.read(dir + "/\(log).log").components(separatedBy: text).count - 1
+    }
+
+    /// `alphaedit cov` on host c (600-sentence shards: long enough to cut a link inside one).
+    func covariance(_ out: String, port: Int, sentences: Int, during: () throws -> Void = {}) throws -> KeyStatistics {
+        try writeConfig(port: port)
+        let c = try start(on: "c", coordinator, ["cov", "--config", dir + "/cluster.conf", "--sentences", "\(sentences)", "--layers", "1-2",
+                                                 "--out", dir + "/" + out, "--shard-sentences", "600", "--log-level", "debug"], log: out)
+        defer { if c.isRunning { kill(c.processIdentifier, SIGKILL) } }
+        try during()
+        ClusterTestSupport.wait(c, seconds: 240, "alphaedit cov \(out)")
+        XCTAssertEqual(c.terminationStatus, 0, ClusterTestSupport.read(dir + "/\(out).log"))
+        return try KeyStatistics.read(from: dir + "/\(out)/statistics.bin")
+    }
+
+    func testCovarianceAcrossHostsWithALinkCutAndRefusedPeers() throws {
+        corpus = try ClusterTestSupport.corpus(in: dir, sentences: 3_600)
+        let port = 5570
+        var workers: [Process] = []
+        defer { for w in workers where w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        let stats = try covariance("cov", port: port, sentences: 3_600) {
+            workers.append(try startWorker("w1", port: port))
+            workers.append(try startWorker("w2", port: port))
+            XCTAssertTrue(waitFor("worker w2", in: "cov") && waitFor("worker w1", in: "cov"), "both workers joined")
+            // Refused while the build runs: an unauthorised key, and a plaintext worker.
+            let stranger = try startWorker("w2", port: port, key: "stranger", log: "stranger")
+            let plain = try startWorker("w2", port: port, key: "", log: "plaintext")
+            ClusterTestSupport.wait(stranger, seconds: 30, "unauthorised worker")
+            ClusterTestSupport.wait(plain, seconds: 30, "plaintext worker")
+            XCTAssertEqual(stranger.terminationStatus, 3, ClusterTestSupport.read(dir + "/stranger.log"))
+            XCTAssertEqual(plain.terminationStatus, 3, ClusterTestSupport.read(dir + "/plaintext.log"))
+            // w1's link cut while it computes a shard; restored once its lease has expired.
+            let started = count("covariance started", in: "w1")
+            let deadline = ProcessStats.now() + 60
+            while count("covariance started", in: "w1") == started, ProcessStats.now() < deadline { usleep(2_000) }
+            try netns("cut", tag, "w1")
+            XCTAssertTrue(waitFor("lease of job", in: "cov"), "w1's lease expired")
+            sleep(1)
+            try netns("restore", tag, "w1")
+        }
+        let said = ClusterTestSupport.read(dir + "/cov.log")
+        XCTAssertTrue(said.contains("is not in authorized_keys"), said)
+        XCTAssertTrue(said.contains("the peers disagree on security") || said.contains("it closed the handshake (a plaintext peer"), said)
+        XCTAssertTrue(ClusterTestSupport.read(dir + "/w1.log").contains("reconnecting"), "w1 noticed the silence")
+        let joins = try NSRegularExpression(pattern: #"worker w1 \(pid \d+\) joined"#)
+        XCTAssertEqual(joins.numberOfMatches(in: said, range: NSRange(said.startIndex..., in: said)), 2, "w1 joined, then rejoined: \(said)")
+        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 0..<3_600)
+        let rel = try ClusterTestSupport.relativeDifference(stats, reference)
+        print(String(format: "K0 across namespaces over tcp+CURVE, w1's link cut mid-shard: max rel diff vs in-process %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-9)
+    }
+
+    /// Facts and the in-process campaign (the reference), as in ClusterCampaignTests.
+    func prepareCampaign(port: Int) throws -> [Int: [Float]] {
+        corpus = try ClusterTestSupport.corpus(in: dir, sentences: 300)
+        try writeConfig(port: port)
+        let subjects = ["France", "The river", "Paris", "the tower", "a museum", "The city", "north", "Its capital"]
+        let targets = ["Rome", "Paris", "north", "river", "city", "tower", "France", "museums"]
+        let facts = (0..<32).map { i in
+            #"{"prompt": "\#(i % 2 == 0 ? "The capital of {} is" : "{} flows through")", "subject": "\#(subjects[i % 8]) \#(i)", "target": "\#(targets[(i * 3) % 8])"}"#
+        }
+        try ("[" + facts.joined(separator: ",\n") + "]").write(toFile: dir + "/facts.json", atomically: true, encoding: .utf8)
+        let p = try ClusterTestSupport.start(coordinator, editArgs("inproc") + ["--cluster", "in-process"], stderr: dir + "/inproc.log")
+        ClusterTestSupport.wait(p, seconds: 120, "in-process campaign")
+        XCTAssertEqual(p.terminationStatus, 0, ClusterTestSupport.read(dir + "/inproc.log"))
+        return try deltas("inproc")
+    }
+
+    func editArgs(_ state: String) -> [String] {
+        ["edit", "--config", dir + "/cluster.conf", "--facts", dir + "/facts.json", "--batch-size", "16", "--cov-sentences", "300",
+         "--state", dir + "/" + state, "--log-level", "debug"]
+    }
+
+    /// Runs the campaign on host c with workers on w1 and w2; `during` runs once it is under way.
+    func distributedCampaign(_ state: String, port: Int, during: () throws -> Void = {}) throws -> [Int: [Float]] {
+        let c = try start(on: "c", coordinator, editArgs(state), log: state)
+        defer { if c.isRunning { kill(c.processIdentifier, SIGKILL) } }
+        let workers = [try startWorker("w1", port: port, log: "\(state)-w1"), try startWorker("w2", port: port, log: "\(state)-w2")]
+        defer { for w in workers where w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        try during()
+        ClusterTestSupport.wait(c, seconds: 240, "campaign \(state)")
+        XCTAssertEqual(c.terminationStatus, 0, ClusterTestSupport.read(dir + "/\(state).log"))
+        return try deltas(state)
+    }
+
+    func deltas(_ state: String) throws -> [Int: [Float]] {
+        let st = try EditState.load(directory: dir + "/" + state)
+        var sum: [Int: [Float]] = [:]
+        for b in st.manifest.batches {
+            for (l, d) in try BatchDeltas.read(from: try st.verified(b.deltas)).deltas {
+                sum[l] = zip(sum[l] ?? [Float](repeating: 0, count: d.count), d).map { $0 + $1 }
+            }
+        }
+        return sum
+    }
+
+    func relativeDifference(_ a: [Int: [Float]], _ b: [Int: [Float]]) -> Double {
+        XCTAssertEqual(Set(a.keys), Set(b.keys))
+        var diff: Float = 0, scale: Float = 0
+        for (l, y) in b { for (x, y) in zip(a[l] ?? [], y) { diff = max(diff, abs(x - y)); scale = max(scale, abs(y)) } }
+        return scale > 0 ? Double(diff / scale) : .infinity
+    }
+
+    func testEditCampaignAcrossHostsSurvivesTheCoordinatorsLinkCut() throws {
+        let port = 5571
+        let reference = try prepareCampaign(port: port)
+        let clean = try distributedCampaign("clean", port: port)
+        let rel = relativeDifference(clean, reference)
+        print(String(format: "edit campaign across namespaces over tcp+CURVE vs in-process: max rel diff of ΔW %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-4)
+
+        var cutAt = 0.0
+        let cut = try distributedCampaign("cut", port: port) {
+            XCTAssertTrue(waitFor("(v*) leased to", in: "cut"), "a v* job went out")
+            try netns("cut", tag, "c")
+            cutAt = ProcessStats.now()
+            sleep(10)
+            try netns("restore", tag, "c")
+        }
+        let said = ClusterTestSupport.read(dir + "/cut.log")
+        XCTAssertTrue(said.contains("counted dead"), "the workers fell silent during the cut: \(said)")
+        XCTAssertGreaterThan(cutAt, 0)
+        let relCut = relativeDifference(cut, clean)
+        print(String(format: "coordinator's links cut for 10 s mid-campaign: max rel diff of ΔW vs the uncut run %.2e", relCut))
+        XCTAssertLessThanOrEqual(relCut, 1e-5)
+        XCTAssertEqual(try EditState.load(directory: dir + "/cut").manifest.batches.count, 2)
+    }
+
+    func testSameResultsUnderDelayAndLoss() throws {
+        let (rc, said) = try netns("netem", tag)
+        if rc == 3 { throw XCTSkip("delay and loss not emulated: \(said)") }
+        XCTAssertEqual(rc, 0, said)
+        let port = 5572
+        let reference = try prepareCampaign(port: port)
+        let delayed = try distributedCampaign("netem", port: port)
+        let rel = relativeDifference(delayed, reference)
+        print(String(format: "edit campaign with 20±5 ms delay and 1 %% loss: max rel diff of ΔW vs in-process %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-4)
+        corpus = try ClusterTestSupport.corpus(in: dir, sentences: 1_200)
+        var workers: [Process] = []
+        defer { for w in workers where w.isRunning { kill(w.processIdentifier, SIGKILL) } }
+        let stats = try covariance("cov-netem", port: port + 1, sentences: 1_200) {
+            workers = [try startWorker("w1", port: port + 1, log: "cov-w1"), try startWorker("w2", port: port + 1, log: "cov-w2")]
+        }
+        XCTAssertLessThanOrEqual(try ClusterTestSupport.relativeDifference(
+            stats, try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 0..<1_200)), 1e-9)
+    }
+}
