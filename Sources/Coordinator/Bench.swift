@@ -90,7 +90,7 @@ struct BenchCluster: ParsableCommand {
     @OptionGroup var clusterOptions: ClusterOptions
     @Option(help: "Corpus sentences for K0.") var sentences = 2000
     @Option(help: "Sentences per shard.") var shardSentences = 500
-    @Option(help: "Rounds of the three K0 set-ups, alternating (medians reported).") var repeats = 3
+    @Option(help: "Rounds of the four K0 set-ups (in-process, 1 worker, 2 workers over ipc, 2 over tcp+CURVE), alternating (medians reported).") var repeats = 3
     @Option(help: "v* requests (from the facts file).") var requests = 8
     @Option var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
@@ -112,6 +112,9 @@ struct BenchCluster: ParsableCommand {
             print(String(format: "K0 statistics, %d tokens: in-process %.0f, 1 worker %.0f, 2 workers %.0f tokens/s; overhead 1 worker %.1f%%, 2 workers %.1f%% (target ≤ 5%%; max rel diff %.1e)",
                          r.tokens, r.cov_in_process_tokens_per_s, r.cov_1_worker_tokens_per_s, r.cov_2_workers_tokens_per_s,
                          r.cov_1_worker_overhead_pct, r.cov_pipeline_overhead_pct, r.max_rel_diff_vs_in_process))
+            print(String(format: "2 workers over tcp (loopback) with CURVE: %.0f tokens/s, %+.1f%% time against ipc; one shard's transfer: ipc %.0f MB/s, tcp %.0f MB/s, tcp+CURVE %.0f MB/s",
+                         r.cov_2_workers_tcp_curve_tokens_per_s, r.cov_tcp_curve_overhead_pct, r.transfer_ipc_bytes_per_s / 1e6,
+                         r.transfer_tcp_bytes_per_s / 1e6, r.transfer_tcp_curve_bytes_per_s / 1e6))
             print(String(format: "v*, %d requests: in-process %.1f, 2 workers %.1f requests/min", r.vstar_requests,
                          r.vstar_in_process_requests_per_min, r.vstar_2_workers_requests_per_min))
             print(String(format: "per shard: %.1f MB; transfer %.2f GB/s, decode %.2f GB/s, merge %.2f GB/s → coordinator %.3f s/shard, worker %.2f s/shard → %.0f workers before the coordinator is the bottleneck",

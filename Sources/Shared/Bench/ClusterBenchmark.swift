@@ -2,6 +2,8 @@
 //  - K0 statistics on one corpus slice: in-process (all threads) vs 1 local worker (all threads) vs
 //    2 local workers (half each): tokens/s, and the pipeline's overhead at equal total threads.
 //  - v*: requests/min in-process vs 2 local workers (fixed chunks).
+//  - The same 2-worker build over tcp (loopback) with CURVE: what authentication and encryption cost
+//    against ipc, in the same rounds; and one shard's transfer over ipc, plain tcp and tcp+CURVE.
 //  - The coordinator's per-shard cost (transfer of one shard result over the endpoint, checksum +
 //    decode, merge), measured, and from it the worker count at which the coordinator saturates.
 import Support
@@ -25,6 +27,14 @@ public struct ClusterBenchmarkReport: Codable, Sendable {
     public var cov_in_process_tokens_per_s: Double
     public var cov_1_worker_tokens_per_s: Double
     public var cov_2_workers_tokens_per_s: Double
+    /// 2 workers × threads/2 over tcp://127.0.0.1 with CURVE (same rounds as the ipc figures).
+    public var cov_2_workers_tcp_curve_tokens_per_s: Double
+    /// (t(2 workers, tcp+CURVE) − t(2 workers, ipc)) / t(2 workers, ipc), percent.
+    public var cov_tcp_curve_overhead_pct: Double
+    /// One shard result DEALER → ROUTER (median of 5), bytes/s.
+    public var transfer_ipc_bytes_per_s: Double
+    public var transfer_tcp_bytes_per_s: Double
+    public var transfer_tcp_curve_bytes_per_s: Double
     /// (t(2 workers × threads/2) − t(in-process, threads)) / t(in-process), percent.
     public var cov_pipeline_overhead_pct: Double
     /// (t(1 worker × threads) − t(in-process, threads)) / t(in-process), percent.
@@ -67,18 +77,20 @@ public enum ClusterBenchmark {
             return (ProcessStats.now() - t0, s)
         }
         let plan = CovarianceJobPlan(corpus: corpusPath, range: range, layers: layers, f: f, shardSentences: shardSentences)
-        func startPool(_ n: Int) throws -> WorkerPool {
-            let pool = try WorkerPool(endpoint: "ipc://\(directory)/bench-\(n).ipc",
-                                      modelChecksum: try ModelChecksum.of(path: modelPath), logger: log)
+        func startPool(_ n: Int, curve: Bool = false) throws -> WorkerPool {
+            let checksum = try ModelChecksum.of(path: modelPath)
+            let pool = curve
+                ? try WorkerPool.withEphemeralCurve(endpoint: "tcp://127.0.0.1:\(try freePort())", modelChecksum: checksum, logger: log)
+                : try WorkerPool(endpoint: "ipc://\(directory)/bench-\(n).ipc", modelChecksum: checksum, logger: log)
             try pool.spawnLocal(count: n, modelPath: AbsolutePath.of(modelPath), threads: max(1, threads / n), logLevel: "warning")
             let ready = ProcessStats.now() + 60
             while pool.aliveCount < n, ProcessStats.now() < ready { usleep(20_000) }
             return pool
         }
-        let pools = [try startPool(1), try startPool(2)]
+        let pools = [try startPool(1), try startPool(2), try startPool(2, curve: true)]
         defer { for p in pools { p.shutdown() } }
         var maxRel = 0.0, timings = ReductionTimings(), tokens = 0
-        var times: [[Double]] = [[], [], []]
+        var times: [[Double]] = [[], [], [], []]
         for r in 0..<repeats {
             let (t, reference) = try inProcessRun()
             tokens = try reference.count(layer: layers[0])
@@ -87,14 +99,14 @@ public enum ClusterBenchmark {
                 let t0 = ProcessStats.now()
                 let (stats, tm) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "bench")
                 times[i + 1].append(ProcessStats.now() - t0)
-                timings = tm
+                if i < 2 { timings = tm }
                 maxRel = max(maxRel, try relativeDifference(stats, reference))
             }
-            say(String(format: "K0 round %d/%d, %d tokens: in-process %.1f s, 1 worker %.1f s, 2 workers %.1f s",
-                       r + 1, repeats, tokens, times[0][r], times[1][r], times[2][r]))
+            say(String(format: "K0 round %d/%d, %d tokens: in-process %.1f s, 1 worker %.1f s, 2 workers %.1f s, 2 workers tcp+CURVE %.1f s",
+                       r + 1, repeats, tokens, times[0][r], times[1][r], times[2][r], times[3][r]))
         }
         let median = times.map { $0.sorted()[$0.count / 2] }
-        let (inProcess, one, two) = (median[0], median[1], median[2])
+        let (inProcess, one, two, twoCurve) = (median[0], median[1], median[2], median[3])
 
         // v*: the same requests, chunks of `chunk`, in-process then on 2 workers.
         let reqs = try FactsFile.read(path: facts, limit: requests)
@@ -120,7 +132,11 @@ public enum ClusterBenchmark {
 
         // The coordinator's share per shard: transfer (measured here over ipc), decode, merge.
         let payload = timings.payloadBytes / max(1, timings.shards)
-        let transfer = try transferRate(bytes: payload, directory: directory)
+        let transfer = try transferRate(bytes: payload, endpoint: "ipc://\(directory)/bench-transfer.ipc")
+        let transferTCP = try transferRate(bytes: payload, endpoint: "tcp://127.0.0.1:\(try freePort())")
+        let transferCurve = try transferRate(bytes: payload, endpoint: "tcp://127.0.0.1:\(try freePort())", curve: true)
+        say(String(format: "one %.1f MB shard: ipc %.0f MB/s, tcp %.0f MB/s, tcp+CURVE %.0f MB/s",
+                   Double(payload) / 1e6, transfer / 1e6, transferTCP / 1e6, transferCurve / 1e6))
         let decodeRate = Double(timings.payloadBytes) / max(timings.decodeSeconds, 1e-9)
         let mergeRate = Double(timings.payloadBytes) / max(timings.mergeSeconds, 1e-9)
         let perShard = Double(payload) / transfer + Double(payload) / decodeRate + Double(payload) / mergeRate
@@ -129,7 +145,10 @@ public enum ClusterBenchmark {
         return ClusterBenchmarkReport(
             threads: threads, repeats: repeats, sentences: sentences, tokens: tokens, shard_sentences: shardSentences,
             cov_in_process_tokens_per_s: Double(tokens) / inProcess, cov_1_worker_tokens_per_s: Double(tokens) / one,
-            cov_2_workers_tokens_per_s: Double(tokens) / two, cov_pipeline_overhead_pct: 100 * (two - inProcess) / inProcess,
+            cov_2_workers_tokens_per_s: Double(tokens) / two,
+            cov_2_workers_tcp_curve_tokens_per_s: Double(tokens) / twoCurve, cov_tcp_curve_overhead_pct: 100 * (twoCurve - two) / two,
+            transfer_ipc_bytes_per_s: transfer, transfer_tcp_bytes_per_s: transferTCP, transfer_tcp_curve_bytes_per_s: transferCurve,
+            cov_pipeline_overhead_pct: 100 * (two - inProcess) / inProcess,
             cov_1_worker_overhead_pct: 100 * (one - inProcess) / inProcess,
             max_rel_diff_vs_in_process: maxRel, vstar_requests: reqs.count,
             vstar_in_process_requests_per_min: 60 * Double(reqs.count) / zIn,
@@ -139,21 +158,43 @@ public enum ClusterBenchmark {
             worker_seconds_per_shard: workerPerShard, workers_before_coordinator_bound: workerPerShard / perShard)
     }
 
-    /// Bytes/s of one `bytes`-sized message DEALER → ROUTER over ipc (median of 5).
-    static func transferRate(bytes: Int, directory: String) throws -> Double {
+    /// Bytes/s of one `bytes`-sized message DEALER → ROUTER on `endpoint` (median of 5), with CURVE
+    /// on both ends when `curve` (fresh keys; the ROUTER's ZAP handler admits the DEALER's key).
+    static func transferRate(bytes: Int, endpoint: String, curve: Bool = false) throws -> Double {
         let ctx = try ZMQContext()
+        var zap: ZAPHandler?
+        defer { zap?.stop() }
         let router = try ZMQSocket(ctx, .router), dealer = try ZMQSocket(ctx, .dealer)
-        try router.bind("ipc://\(directory)/bench-transfer.ipc")
-        try dealer.connect("ipc://\(directory)/bench-transfer.ipc")
+        if curve {
+            let server = try CurveKeyPair.generate(), client = try CurveKeyPair.generate()
+            zap = try ZAPHandler(context: ctx, authorized: AuthorizedKeys([client.publicKey: "bench"])) { _ in }
+            try router.secure(.curve(server, authorized: AuthorizedKeys([client.publicKey: "bench"])))
+            try dealer.secure(.curve(client, server: server.publicKey))
+        }
+        try router.bind(endpoint)
+        try dealer.connect(endpoint)
         let blob = [UInt8](repeating: 0x5a, count: bytes)
         var times: [Double] = []
-        for _ in 0..<5 {
+        for _ in 0..<6 {
             let t = ProcessStats.now()
             try dealer.send([blob])
-            _ = try router.receive(timeoutMs: 30_000)
+            guard try router.receive(timeoutMs: 30_000) != nil else { throw ZMQError.call("bench transfer", errno: 0, message: "nothing arrived in 30 s") }
             times.append(ProcessStats.now() - t)
         }
-        return Double(bytes) / times.sorted()[2]
+        dealer.close()
+        router.close()
+        return Double(bytes) / times.dropFirst().sorted()[2]  // the first includes the connection (and handshake)
+    }
+
+    /// A tcp port free on loopback now (bound, read, released).
+    static func freePort() throws -> Int {
+        let ctx = try ZMQContext()
+        let s = try ZMQSocket(ctx, .router)
+        try s.bind("tcp://127.0.0.1:*")
+        let e = try s.lastEndpoint()
+        s.close()
+        guard let p = Int(e.split(separator: ":").last ?? "") else { throw ZMQError.call("free port", errno: 0, message: e) }
+        return p
     }
 
     static func relativeDifference(_ a: KeyStatistics, _ b: KeyStatistics) throws -> Double {

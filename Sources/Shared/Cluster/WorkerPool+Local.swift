@@ -57,6 +57,24 @@ extension WorkerPool {
         return pool
     }
 
+    /// A pool on `endpoint` with CURVE under a coordinator key pair made now; the workers it starts
+    /// with `spawnLocal` get a pair of their own (the only key it admits). For Slurm workers and the
+    /// benchmark's tcp+CURVE figures.
+    public static func withEphemeralCurve(endpoint: String, modelChecksum: String, logger: Logger) throws -> WorkerPool {
+        let pair = try CurveKeyPair.generate()
+        let keys = try LocalWorkerKeys.create(coordinator: pair)
+        do {
+            let pool = try WorkerPool(endpoint: endpoint, modelChecksum: modelChecksum,
+                                      security: .curve(pair, authorized: AuthorizedKeys([keys.pair.publicKey: "local worker"])),
+                                      logger: logger)
+            pool.localKeys = keys
+            return pool
+        } catch {
+            keys.remove()
+            throw error
+        }
+    }
+
     /// `alphaedit-worker` in the directory of the running executable (SwiftPM puts both products there).
     public static func siblingWorkerExecutable() -> String {
         let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
