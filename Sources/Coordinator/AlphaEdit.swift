@@ -54,7 +54,7 @@ struct ModelOptions: ParsableArguments {
 
 /// Options of the commands that can farm work out to workers; they override cluster.conf.
 struct ClusterOptions: ParsableArguments {
-    @Option(help: "Where the work runs: \"in-process\", \"local N\" (start N workers here) or \"remote\" (workers connect).")
+    @Option(help: "Where the work runs: \"in-process\", \"local N\" (start N workers here), \"remote\" (workers connect) or \"slurm N\" (start N workers with srun inside a Slurm allocation).")
     var cluster: String?
     @Option(help: "Coordinator endpoint (tcp://host:port or ipc://path; default: ipc:// in the output directory).")
     var endpoint: String?
@@ -63,7 +63,7 @@ struct ClusterOptions: ParsableArguments {
 
     func validate() throws {
         if let cluster, WorkerMode.parse(cluster) == nil {
-            throw ValidationError("--cluster must be in-process, local N (1-64) or remote")
+            throw ValidationError("--cluster must be in-process, local N (1-64), remote or slurm N (1-4096)")
         }
         if let endpoint, let why = Endpoint.problem(endpoint) {
             throw ValidationError("--endpoint \(endpoint.prefix(80)): \(why)")

@@ -110,7 +110,11 @@ struct Cov: ParsableCommand {
                                          shardSentences: shardSentences ?? cfg.shardSentences)
             let cluster = try WorkerPool.start(cfg, directory: out, logLevel: clusterOptions.logLevel)
             defer { cluster.shutdown() }
-            workers = cfg.workers == .remote ? 0 : cluster.childPIDs.count
+            switch cfg.workers {
+            case .remote: workers = 0
+            case .slurm(let n): workers = n
+            default: workers = cluster.childPIDs.count
+            }
             (stats, reduction) = try DistributedCovariance.build(pool: cluster, plan: plan, provenance: provenance) { p in
                 printer.show(String(format: "K0 statistics: %d/%d shards, %d tokens, %.0f tokens/s, %d workers alive, ",
                                     p.shardsDone, p.shardsTotal, p.tokensDone, p.tokensPerSecond, cluster.aliveCount)

@@ -43,10 +43,22 @@ extension ClusterConfig {
 }
 
 public enum WorkerSecurity {
-    /// A worker's security from its key files: both or neither.
-    public static func client(key: String?, coordinatorKey: String?) throws -> ClientSecurity {
+    /// A worker's security from its key files: both or neither; with neither, from the environment a
+    /// Slurm coordinator gives its srun workers (SlurmWorkers), else plaintext.
+    public static func client(key: String?, coordinatorKey: String?,
+                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClientSecurity {
         switch (key, coordinatorKey) {
-        case (nil, nil): return .plaintext
+        case (nil, nil):
+            let s = environment[SlurmWorkers.secretKeyVariable], c = environment[SlurmWorkers.coordinatorKeyVariable]
+            guard s != nil || c != nil else { return .plaintext }
+            func key(_ v: String?, _ name: String) throws -> CurveKey {
+                guard let v else { throw CurveError.noKey(path: "environment", what: name) }
+                if let why = CurveKey.problem(v) { throw CurveError.badKey(path: "environment variable " + name, line: 1, why: why) }
+                guard let k = CurveKey(z85: v) else { throw CurveError.noKey(path: "environment", what: name) }
+                return k
+            }
+            return .curve(try CurveKeyPair(secret: try key(s, SlurmWorkers.secretKeyVariable)),
+                          server: try key(c, SlurmWorkers.coordinatorKeyVariable))
         case (nil, _?): throw SecurityError.coordinatorKeyWithoutKey
         case (let k?, nil):
             _ = try Curve.loadKeyPair(path: k)  // a bad file is still named first

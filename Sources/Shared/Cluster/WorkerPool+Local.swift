@@ -22,16 +22,34 @@ extension WorkerPool {
         let model = AbsolutePath.of(cfg.model)
         var security = try cfg.serverSecurity()   // every key file read before a socket exists
         var localKeys: LocalWorkerKeys?
-        if case .local = cfg.workers, case let .curve(pair, authorized) = security {
-            let keys = try LocalWorkerKeys.create(coordinator: pair)
-            var a = authorized
-            a.labels[keys.pair.publicKey] = "local worker"
-            security = .curve(pair, authorized: a)
-            localKeys = keys
+        var slurmKeys: CurveKeyPair?
+        var endpoint = cfg.resolvedEndpoint(directory: directory)
+        switch cfg.workers {
+        case .local:
+            if case let .curve(pair, authorized) = security {
+                let keys = try LocalWorkerKeys.create(coordinator: pair)
+                var a = authorized
+                a.labels[keys.pair.publicKey] = "local worker"
+                security = .curve(pair, authorized: a)
+                localKeys = keys
+            }
+        case .slurm:
+            // Always CURVE: the configured key (with its authorized_keys, if any) or one made now; the
+            // srun workers get a pair made now through their environment (no shared file system needed).
+            try SlurmWorkers.checkAllocation()
+            let workerPair = try CurveKeyPair.generate()
+            var pair = try CurveKeyPair.generate(), authorized = AuthorizedKeys()
+            if case let .curve(p, a) = security { pair = p; authorized = a }
+            authorized.labels[workerPair.publicKey] = "slurm worker"
+            security = .curve(pair, authorized: authorized)
+            slurmKeys = workerPair
+            if cfg.endpoint == nil { endpoint = "tcp://*:*" }  // any free port, on every interface
+        default:
+            break
         }
         let pool: WorkerPool
         do {
-            pool = try WorkerPool(endpoint: cfg.resolvedEndpoint(directory: directory), modelChecksum: try ModelChecksum.of(path: model),
+            pool = try WorkerPool(endpoint: endpoint, modelChecksum: try ModelChecksum.of(path: model),
                                   security: security, insecureTCP: cfg.insecureTCP, ownsIPCDirectory: cfg.endpoint == nil, logger: log)
         } catch {
             localKeys?.remove()
@@ -45,6 +63,18 @@ extension WorkerPool {
             let workerLevel = logLevel == "info" ? "notice" : logLevel
             do { try pool.spawnLocal(count: n, executable: executable, modelPath: model, threads: cfg.resolvedWorkerThreads,
                                      logLevel: workerLevel) } catch {
+                pool.shutdown()
+                throw error
+            }
+        case .slurm(let n):
+            guard case let .curve(pair, _) = security, let slurmKeys else { break }
+            do {
+                let p = try SlurmWorkers.start(count: n, executable: executable, connect: SlurmWorkers.connectable(pool.boundEndpoint),
+                                               modelPath: model, threads: cfg.workerThreads ?? SlurmWorkers.cpusPerTask,
+                                               logLevel: logLevel == "info" ? "notice" : logLevel,
+                                               workerKeys: slurmKeys, coordinatorKey: pair.publicKey, log: log)
+                pool.cond.withLock { pool.children.append(p) }
+            } catch {
                 pool.shutdown()
                 throw error
             }

@@ -32,7 +32,7 @@ public enum ClusterError: Error, CustomStringConvertible {
         case .noWorkers(let s): "no live worker for \(Int(s)) s: check the workers' logs (model path, endpoint)"
         case let .badResult(j, r): "result of job \(j) is unusable: \(r)"
         case .workerExecutable(let p): "worker executable not found at \(p): build the package (swift build)"
-        case .localWorkersExited(let codes): "every local worker exited (codes \(codes)) and none is connected: see their log lines above"
+        case .localWorkersExited(let codes): "every worker process started here exited (codes \(codes)) and none is connected: see their log lines above"
         }
     }
 }
@@ -62,6 +62,8 @@ public struct WorkerSnapshot: Sendable {
 /// is guarded by `cond`, except `log` and `noWorkerTimeout`, which are set before `run`.
 public final class WorkerPool: @unchecked Sendable {
     public let endpoint: String
+    /// The endpoint as bound (a `*` port resolved).
+    public private(set) var boundEndpoint = ""
     public let modelChecksum: String
     var log: Logger
     /// Seconds `run` waits with no live worker before giving up.
@@ -133,7 +135,8 @@ public final class WorkerPool: @unchecked Sendable {
         try socket.secure(security)
         let monitor = try socket.monitor(name: "coordinator")
         try socket.bind(endpoint)
-        log.info("coordinator bound to \(endpoint), protocol \(WireProtocol.version)")
+        boundEndpoint = (try? socket.lastEndpoint()) ?? endpoint
+        log.info("coordinator bound to \(boundEndpoint), protocol \(WireProtocol.version)")
         nonisolated(unsafe) let ioSocket = socket  // moved: the I/O thread is its only user from here on
         nonisolated(unsafe) let ioMonitor = monitor
         let t = Thread { [self] in

@@ -33,14 +33,17 @@ public enum WorkerMode: Sendable, Equatable, CustomStringConvertible {
     case local(Int)
     /// Workers started elsewhere connect to the endpoint.
     case remote
+    /// Inside a Slurm allocation: the coordinator starts N workers with `srun` and ends them when done.
+    case slurm(Int)
 
-    /// `in-process`, `local N` or `remote`.
+    /// `in-process`, `local N`, `remote` or `slurm N`.
     public static func parse(_ s: String) -> WorkerMode? {
         let parts = s.split(separator: " ", omittingEmptySubsequences: true)
         switch (parts.first, parts.count) {
         case ("in-process", 1): return .inProcess
         case ("remote", 1): return .remote
         case ("local", 2): return Int(parts[1]).flatMap { (1...64).contains($0) ? .local($0) : nil }
+        case ("slurm", 2): return Int(parts[1]).flatMap { (1...4096).contains($0) ? .slurm($0) : nil }
         default: return nil
         }
     }
@@ -50,6 +53,7 @@ public enum WorkerMode: Sendable, Equatable, CustomStringConvertible {
         case .inProcess: "in-process"
         case .local(let n): "local \(n)"
         case .remote: "remote"
+        case .slurm(let n): "slurm \(n)"
         }
     }
 }
@@ -121,7 +125,7 @@ public struct ClusterConfig: Sendable, Equatable {
         ("model", "path of the GGUF model (relative to this file)"),
         ("threads", "OpenBLAS threads for this process (1-256)"),
         ("endpoint", "coordinator endpoint, tcp://host:port or ipc://path"),
-        ("workers", "in-process | local N | remote"),
+        ("workers", "in-process | local N | remote | slurm N"),
         ("curve_key", "this process's CURVE secret key file (`alphaedit keys`)"),
         ("coordinator_key", "the coordinator's CURVE public key file (a worker's side)"),
         ("authorized_keys", "worker public keys the coordinator admits, one a line"),
@@ -189,7 +193,7 @@ public struct ClusterConfig: Sendable, Equatable {
             if let why = Endpoint.problem(value) { throw bad("tcp://host:port or ipc://path: \(why)") }
             endpoint = value
         case "workers":
-            guard let w = WorkerMode.parse(value) else { throw bad("in-process, local N (1-64) or remote") }
+            guard let w = WorkerMode.parse(value) else { throw bad("in-process, local N (1-64), remote or slurm N (1-4096)") }
             workers = w
         case "worker_threads": workerThreads = try int(1...256)
         case "curve_key": curveKey = try path()

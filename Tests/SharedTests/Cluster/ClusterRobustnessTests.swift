@@ -63,7 +63,7 @@ final class ClusterRobustnessTests: XCTestCase {
         let t0 = ProcessStats.now()
         let shard = CovarianceShard(corpus: dir + "/c.jsonl", first: 0, count: 1, layers: [1], batchSentences: 8)
         XCTAssertThrowsError(try pool.run([.covariance(shard)]) { _, _, _ in }) { e in
-            XCTAssertTrue("\(e)".contains("every local worker exited (codes [1, 1])"), "\(e)")
+            XCTAssertTrue("\(e)".contains("every worker process started here exited (codes [1, 1])"), "\(e)")
         }
         XCTAssertLessThan(ProcessStats.now() - t0, 20, "no wait for the no-worker timeout")
     }

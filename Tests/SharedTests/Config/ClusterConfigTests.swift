@@ -69,7 +69,7 @@ final class ClusterConfigTests: XCTestCase {
 
     func testInvalidValuesNameKeyAndLine() {
         let cases: [(String, String)] = [
-            ("threads = 2\nworkers = many", #"config line 2: workers = "many" is invalid (expected in-process, local N (1-64) or remote)"#),
+            ("threads = 2\nworkers = many", #"config line 2: workers = "many" is invalid (expected in-process, local N (1-64), remote or slurm N (1-4096))"#),
             ("endpoint = http://x", #"config line 1: endpoint = "http://x" is invalid (expected tcp://host:port or ipc://path: it starts with neither tcp:// nor ipc://)"#),
             // Issue 15 §6: a port outside 1-65535, and a pasted blob cut to a readable length.
             ("endpoint = tcp://10.0.0.1:70000", #"config line 1: endpoint = "tcp://10.0.0.1:70000" is invalid (expected tcp://host:port or ipc://path: port "70000" is not 1-65535)"#),
