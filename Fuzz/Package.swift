@@ -5,7 +5,7 @@
 // harness. A separate package, so the product's own build never links libFuzzer.
 import PackageDescription
 
-let harnesses = ["FuzzGGUF", "FuzzWire", "FuzzFacts", "FuzzConfig", "FuzzArtifact", "FuzzKeys"]
+let harnesses = ["FuzzGGUF", "FuzzWire", "FuzzFacts", "FuzzConfig", "FuzzArtifact", "FuzzKeys", "FuzzCurve"]
 
 let package = Package(
     name: "alphaedit-fuzz",

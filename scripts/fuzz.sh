@@ -2,7 +2,7 @@
 # Fuzzes every parser of untrusted input with libFuzzer (Fuzz/: one harness per parser).
 #   bash scripts/fuzz.sh [--seeds] [SECONDS] [HARNESS...]
 # SECONDS per harness (default 30); HARNESS among FuzzGGUF FuzzWire FuzzFacts FuzzConfig FuzzArtifact
-# FuzzKeys (default all). --seeds rewrites the committed seed corpora (Fuzz/Corpus/<harness>) from the
+# FuzzKeys FuzzCurve (default all). --seeds rewrites the committed seed corpora (Fuzz/Corpus/<harness>) from the
 # library's own writers first. Each harness first replays Tests/SharedTests/Fixtures/FuzzRegressions/<harness> (inputs that once
 # crashed it), then fuzzes from the seeds; new inputs go to .build-fuzz/corpus/<harness>, crashes to
 # .build-fuzz/crashes/<harness>/. Prints executions and crashes per harness, writes
@@ -14,7 +14,7 @@ seeds=0
 if [ "${1:-}" = "--seeds" ]; then seeds=1; shift; fi
 seconds=${1:-30}; [ $# -gt 0 ] && shift
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(FuzzGGUF FuzzWire FuzzFacts FuzzConfig FuzzArtifact FuzzKeys)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(FuzzGGUF FuzzWire FuzzFacts FuzzConfig FuzzArtifact FuzzKeys FuzzCurve)
 out=.build-fuzz
 export SWIFT_BACKTRACE=enable=no   # a trap is reported by libFuzzer; the Swift backtracer would trip ASan
 # gold fails on the sanitizer runtime's debug info ("internal error in format_file_lineno"): the

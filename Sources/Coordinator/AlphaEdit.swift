@@ -99,3 +99,30 @@ struct FactsFormatOptions: ParsableArguments {
         FactsOptions(format: FactsFormat(rawValue: format) ?? .auto, zsreTarget: ZsRETarget(rawValue: zsreTarget) ?? .answers)
     }
 }
+
+/// The stages of the editing method (README, "Methods as stages"); they override cluster.conf.
+struct StageOptions: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "Project the update onto the null space of K0 (default: the method's own; --project on memit is MEMIT+P).")
+    var project: Bool?
+    @Option(help: "Targets stage: vstar, encore (v* stops once the target probability reaches --encore-probability) or nas (each v* rescaled to the unedited model's norm).") var targets: String?
+    @Option(help: "Filter stage on ΔW: none, prune or rect.") var filter: String?
+    @Option(help: "ENCORE's stopping probability.") var encoreProbability: Float?
+    @Option(help: "RECT's kept fraction of ΔW's entries.") var rectFraction: Double?
+
+    func validate() throws {
+        if let targets, EditStages.Targets(rawValue: targets) == nil { throw ValidationError("--targets must be vstar, encore or nas") }
+        if let filter, EditStages.Filter(rawValue: filter) == nil { throw ValidationError("--filter must be none, prune or rect") }
+        if let p = encoreProbability, !(p > 0 && p < 1) { throw ValidationError("--encore-probability must be in (0, 1)") }
+        if let x = rectFraction, !(x > 0 && x <= 1) { throw ValidationError("--rect-fraction must be in (0, 1]") }
+    }
+
+    func apply(to hp: inout EditHyperparameters) {
+        var st = hp.effectiveStages
+        if let project { st.project = project }
+        if let t = targets.flatMap(EditStages.Targets.init(rawValue:)) { st.targets = t }
+        if let f = filter.flatMap(EditStages.Filter.init(rawValue:)) { st.filter = f }
+        if let encoreProbability { st.encoreProbability = encoreProbability }
+        if let rectFraction { st.rectFraction = rectFraction }
+        hp.stages = st == EditStages() ? nil : st
+    }
+}

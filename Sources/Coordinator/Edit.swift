@@ -15,6 +15,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Facts: CounterFact (nested or flat), zsRE, or {prompt, subject, target} records; JSON lines or one array.") var facts: String
     @OptionGroup var factsFormat: FactsFormatOptions
     @Option(help: "alphaedit or memit.") var method: String = "alphaedit"
+    @OptionGroup var stageOptions: StageOptions
     @Option(help: "Edits per batch.") var batchSize = 100
     @Option(help: "Use only the first N facts.") var limit: Int?
     @Option(help: "State directory (created, or resumed; default: the config's `state`).") var state: String?
@@ -30,6 +31,7 @@ struct Edit: ParsableCommand {
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
         var hp = cfg.hyperparameters
+        stageOptions.apply(to: &hp)
         if let vLr { hp.vLR = vLr }
         let request = EditCampaignRequest(
             facts: facts, factsOptions: factsFormat.options, limit: limit, method: m, batchSize: batchSize, state: state ?? cfg.state,

@@ -20,6 +20,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Use N records (= the number of edits).") var limit: Int?
     @Option(help: "Edits per batch.") var batchSize = 100
     @Option(help: "alphaedit, memit or none (the unedited model only).") var method = "alphaedit"
+    @OptionGroup var stageOptions: StageOptions
     @Flag(help: "Skip generation (no fluency / consistency).") var noGeneration = false
     @Flag(help: "Print the headline JSON object as the last line.") var json = false
     @Option(help: "Learning rate of v*.") var vLr: Float?
@@ -63,6 +64,7 @@ struct Eval: ParsableCommand {
 
         var s = EvalCampaignSettings()
         s.hp = cfg.hyperparameters  // the model's defaults (ModelCatalog) and cluster.conf's values
+        stageOptions.apply(to: &s.hp)
         s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads

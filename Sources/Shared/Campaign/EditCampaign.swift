@@ -125,10 +125,12 @@ public enum EditCampaign {
 
         guard let base = st.manifest.base else { throw StoreError.noCampaign(path: store.path) }
         let basePath = try st.verified(base)
-        let proj = r.method == .alphaedit ? try NullSpaceProjectorSet.read(from: basePath) : nil
-        let stats = r.method == .memit ? try KeyStatistics.read(from: basePath) : nil
-        let cp = try st.manifest.cp.map { try SequentialState.read(from: try st.verified($0)) }
         let hp = campaign.settings.hyperparameters
+        let stats = r.method == .memit ? try KeyStatistics.read(from: basePath) : nil
+        // MEMIT+P (EditStages.swift) takes its projectors from MEMIT's base, the statistics.
+        let proj = r.method == .alphaedit ? try NullSpaceProjectorSet.read(from: basePath)
+            : try stats.flatMap { hp.effectiveStages.projects(r.method) ? try NullSpaceProjectorSet(statistics: $0, threshold: hp.nullSpaceThreshold) : nil }
+        let cp = try st.manifest.cp.map { try SequentialState.read(from: try st.verified($0)) }
         let editor = try Editor(model: model, tokenizer: tok, hp: hp, method: r.method, templates: campaign.templates,
                                 projectors: proj, statistics: stats, state: cp)
 

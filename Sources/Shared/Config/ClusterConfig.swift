@@ -136,6 +136,9 @@ public struct ClusterConfig: Sendable, Equatable {
         ("kl_factor", "KL weight of v*"), ("weight_decay", "weight decay of v*"),
         ("null_space_threshold", "τ: eigenvalues of C0 below it span the null space"),
         ("lambda", "AlphaEdit λ"), ("memit_lambda", "MEMIT λm"),
+        ("targets", "targets stage: vstar | encore | nas"), ("project", "true | false: project the update onto K0's null space (default: the method's own)"),
+        ("filter", "filter stage on ΔW: none | prune | rect"), ("encore_probability", "ENCORE's stopping probability"),
+        ("rect_fraction", "RECT's kept fraction of entries"),
         ("corpus", "K0 corpus (JSON lines with \"sentence\")"), ("cov_sentences", "sentences of the corpus for K0"),
         ("shard_sentences", "sentences per distributed covariance job"),
         ("artifacts", "directory of statistics.bin / projector.bin"),
@@ -213,6 +216,26 @@ public struct ClusterConfig: Sendable, Equatable {
         case "null_space_threshold": hyperparameters.nullSpaceThreshold = try positive()
         case "lambda": hyperparameters.lambda = try positive()
         case "memit_lambda": hyperparameters.memitLambda = try positive()
+        case "targets", "project", "filter", "encore_probability", "rect_fraction":
+            var st = hyperparameters.effectiveStages
+            switch key {
+            case "targets":
+                guard let t = EditStages.Targets(rawValue: value) else { throw bad("vstar, encore or nas") }
+                st.targets = t
+            case "project":
+                guard let b = ["true": true, "false": false][value] else { throw bad("true or false") }
+                st.project = b
+            case "filter":
+                guard let f = EditStages.Filter(rawValue: value) else { throw bad("none, prune or rect") }
+                st.filter = f
+            case "encore_probability":
+                guard let p = Float(value), p > 0, p < 1 else { throw bad("a probability in (0, 1)") }
+                st.encoreProbability = p
+            default:
+                guard let x = Double(value), x > 0, x <= 1 else { throw bad("a fraction in (0, 1]") }
+                st.rectFraction = x
+            }
+            hyperparameters.stages = st == EditStages() ? nil : st
         case "corpus": corpus = try path()
         case "cov_sentences": covSentences = try int(1...100_000_000)
         case "shard_sentences": shardSentences = try int(1...100_000_000)

@@ -236,7 +236,9 @@ public struct ComputeZ {
                 let wd = hp.weightDecay * dn / (h0Norm[i] * h0Norm[i])
                 let loss = nll[i] + kl[i] + wd
                 losses[i].append(VStarLoss(total: loss, nll: nll[i], kl: kl[i], weightDecay: wd))
-                if loss < hp.earlyStopLoss || it == hp.vSteps - 1 { finished.append(i) }
+                // ENCORE's stop (EditStages.swift): the target probability exp(−NLL) reached.
+                let reached = hp.stages.map { $0.targets == .encore && Foundation.exp(-nll[i]) >= $0.encoreProbability } ?? false
+                if loss < hp.earlyStopLoss || reached || it == hp.vSteps - 1 { finished.append(i) }
             }
             active.removeAll { finished.contains($0) }
             if active.isEmpty { break }

@@ -26,6 +26,12 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
     /// MEMIT's λm.
     public var memitLambda: Double = 15000
 
+    /// The method's stages (EditStages.swift); nil: docs/algorithm.md's method as it is (and in the
+    /// settings of campaigns recorded before stages existed).
+    public var stages: EditStages?
+
     public init() {}
     public var zLayer: Int { layers.last ?? 0 }
+    /// The stages in effect.
+    public var effectiveStages: EditStages { stages ?? EditStages() }
 }

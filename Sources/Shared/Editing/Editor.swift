@@ -46,6 +46,8 @@ public final class Editor {
     let c0: [Int: Matrix64]
     /// Requests per v* batch (several requests share one forward/backward; results are per request).
     public var zBatch = 8
+    /// PRUNE's σ̄ per layer (largest singular value of the unedited ffn_down).
+    var pruneBounds: [Int: Double] = [:]
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, hp: EditHyperparameters, method: EditMethod,
                 templates: ContextTemplates, projectors: NullSpaceProjectorSet?, statistics: KeyStatistics?,
@@ -54,10 +56,10 @@ public final class Editor {
         self.projectors = projectors
         var c0: [Int: Matrix64] = [:]
         for l in hp.layers {
-            switch method {
-            case .alphaedit:
+            if hp.effectiveStages.projects(method) {
                 guard let p = projectors, (try? p.projector(layer: l)) != nil else { throw EditError.missingProjector(layer: l) }
-            case .memit:
+            }
+            if method == .memit {
                 guard let s = statistics, let m = try? s.mean(layer: l) else { throw EditError.missingCovariance(layer: l) }
                 c0[l] = m
             }
@@ -95,7 +97,8 @@ public final class Editor {
     public func apply(_ requests: [EditRequest], zs precomputed: [ZResult]? = nil,
                       progress: (Int) -> Void = { _ in }) throws -> BatchOutcome {
         let t0 = ProcessStats.now()
-        let zs = try precomputed ?? targets(requests, progress: progress)
+        var zs = try precomputed ?? targets(requests, progress: progress)
+        if hp.effectiveStages.targets == .nas { zs = try anchorNorms(zs, requests) }
         let tz = ProcessStats.now()
         let C = model.config.hidden, u = requests.count, m = hp.layers.count
         let reader = KeyReader(model: model, tokenizer: tokenizer)
@@ -120,18 +123,29 @@ public final class Editor {
             }
             let r = try Matrix64(rows: C, cols: u, values: rv)
             let ts = ProcessStats.now()
-            let dw: Matrix64
+            var dw: Matrix64
+            let stages = hp.effectiveStages
             switch method {
             case .alphaedit:
-                let p = try projectors.map { try $0.projector(layer: l) }
-                guard let p else { throw EditError.missingProjector(layer: l) }
-                dw = try EditSolver.alphaEdit(residual: r, keys: k1, projector: p,
-                                              previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda)
+                if stages.projects(method) {
+                    let p = try projectors.map { try $0.projector(layer: l) }
+                    guard let p else { throw EditError.missingProjector(layer: l) }
+                    dw = try EditSolver.alphaEdit(residual: r, keys: k1, projector: p,
+                                                  previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda)
+                } else {  // every direction: Û = I
+                    dw = try EditSolver.alphaEdit(residual: r, keys: k1, basis: Matrix64.identity(k1.rows),
+                                                  previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda)
+                }
             case .memit:
                 guard let c = c0[l] else { throw EditError.missingCovariance(layer: l) }
                 dw = try EditSolver.memit(residual: r, keys: k1, c0: c, previousKeys: try state.previousKeys(layer: l),
                                           lambdaM: hp.memitLambda)
+                if stages.projects(method) {  // MEMIT+P
+                    guard let p = try projectors.map({ try $0.projector(layer: l) }) else { throw EditError.missingProjector(layer: l) }
+                    dw = try StageMath.project(dw, basis: p.basis)
+                }
             }
+            dw = try filter(dw, layer: l, stages: stages)
             solve += ProcessStats.now() - ts
             let d32 = dw.values.map { Float($0) }
             try model.applyDelta(layer: l, delta: d32)
@@ -143,6 +157,64 @@ public final class Editor {
         }
         let t1 = ProcessStats.now()
         return BatchOutcome(deltas: deltas, z: zs, zSeconds: tz - t0, solveSeconds: solve, totalSeconds: t1 - t0)
+    }
+}
+
+extension Editor {
+    /// The filter stage (EditStages.swift) on one layer's solved ΔW; what it returns is applied.
+    func filter(_ dw: Matrix64, layer l: Int, stages: EditStages) throws -> Matrix64 {
+        switch stages.filter {
+        case .none:
+            return dw
+        case .rect:
+            let w = model.weights.layers[l].down
+            return try StageMath.rect(dw, weights: Array(UnsafeBufferPointer(start: w.ptr, count: w.count)), fraction: stages.rectFraction)
+        case .prune:
+            // W0 from the file (the weights in memory hold the edits); the accumulated update so far is
+            // W − W0, the filtered total F(W − W0 + ΔW), and this batch applies their difference.
+            let w0 = try model.gguf.floats(GGUFNames.ffnDown(l))
+            let w = model.weights.layers[l].down
+            let d = model.config.hidden, f = model.config.ffn
+            let bound = try originalBound(layer: l, w0: w0)
+            var acc = try Matrix64(rows: d, cols: f, values: (0..<w.count).map { Double(w.ptr[$0]) - Double(w0[$0]) })
+            let applied = acc
+            acc = try acc.combined(1, 1, dw)
+            return try StageMath.prune(acc, bound: bound).combined(1, -1, applied)
+        }
+    }
+
+    /// NAS (EditStages.swift): each z rescaled to ‖h⁰‖, the unedited model's output at the z layer for
+    /// the request, read with the edited layers' file weights swapped in for one forward.
+    func anchorNorms(_ zs: [ZResult], _ requests: [EditRequest]) throws -> [ZResult] {
+        var saved: [Int: [Float]] = [:]
+        for l in hp.layers {
+            let w = model.weights.layers[l].down, w0 = try model.gguf.floats(GGUFNames.ffnDown(l))
+            guard w0.count == w.count else { throw EditError.layerMismatch("ffn_down of layer \(l) in the file has \(w0.count) values") }
+            saved[l] = Array(UnsafeBufferPointer(start: w.ptr, count: w.count))
+            w0.withUnsafeBufferPointer { w.ptr.update(from: $0.baseAddress!, count: w.count) }
+        }
+        defer {
+            for (l, v) in saved { v.withUnsafeBufferPointer { model.weights.layers[l].down.ptr.update(from: $0.baseAddress!, count: v.count) } }
+        }
+        let (_, h, _) = try KeyReader(model: model, tokenizer: tokenizer)
+            .read(requests, layer: hp.layers[0], templates: templates, outputLayer: hp.zLayer)
+        guard let h else { return zs }
+        let u = requests.count
+        return zs.enumerated().map { i, r in
+            var out = r
+            let ref = (0..<h.rows).reduce(0.0) { $0 + h.values[$1 * u + i] * h.values[$1 * u + i] }.squareRoot()
+            let norm = r.z.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            if norm > 0 { out.z = r.z.map { Float(Double($0) * ref / norm) } }
+            return out
+        }
+    }
+
+    /// σ̄ of layer l's unedited ffn_down, computed once.
+    private func originalBound(layer l: Int, w0: [Float]) throws -> Double {
+        if let b = pruneBounds[l] { return b }
+        let b = try StageMath.largestSingularValue(w0, rows: model.config.hidden, cols: model.config.ffn)
+        pruneBounds[l] = b
+        return b
     }
 }
 

@@ -15,5 +15,6 @@ public enum FuzzTargets {
     public static let all: [(name: String, target: any FuzzTarget.Type)] = [
         ("FuzzGGUF", GGUFFuzz.self), ("FuzzWire", WireFuzz.self), ("FuzzFacts", FactsFuzz.self),
         ("FuzzConfig", ConfigFuzz.self), ("FuzzArtifact", ArtifactFuzz.self), ("FuzzKeys", KeysFuzz.self),
+        ("FuzzCurve", CurveFuzz.self),
     ]
 }

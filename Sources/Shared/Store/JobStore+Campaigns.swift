@@ -71,6 +71,9 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
         check("hyperparameters.nullSpaceThreshold", h.nullSpaceThreshold, r.nullSpaceThreshold)
         check("hyperparameters.lambda", h.lambda, r.lambda)
         check("hyperparameters.memitLambda", h.memitLambda, r.memitLambda)
+        check("hyperparameters.stages", h.effectiveStages.description, r.effectiveStages.description)
+        check("hyperparameters.stages.encoreProbability", h.effectiveStages.encoreProbability, r.effectiveStages.encoreProbability)
+        check("hyperparameters.stages.rectFraction", h.effectiveStages.rectFraction, r.effectiveStages.rectFraction)
         // A field added to EditHyperparameters without a line above still counts as a difference.
         if out.count == before && h != r {
             out.append(SettingDifference(key: "hyperparameters", stored: "\(h)", requested: "\(r)"))

@@ -154,15 +154,19 @@ public enum Curve {
     }
 
     /// The lines of a key file without comments and blanks, numbered from 1.
-    private static func lines(_ path: String) throws -> [(Int, String)] {
+    private static func lines(_ text: String) -> [(Int, String)] {
+        text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, raw in
+            let t = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            return t.isEmpty || t.hasPrefix("#") ? nil : (i + 1, t)
+        }
+    }
+
+    private static func text(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else { throw CurveError.cannotRead(path: path) }
         guard let text = String(data: data, encoding: .utf8) else {
             throw CurveError.badKey(path: path, line: 1, why: "the file is not UTF-8 text")
         }
-        return text.split(separator: "\n", omittingEmptySubsequences: false).enumerated().compactMap { i, raw in
-            let t = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-            return t.isEmpty || t.hasPrefix("#") ? nil : (i + 1, t)
-        }
+        return text
     }
 
     private static func key(_ text: String, _ path: String, _ line: Int) throws -> CurveKey {
@@ -171,14 +175,19 @@ public enum Curve {
         return k
     }
 
-    /// This process's key pair from a `.key` file.
+    /// This process's key pair from a `.key` file (refused when others may read it).
     public static func loadKeyPair(path: String) throws -> CurveKeyPair {
         var st = stat()
         guard stat(path, &st) == 0 else { throw CurveError.cannotRead(path: path) }
         let mode = Int(st.st_mode & 0o777)
         if mode & 0o077 != 0 { throw CurveError.tooOpen(path: path, mode: mode) }
+        return try parseKeyPair(try text(path), path: path)
+    }
+
+    /// A `.key` file's text (`path` names it in errors).
+    public static func parseKeyPair(_ text: String, path: String) throws -> CurveKeyPair {
         var pub: (Int, CurveKey)?, sec: CurveKey?
-        for (n, l) in try lines(path) {
+        for (n, l) in lines(text) {
             let parts = l.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
             guard parts.count == 2 else {
                 throw CurveError.badKey(path: path, line: n, why: "expected `public-key = …` or `secret-key = …`")
@@ -195,9 +204,11 @@ public enum Curve {
         return pair
     }
 
-    /// A peer's public key from a `.pub` file (its first key line; a label after it is allowed).
-    public static func loadPublicKey(path: String) throws -> CurveKey {
-        let ls = try lines(path)
+    /// A peer's public key from a `.pub` file (its one key line; a label after it is allowed).
+    public static func loadPublicKey(path: String) throws -> CurveKey { try parsePublicKey(try text(path), path: path) }
+
+    public static func parsePublicKey(_ text: String, path: String) throws -> CurveKey {
+        let ls = lines(text)
         guard let (n, l) = ls.first else { throw CurveError.noKey(path: path, what: "public key") }
         if l.hasPrefix("secret-key") || l.hasPrefix("public-key") {
             throw CurveError.badKey(path: path, line: n, why: "this is a secret .key file: give the peer's .pub file")
@@ -208,8 +219,12 @@ public enum Curve {
 
     /// An authorized_keys file.
     public static func loadAuthorizedKeys(path: String) throws -> AuthorizedKeys {
+        try parseAuthorizedKeys(try text(path), path: path)
+    }
+
+    public static func parseAuthorizedKeys(_ text: String, path: String) throws -> AuthorizedKeys {
         var keys = AuthorizedKeys()
-        for (n, l) in try lines(path) {
+        for (n, l) in lines(text) {
             let parts = l.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
             let k = try key(String(parts[0]), path, n)
             keys.labels[k] = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : "\(URL(fileURLWithPath: path).lastPathComponent):\(n)"

@@ -23,7 +23,8 @@ public enum WireProtocol {
     /// names the records that generate and the attribute-snippets file. 3: a covariance shard names its
     /// global batch size in sentences (was tokens). 4: an evaluation shard names how its facts file is read
     /// (schema, zsRE target); a record evaluation carries token accuracies (zsRE) instead of NLL pairs.
-    public static let version: UInt16 = 4
+    /// 5: a v* chunk's hyperparameters may carry the method's stages (ENCORE's stop runs on the worker).
+    public static let version: UInt16 = 5
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
     /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for

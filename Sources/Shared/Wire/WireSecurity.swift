@@ -151,7 +151,7 @@ public final class ZAPHandler: @unchecked Sendable {  // `stopping` only under `
     }
 
     /// The reply frames to a ZAP request (RFC 27) and the decision to report.
-    static func answer(_ f: [[UInt8]], _ authorized: AuthorizedKeys) -> ([[UInt8]], Decision?) {
+    public static func answer(_ f: [[UInt8]], _ authorized: AuthorizedKeys) -> ([[UInt8]], Decision?) {
         func reply(_ id: [UInt8], _ code: String, _ text: String, user: String = "") -> [[UInt8]] {
             [Array("1.0".utf8), id, Array(code.utf8), Array(text.utf8), Array(user.utf8), []]
         }

@@ -82,7 +82,7 @@ final class WireProtocolTests: XCTestCase {
 
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
-        XCTAssertEqual(f[0], Array("AEWP".utf8) + [4, 0, 4, 0], "magic, version 4 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [5, 0, 4, 0], "magic, version 5 LE, kind 4 (heartbeat) LE")
         XCTAssertEqual(f[1], Array("{}".utf8))
     }
 
