@@ -27,7 +27,7 @@ struct Status: ParsableCommand {
         }
         let rows: [(String, String)] = [
             ("state", store.path),
-            ("method", s.method ?? "– (no campaign yet)"),
+            ("method", s.stages ?? s.method ?? "– (no campaign yet)"),
             ("batches", "\(s.batchesCommitted) / \(s.batchesTotal) committed"),
             ("requests", "\(s.requestsDone) / \(s.requestsTotal) done"),
             ("jobs", JobState.allCases.map { "\($0.rawValue) \(s.jobs[$0.rawValue] ?? 0)" }.joined(separator: ", ")),

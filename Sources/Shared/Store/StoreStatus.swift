@@ -9,6 +9,8 @@ import Foundation
 /// the contract of `alphaedit status --json`.
 public struct StoreStatus: Codable, Equatable, Sendable {
     public var method: String?
+    /// The method with its stages (EditStages.name), e.g. "memit+P, filter rect (0.2)".
+    public var stages: String?
     public var batchesCommitted: Int
     public var batchesTotal: Int
     public var requestsDone: Int
@@ -25,7 +27,7 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var filesBad: [String]?
 
     enum CodingKeys: String, CodingKey {
-        case method, jobs
+        case method, stages, jobs
         case batchesCommitted = "batches_committed", batchesTotal = "batches_total"
         case requestsDone = "requests_done", requestsTotal = "requests_total"
         case workersAlive = "workers_alive", workersKnown = "workers_known"
@@ -59,8 +61,11 @@ extension JobStore {
                 jobs[try r.string("state")] = Int(try r.int("n"))
             }
             let last = try db.queryOne("SELECT committed_at, seconds FROM batches WHERE state = 'committed' ORDER BY committed_at DESC LIMIT 1")
+            let settings = try db.queryOne("SELECT settings FROM campaigns ORDER BY id LIMIT 1")
+                .flatMap { try? JSONDecoder().decode(CampaignSettings.self, from: Data(try $0.string("settings").utf8)) }
             return StoreStatus(
                 method: try db.queryOne("SELECT method FROM campaigns ORDER BY id LIMIT 1")?.string("method"),
+                stages: settings.map { $0.hyperparameters.effectiveStages.name(for: $0.method) },
                 batchesCommitted: try count("SELECT count(*) AS n FROM batches WHERE state = 'committed'"),
                 batchesTotal: try count("SELECT count(*) AS n FROM batches"),
                 requestsDone: try count("SELECT count(*) AS n FROM requests WHERE state = 'done'"),
