@@ -41,14 +41,6 @@ public enum SlurmWorkers {
         ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"].flatMap(Int.init).map { max(1, min(256, $0)) } ?? 1
     }
 
-    /// The bound endpoint as the other nodes reach it: a wildcard host becomes this node's name.
-    static func connectable(_ bound: String) -> String {
-        for any in ["tcp://0.0.0.0:", "tcp://*:", "tcp://[::]:"] where bound.hasPrefix(any) {
-            return "tcp://\(ProcessInfo.processInfo.hostName):" + bound.dropFirst(any.count)
-        }
-        return bound
-    }
-
     static func start(count: Int, executable: String, connect: String, modelPath: String, threads: Int, logLevel: String,
                       workerKeys: CurveKeyPair, coordinatorKey: CurveKey, log: Logger) throws -> Process {
         guard let srun = srun() else { throw SlurmError.noSrun }

@@ -69,7 +69,7 @@ extension WorkerPool {
         case .slurm(let n):
             guard case let .curve(pair, _) = security, let slurmKeys else { break }
             do {
-                let p = try SlurmWorkers.start(count: n, executable: executable, connect: SlurmWorkers.connectable(pool.boundEndpoint),
+                let p = try SlurmWorkers.start(count: n, executable: executable, connect: Endpoint.connectable(pool.boundEndpoint, host: ProcessInfo.processInfo.hostName),
                                                modelPath: model, threads: cfg.workerThreads ?? SlurmWorkers.cpusPerTask,
                                                logLevel: logLevel == "info" ? "notice" : logLevel,
                                                workerKeys: slurmKeys, coordinatorKey: pair.publicKey, log: log)
@@ -119,21 +119,13 @@ extension WorkerPool {
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = ["--connect", Self.connectable(endpoint), "--model", modelPath, "--threads", "\(threads)",
+            p.arguments = ["--connect", Endpoint.connectable(endpoint, host: "127.0.0.1"), "--model", modelPath, "--threads", "\(threads)",
                            "--name", "local-\(i + 1)", "--parent-pid", "\(me)", "--log-level", logLevel]
                 + (localKeys.map { ["--key", $0.keyPath, "--coordinator-key", $0.coordinatorPath] } ?? [])
             try p.run()
             cond.withLock { children.append(p) }
             log.info("started local worker local-\(i + 1) (pid \(p.processIdentifier))")
         }
-    }
-
-    /// Where a local process connects to reach `endpoint` (a wildcard bind is reached on loopback).
-    static func connectable(_ endpoint: String) -> String {
-        for any in ["tcp://*:", "tcp://0.0.0.0:"] where endpoint.hasPrefix(any) {
-            return "tcp://127.0.0.1:" + endpoint.dropFirst(any.count)
-        }
-        return endpoint
     }
 
     /// The local workers' pids (for tests and `status`).

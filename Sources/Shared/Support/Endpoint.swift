@@ -3,6 +3,15 @@
 // Checked once, here, for the config, the coordinator's --endpoint and the worker's --connect, so a
 // typo is a message naming the endpoint instead of a ZeroMQ error or a connection that never comes.
 public enum Endpoint {
+    /// Where a peer connects to reach a socket bound at `bound`: a wildcard host (`*`, 0.0.0.0, [::])
+    /// becomes `host`; any other endpoint is returned as it is.
+    public static func connectable(_ bound: String, host: String) -> String {
+        for any in ["tcp://*:", "tcp://0.0.0.0:", "tcp://[::]:"] where bound.hasPrefix(any) {
+            return "tcp://\(host):" + bound.dropFirst(any.count)
+        }
+        return bound
+    }
+
     /// nil when `text` is a valid endpoint, else what is wrong with it.
     public static func problem(_ text: String) -> String? {
         if text.hasPrefix("ipc://") {

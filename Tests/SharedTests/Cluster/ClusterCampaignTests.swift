@@ -76,24 +76,9 @@ final class ClusterCampaignTests: XCTestCase {
         return nil
     }
 
-    /// ΔW of every edited layer after the committed batches of `state` (files checked by checksum).
-    func deltas(_ state: String) throws -> [Int: [Float]] {
-        let st = try EditState.load(directory: dir + "/" + state)
-        var sum: [Int: [Float]] = [:]
-        for b in st.manifest.batches {
-            for (l, d) in try BatchDeltas.read(from: try st.verified(b.deltas)).deltas {
-                sum[l] = zip(sum[l] ?? [Float](repeating: 0, count: d.count), d).map { $0 + $1 }
-            }
-        }
-        return sum
-    }
+    func deltas(_ state: String) throws -> [Int: [Float]] { try ClusterTestSupport.deltas(state: dir + "/" + state) }
 
-    func relativeDifference(_ a: [Int: [Float]], _ b: [Int: [Float]]) -> Double {
-        XCTAssertEqual(Set(a.keys), Set(b.keys))
-        var diff: Float = 0, scale: Float = 0
-        for (l, y) in b { for (x, y) in zip(a[l] ?? [], y) { diff = max(diff, abs(x - y)); scale = max(scale, abs(y)) } }
-        return scale > 0 ? Double(diff / scale) : .infinity
-    }
+    func relativeDifference(_ a: [Int: [Float]], _ b: [Int: [Float]]) -> Double { ClusterTestSupport.relativeDifference(a, b) }
 
     func testCampaignSurvivesKilledWorkerAndKilledCoordinator() throws {
         var t0 = ProcessStats.now()

@@ -11,21 +11,6 @@ final class SlurmTests: XCTestCase {
     let script = RepoPaths.repo.appendingPathComponent("scripts/slurm-test.sh").path
     static let conf = "/tmp/alphaedit-slurm/slurm.conf"
 
-    func run(_ executable: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = Pipe()
-        p.standardError = out
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, text)
-    }
-
     func testOutsideAnAllocationSlurmWorkersAreRefused() throws {
         let coordinator = try ClusterTestSupport.executable("alphaedit")
         let dir = try ClusterTestSupport.tempDir()
@@ -52,18 +37,18 @@ final class SlurmTests: XCTestCase {
 
     func testSbatchOfTheExampleBuildsK0EqualToInProcess() throws {
         let coordinator = try ClusterTestSupport.executable("alphaedit")
-        let (rc, said) = try run("/bin/bash", [script, "up"])
+        let (rc, said) = try ClusterTestSupport.run("/bin/bash", [script, "up"])
         if rc == 2 { throw XCTSkip("no Slurm here: \(said)") }
         XCTAssertEqual(rc, 0, said)
         guard rc == 0 else { return }
-        defer { _ = try? run("/bin/bash", [script, "down"]) }
+        defer { _ = try? ClusterTestSupport.run("/bin/bash", [script, "down"]) }
         let dir = try ClusterTestSupport.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = try ClusterTestSupport.model(in: dir)
         let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 600)
         let example = RepoPaths.repo.appendingPathComponent("examples/slurm/cov.sbatch").path
         let args = "--model \(model) --corpus \(corpus) --sentences 600 --layers 1-2 --shard-sentences 100 --out \(dir)/cov"
-        let (sb, out) = try run("/usr/bin/sbatch", ["--wait", "--ntasks=2", "--cpus-per-task=1", "--output=\(dir)/job.log", "--chdir=\(dir)",
+        let (sb, out) = try ClusterTestSupport.run("/usr/bin/sbatch", ["--wait", "--ntasks=2", "--cpus-per-task=1", "--output=\(dir)/job.log", "--chdir=\(dir)",
                                                     "--export=ALL", example],
                                 env: ["SLURM_CONF": Self.conf, "ALPHAEDIT": coordinator, "ALPHAEDIT_REPO": dir, "ALPHAEDIT_ARGS": args])
         let log = ClusterTestSupport.read(dir + "/job.log")

@@ -61,6 +61,9 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertTrue(long.hasPrefix("ipc:///tmp/alphaedit-\(getuid())/") && long.hasSuffix(".ipc"),
                       "an ipc path too long for a Unix socket falls back to one in a private /tmp folder (never plaintext tcp): \(long)")
         XCTAssertNotEqual(long, c.resolvedEndpoint(directory: "/" + String(repeating: "e", count: 120)))
+        XCTAssertEqual(Endpoint.connectable("tcp://*:5570", host: "node7"), "tcp://node7:5570")
+        XCTAssertEqual(Endpoint.connectable("tcp://0.0.0.0:41234", host: "127.0.0.1"), "tcp://127.0.0.1:41234")
+        XCTAssertEqual(Endpoint.connectable("ipc:///tmp/c.ipc", host: "x"), "ipc:///tmp/c.ipc")
         XCTAssertEqual(WorkerMode.parse("remote"), .remote)
         XCTAssertEqual(WorkerMode.parse("in-process"), .inProcess)
         XCTAssertNil(WorkerMode.parse("local"))

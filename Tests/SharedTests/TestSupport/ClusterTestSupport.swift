@@ -100,6 +100,42 @@ enum ClusterTestSupport {
     }
 
     static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    /// Runs `executable` to its end: exit status and stdout + stderr together.
+    static func run(_ executable: String, _ args: [String], env: [String: String] = [:]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        let out = Pipe()
+        p.standardError = out
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
+    /// ΔW of every edited layer summed over the committed batches of the state in `directory`
+    /// (files checked by checksum).
+    static func deltas(state directory: String) throws -> [Int: [Float]] {
+        let st = try EditState.load(directory: directory)
+        var sum: [Int: [Float]] = [:]
+        for b in st.manifest.batches {
+            for (l, d) in try BatchDeltas.read(from: try st.verified(b.deltas)).deltas {
+                sum[l] = zip(sum[l] ?? [Float](repeating: 0, count: d.count), d).map { $0 + $1 }
+            }
+        }
+        return sum
+    }
+
+    /// max |a − b| / max |b| over the layers of two ΔW sets (their layers equal).
+    static func relativeDifference(_ a: [Int: [Float]], _ b: [Int: [Float]]) -> Double {
+        XCTAssertEqual(Set(a.keys), Set(b.keys))
+        var diff: Float = 0, scale: Float = 0
+        for (l, y) in b { for (x, y) in zip(a[l] ?? [], y) { diff = max(diff, abs(x - y)); scale = max(scale, abs(y)) } }
+        return scale > 0 ? Double(diff / scale) : .infinity
+    }
 }
 
 /// Keeps every log line (for assertions on what the coordinator said) and echoes warnings and errors.
