@@ -108,12 +108,18 @@ struct StageOptions: ParsableArguments {
     @Option(help: "Filter stage on ΔW: none, prune or rect.") var filter: String?
     @Option(help: "ENCORE's stopping probability.") var encoreProbability: Float?
     @Option(help: "RECT's kept fraction of ΔW's entries.") var rectFraction: Double?
+    @Option(help: "Null-space threshold τ on C0's eigenvalues (absolute).") var nullSpaceThreshold: Double?
+    @Option(help: "Null-space threshold relative to each layer's largest eigenvalue: τ_l = ρ · λ_max (instead of the absolute τ).")
+    var nullSpaceRelative: Double?
 
     func validate() throws {
         if let targets, EditStages.Targets(rawValue: targets) == nil { throw ValidationError("--targets must be vstar, encore or nas") }
         if let filter, EditStages.Filter(rawValue: filter) == nil { throw ValidationError("--filter must be none, prune or rect") }
         if let p = encoreProbability, !(p > 0 && p < 1) { throw ValidationError("--encore-probability must be in (0, 1)") }
         if let x = rectFraction, !(x > 0 && x <= 1) { throw ValidationError("--rect-fraction must be in (0, 1]") }
+        if let x = nullSpaceThreshold, !(x.isFinite && x > 0) { throw ValidationError("--null-space-threshold must be a positive number") }
+        if let x = nullSpaceRelative, !(x > 0 && x < 1) { throw ValidationError("--null-space-relative must be in (0, 1)") }
+        if nullSpaceThreshold != nil && nullSpaceRelative != nil { throw ValidationError("give --null-space-threshold or --null-space-relative, not both") }
     }
 
     func apply(to hp: inout EditHyperparameters) {
@@ -124,5 +130,7 @@ struct StageOptions: ParsableArguments {
         if let encoreProbability { st.encoreProbability = encoreProbability }
         if let rectFraction { st.rectFraction = rectFraction }
         hp.stages = st == EditStages() ? nil : st
+        if let nullSpaceThreshold { hp.nullSpaceThreshold = nullSpaceThreshold; hp.nullSpaceRelative = nil }
+        if let nullSpaceRelative { hp.nullSpaceRelative = nullSpaceRelative }
     }
 }

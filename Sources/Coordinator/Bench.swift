@@ -172,22 +172,37 @@ struct BenchNullSpace: ParsableCommand {
     @Option(help: "Corpus sentences for K0.") var sentences = 1000
     @Option var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
+    @Option(help: "Absolute thresholds τ, comma-separated.") var taus = "2e-2,1e-2,5e-3,2e-3,1e-3"
+    @Option(help: "Relative thresholds ρ (τ_l = ρ · λ_max of layer l), comma-separated.") var relative = ""
+    @Option(help: "MEMIT λm values to compare with (same v*), comma-separated.") var memitLambdas = ""
     @Flag(help: "Print one JSON object.") var json = false
+
+    func numbers(_ s: String, _ name: String) throws -> [Double] {
+        try s.split(separator: ",").map { t in
+            guard let v = Double(t.trimmingCharacters(in: .whitespaces)), v.isFinite, v > 0 else {
+                throw ValidationError("--\(name): \"\(t)\" is not a positive number")
+            }
+            return v
+        }
+    }
 
     func run() throws {
         let cfg = try modelOptions.resolved()
         let r = try NullSpaceBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, corpus: corpus, facts: facts, requests: requests,
-                                           sentences: sentences, threads: cfg.threads) { log($0) }
+                                           sentences: sentences, taus: try numbers(taus, "taus"), relative: try numbers(relative, "relative"),
+                                           memitLambdas: try numbers(memitLambdas, "memit-lambdas"), threads: cfg.threads) { log($0) }
         if json { return try printJSON(r) }
         print(r.kernels.line)
         for l in r.layers {
             print(String(format: "layer %d: C0 eigenvalues min %.2e, median %.2e, max %.2e", l.layer, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max))
         }
         print(String(format: "%d edits, K0 of %d sentences, efficacy before %.1f", r.requests, r.sentences, r.efficacy_before))
-        print("tau      kept % per layer        efficacy  ‖ΔW k‖/‖W k‖ mean   max")
+        print("update             kept % per layer        efficacy  ‖ΔW k‖/‖W k‖ mean   max")
         for row in r.rows {
-            let kept = row.kept_fraction.map { String(format: "%.0f", 100 * $0) }.joined(separator: "/")
-            print(String(format: "%-8.0e %-23@ %8.1f  %.2e          %.2e", row.tau, kept, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
+            let kept = row.kept_fraction.isEmpty ? "–" : row.kept_fraction.map { String(format: "%.0f", 100 * $0) }.joined(separator: "/")
+            let what = row.memit_lambda.map { String(format: "MEMIT λm %g", $0) }
+                ?? row.relative.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", row.tau ?? 0)
+            print(String(format: "%-18@ %-23@ %8.1f  %.2e          %.2e", what, kept, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
         }
     }
 }

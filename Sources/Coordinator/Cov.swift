@@ -23,6 +23,8 @@ struct Cov: ParsableCommand {
     var out: String?
     @Option(help: "Null-space threshold τ: eigenvalues of C0 below it span the kept directions.")
     var threshold: Double?
+    @Option(help: "Null-space threshold relative to each layer's largest eigenvalue (τ_l = ρ · λ_max); instead of --threshold.")
+    var relative: Double?
     @Option(help: "Sentences per forward batch: batch b is corpus sentences b·N ..< (b+1)·N, the same in every shard.")
     var batchSentences = CovarianceBuilder.defaultBatchSentences
     @Option(help: "In-process only: forward passes in parallel, one BLAS thread each (default: --threads).") var workers: Int?
@@ -39,6 +41,8 @@ struct Cov: ParsableCommand {
         var eigenvalue_min: Double
         var eigenvalue_median: Double
         var eigenvalue_max: Double
+        /// The τ applied at this layer (ρ · λ_max with --relative).
+        var threshold: Double
     }
 
     struct Report: Codable {
@@ -56,6 +60,8 @@ struct Cov: ParsableCommand {
         /// Distributed runs: the coordinator's decode and merge of the shard results.
         var reduction: ReductionTimings?
         var threshold: Double
+        /// ρ when the threshold is relative to each layer's largest eigenvalue.
+        var relative: Double?
         var statistics: String
         var projector: String
         var layers: [LayerReport]
@@ -67,6 +73,8 @@ struct Cov: ParsableCommand {
             throw ValidationError("--offset must be a sentence index (0 or more)")
         }
         if let threshold, !(threshold.isFinite && threshold > 0) { throw ValidationError("--threshold must be a positive number") }
+        if let relative, !(relative > 0 && relative < 1) { throw ValidationError("--relative must be in (0, 1)") }
+        if threshold != nil && relative != nil { throw ValidationError("give --threshold or --relative, not both") }
         guard batchSentences >= 1 else { throw ValidationError("--batch-sentences must be at least 1") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let shardSentences, shardSentences < 1 { throw ValidationError("--shard-sentences must be at least 1") }
@@ -81,6 +89,7 @@ struct Cov: ParsableCommand {
         let chosen = try layers.map { try LayerList.parse($0, modelLayers: modelConfig.layers) } ?? cfg.hyperparameters.layers
         let out = self.out ?? cfg.artifacts, corpus = self.corpus ?? cfg.corpus
         let threshold = self.threshold ?? cfg.hyperparameters.nullSpaceThreshold
+        let relative = self.threshold != nil ? nil : (self.relative ?? cfg.hyperparameters.nullSpaceRelative)
         let sentences = self.sentences ?? cfg.covSentences
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
 
@@ -126,7 +135,7 @@ struct Cov: ParsableCommand {
 
         let statsPath = out + "/" + Self.statisticsFile, projPath = out + "/" + Self.projectorFile
         try stats.write(to: statsPath)
-        let projectors = try NullSpaceProjectorSet(statistics: stats, threshold: threshold)
+        let projectors = try NullSpaceProjectorSet(statistics: stats, threshold: threshold, relative: relative)
         try projectors.write(to: projPath)
 
         let tokens = try stats.count(layer: chosen[0])
@@ -134,12 +143,12 @@ struct Cov: ParsableCommand {
             let s = p.spectrum
             return LayerReport(layer: p.layer, tokens: try stats.count(layer: p.layer), dimension: p.f,
                                kept: p.keptDimension, kept_fraction: p.keptFraction,
-                               eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max)
+                               eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max, threshold: p.threshold)
         }
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
                             seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads, workers: workers,
                             cluster: cfg.workers.description, reduction: reduction,
-                            threshold: threshold, statistics: statsPath, projector: projPath, layers: rows)
+                            threshold: threshold, relative: relative, statistics: statsPath, projector: projPath, layers: rows)
         if json {
             try printJSON(report)
         } else {
@@ -152,11 +161,11 @@ struct Cov: ParsableCommand {
         print("K0 statistics: \(r.sentences) sentences of \(name) from #\(r.first_sentence), \(r.tokens) tokens, "
               + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers, %@)", r.seconds, r.tokens_per_s,
                             r.threads, r.workers, r.cluster))
-        print("null space: eigenvalues of C0 = E[kkᵀ] below τ = \(r.threshold)")
-        print("layer    tokens   kept r   kept %    min eig   median eig    max eig")
+        print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold)"))
+        print("layer    tokens   kept r   kept %    min eig   median eig    max eig          τ")
         for l in r.layers {
-            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %9.3e  %11.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,
-                         100 * l.kept_fraction, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max))
+            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %9.3e  %11.3e  %9.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,
+                         100 * l.kept_fraction, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max, l.threshold))
         }
         print("wrote \(r.statistics) and \(r.projector)")
     }

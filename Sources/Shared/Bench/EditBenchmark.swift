@@ -38,7 +38,7 @@ public struct EditBenchmark {
         let covSeconds = ProcessStats.now() - t0
         let tokens = try stats.count(layer: hp.layers[0])
         log(String(format: "K0 statistics: %d tokens in %.1f s (%.0f tokens/s)", tokens, covSeconds, Double(tokens) / covSeconds))
-        let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+        let proj = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
         let requests = try FactsFile.read(path: facts, limit: edits)
         let templates = try ContextTemplates.generate(model: a, tokenizer: tok, seed: 0)
         let alpha = try Editor(model: a, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,

@@ -1,8 +1,10 @@
 // `alphaedit bench nullspace`: how the null-space threshold τ trades preserved keys against efficacy
-// on a real model. One batch of real requests; v* once (it does not depend on P); for each τ a fresh
-// copy of the model gets the AlphaEdit update, then efficacy on the rewrite prompts and ‖ΔW k‖/‖W k‖ on
-// keys of sentences inside K₀ (the last token of the first `preserved` corpus sentences), with the
-// spectrum of C₀ per edited layer.
+// on a real model. One batch of real requests; v* once (it does not depend on P); for each τ (absolute,
+// or relative to each layer's largest eigenvalue) a fresh copy of the model gets the AlphaEdit update,
+// and for each MEMIT λm the MEMIT update from the same v*; then efficacy on the rewrite prompts and
+// ‖ΔW k‖/‖W k‖ on keys of sentences inside K₀ (the last token of the first `preserved` corpus
+// sentences), with the spectrum of C₀ per edited layer. MEMIT at the λm whose efficacy equals
+// AlphaEdit's is the comparison issue 10 asks for.
 import Support
 import Corpus
 import Kernels
@@ -21,7 +23,13 @@ public struct NullSpaceBenchmark {
     }
 
     public struct Row: Codable, Sendable {
-        public var tau: Double
+        /// "alphaedit" or "memit".
+        public var method: String
+        /// AlphaEdit: the absolute τ, or nil with `relative`; MEMIT: nil.
+        public var tau: Double?
+        /// AlphaEdit with τ_l = ρ · λ_max(C0_l).
+        public var relative: Double?
+        public var memit_lambda: Double?
         /// Kept fraction of the key space per edited layer, in `layers` order.
         public var kept_fraction: [Double]
         public var efficacy: Double
@@ -40,7 +48,8 @@ public struct NullSpaceBenchmark {
     }
 
     public static func run(modelPath: String, hp: EditHyperparameters = EditHyperparameters(), corpus: String, facts: String, requests count: Int, sentences: Int,
-                           preserved: Int = 200, taus: [Double] = [2e-2, 1e-2, 5e-3, 2e-3, 1e-3], threads: Int,
+                           preserved: Int = 200, taus: [Double] = [2e-2, 1e-2, 5e-3, 2e-3, 1e-3], relative: [Double] = [],
+                           memitLambdas: [Double] = [], threads: Int,
                            log: (String) -> Void) throws -> Result {
         let base = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: base.gguf)
@@ -54,7 +63,7 @@ public struct NullSpaceBenchmark {
         let keys = try preservedKeys(base, tok, corpus: corpus, layers: hp.layers, count: preserved)
         let before = hp.layers.map { base.weights.layers[$0].down.array }
         let pre = try TargetScorer(model: base, tokenizer: tok).efficacy(requests)
-        let first = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+        let first = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
         let zs = try Editor(model: base, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
                             projectors: first, statistics: nil).targets(requests)
         let layers = first.projectors.map { p in
@@ -62,21 +71,32 @@ public struct NullSpaceBenchmark {
         }
         log(String(format: "τ sweep: %d requests, K₀ of %d sentences, efficacy before %.1f", requests.count, sentences, pre))
         var rows: [Row] = []
-        for tau in taus {
+        // One configuration: a fresh model, the update from the shared v*, then the two figures.
+        func measure(_ method: EditMethod, _ proj: NullSpaceProjectorSet?, _ h: EditHyperparameters) throws -> (Double, Double, Double) {
             let m = try LlamaModel(path: modelPath)
-            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: tau)
-            _ = try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
-                           projectors: proj, statistics: nil).apply(requests, zs: zs)
+            _ = try Editor(model: m, tokenizer: tok, hp: h, method: method, templates: templates,
+                           projectors: proj, statistics: method == .memit ? stats : nil).apply(requests, zs: zs)
             let post = try TargetScorer(model: m, tokenizer: tok).efficacy(requests)
             var ratios: [Double] = []
             for (li, l) in hp.layers.enumerated() {
                 ratios += relativeChange(before[li], m.weights.layers[l].down.array, keys[l] ?? [], d: m.config.hidden, f: m.config.ffn)
             }
-            let row = Row(tau: tau, kept_fraction: proj.projectors.map(\.keptFraction), efficacy: post,
-                          preserved_change_mean: ratios.reduce(0, +) / Double(max(1, ratios.count)),
-                          preserved_change_max: ratios.max() ?? .nan)
-            log(String(format: "τ %.0e: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", tau, post, row.preserved_change_mean))
-            rows.append(row)
+            return (post, ratios.reduce(0, +) / Double(max(1, ratios.count)), ratios.max() ?? .nan)
+        }
+        for (tau, rho) in taus.map({ ($0 as Double?, nil as Double?) }) + relative.map({ (nil, $0) }) {
+            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: tau ?? hp.nullSpaceThreshold, relative: rho)
+            let (post, mean, mx) = try measure(.alphaedit, proj, hp)
+            rows.append(Row(method: "alphaedit", tau: tau, relative: rho, kept_fraction: proj.projectors.map(\.keptFraction),
+                            efficacy: post, preserved_change_mean: mean, preserved_change_max: mx))
+            log(String(format: "%@: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", rho.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", tau ?? 0), post, mean))
+        }
+        for lambda in memitLambdas {
+            var h = hp
+            h.memitLambda = lambda
+            let (post, mean, mx) = try measure(.memit, nil, h)
+            rows.append(Row(method: "memit", memit_lambda: lambda, kept_fraction: [], efficacy: post,
+                            preserved_change_mean: mean, preserved_change_max: mx))
+            log(String(format: "MEMIT λm %g: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", lambda, post, mean))
         }
         return Result(requests: requests.count, sentences: sentences, preserved_keys: preserved, efficacy_before: pre,
                       layers: layers, rows: rows)

@@ -129,7 +129,7 @@ public enum EditCampaign {
         let stats = r.method == .memit ? try KeyStatistics.read(from: basePath) : nil
         // MEMIT+P (EditStages.swift) takes its projectors from MEMIT's base, the statistics.
         let proj = r.method == .alphaedit ? try NullSpaceProjectorSet.read(from: basePath)
-            : try stats.flatMap { hp.effectiveStages.projects(r.method) ? try NullSpaceProjectorSet(statistics: $0, threshold: hp.nullSpaceThreshold) : nil }
+            : try stats.flatMap { hp.effectiveStages.projects(r.method) ? try NullSpaceProjectorSet(statistics: $0, hyperparameters: hp) : nil }
         let cp = try st.manifest.cp.map { try SequentialState.read(from: try st.verified($0)) }
         let editor = try Editor(model: model, tokenizer: tok, hp: hp, method: r.method, templates: campaign.templates,
                                 projectors: proj, statistics: stats, state: cp)
@@ -201,7 +201,7 @@ public enum EditCampaign {
         let hp = campaign.settings.hyperparameters
         switch campaign.settings.method {
         case .alphaedit:
-            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+            let proj = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
             for p in proj.projectors {
                 events.log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions "
                            + "(\(String(format: "%.1f", 100 * p.keptFraction))%), \(p.spectrum)")

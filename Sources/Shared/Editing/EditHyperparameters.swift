@@ -21,6 +21,9 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
     public var earlyStopLoss: Float = 0.05
     /// Null-space threshold τ on the eigenvalues of C0.
     public var nullSpaceThreshold: Double = 2e-2
+    /// A threshold relative to each layer's largest eigenvalue: τ_l = ρ · λ_max(C0_l), used instead of
+    /// `nullSpaceThreshold` when set (issue 10: an absolute τ does not transfer between layers or models).
+    public var nullSpaceRelative: Double?
     /// AlphaEdit's λ.
     public var lambda: Double = 10
     /// MEMIT's λm.

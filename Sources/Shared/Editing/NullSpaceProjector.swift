@@ -56,17 +56,20 @@ public struct NullSpaceProjector: Equatable, Sendable {
     /// Number of eigenvalues strictly below `t` (for logging other candidate thresholds).
     public func count(below t: Double) -> Int { eigenvalues.prefix { $0 < t }.count }
 
-    /// docs/algorithm.md §1: C0 (f×f, symmetric) → Û = eigenvectors with eigenvalue < τ.
-    public init(c0: Matrix64, threshold: Double = NullSpaceProjector.defaultThreshold, layer: Int) throws {
+    /// docs/algorithm.md §1: C0 (f×f, symmetric) → Û = eigenvectors with eigenvalue < τ. With
+    /// `relative` = ρ, τ = ρ · λ_max(C0) instead (stored as the absolute τ it came to, so the artifact
+    /// and everything downstream are unchanged).
+    public init(c0: Matrix64, threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil, layer: Int) throws {
         guard c0.rows == c0.cols else {
             throw LinearAlgebraError.shapeMismatch("C0 of layer \(layer) is \(c0.rows)×\(c0.cols), not square")
         }
-        guard threshold.isFinite else { throw LinearAlgebraError.nonFinite("null-space threshold") }
+        guard threshold.isFinite, relative?.isFinite ?? true else { throw LinearAlgebraError.nonFinite("null-space threshold") }
         guard c0.values.allSatisfy({ $0.isFinite }) else {
             throw LinearAlgebraError.nonFinite("C0 of layer \(layer)")
         }
         let f = c0.rows
         let (values, vectors) = try LAPACK.symmetricEigen(c0.values, n: f)
+        let threshold = relative.map { $0 * Swift.max(values.last ?? 0, 0) } ?? threshold
         // Ascending order puts the kept eigenvectors in the first r columns.
         let r = values.prefix { $0 < threshold }.count
         var u = Matrix64(zeros: f, r)
@@ -129,11 +132,16 @@ public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
     }
 
     /// docs/algorithm.md §1 for every layer of the statistics: C0 = S / n, then the projector.
-    public init(statistics: KeyStatistics, threshold: Double = NullSpaceProjector.defaultThreshold) throws {
+    public init(statistics: KeyStatistics, threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil) throws {
         let ps = try statistics.layers.map { layer in
-            try NullSpaceProjector(c0: try statistics.mean(layer: layer), threshold: threshold, layer: layer)
+            try NullSpaceProjector(c0: try statistics.mean(layer: layer), threshold: threshold, relative: relative, layer: layer)
         }
         try self.init(projectors: ps, provenance: statistics.provenance)
+    }
+
+    /// The projectors the hyperparameters ask for: the relative threshold when set, else the absolute one.
+    public init(statistics: KeyStatistics, hyperparameters hp: EditHyperparameters) throws {
+        try self.init(statistics: statistics, threshold: hp.nullSpaceThreshold, relative: hp.nullSpaceRelative)
     }
 
     public func projector(layer: Int) throws -> NullSpaceProjector {

@@ -88,7 +88,7 @@ public final class EvalCampaign {
     public func makeEditor(_ method: EditMethod, statistics stats: KeyStatistics) throws -> Editor {
         var proj: NullSpaceProjectorSet?
         if settings.hp.effectiveStages.projects(method) || method == .alphaedit {
-            let p = try NullSpaceProjectorSet(statistics: stats, threshold: settings.hp.nullSpaceThreshold)
+            let p = try NullSpaceProjectorSet(statistics: stats, hyperparameters: settings.hp)
             log("null space kept: " + p.projectors.map { String(format: "layer %d %.1f%%", $0.layer, 100 * $0.keptFraction) }.joined(separator: ", "))
             proj = p
         }

@@ -157,6 +157,45 @@ extension EditMathTests {
         print("c_cov500_layer3: r = \(p.keptDimension) of 1536 (\(p.keptFraction)), #λ<1e-2 = \(p.count(below: 1e-2)), \(p.spectrum)")
     }
 
+    /// The relative threshold: τ_l = ρ · λ_max of each layer, so the same ρ keeps the same directions of
+    /// a layer whatever its scale, where one absolute τ keeps all of one layer and none of another.
+    func testRelativeNullSpaceThresholdScalesWithTheLayer() throws {
+        // A rotated diagonal: eigenvalues 1e-5 … 1e1 (one per decade), at two scales (×1 and ×1000).
+        let f = 7, eig: [Double] = (0..<f).map { pow(10, Double($0) - 5) }
+        var q = Matrix64(zeros: f, f)  // an orthogonal Q from a Householder reflection
+        let v: [Double] = (0..<f).map { Double($0 + 1) }, vv = v.reduce(0) { $0 + $1 * $1 }
+        for i in 0..<f { for j in 0..<f { q[i, j] = (i == j ? 1 : 0) - 2 * v[i] * v[j] / vv } }
+        func c0(_ scale: Double) -> Matrix64 {
+            var c = Matrix64(zeros: f, f)
+            for i in 0..<f { for j in 0..<f { c[i, j] = (0..<f).reduce(0.0) { $0 + q[i, $1] * scale * eig[$1] * q[j, $1] } } }
+            return c
+        }
+        for scale in [1.0, 1000.0] {
+            let p = try NullSpaceProjector(c0: c0(scale), relative: 5e-4, layer: 0)
+            XCTAssertEqual(p.threshold, 5e-4 * 10 * scale, accuracy: 1e-9 * scale, "τ = ρ λ_max")
+            XCTAssertEqual(p.keptDimension, 3, "λ/λ_max = 1e-6, 1e-5, 1e-4 are below 5e-4 at scale \(scale)")
+            // The stored projector is an ordinary absolute-τ one: it reassembles from its parts.
+            XCTAssertEqual(try NullSpaceProjector(layer: 0, threshold: p.threshold, eigenvalues: p.eigenvalues, basis: p.basis), p)
+            let absolute = try NullSpaceProjector(c0: c0(scale), threshold: 2e-2, layer: 0)
+            XCTAssertEqual(absolute.keptDimension, scale == 1 ? 4 : 1, "the absolute τ keeps a different share at each scale")
+        }
+        // Through the hyperparameters and the config, and refused out of (0, 1).
+        var hp = EditHyperparameters()
+        hp.nullSpaceRelative = 1e-3
+        let c = try ClusterConfig.parse("null_space_relative = 1e-3\n")
+        XCTAssertEqual(c.hyperparameters.nullSpaceRelative, 1e-3)
+        XCTAssertThrowsError(try ClusterConfig.parse("null_space_relative = 2\n")) {
+            XCTAssertEqual("\($0)", #"config line 1: null_space_relative = "2" is invalid (expected a number in (0, 1))"#)
+        }
+        XCTAssertThrowsError(try NullSpaceProjector(c0: c0(1), relative: .nan, layer: 0))
+        // A resume with another rule is refused, naming the field.
+        let settings = { (h: EditHyperparameters) in
+            CampaignSettings(method: .alphaedit, model: "m", modelChecksum: "0", facts: "f", factsChecksum: "0", requestCount: 1, batchSize: 1,
+                             hyperparameters: h, templateSeed: 0, corpus: "c", covSentences: 1)
+        }
+        XCTAssertEqual(settings(EditHyperparameters()).differences(from: settings(hp)).map(\.key), ["hyperparameters.nullSpaceRelative"])
+    }
+
     func testNPYReaderReadsFloat32AndRejectsBadFiles() throws {
         func npy(_ header: String, _ payload: [Float]) -> [UInt8] {
             var h = Array(header.utf8)

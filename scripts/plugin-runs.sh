@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The plug-in experiment of issue 14 (README "Methods as stages"): MEMIT, PRUNE and RECT, each with and
+# without the null-space projection, N sequential edits in batches of 100 on pararel-cf dev, the same
+# settings otherwise (SmolLM2 defaults, λm 2000 tuned in docs/evaluation.md, K0 of 2,000 sentences).
+# Two lanes side by side, one thread each (a 2-core machine): lane "off" runs the three without the
+# projection, lane "on" the three with it (both build the same K0 statistics at first; the cache write is atomic). Each run writes state/plugin/<name>/report.{json,md}, plot.svg
+# and its log state/plugin/<name>.log; then `plot` draws all six into state/plugin/plot.
+#   scripts/plugin-runs.sh [off|on|plot|all]     (N=200 GEN=20 by default; all = both lanes, then plot)
+set -u
+cd "$(dirname "$0")/.."
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
+N=${N:-200}; GEN=${GEN:-20}; OUT=${OUT:-state/plugin}
+mkdir -p "$OUT"
+A=$OUT/alphaedit
+[ -x "$A" ] || cp .build/release/alphaedit "$A"   # a copy, so a rebuild does not swap the binary under the runs
+COMMON=(--limit "$N" --batch-size 100 --method memit --memit-lambda 2000 --gen-records "$GEN"
+        --general-items 10 --general-every 100 --hidden-prompts 200 --cluster in-process --threads 1 --json)
+run() {  # name, args…
+    local name=$1; shift
+    [ -f "$OUT/$name/report.json" ] && { echo "== $name: done before" >&2; return; }
+    echo "== $name: $A eval ${COMMON[*]} $*" >&2
+    /usr/bin/time -f "$name wall %e s" "$A" eval "${COMMON[@]}" "$@" --out "$OUT/$name" > "$OUT/$name.log" 2>&1
+    tail -n 1 "$OUT/$name.log" >&2
+}
+lane() {
+    case $1 in
+      off) run memit; run prune --filter prune; run rect --filter rect ;;
+      on)  run memit-p --project; run prune-p --filter prune --project; run rect-p --filter rect --project ;;
+    esac
+}
+plot() {
+    "$A" eval --plot "$OUT"/{memit,memit-p,prune,prune-p,rect,rect-p}/report.json --out "$OUT/plot" > "$OUT/plot.md"
+}
+case ${1:-all} in
+  off|on) lane "$1" ;;
+  plot) plot ;;
+  all) lane off & lane on & wait; plot ;;
+esac
