@@ -17,7 +17,15 @@ COMMON=(--limit "$N" --batch-size 100 --method memit --memit-lambda 2000 --gen-r
         --general-items 10 --general-every 100 --hidden-prompts 200 --cluster in-process --threads 1 --json)
 run() {  # name, args…
     local name=$1; shift
+    while pgrep -f -- "--out $OUT/$name\$" > /dev/null; do sleep 20; done   # an earlier invocation is running it
     [ -f "$OUT/$name/report.json" ] && { echo "== $name: done before" >&2; return; }
+    # The unedited row is the same for every configuration: after the first, reuse it (eval --pre-from).
+    local pre=()
+    if [ "$name" != memit ]; then
+        for _ in $(seq 90); do [ -f "$OUT/memit/report.json" ] && break; sleep 20; done
+        [ -f "$OUT/memit/report.json" ] && pre=(--pre-from "$OUT/memit/report.json")
+    fi
+    set -- "${pre[@]}" "$@"
     echo "== $name: $A eval ${COMMON[*]} $*" >&2
     /usr/bin/time -f "$name wall %e s" "$A" eval "${COMMON[@]}" "$@" --out "$OUT/$name" > "$OUT/$name.log" 2>&1
     tail -n 1 "$OUT/$name.log" >&2

@@ -38,6 +38,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Wikitext sentences for perplexity.") var pplSentences = 200
     @Option(help: "Factual prompts for the hidden-representation shift (0: skip).") var hiddenPrompts = 1000
     @Option(help: "Evaluate an existing edit state (its batches) instead of editing.") var state: String?
+    @Option(help: "Reuse the pre-edit row (per-record results, general capability at 0 edits) of an earlier report.json of the same model, records and evaluation settings.")
+    var preFrom: String?
     @Option(help: "Report directory (report.json, report.md, shards).") var out: String?
     @Option(parsing: .upToNextOption, help: "Only draw: eval report.json files → <out>/plot.svg and a combined table.") var plot: [String] = []
     @Option(help: "Only sweep MEMIT λm on the first batch, e.g. 15000,5000,1000.") var tuneMemitLambda: String?
@@ -68,6 +70,8 @@ struct Eval: ParsableCommand {
         s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
+        s.modelIdentity = "\(URL(fileURLWithPath: cfg.model).lastPathComponent) \(try EditState.fileChecksum(cfg.model))"
+        if let preFrom { s.preFrom = (preFrom, try EvalReport.read(path: preFrom)) }
         if let vLr { s.hp.vLR = vLr }
         if let memitLambda { s.hp.memitLambda = memitLambda }
         if let layers { s.hp.layers = try LayerList.parse(layers) }

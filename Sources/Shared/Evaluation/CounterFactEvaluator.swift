@@ -143,11 +143,14 @@ public enum EvalError: Error, Equatable, CustomStringConvertible {
     case noNeighborhoodAnswer(index: Int)
     case badOption(String)
     case unreadable(String)
+    /// An input made for other settings (e.g. `--pre-from` of another run).
+    case mismatch(String)
     public var description: String {
         switch self {
         case .noNeighborhoodAnswer(let i): "record \(i) has neighborhood prompts but no answer for them (zsRE's loc_ans) and no true target"
         case .badOption(let s): s
         case .unreadable(let s): s
+        case .mismatch(let s): s
         }
     }
 }

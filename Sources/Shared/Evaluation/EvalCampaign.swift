@@ -30,6 +30,12 @@ public struct EvalCampaignSettings: Sendable {
     /// Prompts for the hidden-shift measure (0: none).
     public var hiddenPrompts: [String] = []
     public var threads = 2
+    /// The model file's name and checksum, recorded in the report (and compared by `preFrom`).
+    public var modelIdentity: String?
+    /// An earlier report whose pre-edit row (per-record results and general capability at 0 edits)
+    /// this run reuses instead of evaluating the unedited model again; checked to be of the same
+    /// model, records and evaluation settings (`EvalCampaign.reusablePre`).
+    public var preFrom: (path: String, report: EvalReport)?
     public init() {}
 }
 
@@ -121,11 +127,19 @@ public final class EvalCampaign {
         var evalTime = 0.0, editTime = 0.0
         func timed<T>(_ f: () throws -> T) rethrows -> T { let t = ProcessStats.now(); defer { evalTime += ProcessStats.now() - t }; return try f() }
 
-        log("evaluating the unedited model on \(records.count) records")
-        let pre = try timed { try evaluate(records, firstIndex: firstIndex, "pre-edit evaluation") }
+        let pre: EvalShard, general0: GeneralCapabilityResult?
+        if let (path, earlier) = s.preFrom {
+            (pre, general0) = try Self.reusablePre(earlier, path: path, records: records, firstIndex: firstIndex, name: name,
+                                                   settings: s, generation: evaluator.generation, generationRecords: evaluator.generationRecords)
+            log("pre-edit row of \(records.count) records from \(path)")
+        } else {
+            log("evaluating the unedited model on \(records.count) records")
+            pre = try timed { try evaluate(records, firstIndex: firstIndex, "pre-edit evaluation") }
+            general0 = try timed { try general() }
+        }
         let known = pre.knownIndices
         log("pre-edit: " + Self.brief(pre.summary()) + "; the model prefers the true target on \(known.count) records")
-        var curve = [EvalPoint(edits: 0, summary: pre.summary(), general: try timed { try general() })]
+        var curve = [EvalPoint(edits: 0, summary: pre.summary(), general: general0)]
         let hiddenBefore = s.hiddenPrompts.isEmpty ? nil
             : try timed { try HiddenStates.capture(model: model, tokenizer: tokenizer, prompts: s.hiddenPrompts, layer: s.hp.zLayer) }
 
@@ -185,11 +199,45 @@ public final class EvalCampaign {
             post = pre
         }
         let method = s.state != nil ? "state" : (s.method?.rawValue ?? "none")
-        return EvalReport(method: method, records: "\(name) [\(firstIndex), \(firstIndex + records.count))", recordCount: records.count,
+        return EvalReport(method: method, model: s.modelIdentity, records: Self.recordsLabel(name, firstIndex, records.count), recordCount: records.count,
                           batchSize: s.batchSize, edits: edits, hyperparameters: hp, generation: evaluator.generation,
                           pre: pre.summary(), post: post.summary(), preKnown: pre.summary(only: known), postKnown: post.summary(only: known),
                           curve: curve, hiddenShift: shift, seconds: ProcessStats.now() - start, editSeconds: editTime,
                           evalSeconds: evalTime, preShard: pre, postShard: post)
+    }
+
+    static func recordsLabel(_ name: String, _ first: Int, _ count: Int) -> String { "\(name) [\(first), \(first + count))" }
+
+    /// The pre-edit row of `earlier` if it was made for this run's inputs: the same model (when both
+    /// name theirs), records (file, range and case ids), generation settings and generated records,
+    /// and general capability at 0 edits with as many items (or none on both sides). Any difference
+    /// is an error naming it: a row of other inputs would silently change every "pre" figure.
+    static func reusablePre(_ earlier: EvalReport, path: String, records: [EditRequest], firstIndex: Int, name: String,
+                            settings s: EvalCampaignSettings, generation: GenerationSettings?,
+                            generationRecords: Range<Int>?) throws -> (EvalShard, GeneralCapabilityResult?) {
+        func refuse(_ what: String) -> EvalError { .mismatch("--pre-from \(path): \(what)") }
+        guard let shard = earlier.preShard else { throw refuse("the report has no per-record pre-edit results") }
+        if let a = earlier.model, let b = s.modelIdentity, a != b { throw refuse("made with model \(a), this run uses \(b)") }
+        let label = recordsLabel(name, firstIndex, records.count)
+        guard earlier.records == label else { throw refuse("records \(earlier.records), this run evaluates \(label)") }
+        let ids = shard.records.map { [$0.index, $0.caseID ?? -1] }
+        let want = records.enumerated().map { [firstIndex + $0.offset, $0.element.caseID ?? -1] }
+        guard ids == want else { throw refuse("its per-record results are not those of these records (indices and case ids differ)") }
+        guard earlier.generation == generation else {
+            throw refuse("generation \(earlier.generation.map { "\($0)" } ?? "off"), this run: \(generation.map { "\($0)" } ?? "off")")
+        }
+        let generated = Set(shard.records.filter { $0.fluency != nil }.map(\.index))
+        let asked = generation == nil ? Set<Int>() : Set(want.map { $0[0] }.filter { generationRecords?.contains($0) ?? true })
+        guard generated == asked else { throw refuse("it generated for \(generated.count) records, this run generates for \(asked.count)") }
+        let general = earlier.curve.first { $0.edits == 0 }?.general
+        let items = general?.items ?? 0
+        guard items == s.generalItems else {
+            throw refuse("general capability with \(items) items per task, this run asks for \(s.generalItems)")
+        }
+        if let general, general.sentences != s.perplexitySentences {
+            throw refuse("perplexity over \(general.sentences) sentences, this run asks for \(s.perplexitySentences)")
+        }
+        return (shard, general)
     }
 
     static func brief(_ s: EvalSummary) -> String {

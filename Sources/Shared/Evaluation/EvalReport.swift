@@ -19,6 +19,8 @@ public struct EvalPoint: Codable, Equatable, Sendable {
 
 public struct EvalReport: Codable, Sendable {
     public var method: String
+    /// The model file's name and FNV-1a-64 checksum (reports from before it was kept: nil).
+    public var model: String?
     public var records: String          // file and range, e.g. "dev.jsonl [0, 20)"
     public var recordCount: Int
     public var batchSize: Int
@@ -50,6 +52,10 @@ public struct EvalReport: Codable, Sendable {
 
     public static func read(path: String) throws -> EvalReport {
         guard let d = FileManager.default.contents(atPath: path) else { throw EvalError.unreadable("cannot read report \(path)") }
+        return try read(data: d, path: path)
+    }
+
+    public static func read(data d: Data, path: String = "<memory>") throws -> EvalReport {
         let dec = JSONDecoder()
         dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         do { return try dec.decode(EvalReport.self, from: d) } catch { throw EvalError.unreadable("\(path): not an eval report (\(error))") }

@@ -91,4 +91,41 @@ final class EvalCampaignTests: XCTestCase {
             XCTAssertEqual(back.curve, report.curve)
         }
     }
+
+    /// `--pre-from`: a second run reuses the first run's pre-edit row (and gets the same report), and
+    /// a row made for other records, generation or general-capability settings is refused by name.
+    func testPreFromReusesTheUneditedRowOfTheSameInputs() throws {
+        let dir = try fixtures()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var s = EvalCampaignSettings()
+        s.method = .memit; s.batchSize = 2; s.generalEvery = 2; s.generalItems = 2; s.perplexitySentences = 5
+        s.generalDirectory = dir; s.perplexityCorpus = dir + "/wiki.txt"; s.corpus = dir + "/wiki.txt"; s.covSentences = 60
+        s.hp.layers = [0, 1]; s.hp.vSteps = 5; s.modelIdentity = "synthetic 0"
+        let gen = GenerationSettings(maxTokens: 4)
+        let records = Array(EvalShardTests.records.prefix(2))
+        func run(_ s: EvalCampaignSettings, _ recs: [EditRequest] = records, first: Int = 0, generation: GenerationSettings? = gen) throws -> EvalReport {
+            let (m, tok) = try EvalShardTests.model(layers: 3)   // a fresh, unedited model each run
+            let ev = CounterFactEvaluator(model: m, tokenizer: tok, generation: generation)
+            return try EvalCampaign(model: m, tokenizer: tok, evaluator: ev, settings: s).run(records: recs, firstIndex: first, name: "fixture")
+        }
+        let a = try run(s)
+        XCTAssertEqual(a.model, "synthetic 0")
+        var r = s
+        r.preFrom = ("a.json", try EvalReport.read(data: Data(try a.json().utf8)))
+        let b = try run(r)
+        XCTAssertEqual(b.preShard, a.preShard)
+        XCTAssertEqual(b.curve, a.curve, "general capability at 0 edits reused, the rest recomputed equal")
+        XCTAssertEqual(b.postShard, a.postShard)
+        func refused(_ run: () throws -> EvalReport, _ what: String) {
+            XCTAssertThrowsError(try run()) { XCTAssertTrue("\($0)".hasPrefix("--pre-from a.json: \(what)"), "\($0)") }
+        }
+        refused({ try run(r, Array(EvalShardTests.records.prefix(3))) }, "records fixture [0, 2), this run evaluates fixture [0, 3)")
+        refused({ try run(r, generation: nil) }, "generation")
+        var other = r
+        other.generalItems = 1
+        refused({ try run(other) }, "general capability with 2 items per task, this run asks for 1")
+        other = r
+        other.modelIdentity = "another 1"
+        refused({ try run(other) }, "made with model synthetic 0, this run uses another 1")
+    }
 }
