@@ -162,14 +162,10 @@ struct Eval: ParsableCommand {
         let reports = try plot.map { try EvalReport.read(path: $0) }
         let dir = out ?? "."
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let series = reports.map { r -> (label: String, points: [EvalPlot.Point]) in
-            var label = r.method
-            if r.method == "memit", let l = r.hyperparameters?.memitLambda { label += String(format: " (λm %g)", l) }
-            if r.method == "alphaedit", let v = r.hyperparameters?.vLR { label += String(format: " (v_lr %g)", v) }
-            return (label, EvalPlot.points(r))
-        }
+        let series = reports.map { ($0.label, EvalPlot.points($0)) }
         try EvalPlot.svg(series).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
-        for r in reports { print("## \(r.method), \(r.records)\n\n" + r.markdown()) }
+        print(EvalReport.comparison(reports))
+        for r in reports { print("## \(r.label), \(r.records)\n\n" + r.markdown()) }
         log("plot: \(dir)/plot.svg")
     }
 }

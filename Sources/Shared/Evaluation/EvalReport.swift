@@ -84,6 +84,37 @@ public struct EvalReport: Codable, Sendable {
         return "{" + body.joined(separator: ",") + "}"
     }
 
+    /// The run's name: the method with its stages (EditStages.name), λm for MEMIT, v_lr for AlphaEdit.
+    public var label: String {
+        guard let hp = hyperparameters, let m = EditMethod(rawValue: method) else { return method }
+        var s = hp.effectiveStages.name(for: m)
+        if m == .memit { s += String(format: " (λm %g)", hp.memitLambda) }
+        if m == .alphaedit { s += String(format: " (v_lr %g)", hp.vLR) }
+        return s
+    }
+
+    /// One row per report after its edits (the first report's pre-edit row on top): the headline
+    /// metrics with standard errors, perplexity before → after, the hidden shift and the wall time.
+    public static func comparison(_ reports: [EvalReport]) -> String {
+        let cols: [EvalMetric] = [.efficacy, .generalization, .specificity, .fluency, .consistency]
+        var out = "| run | edits | " + cols.map(\.rawValue).joined(separator: " | ") + " | specificity, known facts | perplexity | hidden ‖Δh‖/‖h‖ | wall |\n"
+        out += "|---|---|" + cols.map { _ in "---" }.joined(separator: "|") + "|---|---|---|---|\n"
+        func ppl(_ r: EvalReport, _ edits: Int) -> String {
+            r.curve.last { $0.edits == edits }?.general.map { String(format: "%.2f", $0.perplexity) } ?? "–"
+        }
+        if let first = reports.first {
+            out += "| unedited | 0 | " + cols.map { cell(first.pre, $0) }.joined(separator: " | ")
+                + " | \(cell(first.preKnown, .specificity)) | \(ppl(first, 0)) | – | – |\n"
+        }
+        for r in reports {
+            out += "| \(r.label) | \(r.edits) | " + cols.map { cell(r.post, $0) }.joined(separator: " | ")
+                + " | \(cell(r.postKnown, .specificity)) | \(ppl(r, r.edits)) | "
+                + (r.hiddenShift.map { String(format: "%.3f", $0.meanRelativeChange) } ?? "–")
+                + String(format: " | %.0f s |\n", r.seconds)
+        }
+        return out
+    }
+
     static func cell(_ s: EvalSummary, _ m: EvalMetric) -> String {
         guard let x = s.metrics[m] else { return "–" }
         return String(format: "%.1f ± %.1f", x.mean, x.standardError)

@@ -116,6 +116,14 @@ final class EvalCampaignTests: XCTestCase {
         XCTAssertEqual(b.preShard, a.preShard)
         XCTAssertEqual(b.curve, a.curve, "general capability at 0 edits reused, the rest recomputed equal")
         XCTAssertEqual(b.postShard, a.postShard)
+        // `eval --plot`'s comparison: the unedited row, then one row per run named by its stages.
+        var c = b
+        c.hyperparameters?.stages = EditStages(project: true, filter: .rect)
+        let table = EvalReport.comparison([a, c])
+        XCTAssertTrue(table.contains("\n| unedited | 0 | "), table)
+        XCTAssertTrue(table.contains("\n| memit (λm 15000) | 2 | "), table)
+        XCTAssertTrue(table.contains("\n| memit+P, filter rect (0.2) (λm 15000) | 2 | "), table)
+        XCTAssertEqual(table.split(separator: "\n").count, 5, "header, rule, unedited, two runs")
         func refused(_ run: () throws -> EvalReport, _ what: String) {
             XCTAssertThrowsError(try run()) { XCTAssertTrue("\($0)".hasPrefix("--pre-from a.json: \(what)"), "\($0)") }
         }
