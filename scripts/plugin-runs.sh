@@ -5,16 +5,17 @@
 # Two lanes side by side, one thread each (a 2-core machine): lane "off" runs the three without the
 # projection, lane "on" the three with it (both build the same K0 statistics at first; the cache write is atomic). Each run writes state/plugin/<name>/report.{json,md}, plot.svg
 # and its log state/plugin/<name>.log; then `plot` draws all six into state/plugin/plot.
-#   scripts/plugin-runs.sh [off|on|plot|all]     (N=200 GEN=20 by default; all = both lanes, then plot)
+#   scripts/plugin-runs.sh [off|on|plot|all]     (N=200 GEN=20 EVERY=100 by default; all = both lanes, then plot)
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
 N=${N:-200}; GEN=${GEN:-20}; OUT=${OUT:-state/plugin}
+EVERY=${EVERY:-100}   # general capability (and a curve point) every EVERY edits
 mkdir -p "$OUT"
 A=$OUT/alphaedit
 [ -x "$A" ] || cp .build/release/alphaedit "$A"   # a copy, so a rebuild does not swap the binary under the runs
 COMMON=(--limit "$N" --batch-size 100 --method memit --memit-lambda 2000 --gen-records "$GEN"
-        --general-items 10 --general-every 100 --hidden-prompts 200 --cluster in-process --threads 1 --json)
+        --general-items 10 --general-every "$EVERY" --hidden-prompts 200 --cluster in-process --threads 1 --json)
 run() {  # name, args…
     local name=$1; shift
     while pgrep -f -- "--out $OUT/$name\$" > /dev/null; do sleep 20; done   # an earlier invocation is running it
