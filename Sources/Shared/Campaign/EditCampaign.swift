@@ -171,6 +171,7 @@ public enum EditCampaign {
             let eff = pre.isNaN ? "" : String(format: "; efficacy on its rewrite prompts %.1f → %.1f", pre, post)
             events.log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s",
                               b.index, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
+            for n in out.filterNotes { events.log("  " + n) }
         }
         let done = try EditState(store: store).manifest.batches
         return EditCampaignSummary(batchesCommitted: done.count, edits: done.reduce(0) { $0 + $1.requests },

@@ -96,8 +96,13 @@ public enum StageMath {
     /// PRUNE on an accumulated update Δ (d×f): Δ = U Σ Vᵀ from the eigenvectors U of Δ Δᵀ (d×d);
     /// each σ > `bound` becomes pruneValue(σ), i.e. Δ' = Δ + U_big diag(F(σ)/σ − 1) U_bigᵀ Δ.
     public static func prune(_ delta: Matrix64, bound: Double) throws -> Matrix64 {
+        try pruneReporting(delta, bound: bound).0
+    }
+
+    /// `prune`, with Δ's largest singular value and how many were above the bound (for the log).
+    public static func pruneReporting(_ delta: Matrix64, bound: Double) throws -> (Matrix64, largest: Double, shrunk: Int) {
         let d = delta.rows
-        guard d > 0, delta.cols > 0 else { return delta }
+        guard d > 0, delta.cols > 0 else { return (delta, 0, 0) }
         let m = try delta.times(delta, transposeOther: true)                     // Δ Δᵀ, d×d
         let (values, vectors) = try LAPACK.symmetricEigen(m.values, n: d)        // ascending; vectors column-major
         var big: [(Int, Double)] = []
@@ -105,7 +110,8 @@ public enum StageMath {
             let s = max(v, 0).squareRoot()
             if s > bound { big.append((i, pruneValue(s, bound: bound) / s - 1)) }
         }
-        if big.isEmpty { return delta }
+        let largest = max(values.last ?? 0, 0).squareRoot()
+        if big.isEmpty { return (delta, largest, 0) }
         // U_big (d×k) scaled columns, then Δ + U_big diag(c) (U_bigᵀ Δ).
         var ub = Matrix64(zeros: d, big.count), ubScaled = Matrix64(zeros: d, big.count)
         for (j, (i, c)) in big.enumerated() {
@@ -116,7 +122,7 @@ public enum StageMath {
             }
         }
         let proj = try ub.times(delta, transposeSelf: true)                       // U_bigᵀ Δ, k×f
-        return try delta.combined(1, 1, try ubScaled.times(proj))
+        return (try delta.combined(1, 1, try ubScaled.times(proj)), largest, big.count)
     }
 
     /// The largest singular value of a d×f matrix (float32 weights), from the eigenvalues of W Wᵀ.

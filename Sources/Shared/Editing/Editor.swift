@@ -33,6 +33,9 @@ public struct BatchOutcome: Sendable {
     public var zSeconds: Double
     public var solveSeconds: Double
     public var totalSeconds: Double
+    /// What the filter stage did, per layer (PRUNE: the accumulated update's largest σ against the
+    /// bound; RECT: the entries kept); empty without a filter.
+    public var filterNotes: [String] = []
 }
 
 public final class Editor {
@@ -106,6 +109,7 @@ public final class Editor {
         for (i, r) in zs.enumerated() { for j in 0..<C { z[j * u + i] = Double(r.z[j]) } }
         var deltas: [Int: [Float]] = [:]
         var solve = 0.0
+        var notes: [String] = []
         for (i, l) in hp.layers.enumerated() {
             let post = model.hasPostFFNNorm
             let (k1, h, mOut) = try reader.read(requests, layer: l, templates: templates, outputLayer: hp.zLayer, mlpOutputs: post)
@@ -145,7 +149,9 @@ public final class Editor {
                     dw = try StageMath.project(dw, basis: p.basis)
                 }
             }
-            dw = try filter(dw, layer: l, stages: stages)
+            let note: String?
+            (dw, note) = try filter(dw, layer: l, stages: stages)
+            if let note { notes.append("layer \(l): \(note)") }
             solve += ProcessStats.now() - ts
             let d32 = dw.values.map { Float($0) }
             try model.applyDelta(layer: l, delta: d32)
@@ -156,19 +162,21 @@ public final class Editor {
             try state.add(layer: l, keys: k1)
         }
         let t1 = ProcessStats.now()
-        return BatchOutcome(deltas: deltas, z: zs, zSeconds: tz - t0, solveSeconds: solve, totalSeconds: t1 - t0)
+        return BatchOutcome(deltas: deltas, z: zs, zSeconds: tz - t0, solveSeconds: solve, totalSeconds: t1 - t0, filterNotes: notes)
     }
 }
 
 extension Editor {
     /// The filter stage (EditStages.swift) on one layer's solved ΔW; what it returns is applied.
-    func filter(_ dw: Matrix64, layer l: Int, stages: EditStages) throws -> Matrix64 {
+    func filter(_ dw: Matrix64, layer l: Int, stages: EditStages) throws -> (Matrix64, String?) {
         switch stages.filter {
         case .none:
-            return dw
+            return (dw, nil)
         case .rect:
             let w = model.weights.layers[l].down
-            return try StageMath.rect(dw, weights: Array(UnsafeBufferPointer(start: w.ptr, count: w.count)), fraction: stages.rectFraction)
+            let out = try StageMath.rect(dw, weights: Array(UnsafeBufferPointer(start: w.ptr, count: w.count)), fraction: stages.rectFraction)
+            let kept = out.values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }, nonzero = dw.values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+            return (out, "RECT kept \(kept) of \(nonzero) entries")
         case .prune:
             // W0 from the file (the weights in memory hold the edits); the accumulated update so far is
             // W − W0, the filtered total F(W − W0 + ΔW), and this batch applies their difference.
@@ -179,7 +187,9 @@ extension Editor {
             var acc = try Matrix64(rows: d, cols: f, values: (0..<w.count).map { Double(w.ptr[$0]) - Double(w0[$0]) })
             let applied = acc
             acc = try acc.combined(1, 1, dw)
-            return try StageMath.prune(acc, bound: bound).combined(1, -1, applied)
+            let (pruned, largest, shrunk) = try StageMath.pruneReporting(acc, bound: bound)
+            return (try pruned.combined(1, -1, applied),
+                    String(format: "PRUNE: accumulated update's largest σ %.3g, bound σ̄ %.3g, %d shrunk", largest, bound, shrunk))
         }
     }
 

@@ -177,6 +177,7 @@ public final class EvalCampaign {
                 let losses = out.z.map { String(format: "%.2f", $0.losses.last?.total ?? .nan) }.joined(separator: " ")
                 log(String(format: "batch of %d: v* %.0f s, solve %.2f s; edits %d; v* final losses: %@",
                            batch.count, out.zSeconds, out.solveSeconds, edits, losses))
+                for n in out.filterNotes { log("  " + n) }
                 if edits < records.count, edits % s.generalEvery == 0 {
                     let done = try timed { try evaluate(Array(records[..<edits]), firstIndex: firstIndex, "evaluation after \(edits) edits") }
                     curve.append(EvalPoint(edits: edits, summary: done.summary(), general: try timed { try general() }))

@@ -65,6 +65,9 @@ final class EditStagesTests: XCTestCase {
         let a = try restrained.times(restrained, transposeSelf: true), b = try delta.times(delta, transposeSelf: true)
         XCTAssertLessThan(try (try a.times(b)).combined(1, -1, try b.times(a)).maxAbs / (a.maxAbs * b.maxAbs), 1e-10)
         XCTAssertEqual(try StageMath.prune(delta, bound: before[0] * 2), delta, "nothing above the bound: unchanged")
+        let (_, largest, shrunk) = try StageMath.pruneReporting(delta, bound: bound)
+        XCTAssertEqual(largest, before[0], accuracy: 1e-9 * before[0], "what the log reports")
+        XCTAssertEqual(shrunk, 2)
         XCTAssertEqual(StageMath.pruneValue(5, bound: 5), 5)
         XCTAssertEqual(StageMath.pruneValue(5 * M_E, bound: 5), 6, accuracy: 1e-12)
     }
