@@ -45,3 +45,22 @@ case ${1:-all} in
   plot) plot ;;
   all) lane off & lane on & wait; plot ;;
 esac
+# Per batch after the last: efficacy and generalization of each batch's own records (does batch 1 survive batch 2?).
+if [ "${1:-all}" = plot ] || [ "${1:-all}" = all ]; then
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+print("| run | " + " | ".join(f"batch {b + 1}: efficacy / generalization" for b in range(2)) + " |\n|---|---|---|")
+for name in ["memit", "memit-p", "prune", "prune-p", "rect", "rect-p"]:
+    p = f"{out}/{name}/report.json"
+    if not os.path.exists(p): continue
+    r = json.load(open(p)); recs = r["postShard"]["records"]; bs = r["batchSize"]
+    cells = []
+    for b in range(0, len(recs), bs):
+        part = recs[b:b + bs]
+        eff = 100 * sum(x["rewrite"]["nllNew"] < x["rewrite"]["nllTrue"] for x in part) / len(part)
+        gen = 100 * sum(sum(q["nllNew"] < q["nllTrue"] for q in x["paraphrases"]) / len(x["paraphrases"]) for x in part) / len(part)
+        cells.append(f"{eff:.1f} / {gen:.1f}")
+    print(f"| {name} | " + " | ".join(cells) + " |")
+PY
+fi
