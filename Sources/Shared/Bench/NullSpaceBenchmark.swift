@@ -53,22 +53,31 @@ public struct NullSpaceBenchmark {
                            log: (String) -> Void) throws -> Result {
         let base = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: base.gguf)
-                let stats = try BLAS.singleThreaded {
+        var t0 = ProcessStats.now()
+        func phase(_ what: String) { let t = ProcessStats.now(); log(String(format: "%@ (%.0f s)", what, t - t0)); t0 = t }
+        log("K₀ statistics of \(sentences) sentences at layers \(hp.layers.map(String.init).joined(separator: ","))")
+        let stats = try BLAS.singleThreaded {
             try CovarianceBuilder(model: base, tokenizer: tok, layers: hp.layers, workers: threads)
                 .build(corpus: corpus, range: 0..<sentences)
         }
         BLAS.setThreads(threads)
+        phase("K₀ done; eigendecompositions of C₀")
+        // One decomposition per layer serves every τ and ρ of the sweep.
+        let eigen = try C0Eigen.of(stats)
+        phase("eigendecompositions done; v* of \(count) requests")
         let requests = try FactsFile.read(path: facts, limit: count)
         let templates = try ContextTemplates.generate(model: base, tokenizer: tok, seed: 0)
         let keys = try preservedKeys(base, tok, corpus: corpus, layers: hp.layers, count: preserved)
         let before = hp.layers.map { base.weights.layers[$0].down.array }
         let pre = try TargetScorer(model: base, tokenizer: tok).efficacy(requests)
-        let first = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
+        let first = try NullSpaceProjectorSet(eigen: eigen, threshold: hp.nullSpaceThreshold, relative: hp.nullSpaceRelative,
+                                              provenance: stats.provenance)
         let zs = try Editor(model: base, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
                             projectors: first, statistics: nil).targets(requests)
         let layers = first.projectors.map { p in
             Layer(layer: p.layer, eigenvalue_min: p.spectrum.min, eigenvalue_median: p.spectrum.median, eigenvalue_max: p.spectrum.max)
         }
+        phase("v* done")
         log(String(format: "τ sweep: %d requests, K₀ of %d sentences, efficacy before %.1f", requests.count, sentences, pre))
         var rows: [Row] = []
         // One configuration: a fresh model, the update from the shared v*, then the two figures.
@@ -84,11 +93,12 @@ public struct NullSpaceBenchmark {
             return (post, ratios.reduce(0, +) / Double(max(1, ratios.count)), ratios.max() ?? .nan)
         }
         for (tau, rho) in taus.map({ ($0 as Double?, nil as Double?) }) + relative.map({ (nil, $0) }) {
-            let proj = try NullSpaceProjectorSet(statistics: stats, threshold: tau ?? hp.nullSpaceThreshold, relative: rho)
+            let proj = try NullSpaceProjectorSet(eigen: eigen, threshold: tau ?? hp.nullSpaceThreshold, relative: rho,
+                                                 provenance: stats.provenance)
             let (post, mean, mx) = try measure(.alphaedit, proj, hp)
             rows.append(Row(method: "alphaedit", tau: tau, relative: rho, kept_fraction: proj.projectors.map(\.keptFraction),
                             efficacy: post, preserved_change_mean: mean, preserved_change_max: mx))
-            log(String(format: "%@: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", rho.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", tau ?? 0), post, mean))
+            phase(String(format: "%@: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", rho.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", tau ?? 0), post, mean))
         }
         for lambda in memitLambdas {
             var h = hp
@@ -96,7 +106,7 @@ public struct NullSpaceBenchmark {
             let (post, mean, mx) = try measure(.memit, nil, h)
             rows.append(Row(method: "memit", memit_lambda: lambda, kept_fraction: [], efficacy: post,
                             preserved_change_mean: mean, preserved_change_max: mx))
-            log(String(format: "MEMIT λm %g: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", lambda, post, mean))
+            phase(String(format: "MEMIT λm %g: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", lambda, post, mean))
         }
         return Result(requests: requests.count, sentences: sentences, preserved_keys: preserved, efficacy_before: pre,
                       layers: layers, rows: rows)

@@ -34,6 +34,29 @@ public struct SpectrumSummary: Equatable, Sendable, CustomStringConvertible {
     public var description: String { "eigenvalues min \(min), median \(median), max \(max), trace \(trace)" }
 }
 
+/// One layer's C0 = U Λ Uᵀ (dsyevd): eigenvalues ascending, U row-major with eigenvector j in column j.
+public struct C0Eigen: Sendable {
+    public let layer: Int
+    public let values: [Double]
+    public let vectors: [Double]
+
+    public init(c0: Matrix64, layer: Int) throws {
+        guard c0.rows == c0.cols else {
+            throw LinearAlgebraError.shapeMismatch("C0 of layer \(layer) is \(c0.rows)×\(c0.cols), not square")
+        }
+        guard c0.values.allSatisfy({ $0.isFinite }) else {
+            throw LinearAlgebraError.nonFinite("C0 of layer \(layer)")
+        }
+        (values, vectors) = try LAPACK.symmetricEigen(c0.values, n: c0.rows)
+        self.layer = layer
+    }
+
+    /// Every layer of the statistics (C0 = S / n).
+    public static func of(_ statistics: KeyStatistics) throws -> [C0Eigen] {
+        try statistics.layers.map { try C0Eigen(c0: try statistics.mean(layer: $0), layer: $0) }
+    }
+}
+
 /// One layer's null-space basis.
 public struct NullSpaceProjector: Equatable, Sendable {
     public static let defaultThreshold = 2e-2
@@ -60,21 +83,19 @@ public struct NullSpaceProjector: Equatable, Sendable {
     /// `relative` = ρ, τ = ρ · λ_max(C0) instead (stored as the absolute τ it came to, so the artifact
     /// and everything downstream are unchanged).
     public init(c0: Matrix64, threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil, layer: Int) throws {
-        guard c0.rows == c0.cols else {
-            throw LinearAlgebraError.shapeMismatch("C0 of layer \(layer) is \(c0.rows)×\(c0.cols), not square")
-        }
+        try self.init(eigen: try C0Eigen(c0: c0, layer: layer), threshold: threshold, relative: relative)
+    }
+
+    /// The projector of an eigendecomposition already computed (a sweep over τ decomposes C0 once).
+    public init(eigen: C0Eigen, threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil) throws {
         guard threshold.isFinite, relative?.isFinite ?? true else { throw LinearAlgebraError.nonFinite("null-space threshold") }
-        guard c0.values.allSatisfy({ $0.isFinite }) else {
-            throw LinearAlgebraError.nonFinite("C0 of layer \(layer)")
-        }
-        let f = c0.rows
-        let (values, vectors) = try LAPACK.symmetricEigen(c0.values, n: f)
+        let f = eigen.values.count, values = eigen.values
         let threshold = relative.map { $0 * Swift.max(values.last ?? 0, 0) } ?? threshold
         // Ascending order puts the kept eigenvectors in the first r columns.
         let r = values.prefix { $0 < threshold }.count
         var u = Matrix64(zeros: f, r)
-        for i in 0..<f { for j in 0..<r { u[i, j] = vectors[i * f + j] } }
-        self.layer = layer
+        for i in 0..<f { for j in 0..<r { u[i, j] = eigen.vectors[i * f + j] } }
+        self.layer = eigen.layer
         self.threshold = threshold
         self.eigenvalues = values
         self.basis = u
@@ -133,10 +154,13 @@ public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
 
     /// docs/algorithm.md §1 for every layer of the statistics: C0 = S / n, then the projector.
     public init(statistics: KeyStatistics, threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil) throws {
-        let ps = try statistics.layers.map { layer in
-            try NullSpaceProjector(c0: try statistics.mean(layer: layer), threshold: threshold, relative: relative, layer: layer)
-        }
-        try self.init(projectors: ps, provenance: statistics.provenance)
+        try self.init(eigen: try C0Eigen.of(statistics), threshold: threshold, relative: relative, provenance: statistics.provenance)
+    }
+
+    /// The projectors of decompositions already computed, one per layer.
+    public init(eigen: [C0Eigen], threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil, provenance: String) throws {
+        try self.init(projectors: try eigen.map { try NullSpaceProjector(eigen: $0, threshold: threshold, relative: relative) },
+                      provenance: provenance)
     }
 
     /// The projectors the hyperparameters ask for: the relative threshold when set, else the absolute one.

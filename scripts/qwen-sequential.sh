@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Issue 10 §6: the paper's sequential-editing experiment on the model with the clearest null space
+# (Qwen2.5-Coder-0.5B, README "The null space per model"): AlphaEdit against MEMIT (λm tuned on dev
+# 4000–4099 by `bench nullspace`, a slice the runs never edit), 10 batches of 100 pararel-cf dev records
+# (0–999), each method in its own lane: a local cluster of one 1-thread worker (v*) and a 1-thread
+# coordinator (keys, solve), so the two lanes share this 2-core machine.
+#
+# Far longer than a session (≈ 35 min per batch per lane here), so the campaigns live outside the
+# work tree ($RUNS, default ../runs/qwen-seq) and resume where they stopped: run the script again.
+# The K0 statistics are built once ($RUNS/cov) and shared by both lanes. At 500 edits each lane
+# leaves a copy of its state ($RUNS/<method>-500) for the curve point.
+#
+#   scripts/qwen-sequential.sh lanes        # cov if missing, then both lanes side by side (resumable)
+#   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
+#   scripts/qwen-sequential.sh plot          # both 1000-edit reports → $RUNS/plot
+#   scripts/qwen-sequential.sh status
+# Settings: TAU (absolute τ, default 2e-2) or RHO (relative ρ; set it to use it), LAMBDA (MEMIT λm).
+set -u
+cd "$(dirname "$0")/.."
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
+RUNS=${RUNS:-../runs/qwen-seq}
+MODEL=qwen2.5-0.5b
+FACTS=../shared/data/pararel-cf/dev.jsonl
+N=1000; HALF=500; BATCH=100
+TAU=${TAU:-2e-2}; RHO=${RHO:-}; LAMBDA=${LAMBDA:-2000}
+mkdir -p "$RUNS"
+A=$RUNS/alphaedit
+[ -x "$A" ] || cp .build/release/alphaedit "$A"   # a copy, so a rebuild does not swap the binary under the runs
+CONF=$RUNS/qwen.conf
+[ -f "$CONF" ] || cat > "$CONF" <<EOF
+# alphaedit configuration of the Qwen sequential experiment (scripts/qwen-sequential.sh)
+model = $MODEL
+threads = 1
+corpus = ../shared/data/wiki-triplets/trex.jsonl
+cov_sentences = 2000
+shard_sentences = 500
+artifacts = $RUNS/cov
+EOF
+
+committed() {  # batches committed in state $1 (0 when none)
+    [ -d "$1" ] || { echo 0; return; }
+    "$A" status --state "$1" --json --no-verify 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["batches_committed"])' 2>/dev/null || echo 0
+}
+
+cov() {
+    [ -f "$RUNS/cov/statistics.bin" ] && return
+    echo "== K0 statistics → $RUNS/cov" >&2
+    "$A" cov --config "$CONF" --threads 2 --cluster in-process --workers 2 --out "$RUNS/cov" > "$RUNS/cov.log" 2>&1
+}
+
+lane() {  # method
+    local m=$1 args state=$RUNS/$1
+    case $m in
+      alphaedit) args=(--method alphaedit); if [ -n "$RHO" ]; then args+=(--null-space-relative "$RHO"); else args+=(--null-space-threshold "$TAU"); fi ;;
+      memit) args=(--method memit --memit-lambda "$LAMBDA") ;;
+    esac
+    local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
+                  --cluster "local 1" --worker-threads 1 --threads 1 "${args[@]}")
+    local done; done=$(committed "$state")
+    if [ "$done" -lt $((HALF / BATCH)) ]; then
+        echo "== $m: batches $done → $((HALF / BATCH))" >&2
+        "$A" edit "${common[@]}" --max-batches $((HALF / BATCH - done)) >> "$RUNS/$m.log" 2>&1 || return
+    fi
+    done=$(committed "$state")
+    if [ "$done" -ge $((HALF / BATCH)) ] && [ ! -d "$state-$HALF" ] && [ "$done" -eq $((HALF / BATCH)) ]; then
+        cp -a "$state" "$state-$HALF.tmp" && mv "$state-$HALF.tmp" "$state-$HALF"
+    fi
+    echo "== $m: batches $done → $((N / BATCH))" >&2
+    "$A" edit "${common[@]}" >> "$RUNS/$m.log" 2>&1
+}
+
+evaluate() {  # edits
+    local n=$1 pre=()
+    [ -f "$RUNS/pre-$n/report.json" ] || "$A" eval --config "$CONF" --records "$FACTS" --limit "$n" --batch-size "$BATCH" --method none \
+        --gen-records 100 --general-items 50 --cluster in-process --threads 2 --json --out "$RUNS/pre-$n" > "$RUNS/pre-$n.log" 2>&1
+    pre=(--pre-from "$RUNS/pre-$n/report.json")
+    for m in alphaedit memit; do
+        local state=$RUNS/$m; [ "$n" = "$HALF" ] && state=$RUNS/$m-$HALF
+        [ "$(committed "$state")" -eq $((n / BATCH)) ] || { echo "$m: $state has not $((n / BATCH)) batches" >&2; continue; }
+        "$A" eval --config "$CONF" --records "$FACTS" --limit "$n" --batch-size "$BATCH" --state "$state" "${pre[@]}" \
+            --gen-records 100 --general-items 50 --cluster in-process --threads 2 --json --out "$RUNS/eval-$m-$n" > "$RUNS/eval-$m-$n.log" 2>&1
+        tail -n 1 "$RUNS/eval-$m-$n.log"
+    done
+}
+
+case ${1:-lanes} in
+  lanes) cov && { lane alphaedit & lane memit & wait; } ;;
+  alphaedit|memit) cov && lane "$1" ;;
+  eval) evaluate "${2:?eval 500 or 1000}" ;;
+  plot) "$A" eval --plot "$RUNS"/eval-{alphaedit,memit}-$N/report.json --out "$RUNS/plot" > "$RUNS/plot.md" ;;
+  status) for m in alphaedit memit; do echo "$m: $(committed "$RUNS/$m") of $((N / BATCH)) batches"; done ;;
+  *) echo "usage: $0 [lanes|alphaedit|memit|eval N|plot|status]" >&2; exit 2 ;;
+esac
