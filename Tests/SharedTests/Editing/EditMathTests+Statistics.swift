@@ -178,6 +178,10 @@ extension EditMathTests {
             XCTAssertEqual(try NullSpaceProjector(layer: 0, threshold: p.threshold, eigenvalues: p.eigenvalues, basis: p.basis), p)
             let absolute = try NullSpaceProjector(c0: c0(scale), threshold: 2e-2, layer: 0)
             XCTAssertEqual(absolute.keptDimension, scale == 1 ? 4 : 1, "the absolute τ keeps a different share at each scale")
+            // A sweep decomposes C0 once: each τ or ρ from that decomposition gives the same projector.
+            let eigen = try C0Eigen(c0: c0(scale), layer: 0)
+            XCTAssertEqual(try NullSpaceProjector(eigen: eigen, threshold: 2e-2), absolute)
+            XCTAssertEqual(try NullSpaceProjector(eigen: eigen, relative: 5e-4), p)
         }
         // Through the hyperparameters and the config, and refused out of (0, 1).
         var hp = EditHyperparameters()
