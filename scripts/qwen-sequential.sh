@@ -23,15 +23,15 @@ MODEL=qwen2.5-0.5b
 FACTS=../shared/data/pararel-cf/dev.jsonl
 N=1000; HALF=500; BATCH=100
 TAU=${TAU:-2e-2}; RHO=${RHO:-}; LAMBDA=${LAMBDA:-2000}
-mkdir -p "$RUNS"
+mkdir -p "$RUNS"; RUNS=$(cd "$RUNS" && pwd)   # absolute: cluster.conf paths are relative to the file
 A=$RUNS/alphaedit
 [ -x "$A" ] || cp .build/release/alphaedit "$A"   # a copy, so a rebuild does not swap the binary under the runs
 CONF=$RUNS/qwen.conf
 [ -f "$CONF" ] || cat > "$CONF" <<EOF
 # alphaedit configuration of the Qwen sequential experiment (scripts/qwen-sequential.sh)
-model = $MODEL
+model = $(pwd)/$(bash scripts/fetch-model.sh "$MODEL")
 threads = 1
-corpus = ../shared/data/wiki-triplets/trex.jsonl
+corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
 cov_sentences = 2000
 shard_sentences = 500
 artifacts = $RUNS/cov

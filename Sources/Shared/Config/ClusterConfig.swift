@@ -123,7 +123,7 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// Keys this version understands, with a one-line meaning (the README's table lists the same).
     public static let keys: [(String, String)] = [
-        ("model", "path of the GGUF model (relative to this file)"),
+        ("model", "path of the GGUF model (relative to this file), or a packaged model's name"),
         ("threads", "OpenBLAS threads for this process (1-256)"),
         ("endpoint", "coordinator endpoint, tcp://host:port or ipc://path"),
         ("workers", "in-process | local N | remote | slurm N"),
@@ -192,7 +192,7 @@ public struct ClusterConfig: Sendable, Equatable {
             return x
         }
         switch key {
-        case "model": model = try path()
+        case "model": model = ModelCatalog.named(value) != nil ? value : try path()  // a packaged model's name stays a name
         case "threads": threads = try int(1...256)
         case "endpoint":
             if let why = Endpoint.problem(value) { throw bad("tcp://host:port or ipc://path: \(why)") }

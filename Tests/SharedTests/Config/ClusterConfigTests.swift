@@ -118,5 +118,9 @@ final class ClusterConfigTests: XCTestCase {
         try d.applyModelDefaults(repo: RepoPaths.repo.path)
         XCTAssertEqual(d.hyperparameters.layers, [1, 2])
         XCTAssertEqual(d.artifacts, "state/cov", "the default model keeps the default folders")
+        // A packaged model's name in cluster.conf stays a name (not a path beside the file).
+        let named = try ClusterConfig.parse("model = qwen2.5-0.5b\n", baseDirectory: "/elsewhere")
+        XCTAssertEqual(named.model, "qwen2.5-0.5b")
+        XCTAssertEqual(try ClusterConfig.parse("model = my.gguf\n", baseDirectory: "/elsewhere").model, "/elsewhere/my.gguf")
     }
 }
