@@ -14,7 +14,7 @@
 #   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
 #   scripts/qwen-sequential.sh plot          # both 1000-edit reports → $RUNS/plot
 #   scripts/qwen-sequential.sh status
-# Settings: TAU (absolute τ, default 2e-2) or RHO (relative ρ; set it to use it), LAMBDA (MEMIT λm).
+# Settings: RHO (relative ρ, default 1e-3) or, with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
@@ -22,10 +22,11 @@ RUNS=${RUNS:-../runs/qwen-seq}
 MODEL=qwen2.5-0.5b
 FACTS=../shared/data/pararel-cf/dev.jsonl
 N=1000; HALF=500; BATCH=100
-TAU=${TAU:-2e-2}; RHO=${RHO:-}; LAMBDA=${LAMBDA:-2000}
+# ρ = 1e-3 and λm: chosen on dev 4000–4099 (README "The null space per model"); RHO= (empty) uses TAU.
+TAU=${TAU:-2e-2}; RHO=${RHO-1e-3}; LAMBDA=${LAMBDA:-2000}
 mkdir -p "$RUNS"; RUNS=$(cd "$RUNS" && pwd)   # absolute: cluster.conf paths are relative to the file
-A=$RUNS/alphaedit
-[ -x "$A" ] || cp .build/release/alphaedit "$A"   # a copy, so a rebuild does not swap the binary under the runs
+A=$RUNS/bin/alphaedit
+[ -x "$A" ] || { mkdir -p "$RUNS/bin" && cp .build/release/alphaedit-worker "$RUNS/bin/" && cp .build/release/alphaedit "$A"; }   # a copy, so a rebuild does not swap the binary under the runs
 CONF=$RUNS/qwen.conf
 [ -f "$CONF" ] || cat > "$CONF" <<EOF
 # alphaedit configuration of the Qwen sequential experiment (scripts/qwen-sequential.sh)
