@@ -36,6 +36,7 @@ corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
 cov_sentences = 2000
 shard_sentences = 500
 artifacts = $RUNS/cov
+memit_lambda = $LAMBDA
 EOF
 
 committed() {  # batches committed in state $1 (0 when none)
@@ -54,7 +55,7 @@ lane() {  # method
     local m=$1 args state=$RUNS/$1
     case $m in
       alphaedit) args=(--method alphaedit); if [ -n "$RHO" ]; then args+=(--null-space-relative "$RHO"); else args+=(--null-space-threshold "$TAU"); fi ;;
-      memit) args=(--method memit --memit-lambda "$LAMBDA") ;;
+      memit) args=(--method memit) ;;   # λm: memit_lambda in $CONF
     esac
     local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
                   --cluster "local 1" --worker-threads 1 --threads 1 "${args[@]}")
