@@ -53,6 +53,14 @@ struct WorkerCommand: ParsableCommand {
             FileHandle.standardError.write(Data("alphaedit-worker: \(e)\n".utf8))
             Foundation.exit(3)
         }
+        // Told to shut down with a job still running: leave without exit()'s teardown (OpenBLAS frees its
+        // buffers and the model is unmapped under the job thread, which then crashes: seen as SIGSEGV).
+        if node.hasRunningJobs {
+            log.notice("shutting down with a job still running: its result is dropped")
+            fflush(stdout); fflush(stderr)
+            _exit(0)
+        }
+        withExtendedLifetime(runner) {}
     }
 }
 

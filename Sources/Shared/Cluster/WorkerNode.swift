@@ -49,6 +49,8 @@ public final class WorkerNode {
     /// Jobs running now, by id: whether each is a covariance shard (socket thread only).
     private var running: [Int: Bool] = [:]
     private var busy: Bool { !running.isEmpty }
+    /// Whether a job thread was still running when `run` returned (socket thread, or after `run`).
+    public var hasRunningJobs: Bool { busy }
     private var pendingDeltas: [(Int, [UInt8])] = []
     private var pollMs: Int { 50 }
 
@@ -91,7 +93,7 @@ public final class WorkerNode {
         send(.hello(hello()))
         log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
         lastHeard = ProcessStats.now()
-        var lastSent = lastHeard
+        var lastSent = lastHeard, lastTurn = lastHeard
         while true {
             if let parentPID, getppid() != parentPID {
                 log.warning("parent process \(parentPID) is gone: exiting")
@@ -101,6 +103,11 @@ public final class WorkerNode {
             if ready[1] { while let f = try monitor.receive(timeoutMs: 0) { try note(SocketEvent(frames: f)) } }
             if ready[0], try socket.receive(timeoutMs: 0).map({ try handle($0, send: send) }) == true { return true }
             let now = ProcessStats.now()
+            if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now) {
+                log.warning("this worker did not run for \(String(format: "%.1f", now - lastTurn)) s (stopped or suspended): the coordinator's liveness starts again now")
+                lastHeard = now
+            }
+            lastTurn = now
             let outcomes = finished.takeAll()
             for (job, m) in outcomes {
                 send(m)

@@ -210,7 +210,7 @@ public final class WorkerPool: @unchecked Sendable {
             }
         }
         var done = 0
-        var lonely = ProcessStats.now()
+        var lonely = ProcessStats.now(), lastTurn = lonely
         while done < works.count {
             let batch: [PoolEvent] = cond.withLock {
                 if events.isEmpty { _ = cond.wait(until: Date().addingTimeInterval(0.25)) }
@@ -239,6 +239,8 @@ public final class WorkerPool: @unchecked Sendable {
                 }
             }
             let now = ProcessStats.now()
+            if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now) { lonely = now }  // not the workers' time
+            lastTurn = now
             if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
                 throw ClusterError.noWorkers(seconds: noWorkerTimeout)
             } else if let codes = localWorkersAllExited() {
@@ -280,6 +282,7 @@ public final class WorkerPool: @unchecked Sendable {
     // MARK: - I/O thread
 
     private func loop(_ socket: ZMQSocket, _ monitor: ZMQSocket) {
+        var lastTurn = ProcessStats.now()
         while true {
             do {
                 let ready = try poll([socket, monitor], timeoutMs: 50)
@@ -296,6 +299,8 @@ public final class WorkerPool: @unchecked Sendable {
                 }
                 for (id, why) in toRefuse { refuseJoined(id, why, socket) }
                 toRefuse = []
+                if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now) { restartLiveness(now, gap: now - lastTurn) }
+                lastTurn = now
                 expireSilentWorkers(now)
                 for id in Array(workers.keys) where workers[id]?.alive == true {
                     syncDeltas(id, socket)
@@ -331,6 +336,15 @@ public final class WorkerPool: @unchecked Sendable {
         send(.refuse(Reason(why)), to: id, socket)
         queue.insert(contentsOf: w.jobs.filter { jobs[$0] != nil }, at: 0)
         workers[id] = nil
+    }
+
+    /// This coordinator was not running for `gap` seconds: the live workers get a fresh window of
+    /// `deadAfter` to be heard from, rather than being counted dead for a silence that was ours.
+    private func restartLiveness(_ now: Double, gap: Double) {
+        let alive = workers.keys.filter { workers[$0]?.alive == true }
+        for id in alive { workers[id]?.lastHeard = now }
+        let what = "the liveness of \(alive.count) worker\(alive.count == 1 ? "" : "s") starts again now"
+        log.warning("this coordinator did not run for \(String(format: "%.1f", gap)) s (stopped or suspended): \(what)")
     }
 
     private func expireSilentWorkers(_ now: Double) {

@@ -31,6 +31,10 @@ public enum WireProtocol {
     /// a busy 2-core machine to miss a few beats, short enough that a killed worker's job is re-run soon.
     public static let heartbeatLiveness = 6
     public static var deadAfter: Double { heartbeatInterval * Double(heartbeatLiveness) }
+    /// A loop that polls every ≤ 0.25 s and finds `deadAfter` gone since its last turn was not running
+    /// (the process was stopped: Ctrl-Z, SIGSTOP, a suspended VM or laptop, or starved): its peers'
+    /// silence over that gap says nothing about them, so their liveness starts again from now.
+    public static func wasSuspended(lastTurn: Double, now: Double) -> Bool { now - lastTurn > deadAfter }
     static let headerBytes = 8
     /// Bodies are small control data; anything larger is refused before parsing.
     static let maxBodyBytes = 64 << 20

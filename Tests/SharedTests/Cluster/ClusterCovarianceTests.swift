@@ -88,6 +88,45 @@ final class ClusterCovarianceTests: XCTestCase {
         XCTAssertEqual(pool.aliveCount, 1)
     }
 
+    /// A worker stopped (SIGSTOP, as Ctrl-Z or a suspended machine would) for longer than the liveness
+    /// window while it holds a shard, then continued: the coordinator counts it dead and re-queues the
+    /// shard, as it must; the worker, seeing that the gap was its own, keeps its connection (no second
+    /// hello) and goes on serving; the sums still equal the single-process build.
+    func testAStoppedWorkerResumesWithoutReconnecting() throws {
+        let setup = try Setup(threads: 1)
+        defer { setup.close() }
+        let (pool, log, corpus, range, reference) = (setup.pool, setup.log, setup.corpus, setup.range, setup.reference)
+        let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
+                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 100)
+        let resumed = DispatchSemaphore(value: 0)
+        let stopper = Thread {
+            defer { resumed.signal() }
+            let deadline = ProcessStats.now() + 20
+            while ProcessStats.now() < deadline {
+                if let lease = pool.leases.first {
+                    kill(lease.pid, SIGSTOP)
+                    usleep(UInt32(WireProtocol.deadAfter * 1.6 * 1e6))
+                    kill(lease.pid, SIGCONT)
+                    print("stopped worker pid \(lease.pid) holding job \(lease.job) for \(WireProtocol.deadAfter * 1.6) s")
+                    return
+                }
+                usleep(2_000)
+            }
+        }
+        stopper.start()
+        let (stats, _) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "test")
+        XCTAssertLessThanOrEqual(try ClusterTestSupport.relativeDifference(stats, reference), 1e-9)
+        XCTAssertEqual(resumed.wait(timeout: .now() + 30), .success)
+        usleep(UInt32(WireProtocol.heartbeatInterval * 4 * 1e6))  // a few heartbeats after SIGCONT
+        XCTAssertTrue(log.contains("counted dead"), "the coordinator saw the silence")
+        XCTAssertTrue(log.contains("is heard from again"), "and heard the same connection again")
+        XCTAssertEqual(log.all.filter { $0.contains("joined:") }.count, 2, "one hello per worker: the stopped one did not reconnect")
+        XCTAssertEqual(pool.aliveCount, 2)
+        // And it serves: a second build over both workers.
+        let (again, _) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "test")
+        XCTAssertLessThanOrEqual(try ClusterTestSupport.relativeDifference(again, reference), 1e-9)
+    }
+
     /// A worker with 2 threads holds 2 covariance shards at once (one per thread); killed while it
     /// holds both, both leases expire and both shards run again elsewhere; the sums still equal the
     /// single-process build.
