@@ -7,10 +7,11 @@
 #
 # Far longer than a session (≈ 35 min per batch per lane here), so the campaigns live outside the
 # work tree ($RUNS, default ../runs/qwen-seq) and resume where they stopped: run the script again.
-# The K0 statistics are built once ($RUNS/cov) and shared by both lanes. At 500 edits each lane
-# leaves a copy of its state ($RUNS/<method>-500) for the curve point.
+# Each campaign builds its K0 statistics on its worker at its start (2,000 sentences, ≈ 14 min here;
+# `edit` does not read a `cov` artifact) and records them in its state. At 500 edits each lane leaves a
+# copy of its state ($RUNS/<method>-500) for the curve point.
 #
-#   scripts/qwen-sequential.sh lanes        # cov if missing, then both lanes side by side (resumable)
+#   scripts/qwen-sequential.sh lanes        # both lanes side by side (resumable)
 #   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
 #   scripts/qwen-sequential.sh plot          # both 1000-edit reports → $RUNS/plot
 #   scripts/qwen-sequential.sh status
@@ -35,7 +36,6 @@ threads = 1
 corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
 cov_sentences = 2000
 shard_sentences = 500
-artifacts = $RUNS/cov
 memit_lambda = $LAMBDA
 EOF
 
@@ -43,12 +43,6 @@ committed() {  # batches committed in state $1 (0 when none)
     [ -d "$1" ] || { echo 0; return; }
     "$A" status --state "$1" --json --no-verify 2>/dev/null \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["batches_committed"])' 2>/dev/null || echo 0
-}
-
-cov() {
-    [ -f "$RUNS/cov/statistics.bin" ] && return
-    echo "== K0 statistics → $RUNS/cov" >&2
-    "$A" cov --config "$CONF" --threads 2 --cluster in-process --workers 2 --out "$RUNS/cov" > "$RUNS/cov.log" 2>&1
 }
 
 lane() {  # method
@@ -87,8 +81,8 @@ evaluate() {  # edits
 }
 
 case ${1:-lanes} in
-  lanes) cov && { lane alphaedit & lane memit & wait; } ;;
-  alphaedit|memit) cov && lane "$1" ;;
+  lanes) lane alphaedit & lane memit & wait ;;
+  alphaedit|memit) lane "$1" ;;
   eval) evaluate "${2:?eval 500 or 1000}" ;;
   plot) "$A" eval --plot "$RUNS"/eval-{alphaedit,memit}-$N/report.json --out "$RUNS/plot" > "$RUNS/plot.md" ;;
   status) for m in alphaedit memit; do echo "$m: $(committed "$RUNS/$m") of $((N / BATCH)) batches"; done ;;
