@@ -60,7 +60,6 @@ struct WorkerCommand: ParsableCommand {
             fflush(stdout); fflush(stderr)
             _exit(0)
         }
-        withExtendedLifetime(runner) {}
     }
 }
 
