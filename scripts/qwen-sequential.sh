@@ -7,9 +7,10 @@
 #
 # Far longer than a session (≈ 35 min per batch per lane here), so the campaigns live outside the
 # work tree ($RUNS, default ../runs/qwen-seq) and resume where they stopped: run the script again.
-# Each campaign builds its K0 statistics on its worker at its start (2,000 sentences, ≈ 14 min here;
-# `edit` does not read a `cov` artifact) and records them in its state. At 500 edits each lane leaves a
-# copy of its state ($RUNS/<method>-500) for the curve point.
+# K0 statistics (2,000 sentences, ≈ 14 min on one thread here) are built once by `alphaedit cov` on two
+# local workers ($RUNS/cov) and both campaigns start from them (`edit --statistics`, checked to be of this
+# model, corpus, range and layers). At 500 edits each lane leaves a copy of its state ($RUNS/<method>-500)
+# for the curve point.
 #
 #   scripts/qwen-sequential.sh lanes        # both lanes side by side (resumable)
 #   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
@@ -45,6 +46,11 @@ committed() {  # batches committed in state $1 (0 when none)
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["batches_committed"])' 2>/dev/null || echo 0
 }
 
+covariance() {  # once, before the lanes
+    [ -f "$RUNS/cov/statistics.bin" ] && return
+    "$A" cov --config "$CONF" --cluster "local 2" --worker-threads 1 --threads 1 --out "$RUNS/cov" > "$RUNS/cov.log" 2>&1
+}
+
 lane() {  # method
     local m=$1 args state=$RUNS/$1
     case $m in
@@ -52,7 +58,7 @@ lane() {  # method
       memit) args=(--method memit) ;;   # λm: memit_lambda in $CONF
     esac
     local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
-                  --cluster "local 1" --worker-threads 1 --threads 1 "${args[@]}")
+                  --cluster "local 1" --worker-threads 1 --threads 1 --statistics "$RUNS/cov/statistics.bin" "${args[@]}")
     local done; done=$(committed "$state")
     if [ "$done" -lt $((HALF / BATCH)) ]; then
         echo "== $m: batches $done → $((HALF / BATCH))" >&2
@@ -81,8 +87,8 @@ evaluate() {  # edits
 }
 
 case ${1:-lanes} in
-  lanes) lane alphaedit & lane memit & wait ;;
-  alphaedit|memit) lane "$1" ;;
+  lanes) covariance || exit; lane alphaedit & lane memit & wait ;;
+  alphaedit|memit) covariance || exit; lane "$1" ;;
   eval) evaluate "${2:?eval 500 or 1000}" ;;
   plot) "$A" eval --plot "$RUNS"/eval-{alphaedit,memit}-$N/report.json --out "$RUNS/plot" > "$RUNS/plot.md" ;;
   status) for m in alphaedit memit; do echo "$m: $(committed "$RUNS/$m") of $((N / BATCH)) batches"; done ;;

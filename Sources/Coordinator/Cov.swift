@@ -95,8 +95,13 @@ struct Cov: ParsableCommand {
 
         let range = offset..<(offset + sentences)
         let name = URL(fileURLWithPath: corpus).lastPathComponent
-        let provenance = "model \(URL(fileURLWithPath: cfg.model).lastPathComponent); corpus \(name) sentences "
-            + "\(range.lowerBound)..<\(range.upperBound); layers \(LayerList.format(chosen))"
+        guard FileManager.default.isReadableFile(atPath: corpus) else {
+            throw ValidationError("cannot read the K0 corpus \(corpus) (--corpus, or the config's `corpus`)")
+        }
+        // What `edit` and `eval` check before they reuse these statistics (K0Source.swift).
+        let provenance = K0Source(modelChecksum: try EditState.fileChecksum(cfg.model), corpusChecksum: try EditState.fileChecksum(corpus),
+                                  sentences: range, layers: chosen,
+                                  note: "model \(URL(fileURLWithPath: cfg.model).lastPathComponent), corpus \(name)").provenance
         var printer = ProgressPrinter()
         let t0 = ProcessStats.now()
         let stats: KeyStatistics

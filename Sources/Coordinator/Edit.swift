@@ -24,6 +24,9 @@ struct Edit: ParsableCommand {
     @Option(help: "Learning rate of v*.") var vLr: Float?
     @Option(help: "Seed of the context templates.") var seed: UInt64 = 0
     @Option(help: "Commit at most N batches in this run, then stop (run again to continue).") var maxBatches: Int?
+    @Option(help: ArgumentHelp("K0 statistics built by `alphaedit cov` (default: the config's `artifacts`/statistics.bin when it is this campaign's).",
+                               discussion: "Used instead of building K0 when it records this campaign's model, corpus, sentences 0..<N and layers; a file given here that does not is an error."))
+    var statistics: String?
 
     func run() throws {
         guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit or memit") }
@@ -41,6 +44,9 @@ struct Edit: ParsableCommand {
         if let maxBatches, maxBatches < 1 { throw ValidationError("--max-batches must be at least 1") }
         var r = request
         r.maxBatches = maxBatches
+        // `alphaedit cov` writes its statistics there; another build (corpus, range, layers) is passed over.
+        r.statistics = statistics ?? (cfg.artifacts + "/" + Cov.statisticsFile)
+        r.statisticsRequired = statistics != nil
         let events = EditCampaignEvents(log: log, progress: progressLine, finishProgress: finishProgress)
         let done = try EditCampaign.run(r, modelPath: cfg.model, cluster: cfg, logLevel: clusterOptions.logLevel,
                                         events: events)

@@ -28,7 +28,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Edited layers, e.g. 3-7.") var layers: String?
     @Option(help: "Corpus for the K0 statistics.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Option(help: "Sentences of the corpus for K0.") var covSentences = 2000
-    @Option(help: "K0 statistics cache file (default state/k0-[<model>-]trex-<N>-<layers>.bin; 'none' to never store).") var covCache: String?
+    @Option(help: ArgumentHelp("K0 statistics cache file (default state/k0-[<model>-]<corpus>-<N>-<layers>.bin; 'none' to never store).",
+                               discussion: "Reused only when it records this model, corpus, sentences 0..<N and layers (so `alphaedit cov`'s statistics.bin may be given); else built and written there."))
+    var covCache: String?
     @Option(help: "Seed of the context templates and of the generations.") var seed: UInt64 = 0
     @Option(help: "New tokens per generation prompt.") var genTokens = 100
     @Option(help: "Generate (fluency, consistency) for the first N records only (default: all).") var genRecords: Int?
@@ -76,9 +78,10 @@ struct Eval: ParsableCommand {
         if let memitLambda { s.hp.memitLambda = memitLambda }
         if let layers { s.hp.layers = try LayerList.parse(layers) }
         let layerTag = s.hp.layers.map(String.init).joined(separator: "_")
+        let corpusTag = URL(fileURLWithPath: corpus).deletingPathExtension().lastPathComponent
         let modelTag = ModelCatalog.matching(path: cfg.model).map { $0.name == ModelCatalog.models[0].name ? "" : "\($0.name)-" }
             ?? "\(URL(fileURLWithPath: cfg.model).deletingPathExtension().lastPathComponent)-"
-        s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-\(modelTag)trex-\(covSentences)-\(layerTag).bin")
+        s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-\(modelTag)\(corpusTag)-\(covSentences)-\(layerTag).bin")
         if let c = s.covCache { try FileManager.default.createDirectory(atPath: (c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
         if hiddenPrompts > 0 && m != nil {
             s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts, options: factsFormat.options).map(\.filledPrompt)

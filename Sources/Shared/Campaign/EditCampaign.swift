@@ -33,6 +33,12 @@ public struct EditCampaignRequest: Sendable {
     public var shardSentences: Int
     /// Commit at most this many batches in this run, then return (a time-boxed run; the next resumes).
     public var maxBatches: Int?
+    /// K₀ statistics built earlier (by `alphaedit cov`): used instead of building them when they record
+    /// this campaign's model, corpus, sentences 0..<covSentences and layers (K0Source.swift).
+    public var statistics: String?
+    /// true: a `statistics` file that is not this campaign's is an error (the user named it);
+    /// false: it is passed over with a log line (a default location that may hold another build).
+    public var statisticsRequired = false
 
     public init(facts: String, factsOptions: FactsOptions = FactsOptions(), limit: Int? = nil, method: EditMethod = .alphaedit,
                 batchSize: Int = 100, state: String, corpus: String, covSentences: Int, hyperparameters: EditHyperparameters,
@@ -93,7 +99,10 @@ public enum EditCampaign {
         // restarts too: allow more than the default.
         let store = try JobStore(directory: r.state, create: true, maxAttempts: 10)
         var campaign: Campaign
-        if let c = try store.campaign(matching: settings) {
+        let existing = try store.campaign(matching: settings)
+        // A named statistics file is checked before anything is recorded: a refused run leaves no campaign behind.
+        let prebuiltStats = existing?.base == nil ? try prebuilt(r, settings: settings, events: events) : nil
+        if let c = existing {
             campaign = c
         } else {
             let templates = try ContextTemplates.generate(model: model, tokenizer: tok, seed: r.templateSeed)
@@ -111,7 +120,8 @@ public enum EditCampaign {
         }
         try cluster?.startWorkerMirror()
         if campaign.base == nil {
-            let stats = try statistics(r, settings: campaign.settings, model: model, tokenizer: tok, pool: cluster?.pool, events: events)
+            let stats = try prebuiltStats
+                ?? statistics(r, settings: campaign.settings, model: model, tokenizer: tok, pool: cluster?.pool, events: events)
             campaign.base = try recordBase(store, campaign, stats, events: events)
         }
         try store.removeUnreferencedFiles(in: ["deltas", "cp"])
@@ -178,20 +188,48 @@ public enum EditCampaign {
                                    batchesThisRun: committedNow)
     }
 
+    /// What this campaign's K₀ statistics must be built from.
+    static func source(_ r: EditCampaignRequest, settings: CampaignSettings) throws -> K0Source {
+        K0Source(modelChecksum: settings.modelChecksum, corpusChecksum: try settings.corpusChecksum ?? EditState.fileChecksum(r.corpus),
+                 sentences: 0..<settings.covSentences, layers: settings.hyperparameters.layers,
+                 note: "model \(URL(fileURLWithPath: settings.model).lastPathComponent), corpus \(URL(fileURLWithPath: r.corpus).lastPathComponent)")
+    }
+
+    /// The request's `statistics` file when it holds this campaign's K₀ statistics (nil: build them).
+    static func prebuilt(_ r: EditCampaignRequest, settings: CampaignSettings, events: EditCampaignEvents) throws -> KeyStatistics? {
+        guard let path = r.statistics else { return nil }
+        guard FileManager.default.fileExists(atPath: path) else {
+            if r.statisticsRequired { throw EditCampaignError.invalid("K0 statistics \(path): no such file") }
+            return nil
+        }
+        let stats = try KeyStatistics.read(from: path)
+        let wanted = try source(r, settings: settings)
+        if let why = stats.mismatch(wanted) {
+            if r.statisticsRequired {
+                throw EditCampaignError.invalid("K0 statistics \(path) are not this campaign's: \(why)")
+            }
+            events.log("not using the K0 statistics in \(path) (\(why)); building them")
+            return nil
+        }
+        events.log("K0 statistics from \(path) (\(wanted.sentences.count) sentences, layers \(LayerList.format(wanted.layers)))")
+        return stats
+    }
+
     /// K₀ statistics over the corpus: sharded over the workers, or here with one forward per thread.
     static func statistics(_ r: EditCampaignRequest, settings: CampaignSettings, model: LlamaModel, tokenizer: BPETokenizer,
                            pool: WorkerPool?, events: EditCampaignEvents) throws -> KeyStatistics {
         let hp = settings.hyperparameters, n = settings.covSentences
+        let provenance = try source(r, settings: settings).provenance
         defer { events.finishProgress() }
         if let pool {
             let plan = CovarianceJobPlan(corpus: AbsolutePath.of(r.corpus), range: 0..<n, layers: hp.layers,
                                          f: model.config.ffn, shardSentences: r.shardSentences)
-            return try DistributedCovariance.build(pool: pool, plan: plan, provenance: "corpus \(r.corpus) 0..<\(n)") { p in
+            return try DistributedCovariance.build(pool: pool, plan: plan, provenance: provenance) { p in
                 events.progress("K0 statistics (shards)", p.shardsDone, p.shardsTotal, p.tokensPerSecond, "tokens/s", p.eta)
             }.0
         }
         let builder = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: hp.layers, workers: r.threads)
-        return try builder.build(corpus: r.corpus, range: 0..<n) { p in
+        return try builder.build(corpus: r.corpus, range: 0..<n, provenance: provenance) { p in
             events.progress("K0 statistics", p.sentencesDone, p.sentencesTotal, p.tokensPerSecond, "tokens/s", p.eta)
         }
     }

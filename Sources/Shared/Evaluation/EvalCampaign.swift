@@ -74,15 +74,28 @@ public final class EvalCampaign {
     /// K0 statistics over the corpus (cached in `covCache`).
     public func statistics() throws -> KeyStatistics {
         let s = settings
-        if let c = s.covCache, FileManager.default.fileExists(atPath: c) {
+        // A cached file is taken only when it records this model, corpus, range and layers (K0Source.swift):
+        // the cache's name alone does not say which corpus or model file built it.
+        // A model read from memory has no file to identify it by: never cached.
+        let wanted = try model.gguf.path.map { path in
+            K0Source(modelChecksum: try EditState.fileChecksum(path), corpusChecksum: try EditState.fileChecksum(s.corpus),
+                     sentences: 0..<s.covSentences, layers: s.hp.layers,
+                     note: "model \(URL(fileURLWithPath: path).lastPathComponent), corpus \(URL(fileURLWithPath: s.corpus).lastPathComponent)")
+        }
+        let cache = wanted == nil ? nil : s.covCache
+        if let c = cache, let wanted, FileManager.default.fileExists(atPath: c) {
             let st = try KeyStatistics.read(from: c)
-            if st.layers == s.hp.layers { log("K0 statistics from \(c)"); return st }
+            if let why = st.mismatch(wanted) {
+                log("K0 statistics in \(c) are not this run's (\(why)): building them again")
+            } else {
+                log("K0 statistics from \(c)"); return st
+            }
         }
         let t0 = ProcessStats.now()
         let st = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: s.hp.layers, workers: s.threads)
-            .build(corpus: s.corpus, range: 0..<s.covSentences)
+            .build(corpus: s.corpus, range: 0..<s.covSentences, provenance: wanted?.provenance)
         log(String(format: "K0 statistics: %d sentences in %.0f s", s.covSentences, ProcessStats.now() - t0))
-        if let c = s.covCache { try st.write(to: c) }
+        if let c = cache { try st.write(to: c) }
         return st
     }
 
