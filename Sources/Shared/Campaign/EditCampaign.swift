@@ -202,7 +202,12 @@ public enum EditCampaign {
             if r.statisticsRequired { throw EditCampaignError.invalid("K0 statistics \(path): no such file") }
             return nil
         }
-        let stats = try KeyStatistics.read(from: path)
+        let stats: KeyStatistics
+        do { stats = try KeyStatistics.read(from: path) } catch {
+            if r.statisticsRequired { throw error }
+            events.log("not using the K0 statistics in \(path) (\(error)); building them")
+            return nil
+        }
         let wanted = try source(r, settings: settings)
         if let why = stats.mismatch(wanted) {
             if r.statisticsRequired {

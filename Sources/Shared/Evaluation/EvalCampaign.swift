@@ -84,11 +84,16 @@ public final class EvalCampaign {
         }
         let cache = wanted == nil ? nil : s.covCache
         if let c = cache, let wanted, FileManager.default.fileExists(atPath: c) {
-            let st = try KeyStatistics.read(from: c)
-            if let why = st.mismatch(wanted) {
-                log("K0 statistics in \(c) are not this run's (\(why)): building them again")
-            } else {
-                log("K0 statistics from \(c)"); return st
+            // A cache is never fatal: an unreadable one (truncated, another format) is built again.
+            do {
+                let st = try KeyStatistics.read(from: c)
+                if let why = st.mismatch(wanted) {
+                    log("K0 statistics in \(c) are not this run's (\(why)): building them again")
+                } else {
+                    log("K0 statistics from \(c)"); return st
+                }
+            } catch {
+                log("K0 statistics in \(c) are unreadable (\(error)): building them again")
             }
         }
         let t0 = ProcessStats.now()

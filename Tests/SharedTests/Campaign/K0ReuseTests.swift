@@ -74,6 +74,15 @@ final class K0ReuseTests: XCTestCase {
         XCTAssertTrue(passed.logs.contains { $0.contains("not using the K0 statistics in \(dir)/stats-24.bin (sentences 0..<24, wanted 0..<48)") },
                       "\(passed.logs)")
         XCTAssertEqual(passed.down, built.down)
+        // A truncated file: an error naming it when named, passed over at the default location.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: dir + "/stats.bin"))
+        try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: dir + "/cut.bin"))
+        XCTAssertThrowsError(try run("cut", statistics: dir + "/cut.bin", required: true)) {
+            XCTAssertTrue("\($0)".contains("cut.bin"), "\($0)")
+        }
+        let cut = try run("cut-default", statistics: dir + "/cut.bin", required: false)
+        XCTAssertTrue(cut.logs.contains { $0.hasPrefix("not using the K0 statistics in \(dir)/cut.bin") }, "\(cut.logs)")
+        XCTAssertEqual(cut.down, built.down)
     }
 
     func testEvaluationCacheOfAnotherCorpusIsRebuilt() throws {
@@ -106,6 +115,11 @@ final class K0ReuseTests: XCTestCase {
         XCTAssertTrue(logB().contains { $0.contains("are not this run's (corpus checksum") }, "\(logB())")
         XCTAssertNotEqual(try sb.mean(layer: 1), try sa.mean(layer: 1))
         XCTAssertEqual(try KeyStatistics.read(from: dir + "/k0-cache.bin").source?.corpusChecksum, try EditState.fileChecksum(corpusB))
+        // A cache cut short is built again, never fatal.
+        try Data("AEKSTATS garbage".utf8).write(to: URL(fileURLWithPath: dir + "/k0-cache.bin"))
+        let (c, logC) = campaign(corpusB)
+        XCTAssertEqual(try c.statistics().mean(layer: 1), try sb.mean(layer: 1))
+        XCTAssertTrue(logC().contains { $0.contains("are unreadable") }, "\(logC())")
     }
 }
 
