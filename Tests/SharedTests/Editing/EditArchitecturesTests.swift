@@ -21,7 +21,7 @@ final class EditArchitecturesTests: XCTestCase {
         let hp = try XCTUnwrap(ModelCatalog.named(name)).hyperparameters
         let corpus = try RepoPaths.sharedFile("data/wiki-triplets/trex.jsonl").path
         let stats = try CovarianceBuilder(model: m, tokenizer: tok, layers: hp.layers).build(corpus: corpus, range: 0..<sentences)
-        let proj = try NullSpaceProjectorSet(statistics: stats, threshold: hp.nullSpaceThreshold)
+        let proj = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)  // the catalog's τ or ρ
         for p in proj.projectors { print("\(name) layer \(p.layer): kept \(p.keptDimension)/\(p.f)") }
         XCTAssertEqual(try greedyNext(m, tok, "The official language of Brazil is"), " Portuguese", "\(name) before the edit")
         let templates = try ContextTemplates.generate(model: m, tokenizer: tok, seed: 1)
