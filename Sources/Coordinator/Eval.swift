@@ -29,7 +29,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Corpus for the K0 statistics.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Option(help: "Sentences of the corpus for K0.") var covSentences = 2000
     @Option(help: ArgumentHelp("K0 statistics cache file (default state/k0-[<model>-]<corpus>-<N>-<layers>.bin; 'none' to never store).",
-                               discussion: "Reused only when it records this model, corpus, sentences 0..<N and layers (so `alphaedit cov`'s statistics.bin may be given); else built and written there."))
+                               discussion: "Reused only when it records this model, corpus, sentences 0..<N and layers; else the config's `artifacts`/statistics.bin (`alphaedit cov`'s) when it does; else built and written there."))
     var covCache: String?
     @Option(help: "Seed of the context templates and of the generations.") var seed: UInt64 = 0
     @Option(help: "New tokens per generation prompt.") var genTokens = 100
@@ -82,6 +82,7 @@ struct Eval: ParsableCommand {
         let modelTag = ModelCatalog.matching(path: cfg.model).map { $0.name == ModelCatalog.models[0].name ? "" : "\($0.name)-" }
             ?? "\(URL(fileURLWithPath: cfg.model).deletingPathExtension().lastPathComponent)-"
         s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-\(modelTag)\(corpusTag)-\(covSentences)-\(layerTag).bin")
+        s.covArtifact = cfg.artifacts + "/" + Cov.statisticsFile   // `alphaedit cov`'s, when it is this run's
         if let c = s.covCache { try FileManager.default.createDirectory(atPath: (c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
         if hiddenPrompts > 0 && m != nil {
             s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts, options: factsFormat.options).map(\.filledPrompt)

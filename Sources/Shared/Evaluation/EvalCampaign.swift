@@ -19,6 +19,9 @@ public struct EvalCampaignSettings: Sendable {
     public var covSentences = 2000
     /// K0 statistics file: read when present, written after a build otherwise (nil: never stored).
     public var covCache: String?
+    /// Statistics built elsewhere (`alphaedit cov`'s statistics.bin), read (never written) when the cache
+    /// does not hold this run's.
+    public var covArtifact: String?
     /// An existing edit state to evaluate instead of editing (its batches are applied as they are).
     public var state: String?
     public var generalEvery = 500
@@ -83,23 +86,25 @@ public final class EvalCampaign {
                      note: "model \(URL(fileURLWithPath: path).lastPathComponent), corpus \(URL(fileURLWithPath: s.corpus).lastPathComponent)")
         }
         let cache = wanted == nil ? nil : s.covCache
-        if let c = cache, let wanted, FileManager.default.fileExists(atPath: c) {
+        for c in [cache, wanted == nil ? nil : s.covArtifact].compactMap({ $0 }) where FileManager.default.fileExists(atPath: c) {
+            guard let wanted else { break }
             // A cache is never fatal: an unreadable one (truncated, another format) is built again.
             do {
                 let st = try KeyStatistics.read(from: c)
                 if let why = st.mismatch(wanted) {
-                    log("K0 statistics in \(c) are not this run's (\(why)): building them again")
+                    log("K0 statistics in \(c) are not this run's (\(why))")
                 } else {
                     log("K0 statistics from \(c)"); return st
                 }
             } catch {
-                log("K0 statistics in \(c) are unreadable (\(error)): building them again")
+                log("K0 statistics in \(c) are unreadable (\(error))")
             }
         }
         let t0 = ProcessStats.now()
         let st = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: s.hp.layers, workers: s.threads)
             .build(corpus: s.corpus, range: 0..<s.covSentences, provenance: wanted?.provenance)
-        log(String(format: "K0 statistics: %d sentences in %.0f s", s.covSentences, ProcessStats.now() - t0))
+        log(String(format: "K0 statistics: %d sentences in %.0f s", s.covSentences, ProcessStats.now() - t0)
+            + (cache.map { ", stored in \($0)" } ?? ""))
         if let c = cache { try st.write(to: c) }
         return st
     }

@@ -95,9 +95,10 @@ final class K0ReuseTests: XCTestCase {
             .write(toFile: corpusB, atomically: true, encoding: .utf8)
         let model = try LlamaModel(path: modelPath)
         let tok = try BPETokenizer(gguf: model.gguf)
-        func campaign(_ corpus: String) -> (EvalCampaign, () -> [String]) {
+        func campaign(_ corpus: String, artifact: String? = nil, cache: String? = nil) -> (EvalCampaign, () -> [String]) {
             var s = EvalCampaignSettings()
-            s.hp.layers = [0, 1]; s.corpus = corpus; s.covSentences = 30; s.covCache = dir + "/k0-cache.bin"; s.threads = 1
+            s.hp.layers = [0, 1]; s.corpus = corpus; s.covSentences = 30; s.covCache = cache ?? dir + "/k0-cache.bin"; s.threads = 1
+            s.covArtifact = artifact
             let c = EvalCampaign(model: model, tokenizer: tok, evaluator: CounterFactEvaluator(model: model, tokenizer: tok), settings: s)
             let box = LogBox()
             c.log = { box.lines.append($0) }
@@ -113,6 +114,7 @@ final class K0ReuseTests: XCTestCase {
         let (b, logB) = campaign(corpusB)
         let sb = try b.statistics()
         XCTAssertTrue(logB().contains { $0.contains("are not this run's (corpus checksum") }, "\(logB())")
+        XCTAssertTrue(logB().contains { $0.hasSuffix("stored in \(dir)/k0-cache.bin") }, "\(logB())")
         XCTAssertNotEqual(try sb.mean(layer: 1), try sa.mean(layer: 1))
         XCTAssertEqual(try KeyStatistics.read(from: dir + "/k0-cache.bin").source?.corpusChecksum, try EditState.fileChecksum(corpusB))
         // A cache cut short is built again, never fatal.
@@ -120,6 +122,11 @@ final class K0ReuseTests: XCTestCase {
         let (c, logC) = campaign(corpusB)
         XCTAssertEqual(try c.statistics().mean(layer: 1), try sb.mean(layer: 1))
         XCTAssertTrue(logC().contains { $0.contains("are unreadable") }, "\(logC())")
+        // `cov`'s artifact, read when the cache does not hold this run's; never written.
+        try KeyStatistics.read(from: dir + "/k0-cache.bin").write(to: dir + "/cov-statistics.bin")
+        let (d, logD) = campaign(corpusB, artifact: dir + "/cov-statistics.bin", cache: dir + "/empty-cache.bin")
+        XCTAssertEqual(try d.statistics().mean(layer: 1), try sb.mean(layer: 1))
+        XCTAssertTrue(logD().contains { $0 == "K0 statistics from \(dir)/cov-statistics.bin" }, "\(logD())")
     }
 }
 
