@@ -172,6 +172,7 @@ public enum EditCampaign {
                 if let cluster {
                     let committed = try EditState(store: store).manifest.batches
                     try cluster.announceCommitted(committed.map(\.deltas))  // the workers follow the new weights
+                    cluster.syncWorkersNow()  // `status` shows the workers as of this commit
                 }
             }
             committedNow += 1

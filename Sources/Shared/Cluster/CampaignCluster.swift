@@ -21,7 +21,7 @@ public final class CampaignCluster {
     public let store: JobStore
     public let pool: WorkerPool
     var log: Logger
-    private let stopMirror = DispatchSemaphore(value: 0)
+    private let mirror = MirrorControl()
     private let mirrorDone = DispatchSemaphore(value: 0)
     private var mirroring = false
 
@@ -37,13 +37,14 @@ public final class CampaignCluster {
     public func startWorkerMirror() throws {
         // Its own connection, moved to the mirror thread, its only user.
         nonisolated(unsafe) let mirrorStore = try JobStore(directory: store.directory, create: false)
-        let pool = self.pool, log = self.log, stop = stopMirror, done = mirrorDone
+        let pool = self.pool, log = self.log, control = mirror, done = mirrorDone
         mirroring = true
         let t = Thread {
             var known: [String: Bool] = [:]
             while true {
+                let asked = control.startSync()
                 do { try Self.syncWorkers(pool, mirrorStore, &known) } catch { log.warning("workers table: \(error)") }
-                if stop.wait(timeout: .now() + 1) == .success { break }
+                if control.finishSync(asked, wait: 1) { break }
             }
             let now = Date().timeIntervalSince1970
             for (name, alive) in known where alive { _ = try? mirrorStore.workerGone(name, now: now) }
@@ -160,7 +161,55 @@ public final class CampaignCluster {
     public func finish() {
         guard mirroring else { return }
         mirroring = false
-        stopMirror.signal()
+        mirror.stop()
         mirrorDone.wait()
+    }
+
+    /// Brings the workers table up to date now (the mirror's next pass, done before this returns), so
+    /// that `alphaedit status` is current at every commit, however short the batch (the mirror's
+    /// own pace is once a second).
+    public func syncWorkersNow() {
+        guard mirroring else { return }
+        mirror.syncAndWait()
+    }
+}
+
+/// The mirror thread's schedule: a pass a second, one at once when asked, and the stop.
+private final class MirrorControl: @unchecked Sendable {
+    private let cond = NSCondition()
+    private var requested = 0, completed = 0
+    private var stopping = false
+
+    /// The mirror starts a pass: the requests made so far are served by it.
+    func startSync() -> Int {
+        cond.lock(); defer { cond.unlock() }
+        return requested
+    }
+
+    /// The pass that started at request `asked` is done; waits up to `wait` seconds (less when asked
+    /// again). Returns true when the mirror is to stop.
+    func finishSync(_ asked: Int, wait: Double) -> Bool {
+        cond.lock(); defer { cond.unlock() }
+        completed = max(completed, asked)
+        cond.broadcast()
+        let until = Date(timeIntervalSinceNow: wait)
+        while !stopping && requested == completed {
+            if !cond.wait(until: until) { break }
+        }
+        return stopping
+    }
+
+    func syncAndWait() {
+        cond.lock(); defer { cond.unlock() }
+        requested += 1
+        let mine = requested
+        cond.broadcast()
+        while completed < mine && !stopping { cond.wait() }
+    }
+
+    func stop() {
+        cond.lock(); defer { cond.unlock() }
+        stopping = true
+        cond.broadcast()
     }
 }
