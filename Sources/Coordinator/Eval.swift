@@ -166,7 +166,9 @@ struct Eval: ParsableCommand {
         let reports = try plot.map { try EvalReport.read(path: $0) }
         let dir = out ?? "."
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let series = reports.map { ($0.label, EvalPlot.points($0)) }
+        // Reports of different record sets are told apart by their records.
+        let oneSet = Set(reports.map(\.records)).count <= 1
+        let series = reports.map { (oneSet ? $0.label : "\($0.label), \($0.records)", EvalPlot.points($0)) }
         try EvalPlot.svg(series).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
         print(EvalReport.comparison(reports))
         for r in reports { print("## \(r.label), \(r.records)\n\n" + r.markdown()) }

@@ -1,6 +1,6 @@
-// A small SVG chart of eval reports: efficacy, specificity, fluency and general capability (mean F1,
-// wikitext2 perplexity) against the number of edits, one line per report (e.g. AlphaEdit and MEMIT),
-// five panels side by side.
+// A small SVG chart of eval reports: efficacy, generalization, specificity, fluency and general
+// capability (mean F1, wikitext2 perplexity) against the number of edits, one line per report (e.g.
+// AlphaEdit and MEMIT), up to six panels side by side (a panel no report has values for is left out).
 // A point at k edits scores the k records edited so far, so specificity and fluency are drawn as the
 // change from the unedited model on those same records (0 at 0 edits): absolute values of different
 // record sets would make steps that are not the edits' doing.
@@ -24,6 +24,7 @@ public enum EvalPlot {
 
     static let panels: [Panel] = [
         Panel(title: "efficacy") { $0.point.summary[.efficacy] },
+        Panel(title: "generalization") { $0.point.summary[.generalization] },
         Panel(title: "specificity − unedited (same records)") { change($0, .specificity) },
         Panel(title: "fluency − unedited (×100 bits)") { change($0, .fluency) },
         Panel(title: "general: mean F1") { $0.point.general?.meanF1 },
@@ -40,8 +41,9 @@ public enum EvalPlot {
 
     /// SVG of `series`: (label, points).
     public static func svg(_ series: [(label: String, points: [Point])]) -> String {
+        let panels = Self.panels.filter { panel in series.contains { $0.points.contains { panel.value($0)?.isFinite == true } } }
         let pw = 270.0, ph = 200.0, left = 45.0, top = 30.0, gap = 30.0
-        let width = left + Double(panels.count) * (pw + gap), height = top + ph + 70
+        let width = left + Double(panels.count) * (pw + gap), height = top + ph + 60 + 16 * Double(series.count)
         var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"sans-serif\" font-size=\"11\">\n"
         s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         let maxEdits = Double(series.flatMap { $0.points.map(\.point.edits) }.max() ?? 1)
@@ -75,7 +77,7 @@ public enum EvalPlot {
             }
         }
         for (si, ser) in series.enumerated() {
-            let x = left + Double(si) * 220, y = top + ph + 55
+            let x = left, y = top + ph + 55 + Double(si) * 16  // one legend line per report
             s += "<rect x=\"\(x)\" y=\"\(y - 9)\" width=\"12\" height=\"12\" fill=\"\(colors[si % colors.count])\"/>\n"
             s += "<text x=\"\(x + 16)\" y=\"\(y + 1)\">\(escape(ser.label))</text>\n"
         }

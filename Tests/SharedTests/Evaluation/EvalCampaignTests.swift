@@ -85,7 +85,13 @@ final class EvalCampaignTests: XCTestCase {
             for k in ["efficacy", "generalization", "specificity", "fluency", "edits", "seconds"] { XCTAssertNotNil(obj[k], k) }
             XCTAssertFalse(line.contains("\n"))
             let svg = EvalPlot.svg([("a", EvalPlot.points(report)), ("b", EvalPlot.points(report))])
-            XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 10, "5 panels × 2 series")
+            XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 12, "6 panels × 2 series")
+            // A panel no report has values for is left out (no generation: no fluency panel).
+            var bare = EvalPlot.points(report)
+            for i in bare.indices { bare[i].point.summary.metrics[.fluency] = nil; bare[i].point.general = nil }
+            let svg2 = EvalPlot.svg([("a", bare)])
+            XCTAssertEqual(svg2.components(separatedBy: "<polyline").count - 1, 3, "efficacy, generalization, specificity")
+            XCTAssertFalse(svg2.contains("fluency") || svg2.contains("perplexity"))
             XCTAssertTrue(report.markdown().contains("| \(method.rawValue), 4 edits (2/batch) |"))
             let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))
             XCTAssertEqual(back.curve, report.curve)
