@@ -6,6 +6,8 @@
 #   bash scripts/dataset-runs.sh zsre & bash scripts/dataset-runs.sh cf
 # (`zsre-alt`: the same with EasyEdit's target, which brings portability; single runs by name.)
 # Each run writes state/eval/<name>/report.{json,md} and its log to state/eval/<name>.log.
+# MODEL=gemma3-270m (or qwen2.5-0.5b) runs another catalog model; its runs are named <model>-<name>.
+# MEMIT_LAMBDA sets λm (default 2000, tuned on SmolLM2; tune others with `eval --tune-memit-lambda`).
 set -u
 cd "$(dirname "$0")/.."
 B=.build/release/alphaedit
@@ -16,14 +18,17 @@ if [ -z "${KEEP_BINARY:-}" ] || [ ! -x "$A" ]; then cp "$B" "$A.$$" && mv "$A.$$
 ZSRE=../shared/data/zsre/zsre_mend_eval_portability.dev.json
 CF=../shared/data/counterfact/counterfact-edit.dev.json
 COMMON="--batch-size 100 --no-generation --general-items 0 --hidden-prompts 0 --cluster in-process --threads 1"
+PREFIX=""
+if [ -n "${MODEL:-}" ]; then COMMON="$COMMON --model $MODEL"; PREFIX="$MODEL-"; fi
+LAMBDA=${MEMIT_LAMBDA:-2000}
 run() {  # name, args…
-    local name=$1; shift
+    local name=$PREFIX$1; shift
     echo "== $name: $A eval $*" >&2
     /usr/bin/time -f "$name wall %e s" $A eval "$@" $COMMON --json --out "state/eval/$name" > "state/eval/$name.log" 2>&1
     tail -2 "state/eval/$name.log" >&2
 }
 pre() {  # the unedited row of an earlier run on the same records, when there is one
-    [ -f "state/eval/$1/report.json" ] && echo "--pre-from state/eval/$1/report.json"
+    [ -f "state/eval/$PREFIX$1/report.json" ] && echo "--pre-from state/eval/$PREFIX$1/report.json"
 }
 for step in "$@"; do
 case $step in
@@ -31,11 +36,11 @@ case $step in
   cf)       $0 cf-alphaedit cf-memit ;;
   zsre-alt) $0 zsre-alt-alphaedit zsre-alt-memit ;;
   zsre-alphaedit)     run $step --records $ZSRE --method alphaedit ;;
-  zsre-memit)         run $step --records $ZSRE --method memit --memit-lambda 2000 $(pre zsre-alphaedit) ;;
+  zsre-memit)         run $step --records $ZSRE --method memit --memit-lambda $LAMBDA $(pre zsre-alphaedit) ;;
   cf-alphaedit)       run $step --records $CF --method alphaedit ;;
-  cf-memit)           run $step --records $CF --method memit --memit-lambda 2000 $(pre cf-alphaedit) ;;
+  cf-memit)           run $step --records $CF --method memit --memit-lambda $LAMBDA $(pre cf-alphaedit) ;;
   zsre-alt-alphaedit) run $step --records $ZSRE --zsre-target alt --method alphaedit ;;
-  zsre-alt-memit)     run $step --records $ZSRE --zsre-target alt --method memit --memit-lambda 2000 $(pre zsre-alt-alphaedit) ;;
+  zsre-alt-memit)     run $step --records $ZSRE --zsre-target alt --method memit --memit-lambda $LAMBDA $(pre zsre-alt-alphaedit) ;;
   *) echo "unknown step $step (zsre, cf, zsre-alt, or one run: zsre-alphaedit, zsre-memit, …)" >&2; exit 2 ;;
 esac
 done
