@@ -258,8 +258,12 @@ public final class WorkerPool: @unchecked Sendable {
         badResults[worker, default: 0] += 1
         let n = badResults[worker, default: 0]
         let label = workers[worker]?.label ?? hex(worker)
+        guard n <= Self.maxBadResults else {  // sent before the refusal reached it
+            log.error("rejected the result of job \(job.id) from \(label), which is being refused: \(reason); job re-queued")
+            return
+        }
         log.error("rejected the result of job \(job.id) from \(label) (\(n) of \(Self.maxBadResults) allowed): \(reason); job re-queued")
-        if n >= Self.maxBadResults, let w = workers[worker] {
+        if n == Self.maxBadResults, let w = workers[worker] {
             let why = "\(n) unusable results (the last: \(reason))"
             refusedNames[w.hello.name] = why
             toRefuse.append((worker, why))
