@@ -52,24 +52,24 @@ QK_INLINE QK_AVX2 void dequant_q8_0_256(const uint8_t *b, __m256 w[4]) {
 
 // Q5_0: f16 d, 32 high bits qh (bit e for weight e), 16 bytes of nibbles (weights 0–15 low, 16–31 high);
 // w = d·(q − 16), computed as d·q + (−16·d): both terms and the result are exact (FMA_EXACT).
-// Weight 8i + l takes bit 8i + l of qh to bit 4 by a per-lane shift of a copy of qh moved so that
-// bit 0 (i < 2) or bit 16 (i ≥ 2) sits at bit 4.
+// The 32 values q are built as bytes in one 256-bit register, then widened 8 at a time: byte e takes
+// byte e / 8 of qh (a shuffle of qh broadcast), keeps bit e % 8 (compare with a one-bit mask: 0 or
+// 0xFF) as 0x10, and ORs in its nibble (measured, one core, 8192 × 1024, T = 10: 52.8 → 63.4 GF/s
+// against per-lane variable shifts of qh; the same bits).
 QK_INLINE QK_AVX2 void dequant_q5_0_256(const uint8_t *b, __m256 w[4]) {
     const float df = _cvtsh_ss(load_u16(b));
     const __m256 d = _mm256_set1_ps(df), off = _mm256_set1_ps(-16.0f * df);
-    const uint32_t qh = load_u32(b + 2);
-    const __m256i hlo = _mm256_set1_epi32((int)((qh & 0xFFFF) << 4)), hhi = _mm256_set1_epi32((int)(qh >> 12 & 0xFFFF0));
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), lanes8 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
-    const __m256i bit4 = _mm256_set1_epi32(0x10), nib = _mm256_set1_epi32(0x0F);
-    const __m256i q0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 6)));   // bytes 0–7
-    const __m256i q1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 14)));  // bytes 8–15
-    const __m256i v[4] = {
-        _mm256_or_si256(_mm256_and_si256(q0, nib), _mm256_and_si256(_mm256_srlv_epi32(hlo, lanes), bit4)),
-        _mm256_or_si256(_mm256_and_si256(q1, nib), _mm256_and_si256(_mm256_srlv_epi32(hlo, lanes8), bit4)),
-        _mm256_or_si256(_mm256_srli_epi32(q0, 4), _mm256_and_si256(_mm256_srlv_epi32(hhi, lanes), bit4)),
-        _mm256_or_si256(_mm256_srli_epi32(q1, 4), _mm256_and_si256(_mm256_srlv_epi32(hhi, lanes8), bit4)),
-    };
-    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(v[i]), off);  // FMA_EXACT
+    const __m256i byteOfQh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                              2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);  // byte e: 1 << (e % 8)
+    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)load_u32(b + 2)), byteOfQh);
+    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
+    const __m128i n = _mm_loadu_si128((const __m128i *)(b + 6));
+    const __m256i low = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
+    const __m256i q = _mm256_or_si256(low, high);
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), off);  // FMA_EXACT
 }
 
 #endif

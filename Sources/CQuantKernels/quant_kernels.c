@@ -1,6 +1,6 @@
 // Quantized small-batch linear kernels; see include/quant_kernels.h for the contract.
-// Loop order: for each pair of output rows (AVX2: each row), for each tile of ≤ 10 token
-// rows, for each block of 32 weights: dequantize the block into registers once, then one FMA per
+// Loop order: for each pair of output rows (AVX2: each row, or up to 8 when the tiles are short),
+// for each tile of ≤ 10 token rows, for each block of 32 weights: dequantize the block into registers once, then one FMA per
 // token row and 16 (AVX2: 8) lanes. K-quant super-blocks decode their scales once for their 8
 // blocks. A row's bytes (≤ a few KB) stay in L1 across the tiles, so memory sees each weight once
 // per call. The AVX-512 loop is bound by its two vector ports (FMAs + dequantization): ≈ 95 GF/s
@@ -22,8 +22,25 @@
 // 10-token forward is one tile, each block dequantized once instead of twice (measured on one core,
 // clang -O2, T = 10: Q4_1 1536 × 576 75.5 → 95.5 GF/s, Q8_0 896 × 4864 43.6 → 60.5, Q6_K 64.6 → 69.2;
 // the same sums in the same order, so the same bits).
-enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 10 };
+// With few token rows (T = 1: the LM head of every forward, each generation step) one output row
+// leaves the AVX2 loop too few accumulators: each takes 4 FMAs per block, one after another, and the
+// loop waits on that chain rather than on memory or the FMA ports. Its tiles then take several
+// output rows (`rows_256`), each with its own accumulators summed in the same order as before, so
+// the bits do not change. Measured on one core (clang -O2, 8192 × 1024, GF/s, old → new): T = 1
+// Q8_0 10.7 → 40.5, Q4_1 20.2 → 28.9, Q5_0 9.0 → 20.6, Q4_K 15.1 → 26.1, Q6_K 16.5 → 23–25;
+// T = 2 Q8_0 19.6 → 67.6; Gemma's LM head (Q8_0 262144 × 640, T = 1) 26.4 → 10.2 ms. Q6_K's
+// dequantizer needs more registers: two of its rows at T = 3…5 spill (59.6 → 36.9), so it keeps one.
+// The AVX-512 loop gained nothing from 4 or 8 rows (Q8_0 T = 1: 22.6 GF/s with 2, 19.7 with 4, 18.3
+// with 8); it stays at 2.
+enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 10, ROWS_256 = 8 };
 _Static_assert(TILE_512 <= QK_MAX_TILE && TILE_256 <= QK_MAX_TILE, "tiles fit the accumulator arrays");
+
+/// AVX2 output rows per tile for tiles of `size` token rows: ≤ 10 accumulators of the 16 registers.
+static inline int rows_256(int fmt, int64_t size) {
+    if (size == 1) return fmt == QK_Q6_K ? 4 : 8;
+    if (size == 2) return 4;
+    return size <= 5 && fmt != QK_Q6_K ? 2 : 1;
+}
 
 /// Token rows per tile: balanced tiles of at most `max` rows (10 → one tile of 10, 12 → 6 + 6).
 static inline int64_t tile_size(int64_t t, int64_t max) {
@@ -153,40 +170,55 @@ QK_INLINE QK_AVX512 void linear_512(int fmt, const float *x, int64_t t, int64_t 
 
 // ---- AVX2: a block is four 8-lane vectors, one accumulator per token row ----
 
-// One output row × `tt` token rows (`nr` is always 1: 16 registers hold no second row).
+// `nr` output rows × `tt` token rows, one accumulator each (literals after inlining).
 QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
                                 const float *x, int64_t in, int tt, float *y, int64_t ldy, int accumulate) {
-    (void)rowBytes; (void)nr;
-    __m256 a[QK_MAX_TILE];
-    for (int t = 0; t < tt; t++) a[t] = _mm256_setzero_ps();
+    __m256 a[ROWS_256][QK_MAX_TILE];
+    for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm256_setzero_ps();
     const int64_t bytes = fmt_bytes(fmt);
     for (int64_t sb = 0; sb < ns; sb++) {
-        qk_scales s;
-        prepare(fmt, wr + sb * bytes, &s);
+        qk_scales s[ROWS_256];
+        for (int r = 0; r < nr; r++) prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
         for (int j = 0; j < fmt_blocks(fmt); j++) {
-            __m256 w[4];
-            dequant_256(fmt, wr + sb * bytes, j, &s, w);
             const float *xb = x + (sb * fmt_blocks(fmt) + j) * QK_BLOCK;
-            for (int t = 0; t < tt; t++)
-                for (int i = 0; i < 4; i++) a[t] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * in + 8 * i), a[t]);
+            for (int r = 0; r < nr; r++) {  // one row's block at a time: the accumulators take the registers
+                __m256 w[4];
+                dequant_256(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], w);
+                for (int t = 0; t < tt; t++)
+                    for (int i = 0; i < 4; i++) a[r][t] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * in + 8 * i), a[r][t]);
+            }
         }
     }
-    for (int t = 0; t < tt; t++) store(y + t * ldy, hsum256(a[t]), accumulate);
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < tt; t++) store(y + t * ldy + r, hsum256(a[r][t]), accumulate);
+}
+
+// Output rows [o, o + nr) over all token rows, tile by tile.
+QK_INLINE QK_AVX2 void group_256(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
+                                 int nr, float *y, int64_t ldy, int accumulate) {
+    const int64_t ns = in / fmt_block(fmt), size = tile_size(t, TILE_256);
+    prefetch_ahead(wr, nr * rowBytes);
+    for (int64_t t0 = 0; t0 < t; t0 += size) {
+        const float *xt = x + t0 * in;
+        float *yt = y + t0 * ldy;
+        const int64_t tt = t - t0 < size ? t - t0 : size;
+        QK_TILE_CASES(tile_256, nr)
+    }
 }
 
 QK_INLINE QK_AVX2 void linear_256(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *w,
                                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
-    const int64_t ns = in / fmt_block(fmt), rowBytes = ns * fmt_bytes(fmt), size = tile_size(t, TILE_256);
-    for (int64_t o = o0; o < o1; o++) {
-        const uint8_t *wr = w + o * rowBytes;
-        prefetch_ahead(wr, rowBytes);
-        for (int64_t t0 = 0; t0 < t; t0 += size) {
-            const float *xt = x + t0 * in;
-            float *yt = y + t0 * ldy + o;
-            const int64_t tt = t - t0 < size ? t - t0 : size;
-            QK_TILE_CASES(tile_256, 1)
-        }
+    const int64_t rowBytes = in / fmt_block(fmt) * fmt_bytes(fmt);
+    int64_t o = o0;
+#define QK_GROUPS_256(nr) for (; o + nr <= o1; o += nr) group_256(fmt, x, t, in, w + o * rowBytes, rowBytes, nr, y + o, ldy, accumulate)
+    switch (rows_256(fmt, tile_size(t, TILE_256))) {
+    case 8: QK_GROUPS_256(8); break;
+    case 4: QK_GROUPS_256(4); break;
+    case 2: QK_GROUPS_256(2); break;
+    default: break;
     }
+    QK_GROUPS_256(1);
+#undef QK_GROUPS_256
 }
 
 // One instantiation per (ISA, format), so the format is a constant in the hot loop.
