@@ -49,4 +49,10 @@ int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, 
 /// (swiglu.c; QK_ISA_NONE: the scalar loop with expf). Returns 0, or -1 for an ISA this CPU lacks.
 int qk_swiglu(qk_isa isa, const float *g, const float *u, float *k, int64_t n);
 
+/// GELU-tanh gated forward k[i] = gelu(g[i])·u[i], gelu(x) = ½x(1 + tanh(a(x + b x³))) computed as
+/// x·σ(2a(x + b x³)) (swiglu.c), and its backward dg = dk·u·gelu'(g), du = dk·gelu(g). Returns 0, or
+/// -1 for an ISA this CPU lacks (QK_ISA_NONE: scalar loops with expf).
+int qk_geglu(qk_isa isa, const float *g, const float *u, float *k, int64_t n);
+int qk_geglu_backward(qk_isa isa, const float *dk, const float *g, const float *u, float *dg, float *du, int64_t n);
+
 #endif

@@ -181,6 +181,35 @@ final class QuantizedLinearTests: XCTestCase {
         }
     }
 
+    /// GELU-tanh (Gemma), forward and backward, every ISA and the scalar loop, against the tanh formula
+    /// in Double: the kernels compute x·σ(2z) instead of ½x(1 + tanh z), the same function.
+    func testGeGLUMatchesTanhFormula() throws {
+        let n = 20_003
+        var rng = SplitMix64(seed: 7)
+        let g = (0..<n).map { i in i < 200 ? Float(i - 100) : rng.symmetric(8) }, u = Self.randomFloats(n, seed: 8)
+        let dk = Self.randomFloats(n, seed: 9)
+        for isa in [QuantizedLinear.ISA?.none] + isas.map(Optional.some) {
+            let q = qk_isa(rawValue: UInt32(isa?.rawValue ?? 0))
+            var k = [Float](repeating: .nan, count: n), dg = k, du = k
+            XCTAssertEqual(qk_geglu(q, g, u, &k, Int64(n)), 0)
+            XCTAssertEqual(qk_geglu_backward(q, dk, g, u, &dg, &du, Int64(n)), 0)
+            var worst = (k: 0.0, du: 0.0, dg: 0.0)
+            for i in 0..<n {
+                let gelu = GeGLU.scalarGELU(g[i]), slope = GeGLU.scalarGELUDerivative(g[i])
+                let refK = gelu * Double(u[i]), refDu = Double(dk[i]) * gelu, refDg = Double(dk[i]) * Double(u[i]) * slope
+                // relative to the magnitude the inputs give the result (a gelu near 0 is compared in absolute terms)
+                worst.k = max(worst.k, abs(Double(k[i]) - refK) / max(abs(refK), 1e-6 * abs(Double(u[i]))))
+                worst.du = max(worst.du, abs(Double(du[i]) - refDu) / max(abs(refDu), 1e-6 * abs(Double(dk[i]))))
+                // gelu' = s + slope crosses 0 near x = −0.75, where its two O(1) terms cancel: scale 1e-2
+                worst.dg = max(worst.dg, abs(Double(dg[i]) - refDg) / max(abs(refDg), 1e-2 * abs(Double(dk[i] * u[i]))))
+            }
+            print("geglu \(isa.map { "\($0)" } ?? "scalar"): max relative diff to the tanh formula k \(worst.k), du \(worst.du), dg \(worst.dg)")
+            XCTAssertLessThanOrEqual(worst.k, 2e-6)
+            XCTAssertLessThanOrEqual(worst.du, 2e-6)
+            XCTAssertLessThanOrEqual(worst.dg, 2e-5)
+        }
+    }
+
     // MARK: - in the model
 
     static func syntheticModel() throws -> LlamaModel {
