@@ -13,7 +13,7 @@
 // w = d·sc_j·q − dmin·m_j. Scales j < 4: low 6 bits of bytes j (sc) and j + 4 (m); j ≥ 4: the
 // nibbles of byte j + 4 (low: sc, high: m) under the top 2 bits of bytes j − 4 (sc) and j (m).
 QK_INLINE QK_AVX2 void prepare_q4_k(const uint8_t *b, qk_scales *s) {
-    const float d = _cvtsh_ss(load_u16(b)), dmin = _cvtsh_ss(load_u16(b + 2));
+    const float d = f16_to_f32(b), dmin = f16_to_f32(b + 2);
     const uint8_t *sc = b + 4;
     for (int j = 0; j < 4; j++) {
         s->d[j] = d * (float)(sc[j] & 63);
@@ -41,7 +41,7 @@ QK_INLINE QK_AVX2 void dequant_q4_k_256(const uint8_t *b, int j, const qk_scales
 // weight l (0…31), takes the low (k < 2) or high nibble of ql[64h + 32(k % 2) + l], bits 2k, 2k + 1
 // of qh[32h + l], and scale 8h + 2k + l / 16.
 QK_INLINE QK_AVX2 void prepare_q6_k(const uint8_t *b, qk_scales *s) {
-    const float d = _cvtsh_ss(load_u16(b + 208));
+    const float d = f16_to_f32(b + 208);
     const int8_t *sc = (const int8_t *)(b + 192);
     for (int i = 0; i < 16; i++) s->d[i] = d * (float)sc[i];
 }
