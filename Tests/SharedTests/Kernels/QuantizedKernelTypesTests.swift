@@ -53,7 +53,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
         // enough that `run` splits even T = 1 over two threads.
         let shapes = [(rows: 1, cols: 256), (rows: 7, cols: 768), (rows: 33, cols: 512), (rows: 257, cols: 1024),
                       (rows: 4, cols: 2560)]
-        let ts = [1, 3, 10, 32], maxT = 32
+        let ts = [1, 2, 3, 5, 10, 32], maxT = 32  // 1…5: the AVX2 tiles of several output rows (rows_256)
         for type in Self.types {
             for (si, s) in shapes.enumerated() {
                 let bytes = Self.randomMatrix(type, rows: s.rows, cols: s.cols, seed: 1000 * UInt64(type.rawValue) + UInt64(si))

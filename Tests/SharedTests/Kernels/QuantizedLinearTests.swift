@@ -107,18 +107,26 @@ final class QuantizedLinearTests: XCTestCase {
         XCTAssertLessThanOrEqual(diff, 1e-4)
     }
 
-    /// Each output element is computed by the same operations whatever the thread split and T.
+    /// Each output element is computed by the same operations whatever the thread split and T (the
+    /// AVX2 tiles take 8, 4 or 2 output rows at T = 1, 2, 3…5 and one at T = 16), for every format.
     func testResultsIndependentOfThreadsAndBatch() throws {
-        guard let isa = QuantizedLinear.bestISA else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
-        let (rows, cols) = (577, 192)
-        let bytes = Self.randomMatrix(.q8_0, rows: rows, cols: cols, seed: 11)
-        let x = Self.randomFloats(16 * cols, seed: 12)
-        let one = try Self.kernel(.q8_0, bytes, rows: rows, cols: cols, x: x, t: 16, isa: isa, threads: 1)
-        for threads in [2, 3, 4] {
-            XCTAssertEqual(try Self.kernel(.q8_0, bytes, rows: rows, cols: cols, x: x, t: 16, isa: isa, threads: threads), one)
+        guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let (rows, cols) = (577, 256)
+        for isa in isas {
+            for type in [GGMLType.q4_1, .q8_0, .q5_0, .q4_K, .q6_K] {
+                let bytes = QuantizedKernelTypesTests.randomMatrix(type, rows: rows, cols: cols, seed: 11)
+                let x = Self.randomFloats(16 * cols, seed: 12)
+                let one = try Self.kernel(type, bytes, rows: rows, cols: cols, x: x, t: 16, isa: isa, threads: 1)
+                for threads in [2, 3, 4] {
+                    XCTAssertEqual(try Self.kernel(type, bytes, rows: rows, cols: cols, x: x, t: 16, isa: isa, threads: threads), one,
+                                   "\(type) \(isa) \(threads) threads")
+                }
+                for t in [1, 2, 3, 5] {
+                    let first = try Self.kernel(type, bytes, rows: rows, cols: cols, x: x, t: t, isa: isa, threads: 2)
+                    XCTAssertEqual(first, Array(one.prefix(t * rows)), "\(type) \(isa) T=\(t)")
+                }
+            }
         }
-        let first = try Self.kernel(.q8_0, bytes, rows: rows, cols: cols, x: x, t: 1, isa: isa, threads: 2)
-        XCTAssertEqual(first, Array(one.prefix(rows)))
     }
 
     /// Products started from several threads at once share the worker pool (one at a time; the
