@@ -18,7 +18,7 @@ typedef enum {
 } qk_isa;
 
 /// The best instruction set this CPU and OS support, capped by the environment variable ALPHAEDIT_ISA
-/// (`avx2` or `none`) when it is set.
+/// (`avx2`, `none`, or `avx512`: no cap) when it is set; the executables refuse other values.
 qk_isa qk_best_isa(void);
 
 /// Weight formats the kernels read (GGML block layouts, ggml-common.h). Q4_1, Q8_0, Q5_0: blocks

@@ -28,7 +28,14 @@ public enum BLASRuntime {
     /// Call first thing in `main`: re-executes the process with OPENBLAS_CORETYPE set when OpenBLAS
     /// fell back to generic kernels on a CPU that has better ones, or chose AVX-512 kernels where
     /// ALPHAEDIT_ISA=avx2 asks for the AVX2 ones. Returns normally otherwise.
+    /// Also the check of ALPHAEDIT_ISA: a value other than avx2, avx512 or none would be ignored by the
+    /// kernels (they take the CPU's best), so a benchmark meant for AVX2 would silently measure AVX-512;
+    /// it is refused here with a line naming it (exit status 2).
     public static func ensureOptimizedKernels() {
+        if let problem = isaCapProblem(ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"]) {
+            FileHandle.standardError.write(Data("error: \(problem)\n".utf8))
+            exit(2)
+        }
         guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil else { return }
         let name = coreName.lowercased()
         let generic = name.contains("prescott") || name.contains("core2") || name.contains("nehalem") || name.contains("katmai")
@@ -39,6 +46,15 @@ public enum BLASRuntime {
         argv.append(nil)
         execv("/proc/self/exe", &argv)
         // execv returned: carry on with the generic kernels.
+    }
+
+    /// The values ALPHAEDIT_ISA takes (quant_kernels.c reads the same): a cap on the kernels.
+    public static let isaCaps = ["avx2", "avx512", "none"]
+
+    /// nil when `value` is unset or one of `isaCaps`, else what is wrong with it.
+    public static func isaCapProblem(_ value: String?) -> String? {
+        guard let value, !isaCaps.contains(value) else { return nil }
+        return "ALPHAEDIT_ISA=\(value) is not one of \(isaCaps.joined(separator: ", ")) (a cap on the kernels; unset: the CPU's best)"
     }
 }
 

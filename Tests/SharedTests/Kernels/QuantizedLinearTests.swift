@@ -153,6 +153,29 @@ final class QuantizedLinearTests: XCTestCase {
         for i in 0..<xs.count { XCTAssertEqual(results[i], expected[i], "caller \(i)") }
     }
 
+    /// ALPHAEDIT_ISA with a value the kernels do not know is refused by both executables before any
+    /// work, with a line naming it (the kernels would take the CPU's best and a benchmark meant for
+    /// AVX2 would measure AVX-512); the known values pass.
+    func testUnknownISACapIsRefused() throws {
+        XCTAssertNil(BLASRuntime.isaCapProblem(nil))
+        for ok in ["avx2", "avx512", "none"] { XCTAssertNil(BLASRuntime.isaCapProblem(ok), ok) }
+        XCTAssertNotNil(BLASRuntime.isaCapProblem("AVX2"), "case matters, as in quant_kernels.c")
+        for name in ["alphaedit", "alphaedit-worker"] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: try ClusterTestSupport.executable(name))
+            p.arguments = ["--help"]
+            p.environment = ProcessInfo.processInfo.environment.merging(["ALPHAEDIT_ISA": "avx-2"]) { $1 }
+            let pipe = Pipe()
+            p.standardError = pipe
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 2, "\(name): \(text)")
+            XCTAssertTrue(text.contains("ALPHAEDIT_ISA=avx-2 is not one of avx2, avx512, none"), "\(name): \(text)")
+        }
+    }
+
     func testViewsRejectWhatNoKernelReads() {
         let bytes = [UInt8](repeating: 0, count: 20 * 4)
         bytes.withUnsafeBytes { raw in
