@@ -51,9 +51,9 @@ public enum BLASRuntime {
     /// The values ALPHAEDIT_ISA takes (quant_kernels.c reads the same): a cap on the kernels.
     public static let isaCaps = ["avx2", "avx512", "none"]
 
-    /// nil when `value` is unset or one of `isaCaps`, else what is wrong with it.
+    /// nil when `value` is unset, empty (as unset) or one of `isaCaps`, else what is wrong with it.
     public static func isaCapProblem(_ value: String?) -> String? {
-        guard let value, !isaCaps.contains(value) else { return nil }
+        guard let value, !value.isEmpty, !isaCaps.contains(value) else { return nil }
         return "ALPHAEDIT_ISA=\(value) is not one of \(isaCaps.joined(separator: ", ")) (a cap on the kernels; unset: the CPU's best)"
     }
 }

@@ -158,6 +158,7 @@ final class QuantizedLinearTests: XCTestCase {
     /// AVX2 would measure AVX-512); the known values pass.
     func testUnknownISACapIsRefused() throws {
         XCTAssertNil(BLASRuntime.isaCapProblem(nil))
+        XCTAssertNil(BLASRuntime.isaCapProblem(""), "empty: as unset, as the kernels read it")
         for ok in ["avx2", "avx512", "none"] { XCTAssertNil(BLASRuntime.isaCapProblem(ok), ok) }
         XCTAssertNotNil(BLASRuntime.isaCapProblem("AVX2"), "case matters, as in quant_kernels.c")
         for name in ["alphaedit", "alphaedit-worker"] {
