@@ -1,7 +1,7 @@
 // Quantized small-batch linear kernels; see include/quant_kernels.h for the contract.
 // Loop order: for each pair of output rows (AVX2: each row, or up to 8 when the tiles are short),
-// for each tile of ≤ 10 token rows, for each block of 32 weights: dequantize the block into registers once, then one FMA per
-// token row and 16 (AVX2: 8) lanes. K-quant super-blocks decode their scales once for their 8
+// for each tile of ≤ 10 token rows, for each block of 32 weights: dequantize the block into
+// registers once, then one FMA per token row and 16 (AVX2: 8) lanes. K-quant super-blocks decode their scales once for their 8
 // blocks. A row's bytes (≤ a few KB) stay in L1 across the tiles, so memory sees each weight once
 // per call. Measured on one core at T = 10 (2026-12-03, AMD EPYC): AVX-512 Q4_1 ≈ 175 GF/s, Q8_0
 // ≈ 173, Q5_0 ≈ 128, Q4_K ≈ 130, Q6_K ≈ 118; AVX2 Q4_1 ≈ 97, Q8_0 ≈ 101, Q5_0 ≈ 83, Q4_K ≈ 59–77,
@@ -194,7 +194,8 @@ QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, in
         for (int t = 0; t < tt; t++) store(y + t * ldy + r, hsum256(a[r][t]), accumulate);
 }
 
-// Output rows [o, o + nr) over all token rows, tile by tile.
+// Output rows [o, o + nr) over all token rows, tile by tile (rows_512's AVX2 twin: the ISA attribute
+// and the tile function differ).
 QK_INLINE QK_AVX2 void group_256(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
                                  int nr, float *y, int64_t ldy, int accumulate) {
     const int64_t ns = in / fmt_block(fmt), size = tile_size(t, TILE_256);
