@@ -168,6 +168,7 @@ public final class EvalCampaign {
 
         var edits = 0
         var hp: EditHyperparameters?
+        var stateMethod: EditMethod?
         if let dir = s.state {
             let st = try EditState.load(directory: dir)
             if let path = model.gguf.path { try st.checkModel(path: path, gguf: model.gguf) }
@@ -178,7 +179,7 @@ public final class EvalCampaign {
                 }
             }
             edits = st.manifest.batches.reduce(0) { $0 + $1.requests }
-            hp = st.manifest.hyperparameters
+            hp = st.manifest.hyperparameters; stateMethod = st.manifest.method
             log("applied \(dir): \(st.manifest.batches.count) batches, \(edits) edits")
         } else if let m = s.method {
             let t0 = ProcessStats.now(), eval0 = evalTime
@@ -222,7 +223,8 @@ public final class EvalCampaign {
         } else {
             post = pre
         }
-        let method = s.state != nil ? "state" : (s.method?.rawValue ?? "none")
+        // An evaluated state reports the method its campaign ran (so its label names the method and stages).
+        let method = (stateMethod ?? s.method)?.rawValue ?? "none"
         return EvalReport(method: method, model: s.modelIdentity, records: Self.recordsLabel(name, firstIndex, records.count), recordCount: records.count,
                           batchSize: s.batchSize, edits: edits, hyperparameters: hp, generation: evaluator.generation,
                           pre: pre.summary(), post: post.summary(), preKnown: pre.summary(only: known), postKnown: post.summary(only: known),

@@ -179,6 +179,20 @@ final class EditStagesTests: XCTestCase {
             if p.layer == 1 { XCTAssertTrue(p.keptDimension > 0 && p.keptDimension < p.f, "a partial null space at layer 1") }
         }
         XCTAssertEqual(st.manifest.hyperparameters.stages, EditStages(project: true), "the settings record the stages")
+        // Its evaluation (`eval --state`) reports the campaign's method and stages, so a table or plot
+        // of several evaluated states tells them apart.
+        do {
+            let m = try LlamaModel(path: model)
+            var es = EvalCampaignSettings()
+            es.state = dir + "/memit-p"; es.generalItems = 0; es.threads = 1; es.covCache = nil
+            es.hp = cfg.hyperparameters
+            let ev = CounterFactEvaluator(model: m, tokenizer: try BPETokenizer(gguf: m.gguf), generation: nil)
+            let report = try EvalCampaign(model: m, tokenizer: ev.tokenizer, evaluator: ev, settings: es)
+                .run(records: try FactsFile.read(path: dir + "/facts.json", offset: 0, limit: 8), firstIndex: 0, name: "facts.json")
+            XCTAssertEqual(report.edits, 8)
+            XCTAssertEqual(report.method, "memit")
+            XCTAssertTrue(report.label.hasPrefix("memit+P"), report.label)
+        }
         for batch in try deltas("memit-p") {
             for (l, d) in batch {
                 let m = try Matrix64(rows: ClusterTestSupport.modelConfig.hidden, cols: ClusterTestSupport.modelConfig.ffn, values: d.map(Double.init))

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Issue 14's plug-in experiment at its full size (README "Methods as stages"): MEMIT, PRUNE and RECT, each
+# with and without the null-space projection, N = 1,000 sequential edits in batches of 100 on pararel-cf
+# dev 0–999 (SmolLM2 defaults, λm 2000). scripts/plugin-runs.sh does the same in one `eval` per
+# configuration, which cannot resume; at 1,000 edits that is more than a session on a 2-core machine, so
+# here every configuration is an `edit` campaign (resumable after every committed batch) whose state lives
+# outside the work tree ($RUNS, default ../runs/plugin), and `eval --state` evaluates it afterwards.
+#
+# K0 statistics are built once by `alphaedit cov` on two local workers ($RUNS/cov); every campaign starts
+# from them (`edit --statistics`, checked to be of this model, corpus, range and layers). Two lanes of one
+# thread each (lane "off": memit prune rect; lane "on": the same with --project), each campaign a local
+# cluster of one 1-thread worker.
+#
+#   scripts/plugin-campaigns.sh lanes     # both lanes side by side (resumable: run it again)
+#   scripts/plugin-campaigns.sh eval      # the unedited row once, then every finished campaign
+#   scripts/plugin-campaigns.sh plot      # all six reports → $RUNS/plot (+ table)
+#   scripts/plugin-campaigns.sh status
+# N, BATCH, COV (K0 sentences), GEN (records with generation), RUNS: environment.
+set -u
+cd "$(dirname "$0")/.."
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
+RUNS=${RUNS:-../runs/plugin}
+N=${N:-1000}; BATCH=${BATCH:-100}; COV=${COV:-2000}; GEN=${GEN:-20}
+FACTS=../shared/data/pararel-cf/dev.jsonl
+NAMES=(memit prune rect memit-p prune-p rect-p)
+mkdir -p "$RUNS"; RUNS=$(cd "$RUNS" && pwd)   # absolute: cluster.conf paths are relative to the file
+A=$RUNS/bin/alphaedit
+[ -x "$A" ] || { mkdir -p "$RUNS/bin" && cp .build/release/alphaedit-worker "$RUNS/bin/" && cp .build/release/alphaedit "$A"; }   # a copy, so a rebuild does not swap the binary under the runs
+CONF=$RUNS/plugin.conf
+[ -f "$CONF" ] || cat > "$CONF" <<EOF
+# alphaedit configuration of the plug-in experiment (scripts/plugin-campaigns.sh)
+model = $(pwd)/$(bash scripts/fetch-model.sh smollm2)
+threads = 1
+corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
+cov_sentences = $COV
+shard_sentences = 500
+memit_lambda = 2000
+EOF
+
+stages() {  # name → its stage options
+    case $1 in
+      memit) ;;            prune) echo --filter prune ;;            rect) echo --filter rect ;;
+      memit-p) echo --project ;; prune-p) echo --filter prune --project ;; rect-p) echo --filter rect --project ;;
+    esac
+}
+
+committed() {  # batches committed in state $1 (0 when none)
+    [ -d "$1" ] || { echo 0; return; }
+    "$A" status --state "$1" --json --no-verify 2>/dev/null \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["batches_committed"])' 2>/dev/null || echo 0
+}
+
+covariance() {  # once, before the lanes
+    [ -f "$RUNS/cov/statistics.bin" ] && return
+    "$A" cov --config "$CONF" --cluster "local 2" --worker-threads 1 --threads 1 --out "$RUNS/cov" > "$RUNS/cov.log" 2>&1
+}
+
+campaign() {  # name: edit until all N/BATCH batches are committed
+    local name=$1 done
+    done=$(committed "$RUNS/$name")
+    [ "$done" -ge $((N / BATCH)) ] && { echo "== $name: $done batches, done before" >&2; return; }
+    echo "== $name: batches $done → $((N / BATCH))" >&2
+    # shellcheck disable=SC2046
+    "$A" edit --config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$RUNS/$name" \
+        --method memit $(stages "$name") --cluster "local 1" --worker-threads 1 --threads 1 \
+        --statistics "$RUNS/cov/statistics.bin" >> "$RUNS/$name.log" 2>&1
+}
+
+lane() {
+    case $1 in
+      off) campaign memit && campaign prune && campaign rect ;;
+      on)  campaign memit-p && campaign prune-p && campaign rect-p ;;
+    esac
+}
+
+EVAL=(--config "$CONF" --records "$FACTS" --limit "$N" --batch-size "$BATCH" --gen-records "$GEN"
+      --general-items 10 --hidden-prompts 200 --cluster in-process --threads 2 --json)
+evaluate() {
+    [ -f "$RUNS/pre/report.json" ] || "$A" eval "${EVAL[@]}" --method none --out "$RUNS/pre" > "$RUNS/pre.log" 2>&1 || return
+    for name in "${NAMES[@]}"; do
+        [ -f "$RUNS/eval-$name/report.json" ] && continue
+        [ "$(committed "$RUNS/$name")" -eq $((N / BATCH)) ] || { echo "$name: not all $((N / BATCH)) batches committed yet" >&2; continue; }
+        "$A" eval "${EVAL[@]}" --state "$RUNS/$name" --pre-from "$RUNS/pre/report.json" --out "$RUNS/eval-$name" > "$RUNS/eval-$name.log" 2>&1
+        echo "$name: $(tail -n 1 "$RUNS/eval-$name.log")"
+    done
+}
+
+case ${1:-lanes} in
+  lanes) covariance || exit; lane off & lane on & wait ;;
+  off|on) covariance || exit; lane "$1" ;;
+  eval) evaluate ;;
+  plot) "$A" eval --plot $(for n in "${NAMES[@]}"; do echo "$RUNS/eval-$n/report.json"; done) --out "$RUNS/plot" > "$RUNS/plot.md" && cat "$RUNS/plot.md" ;;
+  status) for n in "${NAMES[@]}"; do echo "$n: $(committed "$RUNS/$n") of $((N / BATCH)) batches"; done ;;
+  *) echo "usage: $0 [lanes|off|on|eval|plot|status]" >&2; exit 2 ;;
+esac
