@@ -108,25 +108,19 @@ public enum LAPACK {
 
     /// X (n×nrhs row-major) solving A X = B for SPD `a` (n×n row-major, upper triangle read).
     public static func choleskySolve(_ a: [Double], n: Int, _ b: [Double], nrhs: Int) throws -> [Double] {
-        guard a.count == n * n, b.count == n * nrhs else {
-            throw LinearAlgebraError.shapeMismatch("choleskySolve: A has \(a.count) values for \(n)×\(n), "
-                                                   + "B has \(b.count) for \(n)×\(nrhs)")
-        }
-        var f = a, x = b
-        if n == 0 || nrhs == 0 { return x }
-        try f.withUnsafeMutableBufferPointer { ap in
-            try x.withUnsafeMutableBufferPointer { bp in
-                guard let ab = ap.baseAddress, let bb = bp.baseAddress else { return }
-                try dposv(n: n, nrhs: nrhs, a: ab, lda: n, b: bb, ldb: nrhs)
-            }
-        }
-        return x
+        try solve("choleskySolve", a, n: n, b: b, nrhs: nrhs, dposv)
     }
 
     /// X (n×nrhs row-major) solving A X = B for a general square `a` (n×n row-major).
     public static func luSolve(_ a: [Double], n: Int, _ b: [Double], nrhs: Int) throws -> [Double] {
+        try solve("luSolve", a, n: n, b: b, nrhs: nrhs, dgesv)
+    }
+
+    /// Checks the shapes, then runs `solver` (dposv or dgesv) on copies of A and B; B's copy becomes X.
+    private static func solve(_ name: String, _ a: [Double], n: Int, b: [Double], nrhs: Int,
+                              _ solver: (Int, Int, UnsafeMutablePointer<Double>, Int, UnsafeMutablePointer<Double>, Int) throws -> Void) throws -> [Double] {
         guard a.count == n * n, b.count == n * nrhs else {
-            throw LinearAlgebraError.shapeMismatch("luSolve: A has \(a.count) values for \(n)×\(n), "
+            throw LinearAlgebraError.shapeMismatch("\(name): A has \(a.count) values for \(n)×\(n), "
                                                    + "B has \(b.count) for \(n)×\(nrhs)")
         }
         var f = a, x = b
@@ -134,7 +128,7 @@ public enum LAPACK {
         try f.withUnsafeMutableBufferPointer { ap in
             try x.withUnsafeMutableBufferPointer { bp in
                 guard let ab = ap.baseAddress, let bb = bp.baseAddress else { return }
-                try dgesv(n: n, nrhs: nrhs, a: ab, lda: n, b: bb, ldb: nrhs)
+                try solver(n, nrhs, ab, n, bb, nrhs)
             }
         }
         return x
