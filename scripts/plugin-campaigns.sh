@@ -44,16 +44,7 @@ stages() {  # name → its stage options
     esac
 }
 
-committed() {  # batches committed in state $1 (0 when none)
-    [ -d "$1" ] || { echo 0; return; }
-    "$A" status --state "$1" --json --no-verify 2>/dev/null \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["batches_committed"])' 2>/dev/null || echo 0
-}
-
-covariance() {  # once, before the lanes
-    [ -f "$RUNS/cov/statistics.bin" ] && return
-    "$A" cov --config "$CONF" --cluster "local 2" --worker-threads 1 --threads 1 --out "$RUNS/cov" > "$RUNS/cov.log" 2>&1
-}
+. scripts/campaign-lib.sh   # committed, covariance
 
 campaign() {  # name: edit until all N/BATCH batches are committed
     local name=$1 done
