@@ -103,6 +103,14 @@ extension WorkerPool {
             // The worker restarted its conversation: its leases are void.
             queue.insert(contentsOf: old.jobs.filter { jobs[$0] != nil }, at: 0)
         }
+        // The same process on a new connection (a worker reconnects after `deadAfter` of our silence,
+        // e.g. while this machine is overloaded): its earlier connection is over, with its leases. Kept,
+        // it would count as a second live worker and then be "counted dead".
+        for (other, w) in workers where other != id && w.hello.name == h.name && w.hello.pid == h.pid {
+            queue.insert(contentsOf: w.jobs.filter { jobs[$0] != nil }, at: 0)
+            workers[other] = nil
+            log.info("worker \(label) reconnected: its earlier connection is closed")
+        }
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
         send(.welcome(Welcome(weightsVersion: committed.count)), to: id, socket)

@@ -127,6 +127,35 @@ final class ClusterRobustnessTests: XCTestCase {
     /// stop the run: each junk result is rejected and its job re-queued, the worker is refused after
     /// `WorkerPool.maxBadResults` of them (and refused again under its name), and a real worker
     /// finishes the build with the in-process result. Hellos with impossible fields are rejected.
+    /// A worker process that reconnects (after the coordinator was silent for `deadAfter`, seen on an
+    /// overloaded 2-core machine) is one worker, not two: before, the pool counted "2 alive" and then
+    /// "counted dead" the earlier connection. A different process with the same name stays a second one.
+    func testReconnectingWorkerIsCountedOnce() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let checksum = "0123456789abcdef"
+        let log = CapturedLog()
+        let endpoint = "ipc://\(dir)/c.ipc"
+        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
+        defer { pool.shutdown() }
+        let ctx = try ZMQContext()
+        func join(_ pid: Int32) throws -> ZMQSocket {
+            let s = try ZMQSocket(ctx, .dealer)
+            try s.connect(endpoint)
+            guard case .welcome = try exchange(s, try Message.hello(Hello(name: "w", pid: pid, threads: 1, modelChecksum: checksum)).frames(),
+                                               "hello pid \(pid)") else { XCTFail("pid \(pid) not welcomed"); return s }
+            return s
+        }
+        let first = try join(7)
+        XCTAssertEqual(pool.aliveCount, 1)
+        let second = try join(7)
+        XCTAssertEqual(pool.aliveCount, 1, "\(log.all)")
+        XCTAssertTrue(log.contains("worker w (pid 7) reconnected"), "\(log.all)")
+        let other = try join(8)
+        XCTAssertEqual(pool.aliveCount, 2, "another process of the same name is another worker")
+        _ = (first, second, other)
+    }
+
     /// On the old main the first junk payload ended `cov` ("result of job 1 is unusable").
     func testJunkResultsAreRejectedAndTheirSenderRefused() throws {
         let worker = try ClusterTestSupport.executable("alphaedit-worker")
