@@ -52,6 +52,8 @@ public final class WorkerNode {
     /// Whether a job thread was still running when `run` returned (socket thread, or after `run`).
     public var hasRunningJobs: Bool { busy }
     private var pendingDeltas: [(Int, [UInt8])] = []
+    /// The deltas version arriving in pieces on this connection: its version, total and bytes so far.
+    private var arriving: (version: Int, total: Int, bytes: [UInt8])?
     private var pollMs: Int { 50 }
 
     public init(endpoint: String, name: String, runner: JobRunner, modelChecksum: String, logger: Logger) {
@@ -90,6 +92,7 @@ public final class WorkerNode {
         func send(_ m: Message) {
             do { try socket.send(try m.frames()) } catch { log.error("send \(m.kind) failed: \(error)") }
         }
+        arriving = nil   // a new connection: the coordinator starts any transfer again
         send(.hello(hello()))
         log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
         lastHeard = ProcessStats.now()
@@ -188,18 +191,38 @@ public final class WorkerNode {
         case .job(let job):
             start(job, send: send)
         case let .deltas(update, payload):
-            pendingDeltas.append((update.version, payload))
+            receivePiece(update, payload, send: send)
             if !busy { try applyPendingDeltas(send: send) }
         case .rejected(let r):
             log.warning("the coordinator rejected a message of this worker: \(r.reason)")
         case .shutdown:
             log.info("shutdown requested")
             return true
-        case .hello, .result, .jobFailed:
+        case .hello, .result, .jobFailed, .deltasReceived:
             log.warning("rejected an unexpected \(message.kind) message from the coordinator")
             send(.rejected(Reason("a worker does not accept \(message.kind) messages")))
         }
         return false
+    }
+
+    /// Adds a piece of a deltas transfer (in order: the first at offset 0, each where the last ended)
+    /// and acknowledges it; a complete version waits in `pendingDeltas`. A piece out of order is
+    /// rejected and drops what had arrived of its version.
+    private func receivePiece(_ u: DeltaUpdate, _ payload: [UInt8], send: (Message) -> Void) {
+        if u.offset == 0 { arriving = (u.version, u.total, []); arriving?.bytes.reserveCapacity(u.total) }
+        guard var a = arriving, a.version == u.version, a.total == u.total, u.offset == a.bytes.count,
+              payload.count <= a.total - a.bytes.count else {
+            let held = arriving.map { "version \($0.version): \($0.bytes.count) of \($0.total) bytes" } ?? "none"
+            let why = "deltas piece of version \(u.version) at \(u.offset) (\(payload.count) of \(u.total) bytes) does not follow what arrived (\(held))"
+            log.error("\(why)")
+            send(.rejected(Reason(why)))
+            arriving = nil
+            return
+        }
+        arriving = nil   // while appending, so the array is not copied
+        a.bytes += payload
+        send(.deltasReceived(DeltaUpdate(version: u.version, offset: a.bytes.count, total: u.total)))
+        if a.bytes.count == a.total { pendingDeltas.append((a.version, a.bytes)) } else { arriving = a }
     }
 
     private func applyPendingDeltas(send: (Message) -> Void) throws {

@@ -68,6 +68,8 @@ extension WorkerPool {
                     events.append(.failed(f))
                     cond.broadcast()
                 }
+            case .deltasReceived(let u):
+                deltasReceived(u, from: id)
             case .rejected(let r):
                 log.warning("\(workers[id]?.label ?? "") rejected a message: \(r.reason)")
             case .hello, .welcome, .refuse, .job, .deltas, .shutdown:

@@ -47,7 +47,18 @@ struct PoolWorker {
     /// Jobs leased to it, oldest first.
     var jobs: [Int] = []
     var alive = true
+    /// The deltas version on its way to it, if any (WireProtocol: pieces, acknowledged).
+    var transfer: DeltaTransfer?
     var label: String { "\(hello.name) (pid \(hello.pid))" }
+}
+
+/// One version's deltas going to one worker: bytes [0, sent) are sent, [0, acked) acknowledged.
+struct DeltaTransfer {
+    let version: Int
+    let path: String
+    let total: Int
+    var sent = 0
+    var acked = 0
 }
 
 public struct WorkerSnapshot: Sendable {
@@ -363,16 +374,58 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Brings an idle worker to the committed version, piece by piece: at most `deltaWindowPieces`
+    /// unacknowledged, so heartbeats keep flowing beside a transfer of any size (WireProtocol). Each
+    /// piece is read from the artifact file when it is sent; a version counts as sent (`sentVersion`,
+    /// which lets jobs of that version go to the worker) once the worker holds all of it.
     private func syncDeltas(_ id: [UInt8], _ socket: ZMQSocket) {
         guard let w = workers[id], w.jobs.isEmpty, w.sentVersion < committed.count else { return }
-        for v in (w.sentVersion + 1)...committed.count {
-            guard let bytes = FileManager.default.contents(atPath: committed[v - 1]) else {
-                log.error("cannot read the deltas of version \(v) at \(committed[v - 1]): \(w.label) stays at version \(v - 1)")
+        var t: DeltaTransfer
+        if let current = w.transfer {
+            t = current
+        } else {
+            let v = w.sentVersion + 1, path = committed[v - 1]
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+            guard let size, size > 0 else {
+                log.error("cannot read the deltas of version \(v) at \(path): \(w.label) stays at version \(v - 1)")
                 return
             }
-            send(.deltas(DeltaUpdate(version: v), payload: [UInt8](bytes)), to: id, socket)
-            workers[id]?.sentVersion = v
+            t = DeltaTransfer(version: v, path: path, total: size)
         }
+        if t.acked == t.total {
+            workers[id]?.sentVersion = t.version
+            workers[id]?.transfer = nil
+            return syncDeltas(id, socket)   // the next version, if any
+        }
+        let piece = WireProtocol.deltaPieceBytes, window = WireProtocol.deltaWindowPieces * piece
+        while t.sent < t.total, t.sent - t.acked < window {
+            let n = min(piece, t.total - t.sent)
+            guard let bytes = Self.read(t.path, offset: t.sent, count: n) else {
+                log.error("cannot read bytes \(t.sent)..<\(t.sent + n) of the deltas of version \(t.version) at \(t.path): \(w.label) stays at version \(t.version - 1)")
+                break
+            }
+            send(.deltas(DeltaUpdate(version: t.version, offset: t.sent, total: t.total), payload: bytes), to: id, socket)
+            t.sent += n
+        }
+        workers[id]?.transfer = t
+    }
+
+    /// `count` bytes of file `path` from `offset`, or nil when it cannot give them all.
+    private static func read(_ path: String, offset: Int, count: Int) -> [UInt8]? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        guard (try? h.seek(toOffset: UInt64(offset))) != nil, let d = try? h.read(upToCount: count), d.count == count else { return nil }
+        return [UInt8](d)
+    }
+
+    /// A worker's acknowledgement of a deltas piece: bytes of `u.version` it holds.
+    func deltasReceived(_ u: DeltaUpdate, from id: [UInt8]) {
+        guard var t = workers[id]?.transfer, t.version == u.version, u.total == t.total, u.offset <= t.sent else {
+            log.warning("ignored a deltas acknowledgement (version \(u.version), \(u.offset) of \(u.total) bytes) from \(workers[id]?.label ?? hex(id)): no such transfer in progress")
+            return
+        }
+        t.acked = max(t.acked, u.offset)
+        workers[id]?.transfer = t
     }
 
     /// Whether worker `w` can take `job` now (mirrors WorkerNode.hasSlot).

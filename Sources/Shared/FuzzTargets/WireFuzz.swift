@@ -13,6 +13,7 @@ public enum WireFuzz: FuzzTarget {
                                   targetTrue: "Paris", paraphrasePrompts: ["Where is {}? It is in"])
         let z = try JSONDecoder().decode(ZResult.self, from: Data(#"{"z":[0.5,-1,2],"h0Norm":1.5,"deltaNorm":0.25,"losses":[[1,0.9,0.05,0.05]]}"#.utf8))
         let stats = try KeyStatistics(layers: [3, 4], f: 4, provenance: "seed")
+        let deltas = BatchDeltas(rows: 2, cols: 2, deltas: [3: [1, 2, 3, 4]]).serialized()
         let messages: [Message] = [
             .hello(Hello(name: "w1", pid: 42, threads: 2, modelChecksum: "00ff", weightsVersion: 1)),
             .welcome(Welcome(weightsVersion: 2)),
@@ -29,9 +30,10 @@ public enum WireFuzz: FuzzTarget {
             .result(JobResult(jobID: 1, seconds: 0.5, output: .covariance(tokens: 100)), payload: stats.serialized()),
             .result(JobResult(jobID: 2, seconds: 0.5, output: .vstar([z])), payload: ZResultSet([z]).serialized()),
             .jobFailed(JobFailure(jobID: 3, reason: "out of memory", retryable: true)),
-            .deltas(DeltaUpdate(version: 1), payload: BatchDeltas(rows: 2, cols: 2, deltas: [3: [1, 2, 3, 4]]).serialized()),
+            .deltas(DeltaUpdate(version: 1, offset: 0, total: deltas.count), payload: deltas),
             .rejected(Reason("bad frame")),
             .shutdown,
+            .deltasReceived(DeltaUpdate(version: 1, offset: deltas.count, total: deltas.count)),
         ]
         return try messages.enumerated().map { i, m in
             let frames = try m.frames()

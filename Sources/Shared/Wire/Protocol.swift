@@ -6,9 +6,12 @@
 //   frame 0  header, 8 bytes: magic "AEWP", protocol version (UInt16 LE), kind (UInt16 LE)
 //   frame 1  body: JSON (control data; `{}` for kinds without fields)
 //   frame 2  payload: raw bytes, only for `result` (an artifact, e.g. KeyStatistics) and `deltas`
-//            (a BatchDeltas artifact) — matrices travel as checksummed artifacts, never as JSON.
-// Conversation: worker → hello; coordinator → welcome (then every committed `deltas`, in order) or
-// refuse. Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
+//            (a piece of a BatchDeltas artifact) — matrices travel as checksummed artifacts, never as JSON.
+// Conversation: worker → hello; coordinator → welcome (then every committed version's deltas, in
+// order) or refuse. A version's deltas travel in pieces of ≤ `deltaPieceBytes`, in order, each
+// acknowledged by the worker with `deltasReceived` (bytes held so far); the coordinator keeps at most
+// `deltaWindowPieces` unacknowledged, so a heartbeat never waits behind more than that on the link
+// and a transfer far longer than `deadAfter` keeps both sides hearing each other. Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
 // `heartbeatLiveness` intervals is dead (a worker's job leases expire with it). Coordinator → job;
 // worker → result or jobFailed. A worker holds up to `Hello.threads` covariance jobs at once (one
 // thread each) or one job of another kind; a job beyond that is answered jobFailed(retryable, busy). A frame that does not decode is logged and answered with `rejected`;
@@ -24,7 +27,13 @@ public enum WireProtocol {
     /// global batch size in sentences (was tokens). 4: an evaluation shard names how its facts file is read
     /// (schema, zsRE target); a record evaluation carries token accuracies (zsRE) instead of NLL pairs.
     /// 5: a v* chunk's hyperparameters may carry the method's stages (ENCORE's stop runs on the worker).
-    public static let version: UInt16 = 5
+    /// 6: deltas travel in acknowledged pieces (`deltas` names version, offset and total; new kind
+    /// `deltasReceived`). As one message, Qwen's 174 MB update held the heartbeats of both sides for
+    /// seconds on a busy 2-core machine: the worker reconnected, which made the coordinator send it again.
+    public static let version: UInt16 = 6
+    /// Largest piece of a deltas transfer, and how many may be unacknowledged at once.
+    public static let deltaPieceBytes = 4 << 20
+    public static let deltaWindowPieces = 4
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
     /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
@@ -41,7 +50,7 @@ public enum WireProtocol {
 }
 
 public enum MessageKind: UInt16, CaseIterable, Sendable {
-    case hello = 1, welcome, refuse, heartbeat, job, result, jobFailed, deltas, rejected, shutdown
+    case hello = 1, welcome, refuse, heartbeat, job, result, jobFailed, deltas, rejected, shutdown, deltasReceived
 }
 
 // MARK: - Bodies
@@ -179,10 +188,14 @@ public struct JobFailure: Codable, Equatable, Sendable {
     public init(jobID: Int, reason: String, retryable: Bool) { self.jobID = jobID; self.reason = reason; self.retryable = retryable }
 }
 
-/// The weights version a BatchDeltas payload brings the worker to (from `version − 1`).
+/// A piece of the BatchDeltas artifact that brings the worker to weights `version` (from
+/// `version − 1`): its bytes `offset ..< offset + payload` of `total`. In `deltasReceived`, `offset` is
+/// how many bytes of the version the worker holds.
 public struct DeltaUpdate: Codable, Equatable, Sendable {
     public var version: Int
-    public init(version: Int) { self.version = version }
+    public var offset: Int
+    public var total: Int
+    public init(version: Int, offset: Int, total: Int) { self.version = version; self.offset = offset; self.total = total }
 }
 
 // MARK: - The message
@@ -198,6 +211,7 @@ public enum Message: Sendable {
     case deltas(DeltaUpdate, payload: [UInt8])
     case rejected(Reason)
     case shutdown
+    case deltasReceived(DeltaUpdate)
 
     public var kind: MessageKind {
         switch self {
@@ -211,6 +225,7 @@ public enum Message: Sendable {
         case .deltas: .deltas
         case .rejected: .rejected
         case .shutdown: .shutdown
+        case .deltasReceived: .deltasReceived
         }
     }
 }
@@ -274,6 +289,7 @@ extension Message {
         case let .result(b, payload): out += [try json(b), payload]
         case .jobFailed(let b): out.append(try json(b))
         case let .deltas(b, payload): out += [try json(b), payload]
+        case .deltasReceived(let b): out.append(try json(b))
         }
         return out
     }
@@ -311,6 +327,7 @@ extension Message {
         case .deltas: self = .deltas(try parse(DeltaUpdate.self), payload: payload ?? [])
         case .rejected: self = .rejected(try parse(Reason.self))
         case .shutdown: _ = try parse(Empty.self); self = .shutdown
+        case .deltasReceived: self = .deltasReceived(try parse(DeltaUpdate.self))
         }
     }
 
@@ -412,5 +429,10 @@ extension JobFailure: CheckedBody {
 }
 
 extension DeltaUpdate: CheckedBody {
-    func check(_ c: FieldCheck) throws { try c.range("version", version, 1...FieldCheck.maxItems) }
+    static let maxTotal = 1 << 44
+    func check(_ c: FieldCheck) throws {
+        try c.range("version", version, 1...FieldCheck.maxItems)
+        try c.range("total", total, 1...Self.maxTotal)
+        try c.range("offset", offset, 0...total)
+    }
 }

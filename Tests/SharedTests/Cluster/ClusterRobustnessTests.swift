@@ -156,6 +156,58 @@ final class ClusterRobustnessTests: XCTestCase {
         _ = (first, second, other)
     }
 
+    /// A version's deltas larger than the window travel in acknowledged pieces: the pool sends
+    /// `deltaWindowPieces` and waits, heartbeats keep coming while the worker holds back its
+    /// acknowledgements for longer than `deadAfter`, the worker is not counted dead, and the bytes
+    /// arrive whole and in order. (As one message, Qwen's 174 MB update made a loaded worker reconnect.)
+    func testLargeDeltasTravelInAcknowledgedPiecesBesideHeartbeats() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let checksum = "0123456789abcdef"
+        let log = CapturedLog()
+        let endpoint = "ipc://\(dir)/c.ipc"
+        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
+        defer { pool.shutdown() }
+        let piece = WireProtocol.deltaPieceBytes, window = WireProtocol.deltaWindowPieces
+        var rng = SplitMix64(seed: 9)
+        let file = (0..<(piece * (window + 1) + 12_345)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        try Data(file).write(to: URL(fileURLWithPath: dir + "/deltas-1.bin"))
+        pool.commit(version: 1, deltas: dir + "/deltas-1.bin")
+
+        let ctx = try ZMQContext()
+        let dealer = try ZMQSocket(ctx, .dealer)
+        try dealer.connect(endpoint)
+        guard case .welcome = try exchange(dealer, try Message.hello(Hello(name: "w", pid: 7, threads: 1, modelChecksum: checksum)).frames(),
+                                           "hello") else { return XCTFail("not welcomed") }
+        var received: [UInt8] = [], pieces: [DeltaUpdate] = [], heartbeats = 0
+        /// Messages for `seconds`, answering heartbeats; pieces are kept, not acknowledged.
+        func listen(_ seconds: Double) throws {
+            let end = ProcessStats.now() + seconds
+            while ProcessStats.now() < end {
+                guard let f = try dealer.receive(timeoutMs: 100) else { continue }
+                switch try Message(frames: f) {
+                case .heartbeat: heartbeats += 1; try dealer.send(try Message.heartbeat.frames())
+                case let .deltas(u, payload):
+                    XCTAssertEqual(u.offset, received.count, "pieces in order")
+                    received += payload; pieces.append(u)
+                default: break
+                }
+            }
+        }
+        try listen(WireProtocol.deadAfter + 1)
+        XCTAssertEqual(pieces.count, window, "the window's pieces, then nothing until they are acknowledged")
+        XCTAssertGreaterThanOrEqual(heartbeats, 4, "heartbeats flow beside the transfer")
+        XCTAssertEqual(pool.aliveCount, 1, "a worker that answers heartbeats stays alive: \(log.all)")
+        try dealer.send(try Message.deltasReceived(DeltaUpdate(version: 1, offset: received.count, total: file.count)).frames())
+        try listen(1)
+        XCTAssertEqual(pieces.count, window + 2, "the rest: one whole piece and the tail")
+        XCTAssertEqual(received, file, "the bytes arrive whole")
+        XCTAssertTrue(pieces.allSatisfy { $0.version == 1 && $0.total == file.count })
+        try dealer.send(try Message.deltasReceived(DeltaUpdate(version: 1, offset: file.count, total: file.count)).frames())
+        try listen(0.6)
+        XCTAssertEqual(pieces.count, window + 2, "nothing is sent again once the worker holds the version")
+    }
+
     /// On the old main the first junk payload ended `cov` ("result of job 1 is unusable").
     func testJunkResultsAreRejectedAndTheirSenderRefused() throws {
         let worker = try ClusterTestSupport.executable("alphaedit-worker")

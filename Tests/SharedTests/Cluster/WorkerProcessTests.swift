@@ -86,7 +86,23 @@ final class WorkerProcessTests: XCTestCase {
         let c = ClusterTestSupport.modelConfig
         var rng = SplitMix64(seed: 5)
         let deltas = BatchDeltas(rows: c.hidden, cols: c.ffn, deltas: [1: (0..<(c.hidden * c.ffn)).map { _ in rng.symmetric(0.02) }])
-        try send(.deltas(DeltaUpdate(version: 1), payload: deltas.serialized()))
+        // In three pieces (WireProtocol: a transfer of any size keeps the heartbeats flowing), each acknowledged
+        // with the bytes held so far; a piece out of order is rejected and drops the partial version.
+        let bytes = deltas.serialized(), cut = [0, bytes.count / 3, 2 * bytes.count / 3, bytes.count]
+        func piece(_ i: Int) -> Message {
+            .deltas(DeltaUpdate(version: 1, offset: cut[i], total: bytes.count), payload: Array(bytes[cut[i]..<cut[i + 1]]))
+        }
+        try send(piece(0))
+        guard case .deltasReceived(let a0) = try next(router, "deltas piece 0") else { return XCTFail("piece 0 not acknowledged") }
+        XCTAssertEqual(a0, DeltaUpdate(version: 1, offset: cut[1], total: bytes.count))
+        try send(piece(2))
+        guard case .rejected(let skipped) = try next(router, "deltas piece 2 after 0") else { return XCTFail("a skipped piece was taken") }
+        XCTAssertTrue(skipped.reason.contains("does not follow"), skipped.reason)
+        for i in 0..<3 {
+            try send(piece(i))
+            guard case .deltasReceived(let a) = try next(router, "deltas piece \(i)") else { return XCTFail("piece \(i) not acknowledged") }
+            XCTAssertEqual(a.offset, cut[i + 1])
+        }
         var hp = EditHyperparameters()
         hp.layers = [1]
         hp.vSteps = 4

@@ -32,9 +32,10 @@ final class WireProtocolTests: XCTestCase {
             .result(JobResult(jobID: 10, seconds: 2, output: .vstar([z])), payload: []),
             .result(JobResult(jobID: 11, seconds: 0.5, output: .evaluation(EvalShard(records: []))), payload: []),
             .jobFailed(JobFailure(jobID: 12, reason: "busy", retryable: true)),
-            .deltas(DeltaUpdate(version: 4), payload: Array(repeating: 7, count: 1000)),
+            .deltas(DeltaUpdate(version: 4, offset: 2000, total: 5000), payload: Array(repeating: 7, count: 1000)),
             .rejected(Reason("bad magic")),
             .shutdown,
+            .deltasReceived(DeltaUpdate(version: 4, offset: 3000, total: 5000)),
         ]
     }
 
@@ -61,8 +62,16 @@ final class WireProtocolTests: XCTestCase {
         XCTAssertEqual(zs[0].z[2], .infinity, "non-finite floats travel")
         XCTAssertTrue(zs[0].losses[1].total.isNaN)
         guard case let .deltas(d, payload) = try Message(frames: try Self.samples[11].frames()) else { return XCTFail() }
-        XCTAssertEqual(d.version, 4)
+        XCTAssertEqual(d, DeltaUpdate(version: 4, offset: 2000, total: 5000))
         XCTAssertEqual(payload, Array(repeating: 7, count: 1000))
+        // A piece or acknowledgement past its total, or of no bytes at all, is refused by field.
+        for (offset, total) in [(5001, 5000), (0, 0), (-1, 10)] {
+            let bad = try Message.deltasReceived(DeltaUpdate(version: 4, offset: offset, total: total)).frames()
+            XCTAssertThrowsError(try Message(frames: bad), "offset \(offset) of \(total)") { e in
+                guard case WireError.badField(_, let field, _, _) = e else { return XCTFail("\(e)") }
+                XCTAssertTrue(field == "offset" || field == "total", field)
+            }
+        }
     }
 
     func testZResultSetArtifactRoundTripsAndRefusesCorruption() throws {
@@ -82,7 +91,7 @@ final class WireProtocolTests: XCTestCase {
 
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
-        XCTAssertEqual(f[0], Array("AEWP".utf8) + [5, 0, 4, 0], "magic, version 5 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [6, 0, 4, 0], "magic, version 6 LE, kind 4 (heartbeat) LE")
         XCTAssertEqual(f[1], Array("{}".utf8))
     }
 
