@@ -110,9 +110,11 @@ public final class Editor {
         var deltas: [Int: [Float]] = [:]
         var solve = 0.0
         var notes: [String] = []
+        var keys: [Int: Matrix64] = [:]
         for (i, l) in hp.layers.enumerated() {
             let post = model.hasPostFFNNorm
             let (k1, h, mOut) = try reader.read(requests, layer: l, templates: templates, outputLayer: hp.zLayer, mlpOutputs: post)
+            keys[l] = k1
             guard let h else { continue }
             // R = (Z − H) / (m − i): the missing residual shared over the layers still to go.
             var rv = [Double](repeating: 0, count: C * u)
@@ -157,8 +159,15 @@ public final class Editor {
             try model.applyDelta(layer: l, delta: d32)
             deltas[l] = d32
         }
+        // The keys the sequential state keeps are those of the edited model. Layer l's keys (ffn_down's
+        // input) depend only on the layers below l and on l's own attention and up/gate projections, so
+        // with the layers in increasing order the keys read before l's update already are the edited
+        // model's: the same forward, the same bits (EditorTests: equal to a fresh read after the batch).
+        // This saves a forward per layer (on Qwen, layers 2–6: 25 of 60 block passes of a batch's reads).
+        let increasing = zip(hp.layers, hp.layers.dropFirst()).allSatisfy { $0 < $1 }
         for l in hp.layers {
-            let (k1, _, _) = try reader.read(requests, layer: l, templates: templates)
+            let k1 = try increasing ? keys[l] ?? reader.read(requests, layer: l, templates: templates).0
+                : reader.read(requests, layer: l, templates: templates).0
             try state.add(layer: l, keys: k1)
         }
         let t1 = ProcessStats.now()
