@@ -225,19 +225,36 @@ public final class WorkerNode {
         if a.bytes.count == a.total { pendingDeltas.append((a.version, a.bytes)) } else { arriving = a }
     }
 
+    /// `running`'s entry while received deltas are applied: an exclusive pseudo-job (jobs wait, retryable).
+    private static let applyingDeltas = Int.min
+
+    /// Applies the complete versions received, in order, on a thread of their own: parsing and adding a
+    /// large ΔW takes seconds (two Qwen versions: 3–4 s on a busy 2-core machine), and this loop must keep
+    /// heartbeating meanwhile or the coordinator counts the worker dead. Jobs are answered "busy"
+    /// (retryable) until it is done; the thread's last word is a heartbeat, or `rejected` naming the failure.
     private func applyPendingDeltas(send: (Message) -> Void) throws {
-        for (version, payload) in pendingDeltas {
-            if version <= runner.weightsVersion { continue }  // already held (a resent broadcast)
-            do {
-                let d = try BatchDeltas.read(bytes: payload, path: "deltas of version \(version)")
-                try runner.apply(version: version, deltas: d)
-                log.info("applied deltas: weights version \(version)")
-            } catch {
-                log.error("cannot apply deltas of version \(version): \(error)")
-                send(.rejected(Reason("deltas of version \(version): \(error)")))
-            }
-        }
+        guard !pendingDeltas.isEmpty, !busy else { return }
+        let versions = pendingDeltas
         pendingDeltas = []
+        running[Self.applyingDeltas] = false
+        let runner = self.runner, log = self.log, finished = self.finished
+        let thread = Thread {
+            var message = Message.heartbeat
+            for (version, payload) in versions where version > runner.weightsVersion {  // else already held (a resent version)
+                do {
+                    let d = try BatchDeltas.read(bytes: payload, path: "deltas of version \(version)")
+                    try runner.apply(version: version, deltas: d)
+                    log.info("applied deltas: weights version \(version)")
+                } catch {
+                    log.error("cannot apply deltas of version \(version): \(error)")
+                    message = .rejected(Reason("deltas of version \(version): \(error)"))
+                    break
+                }
+            }
+            finished.put(Self.applyingDeltas, message)
+        }
+        thread.stackSize = 16 << 20
+        thread.start()
     }
 
     /// Whether `job` can start now: any job on an idle worker; a covariance shard or v* chunk beside

@@ -109,10 +109,20 @@ final class WorkerProcessTests: XCTestCase {
         let templates = ContextTemplates(groups: [["{}"], ["The river. {}"]])
         let requests = [EditRequest(prompt: "The capital of {} is", subject: "France", targetNew: "Rome"),
                         EditRequest(prompt: "{} flows through", subject: "The river", targetNew: "Paris")]
-        try send(.job(JobAssignment(id: 3, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 0, requests: requests,
-                                                                          hyperparameters: hp, templates: templates)))))
-        guard case let .result(r3, _) = try next(router, "v* job"), case .vstar(let zs) = r3.output else {
-            return XCTFail("no v* result: \(ClusterTestSupport.read(dir + "/worker.log"))")
+        // The worker applies the deltas on a thread of its own, heartbeating meanwhile; a job sent before it is
+        // done is answered "busy" (retryable), and the coordinator would send it again: so does this test.
+        var answer: Message
+        var busyAnswers = 0
+        repeat {
+            try send(.job(JobAssignment(id: 3, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 0, requests: requests,
+                                                                              hyperparameters: hp, templates: templates)))))
+            answer = try next(router, "v* job")
+            guard case .jobFailed(let f) = answer, f.retryable, f.reason.contains("busy") else { break }
+            busyAnswers += 1
+            usleep(100_000)
+        } while busyAnswers < 100
+        guard case let .result(r3, _) = answer, case .vstar(let zs) = r3.output else {
+            return XCTFail("no v* result (\(answer.kind)): \(ClusterTestSupport.read(dir + "/worker.log"))")
         }
         let m = try LlamaModel(path: model)
         try m.applyDelta(layer: 1, delta: deltas.deltas[1] ?? [])
