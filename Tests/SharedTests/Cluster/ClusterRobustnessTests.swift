@@ -13,6 +13,22 @@ final class ClusterRobustnessTests: XCTestCase {
         return try Message(frames: reply)
     }
 
+    /// A WorkerPool on an ipc endpoint in `dir`, with no model behind it (checksum `fakeChecksum`).
+    func bareCoordinator(_ dir: String) throws -> (WorkerPool, CapturedLog, String) {
+        let log = CapturedLog(), endpoint = "ipc://\(dir)/c.ipc"
+        return (try WorkerPool(endpoint: endpoint, modelChecksum: Self.fakeChecksum, logger: log.logger), log, endpoint)
+    }
+    static let fakeChecksum = "0123456789abcdef"
+
+    /// A DEALER that said hello as worker "w" (pid `pid`) and was welcomed.
+    func fakeWorker(_ ctx: ZMQContext, _ endpoint: String, pid: Int32) throws -> ZMQSocket {
+        let s = try ZMQSocket(ctx, .dealer)
+        try s.connect(endpoint)
+        guard case .welcome = try exchange(s, try Message.hello(Hello(name: "w", pid: pid, threads: 1, modelChecksum: Self.fakeChecksum)).frames(),
+                                           "hello pid \(pid)") else { XCTFail("pid \(pid) not welcomed"); return s }
+        return s
+    }
+
     func testCoordinatorRefusesAnotherModelOrProtocolVersion() throws {
         let worker = try ClusterTestSupport.executable("alphaedit-worker")
         let dir = try ClusterTestSupport.tempDir()
@@ -123,29 +139,16 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertEqual(w.terminationStatus, 0, "the worker was told to shut down")
     }
 
-    /// Issue 15 §2: a worker with the right model checksum that answers every job with junk does not
-    /// stop the run: each junk result is rejected and its job re-queued, the worker is refused after
-    /// `WorkerPool.maxBadResults` of them (and refused again under its name), and a real worker
-    /// finishes the build with the in-process result. Hellos with impossible fields are rejected.
     /// A worker process that reconnects (after the coordinator was silent for `deadAfter`, seen on an
     /// overloaded 2-core machine) is one worker, not two: before, the pool counted "2 alive" and then
     /// "counted dead" the earlier connection. A different process with the same name stays a second one.
     func testReconnectingWorkerIsCountedOnce() throws {
         let dir = try ClusterTestSupport.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let checksum = "0123456789abcdef"
-        let log = CapturedLog()
-        let endpoint = "ipc://\(dir)/c.ipc"
-        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
+        let (pool, log, endpoint) = try bareCoordinator(dir)
         defer { pool.shutdown() }
         let ctx = try ZMQContext()
-        func join(_ pid: Int32) throws -> ZMQSocket {
-            let s = try ZMQSocket(ctx, .dealer)
-            try s.connect(endpoint)
-            guard case .welcome = try exchange(s, try Message.hello(Hello(name: "w", pid: pid, threads: 1, modelChecksum: checksum)).frames(),
-                                               "hello pid \(pid)") else { XCTFail("pid \(pid) not welcomed"); return s }
-            return s
-        }
+        func join(_ pid: Int32) throws -> ZMQSocket { try fakeWorker(ctx, endpoint, pid: pid) }
         let first = try join(7)
         XCTAssertEqual(pool.aliveCount, 1)
         let second = try join(7)
@@ -163,10 +166,7 @@ final class ClusterRobustnessTests: XCTestCase {
     func testLargeDeltasTravelInAcknowledgedPiecesBesideHeartbeats() throws {
         let dir = try ClusterTestSupport.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let checksum = "0123456789abcdef"
-        let log = CapturedLog()
-        let endpoint = "ipc://\(dir)/c.ipc"
-        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
+        let (pool, log, endpoint) = try bareCoordinator(dir)
         defer { pool.shutdown() }
         let piece = WireProtocol.deltaPieceBytes, window = WireProtocol.deltaWindowPieces
         var rng = SplitMix64(seed: 9)
@@ -175,10 +175,7 @@ final class ClusterRobustnessTests: XCTestCase {
         pool.commit(version: 1, deltas: dir + "/deltas-1.bin")
 
         let ctx = try ZMQContext()
-        let dealer = try ZMQSocket(ctx, .dealer)
-        try dealer.connect(endpoint)
-        guard case .welcome = try exchange(dealer, try Message.hello(Hello(name: "w", pid: 7, threads: 1, modelChecksum: checksum)).frames(),
-                                           "hello") else { return XCTFail("not welcomed") }
+        let dealer = try fakeWorker(ctx, endpoint, pid: 7)
         var received: [UInt8] = [], pieces: [DeltaUpdate] = [], heartbeats = 0
         /// Messages for `seconds`, answering heartbeats; pieces are kept, not acknowledged.
         func listen(_ seconds: Double) throws {
@@ -208,6 +205,10 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertEqual(pieces.count, window + 2, "nothing is sent again once the worker holds the version")
     }
 
+    /// Issue 15 §2: a worker with the right model checksum that answers every job with junk does not
+    /// stop the run: each junk result is rejected and its job re-queued, the worker is refused after
+    /// `WorkerPool.maxBadResults` of them (and refused again under its name), and a real worker
+    /// finishes the build with the in-process result. Hellos with impossible fields are rejected.
     /// On the old main the first junk payload ended `cov` ("result of job 1 is unusable").
     func testJunkResultsAreRejectedAndTheirSenderRefused() throws {
         let worker = try ClusterTestSupport.executable("alphaedit-worker")
