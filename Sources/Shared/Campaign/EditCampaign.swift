@@ -149,15 +149,20 @@ public enum EditCampaign {
         var doneRequests = st.manifest.batches.reduce(0) { $0 + $1.requests }
         var committedNow = 0
         let scorer = TargetScorer(model: model, tokenizer: tok)
+        // The rate counts what this run computed: requests of earlier runs (committed batches, v* chunks
+        // a resumed batch already holds) are in `done` from the first report on, not in the rate.
+        var rateBase: (done: Int, time: Double)?
         for b in batches where b.state == .pending {
             if let max = r.maxBatches, committedNow >= max { break }
             let batch = try store.requests(campaign: campaign.id, batch: b.index)
             let pre = try scorer.efficacy(batch)
             func show(_ n: Int) {
-                let el = ProcessStats.now() - start
-                let rate = Double(doneRequests + n) / max(el, 1e-9)
-                events.progress("batch \(b.index)/\(batches.count) v*", doneRequests + n, requests.count, rate * 60, "requests/min",
-                                Double(requests.count - doneRequests - n) / max(rate, 1e-9))
+                let now = ProcessStats.now(), done = doneRequests + n
+                let base = rateBase ?? (done, start)
+                rateBase = base
+                let rate = Double(done - base.done) / max(now - base.time, 1e-9)
+                events.progress("batch \(b.index)/\(batches.count) v*", done, requests.count, rate * 60, "requests/min",
+                                rate > 0 ? Double(requests.count - done) / rate : nil)
             }
             // v* on the workers as `vstar` jobs (or here, in-process); the solve always here.
             let remote = cluster.map { cluster in { (report: (Int) -> Void) in
