@@ -59,7 +59,9 @@ func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
 /// One progress line on stderr, rewritten in place.
 func progressLine(_ what: String, done: Int, total: Int, rate: Double, unit: String, eta: Double?) {
     let etaText = eta.map { String(format: "ETA %.0fs", $0) } ?? "ETA –"
-    let line = String(format: "\r%@: %d/%d  %.1f %@  %@   ", what, done, total, rate, unit, etaText)
+    // No rate yet (nothing computed by this run so far): a dash rather than "0.0".
+    let rateText = eta == nil && rate == 0 ? "–" : String(format: "%.1f", rate)
+    let line = String(format: "\r%@: %d/%d  %@ %@  %@   ", what, done, total, rateText, unit, etaText)
     FileHandle.standardError.write(Data(line.utf8))
 }
 

@@ -145,12 +145,12 @@ public enum EditCampaign {
                                 projectors: proj, statistics: stats, state: cp)
 
         let batches = try store.batches(campaign: campaign.id)
-        let start = ProcessStats.now()
         var doneRequests = st.manifest.batches.reduce(0) { $0 + $1.requests }
         var committedNow = 0
         let scorer = TargetScorer(model: model, tokenizer: tok)
-        // The rate counts what this run computed: requests of earlier runs (committed batches, v* chunks
-        // a resumed batch already holds) are in `done` from the first report on, not in the rate.
+        // The rate counts what this run computed after its first report: requests of earlier runs
+        // (committed batches, v* chunks a resumed batch already holds) arrive with that first report, so
+        // they are in `done` but not in the rate (until a second report, the rate shows "–").
         var rateBase: (done: Int, time: Double)?
         for b in batches where b.state == .pending {
             if let max = r.maxBatches, committedNow >= max { break }
@@ -158,7 +158,7 @@ public enum EditCampaign {
             let pre = try scorer.efficacy(batch)
             func show(_ n: Int) {
                 let now = ProcessStats.now(), done = doneRequests + n
-                let base = rateBase ?? (done, start)
+                let base = rateBase ?? (done, now)
                 rateBase = base
                 let rate = Double(done - base.done) / max(now - base.time, 1e-9)
                 events.progress("batch \(b.index)/\(batches.count) v*", done, requests.count, rate * 60, "requests/min",
