@@ -209,7 +209,8 @@ public final class WorkerNode {
     /// and acknowledges it; a complete version waits in `pendingDeltas`. A piece out of order is
     /// rejected and drops what had arrived of its version.
     private func receivePiece(_ u: DeltaUpdate, _ payload: [UInt8], send: (Message) -> Void) {
-        if u.offset == 0 { arriving = (u.version, u.total, []); arriving?.bytes.reserveCapacity(u.total) }
+        // No reserve for `total`: it is the peer's word, and memory should follow the bytes that arrive.
+        if u.offset == 0 { arriving = (u.version, u.total, []) }
         guard var a = arriving, a.version == u.version, a.total == u.total, u.offset == a.bytes.count,
               payload.count <= a.total - a.bytes.count else {
             let held = arriving.map { "version \($0.version): \($0.bytes.count) of \($0.total) bytes" } ?? "none"
