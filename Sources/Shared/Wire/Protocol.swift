@@ -11,7 +11,8 @@
 // order) or refuse. A version's deltas travel in pieces of ≤ `deltaPieceBytes`, in order, each
 // acknowledged by the worker with `deltasReceived` (bytes held so far); the coordinator keeps at most
 // `deltaWindowPieces` unacknowledged, so a heartbeat never waits behind more than that on the link
-// and a transfer far longer than `deadAfter` keeps both sides hearing each other. Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
+// and a transfer far longer than `deadAfter` keeps both sides hearing each other.
+// Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
 // `heartbeatLiveness` intervals is dead (a worker's job leases expire with it). Coordinator → job;
 // worker → result or jobFailed. A worker holds up to `Hello.threads` covariance jobs at once (one
 // thread each) or one job of another kind; a job beyond that is answered jobFailed(retryable, busy). A frame that does not decode is logged and answered with `rejected`;
