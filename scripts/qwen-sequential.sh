@@ -14,7 +14,7 @@
 #
 #   scripts/qwen-sequential.sh lanes        # both lanes side by side (resumable)
 #   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
-#   scripts/qwen-sequential.sh plot          # both 1000-edit reports → $RUNS/plot
+#   scripts/qwen-sequential.sh plot          # the 500- and 1000-edit reports there are → $RUNS/plot
 #   scripts/qwen-sequential.sh status
 # Settings: RHO (relative ρ, default 1e-3) or, with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
 set -u
@@ -81,7 +81,10 @@ case ${1:-lanes} in
   lanes) covariance || exit; lane alphaedit & lane memit & wait ;;
   alphaedit|memit) covariance || exit; lane "$1" ;;
   eval) evaluate "${2:?eval 500 or 1000}" ;;
-  plot) "$A" eval --plot "$RUNS"/eval-{alphaedit,memit}-$N/report.json --out "$RUNS/plot" > "$RUNS/plot.md" ;;
+  plot) reports=(); for m in alphaedit memit; do for n in $HALF $N; do
+            [ -f "$RUNS/eval-$m-$n/report.json" ] && reports+=("$RUNS/eval-$m-$n/report.json"); done; done
+        # the build's binary (not the lanes' copy): a state's 500- and 1000-edit reports join into one curve
+        .build/release/alphaedit eval --plot "${reports[@]}" --out "$RUNS/plot" > "$RUNS/plot.md" ;;
   status) for m in alphaedit memit; do echo "$m: $(committed "$RUNS/$m") of $((N / BATCH)) batches"; done ;;
   *) echo "usage: $0 [lanes|alphaedit|memit|eval N|plot|status]" >&2; exit 2 ;;
 esac

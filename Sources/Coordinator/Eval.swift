@@ -166,10 +166,8 @@ struct Eval: ParsableCommand {
         let reports = try plot.map { try EvalReport.read(path: $0) }
         let dir = out ?? "."
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        // Reports of different record sets are told apart by their records.
-        let oneSet = Set(reports.map(\.records)).count <= 1
-        let series = reports.map { (oneSet ? $0.label : "\($0.label), \($0.records)", EvalPlot.points($0)) }
-        try EvalPlot.svg(series).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
+        // One curve per run: a campaign's states evaluated after 500 and after 1,000 edits join up.
+        try EvalPlot.svg(EvalPlot.series(reports)).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
         print(EvalReport.comparison(reports))
         for r in reports { print("## \(r.label), \(r.records)\n\n" + r.markdown()) }
         log("plot: \(dir)/plot.svg")

@@ -37,6 +37,31 @@ public enum EvalPlot {
             Point(point: p, pre: r.preShard.map { EvalShard(records: Array($0.records.prefix(p.summary.records))).summary() })
         }
     }
+    /// One series per run: reports of the same run (label and model) on the same records file from the
+    /// same first record, evaluated at different sizes (e.g. a sequential campaign's state after 500
+    /// and after 1,000 edits, each scored on the records edited so far), are joined into one curve.
+    /// At an edit count two reports share, the point of the report with the fewest records that still
+    /// covers it wins (its records are the ones edited so far). Other reports keep a series each,
+    /// told apart by their records when the reports cover more than one record set.
+    public static func series(_ reports: [EvalReport]) -> [(label: String, points: [Point])] {
+        func start(_ records: String) -> Substring { records.split(separator: ",").first ?? Substring(records) }  // "name [first"
+        var keys: [String] = [], groups: [String: [EvalReport]] = [:]
+        for r in reports {
+            let key = "\(r.label)\u{1}\(r.model ?? "")\u{1}\(start(r.records))"
+            if groups[key] == nil { keys.append(key) }
+            groups[key, default: []].append(r)
+        }
+        let runs = keys.compactMap { groups[$0]?.sorted { $0.recordCount < $1.recordCount } }
+        let labels = runs.map { $0[0].label }
+        return runs.map { rs in
+            var byEdits: [Int: Point] = [:]
+            for r in rs.reversed() { for p in points(r) { byEdits[p.point.edits] = p } }   // the smallest report last: it wins
+            let largest = rs[rs.count - 1]
+            let label = labels.filter { $0 == largest.label }.count > 1 ? "\(largest.label), \(largest.records)" : largest.label
+            return (label, byEdits.keys.sorted().compactMap { byEdits[$0] })
+        }
+    }
+
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
     /// SVG of `series`: (label, points).

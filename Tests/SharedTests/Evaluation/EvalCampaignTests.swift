@@ -92,6 +92,23 @@ final class EvalCampaignTests: XCTestCase {
             let svg2 = EvalPlot.svg([("a", bare)])
             XCTAssertEqual(svg2.components(separatedBy: "<polyline").count - 1, 3, "efficacy, generalization, specificity")
             XCTAssertFalse(svg2.contains("fluency") || svg2.contains("perplexity"))
+            // `eval --plot` of one campaign's states after 2 and after 4 edits (each scored on the records
+            // edited so far) draws one curve 0 → 2 → 4; another run stays a series of its own.
+            let preShard = try XCTUnwrap(report.preShard), postShard = try XCTUnwrap(report.postShard)
+            var half = report, whole = report, other = report
+            half.records = "fixture [0, 2)"; half.recordCount = 2; half.edits = 2
+            half.preShard = EvalShard(records: Array(preShard.records.prefix(2))); half.postShard = EvalShard(records: Array(postShard.records.prefix(2)))
+            var zero = report.curve[0]
+            zero.summary = try XCTUnwrap(half.preShard).summary()
+            half.curve = [zero, report.curve[1]]
+            whole.curve = [report.curve[0], report.curve[2]]
+            other.method = "none"
+            let series = EvalPlot.series([whole, other, half])
+            XCTAssertEqual(series.map(\.label), [report.label, "none"])
+            XCTAssertEqual(series[0].points.map(\.point.edits), [0, 2, 4], "one curve through both states")
+            XCTAssertEqual(series[0].points.map(\.point.summary.records), [2, 2, 4], "the smaller report's unedited point wins")
+            XCTAssertEqual(series[0].points[1].point, report.curve[1])
+            XCTAssertEqual(series[1].points.map(\.point.edits), [0, 2, 4])
             XCTAssertTrue(report.markdown().contains("| \(method.rawValue), 4 edits (2/batch) |"))
             let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))
             XCTAssertEqual(back.curve, report.curve)
