@@ -40,22 +40,30 @@ public struct TargetScorer {
         var i = 0
         while i < pairs.count {
             let chunk = pairs[i..<min(i + batchSize, pairs.count)]
-            var seqs: [[Int32]] = [], rows: [Int] = [], targets: [Int32] = [], owner: [Int] = []
+            var prompts: [[Int32]] = [], index: [[Int32]: Int] = [:], conts: [(prompt: Int, tokens: [Int32])] = []
+            var rows: [Int] = [], targets: [Int32] = [], owner: [Int] = []
             for (j, p) in chunk.enumerated() {
                 let prompt = tokenizer.encode(p.prompt, addSpecial: true)
                 let target = tokenizer.encode(" " + p.target.trimmingCharacters(in: .whitespaces))
                 guard !prompt.isEmpty, !target.isEmpty else { throw ModelError.emptyPrompt }
-                seqs.append(prompt + target)
+                let k = index[prompt] ?? prompts.count
+                if k == prompts.count { index[prompt] = k; prompts.append(prompt) }
+                conts.append((k, target))
                 for (t, id) in target.enumerated() { owner.append(j); targets.append(id); rows.append(prompt.count - 1 + t) }
             }
-            let batch = TokenBatch(seqs)
-            let packed = zip(owner, rows).map { batch.row($0.0, $0.1) }
-            let r = try model.forward(batch, logitRows: packed)
+            let logits: [Float], V = model.config.vocab
+            if prompts.count < chunk.count {
+                // Targets that share a prompt (§6's two per prompt): its rows run once (SharedPromptForward.swift).
+                logits = try model.forward(prompts: prompts, continuations: conts, logitRows: Array(zip(owner, rows)))
+            } else {
+                let batch = TokenBatch(conts.map { prompts[$0.prompt] + $0.tokens })
+                logits = try model.forward(batch, logitRows: zip(owner, rows).map { batch.row($0.0, $0.1) }).logits
+            }
             var sum = [Double](repeating: 0, count: chunk.count), n = sum
             var top1 = [Bool](repeating: true, count: chunk.count)
             var hits = [Double](repeating: 0, count: chunk.count)
             for (k, id) in targets.enumerated() {
-                let row = r.logits(at: k)
+                let row = logits[(k * V)..<((k + 1) * V)]
                 let mx = row.max() ?? 0
                 let lse = Double(mx) + log(row.reduce(0.0) { $0 + exp(Double($1 - mx)) })
                 sum[owner[k]] += lse - Double(row[row.startIndex + Int(id)])

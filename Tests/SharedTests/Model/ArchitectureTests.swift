@@ -70,4 +70,28 @@ final class ArchitectureTests: XCTestCase {
             XCTAssertLessThan(worst, 1e-4, "\(c.architecture): cached decode vs full forward")
         }
     }
+
+    /// Continuations that share a prompt (SharedPromptForward.swift) get the full forward's logits: two
+    /// targets after each of three prompts of different lengths (one of a single token), windows included.
+    func testSharedPromptForwardEqualsFullForward() throws {
+        for c in [SyntheticConfig(layers: 2), SyntheticConfig(layers: 2, architecture: "qwen2"),
+                  SyntheticConfig(layers: 7, kvHeads: 1, architecture: "gemma3", headDim: 24, slidingWindow: 3)] {
+            let m = try load(c)
+            let prompts: [[Int32]] = [[5, 80, 120, 33, 7, 19], [44], [91, 12, 230, 17]]
+            let conts: [(prompt: Int, tokens: [Int32])] = [(0, [64, 101]), (0, [3]), (1, [200, 9, 8]), (2, [77]), (1, [6]), (2, [150, 2])]
+            var rows: [(continuation: Int, position: Int)] = []
+            for (j, cont) in conts.enumerated() {
+                let n = prompts[cont.prompt].count
+                for p in (n - 1)..<(n + cont.tokens.count) { rows.append((j, p)) }
+            }
+            let shared = try m.forward(prompts: prompts, continuations: conts, logitRows: rows)
+            let batch = TokenBatch(conts.map { prompts[$0.prompt] + $0.tokens })
+            let full = try m.forward(batch, logitRows: rows.map { batch.row($0.continuation, $0.position) }).logits
+            XCTAssertEqual(shared.count, full.count)
+            let worst = zip(shared, full).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertLessThan(worst, 1e-4, "\(c.architecture): shared-prompt forward vs full forward")
+            XCTAssertThrowsError(try m.forward(prompts: prompts, continuations: conts, logitRows: [(0, 4)]),
+                                 "a row before the prompt's last is not computed by the second pass")
+        }
+    }
 }
