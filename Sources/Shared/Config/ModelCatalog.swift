@@ -41,7 +41,10 @@ public enum ModelCatalog {
         CatalogModel(
             name: "gemma3-270m", file: "gemma-3-270m.Q4_K_M.gguf",
             summary: "Gemma 3 270M, gemma3, 18 blocks, Q4_K_M",
-            hyperparameters: hp(layers: [1, 2, 3], vLR: 0.5),
+            // ρ 1e-3 as on Qwen: on 100 edits (dev 4000-4099) efficacy 80 with ‖ΔW k‖/‖W k‖ 0.129 on preserved
+            // keys, τ 2e-2 75 with 0.144 (it kept 15 % of block 1's directions); on the 500 real CounterFact records,
+            // sequential batches of 100, efficacy 73.2 against 63.4 (README "What the edits do").
+            hyperparameters: hp(layers: [1, 2, 3], vLR: 0.5, relative: 1e-3),
             layerChoice: "causal trace (30 dev facts): one sharp peak at block 3 (+0.022; every other block ≤ 0.003). "
                 + "Behind post_ffw_norm the residual shared over blocks above the peak is not reachable: after the "
                 + "Eiffel Tower edit ‖h − z‖/‖z‖ was 0.44 with blocks 2-6, 0.13 with 3 alone and 0.053 with 1-3 (EditArchitecturesTests)"),
