@@ -84,12 +84,15 @@ public struct EvalReport: Codable, Sendable {
         return "{" + body.joined(separator: ",") + "}"
     }
 
-    /// The run's name: the method with its stages (EditStages.name), λm for MEMIT, v_lr for AlphaEdit.
+    /// The run's name: the method with its stages (EditStages.name), λm for MEMIT, v_lr and τ or ρ for AlphaEdit.
     public var label: String {
         guard let hp = hyperparameters, let m = EditMethod(rawValue: method) else { return method }
         var s = hp.effectiveStages.name(for: m)
         if m == .memit { s += String(format: " (λm %g)", hp.memitLambda) }
-        if m == .alphaedit { s += String(format: " (v_lr %g)", hp.vLR) }
+        if m == .alphaedit {
+            let threshold = hp.nullSpaceRelative.map { String(format: "ρ %g", $0) } ?? String(format: "τ %g", hp.nullSpaceThreshold)
+            s += String(format: " (v_lr %g, %@)", hp.vLR, threshold)
+        }
         return s
     }
 

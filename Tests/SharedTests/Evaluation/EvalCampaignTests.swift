@@ -105,6 +105,7 @@ final class EvalCampaignTests: XCTestCase {
             other.method = "none"
             let series = EvalPlot.series([whole, other, half])
             XCTAssertEqual(series.map(\.label), [report.label, "none"])
+            if method == .alphaedit { XCTAssertTrue(report.label.hasSuffix(", τ 1e+09)"), "the label names the threshold: \(report.label)") }
             XCTAssertEqual(series[0].points.map(\.point.edits), [0, 2, 4], "one curve through both states")
             XCTAssertEqual(series[0].points.map(\.point.summary.records), [2, 2, 4], "the smaller report's unedited point wins")
             XCTAssertEqual(series[0].points[1].point, report.curve[1])

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Where a sequential campaign's accumulated update lands on the preserved keys (issue 10 §6's "why").
+
+For each edited layer: ΔW = Σ of the campaign's batch deltas (d × f, ffn_down layout) and C₀ = S / n from
+the K₀ statistics the campaign used. E‖ΔW k‖² over K₀'s keys is tr(ΔW C₀ ΔWᵀ); it is split over C₀'s
+eigenvalue bands, so one sees whether the change on preserved keys comes from directions AlphaEdit's
+projector removes (λ > τ_l) or from the ones it keeps.
+
+  python3 scripts/state-change.py STATISTICS.bin RHO STATE_DIR [STATE_DIR …]
+
+Reads our artifact container (Sources/Shared/Editing/Artifact.swift): magic, version, length, body,
+FNV-1a-64 checksum at the end (not verified here: the Swift readers do that).
+"""
+import json, struct, sys
+import numpy as np
+
+def body(path):
+    b = open(path, "rb").read()
+    return b[:8].decode(), memoryview(b)[24:len(b) - 8]
+
+def statistics(path):
+    magic, m = body(path)
+    assert magic == "AEKSTATS", magic
+    f, nl, sl = struct.unpack_from("<qqq", m, 0); o = 24 + sl
+    layers, counts = [], []
+    for _ in range(nl):
+        l, n = struct.unpack_from("<qq", m, o); o += 16; layers.append(l); counts.append(n)
+    tri = f * (f + 1) // 2
+    out = {}
+    iu = np.triu_indices(f)
+    for l, n in zip(layers, counts):
+        s = np.zeros((f, f)); s[iu] = np.frombuffer(m, "<f8", tri, o); o += tri * 8
+        s = s + np.triu(s, 1).T
+        out[l] = s / n
+    return out
+
+def deltas(path):
+    magic, m = body(path)
+    assert magic == "AEDELTAS", magic
+    rows, cols, nl = struct.unpack_from("<qqq", m, 0); o = 24
+    out = {}
+    for _ in range(nl):
+        (l,) = struct.unpack_from("<q", m, o); o += 8
+        out[l] = np.frombuffer(m, "<f8", rows * cols, o).reshape(rows, cols); o += rows * cols * 8
+    return out
+
+def main():
+    stats, rho, states = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+    c0 = statistics(stats)
+    import glob, os
+    acc = {}
+    for st in states:
+        tot = {}
+        for p in sorted(glob.glob(os.path.join(st, "deltas", "batch-*.bin"))):
+            for l, d in deltas(p).items():
+                tot[l] = tot.get(l, 0) + d
+        acc[st] = tot
+    res = {}
+    for l in sorted(c0):
+        w, v = np.linalg.eigh(c0[l])
+        tau = rho * w[-1]
+        bands = [(0, tau), (tau, 1e-2 * w[-1]), (1e-2 * w[-1], np.inf)]
+        row = {"lambda_max": w[-1], "tau": tau, "kept": float((w < tau).mean())}
+        for st, tot in acc.items():
+            d = tot[l] @ v                      # ΔW in C₀'s eigenbasis (columns)
+            e = (d * d).sum(0)                  # ‖ΔW v_i‖² per direction
+            energy = e * w                      # contribution to E‖ΔW k‖²
+            row[st] = {"fro": float(np.sqrt(e.sum())), "rms_change_on_keys": float(np.sqrt(energy.sum())),
+                       "energy_share_by_band": [float(energy[(w >= a) & (w < b)].sum() / energy.sum()) for a, b in bands]}
+        res[l] = row
+        print(f"layer {l}: λmax {w[-1]:.4g}, τ {tau:.3g}, kept {row['kept']:.1%}", file=sys.stderr)
+        for st in acc:
+            r = row[st]
+            print(f"  {os.path.basename(st.rstrip('/')):>14}: ‖ΔW‖ {r['fro']:.3f}, RMS ‖ΔW k‖ {r['rms_change_on_keys']:.4f}, "
+                  f"share of it from λ<τ / τ..1e-2λmax / ≥1e-2λmax: " + " / ".join(f"{x:.1%}" for x in r["energy_share_by_band"]), file=sys.stderr)
+    print(json.dumps(res, default=float))
+
+main()
