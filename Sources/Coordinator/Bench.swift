@@ -197,12 +197,13 @@ struct BenchNullSpace: ParsableCommand {
             print(String(format: "layer %d: C0 eigenvalues min %.2e, median %.2e, max %.2e", l.layer, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max))
         }
         print(String(format: "%d edits, K0 of %d sentences, efficacy before %.1f", r.requests, r.sentences, r.efficacy_before))
-        print("update             kept % per layer        efficacy  ‖ΔW k‖/‖W k‖ mean   max")
+        print("update             kept % per layer        trace kept per layer        efficacy  ‖ΔW k‖/‖W k‖ mean   max")
         for row in r.rows {
             let kept = row.kept_fraction.isEmpty ? "–" : row.kept_fraction.map { String(format: "%.0f", 100 * $0) }.joined(separator: "/")
+            let trace = row.kept_trace_share.isEmpty ? "–" : row.kept_trace_share.map { String(format: "%.1g", $0) }.joined(separator: "/")
             let what = row.memit_lambda.map { String(format: "MEMIT λm %g", $0) }
                 ?? row.relative.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", row.tau ?? 0)
-            print(String(format: "%-18@ %-23@ %8.1f  %.2e          %.2e", what, kept, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
+            print(String(format: "%-18@ %-23@ %-27@ %8.1f  %.2e          %.2e", what, kept, trace, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
         }
     }
 }

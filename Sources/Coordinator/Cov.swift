@@ -38,6 +38,8 @@ struct Cov: ParsableCommand {
         var dimension: Int
         var kept: Int
         var kept_fraction: Double
+        /// Share of C0's trace (the preserved keys' energy) in the kept directions.
+        var kept_trace_share: Double
         var eigenvalue_min: Double
         var eigenvalue_median: Double
         var eigenvalue_max: Double
@@ -147,7 +149,7 @@ struct Cov: ParsableCommand {
         let rows = try projectors.projectors.map { p in
             let s = p.spectrum
             return LayerReport(layer: p.layer, tokens: try stats.count(layer: p.layer), dimension: p.f,
-                               kept: p.keptDimension, kept_fraction: p.keptFraction,
+                               kept: p.keptDimension, kept_fraction: p.keptFraction, kept_trace_share: p.keptTraceShare,
                                eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max, threshold: p.threshold)
         }
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
@@ -167,10 +169,10 @@ struct Cov: ParsableCommand {
               + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers, %@)", r.seconds, r.tokens_per_s,
                             r.threads, r.workers, r.cluster))
         print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold)"))
-        print("layer    tokens   kept r   kept %    min eig   median eig    max eig          τ")
+        print("layer    tokens   kept r   kept %  trace kept    min eig   median eig    max eig          τ")
         for l in r.layers {
-            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %9.3e  %11.3e  %9.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,
-                         100 * l.kept_fraction, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max, l.threshold))
+            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %10.2e  %9.3e  %11.3e  %9.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,
+                         100 * l.kept_fraction, l.kept_trace_share, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max, l.threshold))
         }
         print("wrote \(r.statistics) and \(r.projector)")
     }

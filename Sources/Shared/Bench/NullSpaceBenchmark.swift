@@ -32,6 +32,8 @@ public struct NullSpaceBenchmark {
         public var memit_lambda: Double?
         /// Kept fraction of the key space per edited layer, in `layers` order.
         public var kept_fraction: [Double]
+        /// Share of C0's trace in the kept directions per edited layer (empty for MEMIT).
+        public var kept_trace_share: [Double] = []
         public var efficacy: Double
         public var preserved_change_mean: Double
         public var preserved_change_max: Double
@@ -97,7 +99,7 @@ public struct NullSpaceBenchmark {
                                                  provenance: stats.provenance)
             let (post, mean, mx) = try measure(.alphaedit, proj, hp)
             rows.append(Row(method: "alphaedit", tau: tau, relative: rho, kept_fraction: proj.projectors.map(\.keptFraction),
-                            efficacy: post, preserved_change_mean: mean, preserved_change_max: mx))
+                            kept_trace_share: proj.projectors.map(\.keptTraceShare), efficacy: post, preserved_change_mean: mean, preserved_change_max: mx))
             phase(String(format: "%@: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", rho.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", tau ?? 0), post, mean))
         }
         for lambda in memitLambdas {

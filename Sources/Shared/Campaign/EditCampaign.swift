@@ -254,7 +254,7 @@ public enum EditCampaign {
             let proj = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
             for p in proj.projectors {
                 events.log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions "
-                           + "(\(String(format: "%.1f", 100 * p.keptFraction))%), \(p.spectrum)")
+                           + "(\(String(format: "%.1f%%; %.2g of C0's trace", 100 * p.keptFraction, p.keptTraceShare))), \(p.spectrum)")
             }
             return try EditState.recordBase(store, campaign: campaign.id, projectors: proj)
         case .memit:

@@ -118,7 +118,7 @@ public final class EvalCampaign {
         var proj: NullSpaceProjectorSet?
         if settings.hp.effectiveStages.projects(method) || method == .alphaedit {
             let p = try NullSpaceProjectorSet(statistics: stats, hyperparameters: settings.hp)
-            log("null space kept: " + p.projectors.map { String(format: "layer %d %.1f%%", $0.layer, 100 * $0.keptFraction) }.joined(separator: ", "))
+            log("null space kept: " + p.projectors.map { String(format: "layer %d %.1f%% (%.2g of C0's trace)", $0.layer, 100 * $0.keptFraction, $0.keptTraceShare) }.joined(separator: ", "))
             proj = p
         }
         let templates = try ContextTemplates.generate(model: model, tokenizer: tokenizer, seed: settings.templateSeed)

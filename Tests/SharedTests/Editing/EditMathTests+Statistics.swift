@@ -174,6 +174,8 @@ extension EditMathTests {
             let p = try NullSpaceProjector(c0: c0(scale), relative: 5e-4, layer: 0)
             XCTAssertEqual(p.threshold, 5e-4 * 10 * scale, accuracy: 1e-9 * scale, "τ = ρ λ_max")
             XCTAssertEqual(p.keptDimension, 3, "λ/λ_max = 1e-6, 1e-5, 1e-4 are below 5e-4 at scale \(scale)")
+            let share = (1e-5 + 1e-4 + 1e-3) / eig.reduce(0, +)
+            XCTAssertEqual(p.keptTraceShare, share, accuracy: 1e-9, "the kept directions' share of C0's trace")
             // The stored projector is an ordinary absolute-τ one: it reassembles from its parts.
             XCTAssertEqual(try NullSpaceProjector(layer: 0, threshold: p.threshold, eigenvalues: p.eigenvalues, basis: p.basis), p)
             let absolute = try NullSpaceProjector(c0: c0(scale), threshold: 2e-2, layer: 0)
