@@ -17,6 +17,9 @@
 #   scripts/qwen-sequential.sh plot          # the 500- and 1000-edit reports there are → $RUNS/plot
 #   scripts/qwen-sequential.sh status
 # Settings: RHO (relative ρ, default 1e-3) or, with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
+# A third lane with the paper's absolute τ (README "The 500-edit point"), sharing the K0 build:
+#   mkdir -p ../runs/qwen-seq-tau && ln -s "$(cd ../runs/qwen-seq && pwd)/cov" ../runs/qwen-seq-tau/cov
+#   RUNS=../runs/qwen-seq-tau RHO= TAU=2e-2 scripts/qwen-sequential.sh alphaedit
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
