@@ -18,7 +18,7 @@
 #   scripts/qwen-sequential.sh status
 # Settings: RHO (relative ρ, default 1e-3) or, with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
 # A third lane with the paper's absolute τ (README "The 500-edit point"), sharing the K0 build:
-#   mkdir -p ../runs/qwen-seq-tau && ln -s "$(cd ../runs/qwen-seq && pwd)/cov" ../runs/qwen-seq-tau/cov
+#   mkdir -p ../runs/qwen-seq-tau; for d in cov pre-500; do ln -s "$(cd ../runs/qwen-seq && pwd)/$d" ../runs/qwen-seq-tau/; done
 #   RUNS=../runs/qwen-seq-tau RHO= TAU=2e-2 scripts/qwen-sequential.sh alphaedit
 set -u
 cd "$(dirname "$0")/.."
