@@ -32,18 +32,12 @@ extension LlamaModel {
     public func forward(prompts: [[Int32]], continuations: [(prompt: Int, tokens: [Int32])],
                         logitRows: [(continuation: Int, position: Int)]) throws -> [Float] {
         let c = config, L = c.layers
-        for p in prompts {
-            if p.isEmpty { throw ModelError.emptyPrompt }
-            for id in p where id < 0 || Int(id) >= c.vocab { throw ModelError.tokenOutOfRange(id: id, vocab: c.vocab) }
-        }
+        for (prompt, _) in continuations { precondition(prompts.indices.contains(prompt), "continuation of prompt \(prompt) of \(prompts.count)") }
+        // The whole sequences pass the checks of `forward` (empty prompt, context, token ids).
+        let whole = continuations.map { prompts[$0.prompt] + $0.tokens }
+        try TokenBatch(prompts + whole).validate(vocab: c.vocab, context: c.context)
         var spans: [Int] = [], rows = 0
-        for (prompt, tokens) in continuations {
-            guard prompts.indices.contains(prompt) else { throw ModelError.emptyPrompt }
-            let n = prompts[prompt].count + tokens.count
-            if n > c.context { throw ModelError.contextOverflow(tokens: n, context: c.context) }
-            for id in tokens where id < 0 || Int(id) >= c.vocab { throw ModelError.tokenOutOfRange(id: id, vocab: c.vocab) }
-            spans.append(rows); rows += n
-        }
+        for seq in whole { spans.append(rows); rows += seq.count }
         let cache = PrefixKVCache(config: c, layers: 0...(L - 1), rows: rows)
 
         // Pass 1: each prompt's rows but its last, once, into its first continuation's span.
