@@ -43,6 +43,7 @@ extension WorkerPool {
                 log.warning("worker \(workers[id]?.label ?? "") is heard from again")
             }
             workers[id]?.lastHeard = now
+            if case .jobFailed = message {} else { workers[id]?.heldOff = false }
             switch message {
             case .heartbeat:
                 break
@@ -61,6 +62,7 @@ extension WorkerPool {
                 guard let job = jobs[f.jobID] else { return }
                 retries[f.jobID, default: 0] += 1
                 if f.retryable, retries[f.jobID, default: 0] <= WorkerPool.maxRetries {
+                    workers[id]?.heldOff = true
                     log.warning("job \(f.jobID) not run by \(workers[id]?.label ?? ""): \(f.reason); re-queued")
                     queue.insert(job.id, at: 0)
                 } else {

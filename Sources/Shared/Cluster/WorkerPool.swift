@@ -47,6 +47,10 @@ struct PoolWorker {
     /// Jobs leased to it, oldest first.
     var jobs: [Int] = []
     var alive = true
+    /// It refused a job as busy (applying deltas, its slots full): no job goes to it until it is heard
+    /// from again (its next heartbeat, result or acknowledgement), so a refused job does not bounce
+    /// between the coordinator and a busy worker until its retries run out.
+    var heldOff = false
     /// The deltas version on its way to it, if any (WireProtocol: pieces, acknowledged).
     var transfer: DeltaTransfer?
     var label: String { "\(hello.name) (pid \(hello.pid))" }
@@ -90,8 +94,10 @@ public final class WorkerPool: @unchecked Sendable {
     var stopping = false
     var expired = 0
     /// Retryable refusals per job (a worker busy or short of deltas); past `maxRetries` the job fails.
+    /// A worker that refused gets no job until it speaks again (`PoolWorker.heldOff`, at least every
+    /// heartbeat interval), so the limit is ≥ 30 s of refusals, not a burst of milliseconds.
     var retries: [Int: Int] = [:]
-    static let maxRetries = 20
+    static let maxRetries = 60
     /// Unusable results (a payload that does not decode, a wrong shape) per worker: at
     /// `maxBadResults` the worker is refused, and so is any later hello under its name.
     var badResults: [[UInt8]: Int] = [:]
@@ -442,7 +448,7 @@ public final class WorkerPool: @unchecked Sendable {
         while leased, !queue.isEmpty {
             leased = false
             for id in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-                guard let w = workers[id], w.alive, !queue.isEmpty else { continue }
+                guard let w = workers[id], w.alive, !w.heldOff, !queue.isEmpty else { continue }
                 guard let i = queue.firstIndex(where: { jobs[$0]?.weightsVersion == w.sentVersion }), let job = jobs[queue[i]],
                       hasSlot(w, for: job) else { continue }
                 queue.remove(at: i)

@@ -159,6 +159,53 @@ final class ClusterRobustnessTests: XCTestCase {
         _ = (first, second, other)
     }
 
+    /// A worker busy applying deltas answers jobs "busy" (retryable) for as long as that takes. The pool
+    /// sends it no job again until it speaks (a heartbeat), so refusals come one per heartbeat, not as a
+    /// burst: here 30 refusals over ≈ 1.5 s (more than the 20 that ended a run before: CI failed 2026-12-03
+    /// with "v* job 6 failed: worker local-1 is busy", all of them within milliseconds of a commit), and
+    /// the job still runs when the worker is free.
+    func testBusyWorkerIsHeldOffUntilItSpeaksAgain() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (pool, log, endpoint) = try bareCoordinator(dir)
+        defer { pool.shutdown() }
+        let ctx = try ZMQContext()
+        let dealer = try fakeWorker(ctx, endpoint, pid: 7)
+        final class Box: @unchecked Sendable { var done = false; var error: Error? }
+        let box = Box()
+        let work = Work.covariance(CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0], batchSentences: 1))
+        let run = Thread {
+            do { try pool.run([work]) { _, _, _ in box.done = true } } catch { box.error = error }
+        }
+        run.start()
+        var refusals = 0, spoke = 0, early = 0
+        let refusalsWanted = 30
+        var lastSpoke = ProcessStats.now()
+        let deadline = ProcessStats.now() + 20
+        while !box.done, box.error == nil, ProcessStats.now() < deadline {
+            if let f = try dealer.receive(timeoutMs: 10), case .job(let j) = try Message(frames: f) {
+                if refusals < refusalsWanted {
+                    refusals += 1
+                    if refusals > spoke + 1 { early += 1 }   // a job came back before the worker spoke again
+                    try dealer.send(try Message.jobFailed(JobFailure(jobID: j.id, reason: "worker w is busy", retryable: true)).frames())
+                } else {
+                    let r = JobResult(jobID: j.id, seconds: 0.01, output: .covariance(tokens: 1))
+                    try dealer.send(try Message.result(r, payload: []).frames())
+                }
+            }
+            if ProcessStats.now() - lastSpoke >= 0.05 {   // the worker's own heartbeats, faster than the real 0.5 s
+                try dealer.send(try Message.heartbeat.frames())
+                spoke += 1
+                lastSpoke = ProcessStats.now()
+            }
+        }
+        XCTAssertNil(box.error, "\(box.error.map { "\($0)" } ?? ""): \(log.all)")
+        XCTAssertTrue(box.done, "the job ran once the worker was free: \(log.all)")
+        XCTAssertEqual(refusals, refusalsWanted)
+        XCTAssertEqual(early, 0, "jobs sent to the worker before it spoke again after refusing: \(log.all)")
+        print("busy worker: \(refusals) refusals over \(spoke) heartbeats, then the job ran")
+    }
+
     /// A version's deltas larger than the window travel in acknowledged pieces: the pool sends
     /// `deltaWindowPieces` and waits, heartbeats keep coming while the worker holds back its
     /// acknowledgements for longer than `deadAfter`, the worker is not counted dead, and the bytes
