@@ -27,6 +27,9 @@ struct Edit: ParsableCommand {
     @Option(help: ArgumentHelp("K0 statistics built by `alphaedit cov` (default: the config's `artifacts`/statistics.bin when it is this campaign's).",
                                discussion: "Used instead of building K0 when it records this campaign's model, corpus, sentences 0..<N and layers; a file given here that does not is an error."))
     var statistics: String?
+    @Flag(help: ArgumentHelp("Grow the state's campaign by the facts after its own (records appended to the file, or a larger --limit).",
+                             discussion: "The campaign's requests must be the first records of --facts, field for field; the new ones become further batches of its batch size, after its committed ones."))
+    var extend = false
 
     func run() throws {
         guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit or memit") }
@@ -47,6 +50,7 @@ struct Edit: ParsableCommand {
         // `alphaedit cov` writes its statistics there; another build (corpus, range, layers) is passed over.
         r.statistics = statistics ?? (cfg.artifacts + "/" + Cov.statisticsFile)
         r.statisticsRequired = statistics != nil
+        r.extend = extend
         let events = EditCampaignEvents(log: log, progress: progressLine, finishProgress: finishProgress)
         let done = try EditCampaign.run(r, modelPath: cfg.model, cluster: cfg, logLevel: clusterOptions.logLevel,
                                         events: events)

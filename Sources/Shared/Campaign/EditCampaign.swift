@@ -39,6 +39,9 @@ public struct EditCampaignRequest: Sendable {
     /// true: a `statistics` file that is not this campaign's is an error (the user named it);
     /// false: it is passed over with a log line (a default location that may hold another build).
     public var statisticsRequired = false
+    /// true: a campaign whose requests are the first of these (records appended to the facts file, or a
+    /// larger limit) grows by the new ones as further batches; false: that is refused, saying so.
+    public var extend = false
 
     public init(facts: String, factsOptions: FactsOptions = FactsOptions(), limit: Int? = nil, method: EditMethod = .alphaedit,
                 batchSize: Int = 100, state: String, corpus: String, covSentences: Int, hyperparameters: EditHyperparameters,
@@ -99,7 +102,7 @@ public enum EditCampaign {
         // restarts too: allow more than the default.
         let store = try JobStore(directory: r.state, create: true, maxAttempts: 10)
         var campaign: Campaign
-        let existing = try store.campaign(matching: settings)
+        let existing = try matchOrExtend(store, settings: settings, requests: requests, extend: r.extend, events: events)
         // A named statistics file is checked before anything is recorded: a refused run leaves no campaign behind.
         let prebuiltStats = existing?.base == nil ? try prebuilt(r, settings: settings, events: events) : nil
         if let c = existing {
@@ -192,6 +195,29 @@ public enum EditCampaign {
         let done = try EditState(store: store).manifest.batches
         return EditCampaignSummary(batchesCommitted: done.count, edits: done.reduce(0) { $0 + $1.requests },
                                    batchesThisRun: committedNow)
+    }
+
+    /// The stored campaign when its settings are `settings` (nil when there is none). One that asks for
+    /// more requests than it holds, its own first, is extended when `extend` is set and refused with a
+    /// hint otherwise; any other difference is refused with the differences listed.
+    static func matchOrExtend(_ store: JobStore, settings: CampaignSettings, requests: [EditRequest], extend: Bool,
+                              events: EditCampaignEvents) throws -> Campaign? {
+        guard let c = try store.campaign() else { return nil }
+        let diffs = c.settings.differences(from: settings)
+        if diffs.isEmpty { return c }
+        guard c.settings.isExtension(to: settings) else {
+            throw StoreError.campaignMismatch(path: store.path, differences: diffs)
+        }
+        guard extend else {
+            if let (i, fields) = try store.firstChangedRequest(requests) {
+                throw StoreError.requestChanged(path: store.path, index: i, fields: fields)
+            }
+            throw StoreError.extensionNotAsked(path: store.path, stored: c.settings.requestCount, requested: settings.requestCount)
+        }
+        let (grown, added) = try store.extendCampaign(settings: settings, requests: requests)
+        events.log("extended \(store.directory): \(c.settings.requestCount) → \(settings.requestCount) requests, "
+                   + "new batches \(added.lowerBound)–\(added.upperBound - 1)")
+        return grown
     }
 
     /// What this campaign's K₀ statistics must be built from.

@@ -91,8 +91,9 @@ public struct EditState {
         let s = campaign.settings
         let sum = try Self.fileChecksum(path)
         guard sum != s.modelChecksum else { return }
+        // An export made before the campaign was extended carries an earlier facts checksum.
         if gguf.metadata[GGUFNames.editedFromChecksum] == .string(s.modelChecksum),
-           gguf.metadata[GGUFNames.editedFactsChecksum] == .string(s.factsChecksum) {
+           s.allFactsChecksums.contains(where: { gguf.metadata[GGUFNames.editedFactsChecksum] == .string($0) }) {
             throw EditStateError.alreadyEdited(model: path, checksum: sum, state: directory,
                                                batches: gguf.metadata[GGUFNames.editedBatches]?.intValue ?? 0)
         }

@@ -24,6 +24,9 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
     public var corpusChecksum: String?
     /// How the facts file was read (nil in campaigns recorded before it was kept: the defaults).
     public var factsOptions: FactsOptions?
+    /// The checksums of the facts files the campaign was extended from (`extendCampaign`), oldest first;
+    /// nil when it never was. An export made before an extension carries one of them.
+    public var earlierFactsChecksums: [String]?
 
     public init(method: EditMethod, model: String, modelChecksum: String, facts: String, factsChecksum: String,
                 requestCount: Int, batchSize: Int, hyperparameters: EditHyperparameters, templateSeed: UInt64,
@@ -81,6 +84,16 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
         }
         return out.sorted { $0.key < $1.key }
     }
+
+    /// Whether `requested` asks only for more requests of this campaign: every setting the same but the
+    /// facts file's checksum and a larger request count (records appended to the file, or a larger limit).
+    public func isExtension(to requested: CampaignSettings) -> Bool {
+        requested.requestCount > requestCount
+            && differences(from: requested).allSatisfy { $0.key == "factsChecksum" || $0.key == "requestCount" }
+    }
+
+    /// Every facts checksum an export of this campaign may carry: the current one and those before extensions.
+    public var allFactsChecksums: [String] { [factsChecksum] + (earlierFactsChecksums ?? []) }
 }
 
 /// One setting of a stored campaign that a resume asks to change.
@@ -144,20 +157,79 @@ extension JobStore {
             try db.run("INSERT INTO campaigns (method, settings, templates, created_at) VALUES (?, ?, ?, ?)",
                        [.text(settings.method.rawValue), .text(try json(settings)), .text(try json(templates)), .double(now)])
             let id = db.lastInsertRowID
-            let addBatch = try db.prepare("INSERT INTO batches (campaign, idx, first_request, request_count, state) VALUES (?, ?, ?, ?, 'pending')")
-            let addRequest = try db.prepare("INSERT INTO requests (campaign, idx, batch, request, state) VALUES (?, ?, ?, ?, 'pending')")
-            let enc = JSONEncoder()
-            for (b, start) in stride(from: 0, to: requests.count, by: settings.batchSize).enumerated() {
-                let end = min(start + settings.batchSize, requests.count)
-                try addBatch.bind([.int(id), .int(Int64(b + 1)), .int(Int64(start)), .int(Int64(end - start))])
-                while try addBatch.step() {}
-                for i in start..<end {
-                    let r = String(decoding: try enc.encode(requests[i]), as: UTF8.self)
-                    try addRequest.bind([.int(id), .int(Int64(i)), .int(Int64(b + 1)), .text(r)])
-                    while try addRequest.step() {}
-                }
-            }
+            try insertBatches(campaign: id, requests: requests, from: 0, firstBatch: 1, batchSize: settings.batchSize)
             return Campaign(id: id, settings: settings, templates: templates, base: nil)
+        }
+    }
+
+    /// Pending batches of `batchSize` (the last may be shorter) for `requests[from...]`, numbered from `firstBatch`.
+    /// Returns the batch numbers added.
+    @discardableResult
+    func insertBatches(campaign id: Int64, requests: [EditRequest], from: Int, firstBatch: Int, batchSize: Int) throws -> Range<Int> {
+        let addBatch = try db.prepare("INSERT INTO batches (campaign, idx, first_request, request_count, state) VALUES (?, ?, ?, ?, 'pending')")
+        let addRequest = try db.prepare("INSERT INTO requests (campaign, idx, batch, request, state) VALUES (?, ?, ?, ?, 'pending')")
+        let enc = JSONEncoder()
+        var b = firstBatch
+        for start in stride(from: from, to: requests.count, by: batchSize) {
+            let end = min(start + batchSize, requests.count)
+            try addBatch.bind([.int(id), .int(Int64(b)), .int(Int64(start)), .int(Int64(end - start))])
+            while try addBatch.step() {}
+            for i in start..<end {
+                let r = String(decoding: try enc.encode(requests[i]), as: UTF8.self)
+                try addRequest.bind([.int(id), .int(Int64(i)), .int(Int64(b)), .text(r)])
+                while try addRequest.step() {}
+            }
+            b += 1
+        }
+        return firstBatch..<b
+    }
+
+    /// The first of the campaign's stored requests that is not the request of the same index in
+    /// `requests`, with the fields that differ; nil when all of them are (the stored ones are a prefix).
+    public func firstChangedRequest(_ requests: [EditRequest]) throws -> (index: Int, fields: [String])? {
+        try read { try changedRequest(requests) }
+    }
+
+    func changedRequest(_ requests: [EditRequest]) throws -> (index: Int, fields: [String])? {
+        guard let c = try campaignRow() else { throw StoreError.noCampaign(path: path) }
+        for row in try db.query("SELECT idx, request FROM requests WHERE campaign = ? ORDER BY idx", [.int(c.id)]) {
+            let i = Int(try row.int("idx"))
+            let stored = try decode(EditRequest.self, row.string("request"), what: "request \(i)")
+            guard i < requests.count else { return (i, ["(absent)"]) }
+            if stored != requests[i] {
+                let given = Mirror(reflecting: requests[i]).children
+                let fields = zip(Mirror(reflecting: stored).children, given)
+                    .filter { "\($0.0.value)" != "\($0.1.value)" }.compactMap { $0.0.label }
+                return (i, fields)
+            }
+        }
+        return nil
+    }
+
+    /// Extends the campaign to `settings` (its extension: `CampaignSettings.isExtension`) by the requests
+    /// after its own, as new pending batches of its batch size after the last one, and records the new
+    /// facts checksum and count (the old checksum kept in `earlierFactsChecksums`). Committed batches,
+    /// their files and the templates stay as they are; the stored requests must be the first ones of
+    /// `requests`, field for field. One transaction: on any error nothing changes.
+    public func extendCampaign(settings: CampaignSettings, requests: [EditRequest]) throws -> (campaign: Campaign, batches: Range<Int>) {
+        try write {
+            guard var c = try campaignRow() else { throw StoreError.noCampaign(path: path) }
+            guard c.settings.isExtension(to: settings), requests.count == settings.requestCount else {
+                throw StoreError.campaignMismatch(path: path, differences: c.settings.differences(from: settings))
+            }
+            if let (i, fields) = try changedRequest(requests) {
+                throw StoreError.requestChanged(path: path, index: i, fields: fields)
+            }
+            let last = try db.queryOne("SELECT max(idx) AS last FROM batches WHERE campaign = ?", [.int(c.id)])?.optionalInt("last") ?? 0
+            let added = try insertBatches(campaign: c.id, requests: requests, from: c.settings.requestCount,
+                                          firstBatch: Int(last) + 1, batchSize: c.settings.batchSize)
+            var s = settings
+            let earlier = (c.settings.earlierFactsChecksums ?? [])
+                + (c.settings.factsChecksum == settings.factsChecksum ? [] : [c.settings.factsChecksum])
+            s.earlierFactsChecksums = earlier.isEmpty ? nil : earlier
+            try db.run("UPDATE campaigns SET settings = ? WHERE id = ?", [.text(try json(s)), .int(c.id)])
+            c.settings = s
+            return (c, added)
         }
     }
 

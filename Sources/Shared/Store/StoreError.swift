@@ -23,6 +23,10 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
 
     case noCampaign(path: String)
     case campaignMismatch(path: String, differences: [SettingDifference])
+    /// A campaign asked to extend whose stored request `index` is not the facts file's record there.
+    case requestChanged(path: String, index: Int, fields: [String])
+    /// More requests than the campaign holds, its own first, without asking to extend it.
+    case extensionNotAsked(path: String, stored: Int, requested: Int)
     case unknownBatch(campaign: Int64, index: Int)
     case batchOutOfOrder(campaign: Int64, index: Int, reason: String)
 
@@ -61,6 +65,12 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
         case let .campaignMismatch(p, diffs):
             return "\(p) holds a campaign with other settings (\(diffs.map(\.description).joined(separator: "; "))): "
                 + "run with the original settings to resume it, or use another --state directory"
+        case let .requestChanged(p, i, fields):
+            return "\(p): request \(i) of the campaign is not the facts' record \(i) (\(fields.joined(separator: ", ")) differ); "
+                + "a campaign extends only by records after its own: restore the file's first records, or use another --state directory"
+        case let .extensionNotAsked(p, stored, requested):
+            return "\(p) holds a campaign of \(stored) requests, the first \(stored) of these \(requested): run with --extend to "
+                + "edit the \(requested - stored) new ones as further batches, or use another --state directory"
         case let .unknownBatch(c, i):
             return "campaign \(c) has no batch \(i)"
         case let .batchOutOfOrder(c, i, reason):

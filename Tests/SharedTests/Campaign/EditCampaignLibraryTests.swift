@@ -1,7 +1,8 @@
 // The edit campaign as a library call (no CLI process), on the synthetic model: a run cut after its
 // first batch and resumed ends with the same weights as an uninterrupted one; a run on a finished
 // campaign commits nothing; other settings are refused with their differences; a state in use by
-// another holder of its lock is refused before anything is read.
+// another holder of its lock is refused before anything is read; a campaign grows by appended facts
+// only when asked to, and then ends where one over all the facts from the start ends.
 import Foundation
 import Shared
 import XCTest
@@ -54,5 +55,82 @@ final class EditCampaignLibraryTests: XCTestCase {
             XCTAssertEqual($0 as? StateLockError, .inUse(directory: dir + "/whole", pid: getpid()))
         }
         lock.release()
+    }
+
+    func testExtendByAppendedFacts() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 48)
+        let records = [#"{"prompt": "The capital of {} is", "subject": "France", "target": "Rome"}"#,
+                       #"{"prompt": "{} flows through", "subject": "the river", "target": "Paris"}"#,
+                       #"{"prompt": "The tower is in {}", "subject": "the city", "target": "north"}"#,
+                       #"{"prompt": "{} is known for", "subject": "a museum", "target": "its tower"}"#,
+                       #"{"prompt": "{} was born in", "subject": "the painter", "target": "Lyon"}"#]
+        func write(_ name: String, _ lines: [String]) throws -> String {
+            let path = dir + "/" + name
+            try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        var hp = EditHyperparameters()
+        hp.layers = [0, 1]
+        hp.vSteps = 4
+        hp.nullSpaceThreshold = 1e9
+        func request(_ state: String, _ facts: String, limit: Int? = nil, extend: Bool = false) -> EditCampaignRequest {
+            var r = EditCampaignRequest(facts: facts, limit: limit, batchSize: 2, state: dir + "/" + state, corpus: corpus,
+                                        covSentences: 48, hyperparameters: hp, threads: 2)
+            r.extend = extend
+            return r
+        }
+        func weights(_ state: String) throws -> [Float] {
+            let m = try LlamaModel(path: model)
+            try EditState.load(directory: dir + "/" + state).apply(to: m)
+            return hp.layers.flatMap { m.weights.layers[$0].down.array }
+        }
+        let all = try write("all.jsonl", records)
+        XCTAssertEqual(try EditCampaign.run(request("whole", all), modelPath: model).batchesCommitted, 3)
+
+        // Three records (batches of 2 and 1), then the file grows by two: without --extend a refusal
+        // that says what to do, and nothing recorded.
+        let three = try write("grown.jsonl", Array(records.prefix(3)))
+        XCTAssertEqual(try EditCampaign.run(request("grown", three), modelPath: model).edits, 3)
+        _ = try write("grown.jsonl", records)
+        XCTAssertThrowsError(try EditCampaign.run(request("grown", three), modelPath: model)) {
+            XCTAssertEqual($0 as? StoreError, .extensionNotAsked(path: dir + "/grown/state.sqlite", stored: 3, requested: 5), "\($0)")
+            XCTAssertTrue("\($0)".contains("run with --extend to edit the 2 new ones"), "\($0)")
+        }
+        XCTAssertEqual(try JobStore(directory: dir + "/grown", create: false).status(now: 0, liveness: 1).batchesTotal, 2)
+        // A changed record among the stored ones is refused even with --extend, naming it and its field.
+        let changed = try write("changed.jsonl", [records[0], records[1].replacingOccurrences(of: "Paris", with: "Oslo")] + records[2...])
+        XCTAssertThrowsError(try EditCampaign.run(request("grown", changed, extend: true), modelPath: model)) {
+            XCTAssertEqual($0 as? StoreError, .requestChanged(path: dir + "/grown/state.sqlite", index: 1, fields: ["targetNew"]), "\($0)")
+        }
+        // An export made before the extension (its metadata names the earlier facts) stays refused as edited.
+        var writer = try GGUFWriter.copy(from: try LlamaModel(path: model).gguf, replacing: [:])
+        for (key, value) in try EditState.load(directory: dir + "/grown").exportMetadata { try writer.set(key, value) }
+        let exported = dir + "/exported.gguf"
+        try writer.write(to: exported)
+        // Extended: one more batch (the records after the third, in batches of 2), settings now the grown file's.
+        let grown = try EditCampaign.run(request("grown", three, extend: true), modelPath: model)
+        XCTAssertEqual(grown.batchesThisRun, 1)
+        XCTAssertEqual(grown.edits, 5)
+        let st = try EditState.load(directory: dir + "/grown")
+        XCTAssertEqual(st.campaign.settings.requestCount, 5)
+        XCTAssertEqual(st.campaign.settings.earlierFactsChecksums?.count, 1)
+        XCTAssertThrowsError(try st.checkModel(path: exported, gguf: try LlamaModel(path: exported).gguf)) {
+            guard case .alreadyEdited(_, _, _, let batches)? = $0 as? EditStateError else { return XCTFail("\($0)") }
+            XCTAssertEqual(batches, 2)
+        }
+        XCTAssertEqual(try EditCampaign.run(request("grown", three), modelPath: model).batchesThisRun, 0, "resumes without --extend now")
+        // A larger --limit on the same file extends too (no new facts checksum).
+        XCTAssertEqual(try EditCampaign.run(request("limited", all, limit: 4), modelPath: model).edits, 4)
+        XCTAssertEqual(try EditCampaign.run(request("limited", all, extend: true), modelPath: model).edits, 5)
+        XCTAssertNil(try EditState.load(directory: dir + "/limited").campaign.settings.earlierFactsChecksums)
+        XCTAssertEqual(try weights("limited"), try weights("whole"), "2+2 then 1 = the batches of the whole file")
+        XCTAssertNotEqual(try weights("grown"), try weights("whole"), "batches 2+1+2 differ from 2+2+1")
+        // Fewer requests than stored stays a refusal.
+        XCTAssertThrowsError(try EditCampaign.run(request("limited", all, limit: 2, extend: true), modelPath: model)) {
+            XCTAssertTrue("\($0)".contains("requestCount: stored 5, requested 2"), "\($0)")
+        }
     }
 }
