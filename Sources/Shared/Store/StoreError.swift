@@ -66,7 +66,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
             return "\(p) holds a campaign with other settings (\(diffs.map(\.description).joined(separator: "; "))): "
                 + "run with the original settings to resume it, or use another --state directory"
         case let .requestChanged(p, i, fields):
-            return "\(p): request \(i) of the campaign is not the facts' record \(i) (\(fields.joined(separator: ", ")) differ); "
+            return "\(p): request \(i) of the campaign is not the facts' record \(i) (\(fields.joined(separator: ", ")) \(fields.count == 1 ? "differs" : "differ")); "
                 + "a campaign extends only by records after its own: restore the file's first records, or use another --state directory"
         case let .extensionNotAsked(p, stored, requested):
             return "\(p) holds a campaign of \(stored) requests, the first \(stored) of these \(requested): run with --extend to "
