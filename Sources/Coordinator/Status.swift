@@ -32,6 +32,12 @@ struct Status: ParsableCommand {
             ("requests", "\(s.requestsDone) / \(s.requestsTotal) done"),
             ("jobs", JobState.allCases.map { "\($0.rawValue) \(s.jobs[$0.rawValue] ?? 0)" }.joined(separator: ", ")),
             ("workers", "\(s.workersAlive) alive (\(s.workersKnown) known)"),
+            ("current", s.currentBatch.map { b in
+                "batch \(b): " + (s.currentBatchJobsTotal.map { "\(s.currentBatchJobsDone ?? 0)/\($0) v* jobs done" } ?? "v* not started")
+            } ?? "–"),
+            ("v* rate", s.vstarRequestsPerMinute.map { r in
+                String(format: "%.1f requests/min (latest jobs)", r) + (s.vstarSecondsLeft.map { "; v* left ≈ " + duration($0) } ?? "")
+            } ?? "–"),
             ("last batch", last ?? "–"),
             ("files", s.filesChecked.map { n in
                 (s.filesBad ?? []).isEmpty ? "\(n) committed files match their checksums"
@@ -41,4 +47,12 @@ struct Status: ParsableCommand {
         for (k, v) in rows { print(k.padding(toLength: 11, withPad: " ", startingAt: 0) + v) }
         if let bad = s.filesBad, !bad.isEmpty { throw ExitCode(4) }
     }
+}
+
+/// "2 h 05 min", "14 min", "40 s".
+func duration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return String(format: "%d h %02d min", s / 3600, (s % 3600) / 60) }
+    if s >= 60 { return "\(s / 60) min" }
+    return "\(s) s"
 }

@@ -25,6 +25,15 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var filesChecked: Int?
     /// Those that are missing or differ from their checksum, each with the reason.
     public var filesBad: [String]?
+    /// The first pending batch, and how many of its v* jobs are done of how many (nil: none, or its
+    /// jobs not made yet).
+    public var currentBatch: Int?
+    public var currentBatchJobsDone: Int?
+    public var currentBatchJobsTotal: Int?
+    /// v* requests a minute over the latest completed v* jobs (`VStarRate`), nil with fewer than two.
+    public var vstarRequestsPerMinute: Double?
+    /// The v* requests not done yet (pending batches, less their done jobs) at that rate, in seconds.
+    public var vstarSecondsLeft: Double?
 
     enum CodingKeys: String, CodingKey {
         case method, stages, jobs
@@ -33,6 +42,27 @@ public struct StoreStatus: Codable, Equatable, Sendable {
         case workersAlive = "workers_alive", workersKnown = "workers_known"
         case lastBatchAt = "last_batch_at", lastBatchSeconds = "last_batch_seconds"
         case filesChecked = "files_checked", filesBad = "files_bad"
+        case currentBatch = "current_batch", currentBatchJobsDone = "current_batch_jobs_done"
+        case currentBatchJobsTotal = "current_batch_jobs_total"
+        case vstarRequestsPerMinute = "vstar_requests_per_minute", vstarSecondsLeft = "vstar_seconds_left"
+    }
+}
+
+/// The v* rate from the completion times of done v* jobs (the time a job was marked done) and their
+/// request counts: over the latest `window` gaps between consecutive completions, leaving out gaps over
+/// `outlier` × their median (the coordinator was stopped, or a batch's solve and commit lay between).
+/// Several workers finish jobs side by side, so the gaps shrink with them and the rate is the cluster's.
+public enum VStarRate {
+    public static func requestsPerSecond(_ completions: [(at: Double, requests: Int)], window: Int = 16,
+                                         outlier: Double = 4) -> Double? {
+        let done = completions.sorted { $0.at < $1.at }.suffix(window + 1)
+        guard done.count >= 2 else { return nil }
+        let pairs = zip(done.dropFirst(), done.dropLast()).map { (gap: $0.at - $1.at, requests: $0.requests) }
+        let gaps = pairs.map(\.gap).sorted()
+        let median = gaps[gaps.count / 2]
+        let kept = pairs.filter { $0.gap <= max(median, 1e-9) * outlier }
+        let seconds = kept.reduce(0) { $0 + $1.gap }, requests = kept.reduce(0) { $0 + $1.requests }
+        return seconds > 0 ? Double(requests) / seconds : nil
     }
 }
 
@@ -63,6 +93,21 @@ extension JobStore {
             let last = try db.queryOne("SELECT committed_at, seconds FROM batches WHERE state = 'committed' ORDER BY committed_at DESC LIMIT 1")
             let settings = try db.queryOne("SELECT settings FROM campaigns ORDER BY id LIMIT 1")
                 .flatMap { try? JSONDecoder().decode(CampaignSettings.self, from: Data(try $0.string("settings").utf8)) }
+            // v* progress: the done vstar jobs' completion times and sizes, the first pending batch's jobs.
+            var completions: [(at: Double, requests: Int)] = [], doneInPending = 0
+            let pendingBatches = Set(try db.query("SELECT idx FROM batches WHERE state = 'pending'").map { Int(try $0.int("idx")) })
+            let current = pendingBatches.min()
+            var currentDone = 0, currentTotal = 0
+            for r in try db.query("SELECT batch, state, payload, updated_at FROM jobs WHERE kind = 'vstar'") {
+                let batch = try r.optionalInt("batch").map(Int.init)
+                let done = try r.string("state") == JobState.done.rawValue
+                if batch == current { currentTotal += 1; if done { currentDone += 1 } }
+                guard done, let p = try? JSONDecoder().decode(VStarPayload.self, from: Data(try r.string("payload").utf8)) else { continue }
+                completions.append((try r.double("updated_at"), p.requests.count))
+                if let batch, pendingBatches.contains(batch) { doneInPending += p.requests.count }
+            }
+            let rate = VStarRate.requestsPerSecond(completions)
+            let requestsLeft = try count("SELECT count(*) AS n FROM requests WHERE state = 'pending'") - doneInPending
             return StoreStatus(
                 method: try db.queryOne("SELECT method FROM campaigns ORDER BY id LIMIT 1")?.string("method"),
                 stages: settings.map { $0.hyperparameters.effectiveStages.name(for: $0.method) },
@@ -74,7 +119,11 @@ extension JobStore {
                 workersAlive: try count("SELECT count(*) AS n FROM workers WHERE state = 'alive' AND last_seen >= ?", [.double(now - liveness)]),
                 workersKnown: try count("SELECT count(*) AS n FROM workers"),
                 lastBatchAt: try last?.optionalDouble("committed_at"),
-                lastBatchSeconds: try last?.optionalDouble("seconds"), filesChecked: nil, filesBad: nil)
+                lastBatchSeconds: try last?.optionalDouble("seconds"), filesChecked: nil, filesBad: nil,
+                currentBatch: current, currentBatchJobsDone: currentTotal > 0 ? currentDone : nil,
+                currentBatchJobsTotal: currentTotal > 0 ? currentTotal : nil,
+                vstarRequestsPerMinute: rate.map { $0 * 60 },
+                vstarSecondsLeft: rate.map { Double(max(0, requestsLeft)) / $0 })
         }
     }
 }

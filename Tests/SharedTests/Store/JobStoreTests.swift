@@ -103,6 +103,42 @@ final class JobStoreTests: XCTestCase {
         XCTAssertTrue(old.differences(from: other).isEmpty, "no checksum recorded: not compared")
     }
 
+    // `status`'s v* progress: the first pending batch's jobs, the rate from the done jobs' completion
+    // times (a long gap, a stopped coordinator, left out), the v* requests left at that rate.
+    func testStatusShowsVStarProgressRateAndTimeLeft() throws {
+        XCTAssertNil(VStarRate.requestsPerSecond([(0, 8)]))
+        let r = try XCTUnwrap(VStarRate.requestsPerSecond([(0, 8), (100, 8), (200, 8), (5000, 8), (5100, 8)]))
+        XCTAssertEqual(r, 24.0 / 300, accuracy: 1e-12, "the 4,800 s gap is left out")
+        XCTAssertEqual(try XCTUnwrap(VStarRate.requestsPerSecond([(10, 2), (0, 2), (40, 4)])), 6.0 / 40, accuracy: 1e-12, "any order")
+
+        let s = try JobStore(directory: dir, create: true)
+        let c = try s.createCampaign(settings: StoreFixtures.settings(requests: 5, batchSize: 2),
+                                     templates: ContextTemplates(groups: [["{}"]]), requests: StoreFixtures.requests(5))
+        func job(_ batch: Int, _ requests: [Int]) throws -> Int64 {
+            let p = String(decoding: try JSONEncoder().encode(VStarPayload(campaign: c.id, batch: batch, requests: requests, weightsVersion: 0)), as: UTF8.self)
+            return try s.enqueue([NewJob(kind: .vstar, campaign: c.id, batch: batch, payload: p)], now: 0)[0]
+        }
+        var st = try s.status(now: 0, liveness: 10)
+        XCTAssertEqual(st.currentBatch, 1)
+        XCTAssertNil(st.currentBatchJobsTotal, "no jobs yet")
+        XCTAssertNil(st.vstarRequestsPerMinute)
+        try s.complete(job: try job(1, [0, 1]), now: 100)
+        try s.commitBatch(campaign: c.id, index: 1, deltas: try StoreFixtures.file(dir, "deltas/batch-00001.bin", .deltas, [1]),
+                          cp: nil, seconds: 1, now: 110)
+        try s.complete(job: try job(2, [2]), now: 160)
+        _ = try job(2, [3])
+        st = try s.status(now: 170, liveness: 10)
+        XCTAssertEqual(st.currentBatch, 2)
+        XCTAssertEqual(st.currentBatchJobsDone, 1)
+        XCTAssertEqual(st.currentBatchJobsTotal, 2)
+        XCTAssertEqual(try XCTUnwrap(st.vstarRequestsPerMinute), 1, accuracy: 1e-9, "1 request in the 60 s since the last")
+        XCTAssertEqual(try XCTUnwrap(st.vstarSecondsLeft), 120, accuracy: 1e-6, "requests 3 and 4 at 1 a minute")
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(st)) as? [String: Any]
+        for key in ["current_batch", "current_batch_jobs_done", "current_batch_jobs_total", "vstar_requests_per_minute", "vstar_seconds_left"] {
+            XCTAssertNotNil(json?[key], key)
+        }
+    }
+
     func testCommitBatchRecordsFilesKeepsOnlyTheLatestCpAndCountsStatus() throws {
         let s = try JobStore(directory: dir, create: true)
         let c = try s.createCampaign(settings: StoreFixtures.settings(requests: 3, batchSize: 2),
