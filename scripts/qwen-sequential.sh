@@ -74,6 +74,8 @@ evaluate() {  # edits
     for m in alphaedit memit; do
         local state=$RUNS/$m; [ "$n" = "$HALF" ] && state=$RUNS/$m-$HALF
         [ "$(committed "$state")" -eq $((n / BATCH)) ] || { echo "$m: $state has not $((n / BATCH)) batches" >&2; continue; }
+        [ -f "$RUNS/eval-$m-$n/report.json" ] && { echo "$m: $RUNS/eval-$m-$n/report.json is there" >&2; continue; }
+        # Stopped midway, the same command goes on from the records done (eval --out keeps them).
         "$A" eval --config "$CONF" --records "$FACTS" --limit "$n" --batch-size "$BATCH" --state "$state" "${pre[@]}" \
             --gen-records 100 --general-items 50 --cluster in-process --threads 2 --json --out "$RUNS/eval-$m-$n" > "$RUNS/eval-$m-$n.log" 2>&1
         tail -n 1 "$RUNS/eval-$m-$n.log"

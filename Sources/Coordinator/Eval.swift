@@ -72,6 +72,7 @@ struct Eval: ParsableCommand {
         s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
+        s.checkpointDirectory = out   // a run started again with the same inputs goes on from the records done
         s.modelIdentity = "\(URL(fileURLWithPath: cfg.model).lastPathComponent) \(try EditState.fileChecksum(cfg.model))"
         if let preFrom { s.preFrom = (preFrom, try EvalReport.read(path: preFrom)) }
         if let vLr { s.hp.vLR = vLr }
@@ -122,6 +123,7 @@ struct Eval: ParsableCommand {
             try report.markdown().write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
             try EvalPlot.svg([(report.method, EvalPlot.points(report))]).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
             log("report: \(dir)/report.json, report.md, plot.svg")
+            campaign.removeCheckpoints()   // the report holds every record's results now
         }
         print(report.markdown())
         if json { print(EvalReport.headlineJSON(report.headline(generation: !noGeneration))) }

@@ -39,6 +39,12 @@ public struct EvalCampaignSettings: Sendable {
     /// this run reuses instead of evaluating the unedited model again; checked to be of the same
     /// model, records and evaluation settings (`EvalCampaign.reusablePre`).
     public var preFrom: (path: String, report: EvalReport)?
+    /// Where the unedited and the post-edit evaluation keep their per-record results as they come
+    /// (EvalCheckpoint; nil: nowhere), so that a run started again with the same inputs goes on from
+    /// them. The post-edit one only for an existing `state` (edits made by this run are not kept).
+    public var checkpointDirectory: String?
+    /// Records per evaluation call between two writes of the checkpoint.
+    public var checkpointRecords = 50
     public init() {}
 }
 
@@ -139,8 +145,59 @@ public final class EvalCampaign {
     func evaluate(_ records: [EditRequest], firstIndex: Int, _ what: String) throws -> EvalShard {
         let report = { (n: Int) in self.progress(what, n, records.count) }
         report(0)
-        if let backend { return try backend.evaluate(records, firstIndex: firstIndex, progress: report) }
-        return try evaluator.evaluate(records, firstIndex: firstIndex, progress: report)
+        return try evaluateNow(records, firstIndex: firstIndex, progress: report)
+    }
+
+    private func evaluateNow(_ records: [EditRequest], firstIndex: Int, progress: (Int) -> Void) throws -> EvalShard {
+        if let backend { return try backend.evaluate(records, firstIndex: firstIndex, progress: progress) }
+        return try evaluator.evaluate(records, firstIndex: firstIndex, progress: progress)
+    }
+
+    /// The checkpoint of a phase on the weights `weights` (nil without a checkpoint directory).
+    func checkpoint(_ phase: String, weights: [String], records: [EditRequest], firstIndex: Int) throws -> EvalCheckpoint? {
+        guard let dir = settings.checkpointDirectory else { return nil }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let ev = evaluator
+        let how = "generation " + (ev.generation.map { "\($0)" } ?? "none") + ", generating records "
+            + (ev.generationRecords.map { "\($0)" } ?? "all") + ", snippets " + (ev.snippets == nil ? "none" : "given")
+        let key = try EvalCheckpoint.key(phase: phase, model: settings.modelIdentity ?? "unnamed model", weights: weights,
+                                         records: records, firstIndex: firstIndex, evaluation: how)
+        let cp = EvalCheckpoint(path: dir + "/partial-\(phase).json", key: key, note: log)
+        checkpointPaths.append(cp.path)
+        return cp
+    }
+
+    /// The evaluation of `records` in chunks of `checkpointRecords`, each chunk's results added to the
+    /// checkpoint as it ends; records it already holds are not evaluated again.
+    func evaluate(_ records: [EditRequest], firstIndex: Int, _ what: String, checkpoint: EvalCheckpoint?) throws -> EvalShard {
+        guard var cp = checkpoint else { return try evaluate(records, firstIndex: firstIndex, what) }
+        let todo = records.indices.filter { cp.records[firstIndex + $0] == nil }
+        let label = todo.count == records.count ? what : "\(what), the other \(records.count - todo.count) done before"
+        if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records from \(cp.path)") }
+        progress(label, 0, todo.count)
+        var done = 0, i = 0
+        while i < todo.count {
+            var j = i + 1   // a run of consecutive records, at most checkpointRecords long
+            while j < todo.count, j - i < max(1, settings.checkpointRecords), todo[j] == todo[j - 1] + 1 { j += 1 }
+            let base = done
+            let shard = try evaluateNow(Array(records[todo[i]...todo[j - 1]]), firstIndex: firstIndex + todo[i]) {
+                self.progress(label, base + $0, todo.count)
+            }
+            try cp.add(shard)
+            done += j - i
+            i = j
+        }
+        return EvalShard(records: try records.indices.map { k in
+            guard let r = cp.records[firstIndex + k] else { throw EvalError.unreadable("record \(firstIndex + k) was not evaluated") }
+            return r
+        })
+    }
+
+    /// The checkpoint files this run used: remove them once its report is written.
+    public private(set) var checkpointPaths: [String] = []
+
+    public func removeCheckpoints() {
+        for p in checkpointPaths { try? FileManager.default.removeItem(atPath: p) }
     }
 
     /// Runs the protocol on `records` (record `firstIndex` of `name` first).
@@ -157,7 +214,8 @@ public final class EvalCampaign {
             log("pre-edit row of \(records.count) records from \(path)")
         } else {
             log("evaluating the unedited model on \(records.count) records")
-            pre = try timed { try evaluate(records, firstIndex: firstIndex, "pre-edit evaluation") }
+            let cp = try checkpoint("pre", weights: [], records: records, firstIndex: firstIndex)
+            pre = try timed { try evaluate(records, firstIndex: firstIndex, "pre-edit evaluation", checkpoint: cp) }
             general0 = try timed { try general() }
         }
         let known = pre.knownIndices
@@ -169,6 +227,7 @@ public final class EvalCampaign {
         var edits = 0
         var hp: EditHyperparameters?
         var stateMethod: EditMethod?
+        var stateWeights: [String]?   // the state's deltas checksums: what the post-edit checkpoint is of
         if let dir = s.state {
             let st = try EditState.load(directory: dir)
             if let path = model.gguf.path { try st.checkModel(path: path, gguf: model.gguf) }
@@ -180,6 +239,7 @@ public final class EvalCampaign {
             }
             edits = st.manifest.batches.reduce(0) { $0 + $1.requests }
             hp = st.manifest.hyperparameters; stateMethod = st.manifest.method
+            stateWeights = st.manifest.batches.map(\.deltas.checksum)
             log("applied \(dir): \(st.manifest.batches.count) batches, \(edits) edits")
         } else if let m = s.method {
             let t0 = ProcessStats.now(), eval0 = evalTime
@@ -214,7 +274,8 @@ public final class EvalCampaign {
         var shift: HiddenShift?
         if edits > 0 {
             log("evaluating the edited model")
-            post = try timed { try evaluate(records, firstIndex: firstIndex, "post-edit evaluation") }
+            let cp = try stateWeights.flatMap { try checkpoint("post", weights: $0, records: records, firstIndex: firstIndex) }
+            post = try timed { try evaluate(records, firstIndex: firstIndex, "post-edit evaluation", checkpoint: cp) }
             curve.append(EvalPoint(edits: edits, summary: post.summary(), general: try timed { try general() }))
             if let hiddenBefore {
                 let after = try timed { try HiddenStates.capture(model: model, tokenizer: tokenizer, prompts: s.hiddenPrompts, layer: s.hp.zLayer) }
