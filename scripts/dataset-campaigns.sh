@@ -21,24 +21,12 @@ MODEL=${MODEL:-qwen2.5-0.5b}
 RUNS=${RUNS:-../runs/datasets-$MODEL}
 LAMBDA=${MEMIT_LAMBDA:-2000}; COV=${COV:-2000}; BATCH=100
 LIMIT_ARGS=(); [ -n "${LIMIT:-}" ] && LIMIT_ARGS=(--limit "$LIMIT")
-mkdir -p "$RUNS"; RUNS=$(cd "$RUNS" && pwd)   # absolute: cluster.conf paths are relative to the file
-A=$RUNS/bin/alphaedit
-[ -x "$A" ] || { mkdir -p "$RUNS/bin" && cp .build/release/alphaedit-worker "$RUNS/bin/" && cp .build/release/alphaedit "$A"; }   # a copy, so a rebuild does not swap the binary under the runs
-CONF=$RUNS/datasets.conf
-[ -f "$CONF" ] || cat > "$CONF" <<EOF
-# alphaedit configuration of the dataset campaigns (scripts/dataset-campaigns.sh)
-model = $(pwd)/$(bash scripts/fetch-model.sh "$MODEL")
-threads = 1
-corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
-cov_sentences = $COV
-shard_sentences = 500
-memit_lambda = $LAMBDA
-EOF
+. scripts/campaign-lib.sh   # runs_setup, committed, covariance
+runs_setup datasets "$MODEL" "$COV" "$LAMBDA" "the dataset campaigns (scripts/dataset-campaigns.sh)"
 ZSRE=$(cd ../shared && pwd)/data/zsre/zsre_mend_eval_portability.dev.json
 CF=$(cd ../shared && pwd)/data/counterfact/counterfact-edit.dev.json
 records() { case $1 in zsre) echo "$ZSRE" ;; cf) echo "$CF" ;; esac; }
 
-. scripts/campaign-lib.sh   # committed, covariance
 STATS=${STATISTICS:-$RUNS/cov/statistics.bin}
 total() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=len(d); l=sys.argv[2]; print(min(n, int(l)) if l else n)" "$(records "$1")" "${LIMIT:-}"; }
 

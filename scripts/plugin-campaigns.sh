@@ -23,19 +23,8 @@ RUNS=${RUNS:-../runs/plugin}
 N=${N:-1000}; BATCH=${BATCH:-100}; COV=${COV:-2000}; GEN=${GEN:-20}
 FACTS=../shared/data/pararel-cf/dev.jsonl
 NAMES=(memit prune rect memit-p prune-p rect-p)
-mkdir -p "$RUNS"; RUNS=$(cd "$RUNS" && pwd)   # absolute: cluster.conf paths are relative to the file
-A=$RUNS/bin/alphaedit
-[ -x "$A" ] || { mkdir -p "$RUNS/bin" && cp .build/release/alphaedit-worker "$RUNS/bin/" && cp .build/release/alphaedit "$A"; }   # a copy, so a rebuild does not swap the binary under the runs
-CONF=$RUNS/plugin.conf
-[ -f "$CONF" ] || cat > "$CONF" <<EOF
-# alphaedit configuration of the plug-in experiment (scripts/plugin-campaigns.sh)
-model = $(pwd)/$(bash scripts/fetch-model.sh smollm2)
-threads = 1
-corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
-cov_sentences = $COV
-shard_sentences = 500
-memit_lambda = 2000
-EOF
+. scripts/campaign-lib.sh   # runs_setup, committed, covariance
+runs_setup plugin smollm2 "$COV" 2000 "the plug-in experiment (scripts/plugin-campaigns.sh)"
 
 stages() {  # name → its stage options
     case $1 in
@@ -43,8 +32,6 @@ stages() {  # name → its stage options
       memit-p) echo --project ;; prune-p) echo --filter prune --project ;; rect-p) echo --filter rect --project ;;
     esac
 }
-
-. scripts/campaign-lib.sh   # committed, covariance
 
 campaign() {  # name: edit until all N/BATCH batches are committed
     local name=$1 done

@@ -29,21 +29,8 @@ FACTS=../shared/data/pararel-cf/dev.jsonl
 N=1000; HALF=500; BATCH=100
 # ρ = 1e-3 and λm: chosen on dev 4000–4099 (README "The null space per model"); RHO= (empty) uses TAU.
 TAU=${TAU:-2e-2}; RHO=${RHO-1e-3}; LAMBDA=${LAMBDA:-2000}
-mkdir -p "$RUNS"; RUNS=$(cd "$RUNS" && pwd)   # absolute: cluster.conf paths are relative to the file
-A=$RUNS/bin/alphaedit
-[ -x "$A" ] || { mkdir -p "$RUNS/bin" && cp .build/release/alphaedit-worker "$RUNS/bin/" && cp .build/release/alphaedit "$A"; }   # a copy, so a rebuild does not swap the binary under the runs
-CONF=$RUNS/qwen.conf
-[ -f "$CONF" ] || cat > "$CONF" <<EOF
-# alphaedit configuration of the Qwen sequential experiment (scripts/qwen-sequential.sh)
-model = $(pwd)/$(bash scripts/fetch-model.sh "$MODEL")
-threads = 1
-corpus = $(cd ../shared && pwd)/data/wiki-triplets/trex.jsonl
-cov_sentences = 2000
-shard_sentences = 500
-memit_lambda = $LAMBDA
-EOF
-
-. scripts/campaign-lib.sh   # committed, covariance
+. scripts/campaign-lib.sh   # runs_setup, committed, covariance
+runs_setup qwen "$MODEL" 2000 "$LAMBDA" "the Qwen sequential experiment (scripts/qwen-sequential.sh)"
 
 lane() {  # method
     local m=$1 args state=$RUNS/$1
