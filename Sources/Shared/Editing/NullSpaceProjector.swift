@@ -31,7 +31,10 @@ public struct SpectrumSummary: Equatable, Sendable, CustomStringConvertible {
         trace = values.reduce(0, +)
     }
 
-    public var description: String { "eigenvalues min \(min), median \(median), max \(max), trace \(trace)" }
+    /// Three significant digits: these are for reading (the exact values are in `--json` and the artifacts).
+    public var description: String {
+        String(format: "eigenvalues min %.3g, median %.3g, max %.3g, trace %.4g", min, median, max, trace)
+    }
 }
 
 /// One layer's C0 = U Λ Uᵀ (dsyevd): eigenvalues ascending, U row-major with eigenvector j in column j.

@@ -70,7 +70,7 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
                 + "a campaign extends only by records after its own: restore the file's first records, or use another --state directory"
         case let .extensionNotAsked(p, stored, requested):
             return "\(p) holds a campaign of \(stored) requests, the first \(stored) of these \(requested): run with --extend to "
-                + "edit the \(requested - stored) new ones as further batches, or use another --state directory"
+                + "edit the \(requested - stored) new \(requested - stored == 1 ? "one" : "ones") as further batches, or use another --state directory"
         case let .unknownBatch(c, i):
             return "campaign \(c) has no batch \(i)"
         case let .batchOutOfOrder(c, i, reason):
