@@ -177,6 +177,23 @@ final class QuantizedLinearTests: XCTestCase {
         }
     }
 
+    /// Which OpenBLAS kernels an executable re-executes itself with: generic ones are replaced by the
+    /// CPU's best; any other choice is kept (AVX2 kernels on an AVX-512 CPU too: older OpenBLAS builds
+    /// fail on some processors with the AVX-512 ones); ALPHAEDIT_ISA=avx2 asks for Haswell whatever
+    /// OpenBLAS took.
+    func testOpenBLASCoreChoice() {
+        XCTAssertEqual(BLASRuntime.upgrade(from: "Prescott", best: "HASWELL", capped: false), "HASWELL")
+        XCTAssertEqual(BLASRuntime.upgrade(from: "Core2", best: "SKYLAKEX", capped: false), "SKYLAKEX")
+        XCTAssertNil(BLASRuntime.upgrade(from: "Haswell", best: "SKYLAKEX", capped: false), "kept")
+        XCTAssertNil(BLASRuntime.upgrade(from: "Zen", best: "SKYLAKEX", capped: false), "kept")
+        XCTAssertNil(BLASRuntime.upgrade(from: "Haswell", best: "HASWELL", capped: false))
+        for right in ["SkylakeX", "Cooperlake", "SapphireRapids"] {
+            XCTAssertNil(BLASRuntime.upgrade(from: right, best: "SKYLAKEX", capped: false), right)
+        }
+        XCTAssertEqual(BLASRuntime.upgrade(from: "SkylakeX", best: "HASWELL", capped: true), "HASWELL")
+        XCTAssertNil(BLASRuntime.upgrade(from: "Haswell", best: "HASWELL", capped: true))
+    }
+
     func testViewsRejectWhatNoKernelReads() {
         let bytes = [UInt8](repeating: 0, count: 20 * 4)
         bytes.withUnsafeBytes { raw in
