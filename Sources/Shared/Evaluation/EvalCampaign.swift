@@ -175,7 +175,7 @@ public final class EvalCampaign {
         let label = todo.count == records.count ? what : "\(what), the other \(records.count - todo.count) done before"
         if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records from \(cp.path)") }
         progress(label, 0, todo.count)
-        var done = 0, i = 0
+        var done = 0, i = 0, unwritable = false
         while i < todo.count {
             var j = i + 1   // a run of consecutive records, at most checkpointRecords long
             while j < todo.count, j - i < max(1, settings.checkpointRecords), todo[j] == todo[j - 1] + 1 { j += 1 }
@@ -183,7 +183,10 @@ public final class EvalCampaign {
             let shard = try evaluateNow(Array(records[todo[i]...todo[j - 1]]), firstIndex: firstIndex + todo[i]) {
                 self.progress(label, base + $0, todo.count)
             }
-            try cp.add(shard)
+            do { try cp.add(shard) } catch {   // the evaluation matters more than its checkpoint: go on without it
+                if !unwritable { log("cannot write \(cp.path) (\(error)): going on without keeping the records done") }
+                unwritable = true
+            }
             done += j - i
             i = j
         }

@@ -36,7 +36,8 @@ public struct EvalCheckpoint {
         }
     }
 
-    /// Adds a shard's results and rewrites the file (atomically: a kill leaves the old or the new one).
+    /// Adds a shard's results and rewrites the file (atomically: a kill leaves the old or the new one);
+    /// the results are added even when the write fails.
     public mutating func add(_ shard: EvalShard) throws {
         for r in shard.records { records[r.index] = r }
         let enc = JSONEncoder()

@@ -62,6 +62,17 @@ final class EvalCheckpointTests: XCTestCase {
             XCTAssertEqual(Array(got.records[1...]), Array(want.records[1...]), "the others as in the uninterrupted run, bit for bit")
         }
 
+        // A checkpoint that cannot be written (its directory is a file) costs the checkpoint, not the run.
+        try FileManager.default.removeItem(atPath: out)
+        try Data().write(to: URL(fileURLWithPath: out))
+        XCTAssertThrowsError(try run(records), "the directory cannot be made") { XCTAssertTrue("\($0)".contains("out"), "\($0)") }
+        try FileManager.default.removeItem(atPath: out)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: out + "/partial-pre.json", withIntermediateDirectories: true)
+        let unwritable = try run(records)
+        XCTAssertEqual(unwritable.preShard, whole.preShard, "evaluated all the same")
+        try FileManager.default.removeItem(atPath: out + "/partial-pre.json")
+
         // Other records (the first 4): the files are of other inputs, so everything is evaluated again.
         let other = try run(Array(records.prefix(4)))
         XCTAssertEqual(evaluated, ["pre": 4, "post": 4])
