@@ -111,6 +111,8 @@ struct StageOptions: ParsableArguments {
     @Option(help: "Null-space threshold τ on C0's eigenvalues (absolute).") var nullSpaceThreshold: Double?
     @Option(help: "Null-space threshold relative to each layer's largest eigenvalue: τ_l = ρ · λ_max (instead of the absolute τ).")
     var nullSpaceRelative: Double?
+    @Option(help: "Null space as a share of C0's trace: per layer, the smallest-eigenvalue directions whose eigenvalues sum to at most this share (instead of τ or ρ).")
+    var nullSpaceTrace: Double?
 
     func validate() throws {
         if let targets, EditStages.Targets(rawValue: targets) == nil { throw ValidationError("--targets must be vstar, encore or nas") }
@@ -119,7 +121,10 @@ struct StageOptions: ParsableArguments {
         if let x = rectFraction, !(x > 0 && x <= 1) { throw ValidationError("--rect-fraction must be in (0, 1]") }
         if let x = nullSpaceThreshold, !(x.isFinite && x > 0) { throw ValidationError("--null-space-threshold must be a positive number") }
         if let x = nullSpaceRelative, !(x > 0 && x < 1) { throw ValidationError("--null-space-relative must be in (0, 1)") }
-        if nullSpaceThreshold != nil && nullSpaceRelative != nil { throw ValidationError("give --null-space-threshold or --null-space-relative, not both") }
+        if let x = nullSpaceTrace, !(x > 0 && x < 1) { throw ValidationError("--null-space-trace must be in (0, 1)") }
+        if [nullSpaceThreshold, nullSpaceRelative, nullSpaceTrace].compactMap({ $0 }).count > 1 {
+            throw ValidationError("give one of --null-space-threshold, --null-space-relative and --null-space-trace")
+        }
     }
 
     func apply(to hp: inout EditHyperparameters) {
@@ -130,7 +135,8 @@ struct StageOptions: ParsableArguments {
         if let encoreProbability { st.encoreProbability = encoreProbability }
         if let rectFraction { st.rectFraction = rectFraction }
         hp.stages = st == EditStages() ? nil : st
-        if let nullSpaceThreshold { hp.nullSpaceThreshold = nullSpaceThreshold; hp.nullSpaceRelative = nil }
-        if let nullSpaceRelative { hp.nullSpaceRelative = nullSpaceRelative }
+        if let nullSpaceThreshold { hp.nullSpaceThreshold = nullSpaceThreshold; hp.nullSpaceRelative = nil; hp.nullSpaceTraceShare = nil }
+        if let nullSpaceRelative { hp.nullSpaceRelative = nullSpaceRelative; hp.nullSpaceTraceShare = nil }
+        if let nullSpaceTrace { hp.nullSpaceTraceShare = nullSpaceTrace; hp.nullSpaceRelative = nil }
     }
 }

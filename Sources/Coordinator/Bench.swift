@@ -174,6 +174,7 @@ struct BenchNullSpace: ParsableCommand {
     @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
     @Option(help: "Absolute thresholds τ, comma-separated.") var taus = "2e-2,1e-2,5e-3,2e-3,1e-3"
     @Option(help: "Relative thresholds ρ (τ_l = ρ · λ_max of layer l), comma-separated.") var relative = ""
+    @Option(help: "Trace shares s (each layer's null space holds at most s of C0's trace), comma-separated.") var traceShares = ""
     @Option(help: "MEMIT λm values to compare with (same v*), comma-separated.") var memitLambdas = ""
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -190,6 +191,7 @@ struct BenchNullSpace: ParsableCommand {
         let cfg = try modelOptions.resolved()
         let r = try NullSpaceBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, corpus: corpus, facts: facts, requests: requests,
                                            sentences: sentences, taus: try numbers(taus, "taus"), relative: try numbers(relative, "relative"),
+                                           traceShares: try numbers(traceShares, "trace-shares"),
                                            memitLambdas: try numbers(memitLambdas, "memit-lambdas"), threads: cfg.threads) { log($0) }
         if json { return try printJSON(r) }
         print(r.kernels.line)
@@ -202,7 +204,8 @@ struct BenchNullSpace: ParsableCommand {
             let kept = row.kept_fraction.isEmpty ? "–" : row.kept_fraction.map { String(format: "%.0f", 100 * $0) }.joined(separator: "/")
             let trace = row.kept_trace_share.isEmpty ? "–" : row.kept_trace_share.map { String(format: "%.1g", $0) }.joined(separator: "/")
             let what = row.memit_lambda.map { String(format: "MEMIT λm %g", $0) }
-                ?? row.relative.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", row.tau ?? 0)
+                ?? row.relative.map { String(format: "ρ %.0e", $0) } ?? row.trace_share.map { String(format: "trace %.0e", $0) }
+                ?? String(format: "τ %.0e", row.tau ?? 0)
             print(String(format: "%-18@ %-23@ %-27@ %8.1f  %.2e          %.2e", what, kept, trace, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
         }
     }

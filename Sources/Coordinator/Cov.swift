@@ -25,6 +25,8 @@ struct Cov: ParsableCommand {
     var threshold: Double?
     @Option(help: "Null-space threshold relative to each layer's largest eigenvalue (τ_l = ρ · λ_max); instead of --threshold.")
     var relative: Double?
+    @Option(help: "Null space as a share s of C0's trace: per layer the smallest-eigenvalue directions whose eigenvalues sum to at most s · tr(C0); instead of --threshold and --relative.")
+    var trace: Double?
     @Option(help: "Sentences per forward batch: batch b is corpus sentences b·N ..< (b+1)·N, the same in every shard.")
     var batchSentences = CovarianceBuilder.defaultBatchSentences
     @Option(help: "In-process only: forward passes in parallel, one BLAS thread each (default: --threads).") var workers: Int?
@@ -64,6 +66,8 @@ struct Cov: ParsableCommand {
         var threshold: Double
         /// ρ when the threshold is relative to each layer's largest eigenvalue.
         var relative: Double?
+        /// s when the null space is a share of each layer's trace.
+        var trace_share: Double?
         var statistics: String
         var projector: String
         var layers: [LayerReport]
@@ -76,7 +80,8 @@ struct Cov: ParsableCommand {
         }
         if let threshold, !(threshold.isFinite && threshold > 0) { throw ValidationError("--threshold must be a positive number") }
         if let relative, !(relative > 0 && relative < 1) { throw ValidationError("--relative must be in (0, 1)") }
-        if threshold != nil && relative != nil { throw ValidationError("give --threshold or --relative, not both") }
+        if let trace, !(trace > 0 && trace < 1) { throw ValidationError("--trace must be in (0, 1)") }
+        if [threshold, relative, trace].compactMap({ $0 }).count > 1 { throw ValidationError("give one of --threshold, --relative and --trace") }
         guard batchSentences >= 1 else { throw ValidationError("--batch-sentences must be at least 1") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let shardSentences, shardSentences < 1 { throw ValidationError("--shard-sentences must be at least 1") }
@@ -91,7 +96,11 @@ struct Cov: ParsableCommand {
         let chosen = try layers.map { try LayerList.parse($0, modelLayers: modelConfig.layers) } ?? cfg.hyperparameters.layers
         let out = self.out ?? cfg.artifacts, corpus = self.corpus ?? cfg.corpus
         let threshold = self.threshold ?? cfg.hyperparameters.nullSpaceThreshold
-        let relative = self.threshold != nil ? nil : (self.relative ?? cfg.hyperparameters.nullSpaceRelative)
+        // A threshold given here replaces the config's (or the model's default) rule.
+        let asked = self.threshold != nil || self.relative != nil || self.trace != nil
+        let relative = asked ? self.relative : cfg.hyperparameters.nullSpaceRelative
+        let traceShare = asked ? self.trace : cfg.hyperparameters.nullSpaceTraceShare
+        let rule: NullSpaceRule = traceShare.map { .traceShare($0) } ?? relative.map { .relative($0) } ?? .absolute(threshold)
         let sentences = self.sentences ?? cfg.covSentences
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
 
@@ -142,7 +151,7 @@ struct Cov: ParsableCommand {
 
         let statsPath = out + "/" + Self.statisticsFile, projPath = out + "/" + Self.projectorFile
         try stats.write(to: statsPath)
-        let projectors = try NullSpaceProjectorSet(statistics: stats, threshold: threshold, relative: relative)
+        let projectors = try NullSpaceProjectorSet(eigen: try C0Eigen.of(stats), rule: rule, provenance: stats.provenance)
         try projectors.write(to: projPath)
 
         let tokens = try stats.count(layer: chosen[0])
@@ -155,7 +164,7 @@ struct Cov: ParsableCommand {
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
                             seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads, workers: workers,
                             cluster: cfg.workers.description, reduction: reduction,
-                            threshold: threshold, relative: relative, statistics: statsPath, projector: projPath, layers: rows)
+                            threshold: threshold, relative: traceShare == nil ? relative : nil, trace_share: traceShare, statistics: statsPath, projector: projPath, layers: rows)
         if json {
             try printJSON(report)
         } else {
@@ -168,7 +177,8 @@ struct Cov: ParsableCommand {
         print("K0 statistics: \(r.sentences) sentences of \(name) from #\(r.first_sentence), \(r.tokens) tokens, "
               + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers, %@)", r.seconds, r.tokens_per_s,
                             r.threads, r.workers, r.cluster))
-        print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold)"))
+        print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.trace_share.map { "the τ that keeps at most \($0) of the layer's trace" }
+              ?? r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold)"))
         print("layer    tokens   kept r   kept %  trace kept    min eig   median eig    max eig          τ")
         for l in r.layers {
             print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %10.2e  %9.3e  %11.3e  %9.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,

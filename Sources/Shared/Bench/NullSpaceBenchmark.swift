@@ -29,6 +29,8 @@ public struct NullSpaceBenchmark {
         public var tau: Double?
         /// AlphaEdit with τ_l = ρ · λ_max(C0_l).
         public var relative: Double?
+        /// AlphaEdit with the null space at most this share of each layer's trace (NullSpaceRule.traceShare).
+        public var trace_share: Double?
         public var memit_lambda: Double?
         /// Kept fraction of the key space per edited layer, in `layers` order.
         public var kept_fraction: [Double]
@@ -50,7 +52,7 @@ public struct NullSpaceBenchmark {
     }
 
     public static func run(modelPath: String, hp: EditHyperparameters = EditHyperparameters(), corpus: String, facts: String, requests count: Int, sentences: Int,
-                           preserved: Int = 200, taus: [Double] = [2e-2, 1e-2, 5e-3, 2e-3, 1e-3], relative: [Double] = [],
+                           preserved: Int = 200, taus: [Double] = [2e-2, 1e-2, 5e-3, 2e-3, 1e-3], relative: [Double] = [], traceShares: [Double] = [],
                            memitLambdas: [Double] = [], threads: Int,
                            log: (String) -> Void) throws -> Result {
         let base = try LlamaModel(path: modelPath)
@@ -72,8 +74,7 @@ public struct NullSpaceBenchmark {
         let keys = try preservedKeys(base, tok, corpus: corpus, layers: hp.layers, count: preserved)
         let before = hp.layers.map { base.weights.layers[$0].down.array }
         let pre = try TargetScorer(model: base, tokenizer: tok).efficacy(requests)
-        let first = try NullSpaceProjectorSet(eigen: eigen, threshold: hp.nullSpaceThreshold, relative: hp.nullSpaceRelative,
-                                              provenance: stats.provenance)
+        let first = try NullSpaceProjectorSet(eigen: eigen, rule: hp.nullSpaceRule, provenance: stats.provenance)
         let zs = try Editor(model: base, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
                             projectors: first, statistics: nil).targets(requests)
         let layers = first.projectors.map { p in
@@ -94,13 +95,19 @@ public struct NullSpaceBenchmark {
             }
             return (post, ratios.reduce(0, +) / Double(max(1, ratios.count)), ratios.max() ?? .nan)
         }
-        for (tau, rho) in taus.map({ ($0 as Double?, nil as Double?) }) + relative.map({ (nil, $0) }) {
-            let proj = try NullSpaceProjectorSet(eigen: eigen, threshold: tau ?? hp.nullSpaceThreshold, relative: rho,
-                                                 provenance: stats.provenance)
+        let rules = taus.map { NullSpaceRule.absolute($0) } + relative.map { .relative($0) } + traceShares.map { .traceShare($0) }
+        for rule in rules {
+            let proj = try NullSpaceProjectorSet(eigen: eigen, rule: rule, provenance: stats.provenance)
             let (post, mean, mx) = try measure(.alphaedit, proj, hp)
-            rows.append(Row(method: "alphaedit", tau: tau, relative: rho, kept_fraction: proj.projectors.map(\.keptFraction),
-                            kept_trace_share: proj.projectors.map(\.keptTraceShare), efficacy: post, preserved_change_mean: mean, preserved_change_max: mx))
-            phase(String(format: "%@: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", rho.map { String(format: "ρ %.0e", $0) } ?? String(format: "τ %.0e", tau ?? 0), post, mean))
+            var row = Row(method: "alphaedit", kept_fraction: proj.projectors.map(\.keptFraction),
+                          kept_trace_share: proj.projectors.map(\.keptTraceShare), efficacy: post, preserved_change_mean: mean, preserved_change_max: mx)
+            switch rule {
+            case .absolute(let t): row.tau = t
+            case .relative(let r): row.relative = r
+            case .traceShare(let s): row.trace_share = s
+            }
+            rows.append(row)
+            phase(String(format: "%@: efficacy %.1f, ‖ΔW k‖/‖W k‖ mean %.2e", rule.description, post, mean))
         }
         for lambda in memitLambdas {
             var h = hp

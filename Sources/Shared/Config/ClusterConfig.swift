@@ -92,7 +92,7 @@ public struct ClusterConfig: Sendable, Equatable {
 
     /// The hyperparameter keys a catalog model's defaults may fill.
     static let hyperparameterKeys: Set<String> = ["layers", "v_lr", "v_steps", "clamp_factor", "kl_factor", "weight_decay",
-                                                   "null_space_threshold", "null_space_relative", "lambda", "memit_lambda"]
+                                                   "null_space_threshold", "null_space_relative", "null_space_trace", "lambda", "memit_lambda"]
 
     /// Resolves `model` (a catalog name is fetched on first use, ModelCatalog) and, for a catalog
     /// model, fills every hyperparameter that was not set explicitly from its table entry; for a model
@@ -111,7 +111,8 @@ public struct ClusterConfig: Sendable, Equatable {
         if !set.contains("kl_factor") { h.klFactor = d.klFactor }
         if !set.contains("weight_decay") { h.weightDecay = d.weightDecay }
         if !set.contains("null_space_threshold") { h.nullSpaceThreshold = d.nullSpaceThreshold }
-        if !set.contains("null_space_relative") && !set.contains("null_space_threshold") { h.nullSpaceRelative = d.nullSpaceRelative }
+        let thresholdSet = ["null_space_relative", "null_space_threshold", "null_space_trace"].contains(where: set.contains)
+        if !thresholdSet { h.nullSpaceRelative = d.nullSpaceRelative; h.nullSpaceTraceShare = d.nullSpaceTraceShare }
         if !set.contains("lambda") { h.lambda = d.lambda }
         if !set.contains("memit_lambda") { h.memitLambda = d.memitLambda }
         hyperparameters = h
@@ -137,6 +138,7 @@ public struct ClusterConfig: Sendable, Equatable {
         ("kl_factor", "KL weight of v*"), ("weight_decay", "weight decay of v*"),
         ("null_space_threshold", "τ: eigenvalues of C0 below it span the null space"),
         ("null_space_relative", "ρ in (0, 1): τ = ρ × each layer's largest eigenvalue instead (overrides null_space_threshold)"),
+        ("null_space_trace", "s in (0, 1): per layer the null space is the smallest-eigenvalue directions holding at most s of C0's trace (overrides both)"),
         ("lambda", "AlphaEdit λ"), ("memit_lambda", "MEMIT λm"),
         ("targets", "targets stage: vstar | encore | nas"), ("project", "true | false: project the update onto K0's null space (default: the method's own)"),
         ("filter", "filter stage on ΔW: none | prune | rect"), ("encore_probability", "ENCORE's stopping probability"),
@@ -220,6 +222,10 @@ public struct ClusterConfig: Sendable, Equatable {
             let x = try positive()
             guard x < 1 else { throw bad("a number in (0, 1)") }
             hyperparameters.nullSpaceRelative = x
+        case "null_space_trace":
+            let x = try positive()
+            guard x < 1 else { throw bad("a number in (0, 1)") }
+            hyperparameters.nullSpaceTraceShare = x
         case "lambda": hyperparameters.lambda = try positive()
         case "memit_lambda": hyperparameters.memitLambda = try positive()
         case "targets", "project", "filter", "encore_probability", "rect_fraction":

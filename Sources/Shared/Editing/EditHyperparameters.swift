@@ -24,6 +24,8 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
     /// A threshold relative to each layer's largest eigenvalue: τ_l = ρ · λ_max(C0_l), used instead of
     /// `nullSpaceThreshold` when set (issue 10: an absolute τ does not transfer between layers or models).
     public var nullSpaceRelative: Double?
+    /// The null space as a share of C0's trace (NullSpaceRule.traceShare), used instead of τ and ρ when set.
+    public var nullSpaceTraceShare: Double?
     /// AlphaEdit's λ.
     public var lambda: Double = 10
     /// MEMIT's λm.
@@ -34,6 +36,11 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
     public var stages: EditStages?
 
     public init() {}
+
+    /// How τ is set per layer: the trace share when set, else ρ when set, else the absolute τ.
+    public var nullSpaceRule: NullSpaceRule {
+        nullSpaceTraceShare.map { .traceShare($0) } ?? nullSpaceRelative.map { .relative($0) } ?? .absolute(nullSpaceThreshold)
+    }
     public var zLayer: Int { layers.last ?? 0 }
     /// The stages in effect.
     public var effectiveStages: EditStages { stages ?? EditStages() }

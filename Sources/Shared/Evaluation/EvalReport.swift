@@ -90,8 +90,7 @@ public struct EvalReport: Codable, Sendable {
         var s = hp.effectiveStages.name(for: m)
         if m == .memit { s += String(format: " (λm %g)", hp.memitLambda) }
         if m == .alphaedit {
-            let threshold = hp.nullSpaceRelative.map { String(format: "ρ %g", $0) } ?? String(format: "τ %g", hp.nullSpaceThreshold)
-            s += String(format: " (v_lr %g, %@)", hp.vLR, threshold)
+            s += String(format: " (v_lr %g, %@)", hp.vLR, hp.nullSpaceRule.description)
         }
         return s
     }

@@ -73,6 +73,7 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
         check("hyperparameters.earlyStopLoss", h.earlyStopLoss, r.earlyStopLoss)
         check("hyperparameters.nullSpaceThreshold", h.nullSpaceThreshold, r.nullSpaceThreshold)
         check("hyperparameters.nullSpaceRelative", h.nullSpaceRelative.map { "\($0)" } ?? "none", r.nullSpaceRelative.map { "\($0)" } ?? "none")
+        check("hyperparameters.nullSpaceTraceShare", h.nullSpaceTraceShare.map { "\($0)" } ?? "none", r.nullSpaceTraceShare.map { "\($0)" } ?? "none")
         check("hyperparameters.lambda", h.lambda, r.lambda)
         check("hyperparameters.memitLambda", h.memitLambda, r.memitLambda)
         check("hyperparameters.stages", h.effectiveStages.description, r.effectiveStages.description)

@@ -48,7 +48,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.shardSentences, 45)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
         XCTAssertEqual(c.state, "/abs/run")
-        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 29, "every key listed once")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 30, "every key listed once")
     }
 
     func testDefaultsAndDerivedValues() throws {

@@ -202,6 +202,57 @@ extension EditMathTests {
         XCTAssertEqual(settings(EditHyperparameters()).differences(from: settings(hp)).map(\.key), ["hyperparameters.nullSpaceRelative"])
     }
 
+    /// The trace-share rule: the most smallest-eigenvalue directions whose eigenvalues sum to at most
+    /// s · tr(C0), whatever the scale; one more would exceed it. Through the hyperparameters, the config
+    /// (it overrides τ and ρ) and a resume (another share is a difference).
+    func testTraceShareNullSpaceKeepsAtMostThatShareOfTheTrace() throws {
+        // Cumulative shares of the trace 64.2071: 1.6e-6, 3.3e-5, 1.1e-4, 3.2e-3, 1.9e-2, 6.6e-2, 0.22, 1.
+        let eig: [Double] = [1e-4, 2e-3, 5e-3, 0.2, 1, 3, 10, 50]
+        let total = eig.reduce(0, +)
+        for scale in [1.0, 1e-3, 1e3] {
+            let values = eig.map { $0 * scale }
+            for (share, kept) in [(1e-6, 0), (2e-6, 1), (1e-4, 2), (4e-3, 4), (2e-2, 5), (0.5, 7), (0.999, 7)] {
+                let tau = NullSpaceRule.traceShare(share).threshold(ascending: values)
+                let r = values.prefix { $0 < tau }.count
+                XCTAssertEqual(r, kept, "share \(share), scale \(scale)")
+                let keptSum = values.prefix(r).reduce(0, +)
+                XCTAssertLessThanOrEqual(keptSum, share * total * scale * (1 + 1e-12))
+                if r < values.count { XCTAssertGreaterThan(keptSum + values[r], share * total * scale, "one more would exceed it") }
+            }
+        }
+        XCTAssertGreaterThan(NullSpaceRule.traceShare(1).threshold(ascending: eig), 50, "all fit: τ above the largest")
+        XCTAssertEqual(NullSpaceRule.relative(1e-2).threshold(ascending: eig), 0.5)
+        XCTAssertEqual(NullSpaceRule.absolute(2e-2).threshold(ascending: eig), 2e-2)
+        XCTAssertEqual(NullSpaceRule.traceShare(1e-3).description, "trace 0.001")
+
+        // A projector from the rule reassembles as an ordinary absolute-τ one.
+        var c = Matrix64(zeros: eig.count, eig.count)
+        for i in eig.indices { c[i, i] = eig[i] }
+        let p = try NullSpaceProjector(eigen: try C0Eigen(c0: c, layer: 2), rule: .traceShare(4e-3))
+        XCTAssertEqual(p.keptDimension, 4)
+        XCTAssertEqual(p.keptTraceShare, (1e-4 + 2e-3 + 5e-3 + 0.2) / total, accuracy: 1e-12)
+        XCTAssertEqual(try NullSpaceProjector(layer: 2, threshold: p.threshold, eigenvalues: p.eigenvalues, basis: p.basis), p)
+
+        var hp = EditHyperparameters()
+        hp.nullSpaceRelative = 1e-3
+        hp.nullSpaceTraceShare = 1e-3
+        XCTAssertEqual(hp.nullSpaceRule, .traceShare(1e-3), "the trace share overrides ρ and τ")
+        let cfg = try ClusterConfig.parse("null_space_trace = 1e-3\n")
+        XCTAssertEqual(cfg.hyperparameters.nullSpaceRule, .traceShare(1e-3))
+        XCTAssertThrowsError(try ClusterConfig.parse("null_space_trace = 1\n"))
+        XCTAssertThrowsError(try NullSpaceProjector(eigen: try C0Eigen(c0: c, layer: 2), rule: .traceShare(.nan)))
+        let settings = { (h: EditHyperparameters) in
+            CampaignSettings(method: .alphaedit, model: "m", modelChecksum: "0", facts: "f", factsChecksum: "0", requestCount: 1, batchSize: 1,
+                             hyperparameters: h, templateSeed: 0, corpus: "c", covSentences: 1)
+        }
+        var other = hp
+        other.nullSpaceTraceShare = 2e-3
+        XCTAssertEqual(settings(hp).differences(from: settings(other)).map(\.key), ["hyperparameters.nullSpaceTraceShare"])
+        // A campaign recorded before the field existed reads as without it.
+        let old = try JSONDecoder().decode(EditHyperparameters.self, from: try JSONEncoder().encode(EditHyperparameters()))
+        XCTAssertNil(old.nullSpaceTraceShare)
+    }
+
     func testNPYReaderReadsFloat32AndRejectsBadFiles() throws {
         func npy(_ header: String, _ payload: [Float]) -> [UInt8] {
             var h = Array(header.utf8)
