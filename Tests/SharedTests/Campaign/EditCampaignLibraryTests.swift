@@ -8,11 +8,34 @@ import Shared
 import XCTest
 
 final class EditCampaignLibraryTests: XCTestCase {
+    /// A synthetic model, a corpus, small v* settings and campaign requests in a temporary directory.
+    struct Fixture {
+        let dir: String, model: String, corpus: String
+        var hp = EditHyperparameters()
+        init() throws {
+            dir = try ClusterTestSupport.tempDir()
+            model = try ClusterTestSupport.model(in: dir)
+            corpus = try ClusterTestSupport.corpus(in: dir, sentences: 48)
+            hp.layers = [0, 1]   // v* reads the block above the last edited layer
+            hp.vSteps = 4
+            hp.nullSpaceThreshold = 1e9
+        }
+        func request(_ state: String, facts: String, batchSize: Int = 2, limit: Int? = nil) -> EditCampaignRequest {
+            EditCampaignRequest(facts: facts, limit: limit, batchSize: batchSize, state: dir + "/" + state, corpus: corpus,
+                                covSentences: 48, hyperparameters: hp, threads: 2)
+        }
+        /// The edited layers' weights after the state's batches.
+        func weights(_ state: String) throws -> [Float] {
+            let m = try LlamaModel(path: model)
+            try EditState.load(directory: dir + "/" + state).apply(to: m)
+            return hp.layers.flatMap { m.weights.layers[$0].down.array }
+        }
+    }
+
     func testResumeRefusalAndLock() throws {
-        let dir = try ClusterTestSupport.tempDir()
+        let fx = try Fixture()
+        let (dir, model) = (fx.dir, fx.model)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let model = try ClusterTestSupport.model(in: dir)
-        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 48)
         let facts = dir + "/facts.json"
         try #"""
         [{"prompt": "The capital of {} is", "subject": "France", "target": "Rome"},
@@ -20,21 +43,12 @@ final class EditCampaignLibraryTests: XCTestCase {
          {"prompt": "The tower is in {}", "subject": "the city", "target": "north"},
          {"prompt": "{} is known for", "subject": "a museum", "target": "its tower"}]
         """#.write(toFile: facts, atomically: true, encoding: .utf8)
-        var hp = EditHyperparameters()
-        hp.layers = [0, 1]   // v* reads the block above the last edited layer
-        hp.vSteps = 4
-        hp.nullSpaceThreshold = 1e9
         func request(_ state: String, batchSize: Int = 2, maxBatches: Int? = nil) -> EditCampaignRequest {
-            var r = EditCampaignRequest(facts: facts, batchSize: batchSize, state: dir + "/" + state, corpus: corpus,
-                                        covSentences: 48, hyperparameters: hp, threads: 2)
+            var r = fx.request(state, facts: facts, batchSize: batchSize)
             r.maxBatches = maxBatches
             return r
         }
-        func deltas(_ state: String) throws -> [Float] {
-            let m = try LlamaModel(path: model)
-            try EditState.load(directory: dir + "/" + state).apply(to: m)
-            return hp.layers.flatMap { m.weights.layers[$0].down.array }
-        }
+        let deltas = fx.weights
 
         let whole = try EditCampaign.run(request("whole"), modelPath: model)
         XCTAssertEqual(whole.batchesCommitted, 2)
@@ -58,10 +72,9 @@ final class EditCampaignLibraryTests: XCTestCase {
     }
 
     func testExtendByAppendedFacts() throws {
-        let dir = try ClusterTestSupport.tempDir()
+        let fx = try Fixture()
+        let (dir, model) = (fx.dir, fx.model)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let model = try ClusterTestSupport.model(in: dir)
-        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 48)
         let records = [#"{"prompt": "The capital of {} is", "subject": "France", "target": "Rome"}"#,
                        #"{"prompt": "{} flows through", "subject": "the river", "target": "Paris"}"#,
                        #"{"prompt": "The tower is in {}", "subject": "the city", "target": "north"}"#,
@@ -72,21 +85,12 @@ final class EditCampaignLibraryTests: XCTestCase {
             try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
             return path
         }
-        var hp = EditHyperparameters()
-        hp.layers = [0, 1]
-        hp.vSteps = 4
-        hp.nullSpaceThreshold = 1e9
         func request(_ state: String, _ facts: String, limit: Int? = nil, extend: Bool = false) -> EditCampaignRequest {
-            var r = EditCampaignRequest(facts: facts, limit: limit, batchSize: 2, state: dir + "/" + state, corpus: corpus,
-                                        covSentences: 48, hyperparameters: hp, threads: 2)
+            var r = fx.request(state, facts: facts, limit: limit)
             r.extend = extend
             return r
         }
-        func weights(_ state: String) throws -> [Float] {
-            let m = try LlamaModel(path: model)
-            try EditState.load(directory: dir + "/" + state).apply(to: m)
-            return hp.layers.flatMap { m.weights.layers[$0].down.array }
-        }
+        let weights = fx.weights
         let all = try write("all.jsonl", records)
         XCTAssertEqual(try EditCampaign.run(request("whole", all), modelPath: model).batchesCommitted, 3)
 
