@@ -63,7 +63,8 @@ struct Cov: ParsableCommand {
         var cluster: String
         /// Distributed runs: the coordinator's decode and merge of the shard results.
         var reduction: ReductionTimings?
-        var threshold: Double
+        /// The absolute τ, when that is the rule (nil with --relative or --trace).
+        var threshold: Double?
         /// ρ when the threshold is relative to each layer's largest eigenvalue.
         var relative: Double?
         /// s when the null space is a share of each layer's trace.
@@ -164,7 +165,8 @@ struct Cov: ParsableCommand {
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
                             seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads, workers: workers,
                             cluster: cfg.workers.description, reduction: reduction,
-                            threshold: threshold, relative: traceShare == nil ? relative : nil, trace_share: traceShare, statistics: statsPath, projector: projPath, layers: rows)
+                            threshold: relative == nil && traceShare == nil ? threshold : nil,
+                            relative: traceShare == nil ? relative : nil, trace_share: traceShare, statistics: statsPath, projector: projPath, layers: rows)
         if json {
             try printJSON(report)
         } else {
@@ -178,7 +180,7 @@ struct Cov: ParsableCommand {
               + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers, %@)", r.seconds, r.tokens_per_s,
                             r.threads, r.workers, r.cluster))
         print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.trace_share.map { "the τ that keeps at most \($0) of the layer's trace" }
-              ?? r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold)"))
+              ?? r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold ?? 0)"))
         print("layer    tokens   kept r   kept %  trace kept    min eig   median eig    max eig          τ")
         for l in r.layers {
             print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %10.2e  %9.3e  %11.3e  %9.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,

@@ -73,6 +73,7 @@ struct Eval: ParsableCommand {
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
         s.checkpointDirectory = out   // a run started again with the same inputs goes on from the records done
+        if !noGeneration { s.checkpointInputs = ["snippets \(AbsolutePath.of(snippets)) \(try EditState.fileChecksum(snippets))"] }
         s.modelIdentity = "\(URL(fileURLWithPath: cfg.model).lastPathComponent) \(try EditState.fileChecksum(cfg.model))"
         if let preFrom { s.preFrom = (preFrom, try EvalReport.read(path: preFrom)) }
         if let vLr { s.hp.vLR = vLr }

@@ -33,7 +33,7 @@ struct Status: ParsableCommand {
             ("jobs", JobState.allCases.map { "\($0.rawValue) \(s.jobs[$0.rawValue] ?? 0)" }.joined(separator: ", ")),
             ("workers", "\(s.workersAlive) alive (\(s.workersKnown) known)"),
             ("current", s.currentBatch.map { b in
-                "batch \(b): " + (s.currentBatchJobsTotal.map { "\(s.currentBatchJobsDone ?? 0)/\($0) v* jobs done" } ?? "v* not started")
+                "batch \(b): " + (s.currentBatchJobsTotal.map { "\(s.currentBatchJobsDone ?? 0)/\($0) v* jobs done" } ?? "no v* jobs (not started, or an in-process campaign)")
             } ?? "–"),
             ("v* rate", s.vstarRequestsPerMinute.map { r in
                 String(format: "%.1f requests/min (latest jobs)", r) + (s.vstarSecondsLeft.map { "; v* left ≈ " + duration($0) } ?? "")

@@ -29,6 +29,9 @@ public final class ClusterEvaluation: EvalBackend {
     /// Records per evaluation job.
     public var shardRecords = 10
 
+    /// Two jobs for each worker alive: a call of this many records keeps them all busy.
+    public var preferredCallRecords: Int { 2 * shardRecords * max(1, pool.aliveCount) }
+
     public init(pool: WorkerPool, records: String, options: FactsOptions = FactsOptions(), generation: GenerationSettings?,
                 generationRecords: Range<Int>?, snippets: String?, directory: String) throws {
         self.pool = pool; self.records = records; self.options = options; self.generation = generation

@@ -43,8 +43,12 @@ public struct EvalCampaignSettings: Sendable {
     /// (EvalCheckpoint; nil: nowhere), so that a run started again with the same inputs goes on from
     /// them. The post-edit one only for an existing `state` (edits made by this run are not kept).
     public var checkpointDirectory: String?
-    /// Records per evaluation call between two writes of the checkpoint.
+    /// Records per evaluation call between two writes of the checkpoint (more when the cluster's workers
+    /// need more to stay busy, `EvalBackend.preferredCallRecords`).
     public var checkpointRecords = 50
+    /// What else the results depend on that the checkpoint must match (e.g. the attribute snippets file's
+    /// path and checksum), added to its key.
+    public var checkpointInputs: [String] = []
     public init() {}
 }
 
@@ -58,6 +62,8 @@ public protocol EvalBackend: AnyObject {
     /// v* of batch `index` (1, 2, …) on the weights of batches 1..<index.
     func targets(_ batch: [EditRequest], batch index: Int, hyperparameters: EditHyperparameters,
                  templates: ContextTemplates, progress: (Int) -> Void) throws -> [ZResult]
+    /// Records per evaluation call that keep every worker busy (a checkpointed evaluation calls with at least these).
+    var preferredCallRecords: Int { get }
     /// Batch `index` is applied here: from now on evaluations and v* use its deltas.
     func committed(batch index: Int, deltas: BatchDeltas) throws
     /// The same for deltas already in a checked BatchDeltas file (an existing edit state's).
@@ -160,6 +166,7 @@ public final class EvalCampaign {
         let ev = evaluator
         let how = "generation " + (ev.generation.map { "\($0)" } ?? "none") + ", generating records "
             + (ev.generationRecords.map { "\($0)" } ?? "all") + ", snippets " + (ev.snippets == nil ? "none" : "given")
+            + settings.checkpointInputs.map { ", " + $0 }.joined()
         let key = try EvalCheckpoint.key(phase: phase, model: settings.modelIdentity ?? "unnamed model", weights: weights,
                                          records: records, firstIndex: firstIndex, evaluation: how)
         let cp = EvalCheckpoint(path: dir + "/partial-\(phase).json", key: key, note: log)
@@ -176,9 +183,10 @@ public final class EvalCampaign {
         if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records from \(cp.path)") }
         progress(label, 0, todo.count)
         var done = 0, i = 0, unwritable = false
+        let callRecords = max(1, settings.checkpointRecords, backend?.preferredCallRecords ?? 0)
         while i < todo.count {
             var j = i + 1   // a run of consecutive records, at most checkpointRecords long
-            while j < todo.count, j - i < max(1, settings.checkpointRecords), todo[j] == todo[j - 1] + 1 { j += 1 }
+            while j < todo.count, j - i < callRecords, todo[j] == todo[j - 1] + 1 { j += 1 }
             let base = done
             let shard = try evaluateNow(Array(records[todo[i]...todo[j - 1]]), firstIndex: firstIndex + todo[i]) {
                 self.progress(label, base + $0, todo.count)

@@ -215,13 +215,14 @@ extension JobStore {
     public func extendCampaign(settings: CampaignSettings, requests: [EditRequest]) throws -> (campaign: Campaign, batches: Range<Int>) {
         try write {
             guard var c = try campaignRow() else { throw StoreError.noCampaign(path: path) }
+            let last = try db.queryOne("SELECT max(idx) AS last FROM batches WHERE campaign = ?", [.int(c.id)])?.optionalInt("last") ?? 0
+            if c.settings.differences(from: settings).isEmpty { return (c, Int(last) + 1..<Int(last) + 1) }   // extended already
             guard c.settings.isExtension(to: settings), requests.count == settings.requestCount else {
                 throw StoreError.campaignMismatch(path: path, differences: c.settings.differences(from: settings))
             }
             if let (i, fields) = try changedRequest(requests) {
                 throw StoreError.requestChanged(path: path, index: i, fields: fields)
             }
-            let last = try db.queryOne("SELECT max(idx) AS last FROM batches WHERE campaign = ?", [.int(c.id)])?.optionalInt("last") ?? 0
             let added = try insertBatches(campaign: c.id, requests: requests, from: c.settings.requestCount,
                                           firstBatch: Int(last) + 1, batchSize: c.settings.batchSize)
             var s = settings

@@ -30,7 +30,7 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var currentBatch: Int?
     public var currentBatchJobsDone: Int?
     public var currentBatchJobsTotal: Int?
-    /// v* requests a minute over the latest completed v* jobs (`VStarRate`), nil with fewer than two.
+    /// v* requests a minute over the latest completed v* jobs (`VStarRate`), nil with too few.
     public var vstarRequestsPerMinute: Double?
     /// The v* requests not done yet (pending batches, less their done jobs) at that rate, in seconds.
     public var vstarSecondsLeft: Double?
@@ -49,20 +49,25 @@ public struct StoreStatus: Codable, Equatable, Sendable {
 }
 
 /// The v* rate from the completion times of done v* jobs (the time a job was marked done) and their
-/// request counts: over the latest `window` gaps between consecutive completions, leaving out gaps over
-/// `outlier` × their median (the coordinator was stopped, or a batch's solve and commit lay between).
-/// Several workers finish jobs side by side, so the gaps shrink with them and the rate is the cluster's.
+/// request counts. W workers finish W jobs a round, often together, so consecutive completions say
+/// little; completion i against completion i − W (`lag`, the workers alive) spans one round whether they
+/// finish together or spread out. The rate is the median over the latest `window` such spans, so a span
+/// that holds a stop (the coordinator killed and restarted, a batch's solve) moves it little.
 public enum VStarRate {
-    public static func requestsPerSecond(_ completions: [(at: Double, requests: Int)], window: Int = 16,
-                                         outlier: Double = 4) -> Double? {
-        let done = completions.sorted { $0.at < $1.at }.suffix(window + 1)
-        guard done.count >= 2 else { return nil }
-        let pairs = zip(done.dropFirst(), done.dropLast()).map { (gap: $0.at - $1.at, requests: $0.requests) }
-        let gaps = pairs.map(\.gap).sorted()
-        let median = gaps[gaps.count / 2]
-        let kept = pairs.filter { $0.gap <= max(median, 1e-9) * outlier }
-        let seconds = kept.reduce(0) { $0 + $1.gap }, requests = kept.reduce(0) { $0 + $1.requests }
-        return seconds > 0 ? Double(requests) / seconds : nil
+    public static func requestsPerSecond(_ completions: [(at: Double, requests: Int)], lag: Int = 1, window: Int = 32) -> Double? {
+        let w = Swift.max(1, lag)
+        let done = Array(completions.sorted { $0.at < $1.at }.suffix(window + w))
+        guard done.count > w else { return nil }
+        var rates: [Double] = []
+        for i in w..<done.count {
+            let span = done[i].at - done[i - w].at
+            let requests = done[(i - w + 1)...i].reduce(0) { $0 + $1.requests }
+            if span > 0 { rates.append(Double(requests) / span) }
+        }
+        guard !rates.isEmpty else { return nil }
+        rates.sort()
+        let m = rates.count / 2
+        return rates.count % 2 == 1 ? rates[m] : (rates[m - 1] + rates[m]) / 2
     }
 }
 
@@ -106,7 +111,8 @@ extension JobStore {
                 completions.append((try r.double("updated_at"), p.requests.count))
                 if let batch, pendingBatches.contains(batch) { doneInPending += p.requests.count }
             }
-            let rate = VStarRate.requestsPerSecond(completions)
+            let alive = try count("SELECT count(*) AS n FROM workers WHERE state = 'alive' AND last_seen >= ?", [.double(now - liveness)])
+            let rate = VStarRate.requestsPerSecond(completions, lag: alive)
             let requestsLeft = try count("SELECT count(*) AS n FROM requests WHERE state = 'pending'") - doneInPending
             return StoreStatus(
                 method: try db.queryOne("SELECT method FROM campaigns ORDER BY id LIMIT 1")?.string("method"),

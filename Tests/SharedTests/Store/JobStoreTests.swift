@@ -108,8 +108,13 @@ final class JobStoreTests: XCTestCase {
     func testStatusShowsVStarProgressRateAndTimeLeft() throws {
         XCTAssertNil(VStarRate.requestsPerSecond([(0, 8)]))
         let r = try XCTUnwrap(VStarRate.requestsPerSecond([(0, 8), (100, 8), (200, 8), (5000, 8), (5100, 8)]))
-        XCTAssertEqual(r, 24.0 / 300, accuracy: 1e-12, "the 4,800 s gap is left out")
-        XCTAssertEqual(try XCTUnwrap(VStarRate.requestsPerSecond([(10, 2), (0, 2), (40, 4)])), 6.0 / 40, accuracy: 1e-12, "any order")
+        XCTAssertEqual(r, 8.0 / 100, accuracy: 1e-12, "the 4,800 s stop barely moves the median")
+        XCTAssertEqual(try XCTUnwrap(VStarRate.requestsPerSecond([(10, 2), (0, 2), (30, 4)])), (2.0 / 10 + 4.0 / 20) / 2, accuracy: 1e-12, "any order")
+        // Three workers finishing each round together (8 requests a job, a round every 100 s): 0.24 a
+        // second, where consecutive completions alone would say 16.
+        let rounds = (0..<6).flatMap { k in (0..<3).map { (Double(100 * k) + 0.5 * Double($0), 8) } }
+        XCTAssertEqual(try XCTUnwrap(VStarRate.requestsPerSecond(rounds, lag: 3)), 0.24, accuracy: 1e-12)
+        XCTAssertNil(VStarRate.requestsPerSecond(Array(rounds.prefix(3)), lag: 3), "one round is no span yet")
 
         let s = try JobStore(directory: dir, create: true)
         let c = try s.createCampaign(settings: StoreFixtures.settings(requests: 5, batchSize: 2),
