@@ -170,7 +170,7 @@ public final class EvalCampaign {
         let key = try EvalCheckpoint.key(phase: phase, model: settings.modelIdentity ?? "unnamed model", weights: weights,
                                          records: records, firstIndex: firstIndex, evaluation: how)
         let cp = EvalCheckpoint(path: dir + "/partial-\(phase).json", key: key, note: log)
-        checkpointPaths.append(cp.path)
+        checkpointPaths.append(dir + "/partial-\(phase).json")
         return cp
     }
 
@@ -180,7 +180,7 @@ public final class EvalCampaign {
         guard var cp = checkpoint else { return try evaluate(records, firstIndex: firstIndex, what) }
         let todo = records.indices.filter { cp.records[firstIndex + $0] == nil }
         let label = todo.count == records.count ? what : "\(what), the other \(records.count - todo.count) done before"
-        if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records from \(cp.path)") }
+        if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records from \(cp.path ?? "an earlier report")") }
         progress(label, 0, todo.count)
         var done = 0, i = 0, unwritable = false
         let callRecords = max(1, settings.checkpointRecords, backend?.preferredCallRecords ?? 0)
@@ -192,7 +192,7 @@ public final class EvalCampaign {
                 self.progress(label, base + $0, todo.count)
             }
             do { try cp.add(shard) } catch {   // the evaluation matters more than its checkpoint: go on without it
-                if !unwritable { log("cannot write \(cp.path) (\(error)): going on without keeping the records done") }
+                if !unwritable { log("cannot write \(cp.path ?? "") (\(error)): going on without keeping the records done") }
                 unwritable = true
             }
             done += j - i
@@ -220,9 +220,19 @@ public final class EvalCampaign {
 
         let pre: EvalShard, general0: GeneralCapabilityResult?
         if let (path, earlier) = s.preFrom {
-            (pre, general0) = try Self.reusablePre(earlier, path: path, records: records, firstIndex: firstIndex, name: name,
-                                                   settings: s, generation: evaluator.generation, generationRecords: evaluator.generationRecords)
-            log("pre-edit row of \(records.count) records from \(path)")
+            let (shard, general) = try Self.reusablePre(earlier, path: path, records: records, firstIndex: firstIndex, name: name,
+                                                        settings: s, generation: evaluator.generation, generationRecords: evaluator.generationRecords)
+            general0 = general
+            if shard.records.count == records.count {
+                pre = shard
+                log("pre-edit row of \(records.count) records from \(path)")
+            } else {  // the earlier run evaluated some of these records: the others here, into the same checkpoint
+                log("pre-edit results of \(shard.records.count) of \(records.count) records from \(path); evaluating the others")
+                var cp = try checkpoint("pre", weights: [], records: records, firstIndex: firstIndex)
+                    ?? EvalCheckpoint(path: nil, key: "pre, in memory")
+                cp.seed(shard)
+                pre = try timed { try evaluate(records, firstIndex: firstIndex, "pre-edit evaluation", checkpoint: cp) }
+            }
         } else {
             log("evaluating the unedited model on \(records.count) records")
             let cp = try checkpoint("pre", weights: [], records: records, firstIndex: firstIndex)
@@ -310,6 +320,11 @@ public final class EvalCampaign {
     /// name theirs), records (file, range and case ids), generation settings and generated records,
     /// and general capability at 0 edits with as many items (or none on both sides). Any difference
     /// is an error naming it: a row of other inputs would silently change every "pre" figure.
+    /// The per-record pre-edit results (and general capability at 0 edits) of an earlier report that
+    /// this run may take: same model, records file, generation and general-capability settings, and for
+    /// each of its records that lies in this run's range the same case id. It may cover all of this run's
+    /// records or part of them (an earlier, shorter run of the same file: the unedited row of a 500-edit
+    /// point serves the 1,000-edit one); the records it returns are those in this run's range.
     static func reusablePre(_ earlier: EvalReport, path: String, records: [EditRequest], firstIndex: Int, name: String,
                             settings s: EvalCampaignSettings, generation: GenerationSettings?,
                             generationRecords: Range<Int>?) throws -> (EvalShard, GeneralCapabilityResult?) {
@@ -317,16 +332,19 @@ public final class EvalCampaign {
         guard let shard = earlier.preShard else { throw refuse("the report has no per-record pre-edit results") }
         if let a = earlier.model, let b = s.modelIdentity, a != b { throw refuse("made with model \(a), this run uses \(b)") }
         let label = recordsLabel(name, firstIndex, records.count)
-        guard earlier.records == label else { throw refuse("records \(earlier.records), this run evaluates \(label)") }
-        let ids = shard.records.map { [$0.index, $0.caseID ?? -1] }
-        let want = records.enumerated().map { [firstIndex + $0.offset, $0.element.caseID ?? -1] }
-        guard ids == want else { throw refuse("its per-record results are not those of these records (indices and case ids differ)") }
+        guard earlier.records.hasPrefix(name + " [") else { throw refuse("records \(earlier.records), this run evaluates \(label)") }
+        let range = firstIndex..<(firstIndex + records.count)
+        let inside = shard.records.filter { range.contains($0.index) }
+        guard !inside.isEmpty else { throw refuse("records \(earlier.records) has none of this run's \(label)") }
+        for r in inside where r.caseID != records[r.index - firstIndex].caseID {
+            throw refuse("its per-record results are not those of these records (record \(r.index): case id \(r.caseID.map(String.init) ?? "none") against \(records[r.index - firstIndex].caseID.map(String.init) ?? "none"))")
+        }
         guard earlier.generation == generation else {
             throw refuse("generation \(earlier.generation.map { "\($0)" } ?? "off"), this run: \(generation.map { "\($0)" } ?? "off")")
         }
-        let generated = Set(shard.records.filter { $0.fluency != nil }.map(\.index))
-        let asked = generation == nil ? Set<Int>() : Set(want.map { $0[0] }.filter { generationRecords?.contains($0) ?? true })
-        guard generated == asked else { throw refuse("it generated for \(generated.count) records, this run generates for \(asked.count)") }
+        let generated = Set(inside.filter { $0.fluency != nil }.map(\.index))
+        let asked = generation == nil ? Set<Int>() : Set(inside.map(\.index).filter { generationRecords?.contains($0) ?? true })
+        guard generated == asked else { throw refuse("it generated for \(generated.count) of these records, this run generates for \(asked.count)") }
         let general = earlier.curve.first { $0.edits == 0 }?.general
         let items = general?.items ?? 0
         guard items == s.generalItems else {
@@ -335,7 +353,7 @@ public final class EvalCampaign {
         if let general, general.sentences != s.perplexitySentences {
             throw refuse("perplexity over \(general.sentences) sentences, this run asks for \(s.perplexitySentences)")
         }
-        return (shard, general)
+        return (EvalShard(records: inside), general)
     }
 
     static func brief(_ s: EvalSummary) -> String {

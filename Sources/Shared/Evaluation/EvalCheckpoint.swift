@@ -9,7 +9,8 @@ import Foundation
 public struct EvalCheckpoint {
     /// What the results were measured on and with (`key(...)`); a file with another key is not used.
     public let key: String
-    public let path: String
+    /// nil: kept in memory only (a run without a report directory).
+    public let path: String?
     /// The results so far, by record index.
     public private(set) var records: [Int: RecordEvaluation] = [:]
 
@@ -19,9 +20,9 @@ public struct EvalCheckpoint {
     }
 
     /// The file at `path` when it holds results of `key` (else none); `note` says why a file there is not used.
-    public init(path: String, key: String, note: (String) -> Void = { _ in }) {
+    public init(path: String?, key: String, note: (String) -> Void = { _ in }) {
         self.path = path; self.key = key
-        guard let data = FileManager.default.contents(atPath: path) else { return }
+        guard let path, let data = FileManager.default.contents(atPath: path) else { return }
         let dec = JSONDecoder()
         dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         do {
@@ -40,13 +41,19 @@ public struct EvalCheckpoint {
     /// the results are added even when the write fails.
     public mutating func add(_ shard: EvalShard) throws {
         for r in shard.records { records[r.index] = r }
+        guard let path else { return }
         let enc = JSONEncoder()
         enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let data = try enc.encode(File(key: key, records: records.values.sorted { $0.index < $1.index }))
         try data.write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
-    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+    public func remove() { if let path { try? FileManager.default.removeItem(atPath: path) } }
+
+    /// Results measured elsewhere on the same inputs (an earlier report's, `--pre-from`), not written.
+    public mutating func seed(_ shard: EvalShard) {
+        for r in shard.records where records[r.index] == nil { records[r.index] = r }
+    }
 
     /// A phase's identity: the model file, the weights on it (the committed batches' deltas checksums, in
     /// order; none for the unedited model), the records (their decoded contents and first index) and how

@@ -151,7 +151,19 @@ final class EvalCampaignTests: XCTestCase {
         func refused(_ run: () throws -> EvalReport, _ what: String) {
             XCTAssertThrowsError(try run()) { XCTAssertTrue("\($0)".hasPrefix("--pre-from a.json: \(what)"), "\($0)") }
         }
-        refused({ try run(r, Array(EvalShardTests.records.prefix(3))) }, "records fixture [0, 2), this run evaluates fixture [0, 3)")
+        // A report of part of the records (the first 2 of 3): those are taken, the third is evaluated here,
+        // and the row equals a run that evaluated all three.
+        let three = Array(EvalShardTests.records.prefix(3))
+        var fresh = s
+        fresh.method = nil
+        let all3 = try run(fresh, three)
+        var partial = r
+        partial.method = nil
+        let grown = try run(partial, three)
+        XCTAssertEqual(grown.preShard, all3.preShard)
+        XCTAssertEqual(grown.curve[0].general, a.curve[0].general, "general capability at 0 edits from the report")
+        refused({ try run(r, [EvalShardTests.records[1], EvalShardTests.records[0]]) }, "its per-record results are not those of these records (record 0")
+        refused({ try run(r, Array(EvalShardTests.records[2...3]), first: 2) }, "records fixture [0, 2) has none of this run's fixture [2, 4)")
         refused({ try run(r, generation: nil) }, "generation")
         var other = r
         other.generalItems = 1
