@@ -180,7 +180,7 @@ public final class EvalCampaign {
         guard var cp = checkpoint else { return try evaluate(records, firstIndex: firstIndex, what) }
         let todo = records.indices.filter { cp.records[firstIndex + $0] == nil }
         let label = todo.count == records.count ? what : "\(what), the other \(records.count - todo.count) done before"
-        if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records from \(cp.path ?? "an earlier report")") }
+        if todo.count < records.count { log("\(what): \(records.count - todo.count) of \(records.count) records done before (\(cp.path ?? "in memory"), or an earlier report)") }
         progress(label, 0, todo.count)
         var done = 0, i = 0, unwritable = false
         let callRecords = max(1, settings.checkpointRecords, backend?.preferredCallRecords ?? 0)
