@@ -15,6 +15,8 @@
 #   scripts/plugin-campaigns.sh eval      # the unedited row once, then every finished campaign
 #   scripts/plugin-campaigns.sh plot      # all six reports → $RUNS/plot (+ table)
 #   scripts/plugin-campaigns.sh status
+#   scripts/plugin-campaigns.sh campaign NAME…   # chosen configurations only, one after another
+#                                                # (NAME: memit prune rect memit-p prune-p rect-p)
 # N, BATCH, COV (K0 sentences), GEN (records with generation), RUNS: environment.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,8 +68,11 @@ evaluate() {
 case ${1:-lanes} in
   lanes) covariance || exit; lane off & lane on & wait ;;
   off|on) covariance || exit; lane "$1" ;;
+  campaign) covariance || exit; shift; for n in "$@"; do
+      case " ${NAMES[*]} " in *" $n "*) campaign "$n" ;; *) echo "unknown configuration $n (${NAMES[*]})" >&2; exit 2 ;; esac
+    done ;;
   eval) evaluate ;;
   plot) "$A" eval --plot $(for n in "${NAMES[@]}"; do echo "$RUNS/eval-$n/report.json"; done) --out "$RUNS/plot" > "$RUNS/plot.md" && cat "$RUNS/plot.md" ;;
   status) for n in "${NAMES[@]}"; do echo "$n: $(committed "$RUNS/$n") of $((N / BATCH)) batches"; done ;;
-  *) echo "usage: $0 [lanes|off|on|eval|plot|status]" >&2; exit 2 ;;
+  *) echo "usage: $0 [lanes|off|on|campaign NAME…|eval|plot|status]" >&2; exit 2 ;;
 esac

@@ -16,10 +16,12 @@
 #   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
 #   scripts/qwen-sequential.sh plot          # the 500- and 1000-edit reports there are → $RUNS/plot
 #   scripts/qwen-sequential.sh status
-# Settings: RHO (relative ρ, default 1e-3) or, with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
+# Settings: TRACE (share s of C0's trace, `--null-space-trace`), else RHO (relative ρ, default 1e-3), else,
+# with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
 # A third lane with the paper's absolute τ (README "The 500-edit point"), sharing the K0 build:
 #   mkdir -p ../runs/qwen-seq-tau; for d in cov pre-500; do ln -s "$(cd ../runs/qwen-seq && pwd)/$d" ../runs/qwen-seq-tau/; done
 #   RUNS=../runs/qwen-seq-tau RHO= TAU=2e-2 scripts/qwen-sequential.sh alphaedit
+# and the same with the trace-share rule: RUNS=../runs/qwen-seq-trace TRACE=1e-2 scripts/qwen-sequential.sh alphaedit
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
@@ -28,14 +30,16 @@ MODEL=qwen2.5-0.5b
 FACTS=../shared/data/pararel-cf/dev.jsonl
 N=1000; HALF=500; BATCH=100
 # ρ = 1e-3 and λm: chosen on dev 4000–4099 (README "The null space per model"); RHO= (empty) uses TAU.
-TAU=${TAU:-2e-2}; RHO=${RHO-1e-3}; LAMBDA=${LAMBDA:-2000}
+TAU=${TAU:-2e-2}; RHO=${RHO-1e-3}; TRACE=${TRACE:-}; LAMBDA=${LAMBDA:-2000}
 . scripts/campaign-lib.sh   # runs_setup, committed, covariance
 runs_setup qwen "$MODEL" 2000 "$LAMBDA" "the Qwen sequential experiment (scripts/qwen-sequential.sh)"
 
 lane() {  # method
     local m=$1 args state=$RUNS/$1
     case $m in
-      alphaedit) args=(--method alphaedit); if [ -n "$RHO" ]; then args+=(--null-space-relative "$RHO"); else args+=(--null-space-threshold "$TAU"); fi ;;
+      alphaedit) args=(--method alphaedit)
+                 if [ -n "$TRACE" ]; then args+=(--null-space-trace "$TRACE")
+                 elif [ -n "$RHO" ]; then args+=(--null-space-relative "$RHO"); else args+=(--null-space-threshold "$TAU"); fi ;;
       memit) args=(--method memit) ;;   # λm: memit_lambda in $CONF
     esac
     local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
