@@ -11,21 +11,12 @@ For each state and edited layer this prints σ̄ and, after each committed batch
   pip install gguf numpy        # gguf-py reads and dequantizes the model's tensors
   python3 scripts/prune-bound.py MODEL.gguf STATE_DIR [STATE_DIR …]   # JSON on stdout, a table on stderr
 
-Reads our artifact container (Sources/Shared/Editing/Artifact.swift; as scripts/state-change.py).
+Reads our artifact container through scripts/artifacts.py.
 """
-import glob, json, os, re, struct, sys
+import glob, json, os, re, sys
 import numpy as np
 
-def deltas(path):
-    b = open(path, "rb").read()
-    assert b[:8] == b"AEDELTAS", path
-    m = memoryview(b)[24:len(b) - 8]
-    rows, cols, nl = struct.unpack_from("<qqq", m, 0); o = 24
-    out = {}
-    for _ in range(nl):
-        (l,) = struct.unpack_from("<q", m, o); o += 8
-        out[l] = np.frombuffer(m, "<f8", rows * cols, o).reshape(rows, cols); o += rows * cols * 8
-    return out
+from artifacts import deltas
 
 def unedited_down(model, layers):
     from gguf import GGUFReader

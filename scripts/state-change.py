@@ -8,41 +8,12 @@ projector removes (λ > τ_l) or from the ones it keeps.
 
   python3 scripts/state-change.py STATISTICS.bin RHO STATE_DIR [STATE_DIR …]
 
-Reads our artifact container (Sources/Shared/Editing/Artifact.swift): magic, version, length, body,
-FNV-1a-64 checksum at the end (not verified here: the Swift readers do that).
+Reads our artifact container through scripts/artifacts.py.
 """
-import json, struct, sys
+import json, sys
 import numpy as np
 
-def body(path):
-    b = open(path, "rb").read()
-    return b[:8].decode(), memoryview(b)[24:len(b) - 8]
-
-def statistics(path):
-    magic, m = body(path)
-    assert magic == "AEKSTATS", magic
-    f, nl, sl = struct.unpack_from("<qqq", m, 0); o = 24 + sl
-    layers, counts = [], []
-    for _ in range(nl):
-        l, n = struct.unpack_from("<qq", m, o); o += 16; layers.append(l); counts.append(n)
-    tri = f * (f + 1) // 2
-    out = {}
-    iu = np.triu_indices(f)
-    for l, n in zip(layers, counts):
-        s = np.zeros((f, f)); s[iu] = np.frombuffer(m, "<f8", tri, o); o += tri * 8
-        s = s + np.triu(s, 1).T
-        out[l] = s / n
-    return out
-
-def deltas(path):
-    magic, m = body(path)
-    assert magic == "AEDELTAS", magic
-    rows, cols, nl = struct.unpack_from("<qqq", m, 0); o = 24
-    out = {}
-    for _ in range(nl):
-        (l,) = struct.unpack_from("<q", m, o); o += 8
-        out[l] = np.frombuffer(m, "<f8", rows * cols, o).reshape(rows, cols); o += rows * cols * 8
-    return out
+from artifacts import statistics, deltas
 
 def main():
     stats, rho, states = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
