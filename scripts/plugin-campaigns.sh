@@ -13,17 +13,25 @@
 #
 #   scripts/plugin-campaigns.sh lanes     # both lanes side by side (resumable: run it again)
 #   scripts/plugin-campaigns.sh eval      # the unedited row once, then every finished campaign
-#   scripts/plugin-campaigns.sh plot      # all six reports → $RUNS/plot (+ table)
+#   scripts/plugin-campaigns.sh plot      # the reports there are → $RUNS/plot (+ table)
+#   scripts/plugin-campaigns.sh keep      # copy the finished reports into docs/results/plugin-1000 (committed)
 #   scripts/plugin-campaigns.sh status
 #   scripts/plugin-campaigns.sh campaign NAME…   # chosen configurations only, one after another
+#   scripts/plugin-campaigns.sh parallel NAME…   # chosen configurations side by side, one lane each
 #                                                # (NAME: memit prune rect memit-p prune-p rect-p)
 # N, BATCH, COV (K0 sentences), GEN (records with generation), RUNS: environment.
+#
+# A session's machine may not be the next one's, and a configuration plus its evaluation takes about an
+# hour of both cores, so the finished reports are kept in the repository (`keep`: docs/results/plugin-1000,
+# xz-packed, ≈ 240 kB each; per-record results, no weights): a later session evaluates against the same
+# unedited row (`--pre-from`) and `plot` joins its reports with the kept ones.
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
 RUNS=${RUNS:-../runs/plugin}
 N=${N:-1000}; BATCH=${BATCH:-100}; COV=${COV:-2000}; GEN=${GEN:-20}
 FACTS=../shared/data/pararel-cf/dev.jsonl
+KEPT=docs/results/plugin-$N
 NAMES=(memit prune rect memit-p prune-p rect-p)
 . scripts/campaign-lib.sh   # runs_setup, committed, covariance
 runs_setup plugin smollm2 "$COV" 2000 "the plug-in experiment (scripts/plugin-campaigns.sh)"
@@ -55,12 +63,20 @@ lane() {
 
 EVAL=(--config "$CONF" --records "$FACTS" --limit "$N" --batch-size "$BATCH" --gen-records "$GEN"
       --general-items 10 --hidden-prompts 200 --cluster in-process --threads 2 --json)
+report() {  # name (pre or a configuration) → its report here, or the one kept in the repository (unpacked), if any
+    local r=$RUNS/eval-$1/report.json; [ "$1" = pre ] && r=$RUNS/pre/report.json
+    if [ -f "$r" ]; then echo "$r"
+    elif [ -f "$KEPT/$1.json.xz" ]; then
+        mkdir -p "$RUNS/kept"; [ -f "$RUNS/kept/$1.json" ] || xz -dc "$KEPT/$1.json.xz" > "$RUNS/kept/$1.json"; echo "$RUNS/kept/$1.json"
+    fi
+}
 evaluate() {
-    [ -f "$RUNS/pre/report.json" ] || "$A" eval "${EVAL[@]}" --method none --out "$RUNS/pre" > "$RUNS/pre.log" 2>&1 || return
+    [ -n "$(report pre)" ] || "$A" eval "${EVAL[@]}" --method none --out "$RUNS/pre" > "$RUNS/pre.log" 2>&1 || return
+    local pre; pre=$(report pre)
     for name in "${NAMES[@]}"; do
-        [ -f "$RUNS/eval-$name/report.json" ] && continue
+        [ -n "$(report "$name")" ] && continue
         [ "$(committed "$RUNS/$name")" -eq $((N / BATCH)) ] || { echo "$name: not all $((N / BATCH)) batches committed yet" >&2; continue; }
-        "$A" eval "${EVAL[@]}" --state "$RUNS/$name" --pre-from "$RUNS/pre/report.json" --out "$RUNS/eval-$name" > "$RUNS/eval-$name.log" 2>&1
+        "$A" eval "${EVAL[@]}" --state "$RUNS/$name" --pre-from "$pre" --out "$RUNS/eval-$name" > "$RUNS/eval-$name.log" 2>&1
         echo "$name: $(tail -n 1 "$RUNS/eval-$name.log")"
     done
 }
@@ -68,11 +84,18 @@ evaluate() {
 case ${1:-lanes} in
   lanes) covariance || exit; lane off & lane on & wait ;;
   off|on) covariance || exit; lane "$1" ;;
-  campaign) covariance || exit; shift; for n in "$@"; do
-      case " ${NAMES[*]} " in *" $n "*) campaign "$n" ;; *) echo "unknown configuration $n (${NAMES[*]})" >&2; exit 2 ;; esac
-    done ;;
+  campaign|parallel) mode=$1; shift
+      for n in "$@"; do case " ${NAMES[*]} " in *" $n "*) ;; *) echo "unknown configuration $n (${NAMES[*]})" >&2; exit 2 ;; esac; done
+      covariance || exit
+      if [ "$mode" = campaign ]; then for n in "$@"; do campaign "$n"; done
+      else for n in "$@"; do campaign "$n" & done; wait; fi ;;
   eval) evaluate ;;
-  plot) "$A" eval --plot $(for n in "${NAMES[@]}"; do echo "$RUNS/eval-$n/report.json"; done) --out "$RUNS/plot" > "$RUNS/plot.md" && cat "$RUNS/plot.md" ;;
+  plot) reports=(); for n in "${NAMES[@]}"; do r=$(report "$n"); [ -n "$r" ] && reports+=("$r"); done
+        [ ${#reports[@]} -gt 0 ] || { echo "no reports yet (run eval)" >&2; exit 1; }
+        "$A" eval --plot "${reports[@]}" --out "$RUNS/plot" > "$RUNS/plot.md" && cat "$RUNS/plot.md" ;;
+  keep) mkdir -p "$KEPT"; for n in pre "${NAMES[@]}"; do r=$(report "$n")
+            if [ -n "$r" ] && [ "$r" != "$RUNS/kept/$n.json" ]; then xz -9 -c "$r" > "$KEPT/$n.json.xz" && echo "kept $KEPT/$n.json.xz"; fi
+        done ;;
   status) for n in "${NAMES[@]}"; do echo "$n: $(committed "$RUNS/$n") of $((N / BATCH)) batches"; done ;;
-  *) echo "usage: $0 [lanes|off|on|campaign NAME…|eval|plot|status]" >&2; exit 2 ;;
+  *) echo "usage: $0 [lanes|off|on|campaign NAME…|parallel NAME…|eval|plot|keep|status]" >&2; exit 2 ;;
 esac

@@ -132,9 +132,10 @@ public struct EvalReport: Codable, Sendable {
             out += "| \(name) | \(s.records) | " + cols.map { Self.cell(s, $0) }.joined(separator: " | ") + " |\n"
         }
         row("pre-edit", pre)
-        if method != "none" { row("\(method), \(edits) edits (\(batchSize)/batch)", post) }
+        // The run's label, so that MEMIT + P, PRUNE, … are named as such (not only "memit").
+        if method != "none" { row("\(label), \(edits) edits (\(batchSize)/batch)", post) }
         row("pre-edit, known facts", preKnown)
-        if method != "none" { row("\(method), known facts", postKnown) }
+        if method != "none" { row("\(label), known facts", postKnown) }
         if curve.count > 2 || curve.contains(where: { $0.edits > 0 && $0.edits < edits }) {
             // Each point scores the records edited so far; "unedited" is the same records before editing.
             out += "\n| edits | records | efficacy | generalization | specificity (unedited) | fluency (unedited) |\n|---|---|---|---|---|---|\n"

@@ -110,7 +110,8 @@ final class EvalCampaignTests: XCTestCase {
             XCTAssertEqual(series[0].points.map(\.point.summary.records), [2, 2, 4], "the smaller report's unedited point wins")
             XCTAssertEqual(series[0].points[1].point, report.curve[1])
             XCTAssertEqual(series[1].points.map(\.point.edits), [0, 2, 4])
-            XCTAssertTrue(report.markdown().contains("| \(method.rawValue), 4 edits (2/batch) |"))
+            XCTAssertTrue(report.markdown().contains("| \(report.label), 4 edits (2/batch) |"), "rows named by the run's label")
+            XCTAssertTrue(report.markdown().contains("| \(report.label), known facts |"))
             let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))
             XCTAssertEqual(back.curve, report.curve)
         }
