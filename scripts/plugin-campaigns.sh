@@ -23,7 +23,7 @@
 #
 # A session's machine may not be the next one's, and a configuration plus its evaluation takes about an
 # hour of both cores, so the finished reports are kept in the repository (`keep`: docs/results/plugin-1000,
-# xz-packed, ≈ 240 kB each; per-record results, no weights): a later session evaluates against the same
+# xz-packed, 0.24–0.47 MB each; per-record results, no weights): a later session evaluates against the same
 # unedited row (`--pre-from`) and `plot` joins its reports with the kept ones.
 set -u
 cd "$(dirname "$0")/.."
