@@ -26,6 +26,12 @@ committed() {  # batches committed in state $1 (0 when none)
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["batches_committed"])' 2>/dev/null || echo 0
 }
 
+null_space_args() {  # AlphaEdit's null-space option from TRACE, else RHO, else TAU (none set: the catalog's rule)
+    if [ -n "${TRACE:-}" ]; then echo --null-space-trace "$TRACE"
+    elif [ -n "${RHO:-}" ]; then echo --null-space-relative "$RHO"
+    elif [ -n "${TAU:-}" ]; then echo --null-space-threshold "$TAU"; fi
+}
+
 covariance() {  # K0 statistics once, before the lanes: $RUNS/cov/statistics.bin, on two local workers
     [ -f "$RUNS/cov/statistics.bin" ] && return
     "$A" cov --config "$CONF" --cluster "local 2" --worker-threads 1 --threads 1 --out "$RUNS/cov" > "$RUNS/cov.log" 2>&1

@@ -14,7 +14,7 @@
 #   MODEL=gemma3-270m RUNS=../runs/gemma-zsre-tau TAU=2e-2 scripts/dataset-campaigns.sh campaign zsre alphaedit
 #                                                             # one (set, method) only
 # AlphaEdit's null space: the catalog's rule, or TAU (absolute τ), RHO (relative ρ) or TRACE (share of C0's
-# trace) for every AlphaEdit campaign of this $RUNS (the state records it, so a resume with another is refused).
+# trace; campaign-lib.sh null_space_args) for every AlphaEdit campaign of this $RUNS (the state records it, so a resume with another is refused).
 # Run any of them again to go on. STATISTICS: K0 statistics of this model, corpus, 2,000 sentences and the
 # catalog's layers to start from (Qwen: ../runs/qwen-seq/cov/statistics.bin); else built once in $RUNS/cov.
 # LIMIT (records per set) and COV (K0 sentences) shrink a smoke run.
@@ -30,21 +30,18 @@ runs_setup datasets "$MODEL" "$COV" "$LAMBDA" "the dataset campaigns (scripts/da
 ZSRE=$(cd ../shared && pwd)/data/zsre/zsre_mend_eval_portability.dev.json
 CF=$(cd ../shared && pwd)/data/counterfact/counterfact-edit.dev.json
 records() { case $1 in zsre) echo "$ZSRE" ;; cf) echo "$CF" ;; esac; }
-NULL_ARGS=()
-if [ -n "${TRACE:-}" ]; then NULL_ARGS=(--null-space-trace "$TRACE")
-elif [ -n "${RHO:-}" ]; then NULL_ARGS=(--null-space-relative "$RHO")
-elif [ -n "${TAU:-}" ]; then NULL_ARGS=(--null-space-threshold "$TAU"); fi
 
 STATS=${STATISTICS:-$RUNS/cov/statistics.bin}
 total() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=len(d); l=sys.argv[2]; print(min(n, int(l)) if l else n)" "$(records "$1")" "${LIMIT:-}"; }
 
 campaign() {  # set method: edit until every record of the set is committed
-    local set=$1 m=$2 name=$1-$2 n
+    local set=$1 m=$2 name=$1-$2 n null=()
+    [ "$m" = alphaedit ] && read -ra null <<< "$(null_space_args)"
     n=$(total "$set")
     [ "$(committed "$RUNS/$name")" -ge $(((n + BATCH - 1) / BATCH)) ] && { echo "== $name: done before" >&2; return; }
     echo "== $name: from batch $(committed "$RUNS/$name")" >&2
     "$A" edit --config "$CONF" --facts "$(records "$set")" "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --state "$RUNS/$name" \
-        --method "$m" $([ "$m" = alphaedit ] && echo "${NULL_ARGS[@]}") --cluster "local 1" --worker-threads 1 --threads 1 \
+        --method "$m" "${null[@]}" --cluster "local 1" --worker-threads 1 --threads 1 \
         --statistics "$STATS" >> "$RUNS/$name.log" 2>&1
 }
 
@@ -67,7 +64,8 @@ evaluate() {
 case ${1:-lanes} in
   lanes) [ -n "${STATISTICS:-}" ] || covariance || exit
          (campaign zsre alphaedit && campaign cf alphaedit) & (campaign zsre memit && campaign cf memit) & wait ;;
-  campaign) [ $# -eq 3 ] || { echo "usage: $0 campaign zsre|cf alphaedit|memit" >&2; exit 2; }
+  campaign) case "${2:-} ${3:-}" in zsre\ alphaedit|zsre\ memit|cf\ alphaedit|cf\ memit) ;;
+             *) echo "usage: $0 campaign zsre|cf alphaedit|memit" >&2; exit 2 ;; esac
          [ -n "${STATISTICS:-}" ] || covariance || exit; campaign "$2" "$3" ;;
   eval) evaluate ;;
   status) for s in zsre cf; do for m in alphaedit memit; do echo "$s-$m: $(committed "$RUNS/$s-$m") of $((($(total $s) + BATCH - 1) / BATCH)) batches"; done; done ;;

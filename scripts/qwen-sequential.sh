@@ -37,9 +37,7 @@ runs_setup qwen "$MODEL" 2000 "$LAMBDA" "the Qwen sequential experiment (scripts
 lane() {  # method
     local m=$1 args state=$RUNS/$1
     case $m in
-      alphaedit) args=(--method alphaedit)
-                 if [ -n "$TRACE" ]; then args+=(--null-space-trace "$TRACE")
-                 elif [ -n "$RHO" ]; then args+=(--null-space-relative "$RHO"); else args+=(--null-space-threshold "$TAU"); fi ;;
+      alphaedit) read -ra args <<< "--method alphaedit $(null_space_args)" ;;
       memit) args=(--method memit) ;;   # λm: memit_lambda in $CONF
     esac
     local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
