@@ -3,7 +3,7 @@
 // y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K).
 // Each block of 32 weights is dequantized once in registers (exactly as Dequantize.swift computes it
 // in float32) and multiplied with every token row, so the weights stream from memory once per call.
-// Plus a vectorized SwiGLU.
+// Plus the vectorized activations (SwiGLU, GELU-tanh) and the softmax of a vocabulary row.
 // Each ISA's code is compiled by function attributes (no package-wide flags); callers pass an ISA no
 // better than `qk_best_isa()`, and use float32 BLAS where it is QK_ISA_NONE.
 #ifndef QUANT_KERNELS_H
@@ -54,5 +54,16 @@ int qk_swiglu(qk_isa isa, const float *g, const float *u, float *k, int64_t n);
 /// -1 for an ISA this CPU lacks (QK_ISA_NONE: scalar loops with expf).
 int qk_geglu(qk_isa isa, const float *g, const float *u, float *k, int64_t n);
 int qk_geglu_backward(qk_isa isa, const float *dk, const float *g, const float *u, float *dg, float *du, int64_t n);
+
+/// SwiGLU backward: du = dk·g·σ(g), dg = dk·u·σ(g)(1 + g(1 − σ(g))). Returns 0, or -1 for an ISA this CPU
+/// lacks (QK_ISA_NONE: the scalar loop with expf).
+int qk_swiglu_backward(qk_isa isa, const float *dk, const float *g, const float *u, float *dg, float *du, int64_t n);
+
+/// Over a row x[0..n) (n ≥ 1): *max = the largest x[i], *sum = Σ e^(x[i] − *max) in double (softmax.c;
+/// the same bits on AVX2 and AVX-512). Returns 0, or -1 for an ISA this CPU lacks or an empty row.
+int qk_sum_exp(qk_isa isa, const float *x, int64_t n, float *max, double *sum);
+
+/// y[i] = e^(x[i] − shift) · scale for n elements (y may be x). Returns 0, or -1 for an ISA this CPU lacks.
+int qk_exp_scaled(qk_isa isa, const float *x, float *y, int64_t n, float shift, float scale);
 
 #endif

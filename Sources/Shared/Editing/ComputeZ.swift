@@ -150,6 +150,8 @@ public struct ComputeZ {
         var klInit: [[Float]?] = Array(repeating: nil, count: ps.count)
         var losses = [[VStarLoss]](repeating: [], count: ps.count)
         var active = Array(ps.indices)
+        let V = c.vocab
+        var logp = [Float](repeating: 0, count: V)  // the KL row's log-probabilities
 
         for it in 0..<max(1, hp.vSteps) {
             if active.isEmpty { break }
@@ -199,34 +201,29 @@ public struct ComputeZ {
                     rows.append(row(k, p.lookup[local[k]])); rowTarget.append(-1); rowOwner.append(owner[k]); rowIsKL.append(true)
                 }
             }
-            let V = c.vocab
             var dLogits = model.logits(hidden: hidden.ptr, rows: rows)  // becomes the gradient in place
             var nll = [Float](repeating: 0, count: ps.count), kl = nll
-            for (ri, _) in rows.enumerated() {
-                let i = rowOwner[ri]
-                let p = ps[i]
-                let base = ri * V
-                var mx = -Float.infinity
-                for v in 0..<V { mx = max(mx, dLogits[base + v]) }
-                var z = 0.0
-                for v in 0..<V { z += Foundation.exp(Double(dLogits[base + v] - mx)) }
-                let lse = Float(log(z)) + mx
-                if !rowIsKL[ri] {
-                    let w = 1 / Float(p.rewriteCount * p.targetIDs.count)
-                    nll[i] += (lse - dLogits[base + Int(rowTarget[ri])]) * w
-                    for v in 0..<V { dLogits[base + v] = Foundation.exp(dLogits[base + v] - lse) * w }
-                    dLogits[base + Int(rowTarget[ri])] -= w
-                } else {
-                    var logp = [Float](repeating: 0, count: V)
-                    for v in 0..<V { logp[v] = dLogits[base + v] - lse }
-                    if klInit[i] == nil { klInit[i] = logp }
-                    let q = klInit[i] ?? logp
-                    var k = 0.0
-                    for v in 0..<V { k += Double(Foundation.exp(logp[v])) * Double(logp[v] - q[v]) }
-                    kl[i] = hp.klFactor * Float(k)
-                    for v in 0..<V {
-                        let pv = Foundation.exp(logp[v])
-                        dLogits[base + v] = hp.klFactor * pv * (logp[v] - q[v] - Float(k))
+            dLogits.withUnsafeMutableBufferPointer { all in
+                for ri in rows.indices {
+                    let i = rowOwner[ri], p = ps[i], x = all.baseAddress! + ri * V
+                    // log Σ e^x and e^(x − lse) vectorized (Kernels/Softmax.swift): the scalar loops were 18 %
+                    // of a Gemma request.
+                    let (mx, z) = Softmax.sumExp(x, count: V)
+                    let lse = Float(log(z)) + mx
+                    if !rowIsKL[ri] {
+                        let w = 1 / Float(p.rewriteCount * p.targetIDs.count)
+                        nll[i] += (lse - x[Int(rowTarget[ri])]) * w
+                        Softmax.expScaled(x, x, count: V, shift: lse, scale: w)
+                        x[Int(rowTarget[ri])] -= w
+                    } else {
+                        for v in 0..<V { logp[v] = x[v] - lse }
+                        if klInit[i] == nil { klInit[i] = logp }
+                        let q = klInit[i] ?? logp
+                        Softmax.expScaled(logp, x, count: V, shift: 0)  // p = e^logp
+                        var k = 0.0
+                        for v in 0..<V { k += Double(x[v]) * Double(logp[v] - q[v]) }
+                        kl[i] = hp.klFactor * Float(k)
+                        for v in 0..<V { x[v] = hp.klFactor * x[v] * (logp[v] - q[v] - Float(k)) }
                     }
                 }
             }

@@ -161,8 +161,7 @@ public struct GeneralCapability {
             let r = try model.forward(batch, logitRows: rows)
             for (k, id) in targets.enumerated() {
                 let row = r.logits(at: k)
-                let mx = row.max() ?? 0
-                nll += Double(mx) + log(row.reduce(0.0) { $0 + exp(Double($1 - mx)) }) - Double(row[row.startIndex + Int(id)])
+                nll += Softmax.logSumExp(row) - Double(row[row.startIndex + Int(id)])
             }
             count += targets.count
         }

@@ -64,8 +64,7 @@ public struct TargetScorer {
             var hits = [Double](repeating: 0, count: chunk.count)
             for (k, id) in targets.enumerated() {
                 let row = logits[(k * V)..<((k + 1) * V)]
-                let mx = row.max() ?? 0
-                let lse = Double(mx) + log(row.reduce(0.0) { $0 + exp(Double($1 - mx)) })
+                let lse = Softmax.logSumExp(row)
                 sum[owner[k]] += lse - Double(row[row.startIndex + Int(id)])
                 n[owner[k]] += 1
                 if Sampler.argmax(row) == Int(id) { hits[owner[k]] += 1 } else { top1[owner[k]] = false }

@@ -10,14 +10,10 @@ public enum SwiGLU {
         _ = qk_swiglu(qk_best_isa(), g, u, k, Int64(n))  // fails only for an ISA the CPU lacks
     }
 
-    /// dg = dk ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), du = dk ⊙ silu(g).
+    /// dg = dk ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), du = dk ⊙ silu(g), vectorized in C like the forward
+    /// (swiglu.c).
     public static func backward(dk: UnsafePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>,
                                 dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let x = g[i]
-            let s = 1 / (1 + Foundation.exp(-x))
-            dUp[i] = dk[i] * x * s
-            dGate[i] = dk[i] * u[i] * s * (1 + x * (1 - s))
-        }
+        _ = qk_swiglu_backward(qk_best_isa(), dk, g, u, dGate, dUp, Int64(n))  // fails only for an ISA the CPU lacks
     }
 }

@@ -259,6 +259,62 @@ final class QuantizedLinearTests: XCTestCase {
         }
     }
 
+    /// SwiGLU backward, every ISA and the scalar loop, against the formula in Double.
+    func testSwiGLUBackwardMatchesFormula() throws {
+        let n = 20_003
+        var rng = SplitMix64(seed: 15)
+        let g = (0..<n).map { i in i < 200 ? Float(i - 100) : rng.symmetric(12) }, u = Self.randomFloats(n, seed: 16)
+        let dk = Self.randomFloats(n, seed: 17)
+        for isa in [QuantizedLinear.ISA?.none] + isas.map(Optional.some) {
+            var dg = [Float](repeating: .nan, count: n), du = dg
+            XCTAssertEqual(qk_swiglu_backward(qk_isa(rawValue: UInt32(isa?.rawValue ?? 0)), dk, g, u, &dg, &du, Int64(n)), 0)
+            var worst = (du: 0.0, dg: 0.0)
+            for i in 0..<n where abs(g[i]) <= 87 {
+                let x = Double(g[i]), s = 1 / (1 + Foundation.exp(-x))
+                let refDu = Double(dk[i]) * x * s, refDg = Double(dk[i]) * Double(u[i]) * s * (1 + x * (1 - s))
+                worst.du = max(worst.du, abs(Double(du[i]) - refDu) / max(abs(refDu), 1e-6 * abs(Double(dk[i]))))
+                // silu' = s(1 + x(1 − s)) crosses 0 near x = −1.28, where its terms cancel: scale 1e-2
+                worst.dg = max(worst.dg, abs(Double(dg[i]) - refDg) / max(abs(refDg), 1e-2 * abs(Double(dk[i] * u[i]))))
+            }
+            print("swiglu backward \(isa.map { "\($0)" } ?? "scalar"): max relative diff du \(worst.du), dg \(worst.dg)")
+            XCTAssertLessThanOrEqual(worst.du, 2e-6)
+            XCTAssertLessThanOrEqual(worst.dg, 2e-5)
+        }
+    }
+
+    /// The vocabulary softmax (softmax.c): log Σ e^x and e^(x − s)·w against Double, on rows of lengths
+    /// around the vector widths and a Gemma-sized one; AVX2 and AVX-512 give the same bits.
+    func testSoftmaxKernelsMatchDoubleAndAgreeAcrossISAs() throws {
+        var rng = SplitMix64(seed: 21)
+        for n in [1, 7, 8, 15, 16, 17, 33, 1_000, 262_144] {
+            let x = (0..<n).map { _ in rng.symmetric(30) }
+            let mx = Double(x.max()!), refSum = x.reduce(0.0) { $0 + Foundation.exp(Double($1) - mx) }
+            var results: [(max: Float, sum: Double, y: [Float])] = []
+            for isa in [QuantizedLinear.ISA?.none] + isas.map(Optional.some) {
+                let q = qk_isa(rawValue: UInt32(isa?.rawValue ?? 0))
+                var m: Float = .nan, sum = Double.nan
+                XCTAssertEqual(qk_sum_exp(q, x, Int64(n), &m, &sum), 0)
+                XCTAssertEqual(Double(m), mx)
+                XCTAssertEqual(sum, refSum, accuracy: 1e-6 * refSum, "n \(n), \(isa.map { "\($0)" } ?? "scalar")")
+                let lse = Float(mx + Foundation.log(sum)), w: Float = 0.125
+                var y = [Float](repeating: .nan, count: n)
+                XCTAssertEqual(qk_exp_scaled(q, x, &y, Int64(n), lse, w), 0)
+                for i in 0..<n {
+                    let ref = Foundation.exp(Double(x[i] - lse)) * Double(w)
+                    XCTAssertEqual(Double(y[i]), ref, accuracy: 1e-30 + 2e-6 * ref, "n \(n), i \(i)")
+                }
+                if isa != nil { results.append((m, sum, y)) }
+            }
+            for r in results.dropFirst() {
+                XCTAssertEqual(r.sum.bitPattern, results[0].sum.bitPattern, "n \(n): AVX2 and AVX-512 sums differ")
+                XCTAssertEqual(r.y, results[0].y, "n \(n): AVX2 and AVX-512 exponentials differ")
+            }
+        }
+        var m: Float = 0, sum = 0.0
+        XCTAssertEqual(qk_sum_exp(QK_ISA_NONE, [Float](), 0, &m, &sum), -1, "an empty row is refused")
+        XCTAssertEqual(Softmax.logSumExp([Float(0), 0][...]), Foundation.log(2), accuracy: 1e-12)
+    }
+
     // MARK: - in the model
 
     static func syntheticModel() throws -> LlamaModel {
