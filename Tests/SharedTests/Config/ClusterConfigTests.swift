@@ -112,11 +112,14 @@ final class ClusterConfigTests: XCTestCase {
         let qwen = try XCTUnwrap(ModelCatalog.named("qwen2.5-0.5b"))
         XCTAssertEqual(c.hyperparameters.layers, qwen.hyperparameters.layers)
         XCTAssertEqual(c.hyperparameters.vLR, 0.25, "cluster.conf's value wins")
-        XCTAssertEqual(c.hyperparameters.nullSpaceRelative, 1e-3, "Qwen's null space: τ relative to each layer's largest eigenvalue")
-        var t = try ClusterConfig.parse("model = /nonexistent/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf\nnull_space_threshold = 0.02")
+        XCTAssertNil(c.hyperparameters.nullSpaceRelative, "every catalog model: the absolute τ")
+        XCTAssertEqual(c.hyperparameters.nullSpaceThreshold, 0.02)
+        for m in ModelCatalog.models {
+            XCTAssertEqual(m.hyperparameters.nullSpaceRule, .absolute(0.02), "\(m.name): ρ 1e-3 broke sequential campaigns")
+        }
+        var t = try ClusterConfig.parse("model = /nonexistent/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf\nnull_space_relative = 1e-3")
         try t.applyModelDefaults()
-        XCTAssertNil(t.hyperparameters.nullSpaceRelative, "an absolute τ in cluster.conf replaces the catalog's ρ")
-        XCTAssertEqual(t.hyperparameters.nullSpaceThreshold, 0.02)
+        XCTAssertEqual(t.hyperparameters.nullSpaceRelative, 1e-3, "a ρ in cluster.conf is kept")
         XCTAssertEqual(c.artifacts, "state/cov-qwen2.5-0.5b")
         XCTAssertEqual(c.state, "state/run-qwen2.5-0.5b")
         var d = try ClusterConfig.parse("layers = 1-2")
