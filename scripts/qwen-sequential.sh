@@ -16,11 +16,12 @@
 #   scripts/qwen-sequential.sh eval 500|1000 # evaluate both states at that point (records 0..N-1)
 #   scripts/qwen-sequential.sh plot          # the 500- and 1000-edit reports there are → $RUNS/plot
 #   scripts/qwen-sequential.sh status
-# Settings: TRACE (share s of C0's trace, `--null-space-trace`), else RHO (relative ρ, default 1e-3), else,
-# with RHO empty, TAU (absolute τ); LAMBDA (MEMIT λm).
-# A third lane with the paper's absolute τ (README "The 500-edit point"), sharing the K0 build:
-#   mkdir -p ../runs/qwen-seq-tau; for d in cov pre-500; do ln -s "$(cd ../runs/qwen-seq && pwd)/$d" ../runs/qwen-seq-tau/; done
-#   RUNS=../runs/qwen-seq-tau RHO= TAU=2e-2 scripts/qwen-sequential.sh alphaedit
+# Settings: TRACE (share s of C0's trace, `--null-space-trace`), else RHO (relative ρ), else TAU (absolute τ,
+# default 2e-2, the catalog's since 2026-12-04); LAMBDA (MEMIT λm). The 2026-12-03 runs used RHO=1e-3 (then
+# Qwen's default; it broke the model at 1,000 edits): a state begun with it resumes only with RHO=1e-3.
+# A third lane with the former default ρ 1e-3 (README "The 500-edit point"), sharing the K0 build:
+#   mkdir -p ../runs/qwen-seq-rho; for d in cov pre-500; do ln -s "$(cd ../runs/qwen-seq && pwd)/$d" ../runs/qwen-seq-rho/; done
+#   RUNS=../runs/qwen-seq-rho RHO=1e-3 scripts/qwen-sequential.sh alphaedit
 # and the same with the trace-share rule: RUNS=../runs/qwen-seq-trace TRACE=1e-2 scripts/qwen-sequential.sh alphaedit
 set -u
 cd "$(dirname "$0")/.."
@@ -29,8 +30,8 @@ RUNS=${RUNS:-../runs/qwen-seq}
 MODEL=qwen2.5-0.5b
 FACTS=../shared/data/pararel-cf/dev.jsonl
 N=1000; HALF=500; BATCH=100
-# ρ = 1e-3 and λm: chosen on dev 4000–4099 (README "The null space per model"); RHO= (empty) uses TAU.
-TAU=${TAU:-2e-2}; RHO=${RHO-1e-3}; TRACE=${TRACE:-}; LAMBDA=${LAMBDA:-2000}
+# λm: chosen on dev 4000–4099 (README "The null space per model").
+TAU=${TAU:-2e-2}; RHO=${RHO:-}; TRACE=${TRACE:-}; LAMBDA=${LAMBDA:-2000}
 . scripts/campaign-lib.sh   # runs_setup, committed, covariance
 runs_setup qwen "$MODEL" 2000 "$LAMBDA" "the Qwen sequential experiment (scripts/qwen-sequential.sh)"
 
