@@ -3,7 +3,7 @@
 # sequential batches of 100; AlphaEdit and MEMIT λm 2000; no generation, no general capability) as
 # resumable campaigns, for a model on which they take longer than a session (Qwen: ≈ 16 s of v* per
 # record per lane on a 2-core machine with OpenBLAS's Haswell kernels, so ≈ 2.5 h per set and method;
-# ≈ 9 s, 6.3-6.9 records/min per lane, with OPENBLAS_CORETYPE=SKYLAKEX and the vectorized softmax, 2026-12-04). scripts/dataset-runs.sh does
+# ≈ 12.6 s with OPENBLAS_CORETYPE=SKYLAKEX and the vectorized softmax: zsRE batch 1, 1,264 s of v*, 2026-12-04). scripts/dataset-runs.sh does
 # the same in one `eval --method` per run, which cannot resume; here every (set, method) is an `edit`
 # campaign whose state lives outside the work tree ($RUNS, default ../runs/datasets-$MODEL) and is
 # committed after every batch, and `eval --state` (which keeps its per-record results as they come)
