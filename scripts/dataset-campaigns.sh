@@ -18,7 +18,7 @@
 # trace; campaign-lib.sh null_space_args) for every AlphaEdit campaign of this $RUNS (the state records it, so a resume with another is refused).
 # Run any of them again to go on. STATISTICS: K0 statistics of this model, corpus, 2,000 sentences and the
 # catalog's layers to start from (Qwen: ../runs/qwen-seq/cov/statistics.bin); else built once in $RUNS/cov.
-# LIMIT (records per set) and COV (K0 sentences) shrink a smoke run.
+# LIMIT (records per set) and COV (K0 sentences) shrink a smoke run. EVAL_THREADS (default 2): eval's threads, 1 beside a lane.
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
@@ -49,7 +49,7 @@ campaign() {  # set method: edit until every record of the set is committed
 evaluate() {
     for set in zsre cf; do
         local common=(--config "$CONF" --records "$(records "$set")" "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --no-generation
-                      --general-items 0 --hidden-prompts 0 --cluster in-process --threads 2 --json)
+                      --general-items 0 --hidden-prompts 0 --cluster in-process --threads "${EVAL_THREADS:-2}" --json)
         [ -f "$RUNS/pre-$set/report.json" ] || "$A" eval "${common[@]}" --method none --out "$RUNS/pre-$set" > "$RUNS/pre-$set.log" 2>&1 || return
         for m in alphaedit memit; do
             local name=$set-$m n
