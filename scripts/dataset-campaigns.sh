@@ -14,6 +14,8 @@
 #   MODEL=qwen2.5-0.5b scripts/dataset-campaigns.sh status
 #   MODEL=gemma3-270m RUNS=../runs/gemma-zsre-tau TAU=2e-2 scripts/dataset-campaigns.sh campaign zsre alphaedit
 #                                                             # one (set, method) only
+#   MODEL=qwen2.5-0.5b scripts/dataset-campaigns.sh campaign zsre-alt memit   # zsRE with EasyEdit's `alt` target
+#                                                             # (--zsre-target alt: edits and portability); `eval` then includes it
 # AlphaEdit's null space: the catalog's rule, or TAU (absolute τ), RHO (relative ρ) or TRACE (share of C0's
 # trace; campaign-lib.sh null_space_args) for every AlphaEdit campaign of this $RUNS (the state records it, so a resume with another is refused).
 # Run any of them again to go on. STATISTICS: K0 statistics of this model, corpus, 2,000 sentences and the
@@ -30,25 +32,29 @@ LIMIT_ARGS=(); [ -n "${LIMIT:-}" ] && LIMIT_ARGS=(--limit "$LIMIT")
 runs_setup datasets "$MODEL" "$COV" "$LAMBDA" "the dataset campaigns (scripts/dataset-campaigns.sh)"
 ZSRE=$(cd ../shared && pwd)/data/zsre/zsre_mend_eval_portability.dev.json
 CF=$(cd ../shared && pwd)/data/counterfact/counterfact-edit.dev.json
-records() { case $1 in zsre) echo "$ZSRE" ;; cf) echo "$CF" ;; esac; }
+records() { case $1 in zsre|zsre-alt) echo "$ZSRE" ;; cf) echo "$CF" ;; esac; }
+target() { [ "$1" = zsre-alt ] && echo "--zsre-target alt"; }   # EasyEdit's target, with portability
 
 STATS=${STATISTICS:-$RUNS/cov/statistics.bin}
 total() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=len(d); l=sys.argv[2]; print(min(n, int(l)) if l else n)" "$(records "$1")" "${LIMIT:-}"; }
 
 campaign() {  # set method: edit until every record of the set is committed
-    local set=$1 m=$2 name=$1-$2 n null=()
+    local set=$1 m=$2 name=$1-$2 n null=() tgt=()
     [ "$m" = alphaedit ] && read -ra null <<< "$(null_space_args)"
+    read -ra tgt <<< "$(target "$set")"
     n=$(total "$set")
     [ "$(committed "$RUNS/$name")" -ge $(((n + BATCH - 1) / BATCH)) ] && { echo "== $name: done before" >&2; return; }
     echo "== $name: from batch $(committed "$RUNS/$name")" >&2
     "$A" edit --config "$CONF" --facts "$(records "$set")" "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --state "$RUNS/$name" \
-        --method "$m" "${null[@]}" --cluster "local 1" --worker-threads 1 --threads 1 \
+        --method "$m" "${null[@]}" "${tgt[@]}" --cluster "local 1" --worker-threads 1 --threads 1 \
         --statistics "$STATS" >> "$RUNS/$name.log" 2>&1
 }
 
 evaluate() {
-    for set in zsre cf; do
-        local common=(--config "$CONF" --records "$(records "$set")" "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --no-generation
+    for set in zsre cf zsre-alt; do
+        [ "$set" = zsre-alt ] && ! ls -d "$RUNS"/zsre-alt-* > /dev/null 2>&1 && continue   # only once a campaign began
+        local tgt=(); read -ra tgt <<< "$(target "$set")"
+        local common=(--config "$CONF" --records "$(records "$set")" "${tgt[@]}" "${LIMIT_ARGS[@]}" --batch-size "$BATCH" --no-generation
                       --general-items 0 --hidden-prompts 0 --cluster in-process --threads "${EVAL_THREADS:-2}" --json)
         [ -f "$RUNS/pre-$set/report.json" ] || "$A" eval "${common[@]}" --method none --out "$RUNS/pre-$set" > "$RUNS/pre-$set.log" 2>&1 || return
         for m in alphaedit memit; do
@@ -65,10 +71,10 @@ evaluate() {
 case ${1:-lanes} in
   lanes) [ -n "${STATISTICS:-}" ] || covariance || exit
          (campaign zsre alphaedit && campaign cf alphaedit) & (campaign zsre memit && campaign cf memit) & wait ;;
-  campaign) case "${2:-} ${3:-}" in zsre\ alphaedit|zsre\ memit|cf\ alphaedit|cf\ memit) ;;
-             *) echo "usage: $0 campaign zsre|cf alphaedit|memit" >&2; exit 2 ;; esac
+  campaign) case "${2:-} ${3:-}" in zsre\ alphaedit|zsre\ memit|cf\ alphaedit|cf\ memit|zsre-alt\ alphaedit|zsre-alt\ memit) ;;
+             *) echo "usage: $0 campaign zsre|cf|zsre-alt alphaedit|memit" >&2; exit 2 ;; esac
          [ -n "${STATISTICS:-}" ] || covariance || exit; campaign "$2" "$3" ;;
   eval) evaluate ;;
-  status) for s in zsre cf; do for m in alphaedit memit; do echo "$s-$m: $(committed "$RUNS/$s-$m") of $((($(total $s) + BATCH - 1) / BATCH)) batches"; done; done ;;
+  status) for s in zsre cf zsre-alt; do for m in alphaedit memit; do echo "$s-$m: $(committed "$RUNS/$s-$m") of $((($(total $s) + BATCH - 1) / BATCH)) batches"; done; done ;;
   *) echo "usage: $0 [lanes|campaign SET METHOD|eval|status]" >&2; exit 2 ;;
 esac
