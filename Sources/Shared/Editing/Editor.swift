@@ -17,11 +17,19 @@ public enum EditError: Error, CustomStringConvertible {
     case missingProjector(layer: Int)
     case missingCovariance(layer: Int)
     case layerMismatch(String)
+    /// MEMIT's system λm C₀ + Cp + K₁K₁ᵀ failed Cholesky at `layer`: C₀ built from `keys` key vectors
+    /// (fewer than `f` cannot span the key space) or damaged statistics.
+    case memitSystemSingular(layer: Int, keys: Int, f: Int, lambdaM: Double)
     public var description: String {
         switch self {
         case .missingProjector(let l): "no null-space projector for edited layer \(l): run `alphaedit cov` for these layers"
         case .missingCovariance(let l): "no K0 statistics for edited layer \(l) (MEMIT needs C0)"
         case .layerMismatch(let d): "edited layers do not match: \(d)"
+        case let .memitSystemSingular(l, n, f, lm):
+            "layer \(l): MEMIT's system λm C0 + Cp + K1K1ᵀ (λm \(lm), order \(f)) is not positive definite: "
+                + (n < f ? "the K0 statistics hold \(n) keys for \(f) dimensions, so C0 is singular; build them from more sentences (cov_sentences)"
+                         : "the K0 statistics (\(n) keys) do not span the key space or are damaged; rebuild them with `alphaedit cov`")
+                + ", or edit with --method alphaedit"
         }
     }
 }
@@ -47,6 +55,8 @@ public final class Editor {
     public var state: SequentialState
     let projectors: NullSpaceProjectorSet?
     let c0: [Int: Matrix64]
+    /// Keys behind each layer's C₀ (for the error when MEMIT's system is singular).
+    let c0Keys: [Int: Int]
     /// Requests per v* batch (several requests share one forward/backward; results are per request).
     public var zBatch = 8
     /// PRUNE's σ̄ per layer (largest singular value of the unedited ffn_down).
@@ -57,7 +67,7 @@ public final class Editor {
                 state: SequentialState? = nil) throws {
         self.model = model; self.tokenizer = tokenizer; self.hp = hp; self.method = method; self.templates = templates
         self.projectors = projectors
-        var c0: [Int: Matrix64] = [:]
+        var c0: [Int: Matrix64] = [:], c0Keys: [Int: Int] = [:]
         for l in hp.layers {
             if hp.effectiveStages.projects(method) {
                 guard let p = projectors, (try? p.projector(layer: l)) != nil else { throw EditError.missingProjector(layer: l) }
@@ -65,9 +75,10 @@ public final class Editor {
             if method == .memit {
                 guard let s = statistics, let m = try? s.mean(layer: l) else { throw EditError.missingCovariance(layer: l) }
                 c0[l] = m
+                c0Keys[l] = s.layers.firstIndex(of: l).map { s.counts[$0] } ?? 0
             }
         }
-        self.c0 = c0
+        self.c0 = c0; self.c0Keys = c0Keys
         let st = try state ?? SequentialState(layers: hp.layers, f: model.config.ffn)
         guard st.layers == hp.layers else { throw EditError.layerMismatch("state has \(st.layers), settings have \(hp.layers)") }
         self.state = st
@@ -144,8 +155,12 @@ public final class Editor {
                 }
             case .memit:
                 guard let c = c0[l] else { throw EditError.missingCovariance(layer: l) }
-                dw = try EditSolver.memit(residual: r, keys: k1, c0: c, previousKeys: try state.previousKeys(layer: l),
-                                          lambdaM: hp.memitLambda)
+                do {
+                    dw = try EditSolver.memit(residual: r, keys: k1, c0: c, previousKeys: try state.previousKeys(layer: l),
+                                              lambdaM: hp.memitLambda)
+                } catch LinearAlgebraError.notPositiveDefinite {
+                    throw EditError.memitSystemSingular(layer: l, keys: c0Keys[l] ?? 0, f: k1.rows, lambdaM: hp.memitLambda)
+                }
                 if stages.projects(method) {  // MEMIT+P
                     guard let p = try projectors.map({ try $0.projector(layer: l) }) else { throw EditError.missingProjector(layer: l) }
                     dw = try StageMath.project(dw, basis: p.basis)

@@ -106,6 +106,35 @@ final class EditStagesTests: XCTestCase {
         XCTAssertLessThan(zip(zip(after, before), d).map { abs($0.0 - $0.1 - $1) }.max() ?? 1, 1e-5, "W = W_before + ΔW")
     }
 
+    /// MEMIT on K0 statistics of one sentence (far fewer keys than the 512 key dimensions): C0 is singular,
+    /// and the error names the layer, the key count and the remedy instead of a bare Cholesky failure; the
+    /// weights stay as they were.
+    func testMemitOnTooFewK0KeysNamesTheProblem() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 1)
+        let m = try LlamaModel(path: path)
+        let tok = try BPETokenizer(gguf: m.gguf)
+        var hp = EditHyperparameters()
+        hp.layers = [0, 1]; hp.vSteps = 2
+        let stats = try statistics(path, corpus, sentences: 1)
+        let keys = stats.counts[0]
+        XCTAssertLessThan(keys, m.config.ffn)
+        let editor = try Editor(model: m, tokenizer: tok, hp: hp, method: .memit, templates: ContextTemplates(groups: [["{}"]]),
+                                projectors: nil, statistics: stats)
+        let n = m.config.hidden * m.config.ffn
+        let before = Array(UnsafeBufferPointer(start: m.weights.layers[0].down.ptr, count: n))
+        let req = EditRequest(prompt: "The capital of {} is", subject: "the France city", targetNew: "Paris")
+        XCTAssertThrowsError(try editor.apply([req])) { error in
+            guard case let .memitSystemSingular(layer, k, f, _)? = error as? EditError else { return XCTFail("got \(error)") }
+            XCTAssertEqual(layer, 0); XCTAssertEqual(k, keys); XCTAssertEqual(f, m.config.ffn)
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("layer 0") && text.contains("\(keys) keys for 512 dimensions") && text.contains("more sentences"), text)
+        }
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: m.weights.layers[0].down.ptr, count: n)), before, "nothing applied")
+    }
+
     func testStagesFromConfigAndTheirNames() throws {
         let c = try ClusterConfig.parse("project = true\nfilter = rect\nrect_fraction = 0.3\ntargets = encore\nencore_probability = 0.8\n")
         let s = try XCTUnwrap(c.hyperparameters.stages)
