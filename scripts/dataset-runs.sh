@@ -8,6 +8,8 @@
 # Each run writes state/eval/<name>/report.{json,md} and its log to state/eval/<name>.log.
 # MODEL=gemma3-270m (or qwen2.5-0.5b) runs another catalog model; its runs are named <model>-<name>.
 # MEMIT_LAMBDA sets λm (default 2000, tuned on SmolLM2; tune others with `eval --tune-memit-lambda`).
+# zsre-alphaedit-c0 / cf-alphaedit-c0: AlphaEdit with MEMIT's penalty inside the kept directions
+# (--kept-c0-weight, KEPT_C0 default = λm), beside the two methods' rows. THREADS (default 1) per run.
 set -u
 cd "$(dirname "$0")/.."
 B=.build/release/alphaedit
@@ -17,7 +19,7 @@ A=state/eval/alphaedit-datasets
 if [ -z "${KEEP_BINARY:-}" ] || [ ! -x "$A" ]; then cp "$B" "$A.$$" && mv "$A.$$" "$A"; fi
 ZSRE=../shared/data/zsre/zsre_mend_eval_portability.dev.json
 CF=../shared/data/counterfact/counterfact-edit.dev.json
-COMMON="--batch-size 100 --no-generation --general-items 0 --hidden-prompts 0 --cluster in-process --threads 1"
+COMMON="--batch-size 100 --no-generation --general-items 0 --hidden-prompts 0 --cluster in-process --threads ${THREADS:-1}"
 PREFIX=""
 if [ -n "${MODEL:-}" ]; then COMMON="$COMMON --model $MODEL"; PREFIX="$MODEL-"; fi
 LAMBDA=${MEMIT_LAMBDA:-2000}
@@ -39,6 +41,8 @@ case $step in
   zsre-memit)         run $step --records $ZSRE --method memit --memit-lambda $LAMBDA $(pre zsre-alphaedit) ;;
   cf-alphaedit)       run $step --records $CF --method alphaedit ;;
   cf-memit)           run $step --records $CF --method memit --memit-lambda $LAMBDA $(pre cf-alphaedit) ;;
+  zsre-alphaedit-c0)  run $step --records $ZSRE --method alphaedit --kept-c0-weight ${KEPT_C0:-$LAMBDA} $(pre zsre-alphaedit) ;;
+  cf-alphaedit-c0)    run $step --records $CF --method alphaedit --kept-c0-weight ${KEPT_C0:-$LAMBDA} $(pre cf-alphaedit) ;;
   zsre-alt-alphaedit) run $step --records $ZSRE --zsre-target alt --method alphaedit ;;
   zsre-alt-memit)     run $step --records $ZSRE --zsre-target alt --method memit --memit-lambda $LAMBDA $(pre zsre-alt-alphaedit) ;;
   *) echo "unknown step $step (zsre, cf, zsre-alt, or one run: zsre-alphaedit, zsre-memit, …)" >&2; exit 2 ;;

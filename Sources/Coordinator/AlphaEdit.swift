@@ -113,6 +113,8 @@ struct StageOptions: ParsableArguments {
     var nullSpaceRelative: Double?
     @Option(help: "Null space as a share of C0's trace: per layer, the smallest-eigenvalue directions whose eigenvalues sum to at most this share (instead of τ or ρ).")
     var nullSpaceTrace: Double?
+    @Option(help: "AlphaEdit only: weight w of a penalty w·‖ΔW K0‖²/n on the preserved keys inside the kept directions (MEMIT's term there; w = λm, e.g. 2000). Default: none, the paper's AlphaEdit.")
+    var keptC0Weight: Double?
 
     func validate() throws {
         if let targets, EditStages.Targets(rawValue: targets) == nil { throw ValidationError("--targets must be vstar, encore or nas") }
@@ -122,6 +124,7 @@ struct StageOptions: ParsableArguments {
         if let x = nullSpaceThreshold, !(x.isFinite && x > 0) { throw ValidationError("--null-space-threshold must be a positive number") }
         if let x = nullSpaceRelative, !(x > 0 && x < 1) { throw ValidationError("--null-space-relative must be in (0, 1)") }
         if let x = nullSpaceTrace, !(x > 0 && x < 1) { throw ValidationError("--null-space-trace must be in (0, 1)") }
+        if let x = keptC0Weight, !(x.isFinite && x >= 0) { throw ValidationError("--kept-c0-weight must be a number ≥ 0") }
         if [nullSpaceThreshold, nullSpaceRelative, nullSpaceTrace].compactMap({ $0 }).count > 1 {
             throw ValidationError("give one of --null-space-threshold, --null-space-relative and --null-space-trace")
         }
@@ -138,5 +141,6 @@ struct StageOptions: ParsableArguments {
         if let nullSpaceThreshold { hp.nullSpaceThreshold = nullSpaceThreshold; hp.nullSpaceRelative = nil; hp.nullSpaceTraceShare = nil }
         if let nullSpaceRelative { hp.nullSpaceRelative = nullSpaceRelative; hp.nullSpaceTraceShare = nil }
         if let nullSpaceTrace { hp.nullSpaceTraceShare = nullSpaceTrace; hp.nullSpaceRelative = nil }
+        if let keptC0Weight { hp.keptC0Weight = keptC0Weight > 0 ? keptC0Weight : nil }
     }
 }

@@ -140,6 +140,7 @@ public struct ClusterConfig: Sendable, Equatable {
         ("null_space_relative", "ρ in (0, 1): τ = ρ × each layer's largest eigenvalue instead (overrides null_space_threshold)"),
         ("null_space_trace", "s in (0, 1): per layer the null space is the smallest-eigenvalue directions holding at most s of C0's trace (overrides both)"),
         ("lambda", "AlphaEdit λ"), ("memit_lambda", "MEMIT λm"),
+        ("kept_c0_weight", "AlphaEdit: weight w of the penalty on preserved keys inside the kept directions (w = λm is MEMIT's there)"),
         ("targets", "targets stage: vstar | encore | nas"), ("project", "true | false: project the update onto K0's null space (default: the method's own)"),
         ("filter", "filter stage on ΔW: none | prune | rect"), ("encore_probability", "ENCORE's stopping probability"),
         ("rect_fraction", "RECT's kept fraction of entries"),
@@ -228,6 +229,7 @@ public struct ClusterConfig: Sendable, Equatable {
             hyperparameters.nullSpaceTraceShare = x
         case "lambda": hyperparameters.lambda = try positive()
         case "memit_lambda": hyperparameters.memitLambda = try positive()
+        case "kept_c0_weight": hyperparameters.keptC0Weight = try positive()
         case "targets", "project", "filter", "encore_probability", "rect_fraction":
             var st = hyperparameters.effectiveStages
             switch key {

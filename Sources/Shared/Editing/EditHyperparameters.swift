@@ -30,6 +30,12 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
     public var lambda: Double = 10
     /// MEMIT's λm.
     public var memitLambda: Double = 15000
+    /// w of AlphaEdit's penalty on the preserved keys inside the kept directions, w·‖ΔW K0‖²/n (nil or 0:
+    /// the paper's AlphaEdit). The kept directions carry part of C0's trace on models without a true null
+    /// space (README "Why AlphaEdit loses here"), and AlphaEdit's solve otherwise has only λ·I there;
+    /// w = λm puts MEMIT's penalty on them. Since Û holds eigenvectors of C0, ÛᵀC0Û = diag(λ_kept) and the
+    /// term costs nothing (EditSolver.alphaEdit's `keptPenalty`).
+    public var keptC0Weight: Double?
 
     /// The method's stages (EditStages.swift); nil: docs/algorithm.md's method as it is (and in the
     /// settings of campaigns recorded before stages existed).

@@ -21,13 +21,21 @@ public enum EditSolver {
     /// Order of products: B = ÛᵀK1 (r×u) once; Ûᵀ G Û = B Bᵀ + Ûᵀ (Cp Û), the second term skipped
     /// when `previousKeys` is nil (Cp = 0, the first batch); the right-hand side B Rᵀ (r×d) is solved
     /// for in place, and ΔW = (solution)ᵀ Ûᵀ is one last d×f product.
+    ///
+    /// `keptPenalty` (r values, ≥ 0) is added to the diagonal of Ûᵀ G Û + λ I: with Û the eigenvectors of C0
+    /// and the values w·λ_j (their eigenvalues), that is + w Ûᵀ C0 Û, i.e. the objective gains
+    /// w·tr(ΔW C0 ΔWᵀ), MEMIT's penalty on the preserved keys, restricted to the kept directions.
     public static func alphaEdit(residual R: Matrix64, keys K1: Matrix64, basis U: Matrix64,
                                  previousKeys Cp: Matrix64? = nil,
-                                 lambda: Double = defaultLambda) throws -> Matrix64 {
+                                 lambda: Double = defaultLambda, keptPenalty: [Double]? = nil) throws -> Matrix64 {
         let d = R.rows, u = R.cols, f = K1.rows, r = U.cols
         try check(R: R, K1: K1, Cp: Cp)
         guard U.rows == f else { throw LinearAlgebraError.shapeMismatch("Û is \(U.rows)×\(r), K1 is \(f)×\(u)") }
         guard lambda > 0, lambda.isFinite else { throw LinearAlgebraError.nonFinite("λ = \(lambda) (must be > 0)") }
+        if let kp = keptPenalty {
+            guard kp.count == r else { throw LinearAlgebraError.shapeMismatch("\(kp.count) kept-direction penalties for r = \(r)") }
+            guard kp.allSatisfy({ $0.isFinite && $0 >= 0 }) else { throw LinearAlgebraError.nonFinite("kept-direction penalty (must be finite and ≥ 0)") }
+        }
         guard r > 0, u > 0, d > 0 else { return Matrix64(zeros: d, f) }  // empty null space: no edit possible
 
         let bt = try K1.times(U, transposeSelf: true)                        // Bᵀ = K1ᵀ Û, u×r
@@ -35,7 +43,7 @@ public enum EditSolver {
             ?? Matrix64(zeros: r, r)
         // M (upper triangle) += Bᵀᵀ Bᵀ = B Bᵀ; dposv reads only the upper triangle.
         withPointers(bt, &m) { a, c in BLAS.dsyrkUpperAtA(n: r, k: u, a: a, lda: r, beta: 1, c: c, ldc: r) }
-        for i in 0..<r { m[i, i] += lambda }
+        for i in 0..<r { m[i, i] += lambda + (keptPenalty?[i] ?? 0) }
         var y = try bt.times(R, transposeSelf: true, transposeOther: true)   // B Rᵀ, r×d
         try solveSPD(&m, &y)                                                  // (ÛᵀGÛ + λI)⁻¹ B Rᵀ
         return try y.times(U, transposeSelf: true, transposeOther: true)     // ΔW = yᵀ Ûᵀ, d×f
@@ -44,8 +52,10 @@ public enum EditSolver {
     /// AlphaEdit with the basis of a stored projector.
     public static func alphaEdit(residual R: Matrix64, keys K1: Matrix64, projector: NullSpaceProjector,
                                  previousKeys Cp: Matrix64? = nil,
-                                 lambda: Double = defaultLambda) throws -> Matrix64 {
-        try alphaEdit(residual: R, keys: K1, basis: projector.basis, previousKeys: Cp, lambda: lambda)
+                                 lambda: Double = defaultLambda, keptC0Weight w: Double = 0) throws -> Matrix64 {
+        // Û's columns are C0's eigenvectors with the smallest eigenvalues, ascending: ÛᵀC0Û = diag of those.
+        let penalty = w > 0 ? projector.eigenvalues.prefix(projector.keptDimension).map { w * max($0, 0) } : nil
+        return try alphaEdit(residual: R, keys: K1, basis: projector.basis, previousKeys: Cp, lambda: lambda, keptPenalty: penalty)
     }
 
     /// MEMIT, docs/algorithm.md §4: ΔW = R K1ᵀ A⁻¹ with A = λm C0 + Cp + K1 K1ᵀ (f×f, SPD). A is symmetric, so

@@ -20,11 +20,14 @@ public enum EditError: Error, CustomStringConvertible {
     /// MEMIT's system λm C₀ + Cp + K₁K₁ᵀ failed Cholesky at `layer`: C₀ built from `keys` key vectors
     /// (fewer than `f` cannot span the key space) or damaged statistics.
     case memitSystemSingular(layer: Int, keys: Int, f: Int, lambdaM: Double)
+    /// kept_c0_weight set for a method other than AlphaEdit with its projection.
+    case keptC0WeightNeedsProjection(String)
     public var description: String {
         switch self {
         case .missingProjector(let l): "no null-space projector for edited layer \(l): run `alphaedit cov` for these layers"
         case .missingCovariance(let l): "no K0 statistics for edited layer \(l) (MEMIT needs C0)"
         case .layerMismatch(let d): "edited layers do not match: \(d)"
+        case .keptC0WeightNeedsProjection(let m): "kept_c0_weight (--kept-c0-weight) applies to AlphaEdit with its projection, not to \(m)"
         case let .memitSystemSingular(l, n, f, lm):
             "layer \(l): MEMIT's system λm C0 + Cp + K1K1ᵀ (λm \(lm), order \(f)) is not positive definite: "
                 + (n < f ? "the K0 statistics hold \(n) keys for \(f) dimensions, so C0 is singular; build them from more sentences (cov_sentences)"
@@ -67,6 +70,9 @@ public final class Editor {
                 state: SequentialState? = nil) throws {
         self.model = model; self.tokenizer = tokenizer; self.hp = hp; self.method = method; self.templates = templates
         self.projectors = projectors
+        if (hp.keptC0Weight ?? 0) > 0 && !(method == .alphaedit && hp.effectiveStages.projects(method)) {
+            throw EditError.keptC0WeightNeedsProjection(hp.effectiveStages.name(for: method))
+        }
         var c0: [Int: Matrix64] = [:], c0Keys: [Int: Int] = [:]
         for l in hp.layers {
             if hp.effectiveStages.projects(method) {
@@ -148,7 +154,8 @@ public final class Editor {
                     let p = try projectors.map { try $0.projector(layer: l) }
                     guard let p else { throw EditError.missingProjector(layer: l) }
                     dw = try EditSolver.alphaEdit(residual: r, keys: k1, projector: p,
-                                                  previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda)
+                                                  previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda,
+                                                  keptC0Weight: hp.keptC0Weight ?? 0)
                 } else {  // every direction: Û = I
                     dw = try EditSolver.alphaEdit(residual: r, keys: k1, basis: Matrix64.identity(k1.rows),
                                                   previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda)

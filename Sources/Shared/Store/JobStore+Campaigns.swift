@@ -76,6 +76,7 @@ public struct CampaignSettings: Codable, Equatable, Sendable {
         check("hyperparameters.nullSpaceTraceShare", h.nullSpaceTraceShare.map { "\($0)" } ?? "none", r.nullSpaceTraceShare.map { "\($0)" } ?? "none")
         check("hyperparameters.lambda", h.lambda, r.lambda)
         check("hyperparameters.memitLambda", h.memitLambda, r.memitLambda)
+        check("hyperparameters.keptC0Weight", h.keptC0Weight.map { "\($0)" } ?? "none", r.keptC0Weight.map { "\($0)" } ?? "none")
         check("hyperparameters.stages", h.effectiveStages.description, r.effectiveStages.description)
         check("hyperparameters.stages.encoreProbability", h.effectiveStages.encoreProbability, r.effectiveStages.encoreProbability)
         check("hyperparameters.stages.rectFraction", h.effectiveStages.rectFraction, r.effectiveStages.rectFraction)

@@ -22,6 +22,7 @@ final class ClusterConfigTests: XCTestCase {
         null_space_threshold = 0.01
         lambda = 5
         memit_lambda = 20000
+        kept_c0_weight = 2000
         corpus = data/c.jsonl
         cov_sentences = 123
         shard_sentences = 45
@@ -38,6 +39,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.hyperparameters.vLR, 0.5)
         XCTAssertEqual(c.hyperparameters.vSteps, 30)
         XCTAssertEqual(c.hyperparameters.clampFactor, 0.8)
+        XCTAssertEqual(c.hyperparameters.keptC0Weight, 2000)
         XCTAssertEqual(c.hyperparameters.klFactor, 0.1)
         XCTAssertEqual(c.hyperparameters.weightDecay, 0.25)
         XCTAssertEqual(c.hyperparameters.nullSpaceThreshold, 0.01)
@@ -48,7 +50,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.shardSentences, 45)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
         XCTAssertEqual(c.state, "/abs/run")
-        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 30, "every key listed once")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 31, "every key listed once")
     }
 
     func testDefaultsAndDerivedValues() throws {

@@ -98,6 +98,50 @@ extension EditMathTests {
         XCTAssertLessThan(diff, 1e-10 * ref.maxAbs, "R K1ᵀ Û (ÛᵀGÛ + λI)⁻¹ Ûᵀ = R K1ᵀ P (GP + λI)⁻¹: max diff \(diff)")
     }
 
+    /// AlphaEdit with a penalty on the preserved keys inside the kept directions (kept_c0_weight w): the
+    /// diagonal shortcut (ÛᵀC0Û = the kept eigenvalues) equals the general solve of (P (G + w C0) + λ I) Xᵀ
+    /// = P K1 Rᵀ, the update stays in the kept directions, w = 0 is the paper's AlphaEdit, and a larger w
+    /// changes the preserved keys less: tr(ΔW C0 ΔWᵀ) falls.
+    func testAlphaEditWithKeptC0PenaltyMatchesTheGeneralSolve() throws {
+        var rng = EditMathRNG(seed: 31)
+        let f = 20, d = 6, u = 4
+        let k0 = rng.matrix(f, 60)
+        let c0 = try k0.times(k0, transposeOther: true).scaled(1.0 / 60)   // full rank: no true null space
+        let median = try NullSpaceProjector(c0: c0, threshold: 1e9, layer: 0).eigenvalues[f / 2]
+        let proj = try NullSpaceProjector(c0: c0, threshold: median, layer: 0)
+        XCTAssertEqual(proj.keptDimension, f / 2)
+        XCTAssertGreaterThan(proj.keptTraceShare, 0.05, "the kept directions carry part of C0's trace")
+        let k1 = rng.matrix(f, u), r = rng.matrix(d, u, scale: 3), kp = rng.matrix(f, 3)
+        let cp = try kp.times(kp, transposeOther: true)
+        let p = proj.projectionMatrix()
+        func preservedChange(_ dw: Matrix64) throws -> Double {
+            let m = try (try dw.times(c0)).times(dw, transposeOther: true)
+            return (0..<d).reduce(0.0) { $0 + m[$1, $1] }
+        }
+        var last = Double.infinity
+        for w in [0.0, 50, 2000] {
+            let dw = try EditSolver.alphaEdit(residual: r, keys: k1, projector: proj, previousKeys: cp, keptC0Weight: w)
+            let g = try (try (try k1.times(k1, transposeOther: true)).combined(1, 1, cp)).combined(1, w, c0)
+            var a = try p.times(g)
+            for i in 0..<f { a[i, i] += EditSolver.defaultLambda }
+            let b = try (try p.times(k1)).times(r, transposeOther: true)
+            let ref = try Matrix64(rows: f, cols: d, values: try LAPACK.luSolve(a.values, n: f, b.values, nrhs: d)).transposed
+            XCTAssertLessThan(maxDiff64(dw.values, ref.values), 1e-9 * ref.maxAbs, "w \(w): diagonal shortcut = general solve")
+            let outside = try dw.combined(1, -1, try dw.times(p)).maxAbs
+            XCTAssertLessThan(outside, 1e-10 * dw.maxAbs, "w \(w): ΔW (I − P) = 0")
+            let change = try preservedChange(dw)
+            XCTAssertLessThan(change, last, "w \(w): tr(ΔW C0 ΔWᵀ) falls as w grows")
+            last = change
+        }
+        XCTAssertEqual(try EditSolver.alphaEdit(residual: r, keys: k1, projector: proj, previousKeys: cp, keptC0Weight: 0),
+                       try EditSolver.alphaEdit(residual: r, keys: k1, projector: proj, previousKeys: cp), "w = 0 is the paper's AlphaEdit")
+        XCTAssertThrowsError(try EditSolver.alphaEdit(residual: r, keys: k1, basis: proj.basis, keptPenalty: [1, 2])) { error in
+            guard case .shapeMismatch? = error as? LinearAlgebraError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try EditSolver.alphaEdit(residual: r, keys: k1, basis: proj.basis,
+                                                      keptPenalty: [Double](repeating: -1, count: proj.keptDimension)))
+    }
+
     func testMemitSatisfiesItsNormalEquation() throws {
         var rng = EditMathRNG(seed: 16)
         let f = 20, d = 6, u = 4

@@ -135,6 +135,30 @@ final class EditStagesTests: XCTestCase {
         XCTAssertEqual(Array(UnsafeBufferPointer(start: m.weights.layers[0].down.ptr, count: n)), before, "nothing applied")
     }
 
+    /// kept_c0_weight is AlphaEdit's (inside its projection): on MEMIT, or AlphaEdit without projection, the
+    /// editor refuses it by name.
+    func testKeptC0WeightOnlyWithAlphaEditsProjection() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 20)
+        let m = try LlamaModel(path: path)
+        let tok = try BPETokenizer(gguf: m.gguf)
+        var hp = EditHyperparameters()
+        hp.layers = [0, 1]; hp.keptC0Weight = 2000
+        let stats = try statistics(path, corpus, sentences: 20)
+        let projectors = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
+        let t = ContextTemplates(groups: [["{}"]])
+        XCTAssertNoThrow(try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: t, projectors: projectors, statistics: nil))
+        XCTAssertThrowsError(try Editor(model: m, tokenizer: tok, hp: hp, method: .memit, templates: t, projectors: nil, statistics: stats)) {
+            XCTAssertTrue("\($0)".contains("kept_c0_weight") && "\($0)".contains("memit"), "\($0)")
+        }
+        hp.stages = EditStages(project: false)
+        XCTAssertThrowsError(try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: t, projectors: nil, statistics: nil)) {
+            XCTAssertTrue("\($0)".contains("without projection"), "\($0)")
+        }
+    }
+
     func testStagesFromConfigAndTheirNames() throws {
         let c = try ClusterConfig.parse("project = true\nfilter = rect\nrect_fraction = 0.3\ntargets = encore\nencore_probability = 0.8\n")
         let s = try XCTUnwrap(c.hyperparameters.stages)
