@@ -109,16 +109,20 @@ final class EditStagesTests: XCTestCase {
     /// MEMIT on K0 statistics of one sentence (far fewer keys than the 512 key dimensions): C0 is singular,
     /// and the error names the layer, the key count and the remedy instead of a bare Cholesky failure; the
     /// weights stay as they were.
-    func testMemitOnTooFewK0KeysNamesTheProblem() throws {
+    /// The synthetic model, its tokenizer and K0 statistics of `sentences` corpus sentences at layers 0 and 1.
+    func syntheticFixture(sentences: Int) throws -> (LlamaModel, BPETokenizer, KeyStatistics) {
         let dir = try ClusterTestSupport.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = try ClusterTestSupport.model(in: dir)
-        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 1)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: sentences)
         let m = try LlamaModel(path: path)
-        let tok = try BPETokenizer(gguf: m.gguf)
+        return (m, try BPETokenizer(gguf: m.gguf), try statistics(path, corpus, sentences: sentences))
+    }
+
+    func testMemitOnTooFewK0KeysNamesTheProblem() throws {
+        let (m, tok, stats) = try syntheticFixture(sentences: 1)
         var hp = EditHyperparameters()
         hp.layers = [0, 1]; hp.vSteps = 2
-        let stats = try statistics(path, corpus, sentences: 1)
         let keys = stats.counts[0]
         XCTAssertLessThan(keys, m.config.ffn)
         let editor = try Editor(model: m, tokenizer: tok, hp: hp, method: .memit, templates: ContextTemplates(groups: [["{}"]]),
@@ -138,15 +142,9 @@ final class EditStagesTests: XCTestCase {
     /// kept_c0_weight is AlphaEdit's (inside its projection): on MEMIT, or AlphaEdit without projection, the
     /// editor refuses it by name.
     func testKeptC0WeightOnlyWithAlphaEditsProjection() throws {
-        let dir = try ClusterTestSupport.tempDir()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let path = try ClusterTestSupport.model(in: dir)
-        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 20)
-        let m = try LlamaModel(path: path)
-        let tok = try BPETokenizer(gguf: m.gguf)
+        let (m, tok, stats) = try syntheticFixture(sentences: 20)
         var hp = EditHyperparameters()
         hp.layers = [0, 1]; hp.keptC0Weight = 2000
-        let stats = try statistics(path, corpus, sentences: 20)
         let projectors = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
         let t = ContextTemplates(groups: [["{}"]])
         XCTAssertNoThrow(try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: t, projectors: projectors, statistics: nil))
