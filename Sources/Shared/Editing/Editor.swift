@@ -81,7 +81,7 @@ public final class Editor {
             if method == .memit {
                 guard let s = statistics, let m = try? s.mean(layer: l) else { throw EditError.missingCovariance(layer: l) }
                 c0[l] = m
-                c0Keys[l] = s.layers.firstIndex(of: l).map { s.counts[$0] } ?? 0
+                c0Keys[l] = try s.count(layer: l)
             }
         }
         self.c0 = c0; self.c0Keys = c0Keys

@@ -90,8 +90,8 @@ public struct EvalReport: Codable, Sendable {
         var s = hp.effectiveStages.name(for: m)
         if m == .memit { s += String(format: " (λm %g)", hp.memitLambda) }
         if m == .alphaedit {
-            s += String(format: " (v_lr %g, %@", hp.vLR, hp.nullSpaceRule.description)
-                + ((hp.keptC0Weight ?? 0) > 0 ? String(format: ", kept C0 weight %g)", hp.keptC0Weight!) : ")")
+            let penalty = hp.keptC0Weight.flatMap { $0 > 0 ? String(format: ", kept C0 weight %g", $0) : nil } ?? ""
+            s += String(format: " (v_lr %g, %@%@)", hp.vLR, hp.nullSpaceRule.description, penalty)
         }
         return s
     }
