@@ -6,7 +6,9 @@ the K₀ statistics the campaign used. E‖ΔW k‖² over K₀'s keys is tr(ΔW
 eigenvalue bands, so one sees whether the change on preserved keys comes from directions AlphaEdit's
 projector removes (λ > τ_l) or from the ones it keeps.
 
-  python3 scripts/state-change.py STATISTICS.bin RHO STATE_DIR [STATE_DIR …]
+  python3 scripts/state-change.py STATISTICS.bin THRESHOLD STATE_DIR [STATE_DIR …]
+
+THRESHOLD is the campaign's: a relative ρ (τ_l = ρ λ_max, e.g. 1e-3) or an absolute τ written tau=2e-2.
 
 Reads our artifact container through scripts/artifacts.py.
 """
@@ -16,7 +18,9 @@ import numpy as np
 from artifacts import statistics, deltas
 
 def main():
-    stats, rho, states = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+    stats, threshold, states = sys.argv[1], sys.argv[2], sys.argv[3:]
+    absolute = threshold.startswith("tau=")
+    value = float(threshold[4:] if absolute else threshold)
     c0 = statistics(stats)
     import glob, os
     acc = {}
@@ -29,7 +33,7 @@ def main():
     res = {}
     for l in sorted(c0):
         w, v = np.linalg.eigh(c0[l])
-        tau = rho * w[-1]
+        tau = value if absolute else value * w[-1]
         bands = [(0, tau), (tau, 1e-2 * w[-1]), (1e-2 * w[-1], np.inf)]
         row = {"lambda_max": w[-1], "tau": tau, "kept": float((w < tau).mean())}
         for st, tot in acc.items():
