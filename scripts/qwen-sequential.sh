@@ -5,7 +5,7 @@
 # (0–999), each method in its own lane: a local cluster of one 1-thread worker (v*) and a 1-thread
 # coordinator (keys, solve), so the two lanes share this 2-core machine.
 #
-# Far longer than a session (≈ 35 min per batch per lane here), so the campaigns live outside the
+# Longer than a session (≈ 13 min of v* plus 2–4 min of keys and solve per batch per lane here, 2026-12-04), so the campaigns live outside the
 # work tree ($RUNS, default ../runs/qwen-seq) and resume where they stopped: run the script again.
 # K0 statistics (2,000 sentences, ≈ 14 min on one thread here) are built once by `alphaedit cov` on two
 # local workers ($RUNS/cov) and both campaigns start from them (`edit --statistics`, checked to be of this
