@@ -34,7 +34,8 @@ def main():
     for l in sorted(c0):
         w, v = np.linalg.eigh(c0[l])
         tau = value if absolute else value * w[-1]
-        bands = [(0, tau), (tau, 1e-2 * w[-1]), (1e-2 * w[-1], np.inf)]
+        top = max(tau, 1e-2 * w[-1])   # an absolute τ may lie above 1e-2 λ_max: then the middle band is empty
+        bands = [(0, tau), (tau, top), (top, np.inf)]
         row = {"lambda_max": w[-1], "tau": tau, "kept": float((w < tau).mean())}
         for st, tot in acc.items():
             d = tot[l] @ v                      # ΔW in C₀'s eigenbasis (columns)
