@@ -6,7 +6,8 @@
 # coordinator (keys, solve), so the two lanes share this 2-core machine.
 #
 # Longer than a session (per batch per lane here, 2026-12-04: ≈ 13 min of v*, 2–4 min of keys and solve),
-# so the campaigns live outside the work tree ($RUNS, default ../runs/qwen-seq) and resume where they stopped: run the script again.
+# so the campaigns live outside the work tree ($RUNS, default ../runs/qwen-seq) and resume where they
+# stopped: run the script again.
 # K0 statistics (2,000 sentences, ≈ 14 min on one thread here) are built once by `alphaedit cov` on two
 # local workers ($RUNS/cov) and both campaigns start from them (`edit --statistics`, checked to be of this
 # model, corpus, range and layers). At 500 edits each lane leaves a copy of its state ($RUNS/<method>-500)
