@@ -33,3 +33,19 @@ def deltas(path):
         (l,) = struct.unpack_from("<q", m, o); o += 8
         out[l] = np.frombuffer(m, "<f8", rows * cols, o).reshape(rows, cols); o += rows * cols * 8
     return out
+
+def sequential_state(path):
+    """Cp per layer (Σ K1 K1ᵀ over the keys edited so far) and the key counts: {layer: (count, Cp)}."""
+    magic, m = body(path)
+    assert magic == "AESEQSTA", magic
+    f, nl = struct.unpack_from("<qq", m, 0); o = 16
+    heads = []
+    for _ in range(nl):
+        heads.append(struct.unpack_from("<qq", m, o)); o += 16
+    tri = f * (f + 1) // 2
+    iu = np.triu_indices(f)
+    out = {}
+    for l, n in heads:
+        s = np.zeros((f, f)); s[iu] = np.frombuffer(m, "<f8", tri, o); o += tri * 8
+        out[l] = (n, s + np.triu(s, 1).T)
+    return out
