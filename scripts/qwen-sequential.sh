@@ -24,6 +24,8 @@
 #   mkdir -p ../runs/qwen-seq-rho; for d in cov pre-500; do ln -s "$(cd ../runs/qwen-seq && pwd)/$d" ../runs/qwen-seq-rho/; done
 #   RUNS=../runs/qwen-seq-rho RHO=1e-3 scripts/qwen-sequential.sh alphaedit
 # and the same with the trace-share rule: RUNS=../runs/qwen-seq-trace TRACE=1e-2 scripts/qwen-sequential.sh alphaedit
+# KEPT_C0=w adds MEMIT's penalty w·C0 inside the kept directions (`--kept-c0-weight`; README "Why AlphaEdit
+# forgets"): RUNS=../runs/qwen-seq-kc0 KEPT_C0=2000 scripts/qwen-sequential.sh alphaedit (same links as above).
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
@@ -39,7 +41,7 @@ runs_setup qwen "$MODEL" 2000 "$LAMBDA" "the Qwen sequential experiment (scripts
 lane() {  # method
     local m=$1 args state=$RUNS/$1
     case $m in
-      alphaedit) read -ra args <<< "--method alphaedit $(null_space_args)" ;;
+      alphaedit) read -ra args <<< "--method alphaedit $(null_space_args) ${KEPT_C0:+--kept-c0-weight $KEPT_C0}" ;;
       memit) args=(--method memit) ;;   # λm: memit_lambda in $CONF
     esac
     local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
