@@ -15,14 +15,18 @@ def statistics(path):
     layers, counts = [], []
     for _ in range(nl):
         l, n = struct.unpack_from("<qq", m, o); o += 16; layers.append(l); counts.append(n)
-    tri = f * (f + 1) // 2
     out = {}
-    iu = np.triu_indices(f)
     for l, n in zip(layers, counts):
-        s = np.zeros((f, f)); s[iu] = np.frombuffer(m, "<f8", tri, o); o += tri * 8
-        s = s + np.triu(s, 1).T
+        s, o = symmetric_from_upper(m, o, f)
         out[l] = s / n
     return out
+
+def symmetric_from_upper(m, o, f):
+    """The f×f symmetric matrix stored as its packed upper triangle (Float64, row by row) at offset o,
+    and the offset after it."""
+    tri = f * (f + 1) // 2
+    s = np.zeros((f, f)); s[np.triu_indices(f)] = np.frombuffer(m, "<f8", tri, o)
+    return s + np.triu(s, 1).T, o + tri * 8
 
 def deltas(path):
     magic, m = body(path)
@@ -42,10 +46,8 @@ def sequential_state(path):
     heads = []
     for _ in range(nl):
         heads.append(struct.unpack_from("<qq", m, o)); o += 16
-    tri = f * (f + 1) // 2
-    iu = np.triu_indices(f)
     out = {}
     for l, n in heads:
-        s = np.zeros((f, f)); s[iu] = np.frombuffer(m, "<f8", tri, o); o += tri * 8
-        out[l] = (n, s + np.triu(s, 1).T)
+        s, o = symmetric_from_upper(m, o, f)
+        out[l] = (n, s)
     return out
