@@ -26,6 +26,8 @@
 # and the same with the trace-share rule: RUNS=../runs/qwen-seq-trace TRACE=1e-2 scripts/qwen-sequential.sh alphaedit
 # KEPT_C0=w adds MEMIT's penalty w·C0 inside the kept directions (`--kept-c0-weight`; README "Why AlphaEdit
 # forgets"): RUNS=../runs/qwen-seq-kc0 KEPT_C0=2000 scripts/qwen-sequential.sh alphaedit (same links as above).
+# LANE_WORKERS=n gives a lane n one-thread v* workers (default 1: two lanes share the two cores; a lone lane
+# may take both). The result does not depend on it (v* per request is independent of the worker).
 set -u
 cd "$(dirname "$0")/.."
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-HASWELL}
@@ -45,7 +47,7 @@ lane() {  # method
       memit) args=(--method memit) ;;   # λm: memit_lambda in $CONF
     esac
     local common=(--config "$CONF" --facts "$FACTS" --limit "$N" --batch-size "$BATCH" --state "$state"
-                  --cluster "local 1" --worker-threads 1 --threads 1 --statistics "$RUNS/cov/statistics.bin" "${args[@]}")
+                  --cluster "local ${LANE_WORKERS:-1}" --worker-threads 1 --threads 1 --statistics "$RUNS/cov/statistics.bin" "${args[@]}")
     local done; done=$(committed "$state")
     if [ "$done" -lt $((HALF / BATCH)) ]; then
         echo "== $m: batches $done → $((HALF / BATCH))" >&2

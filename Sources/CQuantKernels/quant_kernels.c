@@ -111,7 +111,7 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
 // registers). Several output rows share each load of x; one accumulator per (row, token).
 // `ns` stored (super-)blocks per row.
 QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
-                                  const float *x, int64_t in, int tt, float *y, int64_t ldy, int accumulate) {
+                                  const float *x, int64_t ldx, int tt, float *y, int64_t ldy, int accumulate) {
     __m512 a[ROWS_512][QK_MAX_TILE];
     for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm512_setzero_ps();
     const int64_t bytes = fmt_bytes(fmt);
@@ -123,7 +123,7 @@ QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, 
             for (int r = 0; r < nr; r++) dequant_512(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], &w0[r], &w1[r]);
             const float *xb = x + (sb * fmt_blocks(fmt) + j) * QK_BLOCK;
             for (int t = 0; t < tt; t++) {
-                const __m512 x0 = _mm512_loadu_ps(xb + t * in), x1 = _mm512_loadu_ps(xb + t * in + 16);
+                const __m512 x0 = _mm512_loadu_ps(xb + t * ldx), x1 = _mm512_loadu_ps(xb + t * ldx + 16);
                 for (int r = 0; r < nr; r++) a[r][t] = _mm512_fmadd_ps(w1[r], x1, _mm512_fmadd_ps(w0[r], x0, a[r][t]));
             }
         }
@@ -133,47 +133,47 @@ QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, 
 }
 
 // Calls fn with the tile height `tt` as a literal (1…QK_MAX_TILE), so each case gets its own
-// register allocation; uses the caller's fmt, wr, rowBytes, ns, xt, in, yt, ldy, accumulate.
+// register allocation; uses the caller's fmt, wr, rowBytes, ns, xt, ldx, yt, ldy, accumulate.
 #define QK_TILE_CASES(fn, nr) \
     switch (tt) { \
-    case 1: fn(fmt, wr, rowBytes, nr, ns, xt, in, 1, yt, ldy, accumulate); break; \
-    case 2: fn(fmt, wr, rowBytes, nr, ns, xt, in, 2, yt, ldy, accumulate); break; \
-    case 3: fn(fmt, wr, rowBytes, nr, ns, xt, in, 3, yt, ldy, accumulate); break; \
-    case 4: fn(fmt, wr, rowBytes, nr, ns, xt, in, 4, yt, ldy, accumulate); break; \
-    case 5: fn(fmt, wr, rowBytes, nr, ns, xt, in, 5, yt, ldy, accumulate); break; \
-    case 6: fn(fmt, wr, rowBytes, nr, ns, xt, in, 6, yt, ldy, accumulate); break; \
-    case 7: fn(fmt, wr, rowBytes, nr, ns, xt, in, 7, yt, ldy, accumulate); break; \
-    case 8: fn(fmt, wr, rowBytes, nr, ns, xt, in, 8, yt, ldy, accumulate); break; \
-    case 9: fn(fmt, wr, rowBytes, nr, ns, xt, in, 9, yt, ldy, accumulate); break; \
-    default: fn(fmt, wr, rowBytes, nr, ns, xt, in, 10, yt, ldy, accumulate); break; \
+    case 1: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 1, yt, ldy, accumulate); break; \
+    case 2: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 2, yt, ldy, accumulate); break; \
+    case 3: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 3, yt, ldy, accumulate); break; \
+    case 4: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 4, yt, ldy, accumulate); break; \
+    case 5: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 5, yt, ldy, accumulate); break; \
+    case 6: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 6, yt, ldy, accumulate); break; \
+    case 7: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 7, yt, ldy, accumulate); break; \
+    case 8: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 8, yt, ldy, accumulate); break; \
+    case 9: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 9, yt, ldy, accumulate); break; \
+    default: fn(fmt, wr, rowBytes, nr, ns, xt, ldx, 10, yt, ldy, accumulate); break; \
     }
 
 // Output rows [o, o + nr) over all token rows, tile by tile.
-QK_INLINE QK_AVX512 void rows_512(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
+QK_INLINE QK_AVX512 void rows_512(int fmt, const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
                                   int nr, float *y, int64_t ldy, int accumulate) {
     const int64_t ns = in / fmt_block(fmt), size = tile_size(t, TILE_512);
     prefetch_ahead(wr, nr * rowBytes);
     for (int64_t t0 = 0; t0 < t; t0 += size) {
-        const float *xt = x + t0 * in;
+        const float *xt = x + t0 * ldx;
         float *yt = y + t0 * ldy;
         const int64_t tt = t - t0 < size ? t - t0 : size;
         QK_TILE_CASES(tile_512, nr)
     }
 }
 
-QK_INLINE QK_AVX512 void linear_512(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *w,
+QK_INLINE QK_AVX512 void linear_512(int fmt, const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w,
                                     float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t rowBytes = in / fmt_block(fmt) * fmt_bytes(fmt);
     int64_t o = o0;
-    for (; o + ROWS_512 <= o1; o += ROWS_512) rows_512(fmt, x, t, in, w + o * rowBytes, rowBytes, ROWS_512, y + o, ldy, accumulate);
-    for (; o < o1; o++) rows_512(fmt, x, t, in, w + o * rowBytes, rowBytes, 1, y + o, ldy, accumulate);
+    for (; o + ROWS_512 <= o1; o += ROWS_512) rows_512(fmt, x, ldx, t, in, w + o * rowBytes, rowBytes, ROWS_512, y + o, ldy, accumulate);
+    for (; o < o1; o++) rows_512(fmt, x, ldx, t, in, w + o * rowBytes, rowBytes, 1, y + o, ldy, accumulate);
 }
 
 // ---- AVX2: a block is four 8-lane vectors, one accumulator per token row ----
 
 // `nr` output rows × `tt` token rows, one accumulator each (literals after inlining).
 QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
-                                const float *x, int64_t in, int tt, float *y, int64_t ldy, int accumulate) {
+                                const float *x, int64_t ldx, int tt, float *y, int64_t ldy, int accumulate) {
     __m256 a[ROWS_256][QK_MAX_TILE];
     for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm256_setzero_ps();
     const int64_t bytes = fmt_bytes(fmt);
@@ -186,7 +186,7 @@ QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, in
                 __m256 w[4];
                 dequant_256(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], w);
                 for (int t = 0; t < tt; t++)
-                    for (int i = 0; i < 4; i++) a[r][t] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * in + 8 * i), a[r][t]);
+                    for (int i = 0; i < 4; i++) a[r][t] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(xb + t * ldx + 8 * i), a[r][t]);
             }
         }
     }
@@ -196,23 +196,23 @@ QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, in
 
 // Output rows [o, o + nr) over all token rows, tile by tile (rows_512's AVX2 twin: the ISA attribute
 // and the tile function differ).
-QK_INLINE QK_AVX2 void group_256(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
+QK_INLINE QK_AVX2 void group_256(int fmt, const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *wr, int64_t rowBytes,
                                  int nr, float *y, int64_t ldy, int accumulate) {
     const int64_t ns = in / fmt_block(fmt), size = tile_size(t, TILE_256);
     prefetch_ahead(wr, nr * rowBytes);
     for (int64_t t0 = 0; t0 < t; t0 += size) {
-        const float *xt = x + t0 * in;
+        const float *xt = x + t0 * ldx;
         float *yt = y + t0 * ldy;
         const int64_t tt = t - t0 < size ? t - t0 : size;
         QK_TILE_CASES(tile_256, nr)
     }
 }
 
-QK_INLINE QK_AVX2 void linear_256(int fmt, const float *x, int64_t t, int64_t in, const uint8_t *w,
+QK_INLINE QK_AVX2 void linear_256(int fmt, const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w,
                                   float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t rowBytes = in / fmt_block(fmt) * fmt_bytes(fmt);
     int64_t o = o0;
-#define QK_GROUPS_256(nr) for (; o + nr <= o1; o += nr) group_256(fmt, x, t, in, w + o * rowBytes, rowBytes, nr, y + o, ldy, accumulate)
+#define QK_GROUPS_256(nr) for (; o + nr <= o1; o += nr) group_256(fmt, x, ldx, t, in, w + o * rowBytes, rowBytes, nr, y + o, ldy, accumulate)
     switch (rows_256(fmt, tile_size(t, TILE_256))) {
     case 8: QK_GROUPS_256(8); break;
     case 4: QK_GROUPS_256(4); break;
@@ -224,16 +224,16 @@ QK_INLINE QK_AVX2 void linear_256(int fmt, const float *x, int64_t t, int64_t in
 }
 
 // One instantiation per (ISA, format), so the format is a constant in the hot loop.
-typedef void (*linear_fn)(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
+typedef void (*linear_fn)(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
                           int64_t o0, int64_t o1, int accumulate);
 #define QK_INSTANCES(name, fmt) \
-    static QK_AVX512 void linear_512_##name(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, \
-                                            int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
-        linear_512(fmt, x, t, in, w, y, ldy, o0, o1, accumulate); \
+    static QK_AVX512 void linear_512_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
+                                            float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
+        linear_512(fmt, x, ldx, t, in, w, y, ldy, o0, o1, accumulate); \
     } \
-    static QK_AVX2 void linear_256_##name(const float *x, int64_t t, int64_t in, const uint8_t *w, float *y, \
-                                          int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
-        linear_256(fmt, x, t, in, w, y, ldy, o0, o1, accumulate); \
+    static QK_AVX2 void linear_256_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
+                                          float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
+        linear_256(fmt, x, ldx, t, in, w, y, ldy, o0, o1, accumulate); \
     }
 QK_INSTANCES(q4_1, QK_Q4_1)
 QK_INSTANCES(q8_0, QK_Q8_0)
@@ -247,12 +247,21 @@ static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linea
 _Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_Q6_K + 1, "one kernel per format");
 _Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_Q6_K + 1, "one kernel per format");
 
-int qk_linear(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
-              float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx, int64_t t, int64_t in, const void *w,
+                      float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     if ((unsigned)format > QK_Q6_K) return -1;
-    if (!x || !w || !y || t < 0 || in <= 0 || in % fmt_block((int)format) != 0 || o0 < 0 || o1 < o0 || ldy < o1) return -1;
+    if (!x || !w || !y || t < 0 || in <= 0 || in % fmt_block((int)format) != 0 || ldx < in || o0 < 0 || o1 < o0 || ldy < o1) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
     if (t == 0 || o0 == o1) return 0;
-    (isa == QK_ISA_AVX512 ? KERNELS_512 : KERNELS_256)[format](x, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
+    (isa == QK_ISA_AVX512 ? KERNELS_512 : KERNELS_256)[format](x, ldx, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
     return 0;
+}
+
+int qk_linear(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+              float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    return qk_linear_strided(format, isa, x, in, t, in, w, y, ldy, o0, o1, accumulate);
+}
+
+int64_t qk_x_stride(int64_t in) {
+    return (in * (int64_t)sizeof(float)) % QK_ALIAS_BYTES == 0 ? in + QK_ALIAS_PAD : in;
 }

@@ -21,6 +21,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 enum { POOL_MAX_WORKERS = 15, SPIN_NS = 100000 };  // ≤ 4 · 16 + 1 chunks: the ticket's 8 bits
@@ -32,7 +34,7 @@ typedef struct {
     const float *x;
     const void *w;
     float *y;
-    int64_t t, in, rows;
+    int64_t ldx, t, in, rows;  // x's rows ldx floats apart (qk_x_stride)
     int64_t big, bigCount, small, chunks;  // chunks [0, bigCount) have `big` rows, later ones `small`
 } job_t;
 
@@ -47,7 +49,7 @@ static struct {
 } pool = { .busy = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 static void run_rows(const job_t *j, int64_t o0, int64_t o1) {
-    qk_linear(j->format, j->isa, j->x, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate);
+    qk_linear_strided(j->format, j->isa, j->x, j->ldx, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate);
 }
 
 static int64_t chunk_start(const job_t *j, int64_t i) {
@@ -119,12 +121,33 @@ static int ensure_workers(int n) {
     return pool.workers;
 }
 
+// x at the stride the kernels read fastest (qk_x_stride): a copy in this thread's buffer when that
+// differs from `in` and there are several token rows, else x itself; NULL when out of memory.
+static const float *x_at_stride(const float *x, int64_t t, int64_t in, int64_t *ldx) {
+    static _Thread_local float *buffer;
+    static _Thread_local int64_t capacity;
+    *ldx = qk_x_stride(in);
+    if (t < 2 || *ldx == in) { *ldx = in; return x; }
+    if (t * *ldx > capacity) {
+        float *grown = NULL;
+        if (posix_memalign((void **)&grown, 64, (size_t)(t * *ldx) * sizeof(float)) != 0) return NULL;
+        free(buffer);
+        buffer = grown;
+        capacity = t * *ldx;
+    }
+    for (int64_t r = 0; r < t; r++) memcpy(buffer + r * *ldx, x + r * in, (size_t)in * sizeof(float));
+    return buffer;
+}
+
 int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                        float *y, int64_t rows, int accumulate, int threads) {
     // An empty range validates the arguments, so no chunk below can fail.
     const int ok = qk_linear(format, isa, x, t, in, w, y, rows, 0, 0, accumulate);
     if (ok != 0) return ok;
-    job_t job = { format, accumulate, isa, x, w, y, t, in, rows, rows, 1, 0, 1 };
+    int64_t ldx;
+    const float *xs = x_at_stride(x, t, in, &ldx);
+    if (!xs) { xs = x; ldx = in; }  // no memory for the copy: the slower stride, the same result
+    job_t job = { format, accumulate, isa, xs, w, y, ldx, t, in, rows, rows, 1, 0, 1 };
     // Another thread's product in flight: this one runs alone rather than wait.
     if (threads <= 1 || rows < 4 || pthread_mutex_trylock(&pool.busy) != 0) { run_rows(&job, 0, rows); return 0; }
     int helpers = ensure_workers(threads - 1);  // more workers than asked for sit this job out

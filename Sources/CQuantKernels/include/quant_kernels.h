@@ -39,6 +39,18 @@ typedef enum {
 int qk_linear(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
               float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
 
+/// `qk_linear` with the token rows of x `ldx` ≥ in floats apart (x[t × ldx]).
+int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx, int64_t t, int64_t in, const void *w,
+                      float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
+
+/// The row stride, ≥ in, at which the kernels read x fastest (`qk_linear_parallel` copies x to it).
+/// Rows QK_ALIAS_BYTES apart (in = 1,024 or 2,048 floats: 4 or 8 KB) share one set of the 8-way L1
+/// cache: the 10 token rows of a tile then evict each other on every block, and each x load goes to
+/// L2 (measured, one AVX2 core, T = 10, 640 output rows: Q5_0 at 2,048 inputs ≈ 35 GF/s against
+/// ≈ 70 at 512 or 640). QK_ALIAS_PAD more floats (one cache line) put each row in another set.
+enum { QK_ALIAS_BYTES = 4096, QK_ALIAS_PAD = 16 };
+int64_t qk_x_stride(int64_t in);
+
 /// All output rows of the product (ldy = rows), split by rows over the caller and `threads` − 1
 /// persistent workers (thread_pool.c). Runs on the caller alone when another thread's product is
 /// in flight. Same return values as `qk_linear`.

@@ -83,8 +83,9 @@ public final class WorkerNode {
     }
 
     private func hello() -> Hello {
-        Hello(name: name, pid: ProcessInfo.processInfo.processIdentifier, threads: runner.threads,
-              modelChecksum: modelChecksum, weightsVersion: runner.weightsVersion)
+        let jobs = running.keys.filter { $0 != Self.applyingDeltas }.sorted()
+        return Hello(name: name, pid: ProcessInfo.processInfo.processIdentifier, threads: runner.threads,
+                     modelChecksum: modelChecksum, weightsVersion: runner.weightsVersion, running: jobs.isEmpty ? nil : jobs)
     }
 
     /// One connection's life: true when told to shut down, false when the coordinator went silent.

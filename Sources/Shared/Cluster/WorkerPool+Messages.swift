@@ -38,9 +38,11 @@ extension WorkerPool {
                 log.debug("ignored \(message.kind) from unknown peer \(hex(id))")
                 return
             }
-            if workers[id]?.alive == false {
+            if let w = workers[id], !w.alive {
                 workers[id]?.alive = true
-                log.warning("worker \(workers[id]?.label ?? "") is heard from again")
+                workers[id]?.lostJobs = []
+                log.warning("worker \(w.label) is heard from again")
+                adoptRunning(w.lostJobs, of: id, w.label)
             }
             workers[id]?.lastHeard = now
             if case .jobFailed = message {} else { workers[id]?.heldOff = false }
@@ -81,6 +83,25 @@ extension WorkerPool {
         }
     }
 
+    /// A reconnecting worker's jobs still running (or those of one counted dead and heard from again on
+    /// the same connection) hold its slots again, so it gets no job it would refuse
+    /// as busy (before, the refusals of a worker stopped with SIGSTOP for a few seconds ran out a v* job's
+    /// retries while it computed: "v* job 9 failed: worker local-2 is busy"). A running job still wanted
+    /// and queued (its lease voided by the reconnect) is leased back rather than run twice; one already
+    /// leased elsewhere runs on both and the first result counts; one already done only holds the slot
+    /// until its late result arrives.
+    func adoptRunning(_ running: [Int], of id: [UInt8], _ label: String) {
+        guard !running.isEmpty else { return }
+        var back: [Int] = []
+        for job in running {
+            workers[id]?.jobs.append(job)
+            if jobs[job] != nil, let i = queue.firstIndex(of: job) { queue.remove(at: i); back.append(job) }
+        }
+        let list = { (js: [Int]) in js.map(String.init).joined(separator: ", ") }
+        let note = back.isEmpty ? "" : "; leased back: \(list(back))"
+        log.info("worker \(label) is still running job\(running.count == 1 ? "" : "s") \(list(running))\(note)")
+    }
+
     /// Frees the worker if it held `job`.
     private func finish(_ id: [UInt8], job: Int) {
         workers[id]?.jobs.removeAll { $0 == job }
@@ -117,6 +138,7 @@ extension WorkerPool {
         }
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
+        adoptRunning(h.running ?? [], of: id, label)
         send(.welcome(Welcome(weightsVersion: committed.count)), to: id, socket)
     }
 }

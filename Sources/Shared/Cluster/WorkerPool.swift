@@ -46,6 +46,9 @@ struct PoolWorker {
     var sentVersion: Int
     /// Jobs leased to it, oldest first.
     var jobs: [Int] = []
+    /// The leases it held when counted dead, re-queued then: heard from again on the same connection,
+    /// it is still running them (`adoptRunning`).
+    var lostJobs: [Int] = []
     var alive = true
     /// It refused a job as busy (applying deltas, its slots full): no job goes to it until it is heard
     /// from again (its next heartbeat, result or acknowledgement), so a refused job does not bounce
@@ -371,6 +374,7 @@ public final class WorkerPool: @unchecked Sendable {
     private func expireSilentWorkers(_ now: Double) {
         for (id, w) in workers where w.alive && now - w.lastHeard > WireProtocol.deadAfter {
             workers[id]?.alive = false
+            workers[id]?.lostJobs = w.jobs
             workers[id]?.jobs = []
             let lost = w.jobs.filter { jobs[$0] != nil }
             queue.insert(contentsOf: lost, at: 0)

@@ -66,10 +66,15 @@ public struct Hello: Codable, Equatable, Sendable {
     public var protocolVersion: Int
     /// Committed batches of deltas the worker has applied (0 = base model).
     public var weightsVersion: Int
+    /// Jobs this process is still running from an earlier connection (it reconnected after `deadAfter`
+    /// of silence, e.g. when the machine was stopped or overloaded): the coordinator leases them back
+    /// to it instead of sending it other jobs that it could only refuse as busy. Absent: none (and
+    /// what a worker from before this field sends).
+    public var running: [Int]?
     public init(name: String, pid: Int32, threads: Int, modelChecksum: String,
-                protocolVersion: Int = Int(WireProtocol.version), weightsVersion: Int = 0) {
+                protocolVersion: Int = Int(WireProtocol.version), weightsVersion: Int = 0, running: [Int]? = nil) {
         self.name = name; self.pid = pid; self.threads = threads; self.modelChecksum = modelChecksum
-        self.protocolVersion = protocolVersion; self.weightsVersion = weightsVersion
+        self.protocolVersion = protocolVersion; self.weightsVersion = weightsVersion; self.running = running
     }
 }
 

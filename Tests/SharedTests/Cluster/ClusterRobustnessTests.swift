@@ -159,6 +159,65 @@ final class ClusterRobustnessTests: XCTestCase {
         _ = (first, second, other)
     }
 
+    /// A worker that comes back while still computing a job keeps it: on a new connection its hello
+    /// names the jobs still running, and heard from again on the same one after being counted dead, its
+    /// lost leases are its own again. Either way it is sent no job until that result (before, the pool
+    /// re-sent the job or another one, the worker refused as busy until the job's retries ran out, and
+    /// the run failed: "v* job 9 failed: worker local-2 is busy", 2026-12-04, workers stopped a few
+    /// seconds by SIGSTOP). Each job is sent once and the run finishes.
+    func testWorkerBackWhileComputingKeepsItsJob() throws {
+        for reconnect in [true, false] {
+            let dir = try ClusterTestSupport.tempDir()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let (pool, log, endpoint) = try bareCoordinator(dir)
+            defer { pool.shutdown() }
+            let ctx = try ZMQContext()
+            var socket = try fakeWorker(ctx, endpoint, pid: 7)
+            final class Box: @unchecked Sendable { var done = false; var error: Error? }
+            let box = Box()
+            let work = Work.covariance(CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0], batchSentences: 1))
+            let run = Thread {
+                do { try pool.run([work, work]) { _, _, _ in box.done = true } } catch { box.error = error }
+            }
+            run.start()
+            func nextJob(_ s: ZMQSocket, within seconds: Double, beating: Bool = true) throws -> JobAssignment? {
+                let deadline = ProcessStats.now() + seconds
+                var beat = ProcessStats.now()
+                while ProcessStats.now() < deadline {
+                    if let f = try s.receive(timeoutMs: 10), case .job(let j) = try Message(frames: f) { return j }
+                    if beating, ProcessStats.now() - beat >= 0.2 { try s.send(try Message.heartbeat.frames()); beat = ProcessStats.now() }
+                }
+                return nil
+            }
+            var sent: [Int] = []
+            let first = try XCTUnwrap(try nextJob(socket, within: 10), "first job: \(log.all)")
+            sent.append(first.id)
+            if reconnect {
+                let again = try ZMQSocket(ctx, .dealer)
+                try again.connect(endpoint)
+                let h = Hello(name: "w", pid: 7, threads: 1, modelChecksum: Self.fakeChecksum, running: [first.id])
+                guard case .welcome = try exchange(again, try Message.hello(h).frames(), "hello again") else { return XCTFail("not welcomed again") }
+                socket = again
+            } else {   // silent past deadAfter, then a heartbeat on the same connection
+                XCTAssertNil(try nextJob(socket, within: WireProtocol.deadAfter + 1, beating: false))
+                XCTAssertTrue(log.contains("counted dead"), "\(log.all)")
+                try socket.send(try Message.heartbeat.frames())
+            }
+            let early = try nextJob(socket, within: 1.5)
+            XCTAssertNil(early, "sent job \(early?.id ?? -1) while still computing job \(first.id): \(log.all)")
+            XCTAssertTrue(log.contains("is still running job \(first.id); leased back: \(first.id)"), "\(log.all)")
+            try socket.send(try Message.result(JobResult(jobID: first.id, seconds: 0.01, output: .covariance(tokens: 1)), payload: []).frames())
+            let second = try XCTUnwrap(try nextJob(socket, within: 10), "second job: \(log.all)")
+            sent.append(second.id)
+            try socket.send(try Message.result(JobResult(jobID: second.id, seconds: 0.01, output: .covariance(tokens: 1)), payload: []).frames())
+            let deadline = ProcessStats.now() + 10
+            while !box.done, box.error == nil, ProcessStats.now() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            XCTAssertNil(box.error, "\(box.error.map { "\($0)" } ?? ""): \(log.all)")
+            XCTAssertTrue(box.done, "\(log.all)")
+            XCTAssertEqual(Set(sent).count, 2, "each job sent once (reconnect: \(reconnect)): \(sent)")
+        }
+    }
+
     /// A worker busy applying deltas answers jobs "busy" (retryable) for as long as that takes. The pool
     /// sends it no job again until it speaks (a heartbeat), so refusals come one per heartbeat, not as a
     /// burst: here 30 refusals over ≈ 1.5 s (more than the 20 that ended a run before: CI failed 2026-12-03

@@ -129,6 +129,35 @@ final class QuantizedLinearTests: XCTestCase {
         }
     }
 
+    /// Inputs of 1,024 or 2,048 floats put x's rows 4 or 8 KB apart, in one L1 set: `qk_linear_parallel`
+    /// then reads a copy at `qk_x_stride` (one cache line more). The copy changes where x lies, not one
+    /// operation: its results equal the direct call on the contiguous rows, bit for bit, every format.
+    func testPaddedInputStrideKeepsTheBits() throws {
+        guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        XCTAssertEqual(qk_x_stride(1024), 1024 + Int64(QK_ALIAS_PAD))
+        XCTAssertEqual(qk_x_stride(2048), 2048 + Int64(QK_ALIAS_PAD))
+        XCTAssertEqual(qk_x_stride(640), 640)
+        XCTAssertEqual(qk_x_stride(1536), 1536)
+        for isa in isas {
+            for (type, format) in [(GGMLType.q4_1, QK_Q4_1), (.q8_0, QK_Q8_0), (.q5_0, QK_Q5_0), (.q4_K, QK_Q4_K), (.q6_K, QK_Q6_K)] {
+                for (rows, cols) in [(70, 1024), (33, 2048)] {
+                    let bytes = QuantizedKernelTypesTests.randomMatrix(type, rows: rows, cols: cols, seed: 17)
+                    let x = Self.randomFloats(12 * cols, seed: 18)
+                    for t in [1, 2, 10, 12] {
+                        let padded = try Self.kernel(type, bytes, rows: rows, cols: cols, x: x, t: t, isa: isa, threads: 2)
+                        var direct = [Float](repeating: .nan, count: t * rows)
+                        let rc = bytes.withUnsafeBytes { raw in
+                            qk_linear(format, qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t), Int64(cols),
+                                      raw.baseAddress, &direct, Int64(rows), 0, Int64(rows), 0)
+                        }
+                        XCTAssertEqual(rc, 0)
+                        XCTAssertEqual(padded, direct, "\(type) \(isa) \(rows)×\(cols) T=\(t)")
+                    }
+                }
+            }
+        }
+    }
+
     /// Products started from several threads at once share the worker pool (one at a time; the
     /// others run on their callers) and still give the single-thread results.
     func testConcurrentCallersGetTheirOwnResults() throws {
