@@ -5,7 +5,7 @@
 // blocks. A row's bytes (≤ a few KB) stay in L1 across the tiles, so memory sees each weight once
 // per call. Measured on one core at T = 10 (2026-12-03, AMD EPYC): AVX-512 Q4_1 ≈ 175 GF/s, Q8_0
 // ≈ 173, Q5_0 ≈ 128, Q4_K ≈ 130, Q6_K ≈ 118; AVX2 Q4_1 ≈ 97, Q8_0 ≈ 101, Q5_0 ≈ 83, Q4_K ≈ 59–77,
-// Q6_K ≈ 67.
+// Q6_K ≈ 67; AVX2 over inputs of ≥ 1,024 (2026-12-04, input chunks and padded x below): 61–87.
 // The dequantizers (dequant_q32.h, dequant_k.h) mirror Dequantize.swift bit for bit, so the results
 // differ from dequantize + sgemm only by summation order.
 // Q5_0, Q4_K and Q6_K have AVX2 dequantizers only: their AVX-512 kernel runs the same 16-lane FMA
@@ -105,6 +105,54 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
     *w1 = join256(w[2], w[3]);
 }
 
+// ---- input chunks: a wide input's activations stay in L1 (AVX2) ----
+
+// A tile reads its token rows of x across the whole input for every output row. Past L1 (32 KB on
+// Zen 4 and Skylake; 10 token rows of 2,048 inputs are 80 KB) the AVX2 loop, one x load per FMA, waits
+// on L2. So on AVX2 a tile of ≥ CHUNK_MIN_TT token rows whose x exceeds CHUNK_IF_X_OVER walks the input
+// in chunks of ≤ CHUNK_X_BYTES of x (whole stored blocks), each chunk over a group of CHUNK_GROUP
+// output rows before the next (chunked()). The accumulators wait in memory between chunks and are
+// summed across lanes after the last: each holds the partial sums of the same FMAs in the same order
+// as when it stayed in a register, so the results keep their bits. Each (format, tile height) has its
+// own chunk function, not inlined into the walk: inlined, the walk's loop variables crowded the
+// general registers and the x pointer was reloaded from the stack before every FMA (Q4_K 74 → 55).
+// Measured 2026-12-04 on one AVX2 core, T = 10, in one process alternating with the kernels before
+// (GF/s, before → after, x's 4 KB strides padded by qk_linear_parallel as well): Q5_0 640 × 2048
+// 37 → 62 (the padding alone: 55), Q4_K 640 × 1024 53 → 61, Q6_K 896 × 4864 54 → 66, Q4_1 576 × 1536
+// 54 → 87. Q5_0 896 × 896 (35.8 KB of x) stays whole: 73, chunked 70. AVX-512 does not chunk: its
+// tiles load each x once for two output rows, and chunks lost there (Q4_K 640 × 1024 76 → 56).
+enum { CHUNK_MIN_TT = 6, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 36864, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
+enum { CHUNK_TTS = QK_MAX_TILE - CHUNK_MIN_TT + 1 };
+
+typedef void (*chunk_fn)(const uint8_t *wr, int64_t rowBytes, int64_t sb0, int64_t sb1, const float *x, int64_t ldx, float *acc);
+
+/// Whether a tile of `tt` token rows over `in` inputs walks the input in chunks.
+static inline int chunks_input(int64_t tt, int64_t in) {
+    return tt >= CHUNK_MIN_TT && tt * in * (int64_t)sizeof(float) > CHUNK_IF_X_OVER;
+}
+
+/// Token rows [0, tt) (tt ≥ CHUNK_MIN_TT) of output rows [o0, o1): groups of CHUNK_GROUP rows, in
+/// each the input chunks in order, in each chunk the group's rows one at a time (`chunks`: the
+/// format's chunk functions by tile height, CHUNK_MIN_TT first), then the sums across lanes.
+static QK_AVX2 void chunked(int fmt, const chunk_fn *chunks, const float *x, int64_t ldx, int64_t tt, int64_t in,
+                            const uint8_t *w, float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    const int64_t ns = in / fmt_block(fmt), rowBytes = ns * fmt_bytes(fmt);
+    int64_t chunk = CHUNK_X_BYTES / (tt * fmt_block(fmt) * (int64_t)sizeof(float));
+    if (chunk < 1) chunk = 1;
+    const chunk_fn run = chunks[tt - CHUNK_MIN_TT];
+    float acc[CHUNK_GROUP * QK_MAX_TILE * CHUNK_LANES] __attribute__((aligned(32)));
+    for (int64_t og = o0; og < o1; og += CHUNK_GROUP) {
+        const int64_t oe = og + CHUNK_GROUP < o1 ? og + CHUNK_GROUP : o1;
+        memset(acc, 0, (size_t)(oe - og) * QK_MAX_TILE * CHUNK_LANES * sizeof(float));
+        for (int64_t sb0 = 0; sb0 < ns; sb0 += chunk) {
+            const int64_t sb1 = sb0 + chunk < ns ? sb0 + chunk : ns;
+            for (int64_t o = og; o < oe; o++) run(w + o * rowBytes, rowBytes, sb0, sb1, x, ldx, acc + (o - og) * QK_MAX_TILE * CHUNK_LANES);
+        }
+        for (int64_t r = 0; r < oe - og; r++)
+            for (int64_t k = 0; k < tt; k++) store(y + k * ldy + og + r, hsum256(_mm256_load_ps(acc + (r * QK_MAX_TILE + k) * CHUNK_LANES)), accumulate);
+    }
+}
+
 // ---- AVX-512: a block is two 16-lane vectors, two accumulators per token row ----
 
 // `nr` output rows × `tt` token rows (literals after inlining, so the accumulators live in
@@ -171,13 +219,12 @@ QK_INLINE QK_AVX512 void linear_512(int fmt, const float *x, int64_t ldx, int64_
 
 // ---- AVX2: a block is four 8-lane vectors, one accumulator per token row ----
 
-// `nr` output rows × `tt` token rows, one accumulator each (literals after inlining).
-QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
-                                const float *x, int64_t ldx, int tt, float *y, int64_t ldy, int accumulate) {
-    __m256 a[ROWS_256][QK_MAX_TILE];
-    for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm256_setzero_ps();
+// Adds stored blocks [sb0, sb1) of `nr` output rows to the accumulators a[r][t] of `tt` token rows,
+// one accumulator each (literals after inlining).
+QK_INLINE QK_AVX2 void blocks_256(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t sb0, int64_t sb1,
+                                  const float *x, int64_t ldx, int tt, __m256 a[ROWS_256][QK_MAX_TILE]) {
     const int64_t bytes = fmt_bytes(fmt);
-    for (int64_t sb = 0; sb < ns; sb++) {
+    for (int64_t sb = sb0; sb < sb1; sb++) {
         qk_scales s[ROWS_256];
         for (int r = 0; r < nr; r++) prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
         for (int j = 0; j < fmt_blocks(fmt); j++) {
@@ -190,8 +237,26 @@ QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, in
             }
         }
     }
+}
+
+// `nr` output rows × `tt` token rows over the whole input (`ns` stored blocks), into y.
+QK_INLINE QK_AVX2 void tile_256(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
+                                const float *x, int64_t ldx, int tt, float *y, int64_t ldy, int accumulate) {
+    __m256 a[ROWS_256][QK_MAX_TILE];
+    for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm256_setzero_ps();
+    blocks_256(fmt, wr, rowBytes, nr, 0, ns, x, ldx, tt, a);
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < tt; t++) store(y + t * ldy + r, hsum256(a[r][t]), accumulate);
+}
+
+// One output row × `tt` token rows over stored blocks [sb0, sb1), the accumulators kept in `acc`
+// between calls (CHUNK_LANES floats per token row): one chunk of the input (chunked()).
+QK_INLINE QK_AVX2 void chunk_256(int fmt, const uint8_t *wr, int64_t rowBytes, int64_t sb0, int64_t sb1,
+                                 const float *x, int64_t ldx, int tt, float *acc) {
+    __m256 a[ROWS_256][QK_MAX_TILE];
+    for (int t = 0; t < tt; t++) a[0][t] = _mm256_load_ps(acc + t * CHUNK_LANES);
+    blocks_256(fmt, wr, rowBytes, 1, sb0, sb1, x, ldx, tt, a);
+    for (int t = 0; t < tt; t++) _mm256_store_ps(acc + t * CHUNK_LANES, a[0][t]);
 }
 
 // Output rows [o, o + nr) over all token rows, tile by tile (rows_512's AVX2 twin: the ISA attribute
@@ -226,14 +291,44 @@ QK_INLINE QK_AVX2 void linear_256(int fmt, const float *x, int64_t ldx, int64_t 
 // One instantiation per (ISA, format), so the format is a constant in the hot loop.
 typedef void (*linear_fn)(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
                           int64_t o0, int64_t o1, int accumulate);
+
+/// Token tiles whose x fits L1 go to `reg` (the AVX2 register walk of this format; all at once when
+/// none is chunked), the others to chunked() with this format's chunk functions.
+static void by_tiles(int fmt, linear_fn reg, const chunk_fn *chunks, const float *x, int64_t ldx, int64_t t, int64_t in,
+                     const uint8_t *w, float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
+    const int64_t size = tile_size(t, QK_MAX_TILE);
+    if (!chunks_input(size, in)) { reg(x, ldx, t, in, w, y, ldy, o0, o1, accumulate); return; }
+    for (int64_t t0 = 0; t0 < t; t0 += size) {
+        const int64_t tt = t - t0 < size ? t - t0 : size;
+        if (chunks_input(tt, in)) chunked(fmt, chunks, x + t0 * ldx, ldx, tt, in, w, y + t0 * ldy, ldy, o0, o1, accumulate);
+        else reg(x + t0 * ldx, ldx, tt, in, w, y + t0 * ldy, ldy, o0, o1, accumulate);
+    }
+}
+
+// The AVX2 chunk functions for tile heights CHUNK_MIN_TT…QK_MAX_TILE, and their table.
+#define QK_CHUNK_FN(name, fmt, tt) \
+    static QK_AVX2 __attribute__((noinline)) void chunk_##name##_##tt( \
+        const uint8_t *wr, int64_t rowBytes, int64_t sb0, int64_t sb1, const float *x, int64_t ldx, float *acc) { \
+        chunk_256(fmt, wr, rowBytes, sb0, sb1, x, ldx, tt, acc); \
+    }
+#define QK_CHUNK_FNS(name, fmt) \
+    QK_CHUNK_FN(name, fmt, 6) QK_CHUNK_FN(name, fmt, 7) QK_CHUNK_FN(name, fmt, 8) QK_CHUNK_FN(name, fmt, 9) QK_CHUNK_FN(name, fmt, 10) \
+    static const chunk_fn CHUNKS_##name[CHUNK_TTS] = { chunk_##name##_6, chunk_##name##_7, chunk_##name##_8, chunk_##name##_9, chunk_##name##_10 };
+_Static_assert(CHUNK_MIN_TT == 6 && QK_MAX_TILE == 10, "QK_CHUNK_FNS lists these tile heights");
+
 #define QK_INSTANCES(name, fmt) \
     static QK_AVX512 void linear_512_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
                                             float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
         linear_512(fmt, x, ldx, t, in, w, y, ldy, o0, o1, accumulate); \
     } \
-    static QK_AVX2 void linear_256_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
-                                          float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
+    static QK_AVX2 void reg_256_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
+                                       float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
         linear_256(fmt, x, ldx, t, in, w, y, ldy, o0, o1, accumulate); \
+    } \
+    QK_CHUNK_FNS(name, fmt) \
+    static void linear_256_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
+                                  float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
+        by_tiles(fmt, reg_256_##name, CHUNKS_##name, x, ldx, t, in, w, y, ldy, o0, o1, accumulate); \
     }
 QK_INSTANCES(q4_1, QK_Q4_1)
 QK_INSTANCES(q8_0, QK_Q8_0)

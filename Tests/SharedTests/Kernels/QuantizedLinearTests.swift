@@ -130,8 +130,9 @@ final class QuantizedLinearTests: XCTestCase {
     }
 
     /// Inputs of 1,024 or 2,048 floats put x's rows 4 or 8 KB apart, in one L1 set: `qk_linear_parallel`
-    /// then reads a copy at `qk_x_stride` (one cache line more). The copy changes where x lies, not one
-    /// operation: its results equal the direct call on the contiguous rows, bit for bit, every format.
+    /// then reads a copy at `qk_x_stride` (one cache line more), and with ≥ 6 token rows the AVX2 kernel
+    /// walks such an input in chunks. Neither changes an operation: the results equal the direct call on
+    /// the contiguous rows and the token-by-token products, bit for bit, every format.
     func testPaddedInputStrideKeepsTheBits() throws {
         guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
         XCTAssertEqual(qk_x_stride(1024), 1024 + Int64(QK_ALIAS_PAD))
@@ -152,6 +153,14 @@ final class QuantizedLinearTests: XCTestCase {
                         }
                         XCTAssertEqual(rc, 0)
                         XCTAssertEqual(padded, direct, "\(type) \(isa) \(rows)×\(cols) T=\(t)")
+                        // T ≥ 6 on AVX2 walks these inputs in chunks (x past 32 KB); token by token it
+                        // does not (T = 1): the same bits.
+                        var single: [Float] = []
+                        for r in 0..<t {
+                            single += try Self.kernel(type, bytes, rows: rows, cols: cols, x: Array(x[(r * cols)..<((r + 1) * cols)]),
+                                                      t: 1, isa: isa, threads: 1)
+                        }
+                        XCTAssertEqual(padded, single, "\(type) \(isa) \(rows)×\(cols) T=\(t) against token by token")
                     }
                 }
             }
