@@ -32,13 +32,17 @@
 // T = 2 Q8_0 19.6 → 67.6; Gemma's LM head (Q8_0 262144 × 640, T = 1) 26.4 → 10.2 ms. Q6_K's
 // dequantizer needs more registers: two of its rows at T = 3…5 spill (59.6 → 36.9), so it keeps one.
 // The AVX-512 loop gained nothing from 4 or 8 rows (Q8_0 T = 1: 22.6 GF/s with 2, 19.7 with 4, 18.3
-// with 8); it stays at 2.
+// with 8); it stays at 2. Those T = 1 figures were with the weights in cache. Read from memory, as an
+// LM head is (2026-12-04, one core, in one process alternating 8 rows with 4), 4 rows beat 8 for the
+// 32-weight formats, equal in cache (Q8_0 2048 × 640: 31.7 and 32.5): Q8_0 262144 × 640 (Gemma's LM
+// head) 18 → 30, Q8_0 151936 × 896 14 → 26, Q5_0 151936 × 896 12.5 → 17.6, Q4_1 1536 × 576 10 → 18;
+// 2 rows: 27. Q4_K keeps 8 (896 × 4864: 18.0 with 8, 15.4 with 4).
 enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 10, ROWS_256 = 8 };
 _Static_assert(TILE_512 <= QK_MAX_TILE && TILE_256 <= QK_MAX_TILE, "tiles fit the accumulator arrays");
 
 /// AVX2 output rows per tile for tiles of `size` token rows: ≤ 10 accumulators of the 16 registers.
 static inline int rows_256(int fmt, int64_t size) {
-    if (size == 1) return fmt == QK_Q6_K ? 4 : 8;
+    if (size == 1) return fmt == QK_Q4_K ? 8 : 4;
     if (size == 2) return 4;
     return size <= 5 && fmt != QK_Q6_K ? 2 : 1;
 }
