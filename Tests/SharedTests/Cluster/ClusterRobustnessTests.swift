@@ -20,6 +20,19 @@ final class ClusterRobustnessTests: XCTestCase {
     }
     static let fakeChecksum = "0123456789abcdef"
 
+    /// How a run on another thread ended: `done` once it returned (every result in), or its error.
+    final class RunBox: @unchecked Sendable { var done = false; var error: Error? }
+
+    /// Starts `pool.run` of `jobs` covariance shards (which the fake workers answer) on a thread.
+    func startRun(_ pool: WorkerPool, jobs: Int) -> RunBox {
+        let box = RunBox()
+        let work = Work.covariance(CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0], batchSentences: 1))
+        Thread {
+            do { try pool.run(Array(repeating: work, count: jobs)) { _, _, _ in }; box.done = true } catch { box.error = error }
+        }.start()
+        return box
+    }
+
     /// A DEALER that said hello as worker "w" (pid `pid`) and was welcomed.
     func fakeWorker(_ ctx: ZMQContext, _ endpoint: String, pid: Int32) throws -> ZMQSocket {
         let s = try ZMQSocket(ctx, .dealer)
@@ -173,13 +186,7 @@ final class ClusterRobustnessTests: XCTestCase {
             defer { pool.shutdown() }
             let ctx = try ZMQContext()
             var socket = try fakeWorker(ctx, endpoint, pid: 7)
-            final class Box: @unchecked Sendable { var done = false; var error: Error? }
-            let box = Box()
-            let work = Work.covariance(CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0], batchSentences: 1))
-            let run = Thread {
-                do { try pool.run([work, work]) { _, _, _ in box.done = true } } catch { box.error = error }
-            }
-            run.start()
+            let box = startRun(pool, jobs: 2)
             func nextJob(_ s: ZMQSocket, within seconds: Double, beating: Bool = true) throws -> JobAssignment? {
                 let deadline = ProcessStats.now() + seconds
                 var beat = ProcessStats.now()
@@ -230,13 +237,7 @@ final class ClusterRobustnessTests: XCTestCase {
         defer { pool.shutdown() }
         let ctx = try ZMQContext()
         let dealer = try fakeWorker(ctx, endpoint, pid: 7)
-        final class Box: @unchecked Sendable { var done = false; var error: Error? }
-        let box = Box()
-        let work = Work.covariance(CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0], batchSentences: 1))
-        let run = Thread {
-            do { try pool.run([work]) { _, _, _ in box.done = true } } catch { box.error = error }
-        }
-        run.start()
+        let box = startRun(pool, jobs: 1)
         var refusals = 0, spoke = 0, early = 0
         let refusalsWanted = 30
         var lastSpoke = ProcessStats.now()
