@@ -83,8 +83,8 @@ extension WorkerPool {
         }
     }
 
-    /// A reconnecting worker's jobs still running (or those of one counted dead and heard from again on
-    /// the same connection) hold its slots again, so it gets no job it would refuse
+    /// A reconnecting worker's jobs still running that this pool had leased to it (or those of one counted
+    /// dead and heard from again on the same connection) hold its slots again, so it gets no job it would refuse
     /// as busy (before, the refusals of a worker stopped with SIGSTOP for a few seconds ran out a v* job's
     /// retries while it computed: "v* job 9 failed: worker local-2 is busy"). A running job still wanted
     /// and queued (its lease voided by the reconnect) is leased back rather than run twice; one already
@@ -124,21 +124,26 @@ extension WorkerPool {
             send(.refuse(Reason(why)), to: id, socket)
             return
         }
+        // What this pool leased to this process before: only those of its running jobs are its own again
+        // (a worker that comes from another coordinator process may run jobs whose ids mean other work here).
+        var leasedBefore = Set<Int>()
         if let old = workers[id] {
             // The worker restarted its conversation: its leases are void.
             queue.insert(contentsOf: old.jobs.filter { jobs[$0] != nil }, at: 0)
+            leasedBefore.formUnion(old.jobs + old.lostJobs)
         }
         // The same process on a new connection (a worker reconnects after `deadAfter` of our silence,
         // e.g. while this machine is overloaded): its earlier connection is over, with its leases. Kept,
         // it would count as a second live worker and then be "counted dead".
         for (other, w) in workers where other != id && w.hello.name == h.name && w.hello.pid == h.pid {
             queue.insert(contentsOf: w.jobs.filter { jobs[$0] != nil }, at: 0)
+            leasedBefore.formUnion(w.jobs + w.lostJobs)
             workers[other] = nil
             log.info("worker \(label) reconnected: its earlier connection is closed")
         }
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
-        adoptRunning(h.running ?? [], of: id, label)
+        adoptRunning((h.running ?? []).filter(leasedBefore.contains), of: id, label)
         send(.welcome(Welcome(weightsVersion: committed.count)), to: id, socket)
     }
 }

@@ -202,7 +202,8 @@ final class ClusterRobustnessTests: XCTestCase {
             if reconnect {
                 let again = try ZMQSocket(ctx, .dealer)
                 try again.connect(endpoint)
-                let h = Hello(name: "w", pid: 7, threads: 1, modelChecksum: Self.fakeChecksum, running: [first.id])
+                // Job 999 was never leased to this process (another coordinator's, say): not its own here.
+                let h = Hello(name: "w", pid: 7, threads: 1, modelChecksum: Self.fakeChecksum, running: [first.id, 999])
                 guard case .welcome = try exchange(again, try Message.hello(h).frames(), "hello again") else { return XCTFail("not welcomed again") }
                 socket = again
             } else {   // silent past deadAfter, then a heartbeat on the same connection
