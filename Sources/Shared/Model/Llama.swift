@@ -22,6 +22,11 @@ public struct ForwardHooks {
     /// Vectors [C] added to a block's output at packed rows: `deltas[layer] = [(row, vector)]`.
     public var deltas: [Int: [(row: Int, vector: [Float])]] = [:]
     public init() {}
+
+    /// Whether any hook reads or changes block `layer`.
+    func involves(_ layer: Int) -> Bool {
+        keyLayers.contains(layer) || outputLayers.contains(layer) || mlpOutputLayers.contains(layer) || deltas[layer] != nil
+    }
 }
 
 public final class LlamaModel: @unchecked Sendable {
@@ -73,9 +78,22 @@ public final class LlamaModel: @unchecked Sendable {
             throw ModelError.positionOutOfRange(sequence: -1, position: r, length: batch.count)
         }
         let hidden = embed(batch)
-        let kept = runBlocks(0...last, hidden: hidden, batch: batch, hooks: hooks, keep: keep)
-        let logits = (last == config.layers - 1 && !logitRows.isEmpty) ? self.logits(hidden: hidden.ptr, rows: logitRows) : []
-        return ForwardResult(logits: logits, vocab: config.vocab, hidden: hidden, activations: kept)
+        // With logits wanted, the last block needs only their rows' outputs (`outputRows`), unless a
+        // hook or `keep` looks at that block.
+        let full = last == config.layers - 1
+        let needed = full && !hooks.involves(last) && !keep.contains(last) ? Array(Set(logitRows)).sorted() : nil
+        let kept = runBlocks(0...last, hidden: hidden, batch: batch, hooks: hooks, keep: keep, lastRows: needed)
+        let logits = full && !logitRows.isEmpty
+            ? self.logits(hidden: hidden.ptr, rows: needed.map { LlamaModel.packedIndex(logitRows, in: $0) } ?? logitRows) : []
+        return ForwardResult(logits: logits, vocab: config.vocab, activations: kept)
+    }
+
+    /// Where each of `rows` lies in `kept` (sorted, holding every one of them): the row of a block
+    /// output computed at `kept` only.
+    static func packedIndex(_ rows: [Int], in kept: [Int]) -> [Int] {
+        var at: [Int: Int] = [:]
+        for (i, r) in kept.enumerated() { at[r] = i }
+        return rows.map { at[$0]! }
     }
 
     /// Token embeddings [T × C].
@@ -93,10 +111,13 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Runs blocks `range` over the residual stream `hidden` [T × C] in place. With `prefix`, the
     /// batch's sequences continue ones whose earlier rows' K/V are in `prefix.cache` (PrefixKVCache),
-    /// and the batch's own K/V are stored there too.
+    /// and the batch's own K/V are stored there too. `lastRows` (sorted packed rows; the last block
+    /// neither hooked nor kept): the last block computes only those rows' outputs, left in hidden's
+    /// first `lastRows.count` rows (the other rows then hold nothing meaningful); its K/V are still
+    /// those of every row (`block(outputRows:)`).
     public func runBlocks(_ range: ClosedRange<Int>, hidden: FloatBuffer, batch: TokenBatch,
                           hooks: ForwardHooks = ForwardHooks(), keep: Set<Int> = [],
-                          prefix: CachedPrefix? = nil) -> [Int: LayerActivations] {
+                          prefix: CachedPrefix? = nil, lastRows: [Int]? = nil) -> [Int: LayerActivations] {
         let layout = prefix?.layout(batch, heads: config.heads)
             ?? AttentionLayout(starts: batch.starts, lengths: batch.lengths, heads: config.heads)
         ensureRoPE(Int(batch.positions.max() ?? 0) + 2)
@@ -112,41 +133,75 @@ public final class LlamaModel: @unchecked Sendable {
                 a = reusable!
             }
             a.input.ptr.update(from: hidden.ptr, count: batch.count * config.hidden)
-            block(l, a, batch: batch, layout: layout, hooks: hooks, cache: prefix?.cache)
-            hidden.ptr.update(from: a.output.ptr, count: batch.count * config.hidden)
+            let rows = l == range.upperBound ? lastRows : nil
+            block(l, a, batch: batch, layout: layout, hooks: hooks, cache: prefix?.cache, outputRows: rows)
+            hidden.ptr.update(from: a.output.ptr, count: (rows?.count ?? batch.count) * config.hidden)
         }
         return kept
     }
 
-    /// One transformer block: `a.input` → `a.output`, every intermediate kept in `a`.
+    /// One transformer block: `a.input` → `a.output`, every intermediate kept in `a`. With
+    /// `outputRows` (sorted, distinct packed rows; hooks must not involve block l): K/V of every row (into
+    /// `cache` too), but the rest only as far as those rows' outputs need, which land in `a.output`'s
+    /// first rows; none (`[]`): K/V only. Exact: a row's output depends on other rows only through K/V,
+    /// and the kernels compute each row alone (a row's bits are those of the whole block; sgemm over
+    /// the fewer rows may round differently). Used for the last block, whose other rows nobody reads.
     func block(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, hooks: ForwardHooks,
-               cache: PrefixKVCache? = nil) {
+               cache: PrefixKVCache? = nil, outputRows: [Int]? = nil) {
+        let c = config, t = batch.count
+        guard let rows = outputRows, rows.count < t else {
+            attention(l, a, batch: batch, layout: layout, cache: cache, queries: true)
+            mlp(l, a, rows: t, hooks: hooks)
+            return
+        }
+        attention(l, a, batch: batch, layout: layout, cache: cache, queries: !rows.isEmpty)
+        guard !rows.isEmpty else { return }
+        for (i, r) in rows.enumerated() where i != r {  // i < r: rows sorted and distinct, so nothing needed is overwritten
+            (a.attnOut.ptr + i * c.qDim).update(from: a.attnOut.ptr + r * c.qDim, count: c.qDim)
+            (a.input.ptr + i * c.hidden).update(from: a.input.ptr + r * c.hidden, count: c.hidden)
+        }
+        mlp(l, a, rows: rows.count, hooks: ForwardHooks())
+    }
+
+    /// The block's first half: the attention norm, K and V (stored in `cache`), and with `queries`
+    /// Q and the attention output `a.attnOut`.
+    func attention(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, cache: PrefixKVCache?,
+                   queries: Bool) {
         let c = config, tr = c.traits, w = weights.layers[l], t = batch.count
         let qw = quantized.layers[l], qs = quantized
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
+        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim) }
         linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
         linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
         if let qb = w.qBias, let kb = w.kBias, let vb = w.vBias {
-            addRowVector(a.q.ptr, qb.ptr, rows: t, dim: c.qDim)
+            if queries { addRowVector(a.q.ptr, qb.ptr, rows: t, dim: c.qDim) }
             addRowVector(a.k.ptr, kb.ptr, rows: t, dim: c.kvDim)
             addRowVector(a.v.ptr, vb.ptr, rows: t, dim: c.kvDim)
         }
         if let qn = w.qNorm, let kn = w.kNorm {  // per-head RMSNorm: rows of D values
-            a.qRaw.ptr.update(from: a.q.ptr, count: t * c.qDim)
+            if queries {
+                a.qRaw.ptr.update(from: a.q.ptr, count: t * c.qDim)
+                RMSNorm.forward(a.qRaw.ptr, qn.ptr, a.q.ptr, rstd: a.qRstd.ptr, rows: t * c.heads, dim: c.headDim, eps: c.eps)
+            }
             a.kRaw.ptr.update(from: a.k.ptr, count: t * c.kvDim)
-            RMSNorm.forward(a.qRaw.ptr, qn.ptr, a.q.ptr, rstd: a.qRstd.ptr, rows: t * c.heads, dim: c.headDim, eps: c.eps)
             RMSNorm.forward(a.kRaw.ptr, kn.ptr, a.k.ptr, rstd: a.kRstd.ptr, rows: t * c.kvHeads, dim: c.headDim, eps: c.eps)
         }
         let table = rope(l), halves = tr.ropeOrder == .halves
         batch.positions.withUnsafeBufferPointer { pos in
-            table.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim, halves: halves)
+            if queries { table.apply(a.q.ptr, pos: pos.baseAddress!, rows: t, heads: c.heads, headDim: c.headDim, halves: halves) }
             table.apply(a.k.ptr, pos: pos.baseAddress!, rows: t, heads: c.kvHeads, headDim: c.headDim, halves: halves)
         }
         cache?.store(l, k: a.k.ptr, v: a.v.ptr, layout: layout, kvDim: c.kvDim)
+        guard queries else { return }
         Attention.forward(q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, out: a.attnOut.ptr,
                           probs: a.probs.ptr, layout: layout, kvHeads: c.kvHeads, headDim: c.headDim,
                           window: tr.isLocal(l) ? tr.slidingWindow : nil)
+    }
+
+    /// The block's second half on its first `t` rows: `a.attnOut` and `a.input` → `a.output`.
+    func mlp(_ l: Int, _ a: LayerActivations, rows t: Int, hooks: ForwardHooks) {
+        let c = config, tr = c.traits, w = weights.layers[l]
+        let qw = quantized.layers[l], qs = quantized
         if let pn = w.postAttnNorm {  // mid = input + RMSNorm(attnOut·Woᵀ)
             linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
             RMSNorm.forward(a.attnProj.ptr, pn.ptr, a.mid.ptr, rstd: a.postAttnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
@@ -205,8 +260,6 @@ public struct ForwardResult {
     /// [rows × V], in the order of `logitRows`.
     public let logits: [Float]
     public let vocab: Int
-    /// The residual stream after the last block run [T × C] (before the final norm).
-    public let hidden: FloatBuffer
     public let activations: [Int: LayerActivations]
 
     public func logits(at i: Int) -> ArraySlice<Float> { logits[(i * vocab)..<((i + 1) * vocab)] }

@@ -50,7 +50,9 @@ extension LlamaModel {
         }
         if !heads.isEmpty {
             let batch = TokenBatch(heads)
-            _ = runBlocks(0...(L - 1), hidden: embed(batch), batch: batch, prefix: CachedPrefix(cache: cache, kvStarts: headSpans))
+            // Only their K/V are read later: the last block computes nothing else for them.
+            _ = runBlocks(0...(L - 1), hidden: embed(batch), batch: batch, prefix: CachedPrefix(cache: cache, kvStarts: headSpans),
+                          lastRows: [])
         }
         for (j, cont) in continuations.enumerated() {
             guard let owner = first[cont.prompt], owner != j else { continue }
@@ -69,7 +71,8 @@ extension LlamaModel {
             packed.append(batch.row(j, pos - starts[j]))
         }
         let h = embed(batch)
-        _ = runBlocks(0...(L - 1), hidden: h, batch: batch, prefix: CachedPrefix(cache: cache, kvStarts: spans))
-        return logits(hidden: h.ptr, rows: packed)
+        let needed = Array(Set(packed)).sorted()
+        _ = runBlocks(0...(L - 1), hidden: h, batch: batch, prefix: CachedPrefix(cache: cache, kvStarts: spans), lastRows: needed)
+        return logits(hidden: h.ptr, rows: LlamaModel.packedIndex(packed, in: needed))
     }
 }

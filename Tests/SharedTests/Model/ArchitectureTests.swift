@@ -94,4 +94,33 @@ final class ArchitectureTests: XCTestCase {
                                  "a row before the prompt's last is not computed by the second pass")
         }
     }
+
+    /// The last block computes only the logit rows (`block(outputRows:)`): the same logits as the whole
+    /// block, bit for bit on the quantized kernels (each row alone), to rounding on float32 sgemm; rows
+    /// unordered and repeated, on every architecture. A hook on the last block turns it off.
+    func testLastBlockAtTheLogitRowsOnly() throws {
+        for arch in SyntheticModel.architectures {
+            for type in [TensorEncoding.q8_0, .f32] {
+                var c = SyntheticConfig(layers: 3, kvHeads: 1, architecture: arch)
+                c.matrixType = type
+                let m = try load(c)
+                let batch = TokenBatch([[5, 80, 120, 33, 7, 19, 44, 91, 12], [44, 6, 200, 9, 8, 150, 2]])
+                let rows = [8, 2, 8, 15, 0]
+                let pruned = try m.forward(batch, logitRows: rows).logits
+                var hooks = ForwardHooks()
+                hooks.outputLayers = [c.layers - 1]
+                hooks.onOutput = { _, _ in }
+                let whole = try m.forward(batch, logitRows: rows, hooks: hooks).logits
+                XCTAssertEqual(pruned.count, rows.count * m.config.vocab)
+                if type == .q8_0 && QuantizedLinear.bestISA != nil {
+                    XCTAssertTrue(pruned == whole, "\(arch) \(type): the kernels compute each row alone")
+                } else {
+                    let worst = zip(pruned, whole).map { abs($0 - $1) }.max() ?? .infinity
+                    XCTAssertLessThan(worst, 1e-4, "\(arch) \(type)")
+                }
+                let v = m.config.vocab
+                XCTAssertTrue(pruned[0..<v].elementsEqual(pruned[(2 * v)..<(3 * v)]), "\(arch): a repeated row gets the same logits")
+            }
+        }
+    }
 }
