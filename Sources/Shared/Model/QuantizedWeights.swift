@@ -27,7 +27,7 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// Q5_0 matrices of at most this many inputs (Gemma 3's q, k, gate, up and LM head: 640) are used as
     /// Q8_0 copies of the same weights (`QuantizedMatrix.repackedAsQ8_0`: the same bits), 0.375 more
     /// bytes a weight. Q8_0's decode is the cheaper one, and at these widths the kernels wait on
-    /// decoding, not on memory. Measured 2026-12-05, one core, T = 10, 2,048 output rows, 32 copies
+    /// decoding, not on memory. Measured 2026-12-04, one core, T = 10, 2,048 output rows, 32 copies
     /// read in turn (GFLOP/s, Q5_0 → Q8_0, AVX2 / AVX-512): 512 inputs 76 → 87 / 75 → 86, 640 76 → 86 /
     /// 73 → 82, 768 75 → 82 / 75 → 85, 1,024 48 → 48 / 57 → 58; 896 × 4,864 (Qwen's gate) 69 → 61 / 73 → 69,
     /// because x (10 rows × 896 floats, 35 KB) then shares L1 with 55 % more weight bytes. T = 1,
