@@ -1,7 +1,6 @@
 // The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
-// (see QuantizedLinear). Narrow Q5_0 matrices are read from Q8_0 copies of the same weights instead
-// (`repackQ5_0UpToCols`). The float32 copies in `LlamaWeights` stay the source of truth: large
+// (see QuantizedLinear). Q5_0 matrices are read from Q8_0 copies of the same weights instead (`init`). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
 // bytes, so `markEdited(layer:)` retires that view for good.
 import Support
@@ -21,28 +20,28 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// Off: every product runs on the float32 weights (comparisons, debugging).
     public var enabled: Bool
     private var downEdited: [Bool]
-    /// The Q8_0 copies of repacked Q5_0 matrices (`repackQ5_0UpToCols`), owned here.
+    /// The Q8_0 copies of the Q5_0 matrices (`init`), owned here.
     private let repacked: [UnsafeMutableRawBufferPointer]
-
-    /// Q5_0 matrices of at most this many inputs (Gemma 3's q, k, gate, up and LM head: 640) are used as
-    /// Q8_0 copies of the same weights (`QuantizedMatrix.repackedAsQ8_0`: the same bits), 0.375 more
-    /// bytes a weight. Q8_0's decode is the cheaper one, and at these widths the kernels wait on
-    /// decoding, not on memory. Measured 2026-12-04, one core, T = 10, 2,048 output rows, 32 copies
-    /// read in turn (GFLOP/s, Q5_0 → Q8_0, AVX2 / AVX-512): 512 inputs 76 → 87 / 75 → 86, 640 76 → 86 /
-    /// 73 → 82, 768 75 → 82 / 75 → 85, 1,024 48 → 48 / 57 → 58; 896 × 4,864 (Qwen's gate) 69 → 61 / 73 → 69,
-    /// because x (10 rows × 896 floats, 35 KB) then shares L1 with 55 % more weight bytes. T = 1,
-    /// 262,144 × 640: 20.5 → 30.4 / 18.6 → 28.2.
-    public static let repackQ5_0UpToCols = 768
 
     /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
     /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
+    ///
+    /// Q5_0 matrices (Gemma 3's q, k, gate, up; Qwen2.5's q, k, o, gate, up) are read from Q8_0 copies
+    /// of the same weights made here (`QuantizedMatrix.repackedAsQ8_0`: the same bits from every
+    /// kernel), 0.375 more bytes a weight (Gemma + 23 MB, Qwen + 94 MB). Decoding Q8_0 is cheaper than
+    /// gathering Q5_0's fifth bits, and the kernels wait on decoding rather than memory. Measured
+    /// 2026-12-04, one core, in one process, weights read from memory (GFLOP/s, Q5_0 → Q8_0, AVX2 /
+    /// AVX-512), T = 10: 2,048 × 640 74 → 83 / 74 → 83; 4,864 × 896 66 → 75 (x chunked, quant_kernels.c)
+    /// / 74 → 70; 2,048 × 1,024 53 → 54 / 66 → 61; 640 × 2,048 57 → 57 / 59 → 63. T = 1: 151,936 × 896
+    /// 20.5 → 23.0 / 18.6 → 34.6, 262,144 × 640 20.5 → 30.4 / 18.6 → 28.2. AVX-512 loses up to 8 % at
+    /// T = 10 from 896 inputs on and gains 86 % at T = 1 (every generation step): copies everywhere.
     public init(gguf: GGUFFile, config c: LlamaConfig) {
         var owned: [UnsafeMutableRawBufferPointer] = []
         func view(_ name: String, rows: Int, cols: Int) -> QuantizedMatrix? {
             guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
                   info.dims == [cols, rows],
                   let m = QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols) else { return nil }
-            guard m.format == .q5_0, cols <= Self.repackQ5_0UpToCols else { return m }
+            guard m.format == .q5_0 else { return m }
             let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: m.q8_0ByteCount, alignment: 64)
             guard let q8 = m.repackedAsQ8_0(into: storage) else { storage.deallocate(); return m }
             owned.append(storage)
