@@ -47,7 +47,8 @@ struct BenchForward: ParsableCommand {
             try printJSON(r)
         } else {
             print(r.kernels.line)
-            print(String(format: "10-token forward (median of %d)   %8.2f ms", r.runs_ms.count, r.median_ms))
+            print(String(format: "10-token forward (median of %d)   %8.2f ms  (target ≤ %.1f ms: 1.5 × %.2f GFLOP at sgemm's %.0f GFLOP/s here)",
+                         r.runs_ms.count, r.median_ms, r.target_ms, r.prompt_gflop, r.sgemm_gflops))
             print(String(format: "batch %d × %d tokens (median)     %8.1f ms  %8.0f tokens/s  %6.1f GFLOP/s",
                          r.batch_sequences, r.batch_tokens / r.batch_sequences, r.batch_median_ms, r.batch_tokens_per_s, r.gflops))
             print(String(format: "load (map + dequantize)         %8.2f s", r.load_s))

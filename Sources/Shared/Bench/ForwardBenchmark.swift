@@ -23,7 +23,26 @@ public struct ForwardBenchmark {
         public var load_s: Double
         public var rss_mb: Double
         public var threads: Int
+        /// FLOPs of the 10-token forward (`flops`, logits at its last position), in GFLOP.
+        public var prompt_gflop: Double = 0
+        /// OpenBLAS sgemm, 2048³ float32 on the same threads, in the same process right after the
+        /// 10-token runs (median of 5): this machine's rate for the target below.
+        public var sgemm_gflops: Double = 0
+        /// The FLOP target for the 10-token forward: 1.5 × its float32 FLOPs at `sgemm_gflops`.
+        public var target_ms: Double = 0
         public var kernels = KernelChoice.current
+    }
+
+    /// Median GFLOP/s of `runs` float32 sgemm products of n × n × n (BLAS's configured threads).
+    public static func sgemmRate(n: Int = 2048, runs: Int = 5) throws -> Double {
+        let a = FloatBuffer(count: n * n, zeroed: false), b = FloatBuffer(count: n * n, zeroed: false)
+        let c = FloatBuffer(count: n * n, zeroed: true)
+        for i in 0..<(n * n) { a.ptr[i] = Float(i % 7) * 0.1; b.ptr[i] = Float(i % 5) * 0.2 }
+        BLAS.sgemm(m: n, n: n, k: n, a: a.ptr, lda: n, b: b.ptr, ldb: n, c: c.ptr, ldc: n)  // warm-up
+        let times = try ProcessStats.time(runs: runs) {
+            BLAS.sgemm(m: n, n: n, k: n, a: a.ptr, lda: n, b: b.ptr, ldb: n, c: c.ptr, ldc: n)
+        }
+        return 2.0 * Double(n * n * n) / ProcessStats.median(times) / 1e9
     }
 
     /// FLOPs of a forward over a batch: the linear layers (2 per weight per token), attention
@@ -54,6 +73,8 @@ public struct ForwardBenchmark {
         let singleRuns = try ProcessStats.time(runs: max(5, runs * 3)) {
             _ = try model.forward(single, logitRows: [prompt.count - 1])
         }
+        let sgemm = try sgemmRate()
+        let promptFlops = flops(config: model.config, lengths: [prompt.count], logitRows: 1)
         // 32 real sentences cut to 24 tokens.
         var seqs: [[Int32]] = []
         if let corpus, let lines = try? SentenceCorpus.read(path: corpus, limit: 400) {
@@ -74,6 +95,7 @@ public struct ForwardBenchmark {
                       runs_ms: singleRuns.map { ($0 * 10000).rounded() / 10 },
                       batch_sequences: batch.sequences, batch_tokens: batch.count, batch_median_ms: bm * 1000,
                       batch_tokens_per_s: Double(batch.count) / bm, gflops: fl / bm / 1e9,
-                      load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads)
+                      load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads,
+                      prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000)
     }
 }

@@ -82,6 +82,8 @@ public struct KernelChoice: Codable, Sendable, Equatable {
     public var quantized_kernels: String
     /// ALPHAEDIT_ISA when set (a cap on the kernels, e.g. avx2).
     public var isa_cap: String?
+    /// The CPU's name, family and model (/proc/cpuinfo): VMs of one name run on different hosts.
+    public var cpu_model: String?
 
     public static var current: KernelChoice {
         let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"]
@@ -95,12 +97,28 @@ public struct KernelChoice: Codable, Sendable, Equatable {
         case nil: q = "none"
         }
         return KernelChoice(cpu_features: wanted.filter(flags.contains), openblas_core: BLASRuntime.coreName,
-                            quantized_kernels: q, isa_cap: ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"])
+                            quantized_kernels: q, isa_cap: ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"],
+                            cpu_model: cpuModel())
+    }
+
+    /// "AMD EPYC (family 25, model 17)" from /proc/cpuinfo's first processor; nil where it has none.
+    static func cpuModel() -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            if line.isEmpty || line.hasPrefix("processor") && !fields.isEmpty { break }
+            let kv = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if kv.count == 2, fields[kv[0]] == nil { fields[kv[0]] = kv[1] }
+        }
+        guard let name = fields["model name"] else { return nil }
+        guard let family = fields["cpu family"], let model = fields["model"] else { return name }
+        return "\(name) (family \(family), model \(model))"
     }
 
     /// One line for the tables.
     public var line: String {
-        "CPU features: \(cpu_features.isEmpty ? "none of avx2/avx512" : cpu_features.joined(separator: " ")); "
+        (cpu_model.map { "CPU: \($0); " } ?? "")
+            + "CPU features: \(cpu_features.isEmpty ? "none of avx2/avx512" : cpu_features.joined(separator: " ")); "
             + "kernels: OpenBLAS \(openblas_core), quantized \(quantized_kernels)" + (isa_cap.map { " (ALPHAEDIT_ISA=\($0))" } ?? "")
     }
 }
