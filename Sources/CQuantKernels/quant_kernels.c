@@ -123,15 +123,12 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
 // Measured 2026-12-04 on one AVX2 core, T = 10, in one process alternating with the kernels before
 // (GF/s, before → after, x's 4 KB strides padded by qk_linear_parallel as well): Q5_0 640 × 2048
 // 37 → 62 (the padding alone: 55), Q4_K 640 × 1024 53 → 61, Q6_K 896 × 4864 54 → 66, Q4_1 576 × 1536
-// 54 → 87. Inputs of 896 (35.8 KB of x) were first left whole (Q5_0 896 × 896: 73, chunked 70); since
-// the model reads Q5_0 as Q8_0 (qk_repack_q5_0_as_q8_0), whose 34-byte blocks leave x less of L1, they are
-// chunked (2026-12-04, one process, from memory: Q8_0 4864 × 896 61 → 75, 896 × 896 59 → 78; Q5_0
-// 66 → 67, unchanged). AVX-512 does not chunk: its
+// 54 → 87. Q5_0 896 × 896 (35.8 KB of x) stays whole: 73, chunked 70. AVX-512 does not chunk: its
 // tiles load each x once for two output rows, and chunks lost there (Q4_K 640 × 1024 76 → 56).
 // Those figures are with the weights in cache; from memory (64 copies read in turn, as a forward
 // reads them) the strided chunks gained nothing until the next group's rows were prefetched into L2
 // (prefetch_l2): Q5_0 640 × 2048 35 → 59, Q4_1 576 × 1536 44 → 80, Q6_K 896 × 4864 43 → 66.
-enum { CHUNK_MIN_TT = 6, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 32768, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
+enum { CHUNK_MIN_TT = 6, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 36864, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
 enum { CHUNK_TTS = QK_MAX_TILE - CHUNK_MIN_TT + 1 };
 
 typedef void (*chunk_fn)(const uint8_t *wr, int64_t rowBytes, int64_t sb0, int64_t sb1, const float *x, int64_t ldx, float *acc);

@@ -51,15 +51,6 @@ int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx,
 enum { QK_ALIAS_BYTES = 4096, QK_ALIAS_PAD = 16 };
 int64_t qk_x_stride(int64_t in);
 
-/// Writes `blocks` Q5_0 blocks (22 bytes each) at `src` as Q8_0 blocks (34 bytes) at `dst` holding the
-/// same weights: the same f16 d, and q − 16 as int8 (−16…15). Both kernels then compute the same
-/// float32 weight, d·(q − 16), exactly (Q5_0 as d·q + (−16·d), Q8_0 as d·(q − 16): each product and
-/// the sum are exact in float32), so their results have the same bits. Q8_0's decode is cheaper
-/// than Q5_0's gathering of fifth bits, and the kernels wait on it rather than on memory at these
-/// sizes (QuantizedWeights says where the model uses it, and the figures). Returns 0, or -1 for a
-/// null pointer or a negative count.
-int qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
-
 /// All output rows of the product (ldy = rows), split by rows over the caller and `threads` − 1
 /// persistent workers (thread_pool.c). Runs on the caller alone when another thread's product is
 /// in flight. Same return values as `qk_linear`.

@@ -46,18 +46,6 @@ public struct QuantizedMatrix: @unchecked Sendable {
               let need = type.byteCount(elements: rows * cols), bytes.count >= need else { return nil }
         self.rows = rows; self.cols = cols; self.bytes = bytes
     }
-
-    /// Bytes of this matrix's weights as Q8_0 blocks.
-    public var q8_0ByteCount: Int { rows * cols / 32 * 34 }
-
-    /// A Q5_0 matrix's weights written as Q8_0 blocks into `storage` (≥ `q8_0ByteCount` bytes, which
-    /// must outlive the view): the same float32 weights, so every kernel gives the same bits
-    /// (`qk_repack_q5_0_as_q8_0`). nil for another format or short storage.
-    public func repackedAsQ8_0(into storage: UnsafeMutableRawBufferPointer) -> QuantizedMatrix? {
-        guard format == .q5_0, storage.count >= q8_0ByteCount,
-              qk_repack_q5_0_as_q8_0(bytes.baseAddress, storage.baseAddress, Int64(rows * cols / 32)) == 0 else { return nil }
-        return QuantizedMatrix(type: .q8_0, bytes: UnsafeRawBufferPointer(storage), rows: rows, cols: cols)
-    }
 }
 
 public enum QuantizedLinear {

@@ -1,6 +1,6 @@
 // The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
-// (see QuantizedLinear). Q5_0 matrices are read from Q8_0 copies of the same weights instead (`init`). The float32 copies in `LlamaWeights` stay the source of truth: large
+// (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
 // bytes, so `markEdited(layer:)` retires that view for good.
 import Support
@@ -20,32 +20,14 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// Off: every product runs on the float32 weights (comparisons, debugging).
     public var enabled: Bool
     private var downEdited: [Bool]
-    /// The Q8_0 copies of the Q5_0 matrices (`init`), owned here.
-    private let repacked: [UnsafeMutableRawBufferPointer]
 
     /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
     /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
-    ///
-    /// Q5_0 matrices (Gemma 3's q, k, gate, up; Qwen2.5's q, k, o, gate, up) are read from Q8_0 copies
-    /// of the same weights made here (`QuantizedMatrix.repackedAsQ8_0`: the same bits from every
-    /// kernel), 0.375 more bytes a weight (Gemma + 23 MB, Qwen + 94 MB). Decoding Q8_0 is cheaper than
-    /// gathering Q5_0's fifth bits, and the kernels wait on decoding rather than memory. Measured
-    /// 2026-12-04, one core, in one process, weights read from memory (GFLOP/s, Q5_0 → Q8_0, AVX2 /
-    /// AVX-512), T = 10: 2,048 × 640 74 → 83 / 74 → 83; 4,864 × 896 66 → 75 (x chunked, quant_kernels.c)
-    /// / 74 → 70; 2,048 × 1,024 53 → 54 / 66 → 61; 640 × 2,048 57 → 57 / 59 → 63. T = 1: 151,936 × 896
-    /// 20.5 → 23.0 / 18.6 → 34.6, 262,144 × 640 20.5 → 30.4 / 18.6 → 28.2. AVX-512 loses up to 8 % at
-    /// T = 10 from 896 inputs on and gains 86 % at T = 1 (every generation step): copies everywhere.
     public init(gguf: GGUFFile, config c: LlamaConfig) {
-        var owned: [UnsafeMutableRawBufferPointer] = []
         func view(_ name: String, rows: Int, cols: Int) -> QuantizedMatrix? {
             guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
-                  info.dims == [cols, rows],
-                  let m = QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols) else { return nil }
-            guard m.format == .q5_0 else { return m }
-            let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: m.q8_0ByteCount, alignment: 64)
-            guard let q8 = m.repackedAsQ8_0(into: storage) else { storage.deallocate(); return m }
-            owned.append(storage)
-            return q8
+                  info.dims == [cols, rows] else { return nil }
+            return QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols)
         }
         layers = (0..<c.layers).map { l in
             Layer(wq: view(GGUFNames.attnQ(l), rows: c.qDim, cols: c.hidden),
@@ -59,10 +41,7 @@ public final class QuantizedWeights: @unchecked Sendable {
         lmHead = view(c.tiedEmbeddings ? GGUFNames.tokenEmbd : GGUFNames.output, rows: c.vocab, cols: c.hidden)
         enabled = true
         downEdited = Array(repeating: false, count: c.layers)
-        repacked = owned
     }
-
-    deinit { repacked.forEach { $0.deallocate() } }
 
     /// Call after changing `LlamaWeights.layers[layer].down` in place: that layer's products then
     /// always use the float32 matrix. Not undone by restoring the weights (float32 stays correct).

@@ -122,40 +122,6 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
-    /// Q5_0 repacked as Q8_0 (`repackedAsQ8_0`, used by the model for narrow Q5_0 matrices): the same
-    /// dequantized weights, and every kernel's products bit for bit those of the Q5_0 kernel, on each
-    /// ISA, over tile heights, output-row groups, both thread counts and accumulation.
-    func testQ5_0RepackedAsQ8_0KeepsTheBits() throws {
-        for (si, s) in [(rows: 37, cols: 640), (rows: 6, cols: 96), (rows: 260, cols: 768)].enumerated() {
-            let bytes = Self.randomMatrix(.q5_0, rows: s.rows, cols: s.cols, seed: 515 + UInt64(si))
-            let (q8, q8Weights): ([UInt8], [Float]) = try bytes.withUnsafeBytes { raw in
-                let m = try XCTUnwrap(QuantizedMatrix(type: .q5_0, bytes: raw, rows: s.rows, cols: s.cols))
-                var out = [UInt8](repeating: 0, count: m.q8_0ByteCount)
-                try out.withUnsafeMutableBytes { storage in
-                    let r = try XCTUnwrap(m.repackedAsQ8_0(into: storage))
-                    XCTAssertEqual(r.format, .q8_0)
-                    XCTAssertNil(r.repackedAsQ8_0(into: storage), "only Q5_0 repacks")
-                }
-                return (out, Self.dequantized(.q8_0, out, count: s.rows * s.cols))
-            }
-            XCTAssertTrue(q8Weights == Self.dequantized(.q5_0, bytes, count: s.rows * s.cols), "\(s): the same weights")
-            for isa in isas {
-                let x = QuantizedLinearTests.randomFloats(32 * s.cols, seed: 616 + UInt64(si))
-                let start = QuantizedLinearTests.randomFloats(32 * s.rows, seed: 717)
-                for t in [1, 2, 3, 5, 10, 32] {
-                    for threads in [1, 2] {
-                        let begin = threads == 2 ? Array(start.prefix(t * s.rows)) : nil
-                        let a = try QuantizedLinearTests.kernel(.q5_0, bytes, rows: s.rows, cols: s.cols, x: x, t: t, isa: isa, threads: threads, start: begin)
-                        let b = try QuantizedLinearTests.kernel(.q8_0, q8, rows: s.rows, cols: s.cols, x: x, t: t, isa: isa, threads: threads, start: begin)
-                        XCTAssertTrue(a == b, "\(s) \(isa) T=\(t) threads \(threads): Q8_0 copy and Q5_0 give the same bits")
-                    }
-                }
-            }
-        }
-        var none = [UInt8](repeating: 0, count: 34)
-        XCTAssertEqual(qk_repack_q5_0_as_q8_0(nil, &none, 1), -1)
-    }
-
     func testViewsTakeEveryFormatAndCheckTheBlockSize() {
         let bytes = [UInt8](repeating: 0, count: 210 * 8)
         bytes.withUnsafeBytes { raw in
