@@ -81,19 +81,19 @@ public final class LlamaModel: @unchecked Sendable {
         // With logits wanted, the last block needs only their rows' outputs (`outputRows`), unless a
         // hook or `keep` looks at that block.
         let full = last == config.layers - 1
-        let needed = full && !hooks.involves(last) && !keep.contains(last) ? Array(Set(logitRows)).sorted() : nil
-        let kept = runBlocks(0...last, hidden: hidden, batch: batch, hooks: hooks, keep: keep, lastRows: needed)
-        let logits = full && !logitRows.isEmpty
-            ? self.logits(hidden: hidden.ptr, rows: needed.map { LlamaModel.packedIndex(logitRows, in: $0) } ?? logitRows) : []
+        let pruned = full && !hooks.involves(last) && !keep.contains(last) ? LlamaModel.outputRows(logitRows) : nil
+        let kept = runBlocks(0...last, hidden: hidden, batch: batch, hooks: hooks, keep: keep, lastRows: pruned?.kept)
+        let logits = full && !logitRows.isEmpty ? self.logits(hidden: hidden.ptr, rows: pruned?.at ?? logitRows) : []
         return ForwardResult(logits: logits, vocab: config.vocab, activations: kept)
     }
 
-    /// Where each of `rows` lies in `kept` (sorted, holding every one of them): the row of a block
-    /// output computed at `kept` only.
-    static func packedIndex(_ rows: [Int], in kept: [Int]) -> [Int] {
-        var at: [Int: Int] = [:]
-        for (i, r) in kept.enumerated() { at[r] = i }
-        return rows.map { at[$0]! }
+    /// The distinct rows of `rows`, sorted (`runBlocks(lastRows:)`), and where each of `rows` lies among
+    /// them: its row of a last block computed at those rows only.
+    static func outputRows(_ rows: [Int]) -> (kept: [Int], at: [Int]) {
+        let kept = Array(Set(rows)).sorted()
+        var index: [Int: Int] = [:]
+        for (i, r) in kept.enumerated() { index[r] = i }
+        return (kept, rows.map { index[$0]! })
     }
 
     /// Token embeddings [T × C].

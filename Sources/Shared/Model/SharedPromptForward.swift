@@ -71,8 +71,8 @@ extension LlamaModel {
             packed.append(batch.row(j, pos - starts[j]))
         }
         let h = embed(batch)
-        let needed = Array(Set(packed)).sorted()
-        _ = runBlocks(0...(L - 1), hidden: h, batch: batch, prefix: CachedPrefix(cache: cache, kvStarts: spans), lastRows: needed)
-        return logits(hidden: h.ptr, rows: LlamaModel.packedIndex(packed, in: needed))
+        let out = LlamaModel.outputRows(packed)
+        _ = runBlocks(0...(L - 1), hidden: h, batch: batch, prefix: CachedPrefix(cache: cache, kvStarts: spans), lastRows: out.kept)
+        return logits(hidden: h.ptr, rows: out.at)
     }
 }
