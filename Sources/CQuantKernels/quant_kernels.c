@@ -37,12 +37,19 @@
 // 32-weight formats, equal in cache (Q8_0 2048 × 640: 31.7 and 32.5): Q8_0 262144 × 640 (Gemma's LM
 // head) 18 → 30, Q8_0 151936 × 896 14 → 26, Q5_0 151936 × 896 12.5 → 17.6, Q4_1 1536 × 576 10 → 18;
 // 2 rows: 27. Q4_K keeps 8 (896 × 4864: 18.0 with 8, 15.4 with 4).
+// On two threads (each streaming its share of the rows, as qk_linear_parallel runs an LM head) Q8_0
+// and Q6_K read faster in tiles of 2 rows than of 4 (2026-12-05, 2 threads, 5 processes each,
+// medians, ms): Q8_0 262144 × 640 (Gemma's LM head) 7.3–14.7 with 4 rows, varying from process to
+// process, against 6.3–7.5 with 2; Q8_0 151936 × 896 (Qwen's) 7.2 → 6.4; Q6_K 65536 × 2048 11.7 →
+// 7.6; Q8_0 49152 × 576 (SmolLM2's) 6.6 either way. Q4_1 and Q5_0 stay at 4 (Q4_1 98304 × 1536: 7.0
+// with 4, 7.7 with 2; Q5_0 151936 × 896: 6.8 and 7.0). One thread alone reads Gemma's head 11 %
+// faster with 4 rows (11.3 against 12.6 ms); a forward runs on every core, so the 2 rows win.
 enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 10, ROWS_256 = 8 };
 _Static_assert(TILE_512 <= QK_MAX_TILE && TILE_256 <= QK_MAX_TILE, "tiles fit the accumulator arrays");
 
 /// AVX2 output rows per tile for tiles of `size` token rows: ≤ 10 accumulators of the 16 registers.
 static inline int rows_256(int fmt, int64_t size) {
-    if (size == 1) return fmt == QK_Q4_K ? 8 : 4;
+    if (size == 1) return fmt == QK_Q4_K ? 8 : fmt == QK_Q8_0 || fmt == QK_Q6_K ? 2 : 4;
     if (size == 2) return 4;
     return size <= 5 && fmt != QK_Q6_K ? 2 : 1;
 }
