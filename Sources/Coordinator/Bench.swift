@@ -49,6 +49,8 @@ struct BenchForward: ParsableCommand {
             print(r.kernels.line)
             print(String(format: "10-token forward (median of %d)   %8.2f ms  (target ≤ %.1f ms: 1.5 × %.2f GFLOP at sgemm's %.0f GFLOP/s here)",
                          r.runs_ms.count, r.median_ms, r.target_ms, r.prompt_gflop, r.sgemm_gflops))
+            print(String(format: "generation step (median of %d)    %8.2f ms  %8.1f tokens/s  (greedy, KV cache, after the prompt)",
+                         r.decode_steps, r.decode_step_ms, r.decode_tokens_per_s))
             print(String(format: "batch %d × %d tokens (median)     %8.1f ms  %8.0f tokens/s  %6.1f GFLOP/s",
                          r.batch_sequences, r.batch_tokens / r.batch_sequences, r.batch_median_ms, r.batch_tokens_per_s, r.gflops))
             print(String(format: "load (map + dequantize)         %8.2f s", r.load_s))

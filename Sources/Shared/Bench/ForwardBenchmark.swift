@@ -1,5 +1,6 @@
 // `alphaedit bench forward`: the engine's speed on the shapes the product uses.
-// 10-token prompt (logits at the last position), and a 32 × 24-token batch (the shape of edit work).
+// 10-token prompt (logits at the last position), greedy generation steps after it on a KV cache (one
+// token each: what `generate` does per token), and a 32 × 24-token batch (the shape of edit work).
 import Support
 import Corpus
 import Kernels
@@ -30,7 +31,31 @@ public struct ForwardBenchmark {
         public var sgemm_gflops: Double = 0
         /// The FLOP target for the 10-token forward: 1.5 × its float32 FLOPs at `sgemm_gflops`.
         public var target_ms: Double = 0
+        /// Greedy decode steps timed after the 10-token prompt (`decodeSteps`), one token each on a KV cache.
+        public var decode_steps: Int = 0
+        public var decode_step_ms: Double = 0
+        public var decode_tokens_per_s: Double = 0
         public var kernels = KernelChoice.current
+    }
+
+    /// `rounds` greedy generations of `steps` tokens after `prompt`, each on a fresh KV cache: the time of
+    /// every step (one new token through the blocks and the LM head, `LlamaModel.decode`; the prompt's
+    /// own step untimed) and the tokens of the last round.
+    public static func decodeSteps(model: LlamaModel, prompt: [Int32], steps: Int, rounds: Int) throws -> (seconds: [Double], tokens: [Int32]) {
+        var seconds: [Double] = [], tokens: [Int32] = []
+        for _ in 0..<rounds {
+            let cache = KVCache(config: model.config, capacity: prompt.count + steps)
+            var logits = try model.decode([prompt], caches: [cache])
+            tokens = []
+            for _ in 0..<steps {
+                let next = Int32(Sampler.argmax(logits))
+                tokens.append(next)
+                let t0 = ProcessStats.now()
+                logits = try model.decode([[next]], caches: [cache])
+                seconds.append(ProcessStats.now() - t0)
+            }
+        }
+        return (seconds, tokens)
     }
 
     /// Median GFLOP/s of `runs` float32 sgemm products of n × n × n (BLAS's configured threads).
@@ -73,6 +98,7 @@ public struct ForwardBenchmark {
         let singleRuns = try ProcessStats.time(runs: max(5, runs * 3)) {
             _ = try model.forward(single, logitRows: [prompt.count - 1])
         }
+        let decode = try decodeSteps(model: model, prompt: prompt, steps: 16, rounds: max(3, runs / 2))
         let sgemm = try sgemmRate()
         let promptFlops = flops(config: model.config, lengths: [prompt.count], logitRows: 1)
         // 32 real sentences cut to 24 tokens.
@@ -96,6 +122,8 @@ public struct ForwardBenchmark {
                       batch_sequences: batch.sequences, batch_tokens: batch.count, batch_median_ms: bm * 1000,
                       batch_tokens_per_s: Double(batch.count) / bm, gflops: fl / bm / 1e9,
                       load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads,
-                      prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000)
+                      prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000,
+                      decode_steps: decode.seconds.count, decode_step_ms: ProcessStats.median(decode.seconds) * 1000,
+                      decode_tokens_per_s: 1 / ProcessStats.median(decode.seconds))
     }
 }

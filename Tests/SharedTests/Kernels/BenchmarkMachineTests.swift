@@ -26,4 +26,19 @@ final class BenchmarkMachineTests: XCTestCase {
         XCTAssertGreaterThan(ForwardBenchmark.flops(config: cfg, lengths: [10], logitRows: 2), one, "each logit row adds the LM head")
         XCTAssertGreaterThan(one, 2.0 * 10 * Double(cfg.layers * cfg.hidden * cfg.ffn * 3), "at least the MLPs' multiply-adds")
     }
+
+    /// The generation figure times real decoding: its tokens are the greedy continuation that the
+    /// full-sequence `Generator` gives, and every step is timed once per round.
+    func testDecodeStepsAreGreedyGeneration() throws {
+        let gguf = try GGUFFile(bytes: SyntheticModel.writer(SyntheticConfig(layers: 2)).bytes())
+        let model = try LlamaModel(gguf: gguf)
+        let prompt: [Int32] = [1, 7, 3, 9, 4]
+        let r = try ForwardBenchmark.decodeSteps(model: model, prompt: prompt, steps: 6, rounds: 2)
+        XCTAssertEqual(r.seconds.count, 12)
+        XCTAssertTrue(r.seconds.allSatisfy { $0 > 0 && $0.isFinite })
+        var sampler = Sampler()
+        let want = try Generator(model: model, tokenizer: BPETokenizer(gguf: gguf))
+            .generate(ids: prompt, maxTokens: 6, sampler: &sampler, stopAtEOS: false)
+        XCTAssertEqual(r.tokens, want)
+    }
 }
