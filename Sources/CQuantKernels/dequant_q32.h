@@ -32,6 +32,22 @@ QK_INLINE QK_AVX512 void dequant_q8_0_512(const uint8_t *b, __m512 *w0, __m512 *
     *w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)))));
 }
 
+// Q5_0 (layout below, at its AVX2 twin): the nibbles of weights 0–15 and 16–31 as two 16-byte vectors,
+// 16 added to the bytes whose fifth bit is set (qh's halves are the masks: AVX-512BW's masked byte add),
+// then widened and converted 16 at a time; w = d·q + (−16·d), exact (FMA_EXACT). The same values as the
+// AVX2 dequantizer, whose halves this kernel joined before (2026-12-05, one core, weights read from
+// memory, the two builds alternating, GFLOP/s old → new: T = 1 4,864 × 896 18.8 → 24.5, 2,048 × 640
+// 18.8 → 24.3; T = 10 71.4 → 73.6, 73.8 → 75.9; the same bits).
+QK_INLINE QK_AVX512 void dequant_q5_0_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 d = bcast_f16_512(b), off = _mm512_mul_ps(d, _mm512_set1_ps(-16.0f));  // exact: a power of 2
+    const uint32_t qh = load_u32(b + 2);
+    const __m128i n = _mm_loadu_si128((const __m128i *)(b + 6)), nibble = _mm_set1_epi8(0x0F), fifth = _mm_set1_epi8(0x10);
+    const __m128i lo = _mm_and_si128(n, nibble), hi = _mm_and_si128(_mm_srli_epi16(n, 4), nibble);
+    const __m128i q0 = _mm_mask_add_epi8(lo, (__mmask16)qh, lo, fifth), q1 = _mm_mask_add_epi8(hi, (__mmask16)(qh >> 16), hi, fifth);
+    *w0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q0)), off);  // FMA_EXACT
+    *w1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q1)), off);
+}
+
 // ---- AVX2 ----
 
 QK_INLINE QK_AVX2 void dequant_q4_1_256(const uint8_t *b, __m256 w[4]) {

@@ -8,9 +8,10 @@
 // Q6_K ≈ 67; AVX2 over inputs of ≥ 1,024 (2026-12-04, input chunks and padded x below): 61–87.
 // The dequantizers (dequant_q32.h, dequant_k.h) mirror Dequantize.swift bit for bit, so the results
 // differ from dequantize + sgemm only by summation order.
-// Q5_0, Q4_K and Q6_K have AVX2 dequantizers only: their AVX-512 kernel runs the same 16-lane FMA
-// loop as Q4_1 / Q8_0, on blocks dequantized by the AVX2 code and joined in pairs of vectors (no
-// separate AVX-512 dequantizer to get wrong, and none could be run where they were written).
+// Q4_K and Q6_K have AVX2 dequantizers only: their AVX-512 kernel runs the same 16-lane FMA loop as
+// the others, on blocks dequantized by the AVX2 code and joined in pairs of vectors (no separate
+// AVX-512 dequantizer to get wrong). Q5_0 had the same until its own AVX-512 dequantizer was measured
+// faster (dequant_q32.h: T = 1 +30 %, T = 10 +3 %, the same bits).
 #include "qk_common.h"
 #include "dequant_k.h"
 #include "dequant_q32.h"
@@ -110,6 +111,7 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
 QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
     if (fmt == QK_Q4_1) { dequant_q4_1_512(b, w0, w1); return; }
     if (fmt == QK_Q8_0) { dequant_q8_0_512(b, w0, w1); return; }
+    if (fmt == QK_Q5_0) { dequant_q5_0_512(b, w0, w1); return; }
     __m256 w[4];
     dequant_256(fmt, b, j, s, w);
     *w0 = join256(w[0], w[1]);
