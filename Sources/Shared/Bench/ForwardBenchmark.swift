@@ -99,6 +99,7 @@ public struct ForwardBenchmark {
             _ = try model.forward(single, logitRows: [prompt.count - 1])
         }
         let decode = try decodeSteps(model: model, prompt: prompt, steps: 16, rounds: max(3, runs / 2))
+        let step = ProcessStats.median(decode.seconds)
         let sgemm = try sgemmRate()
         let promptFlops = flops(config: model.config, lengths: [prompt.count], logitRows: 1)
         // 32 real sentences cut to 24 tokens.
@@ -123,7 +124,6 @@ public struct ForwardBenchmark {
                       batch_tokens_per_s: Double(batch.count) / bm, gflops: fl / bm / 1e9,
                       load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads,
                       prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000,
-                      decode_steps: decode.seconds.count, decode_step_ms: ProcessStats.median(decode.seconds) * 1000,
-                      decode_tokens_per_s: 1 / ProcessStats.median(decode.seconds))
+                      decode_steps: decode.seconds.count, decode_step_ms: step * 1000, decode_tokens_per_s: 1 / step)
     }
 }
