@@ -25,7 +25,7 @@ struct Generate: ParsableCommand {
         var sampler = Sampler(mode: topK.map { .topK($0) } ?? .greedy, seed: seed)
         let out = StreamingPrinter(tokenizer: tok)
         FileHandle.standardOutput.write(Data(prompt.utf8))
-        _ = try Generator(model: model, tokenizer: tok).generate(ids: ids, maxTokens: maxTokens, sampler: &sampler) { out.emit($0) }
+        _ = try CachedGenerator(model: model, tokenizer: tok).generate(ids: ids, maxTokens: maxTokens, sampler: &sampler) { out.emit($0) }
         out.finish()
     }
 }

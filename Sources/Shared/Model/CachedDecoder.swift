@@ -1,8 +1,8 @@
 // Incremental decoding with a key/value cache: each step runs only the new tokens through the blocks,
 // attending to the keys and values of earlier positions kept per sequence and layer. Several
 // sequences decode together (one packed row block per step), so the few-token quantized kernels
-// serve them all for about the price of one. `Generator` recomputes the whole sequence per token;
-// this is the same computation (test: logits equal the full forward within 1e-3, see
+// serve them all for about the price of one. `Generator` recomputes the whole sequence per token
+// (kept as the reference the tests compare with); this is the same computation (test: logits equal the full forward within 1e-3, see
 // EvalShardTests) at O(new tokens) per step.
 //
 // There is one block forward and one K/V cache in the model: a step is `runBlocks` over all blocks
@@ -72,6 +72,30 @@ public struct CachedGenerator {
     public let model: LlamaModel
     public let tokenizer: BPETokenizer
     public init(model: LlamaModel, tokenizer: BPETokenizer) { self.model = model; self.tokenizer = tokenizer }
+
+    /// One prompt, tokens handed to `onToken` as they come (the `generate` command): the same tokens
+    /// as `Generator.generate`, which recomputes the whole sequence per token, at O(1) tokens a step.
+    /// Like it, stops at `maxTokens`, at end-of-sequence when `stopAtEOS`, or when the sequence fills
+    /// the context.
+    public func generate(ids prompt: [Int32], maxTokens: Int, sampler: inout Sampler,
+                         stopAtEOS: Bool = true, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
+        guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
+        // Positions fed to produce the n-th token: prompt + n - 1, at most context - 1 (as Generator).
+        let room = min(model.config.context - 1, prompt.count + maxTokens - 1)
+        guard maxTokens > 0, prompt.count <= room else { return [] }
+        let cache = KVCache(config: model.config, capacity: room)
+        var out: [Int32] = [], feed = prompt
+        while true {
+            let logits = try model.decode([feed], caches: [cache])
+            let id = sampler.next(logits[...])
+            if stopAtEOS, let eos = tokenizer.eosID, id == eos { break }
+            out.append(id)
+            onToken(id)
+            if out.count == maxTokens || cache.length + 1 > room { break }
+            feed = [id]
+        }
+        return out
+    }
 
     /// Up to `maxTokens` new tokens per prompt; a sequence stops at end-of-sequence when `stopAtEOS`.
     public func generate(prompts: [[Int32]], maxTokens: Int, samplers: inout [Sampler], stopAtEOS: Bool = true) throws -> [[Int32]] {

@@ -70,6 +70,26 @@ final class EvalShardTests: XCTestCase {
         }
     }
 
+    /// The `generate` command's path (one prompt, tokens streamed, KV cache) gives the full recompute's
+    /// tokens, greedy and seeded top-k, and stops where it does at the end of the context.
+    func testStreamingCachedGenerationEqualsFullRecompute() throws {
+        for (context, maxTokens) in [(256, 15), (12, 15), (12, 0)] {
+            let w = try SyntheticModel.writer(SyntheticConfig(contextLength: context, matrixType: .q8_0))
+            let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
+            let tok = try BPETokenizer(gguf: m.gguf)
+            for (p, mode) in [(tok.encode("The capital of France is"), Sampler.Mode.greedy), (tok.encode("It"), .topK(5))] {
+                var a = Sampler(mode: mode, seed: 7), b = Sampler(mode: mode, seed: 7)
+                var streamed: [Int32] = []
+                let cached = try CachedGenerator(model: m, tokenizer: tok)
+                    .generate(ids: p, maxTokens: maxTokens, sampler: &a, stopAtEOS: false) { streamed.append($0) }
+                let full = try Generator(model: m, tokenizer: tok).generate(ids: p, maxTokens: maxTokens, sampler: &b, stopAtEOS: false)
+                XCTAssertEqual(cached, full, "context \(context), \(mode), prompt of \(p.count)")
+                XCTAssertEqual(streamed, cached)
+                XCTAssertEqual(cached.count, max(0, min(maxTokens, context - p.count)), "context \(context), prompt of \(p.count)")
+            }
+        }
+    }
+
     /// The default model: the cached decoder (few-token quantized kernels, incremental attention) against
     /// the full recompute — logits within 1e-3 absolute (measured 1.5e-5) and the same greedy continuation.
     func testCachedDecoderOnTheRealModel() throws {
