@@ -47,8 +47,11 @@ public final class KVCache {
 extension LlamaModel {
     /// Feeds `tokens[s]` (one or more new tokens) to sequence s, whose past lives in `caches[s]`;
     /// returns the logits after the last new token of each sequence [S × V]. Caches of sequences
-    /// decoded together must come from one `KVCache.group` (or be a single cache).
-    public func decode(_ tokens: [[Int32]], caches: [KVCache]) throws -> [Float] {
+    /// decoded together must come from one `KVCache.group` (or be a single cache). `groups` (ranges
+    /// of sequences tiling 0..<S in order): their float32 products run apart, so each group's logits
+    /// have the bits of a `decode` of that group alone when all the rows are within
+    /// `QuantizedLinear.maxRows` (`TokenBatch.productGroups`).
+    public func decode(_ tokens: [[Int32]], caches: [KVCache], groups: [Range<Int>]? = nil) throws -> [Float] {
         precondition(tokens.count == caches.count, "one cache per sequence")
         guard let store = caches.first?.store else { return [] }
         precondition(caches.allSatisfy { $0.store === store }, "caches decoded together share one KVCache.group")
@@ -58,12 +61,18 @@ extension LlamaModel {
             if cache.length + t.count > room { throw ModelError.contextOverflow(tokens: cache.length + t.count, context: room) }
             for id in t where id < 0 || Int(id) >= config.vocab { throw ModelError.tokenOutOfRange(id: id, vocab: config.vocab) }
         }
-        let batch = TokenBatch(tokens, firstPositions: caches.map(\.length))
+        var batch = TokenBatch(tokens, firstPositions: caches.map(\.length))
+        if let groups {
+            precondition(groups.first?.lowerBound == 0 && groups.last?.upperBound == tokens.count
+                         && zip(groups, groups.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound }
+                         && groups.allSatisfy { !$0.isEmpty }, "groups tile the sequences in order")
+            batch.productGroups = groups.map { batch.starts[$0.lowerBound] ..< batch.row($0.upperBound - 1, -1) + 1 }
+        }
         let h = embed(batch)
         _ = runBlocks(0...(config.layers - 1), hidden: h, batch: batch,
                       prefix: CachedPrefix(cache: store, kvStarts: caches.map(\.start)))
         for (s, t) in tokens.enumerated() { caches[s].advance(t.count) }
-        return logits(hidden: h.ptr, rows: batch.lastRows)
+        return logits(hidden: h.ptr, rows: batch.lastRows, groups: groups)
     }
 }
 
@@ -95,6 +104,96 @@ public struct CachedGenerator {
             feed = [id]
         }
         return out
+    }
+
+    /// Independent generations: `jobs[j]` (prompts, `samplers[j]` one per prompt) gives exactly what
+    /// `generate(prompts: jobs[j], …)` gives it alone, token for token. A job's first step (its
+    /// prompts) runs alone, as there; after it, the one-token steps of several jobs, up to `maxRows`
+    /// sequences, run as one `decode` whose float32 products stay per job (`groups`), so the quantized
+    /// kernels read each weight once for all of them instead of once per job. Jobs start in order as
+    /// sequences finish; `onDone(j, tokens)` as job j ends. A job of more than `maxRows` prompts runs alone.
+    public func generate(jobs: [[[Int32]]], samplers: inout [[Sampler]], maxTokens: Int, stopAtEOS: Bool = true,
+                         maxRows: Int = QuantizedLinear.maxRows,
+                         onDone: (Int, [[Int32]]) -> Void = { _, _ in }) throws -> [[[Int32]]] {
+        precondition(samplers.count == jobs.count && zip(jobs, samplers).allSatisfy { $0.count == $1.count },
+                     "one sampler per prompt")
+        let cap = model.config.context, v = model.config.vocab
+        for p in jobs.joined() {
+            if p.isEmpty { throw ModelError.emptyPrompt }
+            if p.count >= cap { throw ModelError.contextOverflow(tokens: p.count, context: cap) }
+        }
+        var results = [[[Int32]]](repeating: [], count: jobs.count)
+        let capacities = jobs.map { $0.map { min(cap, $0.count + maxTokens) } }
+        let shared = Set(jobs.indices.filter { maxTokens > 0 && !jobs[$0].isEmpty && jobs[$0].count <= maxRows })
+        let need = capacities.map { $0.reduce(0, +) }
+        let seqCap = shared.flatMap { capacities[$0] }.max() ?? 0
+        let rows = max(shared.map { need[$0] }.max() ?? 0, min(shared.map { need[$0] }.reduce(0, +), maxRows * seqCap))
+        let store = PrefixKVCache(config: model.config, layers: 0...(model.config.layers - 1), rows: max(1, rows))
+        var free = [0..<rows]  // the store's rows not held by a running job, first fit
+
+        final class Job {
+            let index: Int, rows: Range<Int>, caches: [KVCache]
+            var out: [[Int32]], feed: [[Int32]], active: [Int]
+            init(index: Int, rows: Range<Int>, caches: [KVCache], prompts: [[Int32]]) {
+                self.index = index; self.rows = rows; self.caches = caches
+                out = Array(repeating: [], count: prompts.count); feed = prompts; active = Array(prompts.indices)
+            }
+        }
+        // One step's sampling for `job` from its rows of `logits`, starting at row `first` (as generate(prompts:)).
+        func sample(_ job: Job, _ logits: [Float], first: Int) {
+            var next: [Int] = []
+            for (i, s) in job.active.enumerated() {
+                let id = samplers[job.index][s].next(logits[((first + i) * v)..<((first + i + 1) * v)])
+                if stopAtEOS, let eos = tokenizer.eosID, id == eos { continue }
+                job.out[s].append(id); job.feed[s] = [id]
+                if job.out[s].count < maxTokens, job.caches[s].length < job.caches[s].capacity { next.append(s) }
+            }
+            job.active = next
+        }
+        func finish(_ job: Job) {
+            results[job.index] = job.out
+            free.append(job.rows)
+            free.sort { $0.lowerBound < $1.lowerBound }
+            free = free.reduce(into: []) { acc, r in  // merge neighbours
+                if let last = acc.last, last.upperBound == r.lowerBound { acc[acc.count - 1] = last.lowerBound..<r.upperBound } else { acc.append(r) }
+            }
+            onDone(job.index, job.out)
+        }
+
+        var running: [Job] = []
+        var pending = jobs.indices.makeIterator(), waiting = pending.next()
+        while waiting != nil || !running.isEmpty {
+            // Start jobs, in order, while their sequences and rows fit.
+            while let j = waiting {
+                if !shared.contains(j) {  // nothing to decode together: alone, as generate(prompts:)
+                    results[j] = try generate(prompts: jobs[j], maxTokens: maxTokens, samplers: &samplers[j], stopAtEOS: stopAtEOS)
+                    onDone(j, results[j])
+                    waiting = pending.next(); continue
+                }
+                let busy = running.reduce(0) { $0 + $1.active.count }
+                guard busy + jobs[j].count <= maxRows, let f = free.firstIndex(where: { $0.count >= need[j] }) else { break }
+                let span = free[f].lowerBound..<(free[f].lowerBound + need[j])
+                free[f] = span.upperBound..<free[f].upperBound
+                var start = span.lowerBound
+                let caches = capacities[j].map { c in defer { start += c }; return KVCache(store: store, start: start, capacity: c) }
+                let job = Job(index: j, rows: span, caches: caches, prompts: jobs[j])
+                sample(job, try model.decode(job.feed, caches: caches), first: 0)
+                if job.active.isEmpty { finish(job) } else { running.append(job) }
+                waiting = pending.next()
+            }
+            guard !running.isEmpty else { continue }
+            // One token for every running sequence; each job's products apart (decode's groups).
+            var tokens: [[Int32]] = [], caches: [KVCache] = [], groups: [Range<Int>] = []
+            for job in running {
+                groups.append(tokens.count..<(tokens.count + job.active.count))
+                for s in job.active { tokens.append(job.feed[s]); caches.append(job.caches[s]) }
+            }
+            let logits = try model.decode(tokens, caches: caches, groups: groups)
+            for (job, g) in zip(running, groups) { sample(job, logits, first: g.lowerBound) }
+            for job in running where job.active.isEmpty { finish(job) }
+            running.removeAll { $0.active.isEmpty }
+        }
+        return results
     }
 
     /// Up to `maxTokens` new tokens per prompt; a sequence stops at end-of-sequence when `stopAtEOS`.

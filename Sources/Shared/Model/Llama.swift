@@ -151,7 +151,7 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config, t = batch.count
         guard let rows = outputRows, rows.count < t else {
             attention(l, a, batch: batch, layout: layout, cache: cache, queries: true)
-            mlp(l, a, rows: t, hooks: hooks)
+            mlp(l, a, rows: t, hooks: hooks, groups: batch.productGroups)
             return
         }
         attention(l, a, batch: batch, layout: layout, cache: cache, queries: !rows.isEmpty)
@@ -168,11 +168,11 @@ public final class LlamaModel: @unchecked Sendable {
     func attention(_ l: Int, _ a: LayerActivations, batch: TokenBatch, layout: AttentionLayout, cache: PrefixKVCache?,
                    queries: Bool) {
         let c = config, tr = c.traits, w = weights.layers[l], t = batch.count
-        let qw = quantized.layers[l], qs = quantized
+        let qw = quantized.layers[l], qs = quantized, g = batch.productGroups
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim) }
-        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
-        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim)
+        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim, groups: g) }
+        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g)
+        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g)
         if let qb = w.qBias, let kb = w.kBias, let vb = w.vBias {
             if queries { addRowVector(a.q.ptr, qb.ptr, rows: t, dim: c.qDim) }
             addRowVector(a.k.ptr, kb.ptr, rows: t, dim: c.kvDim)
@@ -198,27 +198,28 @@ public final class LlamaModel: @unchecked Sendable {
                           window: tr.isLocal(l) ? tr.slidingWindow : nil)
     }
 
-    /// The block's second half on its first `t` rows: `a.attnOut` and `a.input` → `a.output`.
-    func mlp(_ l: Int, _ a: LayerActivations, rows t: Int, hooks: ForwardHooks) {
+    /// The block's second half on its first `t` rows: `a.attnOut` and `a.input` → `a.output`
+    /// (`groups`: `TokenBatch.productGroups`, when those rows are the batch's).
+    func mlp(_ l: Int, _ a: LayerActivations, rows t: Int, hooks: ForwardHooks, groups g: [Range<Int>]? = nil) {
         let c = config, tr = c.traits, w = weights.layers[l]
         let qw = quantized.layers[l], qs = quantized
         if let pn = w.postAttnNorm {  // mid = input + RMSNorm(attnOut·Woᵀ)
-            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, groups: g)
             RMSNorm.forward(a.attnProj.ptr, pn.ptr, a.mid.ptr, rstd: a.postAttnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
             for i in 0..<(t * c.hidden) { a.mid.ptr[i] += a.input.ptr[i] }
         } else {
             a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
-            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true, groups: g)
         }
         RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
-        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
+        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g)
+        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g)
         switch tr.activation {
         case .silu: SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         case .geluTanh: GeGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         }
         if hooks.keyLayers.contains(l) { hooks.onKeys?(l, a.key.ptr) }
-        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, groups: g)
         if hooks.mlpOutputLayers.contains(l) { hooks.onMLPOutput?(l, a.mlpOut.ptr) }
         if let pn = w.postFFNNorm {  // output = mid + RMSNorm(mlpOut)
             RMSNorm.forward(a.mlpOut.ptr, pn.ptr, a.output.ptr, rstd: a.postFFNRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
@@ -242,7 +243,8 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// Final RMSNorm and LM head at the given packed rows of the residual stream: [rows × V].
-    public func logits(hidden: UnsafePointer<Float>, rows: [Int]) -> [Float] {
+    /// `groups`: ranges of `rows`' indices whose head products run apart (`TokenBatch.productGroups`).
+    public func logits(hidden: UnsafePointer<Float>, rows: [Int], groups: [Range<Int>]? = nil) -> [Float] {
         let c = config.hidden, m = rows.count
         let x = FloatBuffer(count: m * c, zeroed: false), xn = FloatBuffer(count: m * c, zeroed: false)
         for (i, r) in rows.enumerated() { (x.ptr + i * c).update(from: hidden + r * c, count: c) }
@@ -250,7 +252,7 @@ public final class LlamaModel: @unchecked Sendable {
         var out = [Float](repeating: 0, count: m * config.vocab)
         out.withUnsafeMutableBufferPointer {
             linear(xn.ptr, weights.lmHead, quantized.use(quantized.lmHead, rows: m), $0.baseAddress!,
-                   rows: m, inDim: c, outDim: config.vocab)
+                   rows: m, inDim: c, outDim: config.vocab, groups: groups)
         }
         return out
     }

@@ -65,12 +65,20 @@ public final class QuantizedWeights: @unchecked Sendable {
 }
 
 extension LlamaModel {
-    /// y[T × out] (+)= x[T × in] · Wᵀ: the quantized kernel when a view `q` is given, else float32 BLAS.
+    /// y[T × out] (+)= x[T × in] · Wᵀ: the quantized kernel when a view `q` is given, else float32 BLAS,
+    /// one call per range of `groups` when given (`TokenBatch.productGroups`).
     @inline(__always)
     func linear(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
-                rows t: Int, inDim: Int, outDim: Int, accumulate: Bool = false) {
+                rows t: Int, inDim: Int, outDim: Int, accumulate: Bool = false, groups: [Range<Int>]? = nil) {
         if let q, q.rows == outDim, q.cols == inDim, QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return }
-        BLAS.linear(x, w.ptr, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate)
+        guard let groups else {
+            BLAS.linear(x, w.ptr, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate)
+            return
+        }
+        for g in groups where !g.isEmpty {
+            BLAS.linear(x + g.lowerBound * inDim, w.ptr, y + g.lowerBound * outDim, rows: g.count,
+                        inDim: inDim, outDim: outDim, accumulate: accumulate)
+        }
     }
 
     /// See `QuantizedWeights.markEdited(layer:)`: call after editing `weights.layers[layer].down`.

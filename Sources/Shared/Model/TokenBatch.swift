@@ -13,6 +13,12 @@ public struct TokenBatch: Sendable {
     public let lengths: [Int]
     public var count: Int { tokens.count }
     public var sequences: Int { lengths.count }
+    /// Rows whose float32 (BLAS) products run apart: OpenBLAS rounds a row differently with the row
+    /// count of the call, so sequences decoded together with `groups` get, group by group, the bits
+    /// they get in a batch of their own (CachedGenerator's independent generations). The quantized
+    /// kernels compute each row alone and run over all rows at once; whether they are used is decided
+    /// on the whole batch, so callers keep it within `QuantizedLinear.maxRows`. nil: one product.
+    public var productGroups: [Range<Int>]?
 
     /// `firstPositions` (one per sequence, default 0): the position of each sequence's first row.
     public init(_ sequences: [[Int32]], firstPositions: [Int]? = nil) {

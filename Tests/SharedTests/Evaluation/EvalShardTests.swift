@@ -70,6 +70,84 @@ final class EvalShardTests: XCTestCase {
         }
     }
 
+    /// Independent generations batched (`generate(jobs:)`) give each job's tokens exactly as it gets
+    /// them alone, also where a layer's products run in float32 BLAS (an edited `ffn_down`, whose
+    /// rounding depends on the row count of the call), with jobs of more prompts than a step holds,
+    /// end-of-sequence stops and seeded top-k.
+    func testBatchedJobsEqualEachJobAlone() throws {
+        let w = try SyntheticModel.writer(SyntheticConfig(hidden: 256, ffn: 768, matrixType: .q8_0))
+        let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
+        let tok = try BPETokenizer(gguf: m.gguf)
+        let down = m.weights.layers[1].down
+        for i in 0..<down.count { down[i] += 0.01 * Float(i % 7 - 3) }
+        try m.markEdited(layer: 1)
+        let texts = ["The capital of France is", "It", "Paris is in the sea of", "A cat", "The sea", "Of the art of it"]
+        let jobs: [[[Int32]]] = [[0, 1], [2], [3, 4, 5, 0, 1], [1, 3, 5], [4], [2, 0]].map { $0.map { tok.encode(texts[$0], addSpecial: true) } }
+        func samplers() -> [[Sampler]] {
+            jobs.indices.map { j in jobs[j].indices.map { Sampler(mode: j % 2 == 0 ? .topK(4) : .greedy, seed: UInt64(10 * j + $0)) } }
+        }
+        let gen = CachedGenerator(model: m, tokenizer: tok)
+        for (maxTokens, stop) in [(12, false), (40, true), (0, false)] {
+            var alone = samplers()
+            let want = try jobs.indices.map { try gen.generate(prompts: jobs[$0], maxTokens: maxTokens, samplers: &alone[$0], stopAtEOS: stop) }
+            var s = samplers(), order: [Int] = []
+            // Steps of at most 4 sequences: job 2 (5 prompts) runs alone; the others share steps as room frees up.
+            let got = try BLAS.singleThreaded {
+                try gen.generate(jobs: jobs, samplers: &s, maxTokens: maxTokens, stopAtEOS: stop, maxRows: 4) { j, out in
+                    order.append(j)
+                    XCTAssertEqual(out, want[j], "job \(j) as reported")
+                }
+            }
+            XCTAssertEqual(got, want, "maxTokens \(maxTokens), stop at EOS \(stop)")
+            XCTAssertEqual(order.sorted(), Array(jobs.indices))
+            if maxTokens == 12 { XCTAssertEqual(got.flatMap { $0 }.map(\.count), Array(repeating: 12, count: 14)) }
+        }
+    }
+
+    /// `decode(groups:)`: each group's logits have the bits of a decode of that group alone, where
+    /// float32 BLAS products (an edited `ffn_down`, a float32 LM head) round a row differently with
+    /// the row count of the call (measured with OpenBLAS here: a 768 → 256 product's row changes
+    /// between 1 and 5+ rows).
+    func testGroupedDecodeHasEachGroupsBits() throws {
+        let w = try SyntheticModel.writer(SyntheticConfig(hidden: 256, ffn: 768, matrixType: .q8_0))
+        let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
+        let tok = try BPETokenizer(gguf: m.gguf)
+        let down = m.weights.layers[0].down
+        for i in 0..<down.count { down[i] += 0.01 * Float(i % 5 - 2) }
+        try m.markEdited(layer: 0)
+        let texts = ["The capital of France is", "It", "Paris is in the sea of", "A cat", "The sea", "Of the art", "An art", "The"]
+        let prompts = texts.map { tok.encode($0, addSpecial: true) }
+        let groups = [0..<2, 2..<5, 5..<6, 6..<8]
+        let v = m.config.vocab
+        func prefilled() throws -> [KVCache] {
+            let caches = KVCache.group(config: m.config, capacities: prompts.map { $0.count + 1 })
+            for g in groups { _ = try m.decode(Array(prompts[g]), caches: Array(caches[g])) }
+            return caches
+        }
+        let step: [[Int32]] = prompts.indices.map { [Int32(3 + $0)] }
+        try BLAS.singleThreaded {
+            let a = try prefilled(), b = try prefilled(), c = try prefilled()
+            let together = try m.decode(step, caches: a, groups: groups)
+            var alone: [Float] = []
+            for g in groups { alone += try m.decode(Array(step[g]), caches: Array(b[g])) }
+            XCTAssertEqual(together.count, prompts.count * v)
+            XCTAssertTrue(together == alone, "every group's logits bit for bit")
+            let ungrouped = try m.decode(step, caches: c)
+            let moved = zip(ungrouped, alone).filter { $0 != $1 }.count
+            print("one product over all 8 rows instead: \(moved) of \(alone.count) logits differ in their bits")
+        }
+    }
+
+    /// The evaluator's batched generation equals evaluating each record alone (its generation on its own).
+    func testEvaluatorGenerationEqualsRecordAlone() throws {
+        let (m, tok) = try Self.model(.q8_0)
+        let ev = CounterFactEvaluator(model: m, tokenizer: tok, generation: GenerationSettings(maxTokens: 10, topK: 5, seed: 4))
+        let whole = try ev.evaluate(Self.records, firstIndex: 3)
+        let alone = try Self.records.indices.map { try ev.evaluate(Self.records[$0], index: 3 + $0) }
+        XCTAssertEqual(whole.records, alone)
+        XCTAssertEqual(whole.records.map { $0.generations?.count }, Self.records.map { $0.generationPrompts.count })
+    }
+
     /// The `generate` command's path (one prompt, tokens streamed, KV cache) gives the full recompute's
     /// tokens, greedy and seeded top-k, and stops where it does at the end of the context.
     func testStreamingCachedGenerationEqualsFullRecompute() throws {
