@@ -54,7 +54,7 @@ public struct CounterFactEvaluator {
     /// the determinism change, 12.9 / 13.6 s side by side).
     /// Then the generations of all the records together (`CachedGenerator.generate(jobs:)`: the same
     /// texts as one record at a time, its steps batched across records; measured on Qwen, 20 records,
-    /// 2 threads: see README "Evaluation speed"). `progress` counts records whose every figure is in.
+    /// 2 threads: README, "Benchmarks", Generation). `progress` counts records whose every figure is in.
     public func evaluate(_ records: [EditRequest], firstIndex: Int = 0,
                          progress: (Int) -> Void = { _ in }) throws -> EvalShard {
         model.ensureRoPE(model.config.context + 2)  // grown before the threads read it

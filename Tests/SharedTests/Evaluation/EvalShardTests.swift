@@ -70,17 +70,23 @@ final class EvalShardTests: XCTestCase {
         }
     }
 
+    /// A Q8_0 synthetic model wide enough for OpenBLAS's rounding to depend on the row count, with
+    /// `layer`'s `ffn_down` edited in place (its products then run in float32 BLAS).
+    static func editedModel(layer: Int) throws -> (LlamaModel, BPETokenizer) {
+        let w = try SyntheticModel.writer(SyntheticConfig(hidden: 256, ffn: 768, matrixType: .q8_0))
+        let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
+        let down = m.weights.layers[layer].down
+        for i in 0..<down.count { down[i] += 0.01 * Float(i % 7 - 3) }
+        try m.markEdited(layer: layer)
+        return (m, try BPETokenizer(gguf: m.gguf))
+    }
+
     /// Independent generations batched (`generate(jobs:)`) give each job's tokens exactly as it gets
     /// them alone, also where a layer's products run in float32 BLAS (an edited `ffn_down`, whose
     /// rounding depends on the row count of the call), with jobs of more prompts than a step holds,
     /// end-of-sequence stops and seeded top-k.
     func testBatchedJobsEqualEachJobAlone() throws {
-        let w = try SyntheticModel.writer(SyntheticConfig(hidden: 256, ffn: 768, matrixType: .q8_0))
-        let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
-        let tok = try BPETokenizer(gguf: m.gguf)
-        let down = m.weights.layers[1].down
-        for i in 0..<down.count { down[i] += 0.01 * Float(i % 7 - 3) }
-        try m.markEdited(layer: 1)
+        let (m, tok) = try Self.editedModel(layer: 1)
         let texts = ["The capital of France is", "It", "Paris is in the sea of", "A cat", "The sea", "Of the art of it"]
         let jobs: [[[Int32]]] = [[0, 1], [2], [3, 4, 5, 0, 1], [1, 3, 5], [4], [2, 0]].map { $0.map { tok.encode(texts[$0], addSpecial: true) } }
         func samplers() -> [[Sampler]] {
@@ -109,12 +115,7 @@ final class EvalShardTests: XCTestCase {
     /// the row count of the call (measured with OpenBLAS here: a 768 → 256 product's row changes
     /// between 1 and 5+ rows).
     func testGroupedDecodeHasEachGroupsBits() throws {
-        let w = try SyntheticModel.writer(SyntheticConfig(hidden: 256, ffn: 768, matrixType: .q8_0))
-        let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
-        let tok = try BPETokenizer(gguf: m.gguf)
-        let down = m.weights.layers[0].down
-        for i in 0..<down.count { down[i] += 0.01 * Float(i % 5 - 2) }
-        try m.markEdited(layer: 0)
+        let (m, tok) = try Self.editedModel(layer: 0)
         let texts = ["The capital of France is", "It", "Paris is in the sea of", "A cat", "The sea", "Of the art", "An art", "The"]
         let prompts = texts.map { tok.encode($0, addSpecial: true) }
         let groups = [0..<2, 2..<5, 5..<6, 6..<8]
