@@ -143,10 +143,15 @@ final class EvalShardTests: XCTestCase {
     func testEvaluatorGenerationEqualsRecordAlone() throws {
         let (m, tok) = try Self.model(.q8_0)
         let ev = CounterFactEvaluator(model: m, tokenizer: tok, generation: GenerationSettings(maxTokens: 10, topK: 5, seed: 4))
-        let whole = try ev.evaluate(Self.records, firstIndex: 3)
-        let alone = try Self.records.indices.map { try ev.evaluate(Self.records[$0], index: 3 + $0) }
+        // 20 records: past one chunk (CounterFactEvaluator.chunkRecords).
+        let records = (0..<4).flatMap { k in Self.records.map { r in var r = r; r.caseID = r.caseID.map { $0 + 10 * k }; return r } }
+        XCTAssertGreaterThan(records.count, CounterFactEvaluator.chunkRecords)
+        var ticks: [Int] = []
+        let whole = try ev.evaluate(records, firstIndex: 3) { ticks.append($0) }
+        let alone = try records.indices.map { try ev.evaluate(records[$0], index: 3 + $0) }
         XCTAssertEqual(whole.records, alone)
-        XCTAssertEqual(whole.records.map { $0.generations?.count }, Self.records.map { $0.generationPrompts.count })
+        XCTAssertEqual(whole.records.map { $0.generations?.count }, records.map { $0.generationPrompts.count })
+        XCTAssertEqual(ticks, Array(1...records.count), "progress counts every record once, in order of completion")
     }
 
     /// The `generate` command's path (one prompt, tokens streamed, KV cache) gives the full recompute's
