@@ -391,3 +391,18 @@ int qk_linear(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t i
 int64_t qk_x_stride(int64_t in) {
     return (in * (int64_t)sizeof(float)) % QK_ALIAS_BYTES == 0 ? in + QK_ALIAS_PAD : in;
 }
+
+void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks) {
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    for (int64_t b = 0; b < blocks; b++, s += Q5_0_BYTES, d += Q8_0_BYTES) {
+        const uint32_t qh = load_u32(s + 2);
+        memcpy(d, s, 2);
+        for (int e = 0; e < 16; e++) {
+            const int lo = (s[6 + e] & 0x0F) | (int)((qh >> e) & 1) << 4;
+            const int hi = (s[6 + e] >> 4) | (int)((qh >> (e + 16)) & 1) << 4;
+            d[2 + e] = (uint8_t)(int8_t)(lo - 16);
+            d[18 + e] = (uint8_t)(int8_t)(hi - 16);
+        }
+    }
+}

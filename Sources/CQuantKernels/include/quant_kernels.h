@@ -51,6 +51,11 @@ int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx,
 enum { QK_ALIAS_BYTES = 4096, QK_ALIAS_PAD = 16 };
 int64_t qk_x_stride(int64_t in);
 
+/// Rewrites `blocks` Q5_0 blocks (22 bytes: f16 d, 32 fifth bits, 16 bytes of nibbles) as Q8_0
+/// blocks (34 bytes: the same f16 d, then the 32 values q − 16 as signed bytes): the same weights
+/// d·(q − 16), which the Q8_0 kernels multiply with cheaper unpacking (QuantizedWeights).
+void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
+
 /// All output rows of the product (ldy = rows), split by rows over the caller and `threads` − 1
 /// persistent workers (thread_pool.c). Runs on the caller alone when another thread's product is
 /// in flight. Same return values as `qk_linear`.

@@ -46,6 +46,25 @@ public struct QuantizedMatrix: @unchecked Sendable {
               let need = type.byteCount(elements: rows * cols), bytes.count >= need else { return nil }
         self.rows = rows; self.cols = cols; self.bytes = bytes
     }
+
+    /// A Q5_0 matrix rewritten as Q8_0 into memory of its own (`qk_repack_q5_0_as_q8_0`): the same
+    /// weights, so the same products bit for bit, read with Q8_0's cheaper unpacking at 34 bytes a
+    /// block instead of 22. nil for the other formats. The copy lives as long as `storage`.
+    public func asQ8_0() -> (matrix: QuantizedMatrix, storage: OwnedBytes)? {
+        guard format == .q5_0 else { return nil }
+        let blocks = rows * cols / 32
+        let storage = OwnedBytes(count: blocks * 34)
+        qk_repack_q5_0_as_q8_0(bytes.baseAddress, storage.bytes.baseAddress, Int64(blocks))
+        guard let m = QuantizedMatrix(type: .q8_0, bytes: UnsafeRawBufferPointer(storage.bytes), rows: rows, cols: cols) else { return nil }
+        return (m, storage)
+    }
+}
+
+/// Bytes allocated here and freed with this object (64-byte aligned).
+public final class OwnedBytes: @unchecked Sendable {
+    public let bytes: UnsafeMutableRawBufferPointer
+    public init(count: Int) { bytes = .allocate(byteCount: max(1, count), alignment: 64) }
+    deinit { bytes.deallocate() }
 }
 
 public enum QuantizedLinear {

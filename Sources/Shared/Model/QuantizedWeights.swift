@@ -1,4 +1,5 @@
-// The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file), used
+// The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file;
+// with AVX2, one-row products read Q5_0 from a Q8_0 copy, `q5_0OneRowAsQ8_0`), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
 // (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
@@ -7,27 +8,56 @@ import Support
 import GGUF
 import Tokenization
 import Kernels
+import Foundation
 
 public final class QuantizedWeights: @unchecked Sendable {
+    /// A matrix as the kernels read it: `rows` for products of several token rows, `oneRow` for one
+    /// (the same weights; see `q5_0OneRowAsQ8_0`).
+    public struct View: Sendable {
+        public let rows: QuantizedMatrix
+        public let oneRow: QuantizedMatrix
+    }
+
     /// Views of one block's matrices; nil where the stored type has no kernel (float32 is used then).
     public struct Layer: Sendable {
-        public let wq, wk, wv, wo, gate, up, down: QuantizedMatrix?
+        public let wq, wk, wv, wo, gate, up, down: View?
     }
 
     public let layers: [Layer]
     /// The LM head [V × C] (`output.weight`, or the token embedding when tied).
-    public let lmHead: QuantizedMatrix?
+    public let lmHead: View?
     /// Off: every product runs on the float32 weights (comparisons, debugging).
     public var enabled: Bool
+    /// Views that are copies (Q5_0 rewritten as Q8_0), not the file's bytes.
+    private let storage: [OwnedBytes]
+    /// With the AVX2 kernels, one-row products (each generation step, the LM head of every forward)
+    /// read Q5_0 matrices as Q8_0 (a copy, `QuantizedMatrix.asQ8_0`: the same weights, so the same
+    /// bits): one row leaves the kernel waiting on Q5_0's unpacking, not on memory. Measured
+    /// 2026-12-05 (Zen 4, 2 threads, AVX2, 3 pairs of invocations): Qwen's generation step 29.3 / 30.0 /
+    /// 28.8 → 26.8 / 27.1 / 26.0 ms, Gemma's 12.7 / 12.7 / 12.8 → 11.8 / 12.2 / 12.8; memory +255 MB
+    /// on Qwen. Not for several rows (Qwen's 10-token forward 68.4 / 66.4 / 73.5 → 72.3 / 77.5 / 75.2)
+    /// nor with AVX-512 (its own Q5_0 unpacking; generation within noise, the memory for nothing).
+    /// ALPHAEDIT_Q5_0=native turns it off (to compare); =q8 turns it on with either ISA.
+    public static let q5_0OneRowAsQ8_0: Bool = {
+        switch ProcessInfo.processInfo.environment["ALPHAEDIT_Q5_0"] {
+        case "native": false
+        case "q8": true
+        default: QuantizedLinear.bestISA == .avx2
+        }
+    }()
     private var downEdited: [Bool]
 
     /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
     /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
     public init(gguf: GGUFFile, config c: LlamaConfig) {
-        func view(_ name: String, rows: Int, cols: Int) -> QuantizedMatrix? {
+        var copies: [OwnedBytes] = []
+        func view(_ name: String, rows: Int, cols: Int) -> View? {
             guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
-                  info.dims == [cols, rows] else { return nil }
-            return QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols)
+                  info.dims == [cols, rows],
+                  let m = QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols) else { return nil }
+            guard Self.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
+            copies.append(q8.storage)
+            return View(rows: m, oneRow: q8.matrix)
         }
         layers = (0..<c.layers).map { l in
             Layer(wq: view(GGUFNames.attnQ(l), rows: c.qDim, cols: c.hidden),
@@ -39,6 +69,7 @@ public final class QuantizedWeights: @unchecked Sendable {
                   down: view(GGUFNames.ffnDown(l), rows: c.hidden, cols: c.ffn))
         }
         lmHead = view(c.tiedEmbeddings ? GGUFNames.tokenEmbd : GGUFNames.output, rows: c.vocab, cols: c.hidden)
+        storage = copies
         enabled = true
         downEdited = Array(repeating: false, count: c.layers)
     }
@@ -54,8 +85,9 @@ public final class QuantizedWeights: @unchecked Sendable {
     public func isEdited(layer: Int) -> Bool { downEdited.indices.contains(layer) && downEdited[layer] }
 
     /// The view to use for a product of `rows` tokens, or nil for float32 BLAS.
-    @inline(__always) func use(_ m: QuantizedMatrix?, rows t: Int) -> QuantizedMatrix? {
-        enabled && t <= QuantizedLinear.maxRows ? m : nil
+    @inline(__always) func use(_ v: View?, rows t: Int) -> QuantizedMatrix? {
+        guard let v, enabled, t <= QuantizedLinear.maxRows else { return nil }
+        return t == 1 ? v.oneRow : v.rows
     }
 
     /// `ffn_down` of `layer` for `rows` tokens, or nil once the layer is edited.

@@ -150,6 +150,31 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
+    /// A Q5_0 matrix rewritten as Q8_0 (`asQ8_0`, what one-row products read with AVX2) holds the
+    /// same weights and gives the same products bit for bit, on every ISA and token count.
+    func testQ5_0AsQ8_0IsTheSameMatrix() throws {
+        let rows = 37, cols = 640
+        let bytes = Self.randomMatrix(.q5_0, rows: rows, cols: cols, seed: 77)
+        try bytes.withUnsafeBytes { raw in
+            let m = try XCTUnwrap(QuantizedMatrix(type: .q5_0, bytes: raw, rows: rows, cols: cols))
+            let q8 = try XCTUnwrap(m.asQ8_0())
+            XCTAssertEqual(q8.matrix.format, .q8_0)
+            XCTAssertNil(q8.matrix.asQ8_0(), "only Q5_0 is rewritten")
+            let copy = Array(UnsafeRawBufferPointer(q8.storage.bytes).prefix(rows * cols / 32 * 34))
+            XCTAssertEqual(Self.dequantized(.q8_0, copy, count: rows * cols), Self.dequantized(.q5_0, bytes, count: rows * cols))
+            var rng = SplitMix64(seed: 5)
+            for isa in isas {
+                for t in [1, 2, 5, 10, 12] {
+                    let x = (0..<(t * cols)).map { _ in rng.symmetric(1) }
+                    var a = [Float](repeating: 0, count: t * rows), b = a
+                    XCTAssertTrue(QuantizedLinear.run(x, m, &a, rows: t, threads: 2, isa: isa))
+                    XCTAssertTrue(QuantizedLinear.run(x, q8.matrix, &b, rows: t, threads: 2, isa: isa))
+                    XCTAssertEqual(a, b, "\(isa), T = \(t)")
+                }
+            }
+        }
+    }
+
     // MARK: - real tensors
 
     static let qwenPath = RepoPaths.repo.appendingPathComponent("models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf").path
@@ -191,5 +216,18 @@ final class QuantizedKernelTypesTests: XCTestCase {
                 XCTAssertLessThanOrEqual(worst, Self.tolerance, "\(name) T=\(t)")
             }
         }
+    }
+
+    /// The model's wiring: Qwen's Q5_0 matrices keep their own bytes for several rows; one-row
+    /// products read the Q8_0 copy exactly where `QuantizedWeights.q5_0OneRowAsQ8_0` says (with the
+    /// AVX2 kernels: the determinism pass of scripts/test.sh); other formats are never copied.
+    func testOneRowViewsOfQwen() throws {
+        guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        let m = try LlamaModel(path: Self.qwenPath)
+        let gate = try XCTUnwrap(m.quantized.layers[0].gate), down = try XCTUnwrap(m.quantized.layers[0].down)
+        XCTAssertEqual(gate.rows.format, .q5_0)
+        XCTAssertEqual(gate.oneRow.format, QuantizedWeights.q5_0OneRowAsQ8_0 ? .q8_0 : .q5_0)
+        XCTAssertEqual(QuantizedWeights.q5_0OneRowAsQ8_0, QuantizedLinear.bestISA == .avx2)
+        XCTAssertEqual(down.oneRow.bytes.baseAddress, down.rows.bytes.baseAddress, "Q6_K is read in place")
     }
 }
