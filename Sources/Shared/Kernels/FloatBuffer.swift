@@ -1,14 +1,31 @@
 // A fixed-size float32 buffer with a stable address: weights and activations live in these,
 // so hot kernels take raw pointers without copy-on-write checks or per-call allocation.
 import GGUF
+import Glibc
 
 public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let ptr: UnsafeMutablePointer<Float>
+    /// Allocated by `posix_memalign` on a 2 MB boundary with transparent huge pages asked for.
+    private let huge: Bool
+
+    /// Buffers of at least this many bytes (the weights, large activations) ask the kernel for 2 MB
+    /// pages (`MADV_HUGEPAGE`; this VM's THP setting is `madvise`): 512× fewer page faults when a
+    /// model's float32 copies are first written, and fewer TLB misses when sgemm streams them.
+    public static let hugeBytes = 2 << 20
 
     public init(count: Int, zeroed: Bool = true) {
         self.count = count
-        ptr = .allocate(capacity: max(count, 1))
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        var raw: UnsafeMutableRawPointer?
+        if bytes >= Self.hugeBytes, posix_memalign(&raw, Self.hugeBytes, bytes) == 0, let raw {
+            _ = madvise(raw, bytes, MADV_HUGEPAGE)  // advice only: without it the buffer still works
+            ptr = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+            huge = true
+        } else {
+            ptr = .allocate(capacity: max(count, 1))
+            huge = false
+        }
         if zeroed { ptr.initialize(repeating: 0, count: max(count, 1)) }
     }
 
@@ -17,7 +34,7 @@ public final class FloatBuffer: @unchecked Sendable {
         values.withUnsafeBufferPointer { if let b = $0.baseAddress { ptr.update(from: b, count: values.count) } }
     }
 
-    deinit { ptr.deallocate() }
+    deinit { if huge { free(ptr) } else { ptr.deallocate() } }
 
     public var array: [Float] { Array(UnsafeBufferPointer(start: ptr, count: count)) }
     public subscript(i: Int) -> Float {
