@@ -2,8 +2,8 @@
 // attending to the keys and values of earlier positions kept per sequence and layer. Several
 // sequences decode together (one packed row block per step), so the few-token quantized kernels
 // serve them all for about the price of one. `Generator` recomputes the whole sequence per token
-// (kept as the reference the tests compare with); this is the same computation (test: logits equal the full forward within 1e-3, see
-// EvalShardTests) at O(new tokens) per step.
+// (kept as the reference the tests compare with); this is the same computation (test: logits equal
+// the full forward within 1e-3, see EvalShardTests) at O(new tokens) per step.
 //
 // There is one block forward and one K/V cache in the model: a step is `runBlocks` over all blocks
 // with a `CachedPrefix` (the mechanism v* uses for its δ-independent prefix, PrefixKVCache.swift),
