@@ -84,6 +84,8 @@ public struct KernelChoice: Codable, Sendable, Equatable {
     public var isa_cap: String?
     /// The CPU's name, family and model (/proc/cpuinfo): VMs of one name run on different hosts.
     public var cpu_model: String?
+    /// How one-row products read Q5_0 matrices: "q8_0 copy" or "stored" (`QuantizedLinear.q5_0OneRowAsQ8_0`).
+    public var q5_0_one_row: String?
 
     public static var current: KernelChoice {
         let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"]
@@ -98,7 +100,7 @@ public struct KernelChoice: Codable, Sendable, Equatable {
         }
         return KernelChoice(cpu_features: wanted.filter(flags.contains), openblas_core: BLASRuntime.coreName,
                             quantized_kernels: q, isa_cap: ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"],
-                            cpu_model: cpuModel())
+                            cpu_model: cpuModel(), q5_0_one_row: QuantizedLinear.q5_0OneRowAsQ8_0 ? "q8_0 copy" : "stored")
     }
 
     /// "AMD EPYC (family 25, model 17)" from /proc/cpuinfo's first processor; nil where it has none.
@@ -120,5 +122,6 @@ public struct KernelChoice: Codable, Sendable, Equatable {
         (cpu_model.map { "CPU: \($0); " } ?? "")
             + "CPU features: \(cpu_features.isEmpty ? "none of avx2/avx512" : cpu_features.joined(separator: " ")); "
             + "kernels: OpenBLAS \(openblas_core), quantized \(quantized_kernels)" + (isa_cap.map { " (ALPHAEDIT_ISA=\($0))" } ?? "")
+            + (q5_0_one_row == "q8_0 copy" ? ", Q5_0 at one row from a Q8_0 copy" : "")
     }
 }

@@ -8,6 +8,7 @@
 import GGUF
 import CBLAS
 import CQuantKernels
+import Foundation
 
 /// A read-only view of a quantized weight matrix [rows (out) × cols (in)] in GGUF block layout.
 /// The bytes must outlive the view (for a model: the memory-mapped `GGUFFile`).
@@ -79,6 +80,22 @@ public enum QuantizedLinear {
     /// 167, 48: 175 vs 205, 64: 235 vs 249, 128: 390 vs 352. The two meet near T = 64, where sgemm
     /// stops waiting on its 424 MB of float32 weights; 32 keeps a clear margin.
     public static let maxRows = 32
+
+    /// With the AVX2 kernels, the model's one-row products (each generation step, the LM head of every forward)
+    /// read Q5_0 matrices as Q8_0 (a copy, `QuantizedMatrix.asQ8_0`: the same weights, so the same
+    /// bits): one row leaves the kernel waiting on Q5_0's unpacking, not on memory. Measured
+    /// 2026-12-05 (Zen 4, 2 threads, AVX2, 3 pairs of invocations): Qwen's generation step 29.3 / 30.0 /
+    /// 28.8 → 26.8 / 27.1 / 26.0 ms, Gemma's 12.7 / 12.7 / 12.8 → 11.8 / 12.2 / 12.8; memory +255 MB
+    /// on Qwen. Not for several rows (Qwen's 10-token forward 68.4 / 66.4 / 73.5 → 72.3 / 77.5 / 75.2)
+    /// nor with AVX-512 (its own Q5_0 unpacking; generation within noise, the memory for nothing).
+    /// ALPHAEDIT_Q5_0=native turns it off (to compare); =q8 turns it on with either ISA.
+    public static let q5_0OneRowAsQ8_0: Bool = {
+        switch ProcessInfo.processInfo.environment["ALPHAEDIT_Q5_0"] {
+        case "native": false
+        case "q8": true
+        default: bestISA == .avx2
+        }
+    }()
 
     /// Multiply-adds (T·out·in) per thread below which splitting costs more than it saves.
     static let minParallelWork = 1 << 16

@@ -1,5 +1,5 @@
 // The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file;
-// with AVX2, one-row products read Q5_0 from a Q8_0 copy, `q5_0OneRowAsQ8_0`), used
+// with AVX2, one-row products read Q5_0 from a Q8_0 copy, `QuantizedLinear.q5_0OneRowAsQ8_0`), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
 // (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
@@ -12,7 +12,7 @@ import Foundation
 
 public final class QuantizedWeights: @unchecked Sendable {
     /// A matrix as the kernels read it: `rows` for products of several token rows, `oneRow` for one
-    /// (the same weights; see `q5_0OneRowAsQ8_0`).
+    /// (the same weights; see `QuantizedLinear.q5_0OneRowAsQ8_0`).
     public struct View: Sendable {
         public let rows: QuantizedMatrix
         public let oneRow: QuantizedMatrix
@@ -30,21 +30,6 @@ public final class QuantizedWeights: @unchecked Sendable {
     public var enabled: Bool
     /// Views that are copies (Q5_0 rewritten as Q8_0), not the file's bytes.
     private let storage: [OwnedBytes]
-    /// With the AVX2 kernels, one-row products (each generation step, the LM head of every forward)
-    /// read Q5_0 matrices as Q8_0 (a copy, `QuantizedMatrix.asQ8_0`: the same weights, so the same
-    /// bits): one row leaves the kernel waiting on Q5_0's unpacking, not on memory. Measured
-    /// 2026-12-05 (Zen 4, 2 threads, AVX2, 3 pairs of invocations): Qwen's generation step 29.3 / 30.0 /
-    /// 28.8 → 26.8 / 27.1 / 26.0 ms, Gemma's 12.7 / 12.7 / 12.8 → 11.8 / 12.2 / 12.8; memory +255 MB
-    /// on Qwen. Not for several rows (Qwen's 10-token forward 68.4 / 66.4 / 73.5 → 72.3 / 77.5 / 75.2)
-    /// nor with AVX-512 (its own Q5_0 unpacking; generation within noise, the memory for nothing).
-    /// ALPHAEDIT_Q5_0=native turns it off (to compare); =q8 turns it on with either ISA.
-    public static let q5_0OneRowAsQ8_0: Bool = {
-        switch ProcessInfo.processInfo.environment["ALPHAEDIT_Q5_0"] {
-        case "native": false
-        case "q8": true
-        default: QuantizedLinear.bestISA == .avx2
-        }
-    }()
     private var downEdited: [Bool]
 
     /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
@@ -55,7 +40,7 @@ public final class QuantizedWeights: @unchecked Sendable {
             guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
                   info.dims == [cols, rows],
                   let m = QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols) else { return nil }
-            guard Self.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
+            guard QuantizedLinear.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
             copies.append(q8.storage)
             return View(rows: m, oneRow: q8.matrix)
         }

@@ -219,15 +219,17 @@ final class QuantizedKernelTypesTests: XCTestCase {
     }
 
     /// The model's wiring: Qwen's Q5_0 matrices keep their own bytes for several rows; one-row
-    /// products read the Q8_0 copy exactly where `QuantizedWeights.q5_0OneRowAsQ8_0` says (with the
+    /// products read the Q8_0 copy exactly where `QuantizedLinear.q5_0OneRowAsQ8_0` says (with the
     /// AVX2 kernels: the determinism pass of scripts/test.sh); other formats are never copied.
     func testOneRowViewsOfQwen() throws {
         guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
         let m = try LlamaModel(path: Self.qwenPath)
         let gate = try XCTUnwrap(m.quantized.layers[0].gate), down = try XCTUnwrap(m.quantized.layers[0].down)
         XCTAssertEqual(gate.rows.format, .q5_0)
-        XCTAssertEqual(gate.oneRow.format, QuantizedWeights.q5_0OneRowAsQ8_0 ? .q8_0 : .q5_0)
-        XCTAssertEqual(QuantizedWeights.q5_0OneRowAsQ8_0, QuantizedLinear.bestISA == .avx2)
+        XCTAssertEqual(gate.oneRow.format, QuantizedLinear.q5_0OneRowAsQ8_0 ? .q8_0 : .q5_0)
+        XCTAssertEqual(QuantizedLinear.q5_0OneRowAsQ8_0, QuantizedLinear.bestISA == .avx2)
         XCTAssertEqual(down.oneRow.bytes.baseAddress, down.rows.bytes.baseAddress, "Q6_K is read in place")
+        XCTAssertEqual(KernelChoice.current.q5_0_one_row, QuantizedLinear.q5_0OneRowAsQ8_0 ? "q8_0 copy" : "stored")
+        XCTAssertEqual(KernelChoice.current.line.contains("Q5_0 at one row from a Q8_0 copy"), QuantizedLinear.q5_0OneRowAsQ8_0)
     }
 }
