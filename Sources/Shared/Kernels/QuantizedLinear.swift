@@ -53,8 +53,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// block instead of 22. nil for the other formats. The copy lives as long as `storage`.
     public func asQ8_0() -> (matrix: QuantizedMatrix, storage: OwnedBytes)? {
         guard format == .q5_0 else { return nil }
-        let blocks = rows * cols / 32
-        let storage = OwnedBytes(count: blocks * 34)
+        let blocks = rows * cols / GGMLType.q5_0.blockSize
+        let storage = OwnedBytes(count: blocks * GGMLType.q8_0.blockBytes)
         qk_repack_q5_0_as_q8_0(bytes.baseAddress, storage.bytes.baseAddress, Int64(blocks))
         guard let m = QuantizedMatrix(type: .q8_0, bytes: UnsafeRawBufferPointer(storage.bytes), rows: rows, cols: cols) else { return nil }
         return (m, storage)
