@@ -121,16 +121,19 @@ static int ensure_workers(int n) {
     return pool.workers;
 }
 
-// x at the stride the kernels read fastest (qk_x_stride): a copy in this thread's buffer when that
-// differs from `in` and there are several token rows, else x itself; NULL when out of memory.
+// x at the stride the kernels read fastest (qk_x_stride) and on a cache line (QK_X_ALIGN): a copy in this
+// thread's buffer when x is not so aligned, or its stride differs from `in` and there are several token
+// rows; else x itself; NULL when out of memory. Rows are whole blocks of 32 floats, so every row of an
+// aligned x starts on a line too.
 static const float *x_at_stride(const float *x, int64_t t, int64_t in, int64_t *ldx) {
     static _Thread_local float *buffer;
     static _Thread_local int64_t capacity;
     *ldx = qk_x_stride(in);
-    if (t < 2 || *ldx == in) { *ldx = in; return x; }
+    if (t < 2) *ldx = in;
+    if (*ldx == in && (uintptr_t)x % QK_X_ALIGN == 0) return x;
     if (t * *ldx > capacity) {
         float *grown = NULL;
-        if (posix_memalign((void **)&grown, 64, (size_t)(t * *ldx) * sizeof(float)) != 0) return NULL;
+        if (posix_memalign((void **)&grown, QK_X_ALIGN, (size_t)(t * *ldx) * sizeof(float)) != 0) return NULL;
         free(buffer);
         buffer = grown;
         capacity = t * *ldx;

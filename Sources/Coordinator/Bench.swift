@@ -38,11 +38,12 @@ struct BenchForward: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Timed runs of the batch (the 10-token prompt runs 3× as many).") var runs = 7
     @Option(help: "Sentences for the batch.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
+    @Flag(help: "Also time each kind of matrix product in separate 10-token forwards and generation steps.") var breakdown = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         let cfg = try modelOptions.resolved()
-        let r = try ForwardBenchmark.run(modelPath: cfg.model, threads: cfg.threads, runs: runs, corpus: corpus)
+        let r = try ForwardBenchmark.run(modelPath: cfg.model, threads: cfg.threads, runs: runs, corpus: corpus, breakdown: breakdown)
         if json {
             try printJSON(r)
         } else {
@@ -55,7 +56,26 @@ struct BenchForward: ParsableCommand {
                          r.batch_sequences, r.batch_tokens / r.batch_sequences, r.batch_median_ms, r.batch_tokens_per_s, r.gflops))
             print(String(format: "load (map + dequantize)         %8.2f s", r.load_s))
             print(String(format: "peak resident memory            %8.0f MB", r.rss_mb))
+            if let b = r.breakdown {
+                printBreakdown("10-token forward", b.prompt, passes: b.prompt_passes, total: b.prompt_ms, other: b.prompt_other_ms, sgemm: r.sgemm_gflops)
+                printBreakdown("generation step", b.step, passes: b.step_passes, total: b.step_ms, other: b.step_other_ms, sgemm: r.sgemm_gflops)
+            }
         }
+    }
+
+    /// One pass's products, a row per role, kernel and row count, then the rest of the pass.
+    private func printBreakdown(_ title: String, _ rows: [ForwardBenchmark.Row], passes: Int, total: Double, other: Double, sgemm: Double) {
+        print("")
+        print(String(format: "%@, profiled (mean of %d passes: %.2f ms)", title, passes, total))
+        print("product  kernel  shape (out × in)  tokens  calls      ms   share  GFLOP/s  of sgemm  weights MB   GB/s")
+        for row in rows {
+            print(String(format: "%-7@  %-6@  %16@  %6d  %5.0f  %6.2f  %5.1f%%  %7.1f  %7.0f%%  %10.1f  %5.1f",
+                         row.role, row.kernel, "\(row.out_dim) × \(row.in_dim)", row.tokens, row.calls, row.ms,
+                         100 * row.ms / total, row.gflops, 100 * row.gflops / sgemm, row.weight_mb,
+                         row.ms > 0 ? row.weight_mb / row.ms : 0))
+        }
+        print(String(format: "%-7@  %-6@  %16@  %6@  %5@  %6.2f  %5.1f%%   (attention, norms, RoPE, activations, embedding)",
+                     "other", "", "", "", "", other, 100 * other / total))
     }
 }
 

@@ -51,6 +51,12 @@ int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx,
 enum { QK_ALIAS_BYTES = 4096, QK_ALIAS_PAD = 16 };
 int64_t qk_x_stride(int64_t in);
 
+/// The alignment of x that `qk_linear_parallel` reads (it copies an x that is not so aligned). x 16 bytes
+/// past a cache line, as malloc returns it, splits half the AVX2 loads of x across two lines, every
+/// AVX-512 one: measured (2026-12-05, Zen 4, AVX2, 2 threads) Qwen's 24 blocks of T = 10 products
+/// 54.8 ms with x on a line against 71.0 ms 16 bytes past one. The same bits either way.
+enum { QK_X_ALIGN = 64 };
+
 /// Rewrites `blocks` Q5_0 blocks (22 bytes: f16 d, 32 fifth bits, 16 bytes of nibbles) as Q8_0
 /// blocks (34 bytes: the same f16 d, then the 32 values q − 16 as signed bytes): the same weights
 /// d·(q − 16), which the Q8_0 kernels multiply with cheaper unpacking (QuantizedWeights).

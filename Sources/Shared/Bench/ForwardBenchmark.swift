@@ -36,12 +36,86 @@ public struct ForwardBenchmark {
         public var decode_step_ms: Double = 0
         public var decode_tokens_per_s: Double = 0
         public var kernels = KernelChoice.current
+        /// With `--breakdown`: where the time of a 10-token forward and of a generation step goes.
+        public var breakdown: Breakdown?
+    }
+
+    /// Separate passes with `LlamaModel.profile` installed (after the timed runs, whose figures stay
+    /// free of its clock reads): the mean time a pass spends in each kind of matrix product.
+    public struct Breakdown: Codable, Sendable {
+        public var prompt_passes: Int
+        /// Mean wall time of a profiled 10-token forward, and the part outside the products (attention,
+        /// norms, RoPE, activations, the embedding, the final norm).
+        public var prompt_ms: Double
+        public var prompt_other_ms: Double
+        public var prompt: [Row]
+        public var step_passes: Int
+        public var step_ms: Double
+        public var step_other_ms: Double
+        public var step: [Row]
+    }
+
+    /// The products of one role (`ProductProfile.Role`: q, k, v, o, gate, up, down, head), kernel and row count.
+    public struct Row: Codable, Sendable {
+        public var role: String
+        /// The stored format the quantized kernel read, or "f32" (float32 BLAS).
+        public var kernel: String
+        public var out_dim: Int
+        public var in_dim: Int
+        public var tokens: Int
+        /// Per pass.
+        public var calls: Double
+        public var ms: Double
+        public var gflops: Double
+        /// Megabytes of stored weights a pass reads in these products.
+        public var weight_mb: Double
+    }
+
+    /// Rows of `profile` as means over `passes`.
+    public static func rows(_ profile: ProductProfile, passes: Int) -> [Row] {
+        profile.entries.map { key, totals in
+            let calls = Double(totals.calls) / Double(passes), seconds = totals.seconds / Double(passes)
+            let elements = Double(key.outDim * key.inDim)
+            let bytesPerWeight: Double = switch key.kernel {
+            case "Q4_1": 20.0 / 32; case "Q8_0": 34.0 / 32; case "Q5_0": 22.0 / 32
+            case "Q4_K": 144.0 / 256; case "Q6_K": 210.0 / 256; default: 4
+            }
+            return Row(role: key.role.rawValue, kernel: key.kernel, out_dim: key.outDim, in_dim: key.inDim, tokens: key.tokens,
+                       calls: calls, ms: seconds * 1000,
+                       gflops: seconds > 0 ? calls * 2 * elements * Double(key.tokens) / seconds / 1e9 : 0,
+                       weight_mb: calls * elements * bytesPerWeight / 1e6)
+        }
+    }
+
+    /// Profiles `passes` 10-token forwards of `prompt` and the generation steps of `rounds` × 16 tokens after it.
+    public static func breakdown(model: LlamaModel, prompt: [Int32], passes: Int, rounds: Int) throws -> Breakdown {
+        let single = TokenBatch([prompt])
+        let profile = ProductProfile()
+        var total = 0.0
+        for _ in 0..<passes {
+            model.profile = profile
+            defer { model.profile = nil }
+            let t0 = ProcessStats.now()
+            _ = try model.forward(single, logitRows: [prompt.count - 1])
+            total += ProcessStats.now() - t0
+        }
+        let promptRows = rows(profile, passes: passes)
+        let promptMs = total / Double(passes) * 1000
+        let stepProfile = ProductProfile()
+        let steps = try decodeSteps(model: model, prompt: prompt, steps: 16, rounds: rounds, profile: stepProfile)
+        let stepRows = rows(stepProfile, passes: steps.seconds.count)
+        let stepMs = steps.seconds.reduce(0, +) / Double(steps.seconds.count) * 1000
+        return Breakdown(prompt_passes: passes, prompt_ms: promptMs, prompt_other_ms: promptMs - promptRows.reduce(0) { $0 + $1.ms },
+                         prompt: promptRows, step_passes: steps.seconds.count, step_ms: stepMs,
+                         step_other_ms: stepMs - stepRows.reduce(0) { $0 + $1.ms }, step: stepRows)
     }
 
     /// `rounds` greedy generations of `steps` tokens after `prompt`, each on a fresh KV cache: the time of
     /// every step (one new token through the blocks and the LM head, `LlamaModel.decode`; the prompt's
     /// own step untimed) and the tokens of the last round.
-    public static func decodeSteps(model: LlamaModel, prompt: [Int32], steps: Int, rounds: Int) throws -> (seconds: [Double], tokens: [Int32]) {
+    /// With `profile`, it is installed on the model for the timed steps only.
+    public static func decodeSteps(model: LlamaModel, prompt: [Int32], steps: Int, rounds: Int,
+                                   profile: ProductProfile? = nil) throws -> (seconds: [Double], tokens: [Int32]) {
         var seconds: [Double] = [], tokens: [Int32] = []
         for _ in 0..<rounds {
             let cache = KVCache(config: model.config, capacity: prompt.count + steps)
@@ -50,6 +124,8 @@ public struct ForwardBenchmark {
             for _ in 0..<steps {
                 let next = Int32(Sampler.argmax(logits))
                 tokens.append(next)
+                model.profile = profile
+                defer { model.profile = nil }
                 let t0 = ProcessStats.now()
                 logits = try model.decode([[next]], caches: [cache])
                 seconds.append(ProcessStats.now() - t0)
@@ -79,7 +155,7 @@ public struct ForwardBenchmark {
         return Double(c.layers) * (perToken * tokens + attn) + 2.0 * Double(c.hidden * c.vocab) * Double(logitRows)
     }
 
-    public static func run(modelPath: String, threads: Int, runs: Int = 7, corpus: String?) throws -> Result {
+    public static func run(modelPath: String, threads: Int, runs: Int = 7, corpus: String?, breakdown: Bool = false) throws -> Result {
         var loads: [Double] = []
         for _ in 0..<2 {
             // Each copy is freed before the next load, so peak memory stays one model.
@@ -118,12 +194,14 @@ public struct ForwardBenchmark {
         }
         let bm = ProcessStats.median(batchRuns)
         let fl = flops(config: model.config, lengths: batch.lengths, logitRows: batch.sequences)
+        let split = breakdown ? try Self.breakdown(model: model, prompt: prompt, passes: max(5, runs * 3), rounds: max(3, runs / 2)) : nil
         return Result(prompt_tokens: prompt.count, median_ms: ProcessStats.median(singleRuns) * 1000,
                       runs_ms: singleRuns.map { ($0 * 10000).rounded() / 10 },
                       batch_sequences: batch.sequences, batch_tokens: batch.count, batch_median_ms: bm * 1000,
                       batch_tokens_per_s: Double(batch.count) / bm, gflops: fl / bm / 1e9,
                       load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads,
                       prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000,
-                      decode_steps: decode.seconds.count, decode_step_ms: step * 1000, decode_tokens_per_s: 1 / step)
+                      decode_steps: decode.seconds.count, decode_step_ms: step * 1000, decode_tokens_per_s: 1 / step,
+                      breakdown: split)
     }
 }

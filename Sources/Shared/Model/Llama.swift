@@ -39,6 +39,9 @@ public final class LlamaModel: @unchecked Sendable {
     package let rope: RoPETable
     /// RoPE of local (sliding-window) layers where their base differs (gemma3: 10,000).
     package let ropeLocal: RoPETable?
+    /// When set, every matrix product's wall time is added to it (`bench forward --breakdown`).
+    /// Set it only while no forward of this model runs.
+    public var profile: ProductProfile?
 
     public init(gguf: GGUFFile) throws {
         self.gguf = gguf
@@ -170,9 +173,9 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config, tr = c.traits, w = weights.layers[l], t = batch.count
         let qw = quantized.layers[l], qs = quantized, g = batch.productGroups
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim, groups: g) }
-        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g)
-        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g)
+        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim, groups: g, role: .q) }
+        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g, role: .k)
+        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g, role: .v)
         if let qb = w.qBias, let kb = w.kBias, let vb = w.vBias {
             if queries { addRowVector(a.q.ptr, qb.ptr, rows: t, dim: c.qDim) }
             addRowVector(a.k.ptr, kb.ptr, rows: t, dim: c.kvDim)
@@ -204,22 +207,22 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config, tr = c.traits, w = weights.layers[l]
         let qw = quantized.layers[l], qs = quantized
         if let pn = w.postAttnNorm {  // mid = input + RMSNorm(attnOut·Woᵀ)
-            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, groups: g)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, groups: g, role: .o)
             RMSNorm.forward(a.attnProj.ptr, pn.ptr, a.mid.ptr, rstd: a.postAttnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
             for i in 0..<(t * c.hidden) { a.mid.ptr[i] += a.input.ptr[i] }
         } else {
             a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
-            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true, groups: g)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true, groups: g, role: .o)
         }
         RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g)
-        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g)
+        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g, role: .gate)
+        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g, role: .up)
         switch tr.activation {
         case .silu: SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         case .geluTanh: GeGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         }
         if hooks.keyLayers.contains(l) { hooks.onKeys?(l, a.key.ptr) }
-        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, groups: g)
+        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, groups: g, role: .down)
         if hooks.mlpOutputLayers.contains(l) { hooks.onMLPOutput?(l, a.mlpOut.ptr) }
         if let pn = w.postFFNNorm {  // output = mid + RMSNorm(mlpOut)
             RMSNorm.forward(a.mlpOut.ptr, pn.ptr, a.output.ptr, rstd: a.postFFNRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
@@ -252,7 +255,7 @@ public final class LlamaModel: @unchecked Sendable {
         var out = [Float](repeating: 0, count: m * config.vocab)
         out.withUnsafeMutableBufferPointer {
             linear(xn.ptr, weights.lmHead, quantized.use(quantized.lmHead, rows: m), $0.baseAddress!,
-                   rows: m, inDim: c, outDim: config.vocab, groups: groups)
+                   rows: m, inDim: c, outDim: config.vocab, groups: groups, role: .head)
         }
         return out
     }

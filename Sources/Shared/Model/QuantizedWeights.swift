@@ -84,18 +84,35 @@ public final class QuantizedWeights: @unchecked Sendable {
 extension LlamaModel {
     /// y[T × out] (+)= x[T × in] · Wᵀ: the quantized kernel when a view `q` is given, else float32 BLAS,
     /// one call per range of `groups` when given (`TokenBatch.productGroups`).
+    /// `role` names the matrix for `profile` (`bench forward --breakdown`).
     @inline(__always)
     func linear(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
-                rows t: Int, inDim: Int, outDim: Int, accumulate: Bool = false, groups: [Range<Int>]? = nil) {
-        if let q, q.rows == outDim, q.cols == inDim, QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return }
+                rows t: Int, inDim: Int, outDim: Int, accumulate: Bool = false, groups: [Range<Int>]? = nil,
+                role: ProductProfile.Role) {
+        guard let profile else {
+            product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups)
+            return
+        }
+        let t0 = ProcessStats.now()
+        let quantized = product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups)
+        let key = ProductProfile.Key(role: role, kernel: quantized.map(\.format.name) ?? "f32", outDim: outDim, inDim: inDim, tokens: t)
+        profile.record(key, seconds: ProcessStats.now() - t0)
+    }
+
+    /// `linear`'s product; returns the quantized matrix when its kernel ran, nil for float32 BLAS.
+    @inline(__always) @discardableResult
+    private func product(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
+                         rows t: Int, inDim: Int, outDim: Int, accumulate: Bool, groups: [Range<Int>]?) -> QuantizedMatrix? {
+        if let q, q.rows == outDim, q.cols == inDim, QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return q }
         guard let groups else {
             BLAS.linear(x, w.ptr, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate)
-            return
+            return nil
         }
         for g in groups where !g.isEmpty {
             BLAS.linear(x + g.lowerBound * inDim, w.ptr, y + g.lowerBound * outDim, rows: g.count,
                         inDim: inDim, outDim: outDim, accumulate: accumulate)
         }
+        return nil
     }
 
     /// See `QuantizedWeights.markEdited(layer:)`: call after editing `weights.layers[layer].down`.

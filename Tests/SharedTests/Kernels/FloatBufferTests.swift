@@ -1,5 +1,6 @@
 // FloatBuffer: small and huge-page buffers (≥ FloatBuffer.hugeBytes, posix_memalign + MADV_HUGEPAGE)
-// start zeroed when asked, hold what is written, and are freed by the allocator that made them.
+// start zeroed when asked, hold what is written, start on a cache line, and are freed by the allocator
+// that made them.
 import Shared
 import XCTest
 
@@ -15,6 +16,7 @@ final class FloatBufferTests: XCTestCase {
                 if count * 4 >= FloatBuffer.hugeBytes {
                     XCTAssertEqual(Int(bitPattern: b.ptr) % FloatBuffer.hugeBytes, 0, "2 MB aligned")
                 }
+                XCTAssertEqual(Int(bitPattern: b.ptr) % FloatBuffer.alignment, 0, "\(count) floats: on a cache line")
                 XCTAssertEqual(FloatBuffer([1, 2, 3]).array, [1, 2, 3])
             }
         }

@@ -167,6 +167,40 @@ final class QuantizedLinearTests: XCTestCase {
         }
     }
 
+    /// An x that does not start on a cache line (malloc's 16 bytes, a Swift array's storage) is read
+    /// from an aligned copy (`QK_X_ALIGN`): the bits of the same x read in place where it is aligned,
+    /// every format, ISA and tile height, with and without the padded stride.
+    func testMisalignedInputKeepsTheBits() throws {
+        guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
+        for isa in isas {
+            for (type, format) in [(GGMLType.q4_1, QK_Q4_1), (.q8_0, QK_Q8_0), (.q5_0, QK_Q5_0), (.q4_K, QK_Q4_K), (.q6_K, QK_Q6_K)] {
+                for (rows, cols) in [(70, 512), (33, 1024)] {
+                    let bytes = QuantizedKernelTypesTests.randomMatrix(type, rows: rows, cols: cols, seed: 21)
+                    let values = Self.randomFloats(12 * cols, seed: 22)
+                    let raw = UnsafeMutableRawPointer.allocate(byteCount: (12 * cols + 16) * 4, alignment: 64)
+                    defer { raw.deallocate() }
+                    for t in [1, 2, 10, 12] {
+                        var results: [[Float]] = []
+                        for offset in [0, 4, 8, 12] {  // floats past the line: 0, 16, 32 and 48 bytes
+                            let x = raw.assumingMemoryBound(to: Float.self) + offset
+                            for i in 0..<(t * cols) { x[i] = values[i] }
+                            var y = [Float](repeating: .nan, count: t * rows)
+                            let rc = bytes.withUnsafeBytes { w in
+                                qk_linear_parallel(format, qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t), Int64(cols),
+                                                   w.baseAddress, &y, Int64(rows), 0, 2)
+                            }
+                            XCTAssertEqual(rc, 0)
+                            results.append(y)
+                        }
+                        for (i, y) in results.enumerated().dropFirst() {
+                            XCTAssertEqual(y, results[0], "\(type) \(isa) \(rows)×\(cols) T=\(t), x \(16 * i) bytes past a line")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Products started from several threads at once share the worker pool (one at a time; the
     /// others run on their callers) and still give the single-thread results.
     func testConcurrentCallersGetTheirOwnResults() throws {
