@@ -65,17 +65,19 @@ struct BenchForward: ParsableCommand {
 
     /// One pass's products, a row per role, kernel and row count, then the rest of the pass.
     private func printBreakdown(_ title: String, _ rows: [ForwardBenchmark.Row], passes: Int, total: Double, other: Double, sgemm: Double) {
+        func left(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+        func right(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
         print("")
         print(String(format: "%@, profiled (mean of %d passes: %.2f ms)", title, passes, total))
-        print("product  kernel  shape (out × in)  tokens  calls      ms   share  GFLOP/s  of sgemm  weights MB   GB/s")
+        print("product  kernel       shape  tokens  calls       ms   share  GFLOP/s  of sgemm  weights MB   GB/s")
         for row in rows {
-            print(String(format: "%-7@  %-6@  %16@  %6d  %5.0f  %6.2f  %5.1f%%  %7.1f  %7.0f%%  %10.1f  %5.1f",
-                         row.role, row.kernel, "\(row.out_dim) × \(row.in_dim)", row.tokens, row.calls, row.ms,
-                         100 * row.ms / total, row.gflops, 100 * row.gflops / sgemm, row.weight_mb,
-                         row.ms > 0 ? row.weight_mb / row.ms : 0))
+            print(left(row.role, 7) + "  " + left(row.kernel, 6) + right("\(row.out_dim)×\(row.in_dim)", 11)
+                  + String(format: "  %6d  %5.0f  %7.2f  %5.1f%%  %7.1f  %7.0f%%  %10.1f  %5.1f",
+                           row.tokens, row.calls, row.ms, 100 * row.ms / total, row.gflops, 100 * row.gflops / sgemm,
+                           row.weight_mb, row.ms > 0 ? row.weight_mb / row.ms : 0))
         }
-        print(String(format: "%-7@  %-6@  %16@  %6@  %5@  %6.2f  %5.1f%%   (attention, norms, RoPE, activations, embedding)",
-                     "other", "", "", "", "", other, 100 * other / total))
+        print(left("other", 7) + String(repeating: " ", count: 34)
+              + String(format: "%7.2f  %5.1f%%  (attention, norms, RoPE, activations, embedding)", other, 100 * other / total))
     }
 }
 
