@@ -411,6 +411,42 @@ final class QuantizedLinearTests: XCTestCase {
         XCTAssertLessThanOrEqual(diff, 1e-4)
     }
 
+    /// `LlamaModel.profile` (`bench forward --breakdown`) sees every product of a forward once, under
+    /// its role, the kernel that ran it and its row count, and the outputs do not change while it is
+    /// installed. An edited `ffn_down` shows as float32; the last block's MLP runs at the logit rows only.
+    func testProductProfileSeesEveryProduct() throws {
+        let m = try Self.syntheticModel()
+        let ids: [Int32] = [5, 17, 42, 99, 3, 250, 7]
+        let plain = try m.forward(TokenBatch([ids]), logitRows: [ids.count - 1]).logits
+        let profile = ProductProfile()
+        m.profile = profile
+        let profiled = try m.forward(TokenBatch([ids]), logitRows: [ids.count - 1]).logits
+        m.profile = nil
+        XCTAssertEqual(profiled, plain)
+        let quantized = QuantizedLinear.bestISA != nil
+        let kernel = quantized ? "Q4_1" : "f32"
+        var calls: [String: Int] = [:]
+        for (key, totals) in profile.entries {
+            XCTAssertEqual(key.kernel, kernel, "\(key)")
+            XCTAssertGreaterThan(totals.seconds, 0)
+            calls["\(key.role.rawValue) \(key.outDim)×\(key.inDim) T=\(key.tokens)"] = totals.calls
+        }
+        XCTAssertEqual(calls, [
+            "q 64×64 T=7": 2, "k 32×64 T=7": 2, "v 32×64 T=7": 2,
+            "o 64×64 T=7": 1, "gate 128×64 T=7": 1, "up 128×64 T=7": 1, "down 64×128 T=7": 1,
+            "o 64×64 T=1": 1, "gate 128×64 T=1": 1, "up 128×64 T=1": 1, "down 64×128 T=1": 1,
+            "head \(m.config.vocab)×64 T=1": 1,
+        ])
+        // Edited: layer 0's ffn_down now runs on its float32 copy.
+        try m.markEdited(layer: 0)
+        profile.reset()
+        m.profile = profile
+        _ = try m.forward(TokenBatch([ids]), logitRows: [ids.count - 1])
+        m.profile = nil
+        let down = profile.entries.filter { $0.key.role == .down }.map { "\($0.key.kernel) T=\($0.key.tokens)" }
+        XCTAssertEqual(Set(down), quantized ? ["f32 T=7", "Q4_1 T=1"] : ["f32 T=7", "f32 T=1"])
+    }
+
     func testEditedDownIsReadFromFloat32Weights() throws {
         guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
         let m = try Self.syntheticModel()
