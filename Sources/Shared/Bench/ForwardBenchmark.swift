@@ -58,7 +58,7 @@ public struct ForwardBenchmark {
     /// The products of one role (`ProductProfile.Role`: q, k, v, o, gate, up, down, head), kernel and row count.
     public struct Row: Codable, Sendable {
         public var role: String
-        /// The stored format the quantized kernel read, or "f32" (float32 BLAS).
+        /// The stored format the quantized kernel read, or "F32" (float32 BLAS).
         public var kernel: String
         public var out_dim: Int
         public var in_dim: Int
@@ -76,11 +76,8 @@ public struct ForwardBenchmark {
         profile.entries.map { key, totals in
             let calls = Double(totals.calls) / Double(passes), seconds = totals.seconds / Double(passes)
             let elements = Double(key.outDim * key.inDim)
-            let bytesPerWeight: Double = switch key.kernel {
-            case "Q4_1": 20.0 / 32; case "Q8_0": 34.0 / 32; case "Q5_0": 22.0 / 32
-            case "Q4_K": 144.0 / 256; case "Q6_K": 210.0 / 256; default: 4
-            }
-            return Row(role: key.role.rawValue, kernel: key.kernel, out_dim: key.outDim, in_dim: key.inDim, tokens: key.tokens,
+            let bytesPerWeight = Double(key.kernel.blockBytes) / Double(key.kernel.blockSize)
+            return Row(role: key.role.rawValue, kernel: key.kernel.description, out_dim: key.outDim, in_dim: key.inDim, tokens: key.tokens,
                        calls: calls, ms: seconds * 1000,
                        gflops: seconds > 0 ? calls * 2 * elements * Double(key.tokens) / seconds / 1e9 : 0,
                        weight_mb: calls * elements * bytesPerWeight / 1e6)

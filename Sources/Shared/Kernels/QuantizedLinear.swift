@@ -17,18 +17,18 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public enum Format: Sendable, CaseIterable {
         case q4_1, q8_0, q5_0, q4_K, q6_K
 
-        /// The C kernels' name for it.
-        /// The GGUF type name ("Q5_0", …).
-        public var name: String {
+        /// The GGUF type of the same layout.
+        public var type: GGMLType {
             switch self {
-            case .q4_1: "Q4_1"
-            case .q8_0: "Q8_0"
-            case .q5_0: "Q5_0"
-            case .q4_K: "Q4_K"
-            case .q6_K: "Q6_K"
+            case .q4_1: .q4_1
+            case .q8_0: .q8_0
+            case .q5_0: .q5_0
+            case .q4_K: .q4_K
+            case .q6_K: .q6_K
             }
         }
 
+        /// The C kernels' name for it.
         var c: qk_format {
             switch self {
             case .q4_1: QK_Q4_1

@@ -4,6 +4,7 @@
 // norms, RoPE, activations, the embedding) is the pass's time minus these. Off (nil) by default:
 // a product then pays one load of a nil reference.
 import Support
+import GGUF
 import Foundation
 
 public final class ProductProfile: @unchecked Sendable {
@@ -15,8 +16,8 @@ public final class ProductProfile: @unchecked Sendable {
     /// Products of one role, kernel and row count.
     public struct Key: Hashable, Sendable {
         public var role: Role
-        /// The stored format the quantized kernel read ("Q5_0", "Q8_0", …), or "f32" for float32 BLAS.
-        public var kernel: String
+        /// The stored format the quantized kernel read (Q5_0, Q8_0, …), or F32 for float32 BLAS.
+        public var kernel: GGMLType
         public var outDim: Int
         public var inDim: Int
         public var tokens: Int
@@ -47,7 +48,7 @@ public final class ProductProfile: @unchecked Sendable {
         defer { lock.unlock() }
         let order = Dictionary(uniqueKeysWithValues: Role.allCases.enumerated().map { ($1, $0) })
         return table.map { (key: $0.key, totals: $0.value) }.sorted { a, b in
-            (order[a.key.role]!, a.key.kernel, a.key.tokens) < (order[b.key.role]!, b.key.kernel, b.key.tokens)
+            (order[a.key.role]!, a.key.kernel.description, a.key.tokens) < (order[b.key.role]!, b.key.kernel.description, b.key.tokens)
         }
     }
 

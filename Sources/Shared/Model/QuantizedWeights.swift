@@ -95,7 +95,7 @@ extension LlamaModel {
         }
         let t0 = ProcessStats.now()
         let quantized = product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups)
-        let key = ProductProfile.Key(role: role, kernel: quantized.map(\.format.name) ?? "f32", outDim: outDim, inDim: inDim, tokens: t)
+        let key = ProductProfile.Key(role: role, kernel: quantized?.format.type ?? .f32, outDim: outDim, inDim: inDim, tokens: t)
         profile.record(key, seconds: ProcessStats.now() - t0)
     }
 

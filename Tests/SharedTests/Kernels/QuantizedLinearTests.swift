@@ -424,10 +424,10 @@ final class QuantizedLinearTests: XCTestCase {
         m.profile = nil
         XCTAssertEqual(profiled, plain)
         let quantized = QuantizedLinear.bestISA != nil
-        let kernel = quantized ? "Q4_1" : "f32"
+        let kernel = quantized ? "Q4_1" : "F32"
         var calls: [String: Int] = [:]
         for (key, totals) in profile.entries {
-            XCTAssertEqual(key.kernel, kernel, "\(key)")
+            XCTAssertEqual(key.kernel.description, kernel, "\(key)")
             XCTAssertGreaterThan(totals.seconds, 0)
             calls["\(key.role.rawValue) \(key.outDim)×\(key.inDim) T=\(key.tokens)"] = totals.calls
         }
@@ -443,8 +443,8 @@ final class QuantizedLinearTests: XCTestCase {
         m.profile = profile
         _ = try m.forward(TokenBatch([ids]), logitRows: [ids.count - 1])
         m.profile = nil
-        let down = profile.entries.filter { $0.key.role == .down }.map { "\($0.key.kernel) T=\($0.key.tokens)" }
-        XCTAssertEqual(Set(down), quantized ? ["f32 T=7", "Q4_1 T=1"] : ["f32 T=7", "f32 T=1"])
+        let down = profile.entries.filter { $0.key.role == .down }.map { "\($0.key.kernel.description) T=\($0.key.tokens)" }
+        XCTAssertEqual(Set(down), quantized ? ["F32 T=7", "Q4_1 T=1"] : ["F32 T=7", "F32 T=1"])
     }
 
     func testEditedDownIsReadFromFloat32Weights() throws {
