@@ -2,7 +2,8 @@
 // quant_kernels.c. `prepare_*` decodes a super-block's scales into float32 once (`qk_scales`);
 // `dequant_*_256` then turns its block j (weights 32j…32j+31) into four 8-lane vectors (weights
 // 32j + 8i…+7 in w[i]), exactly as Dequantize.swift computes them (qk_common.h: the scales are
-// exact products). Both run on AVX2 only; the AVX-512 kernel joins their halves (quant_kernels.c).
+// exact products). Q4_K's runs on AVX2 only, the AVX-512 kernel joining its halves (quant_kernels.c);
+// Q6_K has its own AVX-512 twin.
 #ifndef QK_DEQUANT_K_H
 #define QK_DEQUANT_K_H
 
@@ -61,6 +62,21 @@ QK_INLINE QK_AVX2 void dequant_q6_k_256(const uint8_t *b, int j, const qk_scales
     const float *sc = s->d + 8 * h + 2 * k;
     for (int i = 0; i < 4; i++)
         w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
+}
+
+// AVX-512: the same values as dequant_q6_k_256, as two 16-lane vectors (weights 0–15 take scale
+// 8h + 2k, 16–31 the next): q − 32 built as 32 bytes the same way, then widened 16 at a time, so the
+// four 8-lane widenings and the joins of two halves are gone.
+QK_INLINE QK_AVX512 void dequant_q6_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
+    const int h = j >> 2, k = j & 3;
+    const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (k & 1)));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(0x0F));
+    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(0x03));
+    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+    const float *sc = s->d + 8 * h + 2 * k;
+    *w0 = _mm512_mul_ps(_mm512_set1_ps(sc[0]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))));
+    *w1 = _mm512_mul_ps(_mm512_set1_ps(sc[1]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))));
 }
 
 #endif

@@ -8,10 +8,12 @@
 // Q6_K ≈ 67; AVX2 over inputs of ≥ 1,024 (2026-12-04, input chunks and padded x below): 61–87.
 // The dequantizers (dequant_q32.h, dequant_k.h) mirror Dequantize.swift bit for bit, so the results
 // differ from dequantize + sgemm only by summation order.
-// Q4_K and Q6_K have AVX2 dequantizers only: their AVX-512 kernel runs the same 16-lane FMA loop as
+// Q4_K has an AVX2 dequantizer only: its AVX-512 kernel runs the same 16-lane FMA loop as
 // the others, on blocks dequantized by the AVX2 code and joined in pairs of vectors (no separate
-// AVX-512 dequantizer to get wrong). Q5_0 had the same until its own AVX-512 dequantizer was measured
-// faster (dequant_q32.h: T = 1 +30 %, T = 10 +3 %, the same bits).
+// AVX-512 dequantizer to get wrong). Q5_0 and Q6_K had the same until their own AVX-512 dequantizers
+// were measured faster (the same bits): Q5_0 T = 1 +30 %, T = 10 +3 % (dequant_q32.h); Q6_K, Qwen's
+// 12 `ffn_down` products inside the model (`bench forward --breakdown`, 2 invocations each, ms), T = 10
+// 9.40 / 9.64 → 9.11 / 9.01, T = 1 4.96 / 4.76 → 4.06 / 4.20.
 #include "qk_common.h"
 #include "dequant_k.h"
 #include "dequant_q32.h"
@@ -45,8 +47,20 @@
 // 7.6; Q8_0 49152 × 576 (SmolLM2's) 6.6 either way. Q4_1 and Q5_0 stay at 4 (Q4_1 98304 × 1536: 7.0
 // with 4, 7.7 with 2; Q5_0 151936 × 896: 6.8 and 7.0). One thread alone reads Gemma's head 11 %
 // faster with 4 rows (11.3 against 12.6 ms); a forward runs on every core, so the 2 rows win.
+// With AVX-512 the same holds one step further for Q8_0 at T = 1, whose unpacking is cheap and whose
+// chain of 2 FMAs a block does not hold the loop back: one row per tile, one stream of weights per
+// thread (2026-12-05, session 29, the same bits). 2 threads, weights from memory, µs, 2 rows → 1:
+// Qwen's head (151,936 × 896) 8,591 / 8,533 / 8,861 → 5,208 / 5,085 / 5,329, Gemma's (262,144 × 640)
+// 8,814 / 8,093 / 8,419 → 5,999 / 6,320 / 6,351. Inside the model (`bench forward --breakdown`) Qwen's head
+// took 8.4 → 5.6 ms and its generation step 26.4–27.1 → 24.4–25.1 ms (3 invocations each); Gemma's head,
+// already at ≈ 29 GB/s with 2 rows there, stayed at 6.0–6.4 ms. The other formats unpack more and keep
+// 2 rows (1 row: Q5_0 −4 %, Q4_K −12 % on the same test). With AVX2, 1 row waits on its chain of 4
+// FMAs a block (Qwen's head 8.3–8.6 → 7.8–8.1 ms, Gemma's 6.9–8.0 → 8.9), so AVX2 keeps 2.
 enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 10, ROWS_256 = 8 };
 _Static_assert(TILE_512 <= QK_MAX_TILE && TILE_256 <= QK_MAX_TILE, "tiles fit the accumulator arrays");
+
+/// AVX-512 output rows per tile for tiles of `size` token rows: ROWS_512, or 1 for Q8_0 at T = 1.
+static inline int rows_per_tile_512(int fmt, int64_t size) { return size == 1 && fmt == QK_Q8_0 ? 1 : ROWS_512; }
 
 /// AVX2 output rows per tile for tiles of `size` token rows: ≤ 10 accumulators of the 16 registers.
 static inline int rows_256(int fmt, int64_t size) {
@@ -112,6 +126,7 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
     if (fmt == QK_Q4_1) { dequant_q4_1_512(b, w0, w1); return; }
     if (fmt == QK_Q8_0) { dequant_q8_0_512(b, w0, w1); return; }
     if (fmt == QK_Q5_0) { dequant_q5_0_512(b, w0, w1); return; }
+    if (fmt == QK_Q6_K) { dequant_q6_k_512(b, j, s, w0, w1); return; }
     __m256 w[4];
     dequant_256(fmt, b, j, s, w);
     *w0 = join256(w[0], w[1]);
@@ -244,7 +259,8 @@ QK_INLINE QK_AVX512 void linear_512(int fmt, const float *x, int64_t ldx, int64_
                                     float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t rowBytes = in / fmt_block(fmt) * fmt_bytes(fmt);
     int64_t o = o0;
-    for (; o + ROWS_512 <= o1; o += ROWS_512) rows_512(fmt, x, ldx, t, in, w + o * rowBytes, rowBytes, ROWS_512, y + o, ldy, accumulate);
+    if (rows_per_tile_512(fmt, tile_size(t, TILE_512)) == ROWS_512)
+        for (; o + ROWS_512 <= o1; o += ROWS_512) rows_512(fmt, x, ldx, t, in, w + o * rowBytes, rowBytes, ROWS_512, y + o, ldy, accumulate);
     for (; o < o1; o++) rows_512(fmt, x, ldx, t, in, w + o * rowBytes, rowBytes, 1, y + o, ldy, accumulate);
 }
 
