@@ -47,34 +47,34 @@ QK_INLINE QK_AVX2 void prepare_q6_k(const uint8_t *b, qk_scales *s) {
     for (int i = 0; i < 16; i++) s->d[i] = d * (float)sc[i];
 }
 
-// The 32 values q − 32 are built as bytes in one 256-bit register, then widened 8 at a time.
-// d·sc is exact, so (d·sc)·(q − 32) rounds once, as Dequantize.swift's `d * sc * q` does.
-QK_INLINE QK_AVX2 void dequant_q6_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
+/// Block j's 32 values q − 32 as signed bytes (weight l in byte l), for both ISAs' dequantizers.
+QK_INLINE QK_AVX2 __m256i q6_k_bytes(const uint8_t *b, int j) {
     const int h = j >> 2, k = j & 3;
     const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (k & 1)));
     const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
     // 16-bit shifts, then byte masks: what crosses from the neighbouring byte is masked off.
     const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(0x0F));
     const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(0x03));
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+    return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+}
+
+// The 32 values q − 32 are built as bytes in one 256-bit register, then widened 8 at a time.
+// d·sc is exact, so (d·sc)·(q − 32) rounds once, as Dequantize.swift's `d * sc * q` does.
+QK_INLINE QK_AVX2 void dequant_q6_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
+    const __m256i q = q6_k_bytes(b, j);
     const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
     const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
-    const float *sc = s->d + 8 * h + 2 * k;
+    const float *sc = s->d + 8 * (j >> 2) + 2 * (j & 3);
     for (int i = 0; i < 4; i++)
         w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
 }
 
 // AVX-512: the same values as dequant_q6_k_256, as two 16-lane vectors (weights 0–15 take scale
-// 8h + 2k, 16–31 the next): q − 32 built as 32 bytes the same way, then widened 16 at a time, so the
-// four 8-lane widenings and the joins of two halves are gone.
+// 8h + 2k, 16–31 the next): q − 32 from q6_k_bytes, widened 16 at a time, so the four 8-lane
+// widenings and the joins of two halves are gone.
 QK_INLINE QK_AVX512 void dequant_q6_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
-    const int h = j >> 2, k = j & 3;
-    const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (k & 1)));
-    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-    const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(0x0F));
-    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(0x03));
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
-    const float *sc = s->d + 8 * h + 2 * k;
+    const __m256i q = q6_k_bytes(b, j);
+    const float *sc = s->d + 8 * (j >> 2) + 2 * (j & 3);
     *w0 = _mm512_mul_ps(_mm512_set1_ps(sc[0]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))));
     *w1 = _mm512_mul_ps(_mm512_set1_ps(sc[1]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))));
 }
