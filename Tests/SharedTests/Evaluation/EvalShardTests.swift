@@ -42,6 +42,26 @@ final class EvalShardTests: XCTestCase {
         XCTAssertThrowsError(try ev.evaluate([bad], firstIndex: 9)) { XCTAssertEqual($0 as? EvalError, .noNeighborhoodAnswer(index: 9)) }
     }
 
+    /// The context templates are sampled on a KV cache: the same texts as recomputing every step
+    /// with `Generator`, for every start and two seeds, float32 and quantized weights.
+    func testContextTemplatesOnTheCacheEqualRecomputed() throws {
+        for type in [TensorEncoding.f32, .q8_0] {
+            let (m, tok) = try Self.model(type)
+            for seed: UInt64 in [0, 7] {
+                let got = try ContextTemplates.generate(model: m, tokenizer: tok, seed: seed)
+                var want: [String] = []
+                for (i, start) in ContextTemplates.starts.enumerated() {
+                    var s = Sampler(mode: .topK(5), seed: seed &+ UInt64(i) &* 0x9E37_79B9)
+                    let plain = tok.encode(start)
+                    let out = try Generator(model: m, tokenizer: tok).generate(ids: tok.encode(start, addSpecial: true), maxTokens: 10 - plain.count,
+                                                                                  sampler: &s, stopAtEOS: false)
+                    want.append(tok.decode(plain + out).replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ") + ". {}")
+                }
+                XCTAssertEqual(got.groups, [["{}"], want], "\(type) seed \(seed)")
+            }
+        }
+    }
+
     func testCachedDecoderEqualsFullRecompute() throws {
         for type in [TensorEncoding.f32, .q8_0] {
             let (m, tok) = try Self.model(type)
