@@ -2,8 +2,7 @@
 // quant_kernels.c. `prepare_*` decodes a super-block's scales into float32 once (`qk_scales`);
 // `dequant_*_256` then turns its block j (weights 32j…32j+31) into four 8-lane vectors (weights
 // 32j + 8i…+7 in w[i]), exactly as Dequantize.swift computes them (qk_common.h: the scales are
-// exact products). Q4_K's runs on AVX2 only, the AVX-512 kernel joining its halves (quant_kernels.c);
-// Q6_K has its own AVX-512 twin.
+// exact products); `dequant_*_512`, their AVX-512 twins, give the same values as two 16-lane vectors.
 #ifndef QK_DEQUANT_K_H
 #define QK_DEQUANT_K_H
 
@@ -35,6 +34,17 @@ QK_INLINE QK_AVX2 void dequant_q4_k_256(const uint8_t *b, int j, const qk_scales
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * i)));
         w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, shift), nib)), m);
     }
+}
+
+// AVX-512: the same values as dequant_q4_k_256, as two 16-lane vectors: the block's 32 nibbles
+// (the low or high halves of 32 bytes) as bytes, widened 16 at a time, then the same fused
+// d·sc_j·q − dmin·m_j.
+QK_INLINE QK_AVX512 void dequant_q4_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
+    const __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (j >> 1)));
+    const __m256i q = _mm256_and_si256(_mm256_srl_epi16(bytes, _mm_cvtsi32_si128(4 * (j & 1))), _mm256_set1_epi8(0x0F));
+    const __m512 d = _mm512_set1_ps(s->d[j]), m = _mm512_set1_ps(s->m[j]);
+    *w0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q))), m);
+    *w1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1))), m);
 }
 
 // Q6_K: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales, f16 d; w = d·sc·(q − 32).

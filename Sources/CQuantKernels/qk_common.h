@@ -71,9 +71,4 @@ QK_INLINE QK_AVX2 float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/// [lo | hi] as one 16-lane vector (AVX-512F only: insertf32x8 would need AVX-512DQ).
-QK_INLINE QK_AVX512 __m512 join256(__m256 lo, __m256 hi) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(lo)), _mm256_castps_pd(hi), 1));
-}
-
 #endif

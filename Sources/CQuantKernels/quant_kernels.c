@@ -8,12 +8,13 @@
 // Q6_K ≈ 67; AVX2 over inputs of ≥ 1,024 (2026-12-04, input chunks and padded x below): 61–87.
 // The dequantizers (dequant_q32.h, dequant_k.h) mirror Dequantize.swift bit for bit, so the results
 // differ from dequantize + sgemm only by summation order.
-// Q4_K has an AVX2 dequantizer only: its AVX-512 kernel runs the same 16-lane FMA loop as
-// the others, on blocks dequantized by the AVX2 code and joined in pairs of vectors (no separate
-// AVX-512 dequantizer to get wrong). Q5_0 and Q6_K had the same until their own AVX-512 dequantizers
-// were measured faster (the same bits): Q5_0 T = 1 +30 %, T = 10 +3 % (dequant_q32.h); Q6_K, Qwen's
-// 12 `ffn_down` products inside the model (`bench forward --breakdown`, 2 invocations each, ms), T = 10
-// 9.40 / 9.64 → 9.11 / 9.01, T = 1 4.96 / 4.76 → 4.06 / 4.20.
+// Each format has an AVX2 and an AVX-512 dequantizer giving the same values. Q5_0, Q6_K and Q4_K
+// once ran AVX-512 on blocks dequantized by the AVX2 code and joined in pairs of vectors; their own
+// AVX-512 dequantizers were measured faster (the same bits): Q5_0 T = 1 +30 %, T = 10 +3 %
+// (dequant_q32.h); Qwen's `ffn_down` products inside the model (`bench forward --breakdown`, 2
+// invocations each, ms; 2026-12-05, session 29): Q6_K (12 products) T = 10 9.40 / 9.64 → 9.11 / 9.01,
+// T = 1 4.96 / 4.76 → 4.06 / 4.20; Q4_K (11 or 12) T = 10 6.97 / 7.04 → 6.61 / 6.57, T = 1 3.48 / 3.35 →
+// 2.83 / 2.65.
 #include "qk_common.h"
 #include "dequant_k.h"
 #include "dequant_q32.h"
@@ -123,14 +124,13 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
 
 /// Block j of the (super-)block at `b` as two 16-lane vectors.
 QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
-    if (fmt == QK_Q4_1) { dequant_q4_1_512(b, w0, w1); return; }
-    if (fmt == QK_Q8_0) { dequant_q8_0_512(b, w0, w1); return; }
-    if (fmt == QK_Q5_0) { dequant_q5_0_512(b, w0, w1); return; }
-    if (fmt == QK_Q6_K) { dequant_q6_k_512(b, j, s, w0, w1); return; }
-    __m256 w[4];
-    dequant_256(fmt, b, j, s, w);
-    *w0 = join256(w[0], w[1]);
-    *w1 = join256(w[2], w[3]);
+    switch (fmt) {
+    case QK_Q4_1: dequant_q4_1_512(b, w0, w1); break;
+    case QK_Q8_0: dequant_q8_0_512(b, w0, w1); break;
+    case QK_Q5_0: dequant_q5_0_512(b, w0, w1); break;
+    case QK_Q4_K: dequant_q4_k_512(b, j, s, w0, w1); break;
+    default: dequant_q6_k_512(b, j, s, w0, w1); break;
+    }
 }
 
 // ---- input chunks: a wide input's activations stay in L1 (AVX2) ----
