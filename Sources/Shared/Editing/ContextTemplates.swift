@@ -18,12 +18,21 @@ public struct ContextTemplates: Sendable, Equatable, Codable {
 
     public static func generate(model: LlamaModel, tokenizer: BPETokenizer, length: Int = 10, topK: Int = 5,
                                 seed: UInt64 = 0) throws -> ContextTemplates {
+        let cached = CachedGenerator(model: model, tokenizer: tokenizer)
+        return try generate(tokenizer: tokenizer, length: length, topK: topK, seed: seed) { ids, maxTokens, sampler in
+            try cached.generate(ids: ids, maxTokens: maxTokens, sampler: &sampler, stopAtEOS: false)
+        }
+    }
+
+    /// The templates with `continuation(ids, maxTokens, &sampler)` writing each start's tokens (the
+    /// tests pass `Generator`, which recomputes the sequence every step, to check the cached one).
+    public static func generate(tokenizer: BPETokenizer, length: Int = 10, topK: Int = 5, seed: UInt64 = 0,
+                                continuation: ([Int32], Int, inout Sampler) throws -> [Int32]) rethrows -> ContextTemplates {
         var group: [String] = []
         for (i, s) in starts.enumerated() {
             var sampler = Sampler(mode: .topK(topK), seed: seed &+ UInt64(i) &* 0x9E37_79B9)
             let plain = tokenizer.encode(s), ids = tokenizer.encode(s, addSpecial: true)  // BOS where the model wants it
-            let out = try CachedGenerator(model: model, tokenizer: tokenizer)
-                .generate(ids: ids, maxTokens: max(0, length - plain.count), sampler: &sampler, stopAtEOS: false)
+            let out = try continuation(ids, max(0, length - plain.count), &sampler)
             let text = tokenizer.decode(plain + out).replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
             group.append(text + ". {}")
         }
