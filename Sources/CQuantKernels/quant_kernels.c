@@ -204,23 +204,43 @@ static QK_AVX2 void chunked(int fmt, const chunk_fn *chunks, const float *x, int
 // `nr` output rows × `tt` token rows (literals after inlining, so the accumulators live in
 // registers). Several output rows share each load of x; one accumulator per (row, token).
 // `ns` stored (super-)blocks per row.
+// Software-pipelined: block b + 1 is dequantized before block b's FMAs are issued. In the plain order
+// (dequantize b, then its 2 × nr × tt FMAs) the FMAs filled the FP scheduler and the next block's
+// dequantization, a chain of ≈ 20 cycles from its load to the last conversion, could not start
+// until they drained. The FMAs of each accumulator keep their order, so the bits do not change.
+// Measured 2026-12-05 (session 30), one core, T = 10, weights from memory, 7 alternating runs,
+// GF/s before → after: Q5_0 4864 × 896 76 → 84, Q4_K 896 × 4864 78 → 86, Q6_K 58.7 → 63.5, Q4_1
+// 4864 × 896 88 → 93, Q8_0 73 → 75; Qwen's 10-token forward (2 invocations each) 63.5 / 61.3 →
+// 54.0 / 53.7 ms.
 QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
                                   const float *x, int64_t ldx, int tt, float *y, int64_t ldy, int accumulate) {
     __m512 a[ROWS_512][QK_MAX_TILE];
     for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm512_setzero_ps();
-    const int64_t bytes = fmt_bytes(fmt);
-    for (int64_t sb = 0; sb < ns; sb++) {
-        qk_scales s[ROWS_512];
-        for (int r = 0; r < nr; r++) prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
-        for (int j = 0; j < fmt_blocks(fmt); j++) {
-            __m512 w0[ROWS_512], w1[ROWS_512];
-            for (int r = 0; r < nr; r++) dequant_512(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], &w0[r], &w1[r]);
-            const float *xb = x + (sb * fmt_blocks(fmt) + j) * QK_BLOCK;
-            for (int t = 0; t < tt; t++) {
-                const __m512 x0 = _mm512_loadu_ps(xb + t * ldx), x1 = _mm512_loadu_ps(xb + t * ldx + 16);
-                for (int r = 0; r < nr; r++) a[r][t] = _mm512_fmadd_ps(w1[r], x1, _mm512_fmadd_ps(w0[r], x0, a[r][t]));
+    const int64_t bytes = fmt_bytes(fmt), per = fmt_blocks(fmt), blocks = ns * per;
+    qk_scales s[ROWS_512];
+    __m512 c0[ROWS_512], c1[ROWS_512];
+    for (int r = 0; r < nr; r++) {
+        prepare(fmt, wr + r * rowBytes, &s[r]);
+        dequant_512(fmt, wr + r * rowBytes, 0, &s[r], &c0[r], &c1[r]);
+    }
+    for (int64_t b = 0; b < blocks; b++) {
+        __m512 n0[ROWS_512], n1[ROWS_512];
+        if (b + 1 < blocks) {
+            const int64_t sb = (b + 1) / per;
+            const int j = (int)((b + 1) % per);
+            for (int r = 0; r < nr; r++) {
+                if (j == 0) prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
+                dequant_512(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], &n0[r], &n1[r]);
             }
+        } else {
+            for (int r = 0; r < nr; r++) n0[r] = n1[r] = _mm512_setzero_ps();
         }
+        const float *xb = x + b * QK_BLOCK;
+        for (int t = 0; t < tt; t++) {
+            const __m512 x0 = _mm512_loadu_ps(xb + t * ldx), x1 = _mm512_loadu_ps(xb + t * ldx + 16);
+            for (int r = 0; r < nr; r++) a[r][t] = _mm512_fmadd_ps(c1[r], x1, _mm512_fmadd_ps(c0[r], x0, a[r][t]));
+        }
+        for (int r = 0; r < nr; r++) { c0[r] = n0[r]; c1[r] = n1[r]; }
     }
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < tt; t++) store(y + t * ldy + r, _mm512_reduce_add_ps(a[r][t]), accumulate);
