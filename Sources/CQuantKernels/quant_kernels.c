@@ -19,6 +19,7 @@
 #include "dequant_k.h"
 #include "dequant_q32.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 // Register blocking: output rows × token rows per tile, as many as the vector registers hold
@@ -110,11 +111,18 @@ QK_INLINE int fmt_blocks(int fmt) { return (int)(fmt_block(fmt) / QK_BLOCK); }
 // (a prefetch past the matrix's end never faults). Measured 2026-12-05 (session 30), weights from
 // memory, 2 threads, GF/s before → after, median of 5–7 alternating runs: AVX-512 Q6_K 896 × 4864
 // T = 1 22 → 43, T = 3 57 → 102, T = 10 113 → 155; Q4_K T = 10 (one core) 85 → 94.5; AVX2 Q6_K T = 1
-// 20 → 33. The 32-weight formats gained nothing (Q5_0 T = 10 one core 85 → 83) and do not do it.
-/// For K-quants, asks for every line of the stored super-block at p (fmt's bytes).
-QK_INLINE void prefetch_next_tile(int fmt, const uint8_t *p) {
-    if (fmt_blocks(fmt) == 1) return;
+// 20 → 33. The AVX2 loop does the same for the 32-weight formats, a line at a time (Qwen's AVX2
+// generation step, 3 alternating invocations: 27.1–27.5 → 21.8–22.6 ms; its Q8_0 head, harness, 2 threads:
+// 7.2–8.0 → 5.0–5.3 ms). The AVX-512 loop does not: there the same lost (Qwen's generation step 22.1 →
+// 26.0 ms one tile ahead, 24.0 ms 4 KB ahead), as it did at T = 10 (one core, Q5_0 85 → 83 GF/s).
+/// Asks for the lines of the stored (super-)block at p: every line of a K-quant super-block; with
+/// `blocks32`, the line where a block of 32 weights begins, once per line.
+QK_INLINE void prefetch_next_tile(int fmt, const uint8_t *p, int blocks32) {
     const int64_t bytes = fmt_bytes(fmt);
+    if (fmt_blocks(fmt) == 1) {
+        if (blocks32 && ((uintptr_t)p & 63) < (uintptr_t)bytes) _mm_prefetch((const char *)p, _MM_HINT_T0);
+        return;
+    }
     for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(p + o), _MM_HINT_T0);
     _mm_prefetch((const char *)(p + bytes - 1), _MM_HINT_T0);
 }
@@ -236,7 +244,7 @@ QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, 
     __m512 c0[ROWS_512], c1[ROWS_512];
     for (int r = 0; r < nr; r++) {
         prepare(fmt, wr + r * rowBytes, &s[r]);
-        prefetch_next_tile(fmt, wr + (nr + r) * rowBytes);
+        prefetch_next_tile(fmt, wr + (nr + r) * rowBytes, 0);
         dequant_512(fmt, wr + r * rowBytes, 0, &s[r], &c0[r], &c1[r]);
     }
     for (int64_t b = 0; b < blocks; b++) {
@@ -247,7 +255,7 @@ QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, 
             for (int r = 0; r < nr; r++) {
                 if (j == 0) {
                     prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
-                    prefetch_next_tile(fmt, wr + (nr + r) * rowBytes + sb * bytes);
+                    prefetch_next_tile(fmt, wr + (nr + r) * rowBytes + sb * bytes, 0);
                 }
                 dequant_512(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], &n0[r], &n1[r]);
             }
@@ -314,7 +322,7 @@ QK_INLINE QK_AVX2 void blocks_256(int fmt, const uint8_t *wr, int64_t rowBytes, 
         qk_scales s[ROWS_256];
         for (int r = 0; r < nr; r++) {
             prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
-            prefetch_next_tile(fmt, wr + (nr + r) * rowBytes + sb * bytes);
+            prefetch_next_tile(fmt, wr + (nr + r) * rowBytes + sb * bytes, 1);
         }
         for (int j = 0; j < fmt_blocks(fmt); j++) {
             const float *xb = x + (sb * fmt_blocks(fmt) + j) * QK_BLOCK;
