@@ -58,6 +58,11 @@
 // already at ≈ 29 GB/s with 2 rows there, stayed at 6.0–6.4 ms. The other formats unpack more and keep
 // 2 rows (1 row: Q5_0 −4 %, Q4_K −12 % on the same test). With AVX2, 1 row waits on its chain of 4
 // FMAs a block (Qwen's head 8.3–8.6 → 7.8–8.1 ms, Gemma's 6.9–8.0 → 8.9), so AVX2 keeps 2.
+// Once the AVX2 tiles prefetched the next tile's rows as they went (prefetch_next_tile, session 30),
+// 4 rows beat 2 for Q8_0 and Q6_K at T = 1 as well (2 threads, weights from memory, medians of 7,
+// GF/s: Q6_K 896 × 4864 31.0 → 36.0, Q8_0 4864 × 896 50.0 → 53.6, Qwen's head 53.3 → 57.7; generation
+// steps, 3 alternating invocations, ms: Qwen 22.48 / 22.88 / 21.82 → 21.16 / 20.80 / 21.36, Gemma
+// 12.62 / 12.23 / 12.62 → 11.34 / 11.35 / 11.36, SmolLM2 unchanged within the noise).
 enum { QK_MAX_TILE = 10, TILE_512 = 10, ROWS_512 = 2, TILE_256 = 10, ROWS_256 = 8 };
 _Static_assert(TILE_512 <= QK_MAX_TILE && TILE_256 <= QK_MAX_TILE, "tiles fit the accumulator arrays");
 
@@ -66,7 +71,7 @@ static inline int rows_per_tile_512(int fmt, int64_t size) { return size == 1 &&
 
 /// AVX2 output rows per tile for tiles of `size` token rows: ≤ 10 accumulators of the 16 registers.
 static inline int rows_256(int fmt, int64_t size) {
-    if (size == 1) return fmt == QK_Q4_K ? 8 : fmt == QK_Q8_0 || fmt == QK_Q6_K ? 2 : 4;
+    if (size == 1) return fmt == QK_Q4_K ? 8 : 4;
     if (size == 2) return 4;
     return size <= 5 && fmt != QK_Q6_K ? 2 : 1;
 }
