@@ -240,33 +240,34 @@ static QK_AVX2 void chunked(int fmt, const chunk_fn *chunks, const float *x, int
 // GF/s before → after: Q5_0 4864 × 896 76 → 84, Q4_K 896 × 4864 78 → 86, Q6_K 58.7 → 63.5, Q4_1
 // 4864 × 896 88 → 93, Q8_0 73 → 75; Qwen's 10-token forward (2 invocations each) 63.5 / 61.3 →
 // 54.0 / 53.7 ms.
+/// Block b (counted in blocks of 32 across the row) of `nr` rows into w0, w1; at a super-block's first
+/// block, its scales into s (this block's scales are not needed once it is dequantized) and the prefetch
+/// of the next tile's rows.
+QK_INLINE QK_AVX512 void block_512(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t b, qk_scales s[ROWS_512],
+                                   __m512 w0[ROWS_512], __m512 w1[ROWS_512]) {
+    const int64_t sb = b / fmt_blocks(fmt), off = sb * fmt_bytes(fmt);
+    const int j = (int)(b % fmt_blocks(fmt));
+    for (int r = 0; r < nr; r++) {
+        if (j == 0) {
+            prepare(fmt, wr + r * rowBytes + off, &s[r]);
+            prefetch_next_tile(fmt, wr + (nr + r) * rowBytes + off, 0);
+        }
+        dequant_512(fmt, wr + r * rowBytes + off, j, &s[r], &w0[r], &w1[r]);
+    }
+}
+
 QK_INLINE QK_AVX512 void tile_512(int fmt, const uint8_t *wr, int64_t rowBytes, int nr, int64_t ns,
                                   const float *x, int64_t ldx, int tt, float *y, int64_t ldy, int accumulate) {
     __m512 a[ROWS_512][QK_MAX_TILE];
     for (int r = 0; r < nr; r++) for (int t = 0; t < tt; t++) a[r][t] = _mm512_setzero_ps();
-    const int64_t bytes = fmt_bytes(fmt), per = fmt_blocks(fmt), blocks = ns * per;
+    const int64_t blocks = ns * fmt_blocks(fmt);
     qk_scales s[ROWS_512];
     __m512 c0[ROWS_512], c1[ROWS_512];
-    for (int r = 0; r < nr; r++) {
-        prepare(fmt, wr + r * rowBytes, &s[r]);
-        prefetch_next_tile(fmt, wr + (nr + r) * rowBytes, 0);
-        dequant_512(fmt, wr + r * rowBytes, 0, &s[r], &c0[r], &c1[r]);
-    }
+    block_512(fmt, wr, rowBytes, nr, 0, s, c0, c1);
     for (int64_t b = 0; b < blocks; b++) {
         __m512 n0[ROWS_512], n1[ROWS_512];
-        if (b + 1 < blocks) {
-            const int64_t sb = (b + 1) / per;
-            const int j = (int)((b + 1) % per);
-            for (int r = 0; r < nr; r++) {
-                if (j == 0) {
-                    prepare(fmt, wr + r * rowBytes + sb * bytes, &s[r]);
-                    prefetch_next_tile(fmt, wr + (nr + r) * rowBytes + sb * bytes, 0);
-                }
-                dequant_512(fmt, wr + r * rowBytes + sb * bytes, j, &s[r], &n0[r], &n1[r]);
-            }
-        } else {
-            for (int r = 0; r < nr; r++) n0[r] = n1[r] = _mm512_setzero_ps();
-        }
+        if (b + 1 < blocks) block_512(fmt, wr, rowBytes, nr, b + 1, s, n0, n1);
+        else for (int r = 0; r < nr; r++) n0[r] = n1[r] = _mm512_setzero_ps();
         const float *xb = x + b * QK_BLOCK;
         for (int t = 0; t < tt; t++) {
             const __m512 x0 = _mm512_loadu_ps(xb + t * ldx), x1 = _mm512_loadu_ps(xb + t * ldx + 16);
