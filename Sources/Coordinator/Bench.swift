@@ -201,6 +201,11 @@ struct BenchNullSpace: ParsableCommand {
     @Option(help: "Relative thresholds ρ (τ_l = ρ · λ_max of layer l), comma-separated.") var relative = ""
     @Option(help: "Trace shares s (each layer's null space holds at most s of C0's trace), comma-separated.") var traceShares = ""
     @Option(help: "MEMIT λm values to compare with (same v*), comma-separated.") var memitLambdas = ""
+    @Option(help: ArgumentHelp("K0 statistics built by `alphaedit cov` (comma-separated files are summed) instead of --sentences.",
+                               discussion: "Each must be of this model and these layers, over disjoint sentence ranges."))
+    var statistics: String?
+    @Option(help: ArgumentHelp("Statistics of held-out sentences (`alphaedit cov --offset A --sentences N`, outside K0): the change "
+                               + "on their keys and their energy in the kept directions.")) var heldOutStatistics: String?
     @Flag(help: "Print one JSON object.") var json = false
 
     func numbers(_ s: String, _ name: String) throws -> [Double] {
@@ -212,12 +217,58 @@ struct BenchNullSpace: ParsableCommand {
         }
     }
 
+    /// The statistics in `paths`, each checked to be of this model and these layers (K0Source), summed;
+    /// with the sentence ranges they cover.
+    static func load(_ paths: [String], model: String, layers: [Int]) throws -> (KeyStatistics, [Range<Int>]) {
+        let checksum = try EditState.fileChecksum(model)
+        var sum: KeyStatistics?
+        var ranges: [Range<Int>] = []
+        for path in paths {
+            let s = try KeyStatistics.read(from: path)
+            guard let src = s.source else { throw ValidationError("\(path) does not record what it was built from") }
+            guard src.modelChecksum == checksum else { throw ValidationError("\(path) was built from another model (checksum \(src.modelChecksum), \(model) is \(checksum))") }
+            guard src.layers == layers else { throw ValidationError("\(path) is of layers \(LayerList.format(src.layers)), this run edits \(LayerList.format(layers))") }
+            if let other = ranges.first(where: { $0.overlaps(src.sentences) }) {
+                throw ValidationError("\(path): sentences \(src.sentences) overlap \(other) of another file")
+            }
+            ranges.append(src.sentences)
+            if sum == nil { sum = s } else { try sum!.merge(s) }
+        }
+        guard let sum else { throw ValidationError("no statistics file given") }
+        return (sum, ranges)
+    }
+
+    /// `s` left-aligned in `width` columns (String(format:)'s %-18@ does not pad on Linux).
+    func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s.padding(toLength: width, withPad: " ", startingAt: 0) }
+
+    /// How the tables name a row's update.
+    static func name(_ row: NullSpaceBenchmark.Row) -> String {
+        row.memit_lambda.map { String(format: "MEMIT λm %g", $0) }
+            ?? row.relative.map { String(format: "ρ %.0e", $0) } ?? row.trace_share.map { String(format: "trace %.0e", $0) }
+            ?? String(format: "τ %.0e", row.tau ?? 0)
+    }
+
     func run() throws {
         let cfg = try modelOptions.resolved()
+        let layers = cfg.hyperparameters.layers
+        var given: (KeyStatistics, [Range<Int>])?
+        if let statistics {
+            given = try Self.load(statistics.split(separator: ",").map(String.init), model: cfg.model, layers: layers)
+        }
+        let k0Ranges = given?.1 ?? [0..<sentences]
+        var heldOut: KeyStatistics?
+        if let heldOutStatistics {
+            let (h, hr) = try Self.load([heldOutStatistics], model: cfg.model, layers: layers)
+            if let o = k0Ranges.first(where: { $0.overlaps(hr[0]) }) {
+                throw ValidationError("held-out sentences \(hr[0]) overlap K0's \(o): they must lie outside K0")
+            }
+            heldOut = h
+        }
         let r = try NullSpaceBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, corpus: corpus, facts: facts, requests: requests,
-                                           sentences: sentences, taus: try numbers(taus, "taus"), relative: try numbers(relative, "relative"),
-                                           traceShares: try numbers(traceShares, "trace-shares"),
-                                           memitLambdas: try numbers(memitLambdas, "memit-lambdas"), threads: cfg.threads) { log($0) }
+                                           sentences: k0Ranges.reduce(0) { $0 + $1.count }, taus: try numbers(taus, "taus"),
+                                           relative: try numbers(relative, "relative"), traceShares: try numbers(traceShares, "trace-shares"),
+                                           memitLambdas: try numbers(memitLambdas, "memit-lambdas"), threads: cfg.threads,
+                                           statistics: given?.0, heldOut: heldOut) { log($0) }
         if json { return try printJSON(r) }
         print(r.kernels.line)
         for l in r.layers {
@@ -228,10 +279,22 @@ struct BenchNullSpace: ParsableCommand {
         for row in r.rows {
             let kept = row.kept_fraction.isEmpty ? "–" : row.kept_fraction.map { String(format: "%.0f", 100 * $0) }.joined(separator: "/")
             let trace = row.kept_trace_share.isEmpty ? "–" : row.kept_trace_share.map { String(format: "%.1g", $0) }.joined(separator: "/")
-            let what = row.memit_lambda.map { String(format: "MEMIT λm %g", $0) }
-                ?? row.relative.map { String(format: "ρ %.0e", $0) } ?? row.trace_share.map { String(format: "trace %.0e", $0) }
-                ?? String(format: "τ %.0e", row.tau ?? 0)
-            print(String(format: "%-18@ %-23@ %-27@ %8.1f  %.2e          %.2e", what, kept, trace, row.efficacy, row.preserved_change_mean, row.preserved_change_max))
+            let what = Self.name(row)
+            print(pad(what, 18) + " " + pad(kept, 23) + " " + pad(trace, 27)
+                  + String(format: " %8.1f  %.2e          %.2e", row.efficacy, row.preserved_change_mean, row.preserved_change_max))
+        }
+        // Every token's key: RMS ‖ΔW k‖ / RMS ‖W k‖ over K0 and over the held-out sentences, per layer.
+        func list(_ v: [Double], _ fmt: String) -> String { v.isEmpty ? "–" : v.map { String(format: fmt, $0) }.joined(separator: "/") }
+        func range(_ provenance: String) -> String {
+            K0Source(provenance: provenance).map { "sentences \($0.sentences.lowerBound)..<\($0.sentences.upperBound)" } ?? provenance
+        }
+        print("every token's key (K0: \(r.k0_source.isEmpty ? "built here" : range(r.k0_source))"
+              + (r.held_out_source.map { "; held out: " + range($0) } ?? "") + "): RMS ‖ΔW k‖ / RMS ‖W k‖ per layer")
+        print("update             on K0's keys                      on held-out keys                  held-out energy kept")
+        for row in r.rows {
+            let what = Self.name(row)
+            print(pad(what, 18) + " " + pad(list(row.k0_change, "%.3f"), 33) + " " + pad(list(row.held_out_change, "%.3f"), 33) + " "
+                  + list(row.held_out_kept_trace_share, "%.2g"))
         }
     }
 }
