@@ -51,3 +51,16 @@ def sequential_state(path):
         s, o = symmetric_from_upper(m, o, f)
         out[l] = (n, s)
     return out
+
+def projector_eigenvalues(path):
+    """C0's eigenvalues (ascending) per layer from a projector artifact (NullSpaceProjector.swift):
+    {layer: (eigenvalues, threshold, kept dimension)}; the bases are skipped."""
+    magic, m = body(path)
+    assert magic == "AENSPROJ", magic
+    (sl,) = struct.unpack_from("<q", m, 0); o = 8 + sl
+    f, nl = struct.unpack_from("<qq", m, o); o += 16
+    out = {}
+    for _ in range(nl):
+        l, t, k = struct.unpack_from("<qdq", m, o); o += 24
+        out[l] = (np.frombuffer(m, "<f8", f, o).copy(), t, k); o += f * 8 + f * k * 8
+    return out

@@ -128,7 +128,7 @@ public struct ArtifactWriter {
     mutating func finish(to path: String) throws {
         let out = finish()
         do {
-            try Data(out).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try FileIO.writeAtomically(out, to: path)  // not Data.write: it garbled files past 2 GiB (FileIO.swift)
         } catch {
             throw ArtifactError.io(path: path, reason: "cannot write: \(error)")
         }
@@ -144,11 +144,11 @@ public struct ArtifactReader {
     private let end: Int
 
     init(path: String, magic: String, supportedVersion: UInt32) throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        let data: [UInt8]
+        do { data = try FileIO.read(path) } catch {
             throw ArtifactError.io(path: path, reason: "cannot read: \(error)")
         }
-        try self.init(bytes: [UInt8](data), path: path, magic: magic, supportedVersion: supportedVersion)
+        try self.init(bytes: data, path: path, magic: magic, supportedVersion: supportedVersion)
     }
 
     init(bytes: [UInt8], path: String, magic: String, supportedVersion: UInt32) throws {

@@ -4,6 +4,7 @@
 // (CounterFactEvaluator), so its result does not depend on which chunk it came in: a resumed report
 // equals an uninterrupted one bit for bit (EvalCheckpointTests).
 import Editing
+import Support
 import Foundation
 
 public struct EvalCheckpoint {
@@ -45,7 +46,7 @@ public struct EvalCheckpoint {
         let enc = JSONEncoder()
         enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let data = try enc.encode(File(key: key, records: records.values.sorted { $0.index < $1.index }))
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try FileIO.writeAtomically([UInt8](data), to: path)
     }
 
     public func remove() { if let path { try? FileManager.default.removeItem(atPath: path) } }

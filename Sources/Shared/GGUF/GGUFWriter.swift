@@ -4,14 +4,7 @@
 // tensor's offset is aligned, and every tensor (the last included) is zero-padded to the alignment.
 // Everything is validated when added, so `bytes()` and `write(to:)` cannot produce a file the
 // reader would reject.
-#if canImport(Glibc)
 import Support
-import Glibc
-private let systemWrite = Glibc.write
-#elseif canImport(Darwin)
-import Darwin
-private let systemWrite = Darwin.write
-#endif
 
 public struct GGUFWriter {
     /// Where a tensor's encoded bytes come from. Tensors copied from a file keep that file (and its
@@ -170,50 +163,24 @@ public struct GGUFWriter {
     /// Writes the file to `path + ".tmp"` and renames it over `path`, so a reader never sees half a file.
     /// Tensor data is streamed from its source rather than assembled in memory.
     public func write(to path: String) throws {
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw GGUFError.writeFailed(path: path, reason: "open \(tmp): \(Self.errnoText())") }
         do {
-            try Self.writeAll(fd, headerBytes(), path)
-            let zeros = [UInt8](repeating: 0, count: alignment)
-            for t in tensors {
-                try t.payload.withBytes { try Self.writeAll(fd, $0, path) }
-                try zeros.withUnsafeBytes { z in
-                    try Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: z[0..<(Self.padded(t.byteCount, alignment) - t.byteCount)]), path)
+            var out = try AtomicFileWriter(path: path)
+            do {
+                try out.write(headerBytes())
+                let zeros = [UInt8](repeating: 0, count: alignment)
+                for t in tensors {
+                    try t.payload.withBytes { try out.write($0) }
+                    try zeros.withUnsafeBytes { z in
+                        try out.write(UnsafeRawBufferPointer(rebasing: z[0..<(Self.padded(t.byteCount, alignment) - t.byteCount)]))
+                    }
                 }
+                try out.commit()
+            } catch {
+                out.abandon()
+                throw error
             }
-            guard fsync(fd) == 0 else { throw GGUFError.writeFailed(path: path, reason: "fsync: \(Self.errnoText())") }
-        } catch {
-            close(fd)
-            unlink(tmp)
-            throw error
-        }
-        guard close(fd) == 0 else {
-            let reason = Self.errnoText()
-            unlink(tmp)
-            throw GGUFError.writeFailed(path: path, reason: "close: \(reason)")
-        }
-        guard rename(tmp, path) == 0 else {
-            let reason = Self.errnoText()
-            unlink(tmp)
-            throw GGUFError.writeFailed(path: path, reason: "rename \(tmp): \(reason)")
-        }
-    }
-
-    private static func errnoText() -> String { String(cString: strerror(errno)) }
-
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8], _ path: String) throws {
-        try bytes.withUnsafeBytes { try writeAll(fd, $0, path) }
-    }
-
-    private static func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer, _ path: String) throws {
-        guard let base = buf.baseAddress else { return }
-        var done = 0
-        while done < buf.count {
-            let n = systemWrite(fd, base + done, buf.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw GGUFError.writeFailed(path: path, reason: "write: \(errnoText())") }
-            done += n
+        } catch let e as FileIOError {
+            throw GGUFError.writeFailed(path: path, reason: e.reason)
         }
     }
 

@@ -1,0 +1,114 @@
+// Whole-file reads and atomic whole-file writes through the system calls, for files of any size.
+// On Linux read(2) and write(2) move at most 0x7ffff000 bytes a call, and Foundation's
+// `Data.write(to:options: .atomic)` got that wrong: a 2.41 GB K₀ projector artifact (Qwen, 24 layers,
+// 2026-12-05) came out with the right length, but every byte past 2,147,479,552 was the buffer written
+// again from its start. The checksum refused the file when it was read, but `cov` had reported success and
+// its statistics (2.27 GB) were lost the same way. Here every call's count is checked and the loop goes on
+// from where the last call stopped.
+#if canImport(Glibc)
+import Glibc
+private let systemRead = Glibc.read
+private let systemWrite = Glibc.write
+#elseif canImport(Darwin)
+import Darwin
+private let systemRead = Darwin.read
+private let systemWrite = Darwin.write
+#endif
+
+public struct FileIOError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public init(path: String, reason: String) { self.path = path; self.reason = reason }
+    public var description: String { "\(path): \(reason)" }
+}
+
+public enum FileIO {
+    /// Bytes one read(2) or write(2) call is asked to move: below Linux's cap of 0x7ffff000, so a large
+    /// file takes several calls on every system (tests pass less to run the loop on small buffers).
+    public static let defaultChunk = 1 << 30
+
+    private static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    /// Every byte of the file at `path`.
+    public static func read(_ path: String, chunk: Int = defaultChunk) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIOError(path: path, reason: "cannot open: \(errnoText())") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileIOError(path: path, reason: "cannot stat: \(errnoText())") }
+        let size = Int(st.st_size)
+        var out = [UInt8](repeating: 0, count: size)
+        var done = 0
+        try out.withUnsafeMutableBytes { buf in
+            guard let base = buf.baseAddress else { return }
+            while done < size {
+                let n = systemRead(fd, base + done, min(chunk, size - done))
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw FileIOError(path: path, reason: "read at byte \(done): \(errnoText())") }
+                guard n > 0 else { throw FileIOError(path: path, reason: "ended at byte \(done) of \(size) (changed while read?)") }
+                done += n
+            }
+        }
+        return out
+    }
+
+    /// Writes `bytes` to `path` whole or not at all: into `path.tmp`, fsync, then rename over `path`.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, chunk: Int = defaultChunk) throws {
+        var w = try AtomicFileWriter(path: path, chunk: chunk)
+        do {
+            try bytes.withUnsafeBytes { try w.write($0) }
+            try w.commit()
+        } catch {
+            w.abandon()
+            throw error
+        }
+    }
+}
+
+/// A file written in parts that appears at `path` only when `commit` succeeds (temporary file beside it,
+/// fsync, rename); `abandon` removes the temporary file.
+public struct AtomicFileWriter {
+    public let path: String
+    let tmp: String
+    let chunk: Int
+    private var fd: Int32
+
+    public init(path: String, chunk: Int = FileIO.defaultChunk) throws {
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.chunk = max(1, chunk)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileIOError(path: path, reason: "cannot open \(tmp): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Appends every byte of `buf`.
+    public mutating func write(_ buf: UnsafeRawBufferPointer) throws {
+        guard let base = buf.baseAddress else { return }
+        var done = 0
+        while done < buf.count {
+            let n = systemWrite(fd, base + done, min(chunk, buf.count - done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw FileIOError(path: path, reason: "write: \(String(cString: strerror(errno)))") }
+            done += n
+        }
+    }
+
+    public mutating func write(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try write($0) }
+    }
+
+    /// fsync, close and rename: the file is at `path`, whole.
+    public mutating func commit() throws {
+        guard fsync(fd) == 0 else { throw FileIOError(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
+        let closed = close(fd)
+        fd = -1
+        guard closed == 0 else { throw FileIOError(path: path, reason: "close: \(String(cString: strerror(errno)))") }
+        guard rename(tmp, path) == 0 else { throw FileIOError(path: path, reason: "rename \(tmp): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Closes and removes the temporary file (after a failure); `path` is untouched.
+    public mutating func abandon() {
+        if fd >= 0 { close(fd); fd = -1 }
+        unlink(tmp)
+    }
+}
