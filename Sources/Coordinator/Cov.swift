@@ -42,6 +42,10 @@ struct Cov: ParsableCommand {
         var kept_fraction: Double
         /// Share of C0's trace (the preserved keys' energy) in the kept directions.
         var kept_trace_share: Double
+        /// Share of the directions that together hold ≤ 1 % of the trace, whatever τ (NullSpaceProjector.room).
+        var room_1_percent: Double
+        /// The largest eigenvalue's share of the trace.
+        var largest_share: Double
         var eigenvalue_min: Double
         var eigenvalue_median: Double
         var eigenvalue_max: Double
@@ -160,7 +164,7 @@ struct Cov: ParsableCommand {
             let s = p.spectrum
             return LayerReport(layer: p.layer, tokens: try stats.count(layer: p.layer), dimension: p.f,
                                kept: p.keptDimension, kept_fraction: p.keptFraction, kept_trace_share: p.keptTraceShare,
-                               eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max, threshold: p.threshold)
+                               room_1_percent: p.room(traceShare: 1e-2), largest_share: p.largestShare, eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max, threshold: p.threshold)
         }
         let report = Report(model: cfg.model, corpus: corpus, first_sentence: offset, sentences: sentences, tokens: tokens,
                             seconds: seconds, tokens_per_s: Double(tokens) / seconds, threads: cfg.threads, workers: workers,
@@ -181,11 +185,14 @@ struct Cov: ParsableCommand {
                             r.threads, r.workers, r.cluster))
         print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.trace_share.map { "the τ that keeps at most \($0) of the layer's trace" }
               ?? r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold ?? 0)"))
-        print("layer    tokens   kept r   kept %  trace kept    min eig   median eig    max eig          τ")
+        print("layer    tokens   kept r   kept %  trace kept    min eig   median eig    max eig          τ   ≤1 % room  top")
         for l in r.layers {
-            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %10.2e  %9.3e  %11.3e  %9.3e  %9.3e", l.layer, l.tokens, l.kept, l.dimension,
-                         100 * l.kept_fraction, l.kept_trace_share, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max, l.threshold))
+            print(String(format: "%5d  %8d  %5d/%d  %6.1f%%  %10.2e  %9.3e  %11.3e  %9.3e  %9.3e  %8.1f%%  %3.0f%%", l.layer, l.tokens, l.kept, l.dimension,
+                         100 * l.kept_fraction, l.kept_trace_share, l.eigenvalue_min, l.eigenvalue_median, l.eigenvalue_max, l.threshold,
+                         100 * l.room_1_percent, 100 * l.largest_share))
         }
+        print("≤1 % room: the share of the directions that together hold at most 1 % of the preserved keys' energy, whatever τ "
+              + "(a null space in the strict sense; top: the largest eigenvalue's share of it)")
         print("wrote \(r.statistics) and \(r.projector)")
     }
 }

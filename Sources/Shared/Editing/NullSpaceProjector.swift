@@ -129,6 +129,22 @@ public struct NullSpaceProjector: Equatable, Sendable {
     }
     public var spectrum: SpectrumSummary { SpectrumSummary(ascending: eigenvalues) }
 
+    /// Share of the directions, smallest eigenvalues first, that together hold at most `share` of C0's
+    /// trace: the room a null space in the strict sense leaves to edit in, whatever τ is (README "Would
+    /// other edited layers have one?": at most a third of any layer's directions hold 1 % on the packaged models).
+    public func room(traceShare share: Double) -> Double {
+        guard f > 0 else { return 0 }
+        let t = NullSpaceRule.traceShare(share).threshold(ascending: eigenvalues)
+        return Double(eigenvalues.prefix { $0 < t }.count) / Double(f)
+    }
+
+    /// The largest eigenvalue's share of the trace: near 1 where one massive-activation direction holds
+    /// the keys' energy, and `room` then says little about the other directions.
+    public var largestShare: Double {
+        let total = eigenvalues.reduce(0, +)
+        return total > 0 ? (eigenvalues.last ?? 0) / total : 0
+    }
+
     /// Number of eigenvalues strictly below `t` (for logging other candidate thresholds).
     public func count(below t: Double) -> Int { eigenvalues.prefix { $0 < t }.count }
 

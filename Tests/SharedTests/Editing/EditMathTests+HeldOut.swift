@@ -57,4 +57,17 @@ extension EditMathTests {
         XCTAssertLessThan(p.keptTraceShare, 1e-3)
         XCTAssertGreaterThan(direct / trace, 0.25)
     }
+
+    func testRoomCountsTheDirectionsHoldingAShareOfTheTrace() throws {
+        // Eigenvalues 0.5, 1.5, 2, 96 (trace 100): 1 % of the trace holds the first direction, 2 % the first
+        // two, 4 % the first three, 0.4 % none; the largest holds 96 %.
+        let values: [Double] = [0.5, 1.5, 2, 96]
+        let eigen = try C0Eigen(c0: try Matrix64(rows: 4, cols: 4, values: (0..<16).map { $0 % 5 == 0 ? values[$0 / 5] : 0 }), layer: 0)
+        let p = try NullSpaceProjector(eigen: eigen, rule: .absolute(2e-2))
+        XCTAssertEqual(p.room(traceShare: 1e-2), 0.25)
+        XCTAssertEqual(p.room(traceShare: 2e-2), 0.5)
+        XCTAssertEqual(p.room(traceShare: 4e-2), 0.75)
+        XCTAssertEqual(p.room(traceShare: 4e-3), 0)
+        XCTAssertEqual(p.largestShare, 0.96, accuracy: 1e-12)
+    }
 }
