@@ -217,25 +217,31 @@ struct BenchNullSpace: ParsableCommand {
         }
     }
 
-    /// The statistics in `paths`, each checked to be of this model and these layers (K0Source), summed;
-    /// with the sentence ranges they cover.
-    static func load(_ paths: [String], model: String, layers: [Int]) throws -> (KeyStatistics, [Range<Int>]) {
+    /// The statistics in `paths`, each checked to be of this model and these layers and of one corpus
+    /// (`corpus`, a checksum, when given; else the first file's), summed; with the sentence ranges they
+    /// cover and the corpus checksum, so disjoint ranges mean disjoint sentences.
+    static func load(_ paths: [String], model: String, layers: [Int], corpus: String? = nil) throws -> (KeyStatistics, [Range<Int>], String) {
         let checksum = try EditState.fileChecksum(model)
         var sum: KeyStatistics?
         var ranges: [Range<Int>] = []
+        var corpus = corpus
         for path in paths {
             let s = try KeyStatistics.read(from: path)
             guard let src = s.source else { throw ValidationError("\(path) does not record what it was built from") }
             guard src.modelChecksum == checksum else { throw ValidationError("\(path) was built from another model (checksum \(src.modelChecksum), \(model) is \(checksum))") }
             guard src.layers == layers else { throw ValidationError("\(path) is of layers \(LayerList.format(src.layers)), this run edits \(LayerList.format(layers))") }
+            guard src.corpusChecksum == corpus ?? src.corpusChecksum else {
+                throw ValidationError("\(path) was built from another corpus (checksum \(src.corpusChecksum), the others' \(corpus ?? ""))")
+            }
+            corpus = src.corpusChecksum
             if let other = ranges.first(where: { $0.overlaps(src.sentences) }) {
                 throw ValidationError("\(path): sentences \(src.sentences) overlap \(other) of another file")
             }
             ranges.append(src.sentences)
             if sum == nil { sum = s } else { try sum!.merge(s) }
         }
-        guard let sum else { throw ValidationError("no statistics file given") }
-        return (sum, ranges)
+        guard let sum, let corpus else { throw ValidationError("no statistics file given") }
+        return (sum, ranges, corpus)
     }
 
     /// `s` left-aligned in `width` columns (String(format:)'s %-18@ does not pad on Linux).
@@ -251,14 +257,16 @@ struct BenchNullSpace: ParsableCommand {
     func run() throws {
         let cfg = try modelOptions.resolved()
         let layers = cfg.hyperparameters.layers
-        var given: (KeyStatistics, [Range<Int>])?
+        var given: (KeyStatistics, [Range<Int>], String)?
         if let statistics {
             given = try Self.load(statistics.split(separator: ",").map(String.init), model: cfg.model, layers: layers)
         }
         let k0Ranges = given?.1 ?? [0..<sentences]
         var heldOut: KeyStatistics?
         if let heldOutStatistics {
-            let (h, hr) = try Self.load([heldOutStatistics], model: cfg.model, layers: layers)
+            // Without --statistics K0 is built here from --corpus: the held-out file must be of that corpus.
+            let k0Corpus = try given?.2 ?? EditState.fileChecksum(corpus)
+            let (h, hr, _) = try Self.load([heldOutStatistics], model: cfg.model, layers: layers, corpus: k0Corpus)
             if let o = k0Ranges.first(where: { $0.overlaps(hr[0]) }) {
                 throw ValidationError("held-out sentences \(hr[0]) overlap K0's \(o): they must lie outside K0")
             }

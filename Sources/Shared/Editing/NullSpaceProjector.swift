@@ -134,8 +134,7 @@ public struct NullSpaceProjector: Equatable, Sendable {
     /// other edited layers have one?": at most a third of any layer's directions hold 1 % on the packaged models).
     public func room(traceShare share: Double) -> Double {
         guard f > 0 else { return 0 }
-        let t = NullSpaceRule.traceShare(share).threshold(ascending: eigenvalues)
-        return Double(eigenvalues.prefix { $0 < t }.count) / Double(f)
+        return Double(count(below: NullSpaceRule.traceShare(share).threshold(ascending: eigenvalues))) / Double(f)
     }
 
     /// The largest eigenvalue's share of the trace: near 1 where one massive-activation direction holds
