@@ -8,6 +8,8 @@
 #   scripts/netns.sh up TAG            create them (exit 2, with the reason, where namespaces cannot be made)
 #   scripts/netns.sh netem TAG         20 ms ± 5 ms delay and 1 % loss on both ends of both links
 #                                      (exit 3 when the kernel has no netem qdisc)
+#   scripts/netns.sh rate TAG MBIT     both ends of both links send at most MBIT Mbit/s (tc tbf; exit 3
+#                                      when the kernel has no tbf qdisc)
 #   scripts/netns.sh cut TAG w1|w2|c   take a worker's link down, or both of the coordinator's
 #   scripts/netns.sh restore TAG w1|w2|c
 #   scripts/netns.sh down TAG          delete them (idempotent)
@@ -53,6 +55,16 @@ case "$cmd" in
       done < <(links $l)
     done
     echo "netns: 20 ms ± 5 ms delay, 1 % loss on every link end" >&2 ;;
+  rate)
+    mbit=${3:-}
+    [[ "$mbit" =~ ^[0-9]{1,5}$ ]] && [ "$mbit" -gt 0 ] || fail "rate must be a whole number of Mbit/s (got '$mbit')"
+    for l in w1 w2; do
+      while read -r ns dev; do
+        out=$(ip netns exec "$ns" tc qdisc replace dev "$dev" root tbf rate "${mbit}mbit" burst 32kb latency 400ms 2>&1) \
+          || code=3 fail "tc tbf on $dev failed: $out (the kernel has no sch_tbf)"
+      done < <(links $l)
+    done
+    echo "netns: every link end sends at most $mbit Mbit/s" >&2 ;;
   cut|restore)
     state=$([ "$cmd" = cut ] && echo down || echo up)
     while read -r ns dev; do ip -n "$ns" link set "$dev" "$state" || fail "cannot set $dev $state"; done < <(links "${3:-}")
@@ -65,5 +77,5 @@ case "$cmd" in
       fi
     done
     rm -f /tmp/netns-$tag.err ;;
-  *) fail "usage: scripts/netns.sh up|netem|cut|restore|down TAG [w1|w2|c]" ;;
+  *) fail "usage: scripts/netns.sh up|netem|rate|cut|restore|down TAG [w1|w2|c|MBIT]" ;;
 esac

@@ -51,9 +51,19 @@ public final class WorkerNode {
     private var busy: Bool { !running.isEmpty }
     /// Whether a job thread was still running when `run` returned (socket thread, or after `run`).
     public var hasRunningJobs: Bool { busy }
+    /// A finished job's result whose payload goes to the coordinator in acknowledged pieces (WireProtocol);
+    /// the job holds its slot (and is named `running` in a hello) until the coordinator holds every byte.
+    private struct OutgoingResult {
+        let job: Int
+        let result: JobResult
+        let payload: [UInt8]
+        var window: PieceWindow
+    }
+    /// In the order the jobs finished; one transfer at a time (socket thread only).
+    private var outgoing: [OutgoingResult] = []
     private var pendingDeltas: [(Int, [UInt8])] = []
     /// The deltas version arriving in pieces on this connection: its version, total and bytes so far.
-    private var arriving: (version: Int, total: Int, bytes: [UInt8])?
+    private var arriving: (version: Int, bytes: PieceAssembly)?
     private var pollMs: Int { 50 }
 
     public init(endpoint: String, name: String, runner: JobRunner, modelChecksum: String, logger: Logger) {
@@ -93,7 +103,8 @@ public final class WorkerNode {
         func send(_ m: Message) {
             do { try socket.send(try m.frames()) } catch { log.error("send \(m.kind) failed: \(error)") }
         }
-        arriving = nil   // a new connection: the coordinator starts any transfer again
+        arriving = nil   // a new connection: the coordinator starts any transfer again, and so does this worker
+        for i in outgoing.indices { outgoing[i].window.restart() }
         send(.hello(hello()))
         log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
         lastHeard = ProcessStats.now()
@@ -114,16 +125,42 @@ public final class WorkerNode {
             lastTurn = now
             let outcomes = finished.takeAll()
             for (job, m) in outcomes {
+                if case let .result(r, payload) = m, payload.count > WireProtocol.pieceBytes {
+                    outgoing.append(OutgoingResult(job: job, result: r, payload: payload, window: PieceWindow(total: payload.count)))
+                    continue
+                }
                 send(m)
                 lastSent = now
                 running[job] = nil
             }
+            sendResultPieces(send: send)
             if !busy { try applyPendingDeltas(send: send) }
             if now - lastSent >= WireProtocol.heartbeatInterval {
                 send(.heartbeat)
                 lastSent = now
             }
             if now - lastHeard > WireProtocol.deadAfter { return false }
+        }
+    }
+
+    /// Sends the first outgoing result's next pieces while its window allows; once the coordinator holds
+    /// every byte, the result itself (naming `piecesTotal`) frees the job's slot, and the next one starts.
+    private func sendResultPieces(send: (Message) -> Void) {
+        while var o = outgoing.first {
+            if o.window.allAcknowledged {
+                var r = o.result
+                r.piecesTotal = o.window.total
+                send(.result(r, payload: []))
+                running[o.job] = nil
+                outgoing.removeFirst()
+                continue
+            }
+            while let piece = o.window.next() {
+                send(.resultPiece(ResultPiece(jobID: o.job, offset: piece.lowerBound, total: o.window.total), payload: Array(o.payload[piece])))
+                o.window.markSent(piece)
+            }
+            outgoing[0].window = o.window
+            return
         }
     }
 
@@ -199,7 +236,14 @@ public final class WorkerNode {
         case .shutdown:
             log.info("shutdown requested")
             return true
-        case .hello, .result, .jobFailed, .deltasReceived:
+        case .resultReceived(let p):
+            if let i = outgoing.firstIndex(where: { $0.job == p.jobID }), outgoing[i].window.total == p.total,
+               outgoing[i].window.acknowledge(p.offset) {
+                sendResultPieces(send: send)
+            } else {
+                log.warning("ignored an acknowledgement of job \(p.jobID)'s result (\(p.offset) of \(p.total) bytes): no such transfer in progress")
+            }
+        case .hello, .result, .jobFailed, .deltasReceived, .resultPiece:
             log.warning("rejected an unexpected \(message.kind) message from the coordinator")
             send(.rejected(Reason("a worker does not accept \(message.kind) messages")))
         }
@@ -210,21 +254,18 @@ public final class WorkerNode {
     /// and acknowledges it; a complete version waits in `pendingDeltas`. A piece out of order is
     /// rejected and drops what had arrived of its version.
     private func receivePiece(_ u: DeltaUpdate, _ payload: [UInt8], send: (Message) -> Void) {
-        // No reserve for `total`: it is the peer's word, and memory should follow the bytes that arrive.
-        if u.offset == 0 { arriving = (u.version, u.total, []) }
-        guard var a = arriving, a.version == u.version, a.total == u.total, u.offset == a.bytes.count,
-              payload.count <= a.total - a.bytes.count else {
-            let held = arriving.map { "version \($0.version): \($0.bytes.count) of \($0.total) bytes" } ?? "none"
+        if u.offset == 0 { arriving = (u.version, PieceAssembly(total: u.total)) }
+        var a = arriving
+        arriving = nil   // `a` alone holds the bytes while appending, so they are not copied
+        guard a?.version == u.version, a?.bytes.add(offset: u.offset, total: u.total, payload) == true, let a else {
+            let held = a.map { "version \($0.version): \($0.bytes.held)" } ?? "none"
             let why = "deltas piece of version \(u.version) at \(u.offset) (\(payload.count) of \(u.total) bytes) does not follow what arrived (\(held))"
             log.error("\(why)")
             send(.rejected(Reason(why)))
-            arriving = nil
             return
         }
-        arriving = nil   // while appending, so the array is not copied
-        a.bytes += payload
-        send(.deltasReceived(DeltaUpdate(version: u.version, offset: a.bytes.count, total: u.total)))
-        if a.bytes.count == a.total { pendingDeltas.append((a.version, a.bytes)) } else { arriving = a }
+        send(.deltasReceived(DeltaUpdate(version: u.version, offset: a.bytes.bytes.count, total: u.total)))
+        if a.bytes.isComplete { pendingDeltas.append((a.version, a.bytes.bytes)) } else { arriving = a }
     }
 
     /// `running`'s entry while received deltas are applied: an exclusive pseudo-job (jobs wait, retryable).

@@ -49,8 +49,20 @@ extension WorkerPool {
             switch message {
             case .heartbeat:
                 break
-            case let .result(r, payload):
+            case let .result(r, frame):
                 finish(id, job: r.jobID)
+                var payload = frame
+                if let n = r.piecesTotal {
+                    // The payload came before, in pieces (WireProtocol).
+                    let a = workers[id]?.arriving.removeValue(forKey: r.jobID)
+                    guard let a, a.total == n, a.isComplete else {
+                        let held = a?.held ?? "nothing"
+                        log.error("the result of job \(r.jobID) from \(workers[id]?.label ?? "") names \(n) bytes sent in pieces, but \(held) arrived")
+                        if jobs[r.jobID] != nil, !queue.contains(r.jobID) { queue.insert(r.jobID, at: 0) }
+                        return
+                    }
+                    payload = a.bytes
+                }
                 guard jobs[r.jobID] != nil else {
                     log.info("dropped a late result of job \(r.jobID) from \(workers[id]?.label ?? "")")
                     return
@@ -74,9 +86,11 @@ extension WorkerPool {
                 }
             case .deltasReceived(let u):
                 deltasReceived(u, from: id)
+            case let .resultPiece(p, bytes):
+                resultPiece(p, bytes, from: id, socket)
             case .rejected(let r):
                 log.warning("\(workers[id]?.label ?? "") rejected a message: \(r.reason)")
-            case .hello, .welcome, .refuse, .job, .deltas, .shutdown:
+            case .hello, .welcome, .refuse, .job, .deltas, .shutdown, .resultReceived:
                 log.warning("rejected an unexpected \(message.kind) message from \(workers[id]?.label ?? "")")
                 send(.rejected(Reason("a coordinator does not accept \(message.kind) messages")), to: id, socket)
             }
@@ -100,6 +114,24 @@ extension WorkerPool {
         let list = { (js: [Int]) in js.map(String.init).joined(separator: ", ") }
         let note = back.isEmpty ? "" : "; leased back: \(list(back))"
         log.info("worker \(label) is still running job\(running.count == 1 ? "" : "s") \(list(running))\(note)")
+    }
+
+    /// Adds a piece of a result payload (in order: the first at offset 0, each where the last ended) and
+    /// acknowledges it. A piece out of order is rejected and drops what had arrived of that result (its
+    /// final `result` then finds it incomplete, and the job runs again).
+    private func resultPiece(_ p: ResultPiece, _ bytes: [UInt8], from id: [UInt8], _ socket: ZMQSocket) {
+        if p.offset == 0 { workers[id]?.arriving[p.jobID] = PieceAssembly(total: p.total) }
+        // Removed while appending, so the bytes are not copied; an unusable piece leaves it removed.
+        var arriving = workers[id]?.arriving.removeValue(forKey: p.jobID)
+        guard arriving?.add(offset: p.offset, total: p.total, bytes) == true, let a = arriving else {
+            let why = "result piece of job \(p.jobID) at \(p.offset) (\(bytes.count) of \(p.total) bytes) does not follow what arrived (\(arriving?.held ?? "nothing"))"
+            log.warning("rejected a message from \(workers[id]?.label ?? hex(id)): \(why)")
+            send(.rejected(Reason(why)), to: id, socket)
+            return
+        }
+        let held = a.bytes.count
+        workers[id]?.arriving[p.jobID] = a
+        send(.resultReceived(ResultPiece(jobID: p.jobID, offset: held, total: p.total)), to: id, socket)
     }
 
     /// Frees the worker if it held `job`.

@@ -56,16 +56,16 @@ struct PoolWorker {
     var heldOff = false
     /// The deltas version on its way to it, if any (WireProtocol: pieces, acknowledged).
     var transfer: DeltaTransfer?
+    /// Result payloads arriving from it in pieces, by job (this connection's; a hello starts afresh).
+    var arriving: [Int: PieceAssembly] = [:]
     var label: String { "\(hello.name) (pid \(hello.pid))" }
 }
 
-/// One version's deltas going to one worker: bytes [0, sent) are sent, [0, acked) acknowledged.
+/// One version's deltas going to one worker.
 struct DeltaTransfer {
     let version: Int
     let path: String
-    let total: Int
-    var sent = 0
-    var acked = 0
+    var window: PieceWindow
 }
 
 public struct WorkerSnapshot: Sendable {
@@ -111,7 +111,11 @@ public final class WorkerPool: @unchecked Sendable {
     /// Unusable results of one job (from any workers) after which the run fails: the job itself, or
     /// this coordinator's reading of it, is at fault.
     public static let maxBadResultsPerJob = 6
-    private var nextJobID = 1
+    /// Job ids start at a random point, so no two coordinator processes share one: a remote worker that
+    /// reconnects to a restarted coordinator (a campaign resumed after a crash) with the result of the
+    /// old process's job 3 would otherwise deliver it as the new process's job 3 (other work, e.g. another
+    /// batch's v* chunk of the same size, which no check could tell apart).
+    private var nextJobID = Int.random(in: 1 ... (1 << 40))
 
     private var thread: Thread?
     private var zap: ZAPHandler?
@@ -384,7 +388,7 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Brings an idle worker to the committed version, piece by piece: at most `deltaWindowPieces`
+    /// Brings an idle worker to the committed version, piece by piece: at most `windowPieces`
     /// unacknowledged, so heartbeats keep flowing beside a transfer of any size (WireProtocol). Each
     /// piece is read from the artifact file when it is sent; a version counts as sent (`sentVersion`,
     /// which lets jobs of that version go to the worker) once the worker holds all of it.
@@ -400,22 +404,20 @@ public final class WorkerPool: @unchecked Sendable {
                 log.error("cannot read the deltas of version \(v) at \(path): \(w.label) stays at version \(v - 1)")
                 return
             }
-            t = DeltaTransfer(version: v, path: path, total: size)
+            t = DeltaTransfer(version: v, path: path, window: PieceWindow(total: size))
         }
-        if t.acked == t.total {
+        if t.window.allAcknowledged {
             workers[id]?.sentVersion = t.version
             workers[id]?.transfer = nil
             return syncDeltas(id, socket)   // the next version, if any
         }
-        let piece = WireProtocol.deltaPieceBytes, window = WireProtocol.deltaWindowPieces * piece
-        while t.sent < t.total, t.sent - t.acked < window {
-            let n = min(piece, t.total - t.sent)
-            guard let bytes = Self.read(t.path, offset: t.sent, count: n) else {
-                log.error("cannot read bytes \(t.sent)..<\(t.sent + n) of the deltas of version \(t.version) at \(t.path): \(w.label) stays at version \(t.version - 1)")
+        while let r = t.window.next() {
+            guard let bytes = Self.read(t.path, offset: r.lowerBound, count: r.count) else {
+                log.error("cannot read bytes \(r) of the deltas of version \(t.version) at \(t.path): \(w.label) stays at version \(t.version - 1)")
                 break
             }
-            send(.deltas(DeltaUpdate(version: t.version, offset: t.sent, total: t.total), payload: bytes), to: id, socket)
-            t.sent += n
+            send(.deltas(DeltaUpdate(version: t.version, offset: r.lowerBound, total: t.window.total), payload: bytes), to: id, socket)
+            t.window.markSent(r)
         }
         workers[id]?.transfer = t
     }
@@ -430,11 +432,10 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// A worker's acknowledgement of a deltas piece: bytes of `u.version` it holds.
     func deltasReceived(_ u: DeltaUpdate, from id: [UInt8]) {
-        guard var t = workers[id]?.transfer, t.version == u.version, u.total == t.total, u.offset <= t.sent else {
+        guard var t = workers[id]?.transfer, t.version == u.version, u.total == t.window.total, t.window.acknowledge(u.offset) else {
             log.warning("ignored a deltas acknowledgement (version \(u.version), \(u.offset) of \(u.total) bytes) from \(workers[id]?.label ?? hex(id)): no such transfer in progress")
             return
         }
-        t.acked = max(t.acked, u.offset)
         workers[id]?.transfer = t
     }
 

@@ -34,6 +34,9 @@ public enum WireFuzz: FuzzTarget {
             .rejected(Reason("bad frame")),
             .shutdown,
             .deltasReceived(DeltaUpdate(version: 1, offset: deltas.count, total: deltas.count)),
+            .resultPiece(ResultPiece(jobID: 1, offset: 0, total: stats.serialized().count), payload: Array(stats.serialized().prefix(40))),
+            .resultReceived(ResultPiece(jobID: 1, offset: 40, total: stats.serialized().count)),
+            .result(JobResult(jobID: 1, seconds: 0.5, output: .covariance(tokens: 100), piecesTotal: stats.serialized().count), payload: []),
         ]
         return try messages.enumerated().map { i, m in
             let frames = try m.frames()

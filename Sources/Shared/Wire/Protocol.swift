@@ -8,10 +8,12 @@
 //   frame 2  payload: raw bytes, only for `result` (an artifact, e.g. KeyStatistics) and `deltas`
 //            (a piece of a BatchDeltas artifact) — matrices travel as checksummed artifacts, never as JSON.
 // Conversation: worker → hello; coordinator → welcome (then every committed version's deltas, in
-// order) or refuse. A version's deltas travel in pieces of ≤ `deltaPieceBytes`, in order, each
-// acknowledged by the worker with `deltasReceived` (bytes held so far); the coordinator keeps at most
-// `deltaWindowPieces` unacknowledged, so a heartbeat never waits behind more than that on the link
-// and a transfer far longer than `deadAfter` keeps both sides hearing each other.
+// order) or refuse. Large bytes travel in acknowledged pieces both ways: a version's deltas
+// (coordinator → worker: `deltas` pieces, each answered `deltasReceived`) and a job result's payload
+// larger than one piece (worker → coordinator: `resultPiece`s, each answered `resultReceived`, then the
+// `result` itself naming `piecesTotal`, with an empty payload frame). Pieces are ≤ `pieceBytes`, in
+// order; the sender keeps at most `windowPieces` unacknowledged, so a heartbeat never waits behind more
+// than that on the link and a transfer far longer than `deadAfter` keeps both sides hearing each other.
 // Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
 // `heartbeatLiveness` intervals is dead (a worker's job leases expire with it). Coordinator → job;
 // worker → result or jobFailed. A worker holds up to `Hello.threads` covariance jobs at once (one
@@ -31,10 +33,17 @@ public enum WireProtocol {
     /// 6: deltas travel in acknowledged pieces (`deltas` names version, offset and total; new kind
     /// `deltasReceived`). As one message, Qwen's 174 MB update held the heartbeats of both sides for
     /// seconds on a busy 2-core machine: the worker reconnected, which made the coordinator send it again.
-    public static let version: UInt16 = 6
-    /// Largest piece of a deltas transfer, and how many may be unacknowledged at once.
-    public static let deltaPieceBytes = 4 << 20
-    public static let deltaWindowPieces = 4
+    /// 7: a result payload larger than a piece travels in acknowledged pieces too (`resultPiece`,
+    /// `resultReceived`, `JobResult.piecesTotal`), and pieces are 256 KiB (were 4 MiB). As one message, a
+    /// shard result that took longer than `deadAfter` to cross the link (Qwen's 473 MB at 1 Gbit/s: 3.8 s;
+    /// SmolLM2's 47 MB at 50 Mbit/s) got its worker counted dead, which then heard no heartbeat,
+    /// reconnected and dropped the result: the build never finished.
+    public static let version: UInt16 = 7
+    /// Largest piece of a transfer (deltas or a result), and how many may be unacknowledged at once:
+    /// a peer stays heard from while one piece crosses in under `deadAfter` (links from ≈ 1 Mbit/s), and
+    /// 4 MiB in flight keep a 1 Gbit/s link full up to ≈ 30 ms of round trip.
+    public static let pieceBytes = 256 << 10
+    public static let windowPieces = 16
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
     /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
@@ -52,6 +61,7 @@ public enum WireProtocol {
 
 public enum MessageKind: UInt16, CaseIterable, Sendable {
     case hello = 1, welcome, refuse, heartbeat, job, result, jobFailed, deltas, rejected, shutdown, deltasReceived
+    case resultPiece, resultReceived
 }
 
 // MARK: - Bodies
@@ -182,7 +192,12 @@ public struct JobResult: Codable, Sendable {
     public var jobID: Int
     public var seconds: Double
     public var output: JobOutput
-    public init(jobID: Int, seconds: Double, output: JobOutput) { self.jobID = jobID; self.seconds = seconds; self.output = output }
+    /// Absent: the message's payload frame is the whole payload. Set: the payload came before in
+    /// `resultPiece`s of this many bytes in all, and the payload frame is empty.
+    public var piecesTotal: Int?
+    public init(jobID: Int, seconds: Double, output: JobOutput, piecesTotal: Int? = nil) {
+        self.jobID = jobID; self.seconds = seconds; self.output = output; self.piecesTotal = piecesTotal
+    }
 }
 
 public struct JobFailure: Codable, Equatable, Sendable {
@@ -204,6 +219,15 @@ public struct DeltaUpdate: Codable, Equatable, Sendable {
     public init(version: Int, offset: Int, total: Int) { self.version = version; self.offset = offset; self.total = total }
 }
 
+/// A piece of job `jobID`'s result payload: its bytes `offset ..< offset + payload` of `total`. In
+/// `resultReceived`, `offset` is how many bytes of it the coordinator holds.
+public struct ResultPiece: Codable, Equatable, Sendable {
+    public var jobID: Int
+    public var offset: Int
+    public var total: Int
+    public init(jobID: Int, offset: Int, total: Int) { self.jobID = jobID; self.offset = offset; self.total = total }
+}
+
 // MARK: - The message
 
 public enum Message: Sendable {
@@ -218,6 +242,8 @@ public enum Message: Sendable {
     case rejected(Reason)
     case shutdown
     case deltasReceived(DeltaUpdate)
+    case resultPiece(ResultPiece, payload: [UInt8])
+    case resultReceived(ResultPiece)
 
     public var kind: MessageKind {
         switch self {
@@ -232,6 +258,8 @@ public enum Message: Sendable {
         case .rejected: .rejected
         case .shutdown: .shutdown
         case .deltasReceived: .deltasReceived
+        case .resultPiece: .resultPiece
+        case .resultReceived: .resultReceived
         }
     }
 }
@@ -296,6 +324,8 @@ extension Message {
         case .jobFailed(let b): out.append(try json(b))
         case let .deltas(b, payload): out += [try json(b), payload]
         case .deltasReceived(let b): out.append(try json(b))
+        case let .resultPiece(b, payload): out += [try json(b), payload]
+        case .resultReceived(let b): out.append(try json(b))
         }
         return out
     }
@@ -312,7 +342,7 @@ extension Message {
         let body = frames[1]
         guard body.count <= WireProtocol.maxBodyBytes else { throw WireError.bodyTooLarge(body.count) }
         let payload: [UInt8]? = frames.count == 3 ? frames[2] : nil
-        let needsPayload = kind == .result || kind == .deltas
+        let needsPayload = kind == .result || kind == .deltas || kind == .resultPiece
         guard (payload != nil) == needsPayload else { throw WireError.payload(kind: "\(kind)", expected: needsPayload) }
         func parse<T: Decodable>(_ t: T.Type) throws -> T {
             let value: T
@@ -328,12 +358,26 @@ extension Message {
         case .refuse: self = .refuse(try parse(Reason.self))
         case .heartbeat: _ = try parse(Empty.self); self = .heartbeat
         case .job: self = .job(try parse(JobAssignment.self))
-        case .result: self = .result(try parse(JobResult.self), payload: payload ?? [])
+        case .result:
+            let r = try parse(JobResult.self)
+            if r.piecesTotal != nil, payload?.isEmpty == false {
+                throw WireError.badField(kind: "\(kind)", field: "piecesTotal", value: "\(r.piecesTotal ?? 0)",
+                                         expected: "absent when the payload frame carries bytes")
+            }
+            self = .result(r, payload: payload ?? [])
         case .jobFailed: self = .jobFailed(try parse(JobFailure.self))
         case .deltas: self = .deltas(try parse(DeltaUpdate.self), payload: payload ?? [])
         case .rejected: self = .rejected(try parse(Reason.self))
         case .shutdown: _ = try parse(Empty.self); self = .shutdown
         case .deltasReceived: self = .deltasReceived(try parse(DeltaUpdate.self))
+        case .resultPiece:
+            let p = try parse(ResultPiece.self)
+            guard let bytes = payload, !bytes.isEmpty, bytes.count <= p.total - p.offset else {
+                throw WireError.badField(kind: "\(kind)", field: "payload", value: "\(payload?.count ?? 0) bytes",
+                                         expected: "1...\(p.total - p.offset) (what remains of total \(p.total) from offset \(p.offset))")
+            }
+            self = .resultPiece(p, payload: bytes)
+        case .resultReceived: self = .resultReceived(try parse(ResultPiece.self))
         }
     }
 
@@ -427,6 +471,7 @@ extension JobResult: CheckedBody {
         try c.range("jobID", jobID, 1...Int.max)
         guard seconds.isFinite, seconds >= 0 else { throw c.fail("seconds", seconds, "a finite number ≥ 0") }
         if case .covariance(let tokens) = output { try c.range("tokens", tokens, 0...Int.max / 2) }
+        if let n = piecesTotal { try c.range("piecesTotal", n, 1...DeltaUpdate.maxTotal) }
     }
 }
 
@@ -439,6 +484,14 @@ extension DeltaUpdate: CheckedBody {
     func check(_ c: FieldCheck) throws {
         try c.range("version", version, 1...FieldCheck.maxItems)
         try c.range("total", total, 1...Self.maxTotal)
+        try c.range("offset", offset, 0...total)
+    }
+}
+
+extension ResultPiece: CheckedBody {
+    func check(_ c: FieldCheck) throws {
+        try c.range("jobID", jobID, 1...Int.max)
+        try c.range("total", total, 1...DeltaUpdate.maxTotal)
         try c.range("offset", offset, 0...total)
     }
 }

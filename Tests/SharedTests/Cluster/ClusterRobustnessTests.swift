@@ -133,7 +133,7 @@ final class ClusterRobustnessTests: XCTestCase {
             print("coordinator rejected \(what): \(r.reason)")
         }
         // An undecodable `rejected` (another version's) is logged, never answered: no rejection ping-pong.
-        try dealer.send([Array("AEWP".utf8) + [7, 0, UInt8(MessageKind.rejected.rawValue), 0], Array("{}".utf8)])
+        try dealer.send([Array("AEWP".utf8) + [99, 0, UInt8(MessageKind.rejected.rawValue), 0], Array("{}".utf8)])
         XCTAssertNil(try dealer.receive(timeoutMs: 1000), "a rejection is not answered")
         // Still serving: a real worker joins and the statistics come out right.
         let w = try ClusterTestSupport.start(worker, ["--connect", endpoint, "--model", model, "--name", "after-garbage",
@@ -268,7 +268,7 @@ final class ClusterRobustnessTests: XCTestCase {
     }
 
     /// A version's deltas larger than the window travel in acknowledged pieces: the pool sends
-    /// `deltaWindowPieces` and waits, heartbeats keep coming while the worker holds back its
+    /// `windowPieces` and waits, heartbeats keep coming while the worker holds back its
     /// acknowledgements for longer than `deadAfter`, the worker is not counted dead, and the bytes
     /// arrive whole and in order. (As one message, Qwen's 174 MB update made a loaded worker reconnect.)
     func testLargeDeltasTravelInAcknowledgedPiecesBesideHeartbeats() throws {
@@ -276,7 +276,7 @@ final class ClusterRobustnessTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (pool, log, endpoint) = try bareCoordinator(dir)
         defer { pool.shutdown() }
-        let piece = WireProtocol.deltaPieceBytes, window = WireProtocol.deltaWindowPieces
+        let piece = WireProtocol.pieceBytes, window = WireProtocol.windowPieces
         var rng = SplitMix64(seed: 9)
         let file = (0..<(piece * (window + 1) + 12_345)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         try Data(file).write(to: URL(fileURLWithPath: dir + "/deltas-1.bin"))
@@ -311,6 +311,120 @@ final class ClusterRobustnessTests: XCTestCase {
         try dealer.send(try Message.deltasReceived(DeltaUpdate(version: 1, offset: file.count, total: file.count)).frames())
         try listen(0.6)
         XCTAssertEqual(pieces.count, window + 2, "nothing is sent again once the worker holds the version")
+    }
+
+    /// A result payload larger than a piece reaches the coordinator in acknowledged pieces: each piece is
+    /// answered with the bytes held, a piece out of order is rejected, a result naming more bytes than
+    /// arrived puts its job back in the queue (it comes back to the worker), and the whole payload reaches
+    /// the run byte for byte. (As one message, a shard result slower than `deadAfter` to cross the link
+    /// got its worker counted dead and dropped: the build never ended.)
+    func testResultPayloadArrivesInAcknowledgedPieces() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (pool, log, endpoint) = try bareCoordinator(dir)
+        defer { pool.shutdown() }
+        final class Got: @unchecked Sendable { var payload: [UInt8]?; var error: Error? }
+        let got = Got()
+        let work = Work.covariance(CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0], batchSentences: 1))
+        Thread {
+            do { try pool.run([work]) { _, _, payload in got.payload = payload } } catch { got.error = error }
+        }.start()
+        let ctx = try ZMQContext()
+        let dealer = try fakeWorker(ctx, endpoint, pid: 7)
+        /// The next message that is not a heartbeat (heartbeats answered).
+        func next(_ what: String) throws -> Message {
+            let end = ProcessStats.now() + 10
+            while ProcessStats.now() < end {
+                guard let f = try dealer.receive(timeoutMs: 100) else { continue }
+                let m = try Message(frames: f)
+                if case .heartbeat = m { try dealer.send(try Message.heartbeat.frames()); continue }
+                return m
+            }
+            throw XCTSkip("\(what): nothing in 10 s")
+        }
+        guard case .job(let job) = try next("the job") else { return XCTFail("no job") }
+        var rng = SplitMix64(seed: 4)
+        let payload = (0..<(2 * WireProtocol.pieceBytes + 777)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        let total = payload.count
+        func piece(_ r: Range<Int>) throws -> Message {
+            try exchange(dealer, try Message.resultPiece(ResultPiece(jobID: job.id, offset: r.lowerBound, total: total), payload: Array(payload[r])).frames(),
+                         "piece \(r)")
+        }
+        let result = JobResult(jobID: job.id, seconds: 0.1, output: .covariance(tokens: 1), piecesTotal: total)
+
+        guard case .rejected(let r) = try piece(5 ..< 9) else { return XCTFail("a piece that starts nowhere was taken") }
+        XCTAssertTrue(r.reason.contains("does not follow"), r.reason)
+        // One piece, then a result that names all the bytes: the job goes back to the queue, and to the worker.
+        guard case .resultReceived(let a0) = try piece(0 ..< WireProtocol.pieceBytes) else { return XCTFail("piece 0 not acknowledged") }
+        XCTAssertEqual(a0, ResultPiece(jobID: job.id, offset: WireProtocol.pieceBytes, total: total))
+        try dealer.send(try Message.result(result, payload: []).frames())
+        guard case .job(let again) = try next("the job again") else { return XCTFail("the job did not come back") }
+        XCTAssertEqual(again.id, job.id)
+        XCTAssertTrue(log.contains("names \(total) bytes sent in pieces, but \(WireProtocol.pieceBytes) of \(total) bytes arrived"), "\(log.all)")
+        // Every piece, in order: each acknowledged with the bytes held; then the result.
+        var w = PieceWindow(total: total)
+        while let r = w.next() {
+            guard case .resultReceived(let a) = try piece(r) else { return XCTFail("piece \(r) not acknowledged") }
+            XCTAssertEqual(a.offset, r.upperBound)
+            w.markSent(r)
+        }
+        try dealer.send(try Message.result(result, payload: []).frames())
+        let end = ProcessStats.now() + 10
+        while got.payload == nil, got.error == nil, ProcessStats.now() < end { usleep(10_000) }
+        XCTAssertNil(got.error)
+        XCTAssertTrue(got.payload == payload, "the payload arrives whole: \(got.payload?.count ?? -1) of \(total) bytes")
+        XCTAssertEqual(pool.aliveCount, 1)
+    }
+
+    /// A remote worker outlives its coordinator (killed, then the campaign resumed by a new process on the
+    /// same endpoint) and delivers the result of the old process's job: it is dropped as late, never taken
+    /// for the new process's job. Before job ids started at a random point, both processes numbered
+    /// their jobs from 1, and the new run finished on the old run's bytes.
+    func testResultOfAnEarlierCoordinatorIsNotTakenForAJobOfTheNext() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (first, _, endpoint) = try bareCoordinator(dir)
+        _ = startRun(first, jobs: 1)
+        let ctx = try ZMQContext()
+        let dealer = try fakeWorker(ctx, endpoint, pid: 7)
+        func nextJob() throws -> JobAssignment? {
+            let end = ProcessStats.now() + 10
+            while ProcessStats.now() < end {
+                guard let f = try dealer.receive(timeoutMs: 100) else { continue }
+                if case .job(let j) = try Message(frames: f) { return j }
+            }
+            return nil
+        }
+        let old = try XCTUnwrap(try nextJob(), "the first coordinator's job")
+        first.shutdown()
+
+        let log = CapturedLog()
+        let second = try WorkerPool(endpoint: endpoint, modelChecksum: Self.fakeChecksum, logger: log.logger)
+        defer { second.shutdown() }
+        let run = startRun(second, jobs: 1)
+        let hello = Hello(name: "w", pid: 7, threads: 1, modelChecksum: Self.fakeChecksum, running: [old.id])
+        // Until welcomed: a hello sent before the DEALER noticed the old connection's end is lost with it.
+        var welcomed = false
+        for _ in 0..<20 where !welcomed {
+            try dealer.send(try Message.hello(hello).frames())
+            let end = ProcessStats.now() + 0.5
+            while !welcomed, ProcessStats.now() < end {
+                if let f = try dealer.receive(timeoutMs: 50), case .welcome = try Message(frames: f) { welcomed = true }
+            }
+        }
+        XCTAssertTrue(welcomed, "\(log.all)")
+        let job = try XCTUnwrap(try nextJob(), "the second coordinator's job: \(log.all)")
+        let stale = JobResult(jobID: old.id, seconds: 1, output: .covariance(tokens: 1))
+        try dealer.send(try Message.result(stale, payload: Array("old bytes".utf8)).frames())
+        let end = ProcessStats.now() + 1
+        while !log.contains("dropped a late result"), ProcessStats.now() < end { usleep(10_000) }
+        XCTAssertNotEqual(job.id, old.id, "two coordinator processes number their jobs apart")
+        XCTAssertFalse(run.done, "the new run did not take the old run's result")
+        XCTAssertTrue(log.contains("dropped a late result of job \(old.id)"), "\(log.all)")
+        try dealer.send(try Message.result(JobResult(jobID: job.id, seconds: 1, output: .covariance(tokens: 1)), payload: [1]).frames())
+        let done = ProcessStats.now() + 10
+        while !run.done, run.error == nil, ProcessStats.now() < done { usleep(10_000) }
+        XCTAssertTrue(run.done, "its own result ends the run: \(String(describing: run.error))")
     }
 
     /// Issue 15 §2: a worker with the right model checksum that answers every job with junk does not

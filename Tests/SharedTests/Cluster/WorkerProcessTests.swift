@@ -66,10 +66,49 @@ final class WorkerProcessTests: XCTestCase {
         // A covariance shard, as the in-process builder computes it.
         let shard = CovarianceShard(corpus: corpus, first: 50, count: 150, layers: ClusterTestSupport.layers,
                                     batchSentences: CovarianceBuilder.defaultBatchSentences)
+        let covarianceShard = shard
+        // Its 2.1 MB result travels in acknowledged pieces: with the acknowledgements held back for longer
+        // than `deadAfter`, the worker sends no more than the window, keeps heartbeating, stays on this
+        // connection, and sends the result itself only once this side holds every byte.
         try send(.job(JobAssignment(id: 1, weightsVersion: 0, work: .covariance(shard))))
-        guard case let .result(r, payload) = try next(router, "covariance job") else { return XCTFail("no covariance result") }
-        XCTAssertEqual(r.jobID, 1)
-        let stats = try KeyStatistics.read(bytes: payload)
+        var assembly: PieceAssembly?
+        var pieces = 0
+        while true {
+            guard case let .resultPiece(piece, bytes) = try next(router, "covariance result piece") else { return XCTFail("no result piece") }
+            XCTAssertEqual(piece.jobID, 1)
+            if assembly == nil { assembly = PieceAssembly(total: piece.total) }
+            XCTAssertTrue(assembly?.add(offset: piece.offset, total: piece.total, bytes) == true, "pieces in order")
+            pieces += 1
+            if assembly?.isComplete == true || pieces == WireProtocol.windowPieces { break }
+        }
+        let total = try XCTUnwrap(assembly).total
+        XCTAssertGreaterThan(total, WireProtocol.pieceBytes, "a payload of several pieces")
+        let beatsBefore = heartbeats, holdUntil = ProcessStats.now() + WireProtocol.deadAfter + 1
+        while ProcessStats.now() < holdUntil {
+            guard let f = try router.receive(timeoutMs: 100) else { continue }
+            let m = try Message(frames: Array(f.dropFirst()))
+            guard case .heartbeat = m else { return XCTFail("while its pieces are unacknowledged the worker sent \(m.kind)") }
+            heartbeats += 1
+            try send(.heartbeat)
+        }
+        XCTAssertGreaterThanOrEqual(heartbeats - beatsBefore, 4, "heartbeats beside the held-back transfer")
+        try send(.resultReceived(ResultPiece(jobID: 1, offset: assembly?.bytes.count ?? 0, total: total)))
+        var result: JobResult?
+        while result == nil {
+            switch try next(router, "covariance result") {
+            case let .resultPiece(piece, bytes):
+                XCTAssertTrue(assembly?.add(offset: piece.offset, total: piece.total, bytes) == true, "pieces in order")
+                try send(.resultReceived(ResultPiece(jobID: 1, offset: assembly?.bytes.count ?? 0, total: total)))
+            case let .result(r, frame):
+                XCTAssertEqual(frame, [], "the payload came in pieces")
+                XCTAssertEqual(r.piecesTotal, total)
+                XCTAssertTrue(assembly?.isComplete == true, "the result follows the last acknowledgement")
+                result = r
+            case let m: return XCTFail("unexpected \(m.kind) during the result's transfer")
+            }
+        }
+        XCTAssertEqual(result?.jobID, 1)
+        let stats = try KeyStatistics.read(bytes: try XCTUnwrap(assembly).bytes)
         let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 50..<200)
         let rel = try ClusterTestSupport.relativeDifference(stats, reference)
         print(String(format: "worker covariance shard: max rel diff vs in-process %.2e", rel))
@@ -173,8 +212,12 @@ final class WorkerProcessTests: XCTestCase {
         XCTAssertGreaterThan(r5.seconds, 2 * WireProtocol.heartbeatInterval, "the job is long enough to need heartbeats")
         XCTAssertGreaterThanOrEqual(heartbeats - before, max(1, Int(r5.seconds / WireProtocol.heartbeatInterval) - 1),
                                     "a heartbeat every interval during the job")
-        // A coordinator silent for `deadAfter`: the worker reconnects and says hello again, keeping the
-        // weights it holds.
+        // A coordinator silent for `deadAfter` in the middle of a result's transfer: the worker reconnects and
+        // says hello again, keeping the weights it holds and naming the job whose result it still holds,
+        // then sends that result again from its first byte on the new connection.
+        try send(.job(JobAssignment(id: 7, weightsVersion: 1, work: .covariance(covarianceShard))))
+        guard case let .resultPiece(p7, _) = try next(router, "covariance result before the silence") else { return XCTFail("no piece") }
+        XCTAssertEqual(p7.offset, 0)
         let silent = ProcessStats.now()
         var again: Hello?
         while again == nil, ProcessStats.now() - silent < 3 * WireProtocol.deadAfter {
@@ -185,13 +228,30 @@ final class WorkerProcessTests: XCTestCase {
         let waited = ProcessStats.now() - silent
         XCTAssertEqual(again?.weightsVersion, 1, "hello again after \(waited) s of silence, still at weights version 1")
         XCTAssertGreaterThanOrEqual(waited, WireProtocol.deadAfter - 0.6, "not before the coordinator counts as dead")
+        XCTAssertEqual(again?.running, [7], "the hello names the job whose result is still to be delivered")
+        try router.send([workerID] + (try Message.welcome(Welcome(weightsVersion: 1)).frames()))
+        var resent = PieceAssembly(total: p7.total)
+        resending: while true {
+            switch try next(router, "the result again") {
+            case let .resultPiece(piece, bytes):
+                XCTAssertTrue(resent.add(offset: piece.offset, total: piece.total, bytes), "again from byte 0, in order")
+                try router.send([workerID] + (try Message.resultReceived(ResultPiece(jobID: 7, offset: resent.bytes.count, total: p7.total)).frames()))
+            case let .result(r7, _):
+                XCTAssertEqual(r7.jobID, 7)
+                XCTAssertEqual(r7.piecesTotal, p7.total)
+                break resending
+            case let m: return XCTFail("unexpected \(m.kind) while the result is sent again")
+            }
+        }
+        XCTAssertTrue(resent.isComplete)
+        XCTAssertNoThrow(try KeyStatistics.read(bytes: resent.bytes), "the result sent again is whole")
 
         // A coordinator of another protocol version: nothing it says can be understood; the worker says
         // why and exits with code 3 (a clean `shutdown` is tested in ClusterRobustnessTests).
-        try router.send([workerID, Array("AEWP".utf8) + [7, 0, 4, 0], Array("{}".utf8)])
-        ClusterTestSupport.wait(p, seconds: 10, "worker facing protocol version 7")
+        try router.send([workerID, Array("AEWP".utf8) + [99, 0, 4, 0], Array("{}".utf8)])
+        ClusterTestSupport.wait(p, seconds: 10, "worker facing protocol version 99")
         let said = ClusterTestSupport.read(dir + "/worker.log")
         XCTAssertEqual(p.terminationStatus, 3, said)
-        XCTAssertTrue(said.contains("the coordinator speaks protocol version 7; this worker speaks \(WireProtocol.version)"), said)
+        XCTAssertTrue(said.contains("the coordinator speaks protocol version 99; this worker speaks \(WireProtocol.version)"), said)
     }
 }

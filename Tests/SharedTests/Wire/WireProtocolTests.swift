@@ -36,6 +36,9 @@ final class WireProtocolTests: XCTestCase {
             .rejected(Reason("bad magic")),
             .shutdown,
             .deltasReceived(DeltaUpdate(version: 4, offset: 3000, total: 5000)),
+            .resultPiece(ResultPiece(jobID: 9, offset: 1000, total: 3000), payload: Array(repeating: 5, count: 2000)),
+            .resultReceived(ResultPiece(jobID: 9, offset: 3000, total: 3000)),
+            .result(JobResult(jobID: 9, seconds: 1.25, output: .covariance(tokens: 1234), piecesTotal: 3000), payload: []),
         ]
     }
 
@@ -89,9 +92,63 @@ final class WireProtocolTests: XCTestCase {
         XCTAssertThrowsError(try ZResultSet.read(bytes: bad)) { XCTAssertTrue("\($0)".contains("checksum mismatch"), "\($0)") }
     }
 
+    /// Result pieces: a payload that fits what remains of the total, and a result naming `piecesTotal`
+    /// carries no bytes of its own; anything else is refused by field.
+    func testResultPiecesAreCheckedByField() throws {
+        func field(_ m: Message) -> String? {
+            do { _ = try Message(frames: try m.frames()); return nil } catch {
+                guard case WireError.badField(_, let f, _, _) = error else { return "\(error)" }
+                return f
+            }
+        }
+        XCTAssertNil(field(.resultPiece(ResultPiece(jobID: 1, offset: 0, total: 3), payload: [1, 2, 3])))
+        XCTAssertEqual(field(.resultPiece(ResultPiece(jobID: 1, offset: 1, total: 3), payload: [1, 2, 3])), "payload", "past the total")
+        XCTAssertEqual(field(.resultPiece(ResultPiece(jobID: 1, offset: 0, total: 3), payload: [])), "payload", "no bytes")
+        XCTAssertEqual(field(.resultPiece(ResultPiece(jobID: 1, offset: 4, total: 3), payload: [1])), "offset")
+        XCTAssertEqual(field(.resultPiece(ResultPiece(jobID: 0, offset: 0, total: 3), payload: [1])), "jobID")
+        XCTAssertEqual(field(.resultReceived(ResultPiece(jobID: 1, offset: 0, total: 0))), "total")
+        let r = JobResult(jobID: 1, seconds: 0, output: .covariance(tokens: 1), piecesTotal: 10)
+        XCTAssertEqual(field(.result(r, payload: [1])), "piecesTotal", "bytes in pieces and in the frame")
+        var zero = r
+        zero.piecesTotal = 0
+        XCTAssertEqual(field(.result(zero, payload: [])), "piecesTotal")
+    }
+
+    /// The sender's window and the receiver's assembly of a transfer in pieces.
+    func testPieceWindowAndAssembly() {
+        var w = PieceWindow(total: 10)
+        var sent: [Range<Int>] = []
+        while let r = w.next(pieceBytes: 3, windowPieces: 2) { sent.append(r); w.markSent(r) }
+        XCTAssertEqual(sent, [0..<3, 3..<6], "two pieces, then the window is full")
+        XCTAssertFalse(w.acknowledge(7), "more than was sent")
+        XCTAssertTrue(w.acknowledge(3))
+        XCTAssertTrue(w.acknowledge(2))
+        XCTAssertEqual(w.acked, 3, "an older acknowledgement changes nothing")
+        while let r = w.next(pieceBytes: 3, windowPieces: 2) { sent.append(r); w.markSent(r) }
+        XCTAssertEqual(sent.last, 6..<9)
+        XCTAssertTrue(w.acknowledge(9))
+        while let r = w.next(pieceBytes: 3, windowPieces: 2) { sent.append(r); w.markSent(r) }
+        XCTAssertEqual(sent.last, 9..<10, "the tail")
+        XCTAssertFalse(w.allAcknowledged)
+        XCTAssertTrue(w.acknowledge(10))
+        XCTAssertTrue(w.allAcknowledged)
+        XCTAssertNil(w.next(pieceBytes: 3, windowPieces: 2))
+        w.restart()
+        XCTAssertEqual(w.next(pieceBytes: 3, windowPieces: 2), 0..<3, "a new connection starts from byte 0")
+
+        var a = PieceAssembly(total: 5)
+        XCTAssertFalse(a.add(offset: 2, total: 5, [1]), "not where the last ended")
+        XCTAssertTrue(a.add(offset: 0, total: 5, [1, 2]))
+        XCTAssertFalse(a.add(offset: 2, total: 6, [3]), "another total")
+        XCTAssertFalse(a.add(offset: 2, total: 5, [3, 4, 5, 6]), "past the total")
+        XCTAssertTrue(a.add(offset: 2, total: 5, [3, 4, 5]))
+        XCTAssertTrue(a.isComplete)
+        XCTAssertEqual(a.bytes, [1, 2, 3, 4, 5])
+    }
+
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
-        XCTAssertEqual(f[0], Array("AEWP".utf8) + [6, 0, 4, 0], "magic, version 6 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [7, 0, 4, 0], "magic, version 7 LE, kind 4 (heartbeat) LE")
         XCTAssertEqual(f[1], Array("{}".utf8))
     }
 
