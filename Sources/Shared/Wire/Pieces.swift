@@ -1,5 +1,6 @@
 // Large bytes in acknowledged pieces (Protocol.swift): the sender's window and the receiver's assembly,
 // shared by the deltas (coordinator → worker) and by result payloads (worker → coordinator).
+import Foundation
 
 /// The sending side of one transfer of `total` bytes: bytes [0, sent) are sent, [0, acked) acknowledged.
 public struct PieceWindow: Sendable, Equatable {
@@ -35,12 +36,17 @@ public struct PieceWindow: Sendable, Equatable {
 }
 
 /// The receiving side: pieces in order, the first at offset 0, each where the last ended, none past `total`.
-/// No reserve for `total`: it is the peer's word, and memory follows the bytes that arrive.
+/// `total` is the peer's word: room for it is reserved at once only when it is at most a quarter of this
+/// machine's memory (so a 2.3 GB result does not pass through a 4 GB array grown by doubling); a larger
+/// claim gets memory as its bytes arrive.
 public struct PieceAssembly: Sendable {
     public let total: Int
     public private(set) var bytes: [UInt8] = []
 
-    public init(total: Int) { self.total = total }
+    public init(total: Int) {
+        self.total = total
+        if total > 0, UInt64(total) <= ProcessInfo.processInfo.physicalMemory / 4 { bytes.reserveCapacity(total) }
+    }
 
     public var isComplete: Bool { bytes.count == total }
 
