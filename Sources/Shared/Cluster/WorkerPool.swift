@@ -82,6 +82,9 @@ public final class WorkerPool: @unchecked Sendable {
     public let endpoint: String
     /// The endpoint as bound (a `*` port resolved).
     public private(set) var boundEndpoint = ""
+    /// The ipc socket file this process made in a folder it chose (state or output folder), and its
+    /// inode: removed at shutdown so no socket is left among the artifacts (tar, rsync and cp warn on one).
+    private var ownSocketFile: (path: String, inode: UInt64)?
     public let modelChecksum: String
     var log: Logger
     /// Seconds `run` waits with no live worker before giving up.
@@ -160,6 +163,11 @@ public final class WorkerPool: @unchecked Sendable {
         let monitor = try socket.monitor(name: "coordinator")
         try socket.bind(endpoint)
         boundEndpoint = (try? socket.lastEndpoint()) ?? endpoint
+        if ownsIPCDirectory, endpoint.hasPrefix("ipc://") {
+            let path = String(endpoint.dropFirst(6))
+            var st = stat()
+            if stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK { ownSocketFile = (path, UInt64(st.st_ino)) }
+        }
         log.info("coordinator bound to \(boundEndpoint), protocol \(WireProtocol.version)")
         nonisolated(unsafe) let ioSocket = socket  // moved: the I/O thread is its only user from here on
         nonisolated(unsafe) let ioMonitor = monitor
@@ -305,6 +313,10 @@ public final class WorkerPool: @unchecked Sendable {
         terminateChildren()
         zap?.stop()
         localKeys?.remove()
+        var st = stat()
+        if let f = ownSocketFile, stat(f.path, &st) == 0, UInt64(st.st_ino) == f.inode, st.st_mode & S_IFMT == S_IFSOCK {
+            unlink(f.path)
+        }
     }
 
     // MARK: - I/O thread

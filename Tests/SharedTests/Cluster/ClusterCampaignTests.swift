@@ -90,6 +90,7 @@ final class ClusterCampaignTests: XCTestCase {
         XCTAssertEqual(status.workersKnown, 2, "both local workers were recorded")
         XCTAssertEqual(status.workersAlive, 0, "and marked gone when the campaign ended")
         XCTAssertEqual(status.jobs["done"], 4, "2 batches × 2 v* chunks")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/clean/coordinator.ipc"), "no socket left in the state folder")
 
         // The same campaign in one process: the pipeline changes nothing but rounding.
         XCTAssertEqual(try runEdit("inproc", extra: ["--cluster", "in-process"]), 0, ClusterTestSupport.read(dir + "/inproc.log"))
