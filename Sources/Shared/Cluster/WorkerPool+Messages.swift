@@ -52,20 +52,20 @@ extension WorkerPool {
             case let .result(r, frame):
                 finish(id, job: r.jobID)
                 var payload = frame
+                // The payload of a result naming `piecesTotal` came before, in pieces (WireProtocol).
+                let pieces = r.piecesTotal.flatMap { _ in workers[id]?.arriving.removeValue(forKey: r.jobID) }
+                guard let job = jobs[r.jobID] else {
+                    log.info("dropped a late result of job \(r.jobID) from \(workers[id]?.label ?? "")")
+                    return
+                }
                 if let n = r.piecesTotal {
-                    // The payload came before, in pieces (WireProtocol).
-                    let a = workers[id]?.arriving.removeValue(forKey: r.jobID)
-                    guard let a, a.total == n, a.isComplete else {
-                        let held = a?.held ?? "nothing"
-                        log.error("the result of job \(r.jobID) from \(workers[id]?.label ?? "") names \(n) bytes sent in pieces, but \(held) arrived")
-                        if jobs[r.jobID] != nil, !queue.contains(r.jobID) { queue.insert(r.jobID, at: 0) }
+                    guard let a = pieces, a.total == n, a.isComplete else {
+                        // Counted as an unusable result: a worker that keeps doing this is refused.
+                        let why = "it names \(n) bytes sent in pieces, but \(pieces?.held ?? "nothing") arrived"
+                        rejectResult(of: job, from: id, reason: why)
                         return
                     }
                     payload = a.bytes
-                }
-                guard jobs[r.jobID] != nil else {
-                    log.info("dropped a late result of job \(r.jobID) from \(workers[id]?.label ?? "")")
-                    return
                 }
                 jobs[r.jobID] = nil
                 queue.removeAll { $0 == r.jobID }

@@ -284,9 +284,9 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Under `cond`: puts `job` back at the head of the queue and counts a bad result against `worker`,
     /// which is refused (by the I/O thread) at `maxBadResults`.
-    private func rejectResult(of job: JobAssignment, from worker: [UInt8], reason: String) {
+    func rejectResult(of job: JobAssignment, from worker: [UInt8], reason: String) {
         jobs[job.id] = job
-        queue.insert(job.id, at: 0)
+        if !queue.contains(job.id) { queue.insert(job.id, at: 0) }   // already there if its lease had expired
         badResults[worker, default: 0] += 1
         let n = badResults[worker, default: 0]
         let label = workers[worker]?.label ?? hex(worker)

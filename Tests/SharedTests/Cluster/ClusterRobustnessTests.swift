@@ -360,7 +360,7 @@ final class ClusterRobustnessTests: XCTestCase {
         try dealer.send(try Message.result(result, payload: []).frames())
         guard case .job(let again) = try next("the job again") else { return XCTFail("the job did not come back") }
         XCTAssertEqual(again.id, job.id)
-        XCTAssertTrue(log.contains("names \(total) bytes sent in pieces, but \(WireProtocol.pieceBytes) of \(total) bytes arrived"), "\(log.all)")
+        XCTAssertTrue(log.contains("(1 of \(WorkerPool.maxBadResults) allowed): it names \(total) bytes sent in pieces, but \(WireProtocol.pieceBytes) of \(total) bytes arrived; job re-queued"), "\(log.all)")
         // Every piece, in order: each acknowledged with the bytes held; then the result.
         var w = PieceWindow(total: total)
         while let r = w.next() {
