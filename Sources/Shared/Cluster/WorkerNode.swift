@@ -237,10 +237,9 @@ public final class WorkerNode {
             log.info("shutdown requested")
             return true
         case .resultReceived(let p):
-            if let i = outgoing.firstIndex(where: { $0.job == p.jobID }), outgoing[i].window.total == p.total,
-               outgoing[i].window.acknowledge(p.offset) {
-                sendResultPieces(send: send)
-            } else {
+            // The next pieces go out on this turn of the loop (`sendResultPieces`).
+            let i = outgoing.firstIndex { $0.job == p.jobID && $0.window.total == p.total }
+            if i.map({ outgoing[$0].window.acknowledge(p.offset) }) != true {
                 log.warning("ignored an acknowledgement of job \(p.jobID)'s result (\(p.offset) of \(p.total) bytes): no such transfer in progress")
             }
         case .hello, .result, .jobFailed, .deltasReceived, .resultPiece:

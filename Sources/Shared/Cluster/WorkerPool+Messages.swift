@@ -117,8 +117,9 @@ extension WorkerPool {
     }
 
     /// Adds a piece of a result payload (in order: the first at offset 0, each where the last ended) and
-    /// acknowledges it. A piece out of order is rejected and drops what had arrived of that result (its
-    /// final `result` then finds it incomplete, and the job runs again).
+    /// acknowledges it. A piece out of order (never from a worker of this build, which restarts its
+    /// transfers from byte 0 on every new connection) is rejected and drops what had arrived of that result;
+    /// a `result` naming those bytes then counts as unusable.
     private func resultPiece(_ p: ResultPiece, _ bytes: [UInt8], from id: [UInt8], _ socket: ZMQSocket) {
         if p.offset == 0 { workers[id]?.arriving[p.jobID] = PieceAssembly(total: p.total) }
         // Removed while appending, so the bytes are not copied; an unusable piece leaves it removed.

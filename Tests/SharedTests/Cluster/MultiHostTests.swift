@@ -219,8 +219,7 @@ final class MultiHostTests: XCTestCase {
         let log = ClusterTestSupport.read(dir + "/cov-slow.log")
         XCTAssertFalse(log.contains("counted dead"), log)
         for w in ["slow-w1", "slow-w2"] { XCTAssertEqual(count("reconnecting", in: w), 0, ClusterTestSupport.read(dir + "/\(w).log")) }
-        let reference = try CovarianceBuilder(model: try LlamaModel(path: model), tokenizer: try BPETokenizer(gguf: try LlamaModel(path: model).gguf),
-                                              layers: [0, 1, 2]).build(corpus: corpus, range: 0..<1_200)
+        let reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: 0..<1_200, layers: [0, 1, 2])
         let rel = try ClusterTestSupport.relativeDifference(stats, reference)
         print(String(format: "K0 over 4 Mbit/s links (two 3.2 MB shard results): %.1f s, max rel diff vs in-process %.2e", seconds, rel))
         XCTAssertLessThanOrEqual(rel, 1e-9)

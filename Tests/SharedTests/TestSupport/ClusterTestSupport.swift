@@ -58,7 +58,7 @@ enum ClusterTestSupport {
         return p
     }
 
-    static func inProcessStatistics(model path: String, corpus: String, range: Range<Int>) throws -> KeyStatistics {
+    static func inProcessStatistics(model path: String, corpus: String, range: Range<Int>, layers: [Int] = layers) throws -> KeyStatistics {
         let m = try LlamaModel(path: path)
         return try CovarianceBuilder(model: m, tokenizer: try BPETokenizer(gguf: m.gguf), layers: layers)
             .build(corpus: corpus, range: range)
