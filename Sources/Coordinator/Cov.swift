@@ -10,6 +10,8 @@ struct Cov: ParsableCommand {
 
     static let statisticsFile = "statistics.bin"
     static let projectorFile = "projector.bin"
+    /// A distributed build's waiting shards and checkpoints (ShardReduction), removed once both files are written.
+    static let shardsFolder = "k0-shards"
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var clusterOptions: ClusterOptions
@@ -31,6 +33,10 @@ struct Cov: ParsableCommand {
     var batchSentences = CovarianceBuilder.defaultBatchSentences
     @Option(help: "In-process only: forward passes in parallel, one BLAS thread each (default: --threads).") var workers: Int?
     @Option(help: "Sentences per distributed job (default: the config's `shard_sentences`).") var shardSentences: Int?
+    @Option(help: "Distributed: seconds between checkpoints of the running sum in OUT/\(Cov.shardsFolder), from which `cov` run again after a crash resumes (0: after every shard).")
+    var checkpointSeconds = 60.0
+    @Option(help: "Distributed: MB of finished shards held in memory while they wait for an earlier one to be added (default: an eighth of this machine's memory); past it they wait on disk in OUT/\(Cov.shardsFolder).")
+    var waitingMemoryMb: Int?
     @Flag(help: "Print one JSON object instead of the table.") var json = false
 
     struct LayerReport: Codable {
@@ -90,6 +96,8 @@ struct Cov: ParsableCommand {
         guard batchSentences >= 1 else { throw ValidationError("--batch-sentences must be at least 1") }
         if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
         if let shardSentences, shardSentences < 1 { throw ValidationError("--shard-sentences must be at least 1") }
+        if let waitingMemoryMb, !(0 ... 1 << 30).contains(waitingMemoryMb) { throw ValidationError("--waiting-memory-mb must be 0 … 2³⁰") }
+        guard checkpointSeconds.isFinite, checkpointSeconds >= 0 else { throw ValidationError("--checkpoint-seconds must be 0 or more") }
         if let layers { _ = try LayerList.parse(layers) }  // syntax now; the model's layer count once it is loaded
     }
 
@@ -145,7 +153,11 @@ struct Cov: ParsableCommand {
             case .slurm(let n): workers = n
             default: workers = cluster.childPIDs.count
             }
-            (stats, reduction) = try DistributedCovariance.build(pool: cluster, plan: plan, provenance: provenance) { p in
+            // Waiting shards and checkpoints: `cov` run again with the same plan after a crash resumes.
+            (stats, reduction) = try DistributedCovariance.build(pool: cluster, plan: plan, provenance: provenance,
+                                                                 directory: out + "/" + Self.shardsFolder,
+                                                                 memoryBudget: waitingMemoryMb.map { $0 << 20 } ?? ShardReduction.defaultMemoryBudget,
+                                                                 checkpointInterval: checkpointSeconds) { p in
                 printer.show(String(format: "K0 statistics: %d/%d shards, %d tokens, %.0f tokens/s, %d workers alive, ",
                                     p.shardsDone, p.shardsTotal, p.tokensDone, p.tokensPerSecond, cluster.aliveCount)
                              + "ETA \(ProgressPrinter.clock(p.eta))")
@@ -158,6 +170,7 @@ struct Cov: ParsableCommand {
         try stats.write(to: statsPath)
         let projectors = try NullSpaceProjectorSet(eigen: try C0Eigen.of(stats), rule: rule, provenance: stats.provenance)
         try projectors.write(to: projPath)
+        ShardReduction.discard(directory: out + "/" + Self.shardsFolder)
 
         let tokens = try stats.count(layer: chosen[0])
         let rows = try projectors.projectors.map { p in
@@ -183,6 +196,10 @@ struct Cov: ParsableCommand {
         print("K0 statistics: \(r.sentences) sentences of \(name) from #\(r.first_sentence), \(r.tokens) tokens, "
               + String(format: "%.1f s (%.0f tokens/s, %d threads, %d workers, %@)", r.seconds, r.tokens_per_s,
                             r.threads, r.workers, r.cluster))
+        if let t = r.reduction, t.resumedShards + t.spilledShards + t.checkpoints > 0 {
+            print("reduction: \(t.resumedShards) shards taken up from an earlier run, \(t.spilledShards) waited on disk (memory held at most "
+                  + String(format: "%.0f MB), %d checkpoints (%.1f s)", Double(t.peakHeldBytes) / 1e6, t.checkpoints, t.checkpointSeconds))
+        }
         print("null space: eigenvalues of C0 = E[kkᵀ] below " + (r.trace_share.map { "the τ that keeps at most \($0) of the layer's trace" }
               ?? r.relative.map { "τ = \($0) × the layer's largest" } ?? "τ = \(r.threshold ?? 0)"))
         print("layer    tokens   kept r   kept %  trace kept    min eig   median eig    max eig          τ   ≤1 % room  top")

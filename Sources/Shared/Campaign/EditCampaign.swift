@@ -72,6 +72,9 @@ public struct EditCampaignSummary: Sendable {
 }
 
 public enum EditCampaign {
+    /// Where a distributed K₀ build keeps its waiting shards and checkpoints (ShardReduction).
+    public static let k0ShardsFolder = "k0-shards"
+
     /// Runs (or resumes) the campaign of `request` on the model at `modelPath`. `cluster`: where K₀ and
     /// v* run (nil: in this process; else the config whose `workers` the pool starts or awaits).
     public static func run(_ request: EditCampaignRequest, modelPath: String, cluster clusterConfig: ClusterConfig? = nil,
@@ -126,6 +129,7 @@ public enum EditCampaign {
             let stats = try prebuiltStats
                 ?? statistics(r, settings: campaign.settings, model: model, tokenizer: tok, pool: cluster?.pool, events: events)
             campaign.base = try recordBase(store, campaign, stats, events: events)
+            ShardReduction.discard(directory: r.state + "/" + Self.k0ShardsFolder)  // recorded: nothing left to resume
         }
         try store.removeUnreferencedFiles(in: ["deltas", "cp"])
         let st = try EditState(store: store)
@@ -261,7 +265,9 @@ public enum EditCampaign {
         if let pool {
             let plan = CovarianceJobPlan(corpus: AbsolutePath.of(r.corpus), range: 0..<n, layers: hp.layers,
                                          f: model.config.ffn, shardSentences: r.shardSentences)
-            return try DistributedCovariance.build(pool: pool, plan: plan, provenance: provenance) { p in
+            // A campaign killed during a long K₀ build resumes it from the shards already summed.
+            return try DistributedCovariance.build(pool: pool, plan: plan, provenance: provenance,
+                                                   directory: r.state + "/" + k0ShardsFolder) { p in
                 events.progress("K0 statistics (shards)", p.shardsDone, p.shardsTotal, p.tokensPerSecond, "tokens/s", p.eta)
             }.0
         }

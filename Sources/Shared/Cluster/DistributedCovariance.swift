@@ -4,7 +4,8 @@
 // shard: it equals the single-process build up to float64 summation order (≤ 1e-12 relative, tested).
 // Shard ends fall on multiples of the builder's batch size, so no shard splits a global batch (see
 // CovarianceBuilder): every sentence's keys are the same float32 numbers on every worker.
-// Shards that finish early wait in memory until every shard before them is added.
+// Shards that finish early wait until every shard before them is added: in memory within a budget, on
+// disk past it; the running sum is checkpointed so a coordinator started again resumes (ShardReduction).
 import Support
 import Kernels
 import Model
@@ -49,11 +50,15 @@ public struct CovarianceJobPlan: Sendable, Equatable {
 public struct DistributedCovarianceProgress: Sendable {
     public var shardsDone: Int
     public var shardsTotal: Int
+    /// Tokens of the shards this process ran.
     public var tokensDone: Int
     public var elapsed: Double
+    /// Shards taken up from an earlier coordinator (ShardReduction), counted in `shardsDone`.
+    public var shardsResumed = 0
     public var tokensPerSecond: Double { elapsed > 0 ? Double(tokensDone) / elapsed : 0 }
     public var eta: Double? {
-        shardsDone > 0 ? elapsed / Double(shardsDone) * Double(shardsTotal - shardsDone) : nil
+        let ran = shardsDone - shardsResumed
+        return ran > 0 ? elapsed / Double(ran) * Double(shardsTotal - shardsDone) : nil
     }
 }
 
@@ -64,21 +69,45 @@ public struct ReductionTimings: Sendable, Codable {
     public var payloadBytes = 0
     /// Parsing the shard artifacts (checksum + decode).
     public var decodeSeconds = 0.0
-    /// Adding the partial sums.
+    /// Adding the partial sums (and writing a waiting shard to disk, reading it back).
     public var mergeSeconds = 0.0
+    /// Shards taken up from an earlier coordinator's files (not run again).
+    public var resumedShards = 0
+    /// Shards that waited on disk (past the memory budget), and the most payload bytes held in memory.
+    public var spilledShards = 0
+    public var peakHeldBytes = 0
+    /// Checkpoints of the running sum written, and the seconds they took.
+    public var checkpoints = 0
+    public var checkpointSeconds = 0.0
 }
 
 public enum DistributedCovariance {
-    /// The statistics and the coordinator's reduction timings.
-    public static func build(pool: WorkerPool, plan: CovarianceJobPlan, provenance: String,
+    /// The statistics and the coordinator's reduction timings. `directory`: where shards that wait for
+    /// an earlier one beyond `memoryBudget` bytes go, and the checkpoints a coordinator started again on
+    /// the same plan resumes from (ShardReduction); the caller removes it (`ShardReduction.discard`) once
+    /// it has stored the result. Without one, a private temporary folder serves and is removed here.
+    public static func build(pool: WorkerPool, plan: CovarianceJobPlan, provenance: String, directory: String? = nil,
+                             memoryBudget: Int = ShardReduction.defaultMemoryBudget, checkpointInterval: Double = 60,
                              progress: (DistributedCovarianceProgress) -> Void = { _ in }) throws -> (KeyStatistics, ReductionTimings) {
         let shards = plan.shards
-        var total = try KeyStatistics(layers: plan.layers, f: plan.f, provenance: provenance)
-        var waiting: [Int: KeyStatistics] = [:]
-        var next = 0, tokens = 0
+        let own = directory == nil
+        let dir = try directory ?? ShardReduction.temporaryDirectory()
+        let reduction: ShardReduction
+        do {
+            reduction = try ShardReduction(directory: dir, plan: plan, provenance: provenance, memoryBudget: memoryBudget,
+                                           checkpointInterval: checkpointInterval) { pool.log.notice("\($0)") }
+        } catch {
+            if own { ShardReduction.discard(directory: dir) }
+            throw error
+        }
+        defer { if own { reduction.remove() } }
+        let todo = reduction.remaining
+        var tokens = 0
         var t = ReductionTimings()
+        t.resumedShards = reduction.resumedShards
         let start = ProcessStats.now()
-        try pool.run(shards.map { .covariance($0) }) { i, result, payload in
+        try pool.run(todo.map { .covariance(shards[$0]) }) { j, result, payload in
+            let i = todo[j]
             let t0 = ProcessStats.now()
             let stats: KeyStatistics
             do { stats = try KeyStatistics.read(bytes: payload, path: "shard \(i) statistics") } catch {
@@ -91,18 +120,18 @@ public enum DistributedCovariance {
                 throw ClusterError.badResult(job: result.jobID, reason: "token counts of the statistics differ from the result's")
             }
             let t1 = ProcessStats.now()
-            waiting[i] = stats
-            while let s = waiting.removeValue(forKey: next) {
-                try total.merge(s)
-                next += 1
-            }
+            try reduction.add(shard: i, stats: stats, payload: payload)
             let t2 = ProcessStats.now()
             t.shards += 1; t.payloadBytes += payload.count
             t.decodeSeconds += t1 - t0; t.mergeSeconds += t2 - t1
-            if case .covariance(let n) = result.output { tokens += n }
-            progress(DistributedCovarianceProgress(shardsDone: t.shards, shardsTotal: shards.count, tokensDone: tokens,
-                                                   elapsed: ProcessStats.now() - start))
+            tokens += n
+            progress(DistributedCovarianceProgress(shardsDone: t.resumedShards + t.shards, shardsTotal: shards.count, tokensDone: tokens,
+                                                   elapsed: ProcessStats.now() - start, shardsResumed: t.resumedShards))
         }
-        return (total, t)
+        t.spilledShards = reduction.spilledShards
+        t.peakHeldBytes = reduction.peakHeldBytes
+        t.checkpoints = reduction.checkpoints
+        t.checkpointSeconds = reduction.checkpointSeconds
+        return (try reduction.result(), t)
     }
 }

@@ -171,4 +171,58 @@ final class ClusterCovarianceTests: XCTestCase {
         XCTAssertEqual(timings.shards, plan.shards.count)
         XCTAssertEqual(pool.aliveCount, 1)
     }
+
+    /// `alphaedit cov` over 2 local workers killed (-9) after a few shards, then run again with the same
+    /// arguments: it takes up the checkpoint in OUT/k0-shards, runs only the other shards, and writes a
+    /// statistics file byte for byte that of an uninterrupted run; the folder is gone afterwards.
+    func testCovKilledMidBuildResumesToTheSameBytes() throws {
+        let alphaedit = try ClusterTestSupport.executable("alphaedit")
+        _ = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 1200)
+        try """
+        model = \(model)
+        threads = 1
+        workers = local 2
+        worker_threads = 1
+        corpus = \(corpus)
+        """.write(toFile: dir + "/cluster.conf", atomically: true, encoding: .utf8)
+        func args(_ out: String) -> [String] {
+            ["cov", "--config", dir + "/cluster.conf", "--layers", "1-2", "--sentences", "1200", "--shard-sentences", "48",
+             "--threshold", "1000", "--checkpoint-seconds", "0", "--out", dir + "/" + out, "--json"]
+        }
+        let (clean, cleanOut) = try ClusterTestSupport.run(alphaedit, args("clean"))
+        XCTAssertEqual(clean, 0, cleanOut)
+
+        let first = try ClusterTestSupport.start(alphaedit, args("killed"), stderr: dir + "/killed.log")
+        let shards = dir + "/killed/k0-shards"
+        let deadline = ProcessStats.now() + 60
+        var checkpoint: String?
+        while checkpoint == nil, first.isRunning, ProcessStats.now() < deadline {
+            checkpoint = (try? FileManager.default.contentsOfDirectory(atPath: shards))?
+                .first { $0.hasPrefix("total-") && $0.hasSuffix(".aeks") && (Int($0.dropFirst(6).dropLast(5)) ?? 0) >= 3 }
+            usleep(2_000)
+        }
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let taken = try XCTUnwrap(checkpoint, "a checkpoint of ≥ 3 shards before the end: \(ClusterTestSupport.read(dir + "/killed.log"))")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/killed/statistics.bin"), "killed before it finished")
+
+        let (status, out) = try ClusterTestSupport.run(alphaedit, args("killed"))
+        XCTAssertEqual(status, 0, out)
+        XCTAssertTrue(out.contains("K0 reduction: resuming from \(shards)"), out)
+        let line = try XCTUnwrap(out.split(separator: "\n").first { $0.contains("{\"cluster\"") }, out)  // stdout's one JSON line
+        let json = line[try XCTUnwrap(line.firstIndex(of: "{"))...]
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let reduction = try XCTUnwrap(report["reduction"] as? [String: Any])
+        let resumed = try XCTUnwrap(reduction["resumedShards"] as? Int), ran = try XCTUnwrap(reduction["shards"] as? Int)
+        print("cov killed after checkpoint \(taken), run again: \(resumed) shards taken up, \(ran) run")
+        XCTAssertGreaterThanOrEqual(resumed, 3)
+        XCTAssertEqual(resumed + ran, 25, "1,200 sentences in shards of 48: each shard summed once")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/killed/statistics.bin"),
+                       FileManager.default.contents(atPath: dir + "/clean/statistics.bin"), "the same bytes as the uninterrupted build")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: shards), "nothing left to resume once the files are written")
+    }
 }
