@@ -56,6 +56,7 @@ extension WorkerPool {
             throw error
         }
         pool.localKeys = localKeys
+        pool.stragglerBackup = cfg.stragglerBackup
         switch cfg.workers {
         case .local(let n):
             // Local workers share the coordinator's terminal: their per-job info lines would interleave

@@ -69,6 +69,7 @@ extension WorkerPool {
                 }
                 jobs[r.jobID] = nil
                 queue.removeAll { $0 == r.jobID }
+                noteDone(job)
                 events.append(.result(r, payload, worker: id))
                 cond.broadcast()
             case .jobFailed(let f):

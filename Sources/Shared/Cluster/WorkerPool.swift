@@ -104,6 +104,13 @@ public final class WorkerPool: @unchecked Sendable {
     /// heartbeat interval), so the limit is ≥ 30 s of refusals, not a burst of milliseconds.
     var retries: [Int: Int] = [:]
     static let maxRetries = 60
+    /// When each outstanding job was last leased (ProcessStats clock), the last durations (lease to
+    /// result) of each kind of job, the jobs leased a second time, and how many were (straggler backups).
+    var leasedAt: [Int: Double] = [:]
+    var durations: [String: [Double]] = [:]
+    var backedUp = Set<Int>()
+    var backupCount = 0
+    var backupFactor: Double? = ClusterConfig.defaultStragglerBackup
     /// Unusable results (a payload that does not decode, a wrong shape) per worker: at
     /// `maxBadResults` the worker is refused, and so is any later hello under its name.
     var badResults: [[UInt8]: Int] = [:]
@@ -201,6 +208,23 @@ public final class WorkerPool: @unchecked Sendable {
     /// Leases that expired with their worker (each such job went back to the queue).
     public var expiredLeases: Int { cond.withLock { expired } }
 
+    /// Straggler backups: with nothing queued that it could take, a worker with a free slot is leased a
+    /// second copy of the oldest job that has run on one live worker (heard from within the last second,
+    /// so a dead one is left to its lease's expiry) for longer than this many times the median duration
+    /// of its kind's last jobs (at least 3 known) and at least `backupMinSeconds`, and whose result is
+    /// not already on its way. Whichever result comes first counts; the other is dropped when it arrives,
+    /// which frees its slot (MapReduce's backup tasks). Each job is backed up once. nil: never.
+    /// Shards' statistics and v* chunks are the same numbers on every worker, so nothing depends on
+    /// which copy wins.
+    public var stragglerBackup: Double? {
+        get { cond.withLock { backupFactor } }
+        set { cond.withLock { backupFactor = newValue } }
+    }
+    static let backupMinSeconds = 2.0
+
+    /// Jobs leased a second time to another worker (straggler backups) so far.
+    public var backups: Int { cond.withLock { backupCount } }
+
     /// Records committed batch `version` (1, 2, …, in order) whose BatchDeltas artifact is at `path`;
     /// every live worker, and every worker that joins later, is sent the deltas it lacks, in order,
     /// before its next job. Files are read when sent (a long campaign's deltas do not stay in memory).
@@ -238,7 +262,7 @@ public final class WorkerPool: @unchecked Sendable {
             // On failure, forget this run's unfinished jobs.
             cond.withLock {
                 queue.removeAll { index[$0] != nil }
-                for id in index.keys { jobs[id] = nil }
+                for id in index.keys { jobs[id] = nil; leasedAt[id] = nil; backedUp.remove(id) }
             }
         }
         var done = 0
@@ -466,13 +490,57 @@ public final class WorkerPool: @unchecked Sendable {
             leased = false
             for id in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
                 guard let w = workers[id], w.alive, !w.heldOff, !queue.isEmpty else { continue }
-                guard let i = queue.firstIndex(where: { jobs[$0]?.weightsVersion == w.sentVersion }), let job = jobs[queue[i]],
+                guard let i = queue.firstIndex(where: { jobs[$0]?.weightsVersion == w.sentVersion && !w.jobs.contains($0) }), let job = jobs[queue[i]],
                       hasSlot(w, for: job) else { continue }
                 queue.remove(at: i)
                 workers[id]?.jobs.append(job.id)
+                leasedAt[job.id] = ProcessStats.now()
                 leased = true
                 log.debug("job \(job.id) (\(job.work.name)) leased to \(w.label)")
                 send(.job(job), to: id, socket)
+            }
+        }
+        backUpStragglers(socket)
+    }
+
+    /// Under `cond`: records the duration of a job whose result was taken (for `stragglerBackup`).
+    func noteDone(_ job: JobAssignment) {
+        backedUp.remove(job.id)
+        guard let t = leasedAt.removeValue(forKey: job.id) else { return }
+        var d = durations[job.work.name, default: []]
+        d.append(ProcessStats.now() - t)
+        if d.count > 64 { d.removeFirst(d.count - 64) }
+        durations[job.work.name] = d
+    }
+
+    /// Leases a second copy of a straggling job to a worker with nothing else to do (`stragglerBackup`).
+    private func backUpStragglers(_ socket: ZMQSocket) {
+        guard let factor = backupFactor else { return }
+        let now = ProcessStats.now()
+        var holders: [Int: [[UInt8]]] = [:]
+        for (id, w) in workers where w.alive { for j in w.jobs { holders[j, default: []].append(id) } }
+        let stragglers = holders.compactMap { (j, ids) -> (JobAssignment, [UInt8], Double)? in
+            guard ids.count == 1, !backedUp.contains(j), let job = jobs[j], let since = leasedAt[j], let w = workers[ids[0]],
+                  now - w.lastHeard <= 2 * WireProtocol.heartbeatInterval, w.arriving[j] == nil,
+                  let known = durations[job.work.name], known.count >= 3 else { return nil }
+            let median = known.sorted()[known.count / 2]
+            guard now - since > max(Self.backupMinSeconds, factor * median) else { return nil }
+            return (job, ids[0], median)
+        }.sorted { $0.0.id < $1.0.id }
+        for (job, holder, median) in stragglers {
+            for id in workers.keys.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+                guard let w = workers[id], id != holder, w.alive, !w.heldOff, w.sentVersion == job.weightsVersion,
+                      !w.jobs.contains(job.id), hasSlot(w, for: job),
+                      !queue.contains(where: { jobs[$0]?.weightsVersion == w.sentVersion }) else { continue }
+                workers[id]?.jobs.append(job.id)
+                backedUp.insert(job.id)
+                backupCount += 1
+                let text = "job \(job.id) (\(job.work.name)) has run \(String(format: "%.1f", now - (leasedAt[job.id] ?? now))) s on "
+                    + "\(workers[holder]?.label ?? hex(holder)), over \(factor)× the median \(String(format: "%.2f", median)) s: "
+                    + "backed up on \(w.label); the first result counts"
+                log.notice("\(text)")
+                send(.job(job), to: id, socket)
+                break
             }
         }
     }

@@ -74,6 +74,10 @@ public struct ClusterConfig: Sendable, Equatable {
     public var corpus: String = "../shared/data/wiki-triplets/trex.jsonl"
     public var covSentences: Int = 2_000
     public var shardSentences: Int = 500
+    /// Straggler backups (WorkerPool.stragglerBackup): a job out longer than this many times the median
+    /// of its kind is leased a second time to an idle worker; nil (`off`): never.
+    public var stragglerBackup: Double? = ClusterConfig.defaultStragglerBackup
+    public static let defaultStragglerBackup = 2.0
     /// Directory of the K0 statistics and projectors (`alphaedit cov`).
     public var artifacts: String = "state/cov"
     /// The campaign's state directory: its database `state.sqlite` (JobStore) and files.
@@ -146,6 +150,7 @@ public struct ClusterConfig: Sendable, Equatable {
         ("rect_fraction", "RECT's kept fraction of entries"),
         ("corpus", "K0 corpus (JSON lines with \"sentence\")"), ("cov_sentences", "sentences of the corpus for K0"),
         ("shard_sentences", "sentences per distributed covariance job"),
+        ("straggler_backup", "a job out longer than this many times its kind's median is leased again to an idle worker (off: never)"),
         ("artifacts", "directory of statistics.bin / projector.bin"),
         ("state", "campaign state directory (its state.sqlite database and files)"),
     ]
@@ -253,6 +258,10 @@ public struct ClusterConfig: Sendable, Equatable {
         case "corpus": corpus = try path()
         case "cov_sentences": covSentences = try int(1...100_000_000)
         case "shard_sentences": shardSentences = try int(1...100_000_000)
+        case "straggler_backup":
+            if value == "off" { stragglerBackup = nil; break }
+            guard let x = Double(value), x >= 1, x <= 1_000 else { throw bad("a multiple of the median job time in [1, 1000], or off") }
+            stragglerBackup = x
         case "artifacts": artifacts = try path()
         case "state": state = try path()
         default: throw ConfigError.unknownKey(key: key, line: line)

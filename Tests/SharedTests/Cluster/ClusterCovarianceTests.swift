@@ -225,4 +225,60 @@ final class ClusterCovarianceTests: XCTestCase {
                        FileManager.default.contents(atPath: dir + "/clean/statistics.bin"), "the same bytes as the uninterrupted build")
         XCTAssertFalse(FileManager.default.fileExists(atPath: shards), "nothing left to resume once the files are written")
     }
+
+    /// A straggler: the worker that takes the first shard runs at a few per cent of its speed (stopped
+    /// 0.6 s of every 0.62 s, so it still heartbeats and is never counted dead). Once nothing is queued,
+    /// its shard is leased a second time to the idle worker, whose result counts; without backups the
+    /// build waits for the straggler. The sums equal the single-process build either way.
+    func testAStragglersShardIsBackedUpOnAnIdleWorker() throws {
+        let setup = try Setup(threads: 1)
+        defer { setup.close() }
+        let (pool, log, corpus, range, reference) = (setup.pool, setup.log, setup.corpus, setup.range, setup.reference)
+        let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
+                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 50)
+        final class Throttle: @unchecked Sendable {
+            let lock = NSLock()
+            var done = false
+            var pid: Int32?
+        }
+        for backup in [true, false] {
+            pool.stragglerBackup = backup ? 2 : nil
+            let before = pool.backups
+            let t = Throttle()
+            let throttler = Thread {
+                let deadline = ProcessStats.now() + 60
+                var pid: Int32?
+                while pid == nil, ProcessStats.now() < deadline {
+                    pid = pool.leases.first?.pid
+                    if pid == nil { usleep(1_000) }
+                }
+                guard let pid else { return }
+                t.lock.withLock { t.pid = pid }
+                while !t.lock.withLock({ t.done }), ProcessStats.now() < deadline {
+                    kill(pid, SIGSTOP)
+                    usleep(600_000)
+                    kill(pid, SIGCONT)
+                    usleep(20_000)
+                }
+                kill(pid, SIGCONT)
+            }
+            throttler.start()
+            let t0 = ProcessStats.now()
+            let (stats, _) = try DistributedCovariance.build(pool: pool, plan: plan, provenance: "test")
+            t.lock.withLock { t.done = true }
+            let rel = try ClusterTestSupport.relativeDifference(stats, reference)
+            print(String(format: "straggler (pid %d), backups %@: %.2f s, %d backed up, max rel diff %.2e", t.lock.withLock { t.pid ?? 0 },
+                         backup ? "on" : "off", ProcessStats.now() - t0, pool.backups - before, rel))
+            XCTAssertLessThanOrEqual(rel, 1e-9)
+            if backup {
+                XCTAssertGreaterThanOrEqual(pool.backups - before, 1, "the straggler's shard was backed up")
+                XCTAssertTrue(log.contains("backed up on"), "and the log says so")
+            } else {
+                XCTAssertEqual(pool.backups, before, "no backup when they are off")
+            }
+            XCTAssertFalse(log.contains("counted dead"), "the straggler kept heartbeating")
+            usleep(800_000)  // the throttler's last cycle ends
+        }
+        XCTAssertEqual(pool.aliveCount, 2)
+    }
 }

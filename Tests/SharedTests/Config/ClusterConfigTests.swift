@@ -26,6 +26,7 @@ final class ClusterConfigTests: XCTestCase {
         corpus = data/c.jsonl
         cov_sentences = 123
         shard_sentences = 45
+        straggler_backup = 3.5
         artifacts = out/cov
         state = /abs/run
         """
@@ -48,9 +49,12 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.corpus, "/base/data/c.jsonl")
         XCTAssertEqual(c.covSentences, 123)
         XCTAssertEqual(c.shardSentences, 45)
+        XCTAssertEqual(c.stragglerBackup, 3.5)
+        XCTAssertNil(try ClusterConfig.parse("straggler_backup = off").stragglerBackup)
+        XCTAssertEqual(try ClusterConfig.parse("").stragglerBackup, 2)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
         XCTAssertEqual(c.state, "/abs/run")
-        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 31, "every key listed once")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 32, "every key listed once")
     }
 
     func testDefaultsAndDerivedValues() throws {
@@ -84,6 +88,7 @@ final class ClusterConfigTests: XCTestCase {
             ("\n\nv_lr = -1", #"config line 3: v_lr = "-1" is invalid (expected a positive number)"#),
             ("layers = 7-3", #"config line 1: layers = "7-3" is invalid (expected a layer list such as 3-7 or 3,5,7)"#),
             ("shard_sentences = 0", #"config line 1: shard_sentences = "0" is invalid (expected an integer 1-100000000)"#),
+            ("straggler_backup = 0.5", #"config line 1: straggler_backup = "0.5" is invalid (expected a multiple of the median job time in [1, 1000], or off)"#),
             ("kl_factor = nan", #"config line 1: kl_factor = "nan" is invalid (expected a number ≥ 0)"#),
             ("worker_threads = 2\nworker_threads = 3", "config line 2: worker_threads is set twice"),
             ("heartbeat = 1", #"config line 1: unknown key "heartbeat""#),
