@@ -75,6 +75,13 @@ extension WorkerPool {
             case .jobFailed(let f):
                 finish(id, job: f.jobID)
                 guard let job = jobs[f.jobID] else { return }
+                if f.retryable, let other = workers.values.first(where: { $0.alive && $0.jobs.contains(f.jobID) }) {
+                    // A straggler backup refused: the job still runs where it was leased first, so it is
+                    // neither queued again nor counted against its retries.
+                    workers[id]?.heldOff = true
+                    log.info("backup of job \(f.jobID) not run by \(workers[id]?.label ?? ""): \(f.reason); it still runs on \(other.label)")
+                    return
+                }
                 retries[f.jobID, default: 0] += 1
                 if f.retryable, retries[f.jobID, default: 0] <= WorkerPool.maxRetries {
                     workers[id]?.heldOff = true

@@ -267,6 +267,95 @@ final class ClusterRobustnessTests: XCTestCase {
         print("busy worker: \(refusals) refusals over \(spoke) heartbeats, then the job ran")
     }
 
+    /// Straggler backups between two fake workers: A takes a job and sits on it (heartbeating), B answers
+    /// the others at once; with nothing queued and A's job out for over 2 s, B is leased a second copy of
+    /// it. If B refuses it as busy, the job stays with A (not queued again, no retry counted, nothing
+    /// more sent) and A's result ends the run; if B answers, its result ends the run and A's late one is
+    /// dropped, which frees A's slot for the next run's job.
+    func testStragglerBackupRefusedOrWonLeavesOneResult() throws {
+        for refuse in [true, false] {
+            let dir = try ClusterTestSupport.tempDir()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let (pool, log, endpoint) = try bareCoordinator(dir)
+            defer { pool.shutdown() }
+            let ctx = try ZMQContext()
+            let a = try fakeWorker(ctx, endpoint, pid: 7), b = try fakeWorker(ctx, endpoint, pid: 8)
+            let box = startRun(pool, jobs: 6)
+            var held: Int?, backup: Int?, bJobs: [Int] = [], aLater: [Int] = []
+            var beat = ProcessStats.now()
+            let deadline = ProcessStats.now() + 20
+            func result(_ id: Int) throws -> [[UInt8]] { try Message.result(JobResult(jobID: id, seconds: 0.01, output: .covariance(tokens: 1)), payload: []).frames() }
+            while !box.done, box.error == nil, ProcessStats.now() < deadline {
+                if let f = try a.receive(timeoutMs: 5), case .job(let j) = try Message(frames: f) {
+                    if held == nil { held = j.id } else { aLater.append(j.id) }
+                }
+                if let f = try b.receive(timeoutMs: 5), case .job(let j) = try Message(frames: f) {
+                    bJobs.append(j.id)
+                    if j.id == held {
+                        backup = j.id
+                        if refuse {
+                            try b.send(try Message.jobFailed(JobFailure(jobID: j.id, reason: "worker w is busy", retryable: true)).frames())
+                            let quiet = ProcessStats.now() + 1   // no job comes to either while A still runs it
+                            while ProcessStats.now() < quiet {
+                                for w in [a, b] {
+                                    if let f = try w.receive(timeoutMs: 5), case .job(let k) = try Message(frames: f) {
+                                        XCTFail("job \(k.id) sent while A still runs \(j.id): \(log.all)")
+                                    }
+                                }
+                            }
+                            XCTAssertFalse(box.done)
+                            try a.send(try result(j.id))
+                        } else {
+                            try b.send(try result(j.id))
+                        }
+                    } else {
+                        try b.send(try result(j.id))
+                    }
+                }
+                if ProcessStats.now() - beat >= 0.1 {
+                    try a.send(try Message.heartbeat.frames())
+                    try b.send(try Message.heartbeat.frames())
+                    beat = ProcessStats.now()
+                }
+            }
+            XCTAssertNil(box.error, "\(box.error.map { "\($0)" } ?? ""): \(log.all)")
+            XCTAssertTrue(box.done, "\(log.all)")
+            let first = try XCTUnwrap(held, "A got a job")
+            XCTAssertEqual(backup, first, "B was leased A's job a second time: \(log.all)")
+            XCTAssertEqual(pool.backups, 1)
+            XCTAssertEqual(bJobs.count, 6, "B ran the 5 others and the backup")
+            XCTAssertEqual(aLater, [], "A got nothing else while it held its job")
+            XCTAssertTrue(log.contains("backed up on w (pid 8)"), "\(log.all)")
+            if refuse {
+                XCTAssertTrue(log.contains("backup of job \(first) not run by w (pid 8)"), "\(log.all)")
+                XCTAssertFalse(log.contains("re-queued"), "\(log.all)")
+            } else {
+                try a.send(try result(first))   // A's late copy
+                let until = ProcessStats.now() + 5
+                while !log.contains("dropped a late result of job \(first)"), ProcessStats.now() < until { Thread.sleep(forTimeInterval: 0.01) }
+                XCTAssertTrue(log.contains("dropped a late result of job \(first)"), "\(log.all)")
+                // A's slot is free again: of the next run's 2 jobs, one goes to each worker.
+                let next = startRun(pool, jobs: 2)
+                var got = (a: 0, b: 0)
+                let end = ProcessStats.now() + 10
+                while !next.done, next.error == nil, ProcessStats.now() < end {
+                    if let f = try a.receive(timeoutMs: 5), case .job(let j) = try Message(frames: f) {
+                        got.a += 1
+                        Thread.sleep(forTimeInterval: 0.2)
+                        try a.send(try result(j.id))
+                    }
+                    if let f = try b.receive(timeoutMs: 5), case .job(let j) = try Message(frames: f) {
+                        got.b += 1
+                        Thread.sleep(forTimeInterval: 0.2)
+                        try b.send(try result(j.id))
+                    }
+                }
+                XCTAssertTrue(next.done, "\(log.all)")
+                XCTAssertEqual(got.a, 1, "A's slot was freed by its late result: \(log.all)")
+            }
+        }
+    }
+
     /// A version's deltas larger than the window travel in acknowledged pieces: the pool sends
     /// `windowPieces` and waits, heartbeats keep coming while the worker holds back its
     /// acknowledgements for longer than `deadAfter`, the worker is not counted dead, and the bytes
