@@ -239,7 +239,11 @@ public final class WorkerNode {
         case .resultReceived(let p):
             // The next pieces go out on this turn of the loop (`sendResultPieces`).
             let i = outgoing.firstIndex { $0.job == p.jobID && $0.window.total == p.total }
-            if i.map({ outgoing[$0].window.acknowledge(p.offset) }) != true {
+            if let i, outgoing[i].window.saysDropped(p.offset) {
+                // Fewer bytes than it held before: the coordinator dropped the payload (a piece it rejected).
+                log.warning("the coordinator holds \(p.offset) of job \(p.jobID)'s \(p.total) result bytes after \(outgoing[i].window.acked): sending them again from the start")
+                outgoing[i].window.restart()
+            } else if i.map({ outgoing[$0].window.acknowledge(p.offset) }) != true {
                 log.warning("ignored an acknowledgement of job \(p.jobID)'s result (\(p.offset) of \(p.total) bytes): no such transfer in progress")
             }
         case .hello, .result, .jobFailed, .deltasReceived, .resultPiece:
@@ -251,7 +255,8 @@ public final class WorkerNode {
 
     /// Adds a piece of a deltas transfer (in order: the first at offset 0, each where the last ended)
     /// and acknowledges it; a complete version waits in `pendingDeltas`. A piece out of order is
-    /// rejected and drops what had arrived of its version.
+    /// rejected and drops what had arrived of its version; 0 bytes are acknowledged, so the coordinator
+    /// sends the version again from its start.
     private func receivePiece(_ u: DeltaUpdate, _ payload: [UInt8], send: (Message) -> Void) {
         if u.offset == 0 { arriving = (u.version, PieceAssembly(total: u.total)) }
         var a = arriving
@@ -261,6 +266,8 @@ public final class WorkerNode {
             let why = "deltas piece of version \(u.version) at \(u.offset) (\(payload.count) of \(u.total) bytes) does not follow what arrived (\(held))"
             log.error("\(why)")
             send(.rejected(Reason(why)))
+            // Nothing of it is held now: 0 bytes acknowledged has the coordinator start it again from byte 0.
+            send(.deltasReceived(DeltaUpdate(version: u.version, offset: 0, total: u.total)))
             return
         }
         send(.deltasReceived(DeltaUpdate(version: u.version, offset: a.bytes.bytes.count, total: u.total)))

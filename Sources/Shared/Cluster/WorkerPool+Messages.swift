@@ -126,8 +126,9 @@ extension WorkerPool {
 
     /// Adds a piece of a result payload (in order: the first at offset 0, each where the last ended) and
     /// acknowledges it. A piece out of order (never from a worker of this build, which restarts its
-    /// transfers from byte 0 on every new connection) is rejected and drops what had arrived of that result;
-    /// a `result` naming those bytes then counts as unusable.
+    /// transfers from byte 0 on every new connection) is rejected and drops what had arrived of that result,
+    /// and 0 bytes are acknowledged, which has the worker send it again from the start; a `result` naming
+    /// the dropped bytes counts as unusable.
     private func resultPiece(_ p: ResultPiece, _ bytes: [UInt8], from id: [UInt8], _ socket: ZMQSocket) {
         if p.offset == 0 { workers[id]?.arriving[p.jobID] = PieceAssembly(total: p.total) }
         // Removed while appending, so the bytes are not copied; an unusable piece leaves it removed.
@@ -136,6 +137,9 @@ extension WorkerPool {
             let why = "result piece of job \(p.jobID) at \(p.offset) (\(bytes.count) of \(p.total) bytes) does not follow what arrived (\(arriving?.held ?? "nothing"))"
             log.warning("rejected a message from \(workers[id]?.label ?? hex(id)): \(why)")
             send(.rejected(Reason(why)), to: id, socket)
+            // Nothing of it is held now: an acknowledgement of 0 bytes has the sender start it again
+            // from byte 0 (it would otherwise wait for acknowledgements that never come).
+            send(.resultReceived(ResultPiece(jobID: p.jobID, offset: 0, total: p.total)), to: id, socket)
             return
         }
         let held = a.bytes.count

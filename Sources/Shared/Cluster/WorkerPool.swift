@@ -468,6 +468,13 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// A worker's acknowledgement of a deltas piece: bytes of `u.version` it holds.
     func deltasReceived(_ u: DeltaUpdate, from id: [UInt8]) {
+        if var t = workers[id]?.transfer, t.version == u.version, u.total == t.window.total, t.window.saysDropped(u.offset) {
+            // Fewer bytes than it held before: the worker dropped the version (a piece it rejected). Sent again from byte 0.
+            log.warning("\(workers[id]?.label ?? hex(id)) holds \(u.offset) of the \(u.total) bytes of version \(u.version) after \(t.window.acked): sending them again from the start")
+            t.window.restart()
+            workers[id]?.transfer = t
+            return
+        }
         guard var t = workers[id]?.transfer, t.version == u.version, u.total == t.window.total, t.window.acknowledge(u.offset) else {
             log.warning("ignored a deltas acknowledgement (version \(u.version), \(u.offset) of \(u.total) bytes) from \(workers[id]?.label ?? hex(id)): no such transfer in progress")
             return

@@ -31,6 +31,11 @@ public struct PieceWindow: Sendable, Equatable {
 
     public var allAcknowledged: Bool { acked == total }
 
+    /// An acknowledgement of `offset` says the receiver dropped what it held (it rejected a piece): fewer
+    /// bytes than it acknowledged before, or 0 once anything was sent (a piece always adds bytes, so no
+    /// acknowledgement of a piece says 0). The sender then starts again from byte 0 (`restart`).
+    public func saysDropped(_ offset: Int) -> Bool { offset < acked || (offset == 0 && sent > 0) }
+
     /// A new connection: the receiver holds nothing of it.
     public mutating func restart() { sent = 0; acked = 0 }
 }

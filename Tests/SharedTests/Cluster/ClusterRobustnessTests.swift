@@ -392,6 +392,13 @@ final class ClusterRobustnessTests: XCTestCase {
         XCTAssertEqual(pieces.count, window, "the window's pieces, then nothing until they are acknowledged")
         XCTAssertGreaterThanOrEqual(heartbeats, 4, "heartbeats flow beside the transfer")
         XCTAssertEqual(pool.aliveCount, 1, "a worker that answers heartbeats stays alive: \(log.all)")
+        // The worker dropped what it held (a piece it rejected) and says 0 bytes: the window comes again from byte 0.
+        try dealer.send(try Message.deltasReceived(DeltaUpdate(version: 1, offset: 0, total: file.count)).frames())
+        received = []; pieces = []
+        try listen(0.6)
+        XCTAssertEqual(pieces.first?.offset, 0, "sent again from the start: \(log.all)")
+        XCTAssertEqual(pieces.count, window)
+        XCTAssertTrue(log.contains("sending them again from the start"), "\(log.all)")
         try dealer.send(try Message.deltasReceived(DeltaUpdate(version: 1, offset: received.count, total: file.count)).frames())
         try listen(1)
         XCTAssertEqual(pieces.count, window + 2, "the rest: one whole piece and the tail")
@@ -443,6 +450,8 @@ final class ClusterRobustnessTests: XCTestCase {
 
         guard case .rejected(let r) = try piece(5 ..< 9) else { return XCTFail("a piece that starts nowhere was taken") }
         XCTAssertTrue(r.reason.contains("does not follow"), r.reason)
+        guard case .resultReceived(let none) = try next("acknowledgement of 0 bytes") else { return XCTFail("no acknowledgement after the rejection") }
+        XCTAssertEqual(none, ResultPiece(jobID: job.id, offset: 0, total: total), "nothing held: the worker is to start again")
         // One piece, then a result that names all the bytes: the job goes back to the queue, and to the worker.
         guard case .resultReceived(let a0) = try piece(0 ..< WireProtocol.pieceBytes) else { return XCTFail("piece 0 not acknowledged") }
         XCTAssertEqual(a0, ResultPiece(jobID: job.id, offset: WireProtocol.pieceBytes, total: total))

@@ -92,7 +92,11 @@ final class WorkerProcessTests: XCTestCase {
             try send(.heartbeat)
         }
         XCTAssertGreaterThanOrEqual(heartbeats - beatsBefore, 4, "heartbeats beside the held-back transfer")
-        try send(.resultReceived(ResultPiece(jobID: 1, offset: assembly?.bytes.count ?? 0, total: total)))
+        // This side drops what it held (as a coordinator that rejected a piece does) and acknowledges 0 bytes:
+        // the worker sends the payload again from byte 0 (the fresh assembly below takes nothing else first).
+        // Before, it waited for acknowledgements that never came, holding the job's slot for good.
+        try send(.resultReceived(ResultPiece(jobID: 1, offset: 0, total: total)))
+        assembly = PieceAssembly(total: total)
         var result: JobResult?
         while result == nil {
             switch try next(router, "covariance result") {
@@ -137,6 +141,9 @@ final class WorkerProcessTests: XCTestCase {
         try send(piece(2))
         guard case .rejected(let skipped) = try next(router, "deltas piece 2 after 0") else { return XCTFail("a skipped piece was taken") }
         XCTAssertTrue(skipped.reason.contains("does not follow"), skipped.reason)
+        // It holds nothing of the version now, and says so: 0 bytes (the coordinator then sends it again from the start).
+        guard case .deltasReceived(let dropped) = try next(router, "deltas dropped") else { return XCTFail("no acknowledgement of 0 bytes") }
+        XCTAssertEqual(dropped, DeltaUpdate(version: 1, offset: 0, total: bytes.count))
         for i in 0..<3 {
             try send(piece(i))
             guard case .deltasReceived(let a) = try next(router, "deltas piece \(i)") else { return XCTFail("piece \(i) not acknowledged") }
