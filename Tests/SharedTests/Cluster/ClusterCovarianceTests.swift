@@ -37,6 +37,12 @@ final class ClusterCovarianceTests: XCTestCase {
             try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: threads, logLevel: "warning")
         }
 
+        /// The plan of the whole corpus in shards of `shard` sentences, at the test layers.
+        func plan(_ shard: Int) -> CovarianceJobPlan {
+            CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
+                              f: ClusterTestSupport.modelConfig.ffn, shardSentences: shard)
+        }
+
         func close() {
             pool.shutdown()
             try? FileManager.default.removeItem(atPath: dir)
@@ -46,11 +52,8 @@ final class ClusterCovarianceTests: XCTestCase {
     func testDistributedStatisticsEqualInProcessAndSurviveAKilledWorker() throws {
         let setup = try Setup(threads: 1)
         defer { setup.close() }
-        let (pool, log, corpus, range, reference) = (setup.pool, setup.log, setup.corpus, setup.range, setup.reference)
-        func plan(_ shard: Int) -> CovarianceJobPlan {
-            CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
-                              f: ClusterTestSupport.modelConfig.ffn, shardSentences: shard)
-        }
+        let (pool, log, reference) = (setup.pool, setup.log, setup.reference)
+        let plan = setup.plan
 
         // Fault-free, two shard sizes (8 and 3 shards over 2 workers).
         for shard in [100, 300] {
@@ -95,9 +98,8 @@ final class ClusterCovarianceTests: XCTestCase {
     func testAStoppedWorkerResumesWithoutReconnecting() throws {
         let setup = try Setup(threads: 1)
         defer { setup.close() }
-        let (pool, log, corpus, range, reference) = (setup.pool, setup.log, setup.corpus, setup.range, setup.reference)
-        let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
-                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 100)
+        let (pool, log, reference) = (setup.pool, setup.log, setup.reference)
+        let plan = setup.plan(100)
         let resumed = DispatchSemaphore(value: 0)
         let stopper = Thread {
             defer { resumed.signal() }
@@ -133,9 +135,8 @@ final class ClusterCovarianceTests: XCTestCase {
     func testMultiThreadWorkersRunOneShardPerThread() throws {
         let setup = try Setup(threads: 2)
         defer { setup.close() }
-        let (pool, corpus, range, reference) = (setup.pool, setup.corpus, setup.range, setup.reference)
-        let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
-                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 50)
+        let (pool, reference) = (setup.pool, setup.reference)
+        let plan = setup.plan(50)
 
         final class Kill: @unchecked Sendable {  // written by the killer thread, read after the build
             let lock = NSLock()
@@ -233,9 +234,8 @@ final class ClusterCovarianceTests: XCTestCase {
     func testAStragglersShardIsBackedUpOnAnIdleWorker() throws {
         let setup = try Setup(threads: 1)
         defer { setup.close() }
-        let (pool, log, corpus, range, reference) = (setup.pool, setup.log, setup.corpus, setup.range, setup.reference)
-        let plan = CovarianceJobPlan(corpus: corpus, range: range, layers: ClusterTestSupport.layers,
-                                     f: ClusterTestSupport.modelConfig.ffn, shardSentences: 50)
+        let (pool, log, reference) = (setup.pool, setup.log, setup.reference)
+        let plan = setup.plan(50)
         final class Throttle: @unchecked Sendable {
             let lock = NSLock()
             var done = false
