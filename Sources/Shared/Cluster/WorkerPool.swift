@@ -214,8 +214,9 @@ public final class WorkerPool: @unchecked Sendable {
     /// of its kind's last jobs (at least 3 known) and at least `backupMinSeconds`, and whose result is
     /// not already on its way. Whichever result comes first counts; the other is dropped when it arrives,
     /// which frees its slot (MapReduce's backup tasks). Each job is backed up once. nil: never.
-    /// Shards' statistics and v* chunks are the same numbers on every worker, so nothing depends on
-    /// which copy wins.
+    /// Workers of one kernel family compute the same numbers for a job (README, "What is guaranteed"), so
+    /// there nothing depends on which copy wins; AVX2 beside AVX-512 workers agree to float32 rounding, as
+    /// for which worker gets a job at all.
     public var stragglerBackup: Double? {
         get { cond.withLock { backupFactor } }
         set { cond.withLock { backupFactor = newValue } }
