@@ -91,6 +91,7 @@ final class ClusterCampaignTests: XCTestCase {
         XCTAssertEqual(status.workersAlive, 0, "and marked gone when the campaign ended")
         XCTAssertEqual(status.jobs["done"], 4, "2 batches × 2 v* chunks")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/clean/coordinator.ipc"), "no socket left in the state folder")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/clean/" + EditCampaign.k0ShardsFolder), "K₀ recorded: nothing left to resume")
 
         // The same campaign in one process: the pipeline changes nothing but rounding.
         XCTAssertEqual(try runEdit("inproc", extra: ["--cluster", "in-process"]), 0, ClusterTestSupport.read(dir + "/inproc.log"))
