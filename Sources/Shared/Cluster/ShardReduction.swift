@@ -36,6 +36,18 @@ public struct ReductionPlanRecord: Codable, Equatable, Sendable {
     }
 }
 
+public enum ShardReductionError: Error, Equatable, CustomStringConvertible {
+    case inUse(directory: String, pid: Int32?)
+
+    public var description: String {
+        switch self {
+        case let .inUse(d, pid):
+            return "the K0 build folder \(d) is in use by " + (pid.map { "pid \($0)" } ?? "another process")
+                + ": another coordinator builds these statistics (wait for it to finish, or give another --out or --state)"
+        }
+    }
+}
+
 public final class ShardReduction {
     public static let planFile = "plan.json"
     /// Payload bytes held in memory by default: an eighth of this machine's memory.
@@ -79,7 +91,9 @@ public final class ShardReduction {
         shardCount = record.shards.count
         total = try KeyStatistics(layers: plan.layers, f: plan.f, provenance: provenance)
         lastCheckpoint = (0, ProcessStats.now(), 0)
-        lock = try StateLock(directory: directory)
+        do { lock = try StateLock(directory: directory) } catch StateLockError.inUse(_, let pid) {
+            throw ShardReductionError.inUse(directory: directory, pid: pid)
+        }
         try takeUp()
     }
 

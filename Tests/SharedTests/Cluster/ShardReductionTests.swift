@@ -91,7 +91,8 @@ final class ShardReductionTests: XCTestCase {
             XCTAssertEqual(first.checkpoints, 3, "interval 0: a checkpoint after each advance (total-1, -2, -3; the older removed)")
             XCTAssertEqual(first.spilledShards, 2)
             XCTAssertThrowsError(try ShardReduction(directory: dir, plan: plan(n), provenance: "p"), "one coordinator per directory") { e in
-                XCTAssertTrue("\(e)".contains("in use by pid \(getpid())"), "\(e)")
+                XCTAssertEqual(e as? ShardReductionError, .inUse(directory: dir, pid: getpid()))
+                XCTAssertTrue("\(e)".contains("the K0 build folder \(dir) is in use by pid \(getpid())"), "\(e)")
             }
         }  // dropped: its lock goes with it, its files stay
         let names = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
