@@ -168,14 +168,16 @@ struct Cov: ParsableCommand {
 
         let statsPath = out + "/" + Self.statisticsFile, projPath = out + "/" + Self.projectorFile
         try stats.write(to: statsPath)
-        let projectors = try NullSpaceProjectorSet(eigen: try C0Eigen.of(stats), rule: rule, provenance: stats.provenance)
+        let projectors = try NullSpaceProjectorSet(statistics: stats, rule: rule)
+        // The sums' last use: they need not stay beside the projectors' serialized bytes.
+        let tokensOf = Dictionary(uniqueKeysWithValues: zip(stats.layers, stats.counts))
         try projectors.write(to: projPath)
         ShardReduction.discard(directory: out + "/" + Self.shardsFolder)
 
-        let tokens = try stats.count(layer: chosen[0])
-        let rows = try projectors.projectors.map { p in
+        let tokens = tokensOf[chosen[0]] ?? 0
+        let rows = projectors.projectors.map { p in
             let s = p.spectrum
-            return LayerReport(layer: p.layer, tokens: try stats.count(layer: p.layer), dimension: p.f,
+            return LayerReport(layer: p.layer, tokens: tokensOf[p.layer] ?? 0, dimension: p.f,
                                kept: p.keptDimension, kept_fraction: p.keptFraction, kept_trace_share: p.keptTraceShare,
                                room_1_percent: p.room(traceShare: 1e-2), largest_share: p.largestShare, eigenvalue_min: s.min, eigenvalue_median: s.median, eigenvalue_max: s.max, threshold: p.threshold)
         }

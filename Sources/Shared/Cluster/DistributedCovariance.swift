@@ -109,18 +109,19 @@ public enum DistributedCovariance {
         try pool.run(todo.map { .covariance(shards[$0]) }) { j, result, payload in
             let i = todo[j]
             let t0 = ProcessStats.now()
-            let stats: KeyStatistics
-            do { stats = try KeyStatistics.read(bytes: payload, path: "shard \(i) statistics") } catch {
+            // Checked whole (checksum, shape, length) but not built: the sums are added from the payload.
+            let stats: KeyStatistics.Summary
+            do { stats = try KeyStatistics.summary(bytes: payload, path: "shard \(i) statistics") } catch {
                 throw ClusterError.badResult(job: result.jobID, reason: "\(error)")
             }
             guard stats.layers == plan.layers, stats.f == plan.f else {
                 throw ClusterError.badResult(job: result.jobID, reason: "layers \(stats.layers) f \(stats.f), expected \(plan.layers) f \(plan.f)")
             }
-            guard case .covariance(let n) = result.output, try plan.layers.allSatisfy({ try stats.count(layer: $0) == n }) else {
+            guard case .covariance(let n) = result.output, stats.counts.allSatisfy({ $0 == n }) else {
                 throw ClusterError.badResult(job: result.jobID, reason: "token counts of the statistics differ from the result's")
             }
             let t1 = ProcessStats.now()
-            try reduction.add(shard: i, stats: stats, payload: payload)
+            try reduction.add(shard: i, payload: payload)
             let t2 = ProcessStats.now()
             t.shards += 1; t.payloadBytes += payload.count
             t.decodeSeconds += t1 - t0; t.mergeSeconds += t2 - t1

@@ -110,12 +110,12 @@ public final class ShardReduction {
         return total
     }
 
-    /// Adds shard `index`, checked by the caller (`stats` decoded from `payload`): merged now if it is
-    /// the next one, else kept (memory or directory) until its turn.
-    public func add(shard index: Int, stats: KeyStatistics, payload: [UInt8]) throws {
+    /// Adds shard `index`'s statistics artifact (checked by the caller: `KeyStatistics.summary`): added
+    /// now if it is the next one, else kept (memory or directory) until its turn.
+    public func add(shard index: Int, payload: [UInt8]) throws {
         guard index >= next, index < shardCount, held[index] == nil, !spilled.contains(index) else { return }  // a duplicate
         if index == next {
-            try total.merge(stats)
+            try total.merge(serialized: payload, path: "shard \(index) statistics")
             next += 1
             try drain()
         } else if heldBytes + payload.count <= memoryBudget {
@@ -156,15 +156,16 @@ public final class ShardReduction {
     /// Merges the waiting shards whose turn has come, then checkpoints if it is time.
     private func drain() throws {
         while next < shardCount {
-            let stats: KeyStatistics
+            let payload: [UInt8]
             var file: String?
             if let p = held.removeValue(forKey: next) {
                 heldBytes -= p.count
-                stats = try KeyStatistics.read(bytes: p, path: "shard \(next) statistics")
+                payload = p
             } else if spilled.contains(next) {
                 let path = shardPath(next)
                 do {
-                    stats = try KeyStatistics.read(from: path)
+                    payload = try FileIO.read(path)
+                    _ = try KeyStatistics.summary(bytes: payload, path: path)
                 } catch {
                     // Written by this process a while ago: the disk lost it. Removed, so that running the
                     // same command again resumes and computes this shard again.
@@ -177,7 +178,7 @@ public final class ShardReduction {
             } else {
                 break
             }
-            try total.merge(stats)
+            try total.merge(serialized: payload, path: file ?? "shard \(next) statistics")
             if let file { try? FileManager.default.removeItem(atPath: file) }
             next += 1
         }
@@ -236,7 +237,8 @@ public final class ShardReduction {
         var waiting = 0
         for i in ours.compactMap({ number($0, "shard-") }).sorted() {
             let path = shardPath(i)
-            guard i >= next, i < shardCount, let s = try? KeyStatistics.read(from: path), s.layers == record.layers, s.f == record.f else {
+            guard i >= next, i < shardCount, let bytes = try? FileIO.read(path), let s = try? KeyStatistics.summary(bytes: bytes, path: path),
+                  s.layers == record.layers, s.f == record.f else {
                 if i >= next { log("K0 reduction: \(path) does not read back: removed, the shard runs again") }
                 try? fm.removeItem(atPath: path)
                 continue

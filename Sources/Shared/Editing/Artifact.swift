@@ -248,6 +248,31 @@ public struct ArtifactReader {
 
     /// Reads what `ArtifactWriter.upperTriangle` wrote into an n×n row-major matrix: the full
     /// symmetric matrix when `mirror`, else the upper triangle with zeros below the diagonal.
+    /// Adds a packed n×n upper triangle (row by row) into the upper triangle of a row-major n×n buffer.
+    mutating func addPackedUpper(n: Int, into m: UnsafeMutablePointer<Double>, _ what: String) throws {
+        let count = n * (n + 1) / 2
+        guard count <= (end - offset) / 8 else {
+            throw ArtifactError.malformed(path: path, reason: "\(what) (\(count) values) runs past the end of the body")
+        }
+        let start = try take(8 * count, what)
+        bytes.withUnsafeBytes { raw in
+            var p = start
+            for i in 0..<n {
+                for j in i..<n {
+                    m[i * n + j] += Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: p, as: UInt64.self)))
+                    p += 8
+                }
+            }
+        }
+    }
+
+    /// The body ends exactly `bytes` after this point (checked before any of them is used).
+    func expectEnd(after bytes: Int, _ what: String) throws {
+        guard bytes == end - offset else {
+            throw ArtifactError.malformed(path: path, reason: "\(what): \(end - offset) bytes left in the body, \(bytes) expected")
+        }
+    }
+
     mutating func squareFromUpper(n: Int, mirror: Bool, _ what: String) throws -> [Double] {
         let packed = try f64s(n * (n + 1) / 2, what)
         var m = [Double](repeating: 0, count: n * n)

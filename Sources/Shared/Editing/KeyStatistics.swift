@@ -162,6 +162,58 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
 
 
 
+    /// What a serialized artifact holds (layers, f, token counts, provenance), checked as `read` checks
+    /// it (checksum, shape, the body's length), without building its f×f sums.
+    public struct Summary: Equatable, Sendable {
+        public var layers: [Int]
+        public var f: Int
+        public var counts: [Int]
+        public var provenance: String
+    }
+
+    public static func summary(bytes: [UInt8], path: String = "<memory>") throws -> Summary {
+        var r = try ArtifactReader(bytes: bytes, path: path, magic: magic, supportedVersion: formatVersion)
+        return try readSummary(&r)
+    }
+
+    private static func readSummary(_ r: inout ArtifactReader) throws -> Summary {
+        let f = try r.count("f", limit: maxDimension)
+        let m = try r.count("layer count", limit: maxLayers)
+        let provenance = try r.string("provenance")
+        var layers: [Int] = [], counts: [Int] = []
+        for i in 0..<m {
+            layers.append(try r.count("layer index \(i)", limit: Int(Int32.max)))
+            counts.append(try r.count("token count \(i)", limit: maxTokens))
+        }
+        guard f > 0, m > 0, Set(layers).count == m else { throw r.fail("key statistics: f = \(f), layers \(layers)") }
+        try r.expectTriangles(m, n: f, "sums")
+        try r.expectEnd(after: m * (f * (f + 1) / 2) * 8, "sums")
+        return Summary(layers: layers, f: f, counts: counts, provenance: provenance)
+    }
+
+    /// Adds a serialized partial result (an artifact's bytes, as a worker sends them) straight from its
+    /// packed triangles, without a second f×f copy per layer: bit for bit `merge(try read(bytes:))` (only
+    /// the upper triangle is ever nonzero). Every check comes before the first addition, so a refused
+    /// one changes nothing.
+    public mutating func merge(serialized bytes: [UInt8], path: String = "<memory>") throws {
+        var r = try ArtifactReader(bytes: bytes, path: path, magic: Self.magic, supportedVersion: Self.formatVersion)
+        let other = try Self.readSummary(&r)
+        guard other.layers == layers, other.f == f else {
+            throw KeyStatisticsError.mismatched("layers \(layers) f \(f) vs layers \(other.layers) f \(other.f)")
+        }
+        for s in 0..<layers.count where counts[s] > Self.maxTokens - other.counts[s] {
+            throw KeyStatisticsError.mismatched("layer \(layers[s]): \(counts[s]) + \(other.counts[s]) tokens exceed \(Self.maxTokens)")
+        }
+        let f = self.f
+        for s in 0..<layers.count {
+            try sums[s].withUnsafeMutableBufferPointer { mine in
+                try r.addPackedUpper(n: f, into: mine.baseAddress!, "S of layer \(layers[s])")
+            }
+            counts[s] += other.counts[s]
+        }
+        try r.finish()
+    }
+
     public static func decodeBody(_ r: inout ArtifactReader) throws -> KeyStatistics {
         let f = try r.count("f", limit: maxDimension)
         let m = try r.count("layer count", limit: maxLayers)

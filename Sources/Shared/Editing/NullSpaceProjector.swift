@@ -228,7 +228,15 @@ public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
 
     /// docs/algorithm.md §1 for every layer of the statistics: C0 = S / n, then the projector.
     public init(statistics: KeyStatistics, threshold: Double = NullSpaceProjector.defaultThreshold, relative: Double? = nil) throws {
-        try self.init(eigen: try C0Eigen.of(statistics), threshold: threshold, relative: relative, provenance: statistics.provenance)
+        try self.init(statistics: statistics, rule: relative.map { .relative($0) } ?? .absolute(threshold))
+    }
+
+    /// Layer by layer: one layer's C0 and eigenvectors (2 f² float64) live at a time, not every layer's.
+    public init(statistics: KeyStatistics, rule: NullSpaceRule) throws {
+        let projectors = try statistics.layers.map { l in
+            try NullSpaceProjector(eigen: try C0Eigen(c0: try statistics.mean(layer: l), layer: l), rule: rule)
+        }
+        try self.init(projectors: projectors, provenance: statistics.provenance)
     }
 
     /// The projectors of decompositions already computed, one per layer.
@@ -242,7 +250,7 @@ public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
 
     /// The projectors the hyperparameters ask for (`EditHyperparameters.nullSpaceRule`).
     public init(statistics: KeyStatistics, hyperparameters hp: EditHyperparameters) throws {
-        try self.init(eigen: try C0Eigen.of(statistics), rule: hp.nullSpaceRule, provenance: statistics.provenance)
+        try self.init(statistics: statistics, rule: hp.nullSpaceRule)
     }
 
     public func projector(layer: Int) throws -> NullSpaceProjector {

@@ -53,7 +53,7 @@ final class ShardReductionTests: XCTestCase {
             for i in order {
                 XCTAssertFalse(r.isComplete)
                 let s = try shard(i)
-                try r.add(shard: i, stats: s, payload: s.serialized())
+                try r.add(shard: i, payload: s.serialized())
                 XCTAssertLessThanOrEqual(r.heldBytes, budget)
             }
             XCTAssertTrue(r.isComplete)
@@ -85,7 +85,7 @@ final class ShardReductionTests: XCTestCase {
             let first = try ShardReduction(directory: dir, plan: plan(n), provenance: "p", memoryBudget: payload, checkpointInterval: 0)
             for i in [0, 1, 2, 5, 8, 6] {  // 0–2 summed (checkpoint total-3), 5 held in memory, 8 and 6 on disk
                 let s = try shard(i)
-                try first.add(shard: i, stats: s, payload: s.serialized())
+                try first.add(shard: i, payload: s.serialized())
             }
             XCTAssertEqual(first.next, 3)
             XCTAssertEqual(first.checkpoints, 3, "interval 0: a checkpoint after each advance (total-1, -2, -3; the older removed)")
@@ -106,7 +106,7 @@ final class ShardReductionTests: XCTestCase {
         XCTAssertTrue(lines.joined().contains("resuming"), "\(lines)")
         for i in second.remaining.reversed() {
             let s = try shard(i)
-            try second.add(shard: i, stats: s, payload: s.serialized())
+            try second.add(shard: i, payload: s.serialized())
         }
         XCTAssertTrue(second.isComplete)
         try assertBitEqual(try second.result(), reference, "resumed")
@@ -121,7 +121,7 @@ final class ShardReductionTests: XCTestCase {
             let r = try ShardReduction(directory: dir, plan: p, provenance: provenance, memoryBudget: 0, checkpointInterval: 0)
             for i in order {
                 let s = try shard(i)
-                try r.add(shard: i, stats: s, payload: s.serialized())
+                try r.add(shard: i, payload: s.serialized())
             }
         }
         // Another provenance (another model or corpus): nothing is taken up.
@@ -154,9 +154,39 @@ final class ShardReductionTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.contains("does not read back") }.count, 2, "\(lines)")
         for i in r.remaining {
             let s = try shard(i)
-            try r.add(shard: i, stats: s, payload: s.serialized())
+            try r.add(shard: i, payload: s.serialized())
         }
         try assertBitEqual(try r.result(), try inOrder(n), "after the damaged files")
         r.remove()
+    }
+
+    /// The coordinator adds a worker's artifact straight from its bytes: the same bits as decoding it and
+    /// merging, the summary says what `read` would, and a refused artifact (damaged, another shape,
+    /// trailing bytes) changes nothing.
+    func testMergeFromSerializedBytesEqualsMergeOfTheDecodedStatistics() throws {
+        var viaDecode = try shard(0), viaBytes = try shard(0)
+        let other = try shard(3), bytes = other.serialized()
+        try viaDecode.merge(try KeyStatistics.read(bytes: bytes))
+        try viaBytes.merge(serialized: bytes)
+        try assertBitEqual(viaBytes, viaDecode, "merge(serialized:)")
+        let summary = try KeyStatistics.summary(bytes: bytes)
+        XCTAssertEqual(summary.layers, other.layers)
+        XCTAssertEqual(summary.f, other.f)
+        XCTAssertEqual(summary.counts, other.counts)
+        XCTAssertEqual(summary.provenance, other.provenance)
+
+        let before = viaBytes
+        var damaged = bytes
+        damaged[damaged.count / 2] ^= 1
+        let wrongShape = try KeyStatistics(layers: [2], f: Self.f).serialized()
+        var trailing = try KeyStatistics(layers: Self.layers, f: Self.f)
+        trailing.provenance = "x"
+        var longer = trailing.serialized()
+        longer.insert(0, at: longer.count - 8)   // a byte more in the body (the checksum then fails too)
+        for (bad, what) in [(damaged, "damaged"), (wrongShape, "another shape"), (Array(bytes.prefix(bytes.count - 9)), "truncated"), (longer, "longer")] {
+            XCTAssertThrowsError(try viaBytes.merge(serialized: bad), what)
+            try assertBitEqual(viaBytes, before, "\(what): nothing changed")
+        }
+        XCTAssertThrowsError(try KeyStatistics.summary(bytes: damaged)) { XCTAssertTrue("\($0)".contains("checksum"), "\($0)") }
     }
 }
