@@ -19,7 +19,22 @@ public enum KeysFuzz: FuzzTarget {
 
     public static func test(_ input: [UInt8]) {
         let bytes = Framing.framed(body: input, magic: KeyStatistics.magic, version: KeyStatistics.formatVersion)
-        guard let stats = try? KeyStatistics.read(bytes: bytes) else { return }
+        // The coordinator checks a shard's bytes with `summary` and adds them with `merge(serialized:)`:
+        // both must take exactly what `read` takes, and give what it gives.
+        let summary = try? KeyStatistics.summary(bytes: bytes)
+        guard let stats = try? KeyStatistics.read(bytes: bytes) else {
+            if summary != nil { fatalError("KeyStatistics.summary accepts what read refuses") }
+            return
+        }
+        guard let summary, summary.layers == stats.layers, summary.f == stats.f, summary.counts == stats.counts,
+              summary.provenance == stats.provenance else { fatalError("KeyStatistics.summary differs from read") }
+        if stats.f <= 64, stats.layers.count <= 64, var fromBytes = try? KeyStatistics(layers: stats.layers, f: stats.f) {
+            do { try fromBytes.merge(serialized: bytes) } catch { fatalError("merge(serialized:) refuses what read takes: \(error)") }
+            for layer in stats.layers {
+                guard let a = try? fromBytes.sum(layer: layer).values, let b = try? stats.sum(layer: layer).values,
+                      zip(a, b).allSatisfy({ $0 == $1 || ($0.isNaN && $1.isNaN) }) else { fatalError("merge(serialized:) differs from read") }
+            }
+        }
         _ = try? stats + stats
         for layer in stats.layers { _ = try? stats.mean(layer: layer) }
         if stats.f <= 16 { _ = try? NullSpaceProjectorSet(statistics: stats, threshold: 1e-2) }
