@@ -215,23 +215,16 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
     }
 
     public static func decodeBody(_ r: inout ArtifactReader) throws -> KeyStatistics {
-        let f = try r.count("f", limit: maxDimension)
-        let m = try r.count("layer count", limit: maxLayers)
-        let provenance = try r.string("provenance")
-        var layers: [Int] = [], counts: [Int] = []
-        for i in 0..<m {
-            layers.append(try r.count("layer index \(i)", limit: Int(Int32.max)))
-            counts.append(try r.count("token count \(i)", limit: maxTokens))
-        }
-        try r.expectTriangles(m, n: f, "sums")
+        let summary = try readSummary(&r)
+        let (f, m, layers) = (summary.f, summary.layers.count, summary.layers)
         var stats: KeyStatistics
-        do { stats = try KeyStatistics(layers: layers, f: f, provenance: provenance) } catch {
+        do { stats = try KeyStatistics(layers: layers, f: f, provenance: summary.provenance) } catch {
             throw r.fail("\(error)")
         }
         for i in 0..<m {
             stats.sums[i] = try r.squareFromUpper(n: f, mirror: false, "S of layer \(layers[i])")
         }
-        stats.counts = counts
+        stats.counts = summary.counts
         try r.finish()
         return stats
     }
