@@ -436,7 +436,7 @@ final class ClusterRobustnessTests: XCTestCase {
                 if case .heartbeat = m { try dealer.send(try Message.heartbeat.frames()); continue }
                 return m
             }
-            throw XCTSkip("\(what): nothing in 10 s")
+            throw ClusterTestSupport.NoAnswer(what: what, seconds: 10)
         }
         guard case .job(let job) = try next("the job") else { return XCTFail("no job") }
         var rng = SplitMix64(seed: 4)

@@ -13,6 +13,13 @@ enum ClusterTestSupport {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     }
 
+    /// A peer that a test waits on said nothing: the test fails (never skips) with this.
+    struct NoAnswer: Error, CustomStringConvertible {
+        let what: String
+        let seconds: Int
+        var description: String { "\(what): no answer in \(seconds) s" }
+    }
+
     struct MissingExecutable: Error, CustomStringConvertible {
         let path: String
         var description: String { "\(path) is not built: run `swift build -c release --build-tests` first (it builds the executables too)" }
