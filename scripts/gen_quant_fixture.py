@@ -35,12 +35,24 @@ LAYOUT = {
     "Q6_K": (210, 256, [208], 4),
 }
 
+# Types added later (2026-12-06), drawn from a generator of their own so the blocks above stay as they were.
+more_rng = np.random.default_rng(20261206)
+MORE_LAYOUT = {
+    "Q2_K": (84, 256, [80, 82], 4),
+    "Q3_K": (110, 256, [108], 4),
+    "IQ4_NL": (18, 32, [0], 8),
+    "IQ4_XS": (136, 256, [0], 4),
+    "TQ1_0": (54, 256, [52], 4),
+    "TQ2_0": (66, 256, [64], 4),
+    "MXFP4": (17, 32, [], 8),
+}
+
 
 def f32hex(x):
     return np.asarray(x, dtype="<f4").tobytes().hex()
 
 
-def random_blocks(nbytes, scale_offsets, count):
+def random_blocks(nbytes, scale_offsets, count, rng=rng):
     raw = rng.integers(0, 256, size=(count, nbytes), dtype=np.uint8)
     for b in range(count):
         for off in scale_offsets:
@@ -63,7 +75,15 @@ def dequant_cases():
     raw = bf16_bits.view(np.uint8)
     y = dequantize(raw, Q.BF16).reshape(-1)
     cases["BF16"] = {"count": 256, "bytes": bf16_bits.tobytes().hex(), "expected": f32hex(y)}
-    return cases
+    for name, (nbytes, per_block, scales, count) in MORE_LAYOUT.items():
+        raw = random_blocks(nbytes, scales, count, more_rng)
+        if name == "MXFP4":
+            # E8M0 exponents: the two that decode to subnormal scales, then values whose products stay finite.
+            raw[:, 0] = [0, 1] + list(more_rng.integers(100, 150, size=count - 2))
+        y = dequantize(raw.reshape(-1), getattr(Q, name)).reshape(-1)
+        cases[name] = {"count": count * per_block, "bytes": raw.tobytes().hex(), "expected": f32hex(y)}
+    sizes = {t.name: list(gguf.GGML_QUANT_SIZES[t]) for t in Q}
+    return cases, sizes
 
 
 def quantize_cases():
@@ -124,9 +144,11 @@ def python_gguf():
 
 
 def main():
+    dequant, sizes = dequant_cases()
     fixture = {
         "generator": f"scripts/gen_quant_fixture.py with gguf {gguf.__version__ if hasattr(gguf, '__version__') else '0.19.0'}, numpy {np.__version__}",
-        "dequant": dequant_cases(),
+        "dequant": dequant,
+        "block_geometry": sizes,
         "quantize": quantize_cases(),
         "python_gguf": python_gguf(),
     }

@@ -29,7 +29,15 @@ public enum Dequantize {
         case .q4_K: for b in 0..<blocks { q4_K(p + 144 * b, y + 256 * b) }
         case .q5_K: for b in 0..<blocks { q5_K(p + 176 * b, y + 256 * b) }
         case .q6_K: for b in 0..<blocks { q6_K(p + 210 * b, y + 256 * b) }
-        case .q8_1, .q2_K, .q3_K, .q8_K: y.update(repeating: .nan, count: n)  // rejected by canDequantize
+        case .q2_K: for b in 0..<blocks { q2_K(p + 84 * b, y + 256 * b) }
+        case .q3_K: for b in 0..<blocks { q3_K(p + 110 * b, y + 256 * b) }
+        case .iq4_nl: for b in 0..<blocks { iq4_nl(p + 18 * b, y + 32 * b) }
+        case .iq4_xs: for b in 0..<blocks { iq4_xs(p + 136 * b, y + 256 * b) }
+        case .tq1_0: for b in 0..<blocks { tq1_0(p + 54 * b, y + 256 * b) }
+        case .tq2_0: for b in 0..<blocks { tq2_0(p + 66 * b, y + 256 * b) }
+        case .mxfp4: for b in 0..<blocks { mxfp4(p + 17 * b, y + 32 * b) }
+        case .f64: for i in 0..<n { y[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+        default: y.update(repeating: .nan, count: n)  // rejected by canDequantize
         }
     }
 
@@ -145,6 +153,119 @@ public enum Dequantize {
                 yy[l + 64] = d * Float(sc[s + 4]) * Float(q3)
                 yy[l + 96] = d * Float(sc[s + 6]) * Float(q4)
             }
+        }
+    }
+
+    // ---- the lower-bit K-quants and the table formats. Each computes what gguf-py's numpy
+    // dequantizer computes, in the same order (its products and differences, no fused multiply-add),
+    // so the results agree bit for bit (GGUFReferenceTests).
+
+    /// Q2_K: 16 scale bytes (low nibble scale, high nibble min of each 16 weights), 64 bytes of 2-bit q,
+    /// f16 d, f16 dmin; weight e (e = 128·j + 32·s + m) is bits 2s… of byte 32·j + m; x = d·sc·q − dmin·mn.
+    static func q2_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 80), dmin = f16(b, 82)
+        let sc = b.assumingMemoryBound(to: UInt8.self)
+        let q = (b + 16).assumingMemoryBound(to: UInt8.self)
+        for e in 0..<256 {
+            let byte = q[32 * (e / 128) + e % 32], shift = UInt8(2 * ((e / 32) % 4))
+            let s = sc[e / 16]
+            let dl = d * Float(s & 0xF), ml = dmin * Float(s >> 4)
+            y[e] = dl * Float((byte >> shift) & 3) - ml
+        }
+    }
+
+    /// Q3_K: 32 bytes of high bits (weight e = 32·i + m: bit i of byte m), 64 bytes of 2-bit low parts
+    /// (as Q2_K's), 12 bytes of sixteen 6-bit scales (biased by 32), f16 d; q = low − 4 where the high
+    /// bit is clear; x = d·(sc − 32)·q.
+    static func q3_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 108)
+        let hm = b.assumingMemoryBound(to: UInt8.self)
+        let q = (b + 32).assumingMemoryBound(to: UInt8.self)
+        let sc = (b + 96).assumingMemoryBound(to: UInt8.self)
+        var dl = [Float](repeating: 0, count: 16)
+        for i in 0..<16 {
+            let low = (sc[i % 8] >> UInt8(4 * (i / 8))) & 0xF
+            let high = (sc[8 + i % 4] >> UInt8(2 * (i / 4))) & 3
+            dl[i] = d * Float(Int(low | (high << 4)) - 32)
+        }
+        for e in 0..<256 {
+            let low = Int((q[32 * (e / 128) + e % 32] >> UInt8(2 * ((e / 32) % 4))) & 3)
+            let high = Int((hm[e % 32] >> UInt8(e / 32)) & 1)
+            y[e] = dl[e / 16] * Float(low - 4 * (1 - high))
+        }
+    }
+
+    /// The 16 values of IQ4_NL's and IQ4_XS's 4-bit codes (ggml's `kvalues_iq4nl`).
+    static let iq4Values: [Float] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+
+    /// IQ4_NL: f16 d, 16 bytes of codes (low nibbles weights 0–15, high 16–31); x = d·table[code].
+    static func iq4_nl(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let q = (b + 2).assumingMemoryBound(to: UInt8.self)
+        for j in 0..<16 {
+            y[j] = d * iq4Values[Int(q[j] & 0xF)]
+            y[j + 16] = d * iq4Values[Int(q[j] >> 4)]
+        }
+    }
+
+    /// IQ4_XS: f16 d, u16 of the scales' high 2 bits, 4 bytes of their low nibbles, 8 blocks of 32 coded
+    /// as IQ4_NL's; x = (d·(sc − 32))·table[code].
+    static func iq4_xs(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let high = UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+        let low = (b + 4).assumingMemoryBound(to: UInt8.self)
+        let q = (b + 8).assumingMemoryBound(to: UInt8.self)
+        for ib in 0..<8 {
+            let s = (low[ib / 2] >> UInt8(4 * (ib % 2))) & 0xF | UInt8((high >> UInt16(2 * ib)) & 3) << 4
+            let dl = d * Float(Int(s) - 32)
+            for m in 0..<16 {
+                y[32 * ib + m] = dl * iq4Values[Int(q[16 * ib + m] & 0xF)]
+                y[32 * ib + m + 16] = dl * iq4Values[Int(q[16 * ib + m] >> 4)]
+            }
+        }
+    }
+
+    /// A trit packed base 3 in a byte scaled by 256/243: trit k of byte v is ((v·3^k mod 256)·3) >> 8.
+    @inline(__always) static func trit(_ v: UInt8, _ pow3: UInt8) -> Float {
+        Float(Int((UInt16(v &* pow3) * 3) >> 8) - 1)
+    }
+
+    /// TQ1_0 (ternary): 48 bytes of 5 trits (weights 0–159 from bytes 0–31, 160–239 from 32–47, trit k
+    /// of a byte at k·32 resp. k·16), 4 bytes of 4 trits (weights 240–255), f16 d; x = d·(trit − 1).
+    static func tq1_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 52)
+        let q = b.assumingMemoryBound(to: UInt8.self)
+        let pow3: [UInt8] = [1, 3, 9, 27, 81]
+        for k in 0..<5 {
+            for m in 0..<32 { y[32 * k + m] = d * trit(q[m], pow3[k]) }
+            for m in 0..<16 { y[160 + 16 * k + m] = d * trit(q[32 + m], pow3[k]) }
+        }
+        for k in 0..<4 { for m in 0..<4 { y[240 + 4 * k + m] = d * trit(q[48 + m], pow3[k]) } }
+    }
+
+    /// TQ2_0 (ternary): 64 bytes of 2-bit codes (weight 128·j + 32·s + m: bits 2s… of byte 32·j + m), f16 d;
+    /// x = d·(code − 1).
+    static func tq2_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 64)
+        let q = b.assumingMemoryBound(to: UInt8.self)
+        for e in 0..<256 {
+            let code = (q[32 * (e / 128) + e % 32] >> UInt8(2 * ((e / 32) % 4))) & 3
+            y[e] = d * Float(Int(code) - 1)
+        }
+    }
+
+    /// E2M1 values doubled (ggml's `kvalues_mxfp4`), halved back by the scale below.
+    static let mxfp4Values: [Float] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12]
+
+    /// MXFP4: an E8M0 exponent e, 16 bytes of E2M1 codes (low nibbles weights 0–15, high 16–31);
+    /// x = 2^(e − 128)·table[code] (ggml's `ggml_e8m0_to_fp32_half`; e < 2 gives a subnormal scale).
+    static func mxfp4(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let e = b.load(as: UInt8.self)
+        let d = Float(bitPattern: e < 2 ? UInt32(0x0020_0000) << UInt32(e) : UInt32(e - 1) << 23)
+        let q = (b + 1).assumingMemoryBound(to: UInt8.self)
+        for j in 0..<16 {
+            y[j] = d * mxfp4Values[Int(q[j] & 0xF)]
+            y[j + 16] = d * mxfp4Values[Int(q[j] >> 4)]
         }
     }
 }

@@ -14,6 +14,7 @@ final class GGUFReferenceTests: XCTestCase {
         struct PyTensor: Decodable { let dims: [Int]; let type: String; let values: String; let raw: String? }
         struct PyFile: Decodable { let bytes: String; let tensors: [String: PyTensor] }
         let dequant: [String: Blocks]
+        let block_geometry: [String: [Int]]
         let quantize: Quantized
         let python_gguf: PyFile
     }
@@ -27,10 +28,15 @@ final class GGUFReferenceTests: XCTestCase {
         GGMLType.allCases.first { $0.description == name }
     }
 
-    /// Every dequantizer within 1e-6·max|x| of gguf.quants (the only differences are float rounding order).
+    /// Types whose dequantizer repeats gguf-py's arithmetic in its order, so they must agree bit for bit.
+    private static let bitExact: Set<String> = ["Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"]
+
+    /// Every dequantizer within 1e-6·max|x| of gguf.quants (the only differences are float rounding
+    /// order), and those of `bitExact` bit for bit.
     func testDequantizersMatchGGUFPy() throws {
         let f = try fixture()
-        let expectedTypes: Set<String> = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "BF16", "F16"]
+        let expectedTypes = Set(["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "BF16", "F16"])
+            .union(Self.bitExact)
         XCTAssertEqual(Set(f.dequant.keys), expectedTypes)
         for (name, blocks) in f.dequant.sorted(by: { $0.key < $1.key }) {
             let type = try XCTUnwrap(Self.type(named: name), name)
@@ -44,6 +50,24 @@ final class GGUFReferenceTests: XCTestCase {
             let diff = maxAbsDiff(y, expected)
             XCTAssertLessThanOrEqual(diff, 1e-6 * scale, "\(name): max |Δ| = \(diff), max |x| = \(scale)")
             XCTAssertTrue(y.allSatisfy(\.isFinite), name)
+            XCTAssertTrue(type.canDequantize, name)
+            if Self.bitExact.contains(name) {
+                let bad = zip(y, expected).enumerated().filter { $0.element.0.bitPattern != $0.element.1.bitPattern }
+                XCTAssertEqual(bad.count, 0, "\(name): \(bad.count) values differ in their bits, first at \(bad.first?.offset ?? -1)")
+            }
+        }
+    }
+
+    /// Every type gguf-py knows is known here with ggml's block geometry, so a file holding any of them
+    /// parses and names the type. gguf-py sizes Q8_1 with float32 d and s (40 bytes); ggml's
+    /// `block_q8_1` has two f16 (36 bytes, static-asserted in ggml-common.h), which is what we use.
+    func testEveryGGMLTypeHasGGUFPysBlockGeometry() throws {
+        let geometry = try fixture().block_geometry
+        XCTAssertEqual(Set(geometry.keys), Set(GGMLType.allCases.map(\.description)))
+        for type in GGMLType.allCases {
+            let g = try XCTUnwrap(geometry[type.description], "\(type)")
+            XCTAssertEqual(type.blockSize, g[0], "\(type) elements per block")
+            XCTAssertEqual(type.blockBytes, type == .q8_1 ? 36 : g[1], "\(type) bytes per block")
         }
     }
 

@@ -21,6 +21,21 @@ final class GGUFTests: XCTestCase {
             (.q5_K, 256, 176), // block_q5_K: d, dmin, scales[12], qh[32], qs[128]
             (.q6_K, 256, 210), // block_q6_K: ql[128], qh[64], scales[16], d
             (.q8_K, 256, 292), // block_q8_K: float d, qs[256], bsums[16] (int16)
+            (.iq2_xxs, 256, 66),  // block_iq2_xxs: d, qs[32] (uint16)
+            (.iq2_xs, 256, 74),   // block_iq2_xs: d, qs[32] (uint16), scales[8]
+            (.iq3_xxs, 256, 98),  // block_iq3_xxs: d, qs[96]
+            (.iq1_s, 256, 50),    // block_iq1_s: d, qs[32], qh[8] (uint16)
+            (.iq4_nl, 32, 18),    // block_iq4_nl: d, qs[16]
+            (.iq3_s, 256, 110),   // block_iq3_s: d, qs[64], qh[8], signs[32], scales[4]
+            (.iq2_s, 256, 82),    // block_iq2_s: d, qs[64], qh[8], scales[8]
+            (.iq4_xs, 256, 136),  // block_iq4_xs: d, scales_h (uint16), scales_l[4], qs[128]
+            (.iq1_m, 256, 56),    // block_iq1_m: qs[32], qh[16], scales[8]
+            (.tq1_0, 256, 54),    // block_tq1_0: qs[48], qh[4], d
+            (.tq2_0, 256, 66),    // block_tq2_0: qs[64], d
+            (.mxfp4, 32, 17),     // block_mxfp4: e (E8M0), qs[16]
+            (.nvfp4, 64, 36),     // block_nvfp4: d[4] (UE4M3), qs[32]
+            (.q1_0, 128, 18),     // block_q1_0: d, qs[16]
+            (.i8, 1, 1), (.i16, 1, 2), (.i32, 1, 4), (.i64, 1, 8), (.f64, 1, 8),
         ]
         XCTAssertEqual(expected.count, GGMLType.allCases.count, "every type is listed")
         for (t, n, b) in expected {
