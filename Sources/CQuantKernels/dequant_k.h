@@ -1,4 +1,4 @@
-// Register dequantizers of the K-quant formats with super-blocks of 256 (Q4_K, Q6_K), included by
+// Register dequantizers of the formats with super-blocks of 256 (Q4_K, Q6_K, Q5_K, Q3_K, Q2_K, IQ4_XS), included by
 // quant_kernels.c. `prepare_*` decodes a super-block's scales into float32 once (`qk_scales`);
 // `dequant_*_256` then turns its block j (weights 32j…32j+31) into four 8-lane vectors (weights
 // 32j + 8i…+7 in w[i]), exactly as Dequantize.swift computes them (qk_common.h: the scales are
@@ -87,6 +87,135 @@ QK_INLINE QK_AVX512 void dequant_q6_k_512(const uint8_t *b, int j, const qk_scal
     const float *sc = s->d + 8 * (j >> 2) + 2 * (j & 3);
     *w0 = _mm512_mul_ps(_mm512_set1_ps(sc[0]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))));
     *w1 = _mm512_mul_ps(_mm512_set1_ps(sc[1]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))));
+}
+
+// Q5_K: Q4_K's header (the same prepare_q4_k), 32 bytes qh of fifth bits (block j: bit j of qh[l] for weight
+// l), 128 bytes of nibbles at 48; w = d·sc_j·(q + 16·bit) − dmin·m_j, the product exact (11 + 6 + 5 bits).
+QK_INLINE QK_AVX2 void dequant_q5_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
+    const uint8_t *q = b + 48 + 32 * (j >> 1);
+    const __m128i shift = _mm_cvtsi32_si128(4 * (j & 1)), hshift = _mm_cvtsi32_si128(j);
+    const __m256i nib = _mm256_set1_epi32(0x0F), one = _mm256_set1_epi32(1);
+    const __m256 d = _mm256_broadcast_ss(&s->d[j]), m = _mm256_broadcast_ss(&s->m[j]);
+    for (int i = 0; i < 4; i++) {
+        const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * i)));
+        const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 16 + 8 * i)));
+        const __m256i qq = _mm256_or_si256(_mm256_and_si256(_mm256_srl_epi32(v, shift), nib),
+                                           _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, hshift), one), 4));
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(qq), m);
+    }
+}
+
+QK_INLINE QK_AVX512 void dequant_q5_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
+    const __m256i bytes = _mm256_loadu_si256((const __m256i *)(b + 48 + 32 * (j >> 1)));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+    const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(bytes, _mm_cvtsi32_si128(4 * (j & 1))), _mm256_set1_epi8(0x0F));
+    // 16-bit shifts then a mask of bit 0 of each byte: bit j of the same byte (j ≤ 7), nothing carried in.
+    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(0x01));
+    const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    const __m512 d = _mm512_set1_ps(s->d[j]), m = _mm512_set1_ps(s->m[j]);
+    *w0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q))), m);
+    *w1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1))), m);
+}
+
+// IQ4_XS: f16 d, u16 of the 8 scales' high 2 bits, 4 bytes of their low nibbles, then per block j 16 bytes
+// of IQ4_NL codes (low nibbles weights 0–15, high 16–31); w = (d·(sc_j − 32))·table[q]: d·(sc − 32) exact,
+// its product with the table value rounded once, as Dequantize.swift's `dl * table[q]`.
+QK_INLINE QK_AVX2 void prepare_iq4_xs(const uint8_t *b, qk_scales *s) {
+    const float d = f16_to_f32(b);
+    const unsigned high = load_u16(b + 2);
+    for (int j = 0; j < 8; j++) {
+        const int sc = ((b[4 + j / 2] >> (4 * (j % 2))) & 0xF) | (int)((high >> (2 * j)) & 3) << 4;
+        s->d[j] = d * (float)(sc - 32);
+    }
+}
+
+QK_INLINE QK_AVX2 void dequant_iq4_xs_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
+    const __m256 d = _mm256_broadcast_ss(&s->d[j]);
+    const __m256i v = iq4_bytes_256(b + 8 + 16 * j);
+    const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
+    const __m128i parts[4] = { v0, _mm_srli_si128(v0, 8), v1, _mm_srli_si128(v1, 8) };
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
+}
+
+// AVX-512: the 16 products d_j·table[k] (each rounded once, as above) as a vpermps table.
+QK_INLINE QK_AVX512 void dequant_iq4_xs_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
+    const __m512 table = _mm512_mul_ps(_mm512_set1_ps(s->d[j]), _mm512_load_ps(QK_IQ4_FLOATS));
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 8 + 16 * j)));
+    *w0 = _mm512_permutexvar_ps(q, table);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+}
+
+// Q3_K: 32 bytes hm of third bits (block j: bit j of hm[l] for weight l), 64 bytes of 2-bit parts at 32
+// (block j: bits 2(j % 4)… of byte 32(j / 4) + l), 12 bytes of sixteen 6-bit scales at 96 (biased by 32),
+// f16 d at 108; q = low − 4 where the third bit is clear; w = d·(sc_i − 32)·q for the 16 weights of scale i.
+QK_INLINE QK_AVX2 void prepare_q3_k(const uint8_t *b, qk_scales *s) {
+    const float d = f16_to_f32(b + 108);
+    const uint8_t *sc = b + 96;
+    for (int i = 0; i < 16; i++) {
+        const int low = (sc[i % 8] >> (4 * (i / 8))) & 0xF, high = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
+        s->d[i] = d * (float)((low | high << 4) - 32);
+    }
+}
+
+/// Block j's 32 values q (−4…3) as signed bytes (weight l in byte l), for both ISAs' dequantizers.
+QK_INLINE QK_AVX2 __m256i q3_k_bytes(const uint8_t *b, int j) {
+    const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * (j >> 2)));
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)b);
+    // 16-bit shifts, then byte masks: what crosses from the neighbouring byte is masked off.
+    const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(2 * (j & 3))), _mm256_set1_epi8(0x03));
+    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(0x01));
+    return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 2)), _mm256_set1_epi8(4));
+}
+
+// d·(sc − 32) is exact and so is its product with q (≤ 3 bits): the same value as Dequantize.swift's.
+QK_INLINE QK_AVX2 void dequant_q3_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
+    const __m256i q = q3_k_bytes(b, j);
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    const float *sc = s->d + 2 * j;
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
+}
+
+QK_INLINE QK_AVX512 void dequant_q3_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
+    const __m256i q = q3_k_bytes(b, j);
+    const float *sc = s->d + 2 * j;
+    *w0 = _mm512_mul_ps(_mm512_set1_ps(sc[0]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(q))));
+    *w1 = _mm512_mul_ps(_mm512_set1_ps(sc[1]), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(q, 1))));
+}
+
+// Q2_K: 16 bytes of scales (low nibble sc_i, high nibble m_i, per 16 weights), 64 bytes of 2-bit q at 16
+// (block j: bits 2(j % 4)… of byte 32(j / 4) + l), f16 d at 80, f16 dmin at 82; w = d·sc_i·q − dmin·m_i:
+// the product is exact, so the fused form rounds once, as Dequantize.swift's `dl * q - ml`.
+QK_INLINE QK_AVX2 void prepare_q2_k(const uint8_t *b, qk_scales *s) {
+    const float d = f16_to_f32(b + 80), dmin = f16_to_f32(b + 82);
+    for (int i = 0; i < 16; i++) {
+        s->d[i] = d * (float)(b[i] & 0xF);
+        s->m[i] = -(dmin * (float)(b[i] >> 4));
+    }
+}
+
+/// Block j's 32 values q (0…3) as bytes (weight l in byte l).
+QK_INLINE QK_AVX2 __m256i q2_k_bytes(const uint8_t *b, int j) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * (j >> 2)));
+    return _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (j & 3))), _mm256_set1_epi8(0x03));
+}
+
+QK_INLINE QK_AVX2 void dequant_q2_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
+    const __m256i q = q2_k_bytes(b, j);
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    for (int i = 0; i < 4; i++) {
+        const int k = 2 * j + (i >> 1);
+        w[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s->d[k]), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), _mm256_broadcast_ss(&s->m[k]));
+    }
+}
+
+QK_INLINE QK_AVX512 void dequant_q2_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
+    const __m256i q = q2_k_bytes(b, j);
+    const int k = 2 * j;
+    *w0 = _mm512_fmadd_ps(_mm512_set1_ps(s->d[k]), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(q))), _mm512_set1_ps(s->m[k]));
+    *w1 = _mm512_fmadd_ps(_mm512_set1_ps(s->d[k + 1]), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1))), _mm512_set1_ps(s->m[k + 1]));
 }
 
 #endif

@@ -1,4 +1,4 @@
-// Register dequantizers of the formats with blocks of 32 (Q4_1, Q8_0, Q5_0), included by
+// Register dequantizers of the formats with blocks of 32 (Q4_1, Q8_0, Q5_0, Q4_0, Q5_1, IQ4_NL), included by
 // quant_kernels.c. Each turns one block into float32 exactly as Dequantize.swift does: AVX2 into
 // four 8-lane vectors (weights 8i…8i+7 in w[i]), AVX-512 into two 16-lane ones (0…15, 16…31).
 // FMA_EXACT: fusing d·q + m changes nothing where d (f16, 11 significant bits) times q (≤ 5 bits)
@@ -48,6 +48,41 @@ QK_INLINE QK_AVX512 void dequant_q5_0_512(const uint8_t *b, __m512 *w0, __m512 *
     *w1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q1)), off);
 }
 
+// Q4_0: f16 d, 16 bytes of nibbles; w = d·(q − 8) = d·q + (−8·d), every term exact (FMA_EXACT). As Q4_1's:
+// the 16 values d·k − 8d as a table that vpermps indexes with the nibbles.
+QK_INLINE QK_AVX512 void dequant_q4_0_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 d = bcast_f16_512(b), off = _mm512_mul_ps(d, _mm512_set1_ps(-8.0f));  // exact: a power of 2
+    const __m512 k = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 table = _mm512_fmadd_ps(d, k, off);  // d·(k − 8), exact
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+    *w0 = _mm512_permutexvar_ps(q, table);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+}
+
+// Q5_1: f16 d, f16 m, 32 fifth bits, 16 bytes of nibbles (Q5_0's layout after m); w = d·q + m, d·q exact.
+QK_INLINE QK_AVX512 void dequant_q5_1_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 d = bcast_f16_512(b), m = bcast_f16_512(b + 2);
+    const uint32_t qh = load_u32(b + 4);
+    const __m128i n = _mm_loadu_si128((const __m128i *)(b + 8)), nibble = _mm_set1_epi8(0x0F), fifth = _mm_set1_epi8(0x10);
+    const __m128i lo = _mm_and_si128(n, nibble), hi = _mm_and_si128(_mm_srli_epi16(n, 4), nibble);
+    const __m128i q0 = _mm_mask_add_epi8(lo, (__mmask16)qh, lo, fifth), q1 = _mm_mask_add_epi8(hi, (__mmask16)(qh >> 16), hi, fifth);
+    *w0 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q0)), m);  // FMA_EXACT
+    *w1 = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q1)), m);
+}
+
+/// ggml's `kvalues_iq4nl`: the 16 values of IQ4_NL's and IQ4_XS's 4-bit codes.
+#define QK_IQ4_VALUES -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113
+static const float QK_IQ4_FLOATS[16] __attribute__((aligned(64))) = { QK_IQ4_VALUES };
+
+// IQ4_NL: f16 d, 16 bytes of codes (low nibbles weights 0–15, high 16–31); w = d·table[q], exact (11 × 8
+// bits). The 16 products d·table[k] as a vpermps table, as Q4_1's.
+QK_INLINE QK_AVX512 void dequant_iq4_nl_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    const __m512 table = _mm512_mul_ps(bcast_f16_512(b), _mm512_load_ps(QK_IQ4_FLOATS));
+    const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+    *w0 = _mm512_permutexvar_ps(q, table);
+    *w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+}
+
 // ---- AVX2 ----
 
 QK_INLINE QK_AVX2 void dequant_q4_1_256(const uint8_t *b, __m256 w[4]) {
@@ -85,6 +120,52 @@ QK_INLINE QK_AVX2 void dequant_q5_0_256(const uint8_t *b, __m256 w[4]) {
     const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
     const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
     for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), off);  // FMA_EXACT
+}
+
+QK_INLINE QK_AVX2 void dequant_q4_0_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = bcast_f16_256(b), off = _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));  // exact: a power of 2
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), off);  // FMA_EXACT
+}
+
+/// The 32 five-bit values of a Q5_0 / Q5_1 block as bytes (weight e in byte e): fifth bits qh, nibbles n.
+QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
+    const __m256i byteOfQh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                              2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);  // byte e: 1 << (e % 8)
+    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), byteOfQh);
+    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
+    const __m128i n = _mm_loadu_si128((const __m128i *)n16);
+    const __m256i low = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
+    return _mm256_or_si256(low, high);
+}
+
+QK_INLINE QK_AVX2 void dequant_q5_1_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = bcast_f16_256(b), m = bcast_f16_256(b + 2);
+    const __m256i q = q5_bytes_256(load_u32(b + 4), b + 8);
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), m);  // FMA_EXACT
+}
+
+/// The 32 codes of 16 bytes (low nibbles first, then high) looked up in IQ4_NL's table, as signed bytes.
+QK_INLINE QK_AVX2 __m256i iq4_bytes_256(const uint8_t *codes) {
+    const __m256i table = _mm256_setr_epi8(QK_IQ4_VALUES, QK_IQ4_VALUES);
+    const __m128i n = _mm_loadu_si128((const __m128i *)codes);
+    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
+    return _mm256_shuffle_epi8(table, q);  // per 128-bit lane: both lanes hold the table
+}
+
+QK_INLINE QK_AVX2 void dequant_iq4_nl_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = bcast_f16_256(b);
+    const __m256i v = iq4_bytes_256(b + 2);
+    const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
+    const __m128i parts[4] = { v0, _mm_srli_si128(v0, 8), v1, _mm_srli_si128(v1, 8) };
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));  // exact
 }
 
 #endif

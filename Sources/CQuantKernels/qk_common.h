@@ -18,10 +18,16 @@
 // Q4_K and Q6_K store super-blocks of 256 = 8 blocks sharing one header of scales, which a kernel
 // decodes once per super-block (`qk_scales`) before the 8 blocks.
 enum { QK_BLOCK = 32, QK_SUPER = 256 };
-enum { Q4_1_BYTES = 20, Q8_0_BYTES = 34, Q5_0_BYTES = 22, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+enum { Q4_1_BYTES = 20, Q8_0_BYTES = 34, Q5_0_BYTES = 22, Q4_K_BYTES = 144, Q6_K_BYTES = 210, Q4_0_BYTES = 18,
+       Q5_1_BYTES = 24, IQ4_NL_BYTES = 18, Q5_K_BYTES = 176, IQ4_XS_BYTES = 136, Q3_K_BYTES = 110, Q2_K_BYTES = 84 };
 
 /// Weights per stored (super-)block of `fmt`: a constant after inlining.
-QK_INLINE int64_t fmt_block(int fmt) { return fmt == QK_Q4_K || fmt == QK_Q6_K ? QK_SUPER : QK_BLOCK; }
+QK_INLINE int64_t fmt_block(int fmt) {
+    switch (fmt) {
+    case QK_Q4_K: case QK_Q6_K: case QK_Q5_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K: return QK_SUPER;
+    default: return QK_BLOCK;
+    }
+}
 
 /// Bytes per stored (super-)block of `fmt`.
 QK_INLINE int64_t fmt_bytes(int fmt) {
@@ -30,16 +36,24 @@ QK_INLINE int64_t fmt_bytes(int fmt) {
     case QK_Q8_0: return Q8_0_BYTES;
     case QK_Q5_0: return Q5_0_BYTES;
     case QK_Q4_K: return Q4_K_BYTES;
+    case QK_Q4_0: return Q4_0_BYTES;
+    case QK_Q5_1: return Q5_1_BYTES;
+    case QK_IQ4_NL: return IQ4_NL_BYTES;
+    case QK_Q5_K: return Q5_K_BYTES;
+    case QK_IQ4_XS: return IQ4_XS_BYTES;
+    case QK_Q3_K: return Q3_K_BYTES;
+    case QK_Q2_K: return Q2_K_BYTES;
     default: return Q6_K_BYTES;
     }
 }
 
-/// A super-block's scales as float32, decoded once for its 8 blocks. Q4_K: d·sc_j and −dmin·m_j
-/// per block j; Q6_K: d·sc_i per 16 weights. Both products are exact in float32 (11-bit d times a
-/// ≤ 8-bit integer), so using them is the same arithmetic as Dequantize.swift's.
+/// A super-block's scales as float32, decoded once for its 8 blocks. Q4_K, Q5_K: d·sc_j and −dmin·m_j
+/// per block j; Q6_K, Q3_K: d·sc_i per 16 weights; Q2_K: d·sc_i and −dmin·m_i per 16 weights; IQ4_XS:
+/// d·(sc_j − 32) per block. The products are exact in float32 (11-bit d times a ≤ 8-bit integer), so
+/// using them is the same arithmetic as Dequantize.swift's.
 typedef struct {
     float d[16];
-    float m[8];
+    float m[16];
 } qk_scales;
 
 QK_INLINE uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }

@@ -16,8 +16,8 @@
 // T = 1 4.96 / 4.76 → 4.06 / 4.20; Q4_K (11 or 12) T = 10 6.97 / 7.04 → 6.61 / 6.57, T = 1 3.48 / 3.35 →
 // 2.83 / 2.65.
 #include "qk_common.h"
-#include "dequant_k.h"
 #include "dequant_q32.h"
+#include "dequant_k.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -134,8 +134,11 @@ QK_INLINE void prefetch_next_tile(int fmt, const uint8_t *p, int blocks32) {
 
 /// Decodes the scales of the super-block at `b` (K-quants; nothing for the others).
 QK_INLINE QK_AVX2 void prepare(int fmt, const uint8_t *b, qk_scales *s) {
-    if (fmt == QK_Q4_K) prepare_q4_k(b, s);
+    if (fmt == QK_Q4_K || fmt == QK_Q5_K) prepare_q4_k(b, s);
     else if (fmt == QK_Q6_K) prepare_q6_k(b, s);
+    else if (fmt == QK_IQ4_XS) prepare_iq4_xs(b, s);
+    else if (fmt == QK_Q3_K) prepare_q3_k(b, s);
+    else if (fmt == QK_Q2_K) prepare_q2_k(b, s);
     else (void)s;
 }
 
@@ -146,6 +149,13 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
     case QK_Q8_0: dequant_q8_0_256(b, w); break;
     case QK_Q5_0: dequant_q5_0_256(b, w); break;
     case QK_Q4_K: dequant_q4_k_256(b, j, s, w); break;
+    case QK_Q4_0: dequant_q4_0_256(b, w); break;
+    case QK_Q5_1: dequant_q5_1_256(b, w); break;
+    case QK_IQ4_NL: dequant_iq4_nl_256(b, w); break;
+    case QK_Q5_K: dequant_q5_k_256(b, j, s, w); break;
+    case QK_IQ4_XS: dequant_iq4_xs_256(b, j, s, w); break;
+    case QK_Q3_K: dequant_q3_k_256(b, j, s, w); break;
+    case QK_Q2_K: dequant_q2_k_256(b, j, s, w); break;
     default: dequant_q6_k_256(b, j, s, w); break;
     }
 }
@@ -157,6 +167,13 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
     case QK_Q8_0: dequant_q8_0_512(b, w0, w1); break;
     case QK_Q5_0: dequant_q5_0_512(b, w0, w1); break;
     case QK_Q4_K: dequant_q4_k_512(b, j, s, w0, w1); break;
+    case QK_Q4_0: dequant_q4_0_512(b, w0, w1); break;
+    case QK_Q5_1: dequant_q5_1_512(b, w0, w1); break;
+    case QK_IQ4_NL: dequant_iq4_nl_512(b, w0, w1); break;
+    case QK_Q5_K: dequant_q5_k_512(b, j, s, w0, w1); break;
+    case QK_IQ4_XS: dequant_iq4_xs_512(b, j, s, w0, w1); break;
+    case QK_Q3_K: dequant_q3_k_512(b, j, s, w0, w1); break;
+    case QK_Q2_K: dequant_q2_k_512(b, j, s, w0, w1); break;
     default: dequant_q6_k_512(b, j, s, w0, w1); break;
     }
 }
@@ -438,16 +455,27 @@ QK_INSTANCES(q8_0, QK_Q8_0)
 QK_INSTANCES(q5_0, QK_Q5_0)
 QK_INSTANCES(q4_k, QK_Q4_K)
 QK_INSTANCES(q6_k, QK_Q6_K)
+QK_INSTANCES(q4_0, QK_Q4_0)
+QK_INSTANCES(q5_1, QK_Q5_1)
+QK_INSTANCES(iq4_nl, QK_IQ4_NL)
+QK_INSTANCES(q5_k, QK_Q5_K)
+QK_INSTANCES(iq4_xs, QK_IQ4_XS)
+QK_INSTANCES(q3_k, QK_Q3_K)
+QK_INSTANCES(q2_k, QK_Q2_K)
 
 // Indexed by qk_format.
-static const linear_fn KERNELS_512[] = { linear_512_q4_1, linear_512_q8_0, linear_512_q5_0, linear_512_q4_k, linear_512_q6_k };
-static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linear_256_q5_0, linear_256_q4_k, linear_256_q6_k };
-_Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_Q6_K + 1, "one kernel per format");
-_Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_Q6_K + 1, "one kernel per format");
+static const linear_fn KERNELS_512[] = { linear_512_q4_1, linear_512_q8_0, linear_512_q5_0, linear_512_q4_k, linear_512_q6_k,
+                                         linear_512_q4_0, linear_512_q5_1, linear_512_iq4_nl, linear_512_q5_k, linear_512_iq4_xs,
+                                         linear_512_q3_k, linear_512_q2_k };
+static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linear_256_q5_0, linear_256_q4_k, linear_256_q6_k,
+                                         linear_256_q4_0, linear_256_q5_1, linear_256_iq4_nl, linear_256_q5_k, linear_256_iq4_xs,
+                                         linear_256_q3_k, linear_256_q2_k };
+_Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_FORMATS, "one kernel per format");
+_Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_FORMATS, "one kernel per format");
 
 int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx, int64_t t, int64_t in, const void *w,
                       float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
-    if ((unsigned)format > QK_Q6_K) return -1;
+    if ((unsigned)format >= QK_FORMATS) return -1;
     if (!x || !w || !y || t < 0 || in <= 0 || in % fmt_block((int)format) != 0 || ldx < in || o0 < 0 || o1 < o0 || ldy < o1) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
     if (t == 0 || o0 == o1) return 0;

@@ -1,6 +1,7 @@
 // Kernels of the few-token forward, in C for AVX2 / AVX-512 intrinsics.
 // Linear layers over GGML-quantized weights with float32 activations (no activation quantization):
-// y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K).
+// y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS).
 // Each block of 32 weights is dequantized once in registers (exactly as Dequantize.swift computes it
 // in float32) and multiplied with every token row, so the weights stream from memory once per call.
 // Plus the vectorized activations (SwiGLU, GELU-tanh) and the softmax of a vocabulary row.
@@ -21,19 +22,27 @@ typedef enum {
 /// (`avx2`, `none`, or `avx512`: no cap) when it is set; the executables refuse other values.
 qk_isa qk_best_isa(void);
 
-/// Weight formats the kernels read (GGML block layouts, ggml-common.h). Q4_1, Q8_0, Q5_0: blocks
-/// of 32 weights; Q4_K, Q6_K: super-blocks of 256. The first two keep the values of the former
-/// Q4_1 / Q8_0 flag.
+/// Weight formats the kernels read (GGML block layouts, ggml-common.h). Q4_1, Q8_0, Q5_0, Q4_0, Q5_1,
+/// IQ4_NL: blocks of 32 weights; the K-quants and IQ4_XS: super-blocks of 256. The first two keep the
+/// values of the former Q4_1 / Q8_0 flag.
 typedef enum {
-    QK_Q4_1 = 0,  // 20 bytes: f16 d, f16 m, 16 bytes of nibbles; w = d·q + m
-    QK_Q8_0 = 1,  // 34 bytes: f16 d, 32 × int8; w = d·q
-    QK_Q5_0 = 2,  // 22 bytes: f16 d, 4 bytes of 5th bits, 16 bytes of nibbles; w = d·(q − 16)
-    QK_Q4_K = 3,  // 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
-    QK_Q6_K = 4,  // 210 bytes: 128 bytes low nibbles, 64 bytes high bit pairs, 16 × int8 scales, f16 d
+    QK_Q4_1 = 0,    // 20 bytes: f16 d, f16 m, 16 bytes of nibbles; w = d·q + m
+    QK_Q8_0 = 1,    // 34 bytes: f16 d, 32 × int8; w = d·q
+    QK_Q5_0 = 2,    // 22 bytes: f16 d, 4 bytes of 5th bits, 16 bytes of nibbles; w = d·(q − 16)
+    QK_Q4_K = 3,    // 144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles
+    QK_Q6_K = 4,    // 210 bytes: 128 bytes low nibbles, 64 bytes high bit pairs, 16 × int8 scales, f16 d
+    QK_Q4_0 = 5,    // 18 bytes: f16 d, 16 bytes of nibbles; w = d·(q − 8)
+    QK_Q5_1 = 6,    // 24 bytes: f16 d, f16 m, 4 bytes of 5th bits, 16 bytes of nibbles; w = d·q + m
+    QK_IQ4_NL = 7,  // 18 bytes: f16 d, 16 bytes of 4-bit codes into a table of 16 int8 values; w = d·table[q]
+    QK_Q5_K = 8,    // 176 bytes: Q4_K's header, 32 bytes of 5th bits, 128 bytes of nibbles
+    QK_IQ4_XS = 9,  // 136 bytes: f16 d, eight 6-bit scales (2 + 4 bytes), 128 bytes of IQ4_NL codes
+    QK_Q3_K = 10,   // 110 bytes: 32 bytes of 3rd bits, 64 bytes of 2-bit parts, sixteen 6-bit scales, f16 d
+    QK_Q2_K = 11,   // 84 bytes: 16 bytes of 4-bit scales and mins, 64 bytes of 2-bit q, f16 d, f16 dmin
+    QK_FORMATS = 12
 } qk_format;
 
 /// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a matrix W of `format` stored out × in,
-/// each row in/block blocks (`in` a multiple of the format's block: 32, or 256 for Q4_K / Q6_K).
+/// each row in/block blocks (`in` a multiple of the format's block: 32, or 256 for the super-block formats).
 /// `accumulate` adds to y. Returns 0, or -1 when `isa` is unsupported here, the format unknown or
 /// the shape invalid (nothing written).
 int qk_linear(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,

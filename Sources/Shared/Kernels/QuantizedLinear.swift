@@ -1,7 +1,7 @@
 // Small-batch linear layers read straight from GGML-quantized weights, float32 activations.
 // Why: for a few tokens, dequantized float32 weights make y = x·Wᵀ memory-bound (4 bytes a weight,
-// plus OpenBLAS packing W on every call); the formats read here (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K)
-// hold 0.56 (Q4_K) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
+// plus OpenBLAS packing W on every call); the formats read here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL,
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) hold 0.33 (Q2_K) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
 // each block in registers exactly as `Dequantize` does, so results match dequantize + sgemm up to
 // summation order; activations are never quantized.
 // Shapes: x[T × in], W[out × in] (GGUF layout), y[T × out], row-major.
@@ -15,7 +15,7 @@ import Foundation
 public struct QuantizedMatrix: @unchecked Sendable {
     /// The GGML formats with a kernel (the GGUF types of the same names).
     public enum Format: Sendable, CaseIterable {
-        case q4_1, q8_0, q5_0, q4_K, q6_K
+        case q4_1, q8_0, q5_0, q4_K, q6_K, q4_0, q5_1, iq4_nl, q5_K, iq4_xs, q3_K, q2_K
 
         /// The GGUF type of the same layout.
         public var type: GGMLType {
@@ -25,7 +25,20 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .q5_0: .q5_0
             case .q4_K: .q4_K
             case .q6_K: .q6_K
+            case .q4_0: .q4_0
+            case .q5_1: .q5_1
+            case .iq4_nl: .iq4_nl
+            case .q5_K: .q5_K
+            case .iq4_xs: .iq4_xs
+            case .q3_K: .q3_K
+            case .q2_K: .q2_K
             }
+        }
+
+        /// The format read from `type`, nil when no kernel reads it.
+        public init?(_ type: GGMLType) {
+            guard let f = Self.allCases.first(where: { $0.type == type }) else { return nil }
+            self = f
         }
 
         /// The C kernels' name for it.
@@ -36,6 +49,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .q5_0: QK_Q5_0
             case .q4_K: QK_Q4_K
             case .q6_K: QK_Q6_K
+            case .q4_0: QK_Q4_0
+            case .q5_1: QK_Q5_1
+            case .iq4_nl: QK_IQ4_NL
+            case .q5_K: QK_Q5_K
+            case .iq4_xs: QK_IQ4_XS
+            case .q3_K: QK_Q3_K
+            case .q2_K: QK_Q2_K
             }
         }
     }
@@ -46,14 +66,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
 
     /// nil when no kernel reads `type`, `cols` is not a whole number of blocks, or the bytes are short.
     public init?(type: GGMLType, bytes: UnsafeRawBufferPointer, rows: Int, cols: Int) {
-        switch type {
-        case .q4_1: format = .q4_1
-        case .q8_0: format = .q8_0
-        case .q5_0: format = .q5_0
-        case .q4_K: format = .q4_K
-        case .q6_K: format = .q6_K
-        default: return nil
-        }
+        guard let f = Format(type) else { return nil }
+        format = f
         guard rows > 0, cols > 0, cols % type.blockSize == 0, bytes.baseAddress != nil,
               let need = type.byteCount(elements: rows * cols), bytes.count >= need else { return nil }
         self.rows = rows; self.cols = cols; self.bytes = bytes

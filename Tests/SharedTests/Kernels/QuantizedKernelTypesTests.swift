@@ -1,4 +1,5 @@
-// The quantized linear kernels of every format (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K) and every ISA this
+// The quantized linear kernels of every format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K,
+// Q5_K, Q6_K, IQ4_XS) and every ISA this
 // CPU runs, against `Dequantize.run` + a float64 product: random valid blocks over token counts,
 // shapes (odd row counts, inner sizes of several super-blocks), accumulate and thread counts; one-hot
 // activations that must read every weight back exactly; and real tensors of the Qwen2.5 Q4_K_M
@@ -9,7 +10,7 @@ import Shared
 import XCTest
 
 final class QuantizedKernelTypesTests: XCTestCase {
-    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K]
+    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K]
 
     /// |y − ref| / Σ|x·w| per output element; float32 sums of ≤ 2560 terms stay far below it.
     static let tolerance = 1e-5
@@ -28,9 +29,14 @@ final class QuantizedKernelTypesTests: XCTestCase {
         for b in 0..<blocks {
             let o = b * type.blockBytes
             switch type {
-            case .q5_0: f16(rng.symmetric(0.02), at: o)
-            case .q4_K: f16(rng.symmetric(0.002), at: o); f16(rng.symmetric(0.004), at: o + 2)
+            case .q5_0, .q4_0: f16(rng.symmetric(0.02), at: o)
+            case .q5_1: f16(rng.symmetric(0.02), at: o); f16(rng.symmetric(0.3), at: o + 2)
+            case .iq4_nl: f16(rng.symmetric(0.002), at: o)
+            case .q4_K, .q5_K: f16(rng.symmetric(0.002), at: o); f16(rng.symmetric(0.004), at: o + 2)
             case .q6_K: f16(rng.symmetric(0.0005), at: o + 208)
+            case .iq4_xs: f16(rng.symmetric(0.0001), at: o)
+            case .q3_K: f16(rng.symmetric(0.002), at: o + 108)
+            case .q2_K: f16(rng.symmetric(0.01), at: o + 80); f16(rng.symmetric(0.01), at: o + 82)
             default: fatalError("no generator for \(type)")
             }
         }
@@ -125,16 +131,15 @@ final class QuantizedKernelTypesTests: XCTestCase {
     func testViewsTakeEveryFormatAndCheckTheBlockSize() {
         let bytes = [UInt8](repeating: 0, count: 210 * 8)
         bytes.withUnsafeBytes { raw in
-            let expected: [(GGMLType, QuantizedMatrix.Format)] = [(.q4_1, .q4_1), (.q8_0, .q8_0), (.q5_0, .q5_0),
-                                                                  (.q4_K, .q4_K), (.q6_K, .q6_K)]
-            for (type, format) in expected {
-                XCTAssertEqual(QuantizedMatrix(type: type, bytes: raw, rows: 2, cols: 512)?.format, format, "\(type)")
+            for format in QuantizedMatrix.Format.allCases {
+                XCTAssertEqual(QuantizedMatrix(type: format.type, bytes: raw, rows: 2, cols: 512)?.format, format, "\(format)")
             }
+            XCTAssertEqual(Set(QuantizedMatrix.Format.allCases.map(\.type)), Set(Self.types), "every format is tested")
             XCTAssertNil(QuantizedMatrix(type: .q4_K, bytes: raw, rows: 2, cols: 640), "not a whole super-block")
             XCTAssertNil(QuantizedMatrix(type: .q6_K, bytes: raw, rows: 5, cols: 512), "bytes too short")
             XCTAssertNotNil(QuantizedMatrix(type: .q5_0, bytes: raw, rows: 3, cols: 96))
-            XCTAssertNil(QuantizedMatrix(type: .q5_1, bytes: raw, rows: 2, cols: 64), "no Q5_1 kernel")
-            XCTAssertNil(QuantizedMatrix(type: .q5_K, bytes: raw, rows: 2, cols: 256), "no Q5_K kernel")
+            XCTAssertNil(QuantizedMatrix(type: .tq2_0, bytes: raw, rows: 2, cols: 256), "no TQ2_0 kernel")
+            XCTAssertNil(QuantizedMatrix(type: .f16, bytes: raw, rows: 2, cols: 64), "no F16 kernel")
         }
         // The C entry point refuses an inner size that is no whole number of super-blocks, and unknown formats.
         var y = [Float](repeating: 7, count: 2)
@@ -143,7 +148,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
         if isa != QK_ISA_NONE {
             bytes.withUnsafeBytes { raw in
                 XCTAssertEqual(qk_linear(QK_Q6_K, isa, x, 1, 288, raw.baseAddress, &y, 2, 0, 2, 0), -1)
-                XCTAssertEqual(qk_linear(qk_format(rawValue: 9), isa, x, 1, 256, raw.baseAddress, &y, 2, 0, 2, 0), -1)
+                XCTAssertEqual(qk_linear(qk_format(rawValue: QK_FORMATS.rawValue), isa, x, 1, 256, raw.baseAddress, &y, 2, 0, 2, 0), -1)
                 XCTAssertEqual(qk_linear(QK_Q5_0, isa, x, 1, 288, raw.baseAddress, &y, 2, 0, 2, 0), 0, "288 = 9 blocks of 32")
             }
             XCTAssertEqual(y, [0, 0], "zero weights")

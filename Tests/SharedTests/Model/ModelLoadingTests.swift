@@ -27,16 +27,15 @@ final class ModelLoadingTests: XCTestCase {
         }
     }
 
-    /// A model whose matrices (the tied embedding and LM head among them) are stored in the formats
-    /// without a kernel of ours (Q2_K, Q3_K, IQ4_NL, IQ4_XS, TQ1_0, TQ2_0, MXFP4) loads, and its forward
-    /// gives the logits of the same model with those matrices written as F32 (the dequantized values,
-    /// which GGUFReferenceTests checks against gguf-py), bit for bit, at 1, 3 and 12 token rows.
-    func testModelsInTheFormatsWithoutAKernelRunAsTheirFloatCopy() throws {
+    /// A synthetic model whose matrices (the tied embedding and LM head among them) are stored in `types`,
+    /// taken in turn (random valid blocks, scales 1e-3…1e-2), and the same model with those matrices
+    /// written as F32: the dequantized values, which GGUFReferenceTests checks against gguf-py.
+    private func storedAndFloat(_ types: [GGMLType]) throws -> (stored: LlamaModel, float: LlamaModel, vocab: Int) {
         let c = SyntheticConfig(layers: 2, hidden: 256, ffn: 512, heads: 4, kvHeads: 2)
         let base = try GGUFFile(bytes: SyntheticModel.writer(c).bytes())
-        let types: [GGMLType] = [.q2_K, .q3_K, .iq4_nl, .iq4_xs, .tq1_0, .tq2_0, .mxfp4]
-        // Where each format keeps its scales: f16 fields set to 1e-3…1e-2 (MXFP4: its exponent byte).
-        let scaleFields: [GGMLType: [Int]] = [.q2_K: [80, 82], .q3_K: [108], .iq4_nl: [0], .iq4_xs: [0], .tq1_0: [52], .tq2_0: [64]]
+        // Where each format keeps its f16 scales (MXFP4: its exponent byte, set below).
+        let scaleFields: [GGMLType: [Int]] = [.q2_K: [80, 82], .q3_K: [108], .iq4_nl: [0], .iq4_xs: [0], .tq1_0: [52],
+                                              .tq2_0: [64], .q4_0: [0], .q5_1: [0, 2], .q5_K: [0, 2]]
         var rng = SplitMix64(seed: 12)
         var stored = GGUFWriter(), used = Set<GGMLType>()
         for k in base.metadataKeys { try stored.set(k, base.metadata[k]!) }
@@ -49,7 +48,7 @@ final class ModelLoadingTests: XCTestCase {
             for b in 0..<blocks {
                 let o = b * type.blockBytes
                 if type == .mxfp4 { raw[o] = 118 + UInt8(truncatingIfNeeded: rng.next() % 4) }
-                for f in scaleFields[type] ?? [] {
+                for f in try XCTUnwrap(type == .mxfp4 ? [] : scaleFields[type], "\(type)") {
                     let scale = Float16(0.001 * Float(1 + rng.next() % 10)).bitPattern
                     raw[o + f] = UInt8(scale & 0xFF); raw[o + f + 1] = UInt8(scale >> 8)
                 }
@@ -62,14 +61,36 @@ final class ModelLoadingTests: XCTestCase {
         for info in storedFile.tensors where info.dims.count == 2 { floats[info.name] = try storedFile.floats(info) }
         let asFloat = try GGUFFile(bytes: GGUFWriter.copy(from: storedFile, replacing: floats).bytes())
         XCTAssertTrue(asFloat.tensors.allSatisfy { $0.type == .f32 })
-        let quantized = try LlamaModel(gguf: storedFile), reference = try LlamaModel(gguf: asFloat)
+        return (try LlamaModel(gguf: storedFile), try LlamaModel(gguf: asFloat), c.vocab)
+    }
+
+    /// Formats without a few-token kernel (TQ1_0, TQ2_0, MXFP4) run on their float32 copy: the logits of
+    /// the float model bit for bit, at 1, 3 and 12 token rows.
+    func testModelsInTheFormatsWithoutAKernelRunAsTheirFloatCopy() throws {
+        let (stored, float, vocab) = try storedAndFloat([.tq1_0, .tq2_0, .mxfp4])
         for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
             let batch = TokenBatch([tokens])
-            let a = try quantized.forward(batch, logitRows: batch.lastRows).logits
-            let b = try reference.forward(batch, logitRows: batch.lastRows).logits
-            XCTAssertEqual(a.count, c.vocab)
+            let a = try stored.forward(batch, logitRows: batch.lastRows).logits
+            let b = try float.forward(batch, logitRows: batch.lastRows).logits
+            XCTAssertEqual(a.count, vocab)
             XCTAssertTrue(a.allSatisfy(\.isFinite), "\(tokens.count) tokens")
             XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(tokens.count) tokens")
+        }
+    }
+
+    /// The formats whose kernels were added on 2026-12-06 (Q4_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS),
+    /// inside a model: the logits of the float model up to summation order (≤ 1e-4 of the largest
+    /// logit; the kernels' products are checked against float64 in QuantizedKernelTypesTests).
+    func testModelsInTheAddedKernelFormatsMatchTheirFloatCopy() throws {
+        let (stored, float, _) = try storedAndFloat([.q4_0, .q5_1, .iq4_nl, .q2_K, .q3_K, .q5_K, .iq4_xs])
+        for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
+            let batch = TokenBatch([tokens])
+            let a = try stored.forward(batch, logitRows: batch.lastRows).logits
+            let b = try float.forward(batch, logitRows: batch.lastRows).logits
+            let scale = b.map(abs).max() ?? 0
+            let diff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+            XCTAssertGreaterThan(scale, 0.1)
+            XCTAssertLessThanOrEqual(diff, 1e-4 * scale, "\(tokens.count) tokens")
         }
     }
 
