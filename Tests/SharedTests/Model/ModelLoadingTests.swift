@@ -94,6 +94,28 @@ final class ModelLoadingTests: XCTestCase {
         }
     }
 
+    /// A file holding a type we cannot dequantize (a grid-coded i-quant) parses, and loading the model
+    /// names the tensor and its type.
+    func testATypeWithoutADequantizerIsNamedWhenLoaded() throws {
+        let c = SyntheticConfig(layers: 1, hidden: 256, ffn: 512, heads: 4, kvHeads: 2)
+        let base = try GGUFFile(bytes: SyntheticModel.writer(c).bytes())
+        var w = GGUFWriter()
+        for k in base.metadataKeys { try w.set(k, base.metadata[k]!) }
+        for info in base.tensors {
+            if info.name == GGUFNames.ffnUp(0) {
+                let bytes = try XCTUnwrap(GGMLType.iq2_xxs.byteCount(elements: info.elementCount))
+                try w.add(tensor: info.name, dims: info.dims, type: .iq2_xxs, raw: [UInt8](repeating: 0, count: bytes))
+            } else {
+                try w.add(tensor: info, from: base)
+            }
+        }
+        let file = try GGUFFile(bytes: w.bytes())
+        XCTAssertEqual(file.tensors.first { $0.name == GGUFNames.ffnUp(0) }?.type, .iq2_xxs)
+        XCTAssertThrowsError(try LlamaModel(gguf: file)) { e in
+            XCTAssertEqual("\(e)", "GGUF tensor blk.0.ffn_up.weight has type IQ2_XXS, which cannot be dequantized")
+        }
+    }
+
     func testHooksReadKeysOutputsAndAddDeltas() throws {
         let m = try load(SyntheticModel.writer(SyntheticConfig(layers: 3)))
         let c = m.config
