@@ -71,12 +71,10 @@ QK_INLINE QK_AVX2 __m256i q6_k_bytes(const uint8_t *b, int j) {
 // The 32 values q − 32 are built as bytes in one 256-bit register, then widened 8 at a time.
 // d·sc is exact, so (d·sc)·(q − 32) rounds once, as Dequantize.swift's `d * sc * q` does.
 QK_INLINE QK_AVX2 void dequant_q6_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
-    const __m256i q = q6_k_bytes(b, j);
-    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    __m256 q[4];
+    widen_i8_256(q6_k_bytes(b, j), q);
     const float *sc = s->d + 8 * (j >> 2) + 2 * (j & 3);
-    for (int i = 0; i < 4; i++)
-        w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), q[i]);
 }
 
 // AVX-512: the same values as dequant_q6_k_256, as two 16-lane vectors (weights 0–15 take scale
@@ -131,10 +129,9 @@ QK_INLINE QK_AVX2 void prepare_iq4_xs(const uint8_t *b, qk_scales *s) {
 
 QK_INLINE QK_AVX2 void dequant_iq4_xs_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     const __m256 d = _mm256_broadcast_ss(&s->d[j]);
-    const __m256i v = iq4_bytes_256(b + 8 + 16 * j);
-    const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
-    const __m128i parts[4] = { v0, _mm_srli_si128(v0, 8), v1, _mm_srli_si128(v1, 8) };
-    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
+    __m256 v[4];
+    widen_i8_256(iq4_bytes_256(b + 8 + 16 * j), v);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, v[i]);
 }
 
 // AVX-512: the 16 products d_j·table[k] (each rounded once, as above) as a vpermps table.
@@ -174,12 +171,10 @@ QK_INLINE QK_AVX2 __m256i q3_k_bytes(const uint8_t *b, int j) {
 
 // d·(sc − 32) is exact and so is its product with q (≤ 3 bits): the same value as Dequantize.swift's.
 QK_INLINE QK_AVX2 void dequant_q3_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
-    const __m256i q = q3_k_bytes(b, j);
-    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    __m256 q[4];
+    widen_i8_256(q3_k_bytes(b, j), q);
     const float *sc = s->d + 2 * j;
-    for (int i = 0; i < 4; i++)
-        w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(_mm256_broadcast_ss(&sc[i >> 1]), q[i]);
 }
 
 QK_INLINE QK_AVX512 void dequant_q3_k_512(const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
@@ -211,12 +206,11 @@ QK_INLINE QK_AVX2 __m256i q2_k_bytes(const uint8_t *b, int j) {
 }
 
 QK_INLINE QK_AVX2 void dequant_q2_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
-    const __m256i q = q2_k_bytes(b, j);
-    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    __m256 q[4];
+    widen_u8_256(q2_k_bytes(b, j), q);
     for (int i = 0; i < 4; i++) {
         const int k = 2 * j + (i >> 1);
-        w[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s->d[k]), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), _mm256_broadcast_ss(&s->m[k]));
+        w[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s->d[k]), q[i], _mm256_broadcast_ss(&s->m[k]));
     }
 }
 

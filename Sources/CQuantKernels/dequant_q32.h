@@ -85,6 +85,19 @@ QK_INLINE QK_AVX512 void dequant_iq4_nl_512(const uint8_t *b, __m512 *w0, __m512
 
 // ---- AVX2 ----
 
+/// The 32 bytes of q as four 8-lane float vectors (byte 8i + k in lane k of f[i]), read as unsigned or signed.
+QK_INLINE QK_AVX2 void widen_u8_256(__m256i q, __m256 f[4]) {
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    for (int i = 0; i < 4; i++) f[i] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i]));
+}
+
+QK_INLINE QK_AVX2 void widen_i8_256(__m256i q, __m256 f[4]) {
+    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
+    for (int i = 0; i < 4; i++) f[i] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i]));
+}
+
 QK_INLINE QK_AVX2 void dequant_q4_1_256(const uint8_t *b, __m256 w[4]) {
     const __m256 d = bcast_f16_256(b), m = bcast_f16_256(b + 2);
     const __m128i mask = _mm_set1_epi8(0x0F);
@@ -101,37 +114,6 @@ QK_INLINE QK_AVX2 void dequant_q8_0_256(const uint8_t *b, __m256 w[4]) {
         w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * i)))));
 }
 
-// Q5_0: f16 d, 32 high bits qh (bit e for weight e), 16 bytes of nibbles (weights 0–15 low, 16–31 high);
-// w = d·(q − 16), computed as d·q + (−16·d): both terms and the result are exact (FMA_EXACT).
-// The 32 values q are built as bytes in one 256-bit register, then widened 8 at a time: byte e takes
-// byte e / 8 of qh (a shuffle of qh broadcast), keeps bit e % 8 (compare with a one-bit mask: 0 or
-// 0xFF) as 0x10, and ORs in its nibble (measured, one core, 8192 × 1024, T = 10: 52.8 → 63.4 GF/s
-// against per-lane variable shifts of qh; the same bits).
-QK_INLINE QK_AVX2 void dequant_q5_0_256(const uint8_t *b, __m256 w[4]) {
-    const __m256 d = bcast_f16_256(b), off = _mm256_mul_ps(d, _mm256_set1_ps(-16.0f));  // exact: a power of 2
-    const __m256i byteOfQh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                              2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);  // byte e: 1 << (e % 8)
-    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)load_u32(b + 2)), byteOfQh);
-    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
-    const __m128i n = _mm_loadu_si128((const __m128i *)(b + 6));
-    const __m256i low = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
-    const __m256i q = _mm256_or_si256(low, high);
-    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
-    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), off);  // FMA_EXACT
-}
-
-QK_INLINE QK_AVX2 void dequant_q4_0_256(const uint8_t *b, __m256 w[4]) {
-    const __m256 d = bcast_f16_256(b), off = _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));  // exact: a power of 2
-    const __m128i mask = _mm_set1_epi8(0x0F);
-    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
-    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
-    const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
-    for (int i = 0; i < 4; i++)
-        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), off);  // FMA_EXACT
-}
-
 /// The 32 five-bit values of a Q5_0 / Q5_1 block as bytes (weight e in byte e): fifth bits qh, nibbles n.
 QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
     const __m256i byteOfQh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -144,12 +126,34 @@ QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
     return _mm256_or_si256(low, high);
 }
 
+// Q5_0: f16 d, 32 high bits qh (bit e for weight e), 16 bytes of nibbles (weights 0–15 low, 16–31 high);
+// w = d·(q − 16), computed as d·q + (−16·d): both terms and the result are exact (FMA_EXACT).
+// The 32 values q are built as bytes in one 256-bit register, then widened 8 at a time: byte e takes
+// byte e / 8 of qh (a shuffle of qh broadcast), keeps bit e % 8 (compare with a one-bit mask: 0 or
+// 0xFF) as 0x10, and ORs in its nibble (measured, one core, 8192 × 1024, T = 10: 52.8 → 63.4 GF/s
+// against per-lane variable shifts of qh; the same bits).
+QK_INLINE QK_AVX2 void dequant_q5_0_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = bcast_f16_256(b), off = _mm256_mul_ps(d, _mm256_set1_ps(-16.0f));  // exact: a power of 2
+    __m256 q[4];
+    widen_u8_256(q5_bytes_256(load_u32(b + 2), b + 6), q);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, q[i], off);  // FMA_EXACT
+}
+
+QK_INLINE QK_AVX2 void dequant_q4_0_256(const uint8_t *b, __m256 w[4]) {
+    const __m256 d = bcast_f16_256(b), off = _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));  // exact: a power of 2
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+    const __m128i lo = _mm_and_si128(q, mask), hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+    const __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), off);  // FMA_EXACT
+}
+
 QK_INLINE QK_AVX2 void dequant_q5_1_256(const uint8_t *b, __m256 w[4]) {
     const __m256 d = bcast_f16_256(b), m = bcast_f16_256(b + 2);
-    const __m256i q = q5_bytes_256(load_u32(b + 4), b + 8);
-    const __m128i q0 = _mm256_castsi256_si128(q), q1 = _mm256_extracti128_si256(q, 1);
-    const __m128i parts[4] = { q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8) };
-    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[i])), m);  // FMA_EXACT
+    __m256 q[4];
+    widen_u8_256(q5_bytes_256(load_u32(b + 4), b + 8), q);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, q[i], m);  // FMA_EXACT
 }
 
 /// The 32 codes of 16 bytes (low nibbles first, then high) looked up in IQ4_NL's table, as signed bytes.
@@ -162,10 +166,9 @@ QK_INLINE QK_AVX2 __m256i iq4_bytes_256(const uint8_t *codes) {
 
 QK_INLINE QK_AVX2 void dequant_iq4_nl_256(const uint8_t *b, __m256 w[4]) {
     const __m256 d = bcast_f16_256(b);
-    const __m256i v = iq4_bytes_256(b + 2);
-    const __m128i v0 = _mm256_castsi256_si128(v), v1 = _mm256_extracti128_si256(v, 1);
-    const __m128i parts[4] = { v0, _mm_srli_si128(v0, 8), v1, _mm_srli_si128(v1, 8) };
-    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i])));  // exact
+    __m256 v[4];
+    widen_i8_256(iq4_bytes_256(b + 2), v);
+    for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, v[i]);  // exact
 }
 
 #endif
