@@ -14,6 +14,14 @@ public enum GGUFFuzz: FuzzTarget {
                                     matrixType: type, seed: UInt64(i + 1))
             seeds.append(("synthetic-\(i)", try SyntheticModel.writer(c).bytes()))
         }
+        // One block of each format with its own dequantizer beyond the synthetic models' (the first 8
+        // tensors are dequantized below), bytes of a fixed pattern.
+        var w = GGUFWriter()
+        for type: GGMLType in [.q2_K, .q3_K, .iq4_nl, .iq4_xs, .tq1_0, .tq2_0, .mxfp4, .f64] {
+            let raw = (0..<type.blockBytes * (type.blockSize == 1 ? 8 : 1)).map { UInt8(truncatingIfNeeded: $0 &* 151 &+ 7 * Int(type.rawValue)) }
+            try w.add(tensor: "t.\(type)", dims: [type.blockSize == 1 ? 8 : type.blockSize], type: type, raw: raw)
+        }
+        seeds.append(("formats", w.bytes()))
         return seeds
     }
 
