@@ -166,11 +166,10 @@ public enum Dequantize {
         let d = f16(b, 80), dmin = f16(b, 82)
         let sc = b.assumingMemoryBound(to: UInt8.self)
         let q = (b + 16).assumingMemoryBound(to: UInt8.self)
-        for e in 0..<256 {
-            let byte = q[32 * (e / 128) + e % 32], shift = UInt8(2 * ((e / 32) % 4))
-            let s = sc[e / 16]
-            let dl = d * Float(s & 0xF), ml = dmin * Float(s >> 4)
-            y[e] = dl * Float((byte >> shift) & 3) - ml
+        for i in 0..<16 {  // the 16 weights of scale i: e = 16·i + l
+            let dl = d * Float(sc[i] & 0xF), ml = dmin * Float(sc[i] >> 4)
+            let bytes = q + 32 * (i / 8) + 16 * (i % 2), shift = UInt8(2 * ((i / 2) % 4))
+            for l in 0..<16 { y[16 * i + l] = dl * Float((bytes[l] >> shift) & 3) - ml }
         }
     }
 
@@ -182,16 +181,16 @@ public enum Dequantize {
         let hm = b.assumingMemoryBound(to: UInt8.self)
         let q = (b + 32).assumingMemoryBound(to: UInt8.self)
         let sc = (b + 96).assumingMemoryBound(to: UInt8.self)
-        var dl = [Float](repeating: 0, count: 16)
-        for i in 0..<16 {
+        for i in 0..<16 {  // the 16 weights of scale i: e = 16·i + l
             let low = (sc[i % 8] >> UInt8(4 * (i / 8))) & 0xF
             let high = (sc[8 + i % 4] >> UInt8(2 * (i / 4))) & 3
-            dl[i] = d * Float(Int(low | (high << 4)) - 32)
-        }
-        for e in 0..<256 {
-            let low = Int((q[32 * (e / 128) + e % 32] >> UInt8(2 * ((e / 32) % 4))) & 3)
-            let high = Int((hm[e % 32] >> UInt8(e / 32)) & 1)
-            y[e] = dl[e / 16] * Float(low - 4 * (1 - high))
+            let dl = d * Float(Int(low | (high << 4)) - 32)
+            let bytes = q + 32 * (i / 8) + 16 * (i % 2), shift = UInt8(2 * ((i / 2) % 4))
+            let m0 = 16 * (i % 2), bit = UInt8(i / 2)
+            for l in 0..<16 {
+                let lowBits = Int((bytes[l] >> shift) & 3), highBit = Int((hm[m0 + l] >> bit) & 1)
+                y[16 * i + l] = dl * Float(lowBits - 4 * (1 - highBit))
+            }
         }
     }
 
@@ -235,12 +234,13 @@ public enum Dequantize {
     static func tq1_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
         let d = f16(b, 52)
         let q = b.assumingMemoryBound(to: UInt8.self)
-        let pow3: [UInt8] = [1, 3, 9, 27, 81]
+        var pow3: UInt8 = 1
         for k in 0..<5 {
-            for m in 0..<32 { y[32 * k + m] = d * trit(q[m], pow3[k]) }
-            for m in 0..<16 { y[160 + 16 * k + m] = d * trit(q[32 + m], pow3[k]) }
+            defer { pow3 &*= 3 }
+            for m in 0..<32 { y[32 * k + m] = d * trit(q[m], pow3) }
+            for m in 0..<16 { y[160 + 16 * k + m] = d * trit(q[32 + m], pow3) }
+            if k < 4 { for m in 0..<4 { y[240 + 4 * k + m] = d * trit(q[48 + m], pow3) } }
         }
-        for k in 0..<4 { for m in 0..<4 { y[240 + 4 * k + m] = d * trit(q[48 + m], pow3[k]) } }
     }
 
     /// TQ2_0 (ternary): 64 bytes of 2-bit codes (weight 128·j + 32·s + m: bits 2s… of byte 32·j + m), f16 d;
