@@ -23,8 +23,6 @@ QK_INLINE QK_AVX2 void prepare_q4_k(const uint8_t *b, qk_scales *s) {
     }
 }
 
-// d·sc_j·q has ≤ 11 + 6 + 4 bits, exact in float32: the fused d·sc_j·q − dmin·m_j rounds once, as
-// Dequantize.swift's `d1 * q - n1` does.
 // The nibbles of 8 bytes zero-extended to 32-bit lanes: the low ones masked, the high ones shifted down
 // by an immediate (a byte shifted right by 4 needs no mask). One operation instead of a shift by a
 // register count and a mask: measured 2026-12-06 on Zen 1 (one core, Q4_K 896 × 4864 in cache, T = 1,
@@ -33,6 +31,8 @@ QK_INLINE QK_AVX2 __m256i nibbles_256(__m256i v, int high) {
     return high ? _mm256_srli_epi32(v, 4) : _mm256_and_si256(v, _mm256_set1_epi32(0x0F));
 }
 
+// d·sc_j·q has ≤ 11 + 6 + 4 bits, exact in float32: the fused d·sc_j·q − dmin·m_j rounds once, as
+// Dequantize.swift's `d1 * q - n1` does.
 QK_INLINE QK_AVX2 void dequant_q4_k_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     const uint8_t *q = b + 16 + 32 * (j >> 1);
     const __m256 d = _mm256_broadcast_ss(&s->d[j]), m = _mm256_broadcast_ss(&s->m[j]);
