@@ -11,6 +11,8 @@ public enum GGUFNames {
     public static let outputNorm = "output_norm.weight"
     /// [C, V]; absent when the LM head is tied to `tokenEmbd`.
     public static let output = "output.weight"
+    /// [ropeDims / 2]: llama 3's divisor of θ per rotated pair (optional; llama only).
+    public static let ropeFreqs = "rope_freqs.weight"
 
     /// [C]
     public static func attnNorm(_ l: Int) -> String { block(l, "attn_norm") }
@@ -84,6 +86,10 @@ public enum GGUFNames {
     public static func vocabSize(_ arch: String) -> String { "\(arch).vocab_size" }
     public static func slidingWindow(_ arch: String) -> String { "\(arch).attention.sliding_window" }
     public static func ropeScalingFactor(_ arch: String) -> String { "\(arch).rope.scaling.factor" }
+    /// The older key of the linear RoPE factor (llama.cpp reads it when `rope.scaling.factor` is absent).
+    public static func ropeScaleLinear(_ arch: String) -> String { "\(arch).rope.scale_linear" }
+    /// RoPE base of sliding-window layers (gemma3; llama.cpp's default 10,000 where absent).
+    public static func ropeFreqBaseSWA(_ arch: String) -> String { "\(arch).rope.freq_base_swa" }
 
     // MARK: - tokenizer metadata
 

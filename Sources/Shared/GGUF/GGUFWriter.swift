@@ -56,6 +56,12 @@ public struct GGUFWriter {
         if metadata.updateValue(value, forKey: key) == nil { metadataKeys.append(key) }
     }
 
+    /// Removes a metadata key (nothing when absent).
+    public mutating func remove(_ key: String) {
+        guard metadata.removeValue(forKey: key) != nil else { return }
+        metadataKeys.removeAll { $0 == key }
+    }
+
     private static func checkHomogeneous(_ value: GGUFValue, key: String) throws {
         guard case .array(let elem, let items) = value else { return }
         for item in items {

@@ -28,6 +28,13 @@ public struct SyntheticConfig: Sendable, Equatable {
     public var headDimOverride: Int?
     /// gemma3's `attention.sliding_window`.
     public var slidingWindow: Int
+    /// `rope.scaling.type` and `rope.scaling.factor`, each written when set.
+    public var ropeScalingType: String?
+    public var ropeScalingFactor: Float?
+    /// `rope_freqs.weight` (headDim / 2 values), written last when set.
+    public var ropeFreqs: [Float]?
+    /// gemma3's `rope.freq_base_swa`, written when set.
+    public var ropeBaseSWA: Float?
 
     public init(layers: Int = 2, hidden: Int = 64, ffn: Int = 128, heads: Int = 4, kvHeads: Int = 2,
                 contextLength: Int = 256, ropeBase: Float = 10000, eps: Float = 1e-5, tied: Bool = true,
@@ -98,6 +105,7 @@ public enum SyntheticModel {
         }
         try norm(GGUFNames.outputNorm)
         if !c.tied { try matrix(GGUFNames.output, C, V) }
+        if let f = c.ropeFreqs { try w.add(tensor: GGUFNames.ropeFreqs, dims: [f.count], floats: f) }
         return w
     }
 
@@ -120,6 +128,7 @@ public enum SyntheticModel {
         }
         s.append((GGUFNames.outputNorm, [C]))
         if !c.tied { s.append((GGUFNames.output, [C, V])) }
+        if let f = c.ropeFreqs { s.append((GGUFNames.ropeFreqs, [f.count])) }
         return s
     }
 
@@ -170,6 +179,9 @@ public enum SyntheticModel {
             (GGUFNames.paddingTokenID, .uint32(2)),
         ]
         if a == "gemma3" { entries.append((GGUFNames.slidingWindow(a), u(c.slidingWindow))) }
+        if let t = c.ropeScalingType { entries.append((GGUFNames.ropeScalingType(a), .string(t))) }
+        if let f = c.ropeScalingFactor { entries.append((GGUFNames.ropeScalingFactor(a), .float32(f))) }
+        if let b = c.ropeBaseSWA { entries.append((GGUFNames.ropeFreqBaseSWA(a), .float32(b))) }
         for (k, v) in entries { try w.set(k, v) }
     }
 }

@@ -1,25 +1,35 @@
 // Rotary position embedding on the GGUF's stored Q/K layout. For llama, llama.cpp's converter permutes
 // the rows so that rotation acts on interleaved pairs (2i, 2i+1) of each head; qwen2 and gemma3 are
 // stored as trained and rotate halves, pairs (i, i + ropeDims/2) ("NEOX" order in llama.cpp).
-// θ_i = pos · base^(−2i / ropeDims), for i < ropeDims/2; dimensions past ropeDims are untouched.
+// θ_i = scale · pos · base^(−2i / ropeDims) / factor_i, for i < ropeDims/2; dimensions past ropeDims are
+// untouched. `scale` is llama.cpp's freq_scale (1 / a linear scaling factor), `factor_i` its freq_factors
+// (llama 3's `rope_freqs.weight`); both 1 for most models.
 import GGUF
 import Foundation
 
 public final class RoPETable: @unchecked Sendable {
     public let dims: Int
     public let base: Float
+    public let scale: Float
+    public let factors: [Float]?
     private(set) var cos: [Float] = []
     private(set) var sin: [Float] = []
     private(set) var positions = 0
 
-    public init(dims: Int, base: Float) { self.dims = dims; self.base = base }
+    /// `factors`: nil, or dims / 2 divisors.
+    public init(dims: Int, base: Float, scale: Float = 1, factors: [Float]? = nil) {
+        precondition(factors == nil || factors!.count == dims / 2, "one RoPE factor per rotated pair")
+        self.dims = dims; self.base = base; self.scale = scale; self.factors = factors
+    }
 
     /// Makes the table cover positions 0..<n (computed in float64, stored float32).
     public func ensure(_ n: Int) {
         guard n > positions else { return }
         let half = dims / 2
         var c = [Float](repeating: 0, count: n * half), s = c
-        let inv = (0..<half).map { pow(Double(base), -2.0 * Double($0) / Double(dims)) }
+        let inv = (0..<half).map { i in
+            pow(Double(base), -2.0 * Double(i) / Double(dims)) / Double(factors?[i] ?? 1) * Double(scale)
+        }
         for p in 0..<n {
             for i in 0..<half {
                 let theta = Double(p) * inv[i]

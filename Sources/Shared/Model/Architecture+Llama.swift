@@ -1,8 +1,14 @@
 // llama (SmolLM2 and the Llama family): the plain block. RoPE on interleaved pairs, because
-// llama.cpp's converter permutes Q/K rows; SiLU gate; optional untied head.
+// llama.cpp's converter permutes Q/K rows; SiLU gate; optional untied head. Linear RoPE scaling as
+// the file states it, and Llama 3.1/3.2's per-pair frequency divisors from `rope_freqs.weight`.
 import Support
 import GGUF
 
 extension ArchitectureSpec {
-    static let llama = ArchitectureSpec(name: "llama") { _, _ in ArchitectureTraits(name: "llama") }
+    static let llama = ArchitectureSpec(name: "llama") { gguf, _ in
+        var t = ArchitectureTraits(name: "llama")
+        t.ropeFreqScale = try linearRoPEScale(gguf, arch: "llama")
+        t.ropeFactorsTensor = true
+        return t
+    }
 }

@@ -1,12 +1,13 @@
 // qwen2 (Qwen2 / Qwen2.5): the llama block plus biases on Q, K and V; RoPE rotates halves (the
 // converter does not permute qwen2's Q/K); untied `output.weight` (the common code reads tying from
-// the tensor table).
+// the tensor table). Linear RoPE scaling as the file states it.
 import Support
 import GGUF
 
 extension ArchitectureSpec {
-    static let qwen2 = ArchitectureSpec(name: "qwen2") { _, _ in
+    static let qwen2 = ArchitectureSpec(name: "qwen2") { gguf, _ in
         var t = ArchitectureTraits(name: "qwen2")
+        t.ropeFreqScale = try linearRoPEScale(gguf, arch: "qwen2")
         t.attentionBias = true
         t.ropeOrder = .halves
         return t

@@ -33,6 +33,12 @@ public struct ArchitectureTraits: Sendable, Equatable {
     /// the others are local (window, `ropeBaseLocal`).
     public var globalEvery: Int?
     public var ropeBaseLocal: Float?
+    /// llama.cpp's `freq_scale` of the non-local layers: θ is multiplied by it (1 / the factor of a
+    /// linear `rope.scaling`; 1 without scaling). Local layers are not scaled (gemma3, as llama.cpp).
+    public var ropeFreqScale: Float = 1
+    /// The file may hold `rope_freqs.weight`: one divisor of θ per rotated pair (llama 3.1/3.2's
+    /// "llama3" frequency scaling, which llama.cpp reads for llama and no other of these architectures).
+    public var ropeFactorsTensor = false
 
     public init(name: String) { self.name = name }
 
@@ -42,6 +48,35 @@ public struct ArchitectureTraits: Sendable, Equatable {
         guard let g = globalEvery, g > 0 else { return true }
         return (l + 1) % g != 0
     }
+}
+
+/// llama.cpp's RoPE frequency scale as the file states it (llama-model.cpp, llama-context.cpp): the
+/// scaling type defaults to "linear", whose `rope.scaling.factor` (or the older `rope.scale_linear`)
+/// gives freq_scale = 1 / factor (none or 0: 1); "none" never scales. YaRN and LongRoPE change every
+/// frequency and the attention's magnitude; they are refused by name rather than run wrong, as is
+/// an attention factor other than 1.
+func linearRoPEScale(_ gguf: GGUFFile, arch: String) throws -> Float {
+    let typeKey = GGUFNames.ropeScalingType(arch)
+    var type = "linear"
+    if let v = gguf.metadata[typeKey] {
+        guard case .string(let s) = v else { throw ModelError.badConfig(key: typeKey, detail: "not a string: \(v)") }
+        type = s
+    }
+    guard type == "linear" || type == "none" else {
+        throw ModelError.badConfig(key: typeKey, detail: "RoPE scaling \"\(type)\" is not supported (supported: none, linear)")
+    }
+    let attnKey = "\(arch).rope.scaling.attn_factor"
+    if let v = gguf.metadata[attnKey], v.doubleValue != 1 {
+        throw ModelError.badConfig(key: attnKey, detail: "a RoPE attention factor other than 1 is not supported (found \(v))")
+    }
+    var factor = 0.0
+    for key in [GGUFNames.ropeScalingFactor(arch), GGUFNames.ropeScaleLinear(arch)] {
+        guard let v = gguf.metadata[key] else { continue }
+        guard let f = v.doubleValue, f.isFinite, f >= 0 else { throw ModelError.badConfig(key: key, detail: "not a factor ≥ 0: \(v)") }
+        factor = f
+        break
+    }
+    return type == "none" || factor == 0 ? 1 : Float(1 / factor)
 }
 
 /// One supported architecture: how to read its traits from a GGUF whose common hyperparameters are

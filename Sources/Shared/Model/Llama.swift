@@ -49,7 +49,8 @@ public final class LlamaModel: @unchecked Sendable {
         config = c
         weights = try LlamaWeights(gguf: gguf, config: c)
         quantized = QuantizedWeights(gguf: gguf, config: c)
-        rope = RoPETable(dims: c.ropeDims, base: c.ropeBase)
+        // Scaling (linear factor, llama 3's divisors) applies to the global layers; local ones are unscaled.
+        rope = RoPETable(dims: c.ropeDims, base: c.ropeBase, scale: c.traits.ropeFreqScale, factors: weights.ropeFactors)
         ropeLocal = c.traits.ropeBaseLocal.map { RoPETable(dims: c.ropeDims, base: $0) }
         ensureRoPE(256)
     }

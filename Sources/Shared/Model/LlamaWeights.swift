@@ -46,6 +46,9 @@ public final class LlamaWeights: @unchecked Sendable {
     /// LM head [V × C]: `output.weight`, or the token embedding when tied.
     public let lmHead: FloatBuffer
     public let layers: [LlamaLayerWeights]
+    /// `rope_freqs.weight` where the architecture reads it and the file has it: θ of rotated pair i is
+    /// divided by ropeFactors[i] (Llama 3.1/3.2's frequency scaling, as llama.cpp's `freq_factors`).
+    public let ropeFactors: [Float]?
 
     public init(gguf: GGUFFile, config: LlamaConfig) throws {
         self.config = config
@@ -70,10 +73,11 @@ public final class LlamaWeights: @unchecked Sendable {
             if c.traits.sandwichNorms { expected += [(GGUFNames.postAttentionNorm(l), [c.hidden]), (GGUFNames.postFFNNorm(l), [c.hidden])] }
         }
         let known = Set(expected.map(\.0))
-        // Precomputed RoPE tables some converters add are not weights; anything else unknown is an error.
-        for t in gguf.tensors where !known.contains(t.name) && !t.name.hasSuffix("rope_freqs.weight") {
+        // RoPE frequency divisors are no weight: read apart, and only where the architecture has them.
+        for t in gguf.tensors where !known.contains(t.name) && !(t.name == GGUFNames.ropeFreqs && c.traits.ropeFactorsTensor) {
             throw ModelError.unexpectedTensor(t.name)
         }
+        ropeFactors = try LlamaWeights.ropeFactors(gguf, config: c)
         var infos: [GGUFTensorInfo] = []
         for (name, shape) in expected {
             guard let info = gguf.tensorInfo(name) else { throw ModelError.missingTensor(name) }
@@ -106,5 +110,19 @@ public final class LlamaWeights: @unchecked Sendable {
                               postAttnNorm: o(GGUFNames.postAttentionNorm(l), tr.sandwichNorms),
                               postFFNNorm: o(GGUFNames.postFFNNorm(l), tr.sandwichNorms))
         }
+    }
+
+    /// `rope_freqs.weight` as floats: [ropeDims / 2] finite positive divisors, or nil where absent.
+    static func ropeFactors(_ gguf: GGUFFile, config c: LlamaConfig) throws -> [Float]? {
+        let name = GGUFNames.ropeFreqs
+        guard c.traits.ropeFactorsTensor, let info = gguf.tensorInfo(name) else { return nil }
+        guard info.dims == [c.ropeDims / 2] else { throw ModelError.badTensorShape(name: name, expected: [c.ropeDims / 2], found: info.dims) }
+        guard info.type.canDequantize else { throw GGUFError.unsupportedTensorType(tensor: name, type: info.type) }
+        var f = [Float](repeating: 0, count: info.elementCount)
+        f.withUnsafeMutableBufferPointer { Dequantize.run(info.type, from: gguf.rawBytes(info), into: $0.baseAddress!, count: info.elementCount) }
+        if let i = f.firstIndex(where: { !($0.isFinite && $0 > 0) }) {
+            throw ModelError.badConfig(key: name, detail: "divisor \(i) is \(f[i]); each must be a finite number > 0")
+        }
+        return f
     }
 }

@@ -2,10 +2,10 @@
 // `tokenizer.ggml.model`. Strict: a model kind or pre-tokenizer this package does not implement is an
 // error naming it, because tokenizing with the wrong rules would silently give the model text it was
 // never trained on.
-//   gpt2  → byte-level BPE; needs `merges` and a known `pre` (`smollm`, `qwen2`);
+//   gpt2  → byte-level BPE; needs `merges` and a known `pre` (`smollm`, `qwen2`, Llama 3's `llama-bpe`);
 //   llama → SentencePiece BPE; needs `scores`; `pre` must be absent or `default` (llama.cpp has no
 //           pre-tokenizer for it); `add_space_prefix` defaults to true, as in llama.cpp.
-// `add_bos_token` defaults to llama.cpp's per-kind default (gpt2: false, llama: true).
+// `add_bos_token` defaults to llama.cpp's default (gpt2: false, but true for `llama-bpe`; llama: true).
 import GGUF
 
 public extension BPETokenizer {
@@ -28,7 +28,7 @@ public extension BPETokenizer {
                           eosID: try Self.optionalID(gguf, GGUFNames.eosTokenID, "eos", tokens.count),
                           unknownID: try Self.optionalID(gguf, GGUFNames.unknownTokenID, "unknown", tokens.count),
                           preTokenizer: preTokenizer,
-                          addsBOS: try Self.flag(gguf, GGUFNames.addBOSToken, default: false),
+                          addsBOS: try Self.flag(gguf, GGUFNames.addBOSToken, default: preTokenizer.addsBOSByDefault),
                           addsEOS: try Self.flag(gguf, GGUFNames.addEOSToken, default: false))
         case "llama":
             if gguf.metadata[GGUFNames.tokenizerPre] != nil {

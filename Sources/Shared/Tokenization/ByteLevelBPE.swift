@@ -27,6 +27,8 @@ final class ByteLevelBPE: @unchecked Sendable {
     private let byteIDs: [Int32]
     /// Keyed by `pairKey(left, right)`.
     private let merges: [UInt64: Merge]
+    /// The vocabulary, where the pre-tokenizer takes whole pieces (`PreTokenizer.takesWholePieces`).
+    private let wholePieces: VocabularyIndex?
 
     private let cacheLock = NSLock()
     private var cache: [PieceKey: [Int32]] = [:]
@@ -40,6 +42,7 @@ final class ByteLevelBPE: @unchecked Sendable {
         self.unknownID = unknownID
         byteIDs = ByteLevel.scalars.map { index.id(String($0)) ?? -1 }
         merges = try Self.mergeTable(lines, index)
+        wholePieces = preTokenizer.takesWholePieces ? index : nil
     }
 
     /// Parses "left right" merge lines into the id-pair table; rank = line index, first line wins.
@@ -118,12 +121,19 @@ final class ByteLevelBPE: @unchecked Sendable {
             ids.append(contentsOf: cached)
             return
         }
-        let merged = bpe(key.bytes)
+        let merged = wholePiece(key.bytes) ?? bpe(key.bytes)
         cacheLock.lock()
         if cache.count >= cacheLimit { cache.removeAll(keepingCapacity: true) }
         cache[key] = merged
         cacheLock.unlock()
         ids.append(contentsOf: merged)
+    }
+
+    /// The token spelling the whole piece, where whole pieces are taken and the vocabulary has one.
+    private func wholePiece(_ bytes: [UInt8]) -> [Int32]? {
+        guard let index = wholePieces else { return nil }
+        var spelled = Array(ByteLevel.encode(bytes).utf8)
+        return spelled.withUnsafeMutableBufferPointer { index.id(UnsafeBufferPointer($0)) }.map { [$0] }
     }
 
     /// A byte whose byte-level token is missing becomes `unknownID`, or is dropped when there is none.

@@ -1,7 +1,7 @@
 // Pre-tokenizers: text is cut into pieces that byte-level BPE never merges across. `PreTokenizer` names
 // the rules a GGUF file asks for (`tokenizer.ggml.pre`); the rules themselves are scanned by hand over
 // Unicode scalars (no regex engine, no backtracking, one pass), one type per rule set:
-// `SmolLMPreTokenizer` here, `Qwen2PreTokenizer` in its own file.
+// `SmolLMPreTokenizer` here, `Qwen2PreTokenizer` (qwen2 and llama3) in its own file.
 //
 // The `smollm` rules (llama.cpp's LLAMA_VOCAB_PRE_TYPE_SMOLLM; HF's
 // Sequence[Digits(individual_digits), ByteLevel(use_regex)]), in two steps:
@@ -19,12 +19,23 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
     case smollm
     /// Qwen2 / Qwen2.5: GPT-4-style regex with case-insensitive contractions and single digits.
     case qwen2
+    /// Llama 3 (`llama-bpe`, also named `llama3` and `llama-v3`; llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3):
+    /// qwen2's rules with digits in runs of up to three (`\p{N}{1,3}`).
+    case llama3 = "llama-bpe"
 
     /// The pre-tokenizer a GGUF file names; `TokenizerError.unsupportedPreTokenizer` for any other name.
     public init(ggufName name: String) throws {
-        guard let known = PreTokenizer(rawValue: name) else { throw TokenizerError.unsupportedPreTokenizer(name) }
+        let aliases: [String: PreTokenizer] = ["llama3": .llama3, "llama-v3": .llama3]
+        guard let known = PreTokenizer(rawValue: name) ?? aliases[name] else { throw TokenizerError.unsupportedPreTokenizer(name) }
         self = known
     }
+
+    /// A piece that is itself a token is that token, merges or not (llama.cpp's and HF's `ignore_merges`,
+    /// which Llama 3's tokenizer sets).
+    public var takesWholePieces: Bool { self == .llama3 }
+
+    /// Whether BOS is added when the file does not say (`tokenizer.ggml.add_bos_token`): llama.cpp's default.
+    public var addsBOSByDefault: Bool { self == .llama3 }
 
     /// The pieces of `text`, in order; concatenated they give `text` back.
     public func pieces(_ text: String) -> [String] {
@@ -45,7 +56,8 @@ public enum PreTokenizer: String, Sendable, CaseIterable {
                into pieces: inout [Range<Int>]) {
         switch self {
         case .smollm: SmolLMPreTokenizer.split(scalars, classes, range, into: &pieces)
-        case .qwen2: Qwen2PreTokenizer.split(scalars, classes, range, into: &pieces)
+        case .qwen2: Qwen2PreTokenizer.split(scalars, classes, range, digits: 1, into: &pieces)
+        case .llama3: Qwen2PreTokenizer.split(scalars, classes, range, digits: 3, into: &pieces)
         }
     }
 }

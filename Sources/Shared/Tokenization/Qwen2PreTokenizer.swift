@@ -5,6 +5,8 @@
 // leading non-letter, non-digit, non-newline scalar of any kind ("(foo", "\tfoo", " foo"); every digit
 // is its own piece; and a punctuation run takes the newlines that follow it, while a whitespace run
 // that contains newlines ends right after its last newline (`\s*[\r\n]+`).
+// Llama 3's `llama-bpe` is the same regex with `\p{N}{1,3}`: digits in runs of up to three ("12345" →
+// "123", "45"), scanned here with `digits: 3`.
 import GGUF
 
 /// The `qwen2` split of text into pieces.
@@ -13,7 +15,8 @@ public enum Qwen2PreTokenizer {
     public static func pieces(_ text: String) -> [String] { PreTokenizer.qwen2.pieces(text) }
 
     /// Appends the pieces of `scalars[range]` to `pieces` as index ranges.
-    static func split(_ scalars: [Unicode.Scalar], _ classes: [ScalarClass], _ range: Range<Int>,
+    /// `digits`: the longest run of \p{N} one piece takes (1: qwen2, 3: llama3).
+    static func split(_ scalars: [Unicode.Scalar], _ classes: [ScalarClass], _ range: Range<Int>, digits: Int,
                       into pieces: inout [Range<Int>]) {
         let end = range.upperBound
         var i = range.lowerBound
@@ -34,10 +37,12 @@ public enum Qwen2PreTokenizer {
                 i = j
                 continue
             }
-            // \p{N}
+            // \p{N} (qwen2) or \p{N}{1,3} (llama3)
             if classes[i] == .number {
-                pieces.append(i..<(i + 1))
-                i += 1
+                var j = i + 1
+                while j < end, j - i < digits, classes[j] == .number { j += 1 }
+                pieces.append(i..<j)
+                i = j
                 continue
             }
             // ` ?[^\s\p{L}\p{N}]+[\r\n]*`

@@ -175,7 +175,7 @@ final class SentencePieceTokenizerTests: XCTestCase {
         XCTAssertThrowsError(try BPETokenizer(gguf: try GGUFFile(bytes: gpt4o.bytes()))) { error in
             XCTAssertEqual(error as? TokenizerError, .unsupportedPreTokenizer("gpt-4o"))
             XCTAssertEqual("\(error)", "tokenizer: pre-tokenizer \"gpt-4o\" is not supported "
-                           + "(supported: \"smollm\", \"qwen2\" for \"gpt2\" files, \"default\" for \"llama\" files)")
+                           + "(supported: \"smollm\", \"qwen2\", \"llama-bpe\" for \"gpt2\" files, \"default\" for \"llama\" files)")
         }
         XCTAssertThrowsError(try BPETokenizer(gguf: try gguf(sentencePieceEntries() + [
             (GGUFNames.tokenizerPre, .string("qwen2")),
