@@ -1,6 +1,6 @@
 // A tiny random decoder model written with our own GGUF writer, for unit tests that must not need the
 // downloads: same tensor names, metadata keys and tokenizer kind (byte-level BPE, `gpt2`/`smollm`)
-// as SmolLM2, a few thousand times smaller. `architecture` "qwen2" adds Q/K/V biases; "gemma3" adds
+// as SmolLM2, a few thousand times smaller. `architecture` "qwen2" adds Q/K/V biases; "qwen3" Q/K norms; "gemma3" adds
 // Q/K norms, sandwich norms and a sliding window (the model layer reads the rest from the name). Weights come from a seeded SplitMix64,
 // so a given config always produces the same bytes.
 import Support
@@ -22,7 +22,7 @@ public struct SyntheticConfig: Sendable, Equatable {
     /// Matrix entries are uniform in [-weightScale, weightScale); norm weights in 1 ± 0.1.
     public var weightScale: Float
     public var seed: UInt64
-    /// `general.architecture`: "llama", "qwen2" or "gemma3".
+    /// `general.architecture`: "llama", "qwen2", "qwen3" or "gemma3".
     public var architecture: String
     /// Head dim when not hidden / heads (gemma3 stores it as `attention.key_length`).
     public var headDimOverride: Int?
@@ -53,7 +53,7 @@ public struct SyntheticConfig: Sendable, Equatable {
 }
 
 public enum SyntheticModel {
-    public static let architectures = ["llama", "qwen2", "gemma3"]
+    public static let architectures = ["llama", "qwen2", "qwen3", "gemma3"]
 
     /// Writes the model to `path` (atomically). `seed`, when given, overrides `config.seed`.
     public static func write(to path: String, config: SyntheticConfig = SyntheticConfig(), seed: UInt64? = nil) throws {
@@ -96,6 +96,10 @@ public enum SyntheticModel {
                 try vector(GGUFNames.attnKBias(l), c.kvHeads * D)
                 try vector(GGUFNames.attnVBias(l), c.kvHeads * D)
             }
+            if c.architecture == "qwen3" {
+                try norm(GGUFNames.attnQNorm(l), D)
+                try norm(GGUFNames.attnKNorm(l), D)
+            }
             if c.architecture == "gemma3" {
                 try norm(GGUFNames.attnQNorm(l), D)
                 try norm(GGUFNames.attnKNorm(l), D)
@@ -121,6 +125,7 @@ public enum SyntheticModel {
             if c.architecture == "qwen2" {
                 s += [(GGUFNames.attnQBias(l), [c.heads * D]), (GGUFNames.attnKBias(l), [c.kvHeads * D]), (GGUFNames.attnVBias(l), [c.kvHeads * D])]
             }
+            if c.architecture == "qwen3" { s += [(GGUFNames.attnQNorm(l), [D]), (GGUFNames.attnKNorm(l), [D])] }
             if c.architecture == "gemma3" {
                 s += [(GGUFNames.attnQNorm(l), [D]), (GGUFNames.attnKNorm(l), [D]),
                       (GGUFNames.postAttentionNorm(l), [C]), (GGUFNames.postFFNNorm(l), [C])]

@@ -142,6 +142,17 @@ final class GradientCheckTests: XCTestCase {
         try endToEndDeltaGradient(SyntheticConfig(layers: 7, kvHeads: 1, architecture: "gemma3", headDim: 24, slidingWindow: 4))
     }
 
+    /// qwen3 (Q/K norms without biases, a head dim ≠ C/H) and RoPE scaling (llama with Llama 3's
+    /// divisors, qwen3 with a linear factor): the backward rotates with the same scaled table.
+    func testEndToEndDeltaGradientQwen3AndScaledRoPE() throws {
+        var qwen3 = SyntheticConfig(layers: 3, architecture: "qwen3", headDim: 24)
+        qwen3.ropeScalingFactor = 4
+        try endToEndDeltaGradient(qwen3)
+        var llama = SyntheticConfig(layers: 3)
+        llama.ropeFreqs = [1, 2, 3, 4, 5, 6, 7, 8]
+        try endToEndDeltaGradient(llama)
+    }
+
     func endToEndDeltaGradient(_ config: SyntheticConfig) throws {
         let model = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(config).bytes()))
         let c = model.config

@@ -3,6 +3,7 @@
 // `rope_freqs.weight` divisors, a scaling type "none", and gemma3's `rope.freq_base_swa`; the fixture
 // holds llama.cpp's logits on exactly those bytes (FNV-1a-64 checked), made by
 // `scripts/llamacpp-fixtures.sh` (scripts/llamacpp-logits.c: float32 weights, float32 K/V cache).
+// The qwen3 architecture is checked here too, unscaled ("qwen3-base") and scaled.
 // Before, llama and qwen2 ignored every scaling key and llama ignored `rope_freqs.weight`: such files
 // loaded and ran with the wrong rotation, silently. Scaling kinds we do not implement (YaRN, LongRoPE)
 // are refused by name.
@@ -25,8 +26,13 @@ final class RoPEScalingTests: XCTestCase {
         gemmaBase.ropeBaseSWA = 1_000
         var gemma = gemmaBase
         gemma.ropeScalingType = "linear"; gemma.ropeScalingFactor = 8
+        // qwen3 (new here): its forward at all, with a head dim of its own (24, not C/H = 16), then scaled.
+        let qwen3 = SyntheticConfig(layers: 2, architecture: "qwen3", headDim: 24)
+        var qwen3Linear = qwen3
+        qwen3Linear.ropeScalingType = "linear"; qwen3Linear.ropeScalingFactor = 4
         return [("llama-rope-freqs", freqs), ("llama-linear-4", linear), ("llama-none-4", none),
-                ("qwen2-linear-2", qwen), ("gemma3-base-swa", gemmaBase), ("gemma3-linear-8", gemma)]
+                ("qwen2-linear-2", qwen), ("gemma3-base-swa", gemmaBase), ("gemma3-linear-8", gemma),
+                ("qwen3-base", qwen3), ("qwen3-linear-4", qwen3Linear)]
     }
 
     static let tokens: [Int32] = (0..<32).map { Int32(($0 * 37 + 5) % 300) }
@@ -118,7 +124,7 @@ final class RoPEScalingTests: XCTestCase {
             try edit(&w)
             do { _ = try LlamaModel(gguf: GGUFFile(bytes: w.bytes())); return "loaded" } catch { return "\(error)" }
         }
-        for arch in ["llama", "qwen2", "gemma3"] {
+        for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
             var c = SyntheticConfig(layers: arch == "gemma3" ? 6 : 1, architecture: arch)
             c.ropeScalingType = "yarn"; c.ropeScalingFactor = 4
             XCTAssertEqual(try refusal(c), "model metadata \(arch).rope.scaling.type: RoPE scaling \"yarn\" is not supported (supported: none, linear)")
