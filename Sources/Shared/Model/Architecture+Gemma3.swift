@@ -15,6 +15,12 @@ extension ArchitectureSpec {
         let arch = "gemma3"
         var t = ArchitectureTraits(name: arch)
         t.ropeFreqScale = try linearRoPEScale(gguf, arch: arch)
+        // llama.cpp applies a final logit soft-cap where the file sets one (Gemma 3's own configs do
+        // not): refused by name rather than ignored.
+        let softcap = "\(arch).final_logit_softcapping"
+        if let v = gguf.metadata[softcap], v.doubleValue != 0 {
+            throw ModelError.badConfig(key: softcap, detail: "a final logit soft-cap (\(v)) is not supported")
+        }
         t.qkNorm = true
         t.sandwichNorms = true
         t.activation = .geluTanh

@@ -129,6 +129,8 @@ final class RoPEScalingTests: XCTestCase {
             c.ropeScalingType = "yarn"; c.ropeScalingFactor = 4
             XCTAssertEqual(try refusal(c), "model metadata \(arch).rope.scaling.type: RoPE scaling \"yarn\" is not supported (supported: none, linear)")
         }
+        XCTAssertEqual(try refusal(SyntheticConfig(layers: 6, architecture: "gemma3")) { try $0.set("gemma3.final_logit_softcapping", .float32(30)) },
+                       "model metadata gemma3.final_logit_softcapping: a final logit soft-cap (30.0) is not supported")
         var attn = SyntheticConfig(layers: 1)
         attn.ropeScalingFactor = 2
         XCTAssertEqual(try refusal(attn) { try $0.set("llama.rope.scaling.attn_factor", .float32(0.5)) },
