@@ -6,8 +6,7 @@ import GGUF
 
 extension ArchitectureSpec {
     static let llama = ArchitectureSpec(name: "llama") { gguf, _ in
-        var t = ArchitectureTraits(name: "llama")
-        t.ropeFreqScale = try linearRoPEScale(gguf, arch: "llama")
+        var t = try ArchitectureTraits.common(gguf, "llama")
         t.ropeFactorsTensor = true
         return t
     }

@@ -6,8 +6,7 @@ import GGUF
 
 extension ArchitectureSpec {
     static let qwen2 = ArchitectureSpec(name: "qwen2") { gguf, _ in
-        var t = ArchitectureTraits(name: "qwen2")
-        t.ropeFreqScale = try linearRoPEScale(gguf, arch: "qwen2")
+        var t = try ArchitectureTraits.common(gguf, "qwen2")
         t.attentionBias = true
         t.ropeOrder = .halves
         return t

@@ -7,8 +7,7 @@ import GGUF
 
 extension ArchitectureSpec {
     static let qwen3 = ArchitectureSpec(name: "qwen3") { gguf, _ in
-        var t = ArchitectureTraits(name: "qwen3")
-        t.ropeFreqScale = try linearRoPEScale(gguf, arch: "qwen3")
+        var t = try ArchitectureTraits.common(gguf, "qwen3")
         t.qkNorm = true
         t.ropeOrder = .halves
         return t

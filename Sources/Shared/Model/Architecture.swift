@@ -79,6 +79,15 @@ func linearRoPEScale(_ gguf: GGUFFile, arch: String) throws -> Float {
     return type == "none" || factor == 0 ? 1 : Float(1 / factor)
 }
 
+extension ArchitectureTraits {
+    /// What every architecture reads alike: its name and the RoPE scaling of its file.
+    static func common(_ gguf: GGUFFile, _ name: String) throws -> ArchitectureTraits {
+        var t = ArchitectureTraits(name: name)
+        t.ropeFreqScale = try linearRoPEScale(gguf, arch: name)
+        return t
+    }
+}
+
 /// One supported architecture: how to read its traits from a GGUF whose common hyperparameters are
 /// already read into `config` (traits may depend on them, e.g. gemma3's √C).
 struct ArchitectureSpec: Sendable {

@@ -1,4 +1,4 @@
-// Hyperparameters of a decoder model (llama, qwen2, gemma3), read from GGUF metadata: the numbers
+// Hyperparameters of a decoder model (llama, qwen2, qwen3, gemma3), read from GGUF metadata: the numbers
 // every architecture has, under `<architecture>.…` keys, plus the architecture's traits (Architecture.swift).
 // Legend used across Model/ and Kernels/: T tokens, C hidden, F ffn, H heads, KV kv heads,
 // D head dim, V vocab; all matrices row-major, weights out × in.
