@@ -4,7 +4,7 @@ import Shared
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print a GGUF file's metadata and tensor table; with --npy, write its tensors dequantized to float32.")
+        abstract: "Print a GGUF file's metadata and tensor table, and whether alphaedit can run it; with --npy, write its tensors dequantized to float32.")
 
     @Argument(help: "GGUF file.") var path: String
     @Flag(help: "Print every tensor (default: the first 40).") var all = false
@@ -29,6 +29,10 @@ struct Inspect: ParsableCommand {
             print("  \(t.name.padding(toLength: nw, withPad: " ", startingAt: 0))  \(t.type.description.padding(toLength: 5, withPad: " ", startingAt: 0))  \(t.dims)")
         }
         if !all && f.tensors.count > 40 { print("  … \(f.tensors.count - 40) more (--all)") }
+        let support = ModelSupport(gguf: f)
+        print("\nalphaedit: \(support.supported ? "supported" : "not supported")")
+        for p in support.problems { print("  ✗ \(p)") }
+        for fact in support.facts { print("  \(fact)") }
         guard let npy else {
             if !tensor.isEmpty { throw ValidationError("--tensor needs --npy FOLDER") }
             return

@@ -88,6 +88,8 @@ public enum GGUFNames {
     public static func ropeScalingFactor(_ arch: String) -> String { "\(arch).rope.scaling.factor" }
     /// The older key of the linear RoPE factor (llama.cpp reads it when `rope.scaling.factor` is absent).
     public static func ropeScaleLinear(_ arch: String) -> String { "\(arch).rope.scale_linear" }
+    public static func ropeScalingAttnFactor(_ arch: String) -> String { "\(arch).rope.scaling.attn_factor" }
+    public static func ropeScalingOriginalContext(_ arch: String) -> String { "\(arch).rope.scaling.original_context_length" }
     /// RoPE base of sliding-window layers (gemma3; llama.cpp's default 10,000 where absent).
     public static func ropeFreqBaseSWA(_ arch: String) -> String { "\(arch).rope.freq_base_swa" }
 

@@ -35,6 +35,9 @@ public struct SyntheticConfig: Sendable, Equatable {
     public var ropeFreqs: [Float]?
     /// gemma3's `rope.freq_base_swa`, written when set.
     public var ropeBaseSWA: Float?
+    /// `rope.scaling.original_context_length` and `rope.scaling.attn_factor`, each written when set.
+    public var ropeOriginalContext: Int?
+    public var ropeAttnFactor: Float?
 
     public init(layers: Int = 2, hidden: Int = 64, ffn: Int = 128, heads: Int = 4, kvHeads: Int = 2,
                 contextLength: Int = 256, ropeBase: Float = 10000, eps: Float = 1e-5, tied: Bool = true,
@@ -187,6 +190,8 @@ public enum SyntheticModel {
         if let t = c.ropeScalingType { entries.append((GGUFNames.ropeScalingType(a), .string(t))) }
         if let f = c.ropeScalingFactor { entries.append((GGUFNames.ropeScalingFactor(a), .float32(f))) }
         if let b = c.ropeBaseSWA { entries.append((GGUFNames.ropeFreqBaseSWA(a), .float32(b))) }
+        if let n = c.ropeOriginalContext { entries.append((GGUFNames.ropeScalingOriginalContext(a), u(n))) }
+        if let f = c.ropeAttnFactor { entries.append((GGUFNames.ropeScalingAttnFactor(a), .float32(f))) }
         for (k, v) in entries { try w.set(k, v) }
     }
 }

@@ -13,7 +13,7 @@ import Foundation
 extension ArchitectureSpec {
     static let gemma3 = ArchitectureSpec(name: "gemma3") { gguf, c in
         let arch = "gemma3"
-        var t = try ArchitectureTraits.common(gguf, arch)
+        var t = try ArchitectureTraits.common(gguf, arch, c, yarn: false)
         // llama.cpp applies a final logit soft-cap where the file sets one (Gemma 3's own configs do
         // not): refused by name rather than ignored.
         let softcap = "\(arch).final_logit_softcapping"

@@ -5,8 +5,8 @@ import Support
 import GGUF
 
 extension ArchitectureSpec {
-    static let llama = ArchitectureSpec(name: "llama") { gguf, _ in
-        var t = try ArchitectureTraits.common(gguf, "llama")
+    static let llama = ArchitectureSpec(name: "llama") { gguf, c in
+        var t = try ArchitectureTraits.common(gguf, "llama", c)
         t.ropeFactorsTensor = true
         return t
     }

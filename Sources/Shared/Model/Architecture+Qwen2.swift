@@ -5,8 +5,8 @@ import Support
 import GGUF
 
 extension ArchitectureSpec {
-    static let qwen2 = ArchitectureSpec(name: "qwen2") { gguf, _ in
-        var t = try ArchitectureTraits.common(gguf, "qwen2")
+    static let qwen2 = ArchitectureSpec(name: "qwen2") { gguf, c in
+        var t = try ArchitectureTraits.common(gguf, "qwen2", c)
         t.attentionBias = true
         t.ropeOrder = .halves
         return t

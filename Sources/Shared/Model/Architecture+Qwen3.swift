@@ -6,8 +6,8 @@ import Support
 import GGUF
 
 extension ArchitectureSpec {
-    static let qwen3 = ArchitectureSpec(name: "qwen3") { gguf, _ in
-        var t = try ArchitectureTraits.common(gguf, "qwen3")
+    static let qwen3 = ArchitectureSpec(name: "qwen3") { gguf, c in
+        var t = try ArchitectureTraits.common(gguf, "qwen3", c)
         t.qkNorm = true
         t.ropeOrder = .halves
         return t

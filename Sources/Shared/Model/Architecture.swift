@@ -6,6 +6,8 @@
 // is an error naming it for every architecture alike.
 import Support
 import GGUF
+import Kernels
+import Foundation
 
 /// How RoPE pairs a head's dimensions: llama.cpp's converter permutes llama's Q/K rows so rotation acts
 /// on adjacent pairs (2i, 2i+1); qwen2 and gemma3 are stored unpermuted and rotate halves (i, i + R/2).
@@ -33,9 +35,10 @@ public struct ArchitectureTraits: Sendable, Equatable {
     /// the others are local (window, `ropeBaseLocal`).
     public var globalEvery: Int?
     public var ropeBaseLocal: Float?
-    /// llama.cpp's `freq_scale` of the non-local layers: θ is multiplied by it (1 / the factor of a
-    /// linear `rope.scaling`; 1 without scaling). Local layers are not scaled (gemma3, as llama.cpp).
-    public var ropeFreqScale: Float = 1
+    /// RoPE scaling of the non-local layers, as llama.cpp reads it (`readRoPEScaling(_:arch:context:yarn:)`):
+    /// θ × 1 / the factor of a linear or YaRN `rope.scaling`, YaRN's ramp, the attention factor. Local
+    /// layers are not scaled (gemma3, as llama.cpp).
+    public var ropeScaling = RoPEScaling()
     /// The file may hold `rope_freqs.weight`: one divisor of θ per rotated pair (llama 3.1/3.2's
     /// "llama3" frequency scaling, which llama.cpp reads for llama and no other of these architectures).
     public var ropeFactorsTensor = false
@@ -50,24 +53,28 @@ public struct ArchitectureTraits: Sendable, Equatable {
     }
 }
 
-/// llama.cpp's RoPE frequency scale as the file states it (llama-model.cpp, llama-context.cpp): the
-/// scaling type defaults to "linear", whose `rope.scaling.factor` (or the older `rope.scale_linear`)
-/// gives freq_scale = 1 / factor (none or 0: 1); "none" never scales. YaRN and LongRoPE change every
-/// frequency and the attention's magnitude; they are refused by name rather than run wrong, as is
-/// an attention factor other than 1.
-func linearRoPEScale(_ gguf: GGUFFile, arch: String) throws -> Float {
+/// RoPE scaling as the file states it, as llama.cpp reads it for these architectures (llama-model.cpp,
+/// llama-context.cpp, ggml's rope): the type defaults to "linear"; `rope.scaling.factor` (or the older
+/// `rope.scale_linear`) gives freq_scale = 1 / factor (none or 0: 1); "none" never scales. "yarn" (where
+/// `yarn` allows it) adds the ramp over `rope.scaling.original_context_length` (else the context) with
+/// llama.cpp's β_fast 32 and β_slow 1, and multiplies cos and sin by 1 + 0.1·ln(factor) for a factor > 1;
+/// `rope.scaling.attn_factor` multiplies them too (1 where absent). LongRoPE and any other type are
+/// refused by name rather than run wrong.
+func readRoPEScaling(_ gguf: GGUFFile, arch: String, context: Int, yarn allowsYaRN: Bool = true) throws -> RoPEScaling {
     let typeKey = GGUFNames.ropeScalingType(arch)
     var type = "linear"
     if let v = gguf.metadata[typeKey] {
         guard case .string(let s) = v else { throw ModelError.badConfig(key: typeKey, detail: "not a string: \(v)") }
         type = s
     }
-    guard type == "linear" || type == "none" else {
-        throw ModelError.badConfig(key: typeKey, detail: "RoPE scaling \"\(type)\" is not supported (supported: none, linear)")
+    let supported = allowsYaRN ? ["none", "linear", "yarn"] : ["none", "linear"]
+    guard supported.contains(type) else {
+        throw ModelError.badConfig(key: typeKey, detail: "RoPE scaling \"\(type)\" is not supported (supported: \(supported.joined(separator: ", ")))")
     }
-    let attnKey = "\(arch).rope.scaling.attn_factor"
-    if let v = gguf.metadata[attnKey], v.doubleValue != 1 {
-        throw ModelError.badConfig(key: attnKey, detail: "a RoPE attention factor other than 1 is not supported (found \(v))")
+    func positive(_ key: String) throws -> Double? {
+        guard let v = gguf.metadata[key] else { return nil }
+        guard let x = v.doubleValue, x.isFinite, x > 0 else { throw ModelError.badConfig(key: key, detail: "not a number > 0: \(v)") }
+        return x
     }
     var factor = 0.0
     for key in [GGUFNames.ropeScalingFactor(arch), GGUFNames.ropeScaleLinear(arch)] {
@@ -76,14 +83,34 @@ func linearRoPEScale(_ gguf: GGUFFile, arch: String) throws -> Float {
         factor = f
         break
     }
-    return type == "none" || factor == 0 ? 1 : Float(1 / factor)
+    var s = RoPEScaling()
+    s.freqScale = type == "none" || factor == 0 ? 1 : Float(1 / factor)
+    let attnKey = GGUFNames.ropeScalingAttnFactor(arch)
+    if let a = try positive(attnKey) {
+        guard allowsYaRN || a == 1 else {
+            throw ModelError.badConfig(key: attnKey, detail: "a RoPE attention factor other than 1 is not supported here (found \(a))")
+        }
+        s.magnitude = Float(a)
+    }
+    if type == "yarn" {
+        let key = GGUFNames.ropeScalingOriginalContext(arch)
+        if let v = gguf.metadata[key] {
+            guard let n = v.intValue, n > 0 else { throw ModelError.badConfig(key: key, detail: "not a positive integer: \(v)") }
+            s.yarnOriginalContext = n
+        } else {
+            s.yarnOriginalContext = context
+        }
+        let f = 1 / s.freqScale  // llama.cpp: attn_factor · (1 + 0.1 ln f), in float
+        if f > 1 { s.magnitude *= 1 + 0.1 * logf(f) }
+    }
+    return s
 }
 
 extension ArchitectureTraits {
     /// What every architecture reads alike: its name and the RoPE scaling of its file.
-    static func common(_ gguf: GGUFFile, _ name: String) throws -> ArchitectureTraits {
+    static func common(_ gguf: GGUFFile, _ name: String, _ c: LlamaConfig, yarn: Bool = true) throws -> ArchitectureTraits {
         var t = ArchitectureTraits(name: name)
-        t.ropeFreqScale = try linearRoPEScale(gguf, arch: name)
+        t.ropeScaling = try readRoPEScaling(gguf, arch: name, context: c.context, yarn: yarn)
         return t
     }
 }

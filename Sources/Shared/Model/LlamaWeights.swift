@@ -53,38 +53,8 @@ public final class LlamaWeights: @unchecked Sendable {
     public init(gguf: GGUFFile, config: LlamaConfig) throws {
         self.config = config
         let c = config
-        // Expected tensors in GGML order [in, out].
-        var expected: [(String, [Int])] = [
-            (GGUFNames.tokenEmbd, [c.hidden, c.vocab]), (GGUFNames.outputNorm, [c.hidden]),
-        ]
-        if !c.tiedEmbeddings { expected.append((GGUFNames.output, [c.hidden, c.vocab])) }
-        for l in 0..<c.layers {
-            expected += [
-                (GGUFNames.attnNorm(l), [c.hidden]), (GGUFNames.attnQ(l), [c.hidden, c.qDim]),
-                (GGUFNames.attnK(l), [c.hidden, c.kvDim]), (GGUFNames.attnV(l), [c.hidden, c.kvDim]),
-                (GGUFNames.attnOutput(l), [c.qDim, c.hidden]), (GGUFNames.ffnNorm(l), [c.hidden]),
-                (GGUFNames.ffnGate(l), [c.hidden, c.ffn]), (GGUFNames.ffnUp(l), [c.hidden, c.ffn]),
-                (GGUFNames.ffnDown(l), [c.ffn, c.hidden]),
-            ]
-            if c.traits.attentionBias {
-                expected += [(GGUFNames.attnQBias(l), [c.qDim]), (GGUFNames.attnKBias(l), [c.kvDim]), (GGUFNames.attnVBias(l), [c.kvDim])]
-            }
-            if c.traits.qkNorm { expected += [(GGUFNames.attnQNorm(l), [c.headDim]), (GGUFNames.attnKNorm(l), [c.headDim])] }
-            if c.traits.sandwichNorms { expected += [(GGUFNames.postAttentionNorm(l), [c.hidden]), (GGUFNames.postFFNNorm(l), [c.hidden])] }
-        }
-        let known = Set(expected.map(\.0))
-        // RoPE frequency divisors are no weight: read apart, and only where the architecture has them.
-        for t in gguf.tensors where !known.contains(t.name) && !(t.name == GGUFNames.ropeFreqs && c.traits.ropeFactorsTensor) {
-            throw ModelError.unexpectedTensor(t.name)
-        }
+        let infos = try LlamaWeights.tensorInfos(gguf, config: c)
         ropeFactors = try LlamaWeights.ropeFactors(gguf, config: c)
-        var infos: [GGUFTensorInfo] = []
-        for (name, shape) in expected {
-            guard let info = gguf.tensorInfo(name) else { throw ModelError.missingTensor(name) }
-            guard info.dims == shape else { throw ModelError.badTensorShape(name: name, expected: shape, found: info.dims) }
-            guard info.type.canDequantize else { throw GGUFError.unsupportedTensorType(tensor: name, type: info.type) }
-            infos.append(info)
-        }
         // Dequantize in parallel, largest first.
         let buffers = infos.map { FloatBuffer(count: $0.elementCount, zeroed: false) }
         let order = infos.indices.sorted { infos[$0].elementCount > infos[$1].elementCount }
@@ -110,6 +80,45 @@ public final class LlamaWeights: @unchecked Sendable {
                               postAttnNorm: o(GGUFNames.postAttentionNorm(l), tr.sandwichNorms),
                               postFFNNorm: o(GGUFNames.postFFNNorm(l), tr.sandwichNorms))
         }
+    }
+
+    /// The weights a model of `config` must hold, in a fixed order, checked against the file's tensor
+    /// table without reading any data: a missing, extra or mis-shaped tensor, or one of a type that
+    /// cannot be dequantized, is an error naming it (`rope_freqs.weight` is allowed where the
+    /// architecture reads it).
+    public static func tensorInfos(_ gguf: GGUFFile, config c: LlamaConfig) throws -> [GGUFTensorInfo] {
+        // Expected tensors in GGML order [in, out].
+        var expected: [(String, [Int])] = [
+            (GGUFNames.tokenEmbd, [c.hidden, c.vocab]), (GGUFNames.outputNorm, [c.hidden]),
+        ]
+        if !c.tiedEmbeddings { expected.append((GGUFNames.output, [c.hidden, c.vocab])) }
+        for l in 0..<c.layers {
+            expected += [
+                (GGUFNames.attnNorm(l), [c.hidden]), (GGUFNames.attnQ(l), [c.hidden, c.qDim]),
+                (GGUFNames.attnK(l), [c.hidden, c.kvDim]), (GGUFNames.attnV(l), [c.hidden, c.kvDim]),
+                (GGUFNames.attnOutput(l), [c.qDim, c.hidden]), (GGUFNames.ffnNorm(l), [c.hidden]),
+                (GGUFNames.ffnGate(l), [c.hidden, c.ffn]), (GGUFNames.ffnUp(l), [c.hidden, c.ffn]),
+                (GGUFNames.ffnDown(l), [c.ffn, c.hidden]),
+            ]
+            if c.traits.attentionBias {
+                expected += [(GGUFNames.attnQBias(l), [c.qDim]), (GGUFNames.attnKBias(l), [c.kvDim]), (GGUFNames.attnVBias(l), [c.kvDim])]
+            }
+            if c.traits.qkNorm { expected += [(GGUFNames.attnQNorm(l), [c.headDim]), (GGUFNames.attnKNorm(l), [c.headDim])] }
+            if c.traits.sandwichNorms { expected += [(GGUFNames.postAttentionNorm(l), [c.hidden]), (GGUFNames.postFFNNorm(l), [c.hidden])] }
+        }
+        let known = Set(expected.map(\.0))
+        // RoPE frequency divisors are no weight: read apart, and only where the architecture has them.
+        for t in gguf.tensors where !known.contains(t.name) && !(t.name == GGUFNames.ropeFreqs && c.traits.ropeFactorsTensor) {
+            throw ModelError.unexpectedTensor(t.name)
+        }
+        var infos: [GGUFTensorInfo] = []
+        for (name, shape) in expected {
+            guard let info = gguf.tensorInfo(name) else { throw ModelError.missingTensor(name) }
+            guard info.dims == shape else { throw ModelError.badTensorShape(name: name, expected: shape, found: info.dims) }
+            guard info.type.canDequantize else { throw GGUFError.unsupportedTensorType(tensor: name, type: info.type) }
+            infos.append(info)
+        }
+        return infos
     }
 
     /// `rope_freqs.weight` as floats: [ropeDims / 2] finite positive divisors, or nil where absent.

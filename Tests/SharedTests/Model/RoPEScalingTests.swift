@@ -1,12 +1,12 @@
 // RoPE scaling as the GGUF states it, against llama.cpp on the same files. Tiny synthetic models written
-// by our GGUF writer carry a linear `rope.scaling` (llama, qwen2, gemma3's global layers), Llama 3's
+// by our GGUF writer carry a linear `rope.scaling` (llama, qwen2, qwen3, gemma3's global layers), YaRN
+// (qwen2 over an original context of 32, qwen3 over the file's), an attention factor, Llama 3's
 // `rope_freqs.weight` divisors, a scaling type "none", and gemma3's `rope.freq_base_swa`; the fixture
 // holds llama.cpp's logits on exactly those bytes (FNV-1a-64 checked), made by
 // `scripts/llamacpp-fixtures.sh` (scripts/llamacpp-logits.c: float32 weights, float32 K/V cache).
 // The qwen3 architecture is checked here too, unscaled ("qwen3-base") and scaled.
 // Before, llama and qwen2 ignored every scaling key and llama ignored `rope_freqs.weight`: such files
-// loaded and ran with the wrong rotation, silently. Scaling kinds we do not implement (YaRN, LongRoPE)
-// are refused by name.
+// loaded and ran with the wrong rotation, silently. LongRoPE, and YaRN on gemma3, are refused by name.
 import Foundation
 import Shared
 import XCTest
@@ -30,9 +30,18 @@ final class RoPEScalingTests: XCTestCase {
         let qwen3 = SyntheticConfig(layers: 2, architecture: "qwen3", headDim: 24)
         var qwen3Linear = qwen3
         qwen3Linear.ropeScalingType = "linear"; qwen3Linear.ropeScalingFactor = 4
+        // YaRN: the ramp over an original context of 32 (qwen2) or the file's context (256, qwen3), and
+        // the magnitude 1 + 0.1·ln(factor); an attention factor on a linear scaling (llama).
+        var attn = SyntheticConfig(layers: 2)
+        attn.ropeScalingType = "linear"; attn.ropeScalingFactor = 2; attn.ropeAttnFactor = 0.8
+        var qwenYaRN = SyntheticConfig(layers: 2, architecture: "qwen2")
+        qwenYaRN.ropeScalingType = "yarn"; qwenYaRN.ropeScalingFactor = 4; qwenYaRN.ropeOriginalContext = 32
+        var qwen3YaRN = qwen3
+        qwen3YaRN.ropeScalingType = "yarn"; qwen3YaRN.ropeScalingFactor = 8
         return [("llama-rope-freqs", freqs), ("llama-linear-4", linear), ("llama-none-4", none),
                 ("qwen2-linear-2", qwen), ("gemma3-base-swa", gemmaBase), ("gemma3-linear-8", gemma),
-                ("qwen3-base", qwen3), ("qwen3-linear-4", qwen3Linear)]
+                ("qwen3-base", qwen3), ("qwen3-linear-4", qwen3Linear),
+                ("llama-linear-2-attn-0.8", attn), ("qwen2-yarn-4-ctx-32", qwenYaRN), ("qwen3-yarn-8", qwen3YaRN)]
     }
 
     static let tokens: [Int32] = (0..<32).map { Int32(($0 * 37 + 5) % 300) }
@@ -84,6 +93,7 @@ final class RoPEScalingTests: XCTestCase {
             XCTAssertEqual(checksum(b), ref.checksum, "\(name): the fixture was made from other bytes")
             var plain = c
             plain.ropeFreqs = nil; plain.ropeScalingType = nil; plain.ropeScalingFactor = nil
+            plain.ropeOriginalContext = nil; plain.ropeAttnFactor = nil
             let ours = try logits(b), unscaled = try logits(bytes(plain))
             let d = maxDiff(ours, ref.logits), scaleEffect = maxDiff(unscaled, ref.logits)
             let magnitude = ref.logits.flatMap { $0 }.map(abs).max() ?? 0
@@ -99,11 +109,11 @@ final class RoPEScalingTests: XCTestCase {
     }
 
     func testTraitsAndTables() throws {
-        let (_, gemma) = Self.cases[5]
+        let (_, gemma) = Self.cases.first { $0.name == "gemma3-linear-8" }!
         let g = try LlamaModel(gguf: GGUFFile(bytes: bytes(gemma)))
-        XCTAssertEqual(g.config.traits.ropeFreqScale, 1.0 / 8)
+        XCTAssertEqual(g.config.traits.ropeScaling.freqScale, 1.0 / 8)
         XCTAssertEqual(g.config.traits.ropeBaseLocal, 1_000)
-        let (_, freqs) = Self.cases[0]
+        let (_, freqs) = Self.cases.first { $0.name == "llama-rope-freqs" }!
         let l = try LlamaModel(gguf: GGUFFile(bytes: bytes(freqs)))
         XCTAssertEqual(l.weights.ropeFactors, [1, 2, 3, 4, 5, 6, 7, 8])
         // θ of pair i at position p: p · base^(−2i/R) / factor_i (the table stores cos and sin).
@@ -124,17 +134,24 @@ final class RoPEScalingTests: XCTestCase {
             try edit(&w)
             do { _ = try LlamaModel(gguf: GGUFFile(bytes: w.bytes())); return "loaded" } catch { return "\(error)" }
         }
-        for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
-            var c = SyntheticConfig(layers: arch == "gemma3" ? 6 : 1, architecture: arch)
-            c.ropeScalingType = "yarn"; c.ropeScalingFactor = 4
-            XCTAssertEqual(try refusal(c), "model metadata \(arch).rope.scaling.type: RoPE scaling \"yarn\" is not supported (supported: none, linear)")
+        for arch in ["llama", "qwen2", "qwen3"] {
+            var c = SyntheticConfig(layers: 1, architecture: arch)
+            c.ropeScalingType = "longrope"; c.ropeScalingFactor = 4
+            XCTAssertEqual(try refusal(c), "model metadata \(arch).rope.scaling.type: RoPE scaling \"longrope\" is not supported (supported: none, linear, yarn)")
         }
+        // gemma3: YaRN and an attention factor are refused (llama.cpp's local layers would see them apart).
+        var gemmaYaRN = SyntheticConfig(layers: 6, architecture: "gemma3")
+        gemmaYaRN.ropeScalingType = "yarn"; gemmaYaRN.ropeScalingFactor = 4
+        XCTAssertEqual(try refusal(gemmaYaRN), "model metadata gemma3.rope.scaling.type: RoPE scaling \"yarn\" is not supported (supported: none, linear)")
+        var gemmaAttn = SyntheticConfig(layers: 6, architecture: "gemma3")
+        gemmaAttn.ropeAttnFactor = 0.5
+        XCTAssertEqual(try refusal(gemmaAttn), "model metadata gemma3.rope.scaling.attn_factor: a RoPE attention factor other than 1 is not supported here (found 0.5)")
         XCTAssertEqual(try refusal(SyntheticConfig(layers: 6, architecture: "gemma3")) { try $0.set("gemma3.final_logit_softcapping", .float32(30)) },
                        "model metadata gemma3.final_logit_softcapping: a final logit soft-cap (30.0) is not supported")
-        var attn = SyntheticConfig(layers: 1)
-        attn.ropeScalingFactor = 2
-        XCTAssertEqual(try refusal(attn) { try $0.set("llama.rope.scaling.attn_factor", .float32(0.5)) },
-                       "model metadata llama.rope.scaling.attn_factor: a RoPE attention factor other than 1 is not supported (found 0.5)")
+        var badContext = SyntheticConfig(layers: 1)
+        badContext.ropeScalingType = "yarn"; badContext.ropeScalingFactor = 4
+        XCTAssertEqual(try refusal(badContext) { try $0.set("llama.rope.scaling.original_context_length", .int32(-3)) },
+                       "model metadata llama.rope.scaling.original_context_length: not a positive integer: -3")
         var negative = SyntheticConfig(layers: 1)
         negative.ropeScalingFactor = -2
         XCTAssertEqual(try refusal(negative), "model metadata llama.rope.scaling.factor: not a factor ≥ 0: -2.0")

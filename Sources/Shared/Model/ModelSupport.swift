@@ -1,0 +1,50 @@
+// Whether this package can run a GGUF file, from its metadata and tensor table alone (no weight is
+// read or dequantized): `alphaedit inspect` prints it, so a user with their own file learns in a second
+// what a load would refuse (an architecture, a RoPE scaling, a tensor, a tokenizer), and how much
+// memory the float32 weights will take, before starting a long run.
+import Support
+import GGUF
+import Tokenization
+
+public struct ModelSupport: Sendable {
+    /// What a load would refuse, each naming its cause; empty when the file is supported.
+    public let problems: [String]
+    /// What was read: architecture and shape, RoPE, memory, tokenizer (one line each, as far as reading got).
+    public let facts: [String]
+    public var supported: Bool { problems.isEmpty }
+
+    public init(gguf: GGUFFile) {
+        var problems: [String] = [], facts: [String] = []
+        do {
+            let c = try LlamaConfig(gguf: gguf)
+            let t = c.traits
+            var shape = "\(t.name): \(c.layers) blocks, C \(c.hidden), F \(c.ffn), H \(c.heads) (KV \(c.kvHeads)), D \(c.headDim), "
+                + "vocabulary \(c.vocab), \(c.tiedEmbeddings ? "tied" : "untied") head"
+            if let w = t.slidingWindow { shape += ", sliding window \(w)" }
+            facts.append(shape)
+            let infos = try LlamaWeights.tensorInfos(gguf, config: c)
+            let divisors = try LlamaWeights.ropeFactors(gguf, config: c)
+            var rope = "RoPE: base \(c.ropeBase) over \(c.ropeDims) dims"
+            let r = t.ropeScaling
+            if r.freqScale != 1 { rope += ", θ × \(r.freqScale) (\(r.yarnOriginalContext == nil ? "linear scaling" : "YaRN from a context of \(r.yarnOriginalContext!)"))" }
+            if r.magnitude != 1 { rope += ", cos and sin × \(r.magnitude)" }
+            if divisors != nil { rope += ", θ divided by rope_freqs.weight" }
+            if let b = t.ropeBaseLocal { rope += "; local layers: base \(b), unscaled" }
+            facts.append(rope)
+            let floats = infos.reduce(0) { $0 + $1.elementCount }
+            facts.append(String(format: "memory: %.2f GB of float32 weights once loaded, beside the mapped file", Double(floats) * 4 / 1e9))
+        } catch {
+            problems.append("\(error)")
+        }
+        do {
+            let tokenizer = try BPETokenizer(gguf: gguf)
+            let kind = (try? gguf.string(GGUFNames.tokenizerModel)) ?? "?"
+            let pre = (try? gguf.string(GGUFNames.tokenizerPre)).map { ", pre-tokenizer \($0)" } ?? ""
+            facts.append("tokenizer: \(kind)\(pre), \(tokenizer.tokens.count) tokens\(tokenizer.addsBOS ? ", BOS added" : "")")
+        } catch {
+            problems.append("\(error)")
+        }
+        self.problems = problems
+        self.facts = facts
+    }
+}
