@@ -29,7 +29,7 @@ done
 python3 - "$CASES" "$LLAMACPP_VERSION" "$DIR" <<'PY'
 import json, sys, pathlib
 cases_dir, version = pathlib.Path(sys.argv[1]), sys.argv[2]
-order = ["llama-rope-freqs", "llama-linear-4", "llama-none-4", "qwen2-linear-2", "gemma3-base-swa", "gemma3-linear-8",
+order = ["phi3-base", "phi3-yarn-4", "llama-rope-freqs", "llama-linear-4", "llama-none-4", "qwen2-linear-2", "gemma3-base-swa", "gemma3-linear-8",
          "qwen3-base", "qwen3-linear-4", "llama-linear-2-attn-0.8", "qwen2-yarn-4-ctx-32", "qwen3-yarn-8"]
 tokens = [int(t) for t in (cases_dir / "tokens.txt").read_text().split()]
 rows = [int(r) for r in (cases_dir / "rows.txt").read_text().split()]

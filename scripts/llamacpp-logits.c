@@ -12,7 +12,7 @@ static void quiet(enum ggml_log_level level, const char *text, void *data) { (vo
 
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s MODEL.gguf ID [ID ...]\n", argv[0]); return 2; }
-    llama_log_set(quiet, NULL);
+    if (!getenv("LLAMACPP_LOGITS_VERBOSE")) llama_log_set(quiet, NULL);  // set it to see why a load fails
     llama_backend_init();
     const int tokenize = strcmp(argv[2], "--tokenize") == 0;
     struct llama_model_params mp = llama_model_default_params();

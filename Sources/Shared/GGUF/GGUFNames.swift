@@ -28,7 +28,7 @@ public enum GGUFNames {
     public static func ffnNorm(_ l: Int) -> String { block(l, "ffn_norm") }
     /// [C, F]
     public static func ffnGate(_ l: Int) -> String { block(l, "ffn_gate") }
-    /// [C, F]
+    /// [C, F]; phi3: [C, 2F], the gate's F rows then the up projection's (no `ffn_gate`).
     public static func ffnUp(_ l: Int) -> String { block(l, "ffn_up") }
     /// [F, C]
     public static func ffnDown(_ l: Int) -> String { block(l, "ffn_down") }
@@ -38,6 +38,8 @@ public enum GGUFNames {
     public static func attnQBias(_ l: Int) -> String { "blk.\(l).attn_q.bias" }
     public static func attnKBias(_ l: Int) -> String { "blk.\(l).attn_k.bias" }
     public static func attnVBias(_ l: Int) -> String { "blk.\(l).attn_v.bias" }
+    /// Q, K and V in one matrix [C, H·D + 2·KV·D], rows in that order (phi3).
+    public static func attnQKV(_ l: Int) -> String { block(l, "attn_qkv") }
     /// Per-head RMSNorm weights on Q and K [D] (gemma3).
     public static func attnQNorm(_ l: Int) -> String { block(l, "attn_q_norm") }
     public static func attnKNorm(_ l: Int) -> String { block(l, "attn_k_norm") }

@@ -1,6 +1,7 @@
 // A tiny random decoder model written with our own GGUF writer, for unit tests that must not need the
 // downloads: same tensor names, metadata keys and tokenizer kind (byte-level BPE, `gpt2`/`smollm`)
-// as SmolLM2, a few thousand times smaller. `architecture` "qwen2" adds Q/K/V biases; "qwen3" Q/K norms; "gemma3" adds
+// as SmolLM2, a few thousand times smaller. `architecture` "qwen2" adds Q/K/V biases; "qwen3" Q/K norms; "phi3"
+// fuses Q/K/V and gate/up; "gemma3" adds
 // Q/K norms, sandwich norms and a sliding window (the model layer reads the rest from the name). Weights come from a seeded SplitMix64,
 // so a given config always produces the same bytes.
 import Support
@@ -22,7 +23,7 @@ public struct SyntheticConfig: Sendable, Equatable {
     /// Matrix entries are uniform in [-weightScale, weightScale); norm weights in 1 ± 0.1.
     public var weightScale: Float
     public var seed: UInt64
-    /// `general.architecture`: "llama", "qwen2", "qwen3" or "gemma3".
+    /// `general.architecture`: "llama", "qwen2", "qwen3", "gemma3" or "phi3".
     public var architecture: String
     /// Head dim when not hidden / heads (gemma3 stores it as `attention.key_length`).
     public var headDimOverride: Int?
@@ -56,7 +57,7 @@ public struct SyntheticConfig: Sendable, Equatable {
 }
 
 public enum SyntheticModel {
-    public static let architectures = ["llama", "qwen2", "qwen3", "gemma3"]
+    public static let architectures = ["llama", "qwen2", "qwen3", "gemma3", "phi3"]
 
     /// Writes the model to `path` (atomically). `seed`, when given, overrides `config.seed`.
     public static func write(to path: String, config: SyntheticConfig = SyntheticConfig(), seed: UInt64? = nil) throws {
@@ -86,6 +87,14 @@ public enum SyntheticModel {
         try matrix(GGUFNames.tokenEmbd, C, V)
         for l in 0..<c.layers {
             try norm(GGUFNames.attnNorm(l))
+            if c.architecture == "phi3" {  // fused: Q, K, V in one matrix; the gate and up in one of 2F rows
+                try matrix(GGUFNames.attnQKV(l), C, (c.heads + 2 * c.kvHeads) * D)
+                try matrix(GGUFNames.attnOutput(l), c.heads * D, C)
+                try norm(GGUFNames.ffnNorm(l))
+                try matrix(GGUFNames.ffnUp(l), C, 2 * F)
+                try matrix(GGUFNames.ffnDown(l), F, C)
+                continue
+            }
             try matrix(GGUFNames.attnQ(l), C, c.heads * D)
             try matrix(GGUFNames.attnK(l), C, c.kvHeads * D)
             try matrix(GGUFNames.attnV(l), C, c.kvHeads * D)
@@ -121,6 +130,12 @@ public enum SyntheticModel {
         let (C, F, D, V) = (c.hidden, c.ffn, c.headDim, c.vocab)
         var s: [(name: String, dims: [Int])] = [(GGUFNames.tokenEmbd, [C, V])]
         for l in 0..<c.layers {
+            if c.architecture == "phi3" {
+                s += [(GGUFNames.attnNorm(l), [C]), (GGUFNames.attnQKV(l), [C, (c.heads + 2 * c.kvHeads) * D]),
+                      (GGUFNames.attnOutput(l), [c.heads * D, C]), (GGUFNames.ffnNorm(l), [C]),
+                      (GGUFNames.ffnUp(l), [C, 2 * F]), (GGUFNames.ffnDown(l), [F, C])]
+                continue
+            }
             s += [(GGUFNames.attnNorm(l), [C]), (GGUFNames.attnQ(l), [C, c.heads * D]),
                   (GGUFNames.attnK(l), [C, c.kvHeads * D]), (GGUFNames.attnV(l), [C, c.kvHeads * D]),
                   (GGUFNames.attnOutput(l), [c.heads * D, C]), (GGUFNames.ffnNorm(l), [C]),
@@ -161,7 +176,9 @@ public enum SyntheticModel {
         let u = { (v: Int) in GGUFValue.uint32(UInt32(clamping: v)) }
         var entries: [(String, GGUFValue)] = [
             (GGUFNames.architecture, .string(a)),
-            (GGUFNames.name, .string("synthetic-\(a)")),
+            // Not "…phi3…": llama.cpp gives tokens of a Phi-3 vocabulary ("<s>", "</s>") attributes when the
+            // name says phi3, and fails on ours, which has none of them.
+            (GGUFNames.name, .string(a == "phi3" ? "synthetic-phi-three" : "synthetic-\(a)")),
             (GGUFNames.blockCount(a), u(c.layers)),
             (GGUFNames.contextLength(a), u(c.contextLength)),
             (GGUFNames.embeddingLength(a), u(c.hidden)),

@@ -1,6 +1,6 @@
 // What sets one decoder architecture apart from the shared block (Llama.swift, LlamaBackward.swift):
 // a few traits, each read from the GGUF by that architecture's own file (Architecture+Llama.swift,
-// Architecture+Qwen2.swift, Architecture+Qwen3.swift, Architecture+Gemma3.swift). The block code branches on traits, never on
+// Architecture+Qwen2.swift, Architecture+Qwen3.swift, Architecture+Gemma3.swift, Architecture+Phi3.swift). The block code branches on traits, never on
 // a name, so a fourth architecture is one more file plus whatever trait it truly adds.
 // The tensors a model must hold follow from its traits (LlamaWeights), so a missing or extra tensor
 // is an error naming it for every architecture alike.
@@ -42,6 +42,10 @@ public struct ArchitectureTraits: Sendable, Equatable {
     /// The file may hold `rope_freqs.weight`: one divisor of θ per rotated pair (llama 3.1/3.2's
     /// "llama3" frequency scaling, which llama.cpp reads for llama and no other of these architectures).
     public var ropeFactorsTensor = false
+    /// Q, K and V stored as one matrix `attn_qkv` (phi3); split into three at load.
+    public var fusedQKV = false
+    /// The gate and up projections stored as one `ffn_up` of 2F rows, the gate's first (phi3).
+    public var fusedGateUp = false
 
     public init(name: String) { self.name = name }
 
@@ -121,7 +125,7 @@ struct ArchitectureSpec: Sendable {
     let name: String
     let traits: @Sendable (_ gguf: GGUFFile, _ config: LlamaConfig) throws -> ArchitectureTraits
 
-    static let all: [ArchitectureSpec] = [.llama, .qwen2, .qwen3, .gemma3]
+    static let all: [ArchitectureSpec] = [.llama, .qwen2, .qwen3, .gemma3, .phi3]
     static var names: [String] { all.map(\.name) }
     static func named(_ n: String) -> ArchitectureSpec? { all.first { $0.name == n } }
 }

@@ -1,6 +1,6 @@
 // The decoder forward pass in float32 over a packed batch of sequences: OpenBLAS on the float32 weights,
 // or, for a few tokens, kernels reading the stored quantized weights (QuantizedWeights). One block for
-// every architecture (llama, qwen2, qwen3, gemma3): what differs is a trait of the config (Architecture.swift).
+// every architecture (llama, qwen2, qwen3, gemma3, phi3): what differs is a trait of the config (Architecture.swift).
 // Hooks let the edit pipeline read MLP keys and block outputs and add vectors to block outputs;
 // `runBlocks` and `logits` are exposed separately so callers can cache the blocks below an edited layer.
 import Support

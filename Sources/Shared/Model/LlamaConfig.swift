@@ -1,4 +1,4 @@
-// Hyperparameters of a decoder model (llama, qwen2, qwen3, gemma3), read from GGUF metadata: the numbers
+// Hyperparameters of a decoder model (llama, qwen2, qwen3, gemma3, phi3), read from GGUF metadata: the numbers
 // every architecture has, under `<architecture>.…` keys, plus the architecture's traits (Architecture.swift).
 // Legend used across Model/ and Kernels/: T tokens, C hidden, F ffn, H heads, KV kv heads,
 // D head dim, V vocab; all matrices row-major, weights out × in.
@@ -53,9 +53,9 @@ public struct LlamaConfig: Sendable, Equatable {
             return Float(x)
         }
         layers = try int(GGUFNames.blockCount(arch))
-        // Every block holds at least nine tensors: a larger count is a corrupt file, refused before
+        // Every block holds at least six tensors (phi3's fused ones; nine elsewhere): a larger count is a corrupt file, refused before
         // anything is sized by it (fuzzing found 16 million blocks taking seconds to refuse).
-        guard layers * 9 <= gguf.tensors.count else {
+        guard layers * 6 <= gguf.tensors.count else {
             throw ModelError.badConfig(key: GGUFNames.blockCount(arch),
                                        detail: "\(layers) blocks, but the file holds only \(gguf.tensors.count) tensors")
         }

@@ -70,10 +70,23 @@ public final class LlamaWeights: @unchecked Sendable {
         tokenEmbd = t(GGUFNames.tokenEmbd)
         outputNorm = t(GGUFNames.outputNorm)
         lmHead = c.tiedEmbeddings ? tokenEmbd : t(GGUFNames.output)
+        /// `count` rows of `cols` floats of a fused matrix, from row `start`.
+        func rows(_ b: FloatBuffer, _ start: Int, _ count: Int, _ cols: Int) -> FloatBuffer {
+            let r = FloatBuffer(count: count * cols, zeroed: false)
+            r.ptr.update(from: b.ptr + start * cols, count: count * cols)
+            return r
+        }
         layers = (0..<c.layers).map { l in
-            LlamaLayerWeights(attnNorm: t(GGUFNames.attnNorm(l)), wq: t(GGUFNames.attnQ(l)), wk: t(GGUFNames.attnK(l)),
-                              wv: t(GGUFNames.attnV(l)), wo: t(GGUFNames.attnOutput(l)), ffnNorm: t(GGUFNames.ffnNorm(l)),
-                              gate: t(GGUFNames.ffnGate(l)), up: t(GGUFNames.ffnUp(l)), down: t(GGUFNames.ffnDown(l)),
+            let qkv = tr.fusedQKV ? t(GGUFNames.attnQKV(l)) : nil
+            let fused = tr.fusedGateUp ? t(GGUFNames.ffnUp(l)) : nil
+            return LlamaLayerWeights(attnNorm: t(GGUFNames.attnNorm(l)),
+                              wq: qkv.map { rows($0, 0, c.qDim, c.hidden) } ?? t(GGUFNames.attnQ(l)),
+                              wk: qkv.map { rows($0, c.qDim, c.kvDim, c.hidden) } ?? t(GGUFNames.attnK(l)),
+                              wv: qkv.map { rows($0, c.qDim + c.kvDim, c.kvDim, c.hidden) } ?? t(GGUFNames.attnV(l)),
+                              wo: t(GGUFNames.attnOutput(l)), ffnNorm: t(GGUFNames.ffnNorm(l)),
+                              gate: fused.map { rows($0, 0, c.ffn, c.hidden) } ?? t(GGUFNames.ffnGate(l)),
+                              up: fused.map { rows($0, c.ffn, c.ffn, c.hidden) } ?? t(GGUFNames.ffnUp(l)),
+                              down: t(GGUFNames.ffnDown(l)),
                               qBias: o(GGUFNames.attnQBias(l), tr.attentionBias), kBias: o(GGUFNames.attnKBias(l), tr.attentionBias),
                               vBias: o(GGUFNames.attnVBias(l), tr.attentionBias),
                               qNorm: o(GGUFNames.attnQNorm(l), tr.qkNorm), kNorm: o(GGUFNames.attnKNorm(l), tr.qkNorm),
@@ -93,13 +106,20 @@ public final class LlamaWeights: @unchecked Sendable {
         ]
         if !c.tiedEmbeddings { expected.append((GGUFNames.output, [c.hidden, c.vocab])) }
         for l in 0..<c.layers {
-            expected += [
-                (GGUFNames.attnNorm(l), [c.hidden]), (GGUFNames.attnQ(l), [c.hidden, c.qDim]),
-                (GGUFNames.attnK(l), [c.hidden, c.kvDim]), (GGUFNames.attnV(l), [c.hidden, c.kvDim]),
-                (GGUFNames.attnOutput(l), [c.qDim, c.hidden]), (GGUFNames.ffnNorm(l), [c.hidden]),
-                (GGUFNames.ffnGate(l), [c.hidden, c.ffn]), (GGUFNames.ffnUp(l), [c.hidden, c.ffn]),
-                (GGUFNames.ffnDown(l), [c.ffn, c.hidden]),
-            ]
+            expected.append((GGUFNames.attnNorm(l), [c.hidden]))
+            if c.traits.fusedQKV {
+                expected.append((GGUFNames.attnQKV(l), [c.hidden, c.qDim + 2 * c.kvDim]))
+            } else {
+                expected += [(GGUFNames.attnQ(l), [c.hidden, c.qDim]), (GGUFNames.attnK(l), [c.hidden, c.kvDim]),
+                             (GGUFNames.attnV(l), [c.hidden, c.kvDim])]
+            }
+            expected += [(GGUFNames.attnOutput(l), [c.qDim, c.hidden]), (GGUFNames.ffnNorm(l), [c.hidden])]
+            if c.traits.fusedGateUp {
+                expected.append((GGUFNames.ffnUp(l), [c.hidden, 2 * c.ffn]))
+            } else {
+                expected += [(GGUFNames.ffnGate(l), [c.hidden, c.ffn]), (GGUFNames.ffnUp(l), [c.hidden, c.ffn])]
+            }
+            expected.append((GGUFNames.ffnDown(l), [c.ffn, c.hidden]))
             if c.traits.attentionBias {
                 expected += [(GGUFNames.attnQBias(l), [c.qDim]), (GGUFNames.attnKBias(l), [c.kvDim]), (GGUFNames.attnVBias(l), [c.kvDim])]
             }

@@ -36,21 +36,31 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
     public init(gguf: GGUFFile, config c: LlamaConfig) {
         var copies: [OwnedBytes] = []
-        func view(_ name: String, rows: Int, cols: Int) -> View? {
+        /// Rows [first, first + rows) of the stored matrix `name` of `total` rows (all of them by default):
+        /// a fused matrix's part is a contiguous run of its rows.
+        func view(_ name: String, rows: Int, cols: Int, first: Int = 0, total: Int? = nil) -> View? {
             guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
-                  info.dims == [cols, rows],
-                  let m = QuantizedMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: rows, cols: cols) else { return nil }
+                  info.dims == [cols, total ?? rows], let rowBytes = info.type.byteCount(elements: cols) else { return nil }
+            let all = gguf.rawBytes(info)
+            let part = UnsafeRawBufferPointer(rebasing: all[(first * rowBytes)..<((first + rows) * rowBytes)])
+            guard let m = QuantizedMatrix(type: info.type, bytes: part, rows: rows, cols: cols) else { return nil }
             guard QuantizedLinear.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
             copies.append(q8.storage)
             return View(rows: m, oneRow: q8.matrix)
         }
+        let tr = c.traits, qkvRows = c.qDim + 2 * c.kvDim
         layers = (0..<c.layers).map { l in
-            Layer(wq: view(GGUFNames.attnQ(l), rows: c.qDim, cols: c.hidden),
-                  wk: view(GGUFNames.attnK(l), rows: c.kvDim, cols: c.hidden),
-                  wv: view(GGUFNames.attnV(l), rows: c.kvDim, cols: c.hidden),
+            let qkv = GGUFNames.attnQKV(l)
+            return Layer(wq: tr.fusedQKV ? view(qkv, rows: c.qDim, cols: c.hidden, total: qkvRows) : view(GGUFNames.attnQ(l), rows: c.qDim, cols: c.hidden),
+                  wk: tr.fusedQKV ? view(qkv, rows: c.kvDim, cols: c.hidden, first: c.qDim, total: qkvRows)
+                                  : view(GGUFNames.attnK(l), rows: c.kvDim, cols: c.hidden),
+                  wv: tr.fusedQKV ? view(qkv, rows: c.kvDim, cols: c.hidden, first: c.qDim + c.kvDim, total: qkvRows)
+                                  : view(GGUFNames.attnV(l), rows: c.kvDim, cols: c.hidden),
                   wo: view(GGUFNames.attnOutput(l), rows: c.hidden, cols: c.qDim),
-                  gate: view(GGUFNames.ffnGate(l), rows: c.ffn, cols: c.hidden),
-                  up: view(GGUFNames.ffnUp(l), rows: c.ffn, cols: c.hidden),
+                  gate: tr.fusedGateUp ? view(GGUFNames.ffnUp(l), rows: c.ffn, cols: c.hidden, total: 2 * c.ffn)
+                                       : view(GGUFNames.ffnGate(l), rows: c.ffn, cols: c.hidden),
+                  up: view(GGUFNames.ffnUp(l), rows: c.ffn, cols: c.hidden, first: tr.fusedGateUp ? c.ffn : 0,
+                           total: tr.fusedGateUp ? 2 * c.ffn : nil),
                   down: view(GGUFNames.ffnDown(l), rows: c.hidden, cols: c.ffn))
         }
         lmHead = view(c.tiedEmbeddings ? GGUFNames.tokenEmbd : GGUFNames.output, rows: c.vocab, cols: c.hidden)

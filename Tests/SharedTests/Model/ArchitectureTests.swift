@@ -42,6 +42,24 @@ final class ArchitectureTests: XCTestCase {
         }
     }
 
+    /// phi3's fused matrices: the kernels read Q, K, V and the gate and up halves as row ranges of the
+    /// stored `attn_qkv` and `ffn_up`, the float32 path reads the copies split at load; both agree.
+    func testFusedMatricesReadTheSameRowsOnBothPaths() throws {
+        var c = SyntheticConfig(layers: 2, architecture: "phi3")
+        c.matrixType = .q8_0
+        let m = try load(c)
+        XCTAssertTrue(m.config.traits.fusedQKV && m.config.traits.fusedGateUp)
+        let batch = TokenBatch([[5, 80, 120, 33, 7, 19, 44, 91, 12]])
+        let quantized = try m.forward(batch, logitRows: [8]).logits
+        m.quantized.enabled = false
+        let float = try m.forward(batch, logitRows: [8]).logits
+        m.quantized.enabled = true
+        let worst = zip(quantized, float).map { abs($0 - $1) }.max() ?? .infinity
+        print("phi3 Q8_0: kernels on the fused rows vs float32 on the split copies: max |diff| \(worst)")
+        if QuantizedLinear.bestISA != nil { XCTAssertNotNil(m.quantized.layers[0].wv) }
+        XCTAssertLessThan(worst, 1e-4)
+    }
+
     /// One local layer with a window of 4: the last position sees tokens 6…9 only, so changing tokens
     /// 0…5 changes nothing there; with a window of 16 it does.
     func testSlidingWindowHidesOlderPositions() throws {

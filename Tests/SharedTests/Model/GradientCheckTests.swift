@@ -144,13 +144,16 @@ final class GradientCheckTests: XCTestCase {
 
     /// qwen3 (Q/K norms without biases, a head dim ≠ C/H) and RoPE scaling (llama with Llama 3's
     /// divisors, qwen3 with a linear factor): the backward rotates with the same scaled table.
-    func testEndToEndDeltaGradientQwen3AndScaledRoPE() throws {
+    func testEndToEndDeltaGradientQwen3Phi3AndScaledRoPE() throws {
         var qwen3 = SyntheticConfig(layers: 3, architecture: "qwen3", headDim: 24)
         qwen3.ropeScalingFactor = 4
         try endToEndDeltaGradient(qwen3)
         var llama = SyntheticConfig(layers: 3)
         llama.ropeFreqs = [1, 2, 3, 4, 5, 6, 7, 8]
         try endToEndDeltaGradient(llama)
+        var phi3 = SyntheticConfig(layers: 3, architecture: "phi3")  // its fused matrices, split at load
+        phi3.ropeScalingType = "yarn"; phi3.ropeScalingFactor = 4; phi3.ropeOriginalContext = 16
+        try endToEndDeltaGradient(phi3)
     }
 
     func endToEndDeltaGradient(_ config: SyntheticConfig) throws {

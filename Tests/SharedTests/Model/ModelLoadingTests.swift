@@ -10,7 +10,7 @@ final class ModelLoadingTests: XCTestCase {
         var w = try SyntheticModel.writer(SyntheticConfig())
         try w.set(GGUFNames.architecture, .string("mamba"))
         XCTAssertThrowsError(try load(w)) { e in
-            XCTAssertEqual("\(e)", "unsupported model architecture \"mamba\" (supported: llama, qwen2, qwen3, gemma3)")
+            XCTAssertEqual("\(e)", "unsupported model architecture \"mamba\" (supported: llama, qwen2, qwen3, gemma3, phi3)")
         }
     }
 

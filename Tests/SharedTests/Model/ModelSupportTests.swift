@@ -38,8 +38,8 @@ final class ModelSupportTests: XCTestCase {
         let extra = try support(SyntheticConfig(layers: 1)) { try $0.add(tensor: GGUFNames.attnQBias(0), dims: [64], floats: [Float](repeating: 0, count: 64)) }
         XCTAssertEqual(extra.problems, ["model tensor blk.0.attn_q.bias is not part of this model's architecture"])
         XCTAssertTrue(extra.facts[0].hasPrefix("llama: 1 blocks"), extra.facts[0])
-        let arch = try support(SyntheticConfig(layers: 1)) { try $0.set(GGUFNames.architecture, .string("phi3")) }
-        XCTAssertEqual(arch.problems.first, "unsupported model architecture \"phi3\" (supported: llama, qwen2, qwen3, gemma3)")
+        let arch = try support(SyntheticConfig(layers: 1)) { try $0.set(GGUFNames.architecture, .string("mamba")) }
+        XCTAssertEqual(arch.problems.first, "unsupported model architecture \"mamba\" (supported: llama, qwen2, qwen3, gemma3, phi3)")
     }
 
     /// The three packaged files are supported, and say so with their shapes and tokenizers.

@@ -4,7 +4,7 @@
 // `rope_freqs.weight` divisors, a scaling type "none", and gemma3's `rope.freq_base_swa`; the fixture
 // holds llama.cpp's logits on exactly those bytes (FNV-1a-64 checked), made by
 // `scripts/llamacpp-fixtures.sh` (scripts/llamacpp-logits.c: float32 weights, float32 K/V cache).
-// The qwen3 architecture is checked here too, unscaled ("qwen3-base") and scaled.
+// The qwen3 and phi3 architectures are checked here too, unscaled ("…-base") and scaled.
 // Before, llama and qwen2 ignored every scaling key and llama ignored `rope_freqs.weight`: such files
 // loaded and ran with the wrong rotation, silently. LongRoPE, and YaRN on gemma3, are refused by name.
 import Foundation
@@ -38,7 +38,11 @@ final class RoPEScalingTests: XCTestCase {
         qwenYaRN.ropeScalingType = "yarn"; qwenYaRN.ropeScalingFactor = 4; qwenYaRN.ropeOriginalContext = 32
         var qwen3YaRN = qwen3
         qwen3YaRN.ropeScalingType = "yarn"; qwen3YaRN.ropeScalingFactor = 8
-        return [("llama-rope-freqs", freqs), ("llama-linear-4", linear), ("llama-none-4", none),
+        // phi3 (new here): fused Q/K/V and gate/up, split at load; unscaled and with YaRN.
+        let phi3 = SyntheticConfig(layers: 2, architecture: "phi3")
+        var phi3YaRN = phi3
+        phi3YaRN.ropeScalingType = "yarn"; phi3YaRN.ropeScalingFactor = 4; phi3YaRN.ropeOriginalContext = 64
+        return [("phi3-base", phi3), ("phi3-yarn-4", phi3YaRN), ("llama-rope-freqs", freqs), ("llama-linear-4", linear), ("llama-none-4", none),
                 ("qwen2-linear-2", qwen), ("gemma3-base-swa", gemmaBase), ("gemma3-linear-8", gemma),
                 ("qwen3-base", qwen3), ("qwen3-linear-4", qwen3Linear),
                 ("llama-linear-2-attn-0.8", attn), ("qwen2-yarn-4-ctx-32", qwenYaRN), ("qwen3-yarn-8", qwen3YaRN)]
