@@ -38,8 +38,6 @@ public final class RoPETable: @unchecked Sendable {
     public let dims: Int
     public let base: Float
     public let scaling: RoPEScaling
-    /// θ × scale (`scaling.freqScale`).
-    public var scale: Float { scaling.freqScale }
     public let factors: [Float]?
     private(set) var cos: [Float] = []
     private(set) var sin: [Float] = []
@@ -51,11 +49,6 @@ public final class RoPETable: @unchecked Sendable {
         self.dims = dims; self.base = base; self.scaling = scaling; self.factors = factors
     }
 
-    public convenience init(dims: Int, base: Float, scale: Float, factors: [Float]? = nil) {
-        var s = RoPEScaling()
-        s.freqScale = scale
-        self.init(dims: dims, base: base, scaling: s, factors: factors)
-    }
 
     /// Makes the table cover positions 0..<n (computed in float64, stored float32).
     public func ensure(_ n: Int) {
@@ -64,8 +57,9 @@ public final class RoPETable: @unchecked Sendable {
         var c = [Float](repeating: 0, count: n * half), s = c
         // Per pair: θ/pos unscaled, and the share r_i of it that YaRN keeps (0: θ fully scaled).
         let unscaled = (0..<half).map { i in pow(Double(base), -2.0 * Double(i) / Double(dims)) / Double(factors?[i] ?? 1) }
+        let ends = scaling.yarnCorrectionDims(dims: dims, base: base)
         let ramp: [Double] = (0..<half).map { i in
-            guard let (low, high) = scaling.yarnCorrectionDims(dims: dims, base: base) else { return 0 }
+            guard let (low, high) = ends else { return 0 }
             return 1 - min(1, max(0, (Double(i) - low) / max(0.001, high - low)))
         }
         let scale = Double(scaling.freqScale), magnitude = Double(scaling.magnitude)

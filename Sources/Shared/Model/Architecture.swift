@@ -75,11 +75,6 @@ func readRoPEScaling(_ gguf: GGUFFile, arch: String, context: Int, yarn allowsYa
     guard supported.contains(type) else {
         throw ModelError.badConfig(key: typeKey, detail: "RoPE scaling \"\(type)\" is not supported (supported: \(supported.joined(separator: ", ")))")
     }
-    func positive(_ key: String) throws -> Double? {
-        guard let v = gguf.metadata[key] else { return nil }
-        guard let x = v.doubleValue, x.isFinite, x > 0 else { throw ModelError.badConfig(key: key, detail: "not a number > 0: \(v)") }
-        return x
-    }
     var factor = 0.0
     for key in [GGUFNames.ropeScalingFactor(arch), GGUFNames.ropeScaleLinear(arch)] {
         guard let v = gguf.metadata[key] else { continue }
@@ -90,7 +85,8 @@ func readRoPEScaling(_ gguf: GGUFFile, arch: String, context: Int, yarn allowsYa
     var s = RoPEScaling()
     s.freqScale = type == "none" || factor == 0 ? 1 : Float(1 / factor)
     let attnKey = GGUFNames.ropeScalingAttnFactor(arch)
-    if let a = try positive(attnKey) {
+    if let v = gguf.metadata[attnKey] {
+        guard let a = v.doubleValue, a.isFinite, a > 0 else { throw ModelError.badConfig(key: attnKey, detail: "not a number > 0: \(v)") }
         guard allowsYaRN || a == 1 else {
             throw ModelError.badConfig(key: attnKey, detail: "a RoPE attention factor other than 1 is not supported here (found \(a))")
         }

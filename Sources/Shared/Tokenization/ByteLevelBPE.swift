@@ -132,8 +132,8 @@ final class ByteLevelBPE: @unchecked Sendable {
     /// The token spelling the whole piece, where whole pieces are taken and the vocabulary has one.
     private func wholePiece(_ bytes: [UInt8]) -> [Int32]? {
         guard let index = wholePieces else { return nil }
-        var spelled = Array(ByteLevel.encode(bytes).utf8)
-        return spelled.withUnsafeMutableBufferPointer { index.id(UnsafeBufferPointer($0)) }.map { [$0] }
+        let spelled = Array(ByteLevel.encode(bytes).utf8)
+        return spelled.withUnsafeBufferPointer { index.id($0) }.map { [$0] }
     }
 
     /// A byte whose byte-level token is missing becomes `unknownID`, or is dropped when there is none.

@@ -121,7 +121,9 @@ final class RoPEScalingTests: XCTestCase {
         let l = try LlamaModel(gguf: GGUFFile(bytes: bytes(freqs)))
         XCTAssertEqual(l.weights.ropeFactors, [1, 2, 3, 4, 5, 6, 7, 8])
         // θ of pair i at position p: p · base^(−2i/R) / factor_i (the table stores cos and sin).
-        let t = RoPETable(dims: 16, base: 10_000, scale: 0.5, factors: [1, 2, 3, 4, 5, 6, 7, 8])
+        var half = RoPEScaling()
+        half.freqScale = 0.5
+        let t = RoPETable(dims: 16, base: 10_000, scaling: half, factors: [1, 2, 3, 4, 5, 6, 7, 8])
         t.ensure(40)
         var v = [Float](repeating: 0, count: 16)
         v[2] = 1  // pair 1 on interleaved pairs: (2, 3)
