@@ -436,7 +436,40 @@ static void by_tiles(int fmt, linear_fn reg, const chunk_fn *chunks, const float
     static const chunk_fn CHUNKS_##name[CHUNK_TTS] = { chunk_##name##_6, chunk_##name##_7, chunk_##name##_8, chunk_##name##_9, chunk_##name##_10 };
 _Static_assert(CHUNK_MIN_TT == 6 && QK_MAX_TILE == 10, "QK_CHUNK_FNS lists these tile heights");
 
+// ---- dequantization of stored blocks to memory (lean weights: StoredMatrix.swift) ----
+
+/// `n` stored (super-)blocks at p into y, with the same register dequantizers as the products, so the
+/// same values as Dequantize.swift.
+QK_INLINE QK_AVX2 void dequantize_256(int fmt, const uint8_t *p, int64_t n, float *y) {
+    for (int64_t sb = 0; sb < n; sb++, p += fmt_bytes(fmt)) {
+        qk_scales s;
+        prepare(fmt, p, &s);
+        for (int j = 0; j < fmt_blocks(fmt); j++, y += QK_BLOCK) {
+            __m256 w[4];
+            dequant_256(fmt, p, j, &s, w);
+            for (int i = 0; i < 4; i++) _mm256_storeu_ps(y + 8 * i, w[i]);
+        }
+    }
+}
+
+QK_INLINE QK_AVX512 void dequantize_512(int fmt, const uint8_t *p, int64_t n, float *y) {
+    for (int64_t sb = 0; sb < n; sb++, p += fmt_bytes(fmt)) {
+        qk_scales s;
+        prepare(fmt, p, &s);
+        for (int j = 0; j < fmt_blocks(fmt); j++, y += QK_BLOCK) {
+            __m512 w0, w1;
+            dequant_512(fmt, p, j, &s, &w0, &w1);
+            _mm512_storeu_ps(y, w0);
+            _mm512_storeu_ps(y + 16, w1);
+        }
+    }
+}
+
+typedef void (*dequantize_fn)(const uint8_t *p, int64_t n, float *y);
+
 #define QK_INSTANCES(name, fmt) \
+    static QK_AVX512 void dequantize_512_##name(const uint8_t *p, int64_t n, float *y) { dequantize_512(fmt, p, n, y); } \
+    static QK_AVX2 void dequantize_256_##name(const uint8_t *p, int64_t n, float *y) { dequantize_256(fmt, p, n, y); } \
     static QK_AVX512 void linear_512_##name(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, \
                                             float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) { \
         linear_512(fmt, x, ldx, t, in, w, y, ldy, o0, o1, accumulate); \
@@ -472,6 +505,22 @@ static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linea
                                          linear_256_q3_k, linear_256_q2_k };
 _Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_FORMATS, "one kernel per format");
 _Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_FORMATS, "one kernel per format");
+
+static const dequantize_fn DEQUANTIZE_512[] = { dequantize_512_q4_1, dequantize_512_q8_0, dequantize_512_q5_0, dequantize_512_q4_k,
+    dequantize_512_q6_k, dequantize_512_q4_0, dequantize_512_q5_1, dequantize_512_iq4_nl, dequantize_512_q5_k, dequantize_512_iq4_xs,
+    dequantize_512_q3_k, dequantize_512_q2_k };
+static const dequantize_fn DEQUANTIZE_256[] = { dequantize_256_q4_1, dequantize_256_q8_0, dequantize_256_q5_0, dequantize_256_q4_k,
+    dequantize_256_q6_k, dequantize_256_q4_0, dequantize_256_q5_1, dequantize_256_iq4_nl, dequantize_256_q5_k, dequantize_256_iq4_xs,
+    dequantize_256_q3_k, dequantize_256_q2_k };
+_Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "one dequantizer per format");
+_Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
+
+int qk_dequantize(qk_format format, qk_isa isa, const void *src, int64_t blocks, float *dst) {
+    if ((unsigned)format >= QK_FORMATS || !src || !dst || blocks < 0) return -1;
+    if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
+    (isa == QK_ISA_AVX512 ? DEQUANTIZE_512 : DEQUANTIZE_256)[format]((const uint8_t *)src, blocks, dst);
+    return 0;
+}
 
 int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx, int64_t t, int64_t in, const void *w,
                       float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {

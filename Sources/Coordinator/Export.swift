@@ -17,7 +17,7 @@ struct Export: ParsableCommand {
         try st.apply(to: model)
         var replaced: [String: [Float]] = [:]
         for l in Set(st.manifest.batches.isEmpty ? [] : st.manifest.hyperparameters.layers) {
-            replaced[GGUFNames.ffnDown(l)] = model.weights.layers[l].down.array
+            replaced[GGUFNames.ffnDown(l)] = try model.editableDown(l).array
         }
         var writer = try GGUFWriter.copy(from: model.gguf, replacing: replaced)
         for (key, value) in st.exportMetadata { try writer.set(key, value) }

@@ -71,6 +71,11 @@ enum { QK_X_ALIGN = 64 };
 /// d·(q − 16), which the Q8_0 kernels multiply with cheaper unpacking (QuantizedWeights).
 void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
 
+/// Dequantizes `blocks` stored (super-)blocks of `format` at src (blocks × 32 or × 256 weights) into
+/// dst, float32, with the register dequantizers of `isa`: the values of Dequantize.swift, bit for bit.
+/// Returns 0, or -1 for a bad argument or an ISA this CPU lacks.
+int qk_dequantize(qk_format format, qk_isa isa, const void *src, int64_t blocks, float *dst);
+
 /// All output rows of the product (ldy = rows), split by rows over the caller and `threads` − 1
 /// persistent workers (thread_pool.c). Runs on the caller alone when another thread's product is
 /// in flight. Same return values as `qk_linear`.

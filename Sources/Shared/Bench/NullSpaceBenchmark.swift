@@ -106,7 +106,7 @@ public struct NullSpaceBenchmark {
         let requests = try FactsFile.read(path: facts, limit: count)
         let templates = try ContextTemplates.generate(model: base, tokenizer: tok, seed: 0)
         let keys = try preservedKeys(base, tok, corpus: corpus, layers: hp.layers, count: preserved)
-        let before = hp.layers.map { base.weights.layers[$0].down.array }
+        let before = try hp.layers.map { try base.editableDown($0).array }
         let pre = try TargetScorer(model: base, tokenizer: tok).efficacy(requests)
         let first = try NullSpaceProjectorSet(eigen: eigen, rule: hp.nullSpaceRule, provenance: stats.provenance)
         let zs = try Editor(model: base, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
@@ -132,7 +132,7 @@ public struct NullSpaceBenchmark {
             var row = Row(method: method == .memit ? "memit" : "alphaedit", kept_fraction: [], efficacy: post,
                           preserved_change_mean: 0, preserved_change_max: 0)
             for (li, l) in hp.layers.enumerated() {
-                let after = m.weights.layers[l].down.array
+                let after = try m.editableDown(l).array
                 ratios += relativeChange(before[li], after, keys[l] ?? [], d: d, f: f)
                 let delta = zip(after, before[li]).map { $0 - $1 }
                 row.k0_change.append((try quadraticTrace(delta, d: d, f: f, c0[li]) / w0k0[li]).squareRoot())

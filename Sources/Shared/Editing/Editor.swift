@@ -206,7 +206,7 @@ extension Editor {
         case .none:
             return (dw, nil)
         case .rect:
-            let w = model.weights.layers[l].down
+            let w = try model.editableDown(l)
             let out = try StageMath.rect(dw, weights: Array(UnsafeBufferPointer(start: w.ptr, count: w.count)), fraction: stages.rectFraction)
             let kept = out.values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }, nonzero = dw.values.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
             return (out, "RECT kept \(kept) of \(nonzero) entries")
@@ -214,7 +214,7 @@ extension Editor {
             // W0 from the file (the weights in memory hold the edits); the accumulated update so far is
             // W − W0, the filtered total F(W − W0 + ΔW), and this batch applies their difference.
             let w0 = try model.gguf.floats(GGUFNames.ffnDown(l))
-            let w = model.weights.layers[l].down
+            let w = try model.editableDown(l)
             let d = model.config.hidden, f = model.config.ffn
             let bound = try originalBound(layer: l, w0: w0)
             var acc = try Matrix64(rows: d, cols: f, values: (0..<w.count).map { Double(w.ptr[$0]) - Double(w0[$0]) })
@@ -231,7 +231,7 @@ extension Editor {
     func anchorNorms(_ zs: [ZResult], _ requests: [EditRequest]) throws -> [ZResult] {
         var saved: [Int: [Float]] = [:]
         for l in hp.layers {
-            let w = model.weights.layers[l].down, w0 = try model.gguf.floats(GGUFNames.ffnDown(l))
+            let w = try model.editableDown(l), w0 = try model.gguf.floats(GGUFNames.ffnDown(l))
             guard w0.count == w.count else { throw EditError.layerMismatch("ffn_down of layer \(l) in the file has \(w0.count) values") }
             saved[l] = Array(UnsafeBufferPointer(start: w.ptr, count: w.count))
             w0.withUnsafeBufferPointer { w.ptr.update(from: $0.baseAddress!, count: w.count) }
@@ -265,7 +265,7 @@ extension LlamaModel {
     /// W_l += ΔW (d×f, the `ffn_down` layout) and retires the layer's quantized view.
     public func applyDelta(layer l: Int, delta: [Float]) throws {
         guard l >= 0, l < config.layers else { throw ModelError.layerOutOfRange(l, layers: config.layers) }
-        let w = weights.layers[l].down
+        let w = try editableDown(l)
         guard delta.count == w.count else {
             throw ModelError.badTensorShape(name: GGUFNames.ffnDown(l), expected: [config.ffn, config.hidden], found: [delta.count])
         }

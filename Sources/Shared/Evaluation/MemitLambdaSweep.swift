@@ -23,7 +23,7 @@ public enum MemitLambdaSweep {
                            evaluator: CounterFactEvaluator, log: (String) -> Void = { _ in }) throws -> [LambdaTrial] {
         let model = base.model
         let layers = base.hp.layers
-        let saved = layers.map { model.weights.layers[$0].down.array }
+        let saved = try layers.map { try model.editableDown($0).array }  // resident from here on
         let zs = try base.targets(batch)
         var out: [LambdaTrial] = []
         var ev = evaluator

@@ -43,11 +43,12 @@ public final class LlamaModel: @unchecked Sendable {
     /// Set it only while no forward of this model runs.
     public var profile: ProductProfile?
 
-    public init(gguf: GGUFFile) throws {
+    /// `residency` nil: as `ALPHAEDIT_WEIGHTS` says (WeightResidency.chosen: float32 copies where they fit).
+    public init(gguf: GGUFFile, residency: WeightResidency? = nil) throws {
         self.gguf = gguf
         let c = try LlamaConfig(gguf: gguf)
         config = c
-        weights = try LlamaWeights(gguf: gguf, config: c)
+        weights = try LlamaWeights(gguf: gguf, config: c, residency: residency)
         quantized = QuantizedWeights(gguf: gguf, config: c)
         // Scaling (linear or YaRN, llama 3's divisors) applies to the global layers; local ones are unscaled.
         rope = RoPETable(dims: c.ropeDims, base: c.ropeBase, scaling: c.traits.ropeScaling, factors: weights.ropeFactors)
@@ -67,8 +68,8 @@ public final class LlamaModel: @unchecked Sendable {
         config.traits.isLocal(l) ? (ropeLocal ?? rope) : rope
     }
 
-    public convenience init(path: String) throws {
-        try self.init(gguf: GGUFFile(path: path))
+    public convenience init(path: String, residency: WeightResidency? = nil) throws {
+        try self.init(gguf: GGUFFile(path: path), residency: residency)
     }
 
     /// Full forward: logits [rows.count × V] at the packed `logitRows`; blocks listed in `keep`
@@ -105,7 +106,11 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config.hidden
         let h = FloatBuffer(count: batch.count * c, zeroed: false)
         for (r, id) in batch.tokens.enumerated() {
-            (h.ptr + r * c).update(from: weights.tokenEmbd.ptr + Int(id) * c, count: c)
+            if let e = weights.storedEmbd {
+                e.dequantize(rows: Int(id)..<(Int(id) + 1), into: h.ptr + r * c, ldy: c)
+            } else {
+                (h.ptr + r * c).update(from: weights.tokenEmbd.ptr + Int(id) * c, count: c)
+            }
         }
         if let s = config.traits.embeddingScale {
             for i in 0..<(batch.count * c) { h.ptr[i] *= s }
@@ -174,9 +179,9 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config, tr = c.traits, w = weights.layers[l], t = batch.count
         let qw = quantized.layers[l], qs = quantized, g = batch.productGroups
         RMSNorm.forward(a.input.ptr, w.attnNorm.ptr, a.attnIn.ptr, rstd: a.attnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim, groups: g, role: .q) }
-        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g, role: .k)
-        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g, role: .v)
+        if queries { linear(a.attnIn.ptr, w.wq, qs.use(qw.wq, rows: t), a.q.ptr, rows: t, inDim: c.hidden, outDim: c.qDim, groups: g, role: .q, stored: w.stored?.wq) }
+        linear(a.attnIn.ptr, w.wk, qs.use(qw.wk, rows: t), a.k.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g, role: .k, stored: w.stored?.wk)
+        linear(a.attnIn.ptr, w.wv, qs.use(qw.wv, rows: t), a.v.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, groups: g, role: .v, stored: w.stored?.wv)
         if let qb = w.qBias, let kb = w.kBias, let vb = w.vBias {
             if queries { addRowVector(a.q.ptr, qb.ptr, rows: t, dim: c.qDim) }
             addRowVector(a.k.ptr, kb.ptr, rows: t, dim: c.kvDim)
@@ -208,22 +213,22 @@ public final class LlamaModel: @unchecked Sendable {
         let c = config, tr = c.traits, w = weights.layers[l]
         let qw = quantized.layers[l], qs = quantized
         if let pn = w.postAttnNorm {  // mid = input + RMSNorm(attnOut·Woᵀ)
-            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, groups: g, role: .o)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.attnProj.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, groups: g, role: .o, stored: w.stored?.wo)
             RMSNorm.forward(a.attnProj.ptr, pn.ptr, a.mid.ptr, rstd: a.postAttnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
             for i in 0..<(t * c.hidden) { a.mid.ptr[i] += a.input.ptr[i] }
         } else {
             a.mid.ptr.update(from: a.input.ptr, count: t * c.hidden)
-            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true, groups: g, role: .o)
+            linear(a.attnOut.ptr, w.wo, qs.use(qw.wo, rows: t), a.mid.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, accumulate: true, groups: g, role: .o, stored: w.stored?.wo)
         }
         RMSNorm.forward(a.mid.ptr, w.ffnNorm.ptr, a.ffnIn.ptr, rstd: a.ffnRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
-        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g, role: .gate)
-        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g, role: .up)
+        linear(a.ffnIn.ptr, w.gate, qs.use(qw.gate, rows: t), a.gate.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g, role: .gate, stored: w.stored?.gate)
+        linear(a.ffnIn.ptr, w.up, qs.use(qw.up, rows: t), a.up.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, groups: g, role: .up, stored: w.stored?.up)
         switch tr.activation {
         case .silu: SwiGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         case .geluTanh: GeGLU.forward(gate: a.gate.ptr, up: a.up.ptr, out: a.key.ptr, count: t * c.ffn)
         }
         if hooks.keyLayers.contains(l) { hooks.onKeys?(l, a.key.ptr) }
-        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, groups: g, role: .down)
+        linear(a.key.ptr, w.down, qs.down(l, rows: t), a.mlpOut.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, groups: g, role: .down, stored: w.stored?.down)
         if hooks.mlpOutputLayers.contains(l) { hooks.onMLPOutput?(l, a.mlpOut.ptr) }
         if let pn = w.postFFNNorm {  // output = mid + RMSNorm(mlpOut)
             RMSNorm.forward(a.mlpOut.ptr, pn.ptr, a.output.ptr, rstd: a.postFFNRstd.ptr, rows: t, dim: c.hidden, eps: c.eps)
@@ -256,7 +261,7 @@ public final class LlamaModel: @unchecked Sendable {
         var out = [Float](repeating: 0, count: m * config.vocab)
         out.withUnsafeMutableBufferPointer {
             linear(xn.ptr, weights.lmHead, quantized.use(quantized.lmHead, rows: m), $0.baseAddress!,
-                   rows: m, inDim: c, outDim: config.vocab, groups: groups, role: .head)
+                   rows: m, inDim: c, outDim: config.vocab, groups: groups, role: .head, stored: weights.storedHead)
         }
         return out
     }

@@ -16,7 +16,7 @@ extension LlamaModel {
         let dx = FloatBuffer(count: m * c, zeroed: false)
         for (i, r) in rows.enumerated() { (x.ptr + i * c).update(from: hidden + r * c, count: c) }
         RMSNorm.forward(x.ptr, weights.outputNorm.ptr, xn.ptr, rstd: rstd.ptr, rows: m, dim: c, eps: config.eps)
-        BLAS.linearBackward(dLogits, weights.lmHead.ptr, dxn.ptr, rows: m, inDim: c, outDim: config.vocab)
+        linearBackward(dLogits, weights.lmHead, dxn.ptr, rows: m, inDim: c, outDim: config.vocab, stored: weights.storedHead)
         RMSNorm.backward(dxn.ptr, x.ptr, weights.outputNorm.ptr, rstd: rstd.ptr, dx.ptr, rows: m, dim: c, accumulate: false)
         let out = FloatBuffer(count: t * c)
         for (i, r) in rows.enumerated() {
@@ -51,17 +51,17 @@ extension LlamaModel {
             dMid.ptr.update(from: d.ptr, count: t * c.hidden)
             if let pn = w.postFFNNorm {
                 RMSNorm.backward(d.ptr, a.mlpOut.ptr, pn.ptr, rstd: a.postFFNRstd.ptr, dProj.ptr, rows: t, dim: c.hidden, accumulate: false)
-                BLAS.linearBackward(dProj.ptr, w.down.ptr, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+                linearBackward(dProj.ptr, w.down, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, stored: w.stored?.down)
             } else {
-                BLAS.linearBackward(d.ptr, w.down.ptr, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden)
+                linearBackward(d.ptr, w.down, dKey.ptr, rows: t, inDim: c.ffn, outDim: c.hidden, stored: w.stored?.down)
             }
             // key = act(gate) ⊙ up; gate, up = ffnIn·Wᵀ
             switch tr.activation {
             case .silu: SwiGLU.backward(dk: dKey.ptr, gate: a.gate.ptr, up: a.up.ptr, dGate: dGate.ptr, dUp: dUp.ptr, count: t * c.ffn)
             case .geluTanh: GeGLU.backward(dk: dKey.ptr, gate: a.gate.ptr, up: a.up.ptr, dGate: dGate.ptr, dUp: dUp.ptr, count: t * c.ffn)
             }
-            BLAS.linearBackward(dGate.ptr, w.gate.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn)
-            BLAS.linearBackward(dUp.ptr, w.up.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, accumulate: true)
+            linearBackward(dGate.ptr, w.gate, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, stored: w.stored?.gate)
+            linearBackward(dUp.ptr, w.up, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.ffn, accumulate: true, stored: w.stored?.up)
             // ffnIn = RMSNorm(mid)
             RMSNorm.backward(dNormed.ptr, a.mid.ptr, w.ffnNorm.ptr, rstd: a.ffnRstd.ptr, dMid.ptr, rows: t, dim: c.hidden, accumulate: true)
             // mid = input + attnOut·Woᵀ, or input + RMSNorm(attnOut·Woᵀ) with sandwich norms
@@ -69,9 +69,9 @@ extension LlamaModel {
             dIn.ptr.update(from: dMid.ptr, count: t * c.hidden)
             if let pn = w.postAttnNorm {
                 RMSNorm.backward(dMid.ptr, a.attnProj.ptr, pn.ptr, rstd: a.postAttnRstd.ptr, dProj.ptr, rows: t, dim: c.hidden, accumulate: false)
-                BLAS.linearBackward(dProj.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+                linearBackward(dProj.ptr, w.wo, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, stored: w.stored?.wo)
             } else {
-                BLAS.linearBackward(dMid.ptr, w.wo.ptr, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden)
+                linearBackward(dMid.ptr, w.wo, dAttn.ptr, rows: t, inDim: c.qDim, outDim: c.hidden, stored: w.stored?.wo)
             }
             Attention.backward(dOut: dAttn.ptr, q: a.q.ptr, k: cache?.k(l) ?? a.k.ptr, v: cache?.v(l) ?? a.v.ptr, probs: a.probs.ptr,
                                dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, scratch: scratch.ptr,
@@ -88,9 +88,9 @@ extension LlamaModel {
                 RMSNorm.backward(dk.ptr, a.kRaw.ptr, kn.ptr, rstd: a.kRstd.ptr, dRaw.ptr, rows: t * c.kvHeads, dim: c.headDim, accumulate: false)
                 dk.ptr.update(from: dRaw.ptr, count: t * c.kvDim)
             }
-            BLAS.linearBackward(dq.ptr, w.wq.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.qDim)
-            BLAS.linearBackward(dk.ptr, w.wk.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true)
-            BLAS.linearBackward(dv.ptr, w.wv.ptr, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true)
+            linearBackward(dq.ptr, w.wq, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.qDim, stored: w.stored?.wq)
+            linearBackward(dk.ptr, w.wk, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true, stored: w.stored?.wk)
+            linearBackward(dv.ptr, w.wv, dNormed.ptr, rows: t, inDim: c.hidden, outDim: c.kvDim, accumulate: true, stored: w.stored?.wv)
             // attnIn = RMSNorm(input)
             RMSNorm.backward(dNormed.ptr, a.input.ptr, w.attnNorm.ptr, rstd: a.attnRstd.ptr, dIn.ptr, rows: t, dim: c.hidden, accumulate: true)
             d = dIn

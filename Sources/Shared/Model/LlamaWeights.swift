@@ -1,4 +1,6 @@
-// Weights of a decoder model, dequantized to float32 at load. Loading is strict: a missing,
+// Weights of a decoder model: with `WeightResidency.float32` every tensor dequantized to float32 at load;
+// with `.lean` only the vectors (norms, biases), the matrices read from the mapped file as needed
+// (`stored`, StoredMatrix). Loading is strict: a missing,
 // unexpected or mis-shaped tensor is an error naming it. Which tensors beyond llama's nine per block a
 // model must have follows from its architecture's traits (Architecture.swift).
 import Support
@@ -18,25 +20,33 @@ public final class LlamaLayerWeights: @unchecked Sendable {
     public let up: FloatBuffer         // [F × C]
     /// `ffn_down`, the matrix AlphaEdit edits: [C × F]. Mutable in place (edits are applied here).
     /// After an edit call `LlamaModel.markEdited(layer:)`: few-token forwards otherwise read the
-    /// unedited quantized bytes from the GGUF (QuantizedWeights) and would miss the edit.
-    public let down: FloatBuffer
+    /// unedited quantized bytes from the GGUF (QuantizedWeights) and would miss the edit. With lean
+    /// weights empty until `LlamaModel.editableDown(_:)` makes it resident.
+    public internal(set) var down: FloatBuffer
     /// With `attentionBias`: [H·D], [KV·D], [KV·D].
     public let qBias, kBias, vBias: FloatBuffer?
     /// With `qkNorm`: [D] each.
     public let qNorm, kNorm: FloatBuffer?
     /// With `sandwichNorms`: [C] each.
     public let postAttnNorm, postFFNNorm: FloatBuffer?
+    /// With lean weights, the matrices as stored (their float32 buffers above are then empty).
+    public let stored: StoredLayer?
 
     init(attnNorm: FloatBuffer, wq: FloatBuffer, wk: FloatBuffer, wv: FloatBuffer, wo: FloatBuffer,
          ffnNorm: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, down: FloatBuffer,
          qBias: FloatBuffer? = nil, kBias: FloatBuffer? = nil, vBias: FloatBuffer? = nil,
          qNorm: FloatBuffer? = nil, kNorm: FloatBuffer? = nil,
-         postAttnNorm: FloatBuffer? = nil, postFFNNorm: FloatBuffer? = nil) {
+         postAttnNorm: FloatBuffer? = nil, postFFNNorm: FloatBuffer? = nil, stored: StoredLayer? = nil) {
         self.attnNorm = attnNorm; self.wq = wq; self.wk = wk; self.wv = wv; self.wo = wo
         self.ffnNorm = ffnNorm; self.gate = gate; self.up = up; self.down = down
         self.qBias = qBias; self.kBias = kBias; self.vBias = vBias; self.qNorm = qNorm; self.kNorm = kNorm
-        self.postAttnNorm = postAttnNorm; self.postFFNNorm = postFFNNorm
+        self.postAttnNorm = postAttnNorm; self.postFFNNorm = postFFNNorm; self.stored = stored
     }
+}
+
+/// One block's matrices as the file stores them (lean weights).
+public struct StoredLayer: Sendable {
+    public let wq, wk, wv, wo, gate, up, down: StoredMatrix
 }
 
 public final class LlamaWeights: @unchecked Sendable {
@@ -49,29 +59,52 @@ public final class LlamaWeights: @unchecked Sendable {
     /// `rope_freqs.weight` where the architecture reads it and the file has it: θ of rotated pair i is
     /// divided by ropeFactors[i] (Llama 3.1/3.2's frequency scaling, as llama.cpp's `freq_factors`).
     public let ropeFactors: [Float]?
+    public let residency: WeightResidency
+    /// Bytes the float32 copies of every tensor take (what `.float32` holds; `.lean` holds the vectors only).
+    public let float32Bytes: Int
+    /// With lean weights: the token embedding and the LM head as stored (the same matrix when tied).
+    public let storedEmbd, storedHead: StoredMatrix?
 
-    public init(gguf: GGUFFile, config: LlamaConfig) throws {
+    /// `residency` nil: as `ALPHAEDIT_WEIGHTS` says (WeightResidency.chosen).
+    public init(gguf: GGUFFile, config: LlamaConfig, residency: WeightResidency? = nil) throws {
         self.config = config
         let c = config
         let infos = try LlamaWeights.tensorInfos(gguf, config: c)
         ropeFactors = try LlamaWeights.ropeFactors(gguf, config: c)
-        // Dequantize in parallel, largest first.
-        let buffers = infos.map { FloatBuffer(count: $0.elementCount, zeroed: false) }
-        let order = infos.indices.sorted { infos[$0].elementCount > infos[$1].elementCount }
+        float32Bytes = infos.reduce(0) { $0 + $1.elementCount } * MemoryLayout<Float>.stride
+        let residency = try residency ?? WeightResidency.chosen(float32Bytes: float32Bytes)
+        self.residency = residency
+        let lean = residency == .lean
+        // Dequantize in parallel, largest first (lean: the vectors only).
+        let resident = infos.map { !lean || $0.dims.count < 2 }
+        let buffers = infos.indices.map { FloatBuffer(count: resident[$0] ? infos[$0].elementCount : 0, zeroed: false) }
+        let order = infos.indices.filter { resident[$0] }.sorted { infos[$0].elementCount > infos[$1].elementCount }
         DispatchQueue.concurrentPerform(iterations: order.count) { j in
             let i = order[j]
             Dequantize.run(infos[i].type, from: gguf.rawBytes(infos[i]), into: buffers[i].ptr, count: infos[i].elementCount)
         }
-        var byName: [String: FloatBuffer] = [:]
-        for (i, info) in infos.enumerated() { byName[info.name] = buffers[i] }
+        var byName: [String: FloatBuffer] = [:], storedByName: [String: StoredMatrix] = [:]
+        for (i, info) in infos.enumerated() {
+            byName[info.name] = buffers[i]
+            if !resident[i] {
+                guard let m = StoredMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: info.dims[1], cols: info.dims[0]) else {
+                    throw GGUFError.unsupportedTensorType(tensor: info.name, type: info.type)
+                }
+                storedByName[info.name] = m
+            }
+        }
         func t(_ n: String) -> FloatBuffer { byName[n] ?? FloatBuffer(count: 0) }  // all present: checked above
         func o(_ n: String, _ wanted: Bool) -> FloatBuffer? { wanted ? t(n) : nil }
+        func s(_ n: String) -> StoredMatrix? { storedByName[n] }
         let tr = c.traits
         tokenEmbd = t(GGUFNames.tokenEmbd)
         outputNorm = t(GGUFNames.outputNorm)
         lmHead = c.tiedEmbeddings ? tokenEmbd : t(GGUFNames.output)
-        /// `count` rows of `cols` floats of a fused matrix, from row `start`.
+        storedEmbd = s(GGUFNames.tokenEmbd)
+        storedHead = c.tiedEmbeddings ? storedEmbd : s(GGUFNames.output)
+        /// `count` rows of `cols` floats of a fused matrix, from row `start` (empty stays empty: lean).
         func rows(_ b: FloatBuffer, _ start: Int, _ count: Int, _ cols: Int) -> FloatBuffer {
+            guard b.count > 0 else { return FloatBuffer(count: 0) }
             let r = FloatBuffer(count: count * cols, zeroed: false)
             r.ptr.update(from: b.ptr + start * cols, count: count * cols)
             return r
@@ -79,6 +112,17 @@ public final class LlamaWeights: @unchecked Sendable {
         layers = (0..<c.layers).map { l in
             let qkv = tr.fusedQKV ? t(GGUFNames.attnQKV(l)) : nil
             let fused = tr.fusedGateUp ? t(GGUFNames.ffnUp(l)) : nil
+            var stored: StoredLayer?
+            if lean {
+                let sqkv = tr.fusedQKV ? s(GGUFNames.attnQKV(l)) : nil, sfused = tr.fusedGateUp ? s(GGUFNames.ffnUp(l)) : nil
+                stored = StoredLayer(wq: sqkv?.rows(0..<c.qDim) ?? s(GGUFNames.attnQ(l))!,
+                                     wk: sqkv?.rows(c.qDim..<(c.qDim + c.kvDim)) ?? s(GGUFNames.attnK(l))!,
+                                     wv: sqkv?.rows((c.qDim + c.kvDim)..<(c.qDim + 2 * c.kvDim)) ?? s(GGUFNames.attnV(l))!,
+                                     wo: s(GGUFNames.attnOutput(l))!,
+                                     gate: sfused?.rows(0..<c.ffn) ?? s(GGUFNames.ffnGate(l))!,
+                                     up: sfused?.rows(c.ffn..<(2 * c.ffn)) ?? s(GGUFNames.ffnUp(l))!,
+                                     down: s(GGUFNames.ffnDown(l))!)
+            }
             return LlamaLayerWeights(attnNorm: t(GGUFNames.attnNorm(l)),
                               wq: qkv.map { rows($0, 0, c.qDim, c.hidden) } ?? t(GGUFNames.attnQ(l)),
                               wk: qkv.map { rows($0, c.qDim, c.kvDim, c.hidden) } ?? t(GGUFNames.attnK(l)),
@@ -91,7 +135,7 @@ public final class LlamaWeights: @unchecked Sendable {
                               vBias: o(GGUFNames.attnVBias(l), tr.attentionBias),
                               qNorm: o(GGUFNames.attnQNorm(l), tr.qkNorm), kNorm: o(GGUFNames.attnKNorm(l), tr.qkNorm),
                               postAttnNorm: o(GGUFNames.postAttentionNorm(l), tr.sandwichNorms),
-                              postFFNNorm: o(GGUFNames.postFFNNorm(l), tr.sandwichNorms))
+                              postFFNNorm: o(GGUFNames.postFFNNorm(l), tr.sandwichNorms), stored: stored)
         }
     }
 

@@ -15,6 +15,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case layerOutOfRange(Int, layers: Int)
     case emptyPrompt
     case contextOverflow(tokens: Int, context: Int)
+    case badSetting(name: String, detail: String)
 
     public var description: String {
         switch self {
@@ -29,6 +30,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
         case .layerOutOfRange(let l, let n): "layer \(l) is outside 0..<\(n)"
         case .emptyPrompt: "the prompt is empty (no tokens)"
         case .contextOverflow(let t, let c): "\(t) tokens exceed the model's context of \(c)"
+        case .badSetting(let n, let d): "\(n): \(d)"
         }
     }
 }

@@ -92,19 +92,19 @@ public final class QuantizedWeights: @unchecked Sendable {
 }
 
 extension LlamaModel {
-    /// y[T × out] (+)= x[T × in] · Wᵀ: the quantized kernel when a view `q` is given, else float32 BLAS,
-    /// one call per range of `groups` when given (`TokenBatch.productGroups`).
-    /// `role` names the matrix for `profile` (`bench forward --breakdown`).
+    /// y[T × out] (+)= x[T × in] · Wᵀ: the quantized kernel when a view `q` is given, else float32 BLAS
+    /// on `w`, or where `w` is empty (lean weights) on panels of `stored`; one call per range of `groups`
+    /// when given (`TokenBatch.productGroups`). `role` names the matrix for `profile` (`bench forward --breakdown`).
     @inline(__always)
     func linear(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
                 rows t: Int, inDim: Int, outDim: Int, accumulate: Bool = false, groups: [Range<Int>]? = nil,
-                role: ProductProfile.Role) {
+                role: ProductProfile.Role, stored: StoredMatrix? = nil) {
         guard let profile else {
-            product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups)
+            product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups, stored: stored)
             return
         }
         let t0 = ProcessStats.now()
-        let quantized = product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups)
+        let quantized = product(x, w, q, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate, groups: groups, stored: stored)
         let key = ProductProfile.Key(role: role, kernel: quantized?.format.type ?? .f32, outDim: outDim, inDim: inDim, tokens: t)
         profile.record(key, seconds: ProcessStats.now() - t0)
     }
@@ -112,17 +112,41 @@ extension LlamaModel {
     /// `linear`'s product; returns the quantized matrix when its kernel ran, nil for float32 BLAS.
     @inline(__always) @discardableResult
     private func product(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
-                         rows t: Int, inDim: Int, outDim: Int, accumulate: Bool, groups: [Range<Int>]?) -> QuantizedMatrix? {
+                         rows t: Int, inDim: Int, outDim: Int, accumulate: Bool, groups: [Range<Int>]?,
+                         stored: StoredMatrix?) -> QuantizedMatrix? {
         if let q, q.rows == outDim, q.cols == inDim, QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return q }
-        guard let groups else {
-            BLAS.linear(x, w.ptr, y, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate)
-            return nil
-        }
-        for g in groups where !g.isEmpty {
-            BLAS.linear(x + g.lowerBound * inDim, w.ptr, y + g.lowerBound * outDim, rows: g.count,
-                        inDim: inDim, outDim: outDim, accumulate: accumulate)
+        for g in groups ?? [0..<t] where !g.isEmpty {
+            if w.count == 0, let s = stored {
+                precondition(s.rows == outDim && s.cols == inDim, "stored matrix \(s.rows) × \(s.cols), product \(outDim) × \(inDim)")
+                s.linear(x + g.lowerBound * inDim, y + g.lowerBound * outDim, tokens: g.count, accumulate: accumulate)
+            } else {
+                BLAS.linear(x + g.lowerBound * inDim, w.ptr, y + g.lowerBound * outDim, rows: g.count,
+                            inDim: inDim, outDim: outDim, accumulate: accumulate)
+            }
         }
         return nil
+    }
+
+    /// dx[T × in] (+)= dy[T × out] · W: float32 BLAS on `w`, or on panels of `stored` where `w` is empty.
+    @inline(__always)
+    func linearBackward(_ dy: UnsafePointer<Float>, _ w: FloatBuffer, _ dx: UnsafeMutablePointer<Float>, rows t: Int,
+                        inDim: Int, outDim: Int, accumulate: Bool = false, stored: StoredMatrix?) {
+        if w.count == 0, let s = stored {
+            precondition(s.rows == outDim && s.cols == inDim, "stored matrix \(s.rows) × \(s.cols), product \(outDim) × \(inDim)")
+            s.linearBackward(dy, dx, tokens: t, accumulate: accumulate)
+        } else {
+            BLAS.linearBackward(dy, w.ptr, dx, rows: t, inDim: inDim, outDim: outDim, accumulate: accumulate)
+        }
+    }
+
+    /// Layer l's `ffn_down` as float32, to edit in place: with lean weights dequantized from the file
+    /// the first time (and kept), so that from then on the layer's products use it. Like an edit, not
+    /// concurrently with a forward of this model.
+    public func editableDown(_ l: Int) throws -> FloatBuffer {
+        guard l >= 0, l < config.layers else { throw ModelError.layerOutOfRange(l, layers: config.layers) }
+        let w = weights.layers[l]
+        if w.down.count == 0, let s = w.stored?.down { w.down = s.floats() }
+        return w.down
     }
 
     /// See `QuantizedWeights.markEdited(layer:)`: call after editing `weights.layers[layer].down`.

@@ -1,0 +1,32 @@
+// Whether a model keeps float32 copies of its matrices. `float32` (the default where they fit) dequantizes
+// every matrix once at load: products of many token rows then run sgemm straight on them. `lean` keeps
+// only the memory-mapped file and dequantizes a panel at a time for those products (StoredMatrix), so
+// memory holds about the file's size plus activations: a model whose float32 copies would not fit in
+// this machine's memory still loads, runs and is edited (an edited `ffn_down` becomes float32 then).
+// Few-token products read the stored weights either way (QuantizedWeights).
+import Support
+import GGUF
+import Foundation
+
+public enum WeightResidency: String, Sendable, CaseIterable {
+    case float32, lean
+
+    /// The environment variable that chooses: `float32`, `lean` or `auto` (the default).
+    public static let variable = "ALPHAEDIT_WEIGHTS"
+
+    /// `auto` keeps float32 copies up to this share of the machine's memory: a coordinator and two
+    /// local workers each hold a model, and activations and K₀ statistics come on top.
+    public static let autoShare = 0.25
+
+    /// The residency `ALPHAEDIT_WEIGHTS` asks for, `auto` deciding by the float32 copies' size against
+    /// `physicalMemory` (fixed for a machine, so every process of a campaign on it decides alike).
+    public static func chosen(float32Bytes: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
+                              physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) throws -> WeightResidency {
+        switch environment[variable] ?? "auto" {
+        case "float32": return .float32
+        case "lean": return .lean
+        case "auto", "": return Double(float32Bytes) > autoShare * Double(physicalMemory) ? .lean : .float32
+        case let v: throw ModelError.badSetting(name: variable, detail: "\"\(v)\" is none of float32, lean, auto")
+        }
+    }
+}

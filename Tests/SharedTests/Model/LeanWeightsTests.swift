@@ -1,0 +1,142 @@
+// Lean weights (WeightResidency.lean): the matrices stay in the mapped file and products of many rows
+// dequantize panels (StoredMatrix). Checked against the float32 copies of the same file: the values
+// dequantized, the products forward and backward, a whole model's forward, backward and an edit.
+import Foundation
+import Shared
+import XCTest
+
+final class LeanWeightsTests: XCTestCase {
+    var rng = SplitMix64(seed: 7)
+    func randoms(_ n: Int, _ s: Float = 1) -> [Float] { (0..<n).map { _ in rng.symmetric(s) } }
+
+    /// Largest |a − b| / max(|b|, floor) over the arrays.
+    func relDiff(_ a: [Float], _ b: [Float], floor: Float = 1e-3) -> Float {
+        XCTAssertEqual(a.count, b.count)
+        let scale = max(b.map(abs).max() ?? 0, floor)
+        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
+    }
+
+    func testChoiceFromEnvironment() throws {
+        let gb = 1 << 30
+        XCTAssertEqual(try WeightResidency.chosen(float32Bytes: 3 * gb, environment: [:], physicalMemory: UInt64(24 * gb)), .float32)
+        XCTAssertEqual(try WeightResidency.chosen(float32Bytes: 7 * gb, environment: [:], physicalMemory: UInt64(24 * gb)), .lean)
+        XCTAssertEqual(try WeightResidency.chosen(float32Bytes: 7 * gb, environment: ["ALPHAEDIT_WEIGHTS": "float32"],
+                                                  physicalMemory: UInt64(24 * gb)), .float32)
+        XCTAssertEqual(try WeightResidency.chosen(float32Bytes: 1, environment: ["ALPHAEDIT_WEIGHTS": "lean"],
+                                                  physicalMemory: UInt64(24 * gb)), .lean)
+        XCTAssertThrowsError(try WeightResidency.chosen(float32Bytes: 1, environment: ["ALPHAEDIT_WEIGHTS": "half"], physicalMemory: 1)) {
+            XCTAssertEqual("\($0)", "ALPHAEDIT_WEIGHTS: \"half\" is none of float32, lean, auto")
+        }
+    }
+
+    /// Every stored type of the two K-quant files, dequantized by StoredMatrix (the C dequantizers where
+    /// they read the type) equals Dequantize.swift bit for bit, whole rows and column ranges.
+    func testStoredMatrixDequantizesAsTheReader() throws {
+        for name in ["qwen2.5-0.5b", "gemma3-270m", "smollm2"] {
+            let gguf = try GGUFFile(path: RepoPaths.requireModel(named: name))
+            var seen = Set<GGMLType>()
+            for info in gguf.tensors where info.dims.count == 2 && !seen.contains(info.type) {
+                seen.insert(info.type)
+                let m = try XCTUnwrap(StoredMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: info.dims[1], cols: info.dims[0]))
+                let rows = min(m.rows, 64), all = try gguf.floats(info.name)
+                var got = [Float](repeating: .nan, count: rows * m.cols)
+                got.withUnsafeMutableBufferPointer { m.dequantize(rows: 0..<rows, into: $0.baseAddress!, ldy: m.cols) }
+                XCTAssertEqual(got, Array(all[0..<(rows * m.cols)]), "\(name) \(info.name) (\(info.type)): rows 0..<\(rows)")
+                let bs = info.type.blockSize, c0 = bs, c1 = min(m.cols, 3 * bs)
+                var part = [Float](repeating: .nan, count: 3 * (c1 - c0))
+                part.withUnsafeMutableBufferPointer { m.dequantize(rows: 5..<8, cols: c0..<c1, into: $0.baseAddress!, ldy: c1 - c0) }
+                let want = (5..<8).flatMap { r in all[(r * m.cols + c0)..<(r * m.cols + c1)] }
+                XCTAssertEqual(part, want, "\(name) \(info.name): rows 5..<8, cols \(c0)..<\(c1)")
+            }
+            print("lean: \(name) stored types \(seen.map { "\($0)" }.sorted())")
+        }
+    }
+
+    /// Products over several panels (Qwen's LM head: 33 panels; `ffn_gate` backward: 2 column panels)
+    /// against sgemm on the whole dequantized matrix.
+    func testPanelProductsMatchWholeMatrix() throws {
+        let gguf = try GGUFFile(path: RepoPaths.requireModel(named: "qwen2.5-0.5b"))
+        for (tensor, t) in [("token_embd.weight", 40), ("blk.3.ffn_gate.weight", 48), ("blk.3.ffn_down.weight", 33)] {
+            let info = try XCTUnwrap(gguf.tensorInfo(tensor))
+            let m = try XCTUnwrap(StoredMatrix(type: info.type, bytes: gguf.rawBytes(info), rows: info.dims[1], cols: info.dims[0]))
+            let w = try gguf.floats(tensor)
+            let x = randoms(t * m.cols), dy = randoms(t * m.rows)
+            var yLean = [Float](repeating: 0, count: t * m.rows), yFull = yLean
+            m.linear(x, &yLean, tokens: t)
+            BLAS.linear(x, w, &yFull, rows: t, inDim: m.cols, outDim: m.rows)
+            let fwd = relDiff(yLean, yFull)
+            var dxLean = [Float](repeating: 0, count: t * m.cols), dxFull = dxLean
+            m.linearBackward(dy, &dxLean, tokens: t)
+            BLAS.linearBackward(dy, w, &dxFull, rows: t, inDim: m.cols, outDim: m.rows)
+            let bwd = relDiff(dxLean, dxFull)
+            print("lean: \(tensor) \(info.type) \(m.rows) × \(m.cols), T = \(t): forward max rel diff \(fwd), backward \(bwd)")
+            XCTAssertLessThanOrEqual(fwd, 1e-6, tensor)
+            XCTAssertLessThanOrEqual(bwd, 1e-6, tensor)
+        }
+    }
+
+    /// One model, float32 and lean, on the same bytes: logits of a batch of 45 rows (sgemm paths) and of 5
+    /// (the kernels), the backward from logits to block 1's input, and after the same edit of layer 1
+    /// (lean: `ffn_down` made resident) the logits again. Every architecture, Q8_0 and Q4_1 matrices.
+    func testLeanModelMatchesFloat32() throws {
+        for arch in SyntheticModel.architectures {
+            for type in [TensorEncoding.q8_0, .q4_1] {
+                var cfg = SyntheticConfig(layers: 3, architecture: arch)
+                cfg.matrixType = type
+                let bytes = try SyntheticModel.writer(cfg).bytes()
+                let full = try LlamaModel(gguf: GGUFFile(bytes: bytes), residency: .float32)
+                let lean = try LlamaModel(gguf: GGUFFile(bytes: bytes), residency: .lean)
+                XCTAssertEqual(lean.weights.residency, .lean)
+                XCTAssertEqual(lean.weights.layers[1].down.count, 0, "\(arch): lean holds no float32 ffn_down")
+                XCTAssertEqual(lean.weights.lmHead.count, 0)
+                let c = full.config, what = "\(arch) \(type)"
+                let long = TokenBatch([(0..<20).map { Int32(($0 * 37 + 5) % c.vocab) }, (0..<25).map { Int32(($0 * 11 + 3) % c.vocab) }])
+                let short = TokenBatch([[5, 80, 120, 33, 7]])
+                for batch in [long, short] {
+                    let rows = Array(0..<batch.count)
+                    let a = try full.forward(batch, logitRows: rows).logits, b = try lean.forward(batch, logitRows: rows).logits
+                    XCTAssertLessThanOrEqual(relDiff(b, a), 1e-6, "\(what): logits of \(batch.count) rows")
+                }
+                // Backward from the logits of 4 rows to block 1's input.
+                let lossRows = [3, 10, 30, 44]
+                func gradient(_ m: LlamaModel) -> [Float] {
+                    let h = m.embed(long)
+                    _ = m.runBlocks(0...0, hidden: h, batch: long)
+                    let acts = m.runBlocks(1...(c.layers - 1), hidden: h, batch: long, keep: Set(1..<c.layers))
+                    let dLogits = (0..<(lossRows.count * c.vocab)).map { Float(($0 * 7919) % 101) / 101 - 0.5 }
+                    let top = m.logitsBackward(hidden: h.ptr, rows: lossRows, dLogits: dLogits, totalRows: long.count)
+                    return m.backwardBlocks(1...(c.layers - 1), acts: acts, batch: long, dOutput: top).array
+                }
+                XCTAssertLessThanOrEqual(relDiff(gradient(lean), gradient(full)), 1e-6, "\(what): backward")
+                let delta = randoms(c.hidden * c.ffn, 0.05)
+                try full.applyDelta(layer: 1, delta: delta)
+                try lean.applyDelta(layer: 1, delta: delta)
+                XCTAssertEqual(lean.weights.layers[1].down.count, c.hidden * c.ffn, "\(what): edited ffn_down is resident")
+                XCTAssertEqual(lean.weights.layers[2].down.count, 0)
+                for batch in [long, short] {
+                    let rows = Array(0..<batch.count)
+                    let a = try full.forward(batch, logitRows: rows).logits, b = try lean.forward(batch, logitRows: rows).logits
+                    XCTAssertLessThanOrEqual(relDiff(b, a), 1e-6, "\(what): edited logits of \(batch.count) rows")
+                }
+            }
+        }
+    }
+
+    /// Qwen2.5-0.5B lean: float32 held for the vectors only, and a 64-row batch's logits as with float32.
+    func testLeanQwenMatchesFloat32() throws {
+        let path = try RepoPaths.requireModel(named: "qwen2.5-0.5b")
+        let lean = try LlamaModel(path: path, residency: .lean)
+        let resident = lean.weights.layers.reduce(0) { $0 + $1.wq.count + $1.wk.count + $1.wv.count + $1.wo.count + $1.gate.count + $1.up.count + $1.down.count }
+            + lean.weights.tokenEmbd.count + lean.weights.lmHead.count
+        XCTAssertEqual(resident, 0)
+        print(String(format: "lean: Qwen float32 copies %.2f GB, held %d floats of matrices", Double(lean.weights.float32Bytes) / 1e9, resident))
+        let batch = TokenBatch([(0..<32).map { Int32(($0 * 977 + 13) % 150_000) }, (0..<32).map { Int32(($0 * 331 + 7) % 150_000) }])
+        let rows = [0, 31, 32, 63]
+        let b = try lean.forward(batch, logitRows: rows).logits
+        let full = try LlamaModel(path: path, residency: .float32)
+        let a = try full.forward(batch, logitRows: rows).logits
+        let d = relDiff(b, a)
+        print("lean: Qwen 64-row logits, max rel diff to float32 \(d)")
+        XCTAssertLessThanOrEqual(d, 1e-6)
+    }
+}
