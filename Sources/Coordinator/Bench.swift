@@ -54,7 +54,8 @@ struct BenchForward: ParsableCommand {
                          r.decode_steps, r.decode_step_ms, r.decode_tokens_per_s))
             print(String(format: "batch %d × %d tokens (median)     %8.1f ms  %8.0f tokens/s  %6.1f GFLOP/s",
                          r.batch_sequences, r.batch_tokens / r.batch_sequences, r.batch_median_ms, r.batch_tokens_per_s, r.gflops))
-            print(String(format: "load (map + dequantize)         %8.2f s", r.load_s))
+            print(String(format: "load (map + dequantize)         %8.2f s     weights: %@", r.load_s,
+                         r.weights == "lean" ? "lean (matrices read from the mapped file)" : "float32 copies"))
             print(String(format: "peak resident memory            %8.0f MB", r.rss_mb))
             if let b = r.breakdown {
                 printBreakdown("10-token forward", b.prompt, passes: b.prompt_passes, total: b.prompt_ms, other: b.prompt_other_ms, sgemm: r.sgemm_gflops)

@@ -36,6 +36,8 @@ public struct ForwardBenchmark {
         public var decode_step_ms: Double = 0
         public var decode_tokens_per_s: Double = 0
         public var kernels = KernelChoice.current
+        /// `float32` (copies dequantized at load) or `lean` (matrices read from the mapped file), `ALPHAEDIT_WEIGHTS`.
+        public var weights: String = WeightResidency.float32.rawValue
         /// With `--breakdown`: where the time of a 10-token forward and of a generation step goes.
         public var breakdown: Breakdown?
     }
@@ -199,6 +201,6 @@ public struct ForwardBenchmark {
                       load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads,
                       prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000,
                       decode_steps: decode.seconds.count, decode_step_ms: step * 1000, decode_tokens_per_s: 1 / step,
-                      breakdown: split)
+                      weights: model.weights.residency.rawValue, breakdown: split)
     }
 }

@@ -5,6 +5,7 @@
 import Support
 import GGUF
 import Tokenization
+import Foundation
 
 public struct ModelSupport: Sendable {
     /// What a load would refuse, each naming its cause; empty when the file is supported.
@@ -31,8 +32,7 @@ public struct ModelSupport: Sendable {
             if divisors != nil { rope += ", θ divided by rope_freqs.weight" }
             if let b = t.ropeBaseLocal { rope += "; local layers: base \(b), unscaled" }
             facts.append(rope)
-            let floats = infos.reduce(0) { $0 + $1.elementCount }
-            facts.append(String(format: "memory: %.2f GB of float32 weights once loaded, beside the mapped file", Double(floats) * 4 / 1e9))
+            facts.append(ModelSupport.memory(infos))
         } catch {
             problems.append("\(error)")
         }
@@ -46,5 +46,14 @@ public struct ModelSupport: Sendable {
         }
         self.problems = problems
         self.facts = facts
+    }
+
+    /// The memory line: float32 copies, lean (vectors only), and what `auto` picks on this machine.
+    public static func memory(_ infos: [GGUFTensorInfo], physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) -> String {
+        let floats = infos.reduce(0) { $0 + $1.elementCount }, vectors = infos.filter { $0.dims.count < 2 }.reduce(0) { $0 + $1.elementCount }
+        let auto = (try? WeightResidency.chosen(float32Bytes: floats * 4, environment: [:], physicalMemory: physicalMemory)) ?? .float32
+        return String(format: "memory: %.2f GB of float32 weights once loaded, beside the mapped file; lean (ALPHAEDIT_WEIGHTS=lean) %.1f MB, "
+                      + "the matrices read from the file; ALPHAEDIT_WEIGHTS=auto picks %@ here (%.1f GB of memory)",
+                      Double(floats) * 4 / 1e9, Double(vectors) * 4 / 1e6, auto.rawValue, Double(physicalMemory) / 1e9)
     }
 }

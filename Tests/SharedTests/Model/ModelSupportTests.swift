@@ -18,9 +18,14 @@ final class ModelSupportTests: XCTestCase {
         XCTAssertTrue(s.supported, "\(s.problems)")
         XCTAssertEqual(s.facts[0], "qwen3: 2 blocks, C 64, F 128, H 4 (KV 2), D 24, vocabulary 300, tied head")
         XCTAssertEqual(s.facts[1], "RoPE: base 10000.0 over 24 dims, θ × 0.25 (linear scaling)")
-        // Every tensor once as float32: what a load allocates.
+        // Every tensor once as float32: what a load allocates; lean: the vectors only.
         let floats = SyntheticModel.expectedShapes(c).reduce(0) { $0 + $1.dims.reduce(1, *) }
-        XCTAssertEqual(s.facts[2], String(format: "memory: %.2f GB of float32 weights once loaded, beside the mapped file", Double(floats) * 4 / 1e9))
+        let vectors = SyntheticModel.expectedShapes(c).filter { $0.dims.count == 1 }.reduce(0) { $0 + $1.dims[0] }
+        XCTAssertTrue(s.facts[2].hasPrefix(String(format: "memory: %.2f GB of float32 weights once loaded, beside the mapped file; "
+                                                  + "lean (ALPHAEDIT_WEIGHTS=lean) %.1f MB", Double(floats) * 4 / 1e9, Double(vectors) * 4 / 1e6)), s.facts[2])
+        XCTAssertTrue(s.facts[2].contains("ALPHAEDIT_WEIGHTS=auto picks float32 here"), s.facts[2])
+        let infos = try LlamaWeights.tensorInfos(GGUFFile(bytes: SyntheticModel.writer(c).bytes()), config: LlamaConfig(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes())))
+        XCTAssertTrue(ModelSupport.memory(infos, physicalMemory: UInt64(floats * 4 * 3)).contains("auto picks lean here"))
         XCTAssertEqual(s.facts[3], "tokenizer: gpt2, pre-tokenizer smollm, 300 tokens")
         // And a load agrees.
         XCTAssertNoThrow(try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes())))
