@@ -139,4 +139,34 @@ final class LeanWeightsTests: XCTestCase {
         print("lean: Qwen 64-row logits, max rel diff to float32 \(d)")
         XCTAssertLessThanOrEqual(d, 1e-6)
     }
+
+    /// Two MEMIT batches (NAS targets, PRUNE filter: both read and swap `ffn_down`) on the synthetic
+    /// model with float32 and with lean weights, K₀ statistics built by each: the same deltas, bit for
+    /// bit; lean holds float32 only for the edited layers.
+    func testLeanEditsAsFloat32() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = try ClusterTestSupport.model(in: dir)
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 60)
+        var hp = EditHyperparameters()
+        hp.layers = [0, 1]; hp.vSteps = 6; hp.stages = EditStages(targets: .nas, filter: .prune)
+        let words = ["France", "Paris", "river", "tower"]
+        let reqs = (0..<4).map { EditRequest(prompt: "The capital of {} is", subject: "the \(words[$0]) city", targetNew: words[($0 + 1) % 4]) }
+        func run(_ r: WeightResidency) throws -> (LlamaModel, [[Int: [Float]]]) {
+            let m = try LlamaModel(path: path, residency: r)
+            let tok = try BPETokenizer(gguf: m.gguf)
+            let stats = try CovarianceBuilder(model: m, tokenizer: tok, layers: hp.layers).build(corpus: corpus, range: 0..<60)
+            let editor = try Editor(model: m, tokenizer: tok, hp: hp, method: .memit, templates: ContextTemplates(groups: [["{}"]]),
+                                    projectors: nil, statistics: stats)
+            return (m, [try editor.apply(Array(reqs[0..<2])).deltas, try editor.apply(Array(reqs[2..<4])).deltas])
+        }
+        let (full, a) = try run(.float32), (lean, b) = try run(.lean)
+        XCTAssertEqual(a.count, 2)
+        for (i, (x, y)) in zip(a, b).enumerated() {
+            XCTAssertEqual(Set(x.keys), Set(hp.layers))
+            for l in hp.layers { XCTAssertEqual(x[l], y[l], "batch \(i), layer \(l): ΔW") }
+        }
+        for l in hp.layers { XCTAssertEqual(lean.weights.layers[l].down.array, full.weights.layers[l].down.array) }
+        for l in (hp.layers.max()! + 1)..<lean.config.layers { XCTAssertEqual(lean.weights.layers[l].down.count, 0, "layer \(l) not edited: not resident") }
+    }
 }
