@@ -7,6 +7,7 @@ import Shared
 struct AlphaEdit: ParsableCommand {
     static func main() {
         BLASRuntime.ensureOptimizedKernels()
+        WeightResidency.checkEnvironment()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -64,4 +64,5 @@ struct WorkerCommand: ParsableCommand {
 }
 
 BLASRuntime.ensureOptimizedKernels()
+WeightResidency.checkEnvironment()
 WorkerCommand.main()

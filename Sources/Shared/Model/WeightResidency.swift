@@ -29,4 +29,13 @@ public enum WeightResidency: String, Sendable, CaseIterable {
         case let v: throw ModelError.badSetting(name: variable, detail: "\"\(v)\" is none of float32, lean, auto")
         }
     }
+
+    /// Call first thing in `main`, beside `BLASRuntime.ensureOptimizedKernels`: an `ALPHAEDIT_WEIGHTS`
+    /// that is none of the values is refused with a line naming it (exit status 2), before any work.
+    public static func checkEnvironment() {
+        do { _ = try chosen(float32Bytes: 0) } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            exit(2)
+        }
+    }
 }
