@@ -516,9 +516,15 @@ _Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "on
 _Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
 
 int qk_dequantize(qk_format format, qk_isa isa, const void *src, int64_t blocks, float *dst) {
-    if ((unsigned)format >= QK_FORMATS || !src || !dst || blocks < 0) return -1;
+    return qk_dequantize_rows(format, isa, src, 0, 1, blocks, dst, 0);
+}
+
+int qk_dequantize_rows(qk_format format, qk_isa isa, const void *src, int64_t src_stride, int64_t rows, int64_t blocks,
+                       float *dst, int64_t dst_stride) {
+    if ((unsigned)format >= QK_FORMATS || !src || !dst || blocks < 0 || rows < 0) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
-    (isa == QK_ISA_AVX512 ? DEQUANTIZE_512 : DEQUANTIZE_256)[format]((const uint8_t *)src, blocks, dst);
+    const dequantize_fn run = (isa == QK_ISA_AVX512 ? DEQUANTIZE_512 : DEQUANTIZE_256)[format];
+    for (int64_t r = 0; r < rows; r++) run((const uint8_t *)src + r * src_stride, blocks, dst + r * dst_stride);
     return 0;
 }
 

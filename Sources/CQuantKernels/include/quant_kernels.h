@@ -76,6 +76,11 @@ void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
 /// Returns 0, or -1 for a bad argument or an ISA this CPU lacks.
 int qk_dequantize(qk_format format, qk_isa isa, const void *src, int64_t blocks, float *dst);
 
+/// `rows` runs of `blocks` stored (super-)blocks, run r at src + r·src_stride bytes into dst + r·dst_stride
+/// floats: a column range of a matrix's rows in one call. Same values and returns as `qk_dequantize`.
+int qk_dequantize_rows(qk_format format, qk_isa isa, const void *src, int64_t src_stride, int64_t rows, int64_t blocks,
+                       float *dst, int64_t dst_stride);
+
 /// All output rows of the product (ldy = rows), split by rows over the caller and `threads` − 1
 /// persistent workers (thread_pool.c). Runs on the caller alone when another thread's product is
 /// in flight. Same return values as `qk_linear`.

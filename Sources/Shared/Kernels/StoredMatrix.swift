@@ -35,6 +35,12 @@ public struct StoredMatrix: @unchecked Sendable {
     /// stay far below a float32 copy of the model, large enough that sgemm sees wide panels.
     public static let panelFloats = 1 << 22
 
+    /// Columns a backward panel holds at least, past `panelFloats` where the matrix is tall (an LM head:
+    /// Qwen's 151,936 rows make a 78 MB panel): each panel's sgemm packs all of dy again. Measured on
+    /// Qwen's 151,936 × 896 embedding, T = 40, the panels' memory reused (2 threads, ms; sgemm on the
+    /// float32 copy 92–106): 32 columns 270, 64 213, 128 149, 256 152.
+    public static let minBackwardColumns = 128
+
     /// Rows `r`, columns `c` (whole blocks; all by default) into y, row i at y + i·ldy: the values
     /// `Dequantize.run` gives, with the C dequantizers where they read the type (the same bits).
     public func dequantize(rows r: Range<Int>, cols c: Range<Int>? = nil, into y: UnsafeMutablePointer<Float>, ldy: Int) {
@@ -43,15 +49,20 @@ public struct StoredMatrix: @unchecked Sendable {
                      && c.lowerBound % bs == 0 && c.count % bs == 0, "StoredMatrix.dequantize: rows \(r), cols \(c) of \(rows) × \(cols)")
         let offset = c.lowerBound / bs * type.blockBytes, runBytes = c.count / bs * type.blockBytes
         let fast = QuantizedMatrix.Format(type).flatMap { f in QuantizedLinear.bestISA.map { (f.c, qk_isa(rawValue: UInt32($0.rawValue))) } }
-        func one(_ i: Int) {
-            let src = bytes.baseAddress! + i * rowBytes + offset, dst = y + (i - r.lowerBound) * ldy
-            if let (f, isa) = fast, qk_dequantize(f, isa, src, Int64(c.count / bs), dst) == 0 { return }
-            Dequantize.run(type, from: UnsafeRawBufferPointer(start: src, count: runBytes), into: dst, count: c.count)
+        /// Rows [a, b): one C call over them all (a column panel's rows hold a block or two each), else row by row.
+        func run(_ a: Int, _ b: Int) {
+            let src = bytes.baseAddress! + offset
+            if let (f, isa) = fast, qk_dequantize_rows(f, isa, src + a * rowBytes, Int64(rowBytes), Int64(b - a), Int64(c.count / bs),
+                                                       y + (a - r.lowerBound) * ldy, Int64(ldy)) == 0 { return }
+            for i in a..<b {
+                Dequantize.run(type, from: UnsafeRawBufferPointer(start: src + i * rowBytes, count: runBytes),
+                               into: y + (i - r.lowerBound) * ldy, count: c.count)
+            }
         }
         let threads = min(BLAS.configuredThreads, max(1, r.count * c.count / (1 << 16)))
-        guard threads > 1 else { for i in r { one(i) }; return }
+        guard threads > 1 else { run(r.lowerBound, r.upperBound); return }
         DispatchQueue.concurrentPerform(iterations: threads) { k in
-            for i in (r.lowerBound + r.count * k / threads)..<(r.lowerBound + r.count * (k + 1) / threads) { one(i) }
+            run(r.lowerBound + r.count * k / threads, r.lowerBound + r.count * (k + 1) / threads)
         }
     }
 
@@ -75,7 +86,7 @@ public struct StoredMatrix: @unchecked Sendable {
                                accumulate: Bool = false) {
         guard t > 0 else { return }
         let bs = type.blockSize
-        let step = max(bs, min(cols, Self.panelFloats / rows) / bs * bs)
+        let step = min(cols, max(Self.minBackwardColumns / bs * bs, bs, Self.panelFloats / rows / bs * bs))
         let panel = Self.takePanel(step * rows)  // more than panelFloats where one block's column is (an LM head's)
         defer { Self.givePanel(panel) }
         for c0 in stride(from: 0, to: cols, by: step) {

@@ -67,6 +67,11 @@ final class LeanWeightsTests: XCTestCase {
             let fwd = relDiff(yLean, yFull)
             var dxLean = [Float](repeating: 0, count: t * m.cols), dxFull = dxLean
             m.linearBackward(dy, &dxLean, tokens: t)
+            let t0 = ProcessStats.now()
+            m.linearBackward(dy, &dxLean, tokens: t)  // again: the panels' memory is reused, as in v*'s steps
+            let t1 = ProcessStats.now()
+            BLAS.linearBackward(dy, w, &dxFull, rows: t, inDim: m.cols, outDim: m.rows)
+            print(String(format: "lean: \(tensor) backward %.1f ms, float32 %.1f ms", (t1 - t0) * 1000, (ProcessStats.now() - t1) * 1000))
             BLAS.linearBackward(dy, w, &dxFull, rows: t, inDim: m.cols, outDim: m.rows)
             let bwd = relDiff(dxLean, dxFull)
             print("lean: \(tensor) \(info.type) \(m.rows) × \(m.cols), T = \(t): forward max rel diff \(fwd), backward \(bwd)")
