@@ -21,7 +21,7 @@ swift test -c release --skip-build "$@"
 if [ $# -eq 0 ]; then
   echo "== determinism tests on the AVX2 kernels (ALPHAEDIT_ISA=avx2, OPENBLAS_CORETYPE=HASWELL)"
   ALPHAEDIT_ISA=avx2 OPENBLAS_CORETYPE=HASWELL swift test -c release --skip-build \
-    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests|QuantizedKernelTypesTests.testOneRowViewsOfQwen|EvalShardTests'
+    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests|QuantizedKernelTypesTests.testOneRowViewsOfQwen|EvalShardTests|LeanWeightsTests'
   # Every parser of untrusted input under libFuzzer for 30 s (the README gives a long run's figures);
   # a crash fails the run (its input is in .build-fuzz/crashes/).
   echo "== fuzzing: 30 s per parser (scripts/fuzz.sh)"

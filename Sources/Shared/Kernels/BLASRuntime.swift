@@ -87,6 +87,13 @@ public struct KernelChoice: Codable, Sendable, Equatable {
     /// How one-row products read Q5_0 matrices: "q8_0 copy" or "stored" (`QuantizedLinear.q5_0OneRowAsQ8_0`).
     public var q5_0_one_row: String?
 
+    /// The same, for a model loaded without Q8_0 copies (lean weights): one-row products read Q5_0 as stored.
+    public var withoutQ5_0Copies: KernelChoice {
+        var k = self
+        if k.q5_0_one_row != nil { k.q5_0_one_row = "stored" }
+        return k
+    }
+
     public static var current: KernelChoice {
         let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"]
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?

@@ -49,7 +49,7 @@ public struct ModelSupport: Sendable {
     }
 
     /// The memory line: float32 copies, lean (vectors only), and what `auto` picks on this machine.
-    public static func memory(_ infos: [GGUFTensorInfo], physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) -> String {
+    public static func memory(_ infos: [GGUFTensorInfo], physicalMemory: UInt64 = ProcessStats.memoryLimit()) -> String {
         let floats = infos.reduce(0) { $0 + $1.elementCount }, vectors = infos.filter { $0.dims.count < 2 }.reduce(0) { $0 + $1.elementCount }
         let auto = (try? WeightResidency.chosen(float32Bytes: floats * 4, environment: [:], physicalMemory: physicalMemory)) ?? .float32
         return String(format: "memory: %.2f GB of float32 weights once loaded, beside the mapped file; lean (ALPHAEDIT_WEIGHTS=lean) %.1f MB, "

@@ -34,7 +34,8 @@ public final class QuantizedWeights: @unchecked Sendable {
 
     /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
     /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
-    public init(gguf: GGUFFile, config c: LlamaConfig) {
+    /// `q8Copies` false: no Q8_0 copies of Q5_0 matrices either (lean weights: memory before speed).
+    public init(gguf: GGUFFile, config c: LlamaConfig, q8Copies: Bool = true) {
         var copies: [OwnedBytes] = []
         /// Rows [first, first + rows) of the stored matrix `name` of `total` rows (all of them by default):
         /// a fused matrix's part is a contiguous run of its rows.
@@ -44,7 +45,7 @@ public final class QuantizedWeights: @unchecked Sendable {
             let all = gguf.rawBytes(info)
             let part = UnsafeRawBufferPointer(rebasing: all[(first * rowBytes)..<((first + rows) * rowBytes)])
             guard let m = QuantizedMatrix(type: info.type, bytes: part, rows: rows, cols: cols) else { return nil }
-            guard QuantizedLinear.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
+            guard q8Copies, QuantizedLinear.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
             copies.append(q8.storage)
             return View(rows: m, oneRow: q8.matrix)
         }
@@ -76,6 +77,9 @@ public final class QuantizedWeights: @unchecked Sendable {
         guard downEdited.indices.contains(layer) else { throw ModelError.layerOutOfRange(layer, layers: downEdited.count) }
         downEdited[layer] = true
     }
+
+    /// Bytes of the Q8_0 copies (`q8Copies`); 0 where none were made.
+    public var copiedBytes: Int { storage.reduce(0) { $0 + $1.bytes.count } }
 
     public func isEdited(layer: Int) -> Bool { downEdited.indices.contains(layer) && downEdited[layer] }
 

@@ -19,9 +19,10 @@ public enum WeightResidency: String, Sendable, CaseIterable {
     public static let autoShare = 0.25
 
     /// The residency `ALPHAEDIT_WEIGHTS` asks for, `auto` deciding by the float32 copies' size against
-    /// `physicalMemory` (fixed for a machine, so every process of a campaign on it decides alike).
+    /// `physicalMemory`: the machine's memory, or a control group's limit below it (ProcessStats.memoryLimit;
+    /// fixed for a machine or a job, so every process of a campaign there decides alike).
     public static func chosen(float32Bytes: Int, environment: [String: String] = ProcessInfo.processInfo.environment,
-                              physicalMemory: UInt64 = ProcessInfo.processInfo.physicalMemory) throws -> WeightResidency {
+                              physicalMemory: UInt64 = ProcessStats.memoryLimit()) throws -> WeightResidency {
         switch environment[variable] ?? "auto" {
         case "float32": return .float32
         case "lean": return .lean

@@ -52,8 +52,9 @@ final class LeanWeightsTests: XCTestCase {
         }
     }
 
-    /// Products over several panels (Qwen's LM head: 33 panels; `ffn_gate` backward: 2 column panels)
-    /// against sgemm on the whole dequantized matrix.
+    /// Products over several panels (Qwen's token embedding: 33 row panels, 7 column panels; `ffn_gate`
+    /// backward: 2 column panels) against sgemm on the whole dequantized matrix: equal with OpenBLAS's
+    /// AVX-512 kernels, within 4.9e-7 with its Haswell kernels (AVX2), which round by the call's shape.
     func testPanelProductsMatchWholeMatrix() throws {
         let gguf = try GGUFFile(path: RepoPaths.requireModel(named: "qwen2.5-0.5b"))
         for (tensor, t) in [("token_embd.weight", 40), ("blk.3.ffn_gate.weight", 48), ("blk.3.ffn_down.weight", 33)] {
@@ -140,9 +141,14 @@ final class LeanWeightsTests: XCTestCase {
         let b = try lean.forward(batch, logitRows: rows).logits
         let full = try LlamaModel(path: path, residency: .float32)
         let a = try full.forward(batch, logitRows: rows).logits
+        // Nor Q8_0 copies of its Q5_0 matrices (made with AVX2 for one-row products, where float32 is kept).
+        XCTAssertEqual(lean.quantized.copiedBytes, 0)
+        XCTAssertEqual(full.quantized.copiedBytes > 0, QuantizedLinear.q5_0OneRowAsQ8_0)
         let d = relDiff(b, a)
         print("lean: Qwen 64-row logits, max rel diff to float32 \(d)")
-        XCTAssertLessThanOrEqual(d, 1e-6)
+        // 0 with OpenBLAS's AVX-512 kernels; its Haswell kernels round a product differently with its
+        // column count (1.0e-6 measured).
+        XCTAssertLessThanOrEqual(d, 1e-5)
     }
 
     /// Two MEMIT batches (NAS targets, PRUNE filter: both read and swap `ffn_down`) on the synthetic
