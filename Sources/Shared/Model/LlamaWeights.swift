@@ -73,6 +73,7 @@ public final class LlamaWeights: @unchecked Sendable {
         ropeFactors = try LlamaWeights.ropeFactors(gguf, config: c)
         float32Bytes = infos.reduce(0) { $0 + $1.elementCount } * MemoryLayout<Float>.stride
         let residency = try residency ?? WeightResidency.chosen(float32Bytes: float32Bytes)
+        if residency == .lean, WeightResidency.isAuto() { WeightResidency.announceAutoLean(float32Bytes: float32Bytes) }
         self.residency = residency
         let lean = residency == .lean
         // Dequantize in parallel, largest first (lean: the vectors only).

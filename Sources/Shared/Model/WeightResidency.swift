@@ -39,4 +39,23 @@ public enum WeightResidency: String, Sendable, CaseIterable {
             exit(2)
         }
     }
+
+    /// Whether `ALPHAEDIT_WEIGHTS` leaves the choice to `auto`.
+    static func isAuto(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        ["auto", "", nil].contains(environment[variable])
+    }
+
+    private static let announced = NSLock()
+    nonisolated(unsafe) private static var didAnnounce = false
+
+    /// One line on stderr, once a process, when `auto` went lean: a user who did not ask for it learns why
+    /// products of many rows run on panels, and how to keep float32 copies instead.
+    static func announceAutoLean(float32Bytes: Int) {
+        let first = announced.withLock { () -> Bool in defer { didAnnounce = true }; return !didAnnounce }
+        guard first else { return }
+        let line = String(format: "alphaedit: weights lean: float32 copies would take %.1f GB, more than a quarter of the %.1f GB this process may use (ALPHAEDIT_WEIGHTS=float32 keeps them)\n",
+                          Double(float32Bytes) / 1e9, Double(ProcessStats.memoryLimit()) / 1e9)
+        FileHandle.standardError.write(Data(line.utf8))
+    }
 }
+
