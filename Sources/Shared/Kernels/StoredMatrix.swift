@@ -38,7 +38,8 @@ public struct StoredMatrix: @unchecked Sendable {
     /// Columns a backward panel holds at least, past `panelFloats` where the matrix is tall (an LM head:
     /// Qwen's 151,936 rows make a 78 MB panel): each panel's sgemm packs all of dy again. Measured on
     /// Qwen's 151,936 × 896 embedding, T = 40, the panels' memory reused (2 threads, ms; sgemm on the
-    /// float32 copy 92–106): 32 columns 270, 64 213, 128 149, 256 152.
+    /// float32 copy 92–106): 32 columns 270, 64 213, 128 149, 256 152. A K-quant's block is 256 columns,
+    /// so a tall K-quant matrix's panel is larger still (a Llama 3 Q6_K head, 128,256 rows: 131 MB).
     public static let minBackwardColumns = 128
 
     /// Rows `r`, columns `c` (whole blocks; all by default) into y, row i at y + i·ldy: the values
