@@ -1,7 +1,7 @@
 // The distributed edit campaign with real processes (issue 4 §7, §8): `alphaedit edit` with
 // `workers = local 2` on a synthetic model; a worker killed (-9) during a v* job, and the coordinator
 // killed (-9) mid-campaign then re-run (it resumes after the last committed batch and redoes none),
-// both end with the weights of the uninterrupted run (within 1e-5); a corrupted committed file is
+// both end with the weights of the uninterrupted run (within 1e-5), as does a run with lean weights; a corrupted committed file is
 // refused by its checksum before use; `status` counts the campaign's workers.
 import Foundation
 import Shared
@@ -39,8 +39,9 @@ final class ClusterCampaignTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     /// Starts `alphaedit edit` (2 batches of 16 = 2 v* chunks each) on `state`; stderr to `state.log`.
-    func startEdit(_ state: String, extra: [String] = []) throws -> Process {
+    func startEdit(_ state: String, extra: [String] = [], environment: [String: String] = [:]) throws -> Process {
         let p = Process()
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.executableURL = URL(fileURLWithPath: coordinator)
         p.currentDirectoryURL = URL(fileURLWithPath: dir)
         p.arguments = ["edit", "--config", dir + "/cluster.conf", "--facts", dir + "/facts.json", "--batch-size", "16",
@@ -55,8 +56,8 @@ final class ClusterCampaignTests: XCTestCase {
         return p
     }
 
-    func runEdit(_ state: String, extra: [String] = []) throws -> Int32 {
-        let p = try startEdit(state, extra: extra)
+    func runEdit(_ state: String, extra: [String] = [], environment: [String: String] = [:]) throws -> Int32 {
+        let p = try startEdit(state, extra: extra, environment: environment)
         ClusterTestSupport.wait(p, seconds: 120, "alphaedit edit \(state)")
         return p.terminationStatus
     }
@@ -97,6 +98,12 @@ final class ClusterCampaignTests: XCTestCase {
         XCTAssertEqual(try runEdit("inproc", extra: ["--cluster", "in-process"]), 0, ClusterTestSupport.read(dir + "/inproc.log"))
         print(String(format: "distributed vs in-process campaign: max rel diff of ΔW %.2e", relativeDifference(try deltas("inproc"), clean)))
         XCTAssertLessThanOrEqual(relativeDifference(try deltas("inproc"), clean), 1e-4)
+
+        // With lean weights (coordinator and workers: the environment is inherited), the same ΔW: bit for
+        // bit on OpenBLAS's AVX-512 kernels, to float32 rounding on its Haswell ones (README, lean weights).
+        XCTAssertEqual(try runEdit("lean", environment: ["ALPHAEDIT_WEIGHTS": "lean"]), 0, ClusterTestSupport.read(dir + "/lean.log"))
+        print(String(format: "lean vs float32 distributed campaign: max rel diff of ΔW %.2e", relativeDifference(try deltas("lean"), clean)))
+        XCTAssertLessThanOrEqual(relativeDifference(try deltas("lean"), clean), 1e-5)
 
         // kill -9 a worker while it computes a v* chunk.
         t0 = ProcessStats.now()
