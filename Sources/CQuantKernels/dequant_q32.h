@@ -171,4 +171,26 @@ QK_INLINE QK_AVX2 void dequant_iq4_nl_256(const uint8_t *b, __m256 w[4]) {
     for (int i = 0; i < 4; i++) w[i] = _mm256_mul_ps(d, v[i]);  // exact
 }
 
+// ---- unquantized halves, as blocks of 32: F16 (F16C's conversion) and BF16 (the 16 bits shifted into
+// the top of a float32); both exact, as Dequantize.swift's. ----
+
+QK_INLINE QK_AVX512 void dequant_f16_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    *w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b));
+    *w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + 32)));
+}
+
+QK_INLINE QK_AVX512 void dequant_bf16_512(const uint8_t *b, __m512 *w0, __m512 *w1) {
+    *w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)b)), 16));
+    *w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + 32))), 16));
+}
+
+QK_INLINE QK_AVX2 void dequant_f16_256(const uint8_t *b, __m256 w[4]) {
+    for (int i = 0; i < 4; i++) w[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 16 * i)));
+}
+
+QK_INLINE QK_AVX2 void dequant_bf16_256(const uint8_t *b, __m256 w[4]) {
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 16 * i))), 16));
+}
+
 #endif

@@ -19,7 +19,8 @@
 // decodes once per super-block (`qk_scales`) before the 8 blocks.
 enum { QK_BLOCK = 32, QK_SUPER = 256 };
 enum { Q4_1_BYTES = 20, Q8_0_BYTES = 34, Q5_0_BYTES = 22, Q4_K_BYTES = 144, Q6_K_BYTES = 210, Q4_0_BYTES = 18,
-       Q5_1_BYTES = 24, IQ4_NL_BYTES = 18, Q5_K_BYTES = 176, IQ4_XS_BYTES = 136, Q3_K_BYTES = 110, Q2_K_BYTES = 84 };
+       Q5_1_BYTES = 24, IQ4_NL_BYTES = 18, Q5_K_BYTES = 176, IQ4_XS_BYTES = 136, Q3_K_BYTES = 110, Q2_K_BYTES = 84,
+       F16_BYTES = 64, BF16_BYTES = 64 };
 
 /// Weights per stored (super-)block of `fmt`: a constant after inlining.
 QK_INLINE int64_t fmt_block(int fmt) {
@@ -43,6 +44,8 @@ QK_INLINE int64_t fmt_bytes(int fmt) {
     case QK_IQ4_XS: return IQ4_XS_BYTES;
     case QK_Q3_K: return Q3_K_BYTES;
     case QK_Q2_K: return Q2_K_BYTES;
+    case QK_F16: return F16_BYTES;
+    case QK_BF16: return BF16_BYTES;
     default: return Q6_K_BYTES;
     }
 }

@@ -156,6 +156,8 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
     case QK_IQ4_XS: dequant_iq4_xs_256(b, j, s, w); break;
     case QK_Q3_K: dequant_q3_k_256(b, j, s, w); break;
     case QK_Q2_K: dequant_q2_k_256(b, j, s, w); break;
+    case QK_F16: dequant_f16_256(b, w); break;
+    case QK_BF16: dequant_bf16_256(b, w); break;
     default: dequant_q6_k_256(b, j, s, w); break;
     }
 }
@@ -174,6 +176,8 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
     case QK_IQ4_XS: dequant_iq4_xs_512(b, j, s, w0, w1); break;
     case QK_Q3_K: dequant_q3_k_512(b, j, s, w0, w1); break;
     case QK_Q2_K: dequant_q2_k_512(b, j, s, w0, w1); break;
+    case QK_F16: dequant_f16_512(b, w0, w1); break;
+    case QK_BF16: dequant_bf16_512(b, w0, w1); break;
     default: dequant_q6_k_512(b, j, s, w0, w1); break;
     }
 }
@@ -495,23 +499,25 @@ QK_INSTANCES(q5_k, QK_Q5_K)
 QK_INSTANCES(iq4_xs, QK_IQ4_XS)
 QK_INSTANCES(q3_k, QK_Q3_K)
 QK_INSTANCES(q2_k, QK_Q2_K)
+QK_INSTANCES(f16, QK_F16)
+QK_INSTANCES(bf16, QK_BF16)
 
 // Indexed by qk_format.
 static const linear_fn KERNELS_512[] = { linear_512_q4_1, linear_512_q8_0, linear_512_q5_0, linear_512_q4_k, linear_512_q6_k,
                                          linear_512_q4_0, linear_512_q5_1, linear_512_iq4_nl, linear_512_q5_k, linear_512_iq4_xs,
-                                         linear_512_q3_k, linear_512_q2_k };
+                                         linear_512_q3_k, linear_512_q2_k, linear_512_f16, linear_512_bf16 };
 static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linear_256_q5_0, linear_256_q4_k, linear_256_q6_k,
                                          linear_256_q4_0, linear_256_q5_1, linear_256_iq4_nl, linear_256_q5_k, linear_256_iq4_xs,
-                                         linear_256_q3_k, linear_256_q2_k };
+                                         linear_256_q3_k, linear_256_q2_k, linear_256_f16, linear_256_bf16 };
 _Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_FORMATS, "one kernel per format");
 _Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_FORMATS, "one kernel per format");
 
 static const dequantize_fn DEQUANTIZE_512[] = { dequantize_512_q4_1, dequantize_512_q8_0, dequantize_512_q5_0, dequantize_512_q4_k,
     dequantize_512_q6_k, dequantize_512_q4_0, dequantize_512_q5_1, dequantize_512_iq4_nl, dequantize_512_q5_k, dequantize_512_iq4_xs,
-    dequantize_512_q3_k, dequantize_512_q2_k };
+    dequantize_512_q3_k, dequantize_512_q2_k, dequantize_512_f16, dequantize_512_bf16 };
 static const dequantize_fn DEQUANTIZE_256[] = { dequantize_256_q4_1, dequantize_256_q8_0, dequantize_256_q5_0, dequantize_256_q4_k,
     dequantize_256_q6_k, dequantize_256_q4_0, dequantize_256_q5_1, dequantize_256_iq4_nl, dequantize_256_q5_k, dequantize_256_iq4_xs,
-    dequantize_256_q3_k, dequantize_256_q2_k };
+    dequantize_256_q3_k, dequantize_256_q2_k, dequantize_256_f16, dequantize_256_bf16 };
 _Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "one dequantizer per format");
 _Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
 

@@ -38,7 +38,9 @@ typedef enum {
     QK_IQ4_XS = 9,  // 136 bytes: f16 d, eight 6-bit scales (2 + 4 bytes), 128 bytes of IQ4_NL codes
     QK_Q3_K = 10,   // 110 bytes: 32 bytes of 3rd bits, 64 bytes of 2-bit parts, sixteen 6-bit scales, f16 d
     QK_Q2_K = 11,   // 84 bytes: 16 bytes of 4-bit scales and mins, 64 bytes of 2-bit q, f16 d, f16 dmin
-    QK_FORMATS = 12
+    QK_F16 = 12,    // unquantized IEEE half: read as blocks of 32 (64 bytes); rows a multiple of 32 weights
+    QK_BF16 = 13,   // unquantized bfloat16 (the top 16 bits of a float32), blocks of 32 as F16
+    QK_FORMATS = 14
 } qk_format;
 
 /// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a matrix W of `format` stored out × in,

@@ -15,7 +15,11 @@ import Foundation
 public struct QuantizedMatrix: @unchecked Sendable {
     /// The GGML formats with a kernel (the GGUF types of the same names).
     public enum Format: Sendable, CaseIterable {
-        case q4_1, q8_0, q5_0, q4_K, q6_K, q4_0, q5_1, iq4_nl, q5_K, iq4_xs, q3_K, q2_K
+        case q4_1, q8_0, q5_0, q4_K, q6_K, q4_0, q5_1, iq4_nl, q5_K, iq4_xs, q3_K, q2_K, f16, bf16
+
+        /// Weights per block as the kernels walk them: the type's block, or 32 for the unquantized halves
+        /// (F16, BF16), whose rows must then hold a multiple of 32 weights.
+        public var kernelBlock: Int { self == .f16 || self == .bf16 ? 32 : type.blockSize }
 
         /// The GGUF type of the same layout.
         public var type: GGMLType {
@@ -32,6 +36,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .iq4_xs: .iq4_xs
             case .q3_K: .q3_K
             case .q2_K: .q2_K
+            case .f16: .f16
+            case .bf16: .bf16
             }
         }
 
@@ -56,6 +62,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .iq4_xs: QK_IQ4_XS
             case .q3_K: QK_Q3_K
             case .q2_K: QK_Q2_K
+            case .f16: QK_F16
+            case .bf16: QK_BF16
             }
         }
     }
@@ -68,7 +76,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public init?(type: GGMLType, bytes: UnsafeRawBufferPointer, rows: Int, cols: Int) {
         guard let f = Format(type) else { return nil }
         format = f
-        guard rows > 0, cols > 0, cols % type.blockSize == 0, bytes.baseAddress != nil,
+        guard rows > 0, cols > 0, cols % f.kernelBlock == 0, bytes.baseAddress != nil,
               let need = type.byteCount(elements: rows * cols), bytes.count >= need else { return nil }
         self.rows = rows; self.cols = cols; self.bytes = bytes
     }

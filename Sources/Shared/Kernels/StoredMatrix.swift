@@ -49,12 +49,16 @@ public struct StoredMatrix: @unchecked Sendable {
         precondition(r.lowerBound >= 0 && r.upperBound <= rows && c.lowerBound >= 0 && c.upperBound <= cols
                      && c.lowerBound % bs == 0 && c.count % bs == 0, "StoredMatrix.dequantize: rows \(r), cols \(c) of \(rows) × \(cols)")
         let offset = c.lowerBound / bs * type.blockBytes, runBytes = c.count / bs * type.blockBytes
-        let fast = QuantizedMatrix.Format(type).flatMap { f in QuantizedLinear.bestISA.map { (f.c, qk_isa(rawValue: UInt32($0.rawValue))) } }
+        // The C dequantizers walk blocks of `kernelBlock` weights (32 for F16 / BF16, whose type block is 1).
+        let fast = QuantizedMatrix.Format(type).flatMap { f -> (qk_format, qk_isa, Int)? in
+            guard let isa = QuantizedLinear.bestISA, c.lowerBound % f.kernelBlock == 0, c.count % f.kernelBlock == 0 else { return nil }
+            return (f.c, qk_isa(rawValue: UInt32(isa.rawValue)), c.count / f.kernelBlock)
+        }
         /// Rows [a, b): one C call over them all (a column panel's rows hold a block or two each), else row by row.
         func run(_ a: Int, _ b: Int) {
             let src = bytes.baseAddress! + offset
-            if let (f, isa) = fast, qk_dequantize_rows(f, isa, src + a * rowBytes, Int64(rowBytes), Int64(b - a), Int64(c.count / bs),
-                                                       y + (a - r.lowerBound) * ldy, Int64(ldy)) == 0 { return }
+            if let (f, isa, blocks) = fast, qk_dequantize_rows(f, isa, src + a * rowBytes, Int64(rowBytes), Int64(b - a), Int64(blocks),
+                                                               y + (a - r.lowerBound) * ldy, Int64(ldy)) == 0 { return }
             for i in a..<b {
                 Dequantize.run(type, from: UnsafeRawBufferPointer(start: src + i * rowBytes, count: runBytes),
                                into: y + (i - r.lowerBound) * ldy, count: c.count)
@@ -86,7 +90,7 @@ public struct StoredMatrix: @unchecked Sendable {
     public func linearBackward(_ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, tokens t: Int,
                                accumulate: Bool = false) {
         guard t > 0 else { return }
-        let bs = type.blockSize
+        let bs = QuantizedMatrix.Format(type)?.kernelBlock ?? type.blockSize  // panels of whole kernel blocks
         let step = min(cols, max(Self.minBackwardColumns / bs * bs, bs, Self.panelFloats / rows / bs * bs))
         let panel = Self.takePanel(step * rows)  // more than panelFloats where one block's column is (an LM head's)
         defer { Self.givePanel(panel) }

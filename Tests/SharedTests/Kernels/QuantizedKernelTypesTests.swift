@@ -1,5 +1,5 @@
 // The quantized linear kernels of every format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K,
-// Q5_K, Q6_K, IQ4_XS) and every ISA this
+// Q5_K, Q6_K, IQ4_XS, and the unquantized F16 and BF16) and every ISA this
 // CPU runs, against `Dequantize.run` + a float64 product: random valid blocks over token counts,
 // shapes (odd row counts, inner sizes of several super-blocks), accumulate and thread counts; one-hot
 // activations that must read every weight back exactly; and real tensors of the Qwen2.5 Q4_K_M
@@ -10,7 +10,7 @@ import Shared
 import XCTest
 
 final class QuantizedKernelTypesTests: XCTestCase {
-    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K]
+    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K, .f16, .bf16]
 
     /// |y − ref| / Σ|x·w| per output element; float32 sums of ≤ 2560 terms stay far below it.
     static let tolerance = 1e-5
@@ -20,6 +20,13 @@ final class QuantizedKernelTypesTests: XCTestCase {
     static func randomMatrix(_ type: GGMLType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
         if type == .q4_1 || type == .q8_0 { return QuantizedLinearTests.randomMatrix(type, rows: rows, cols: cols, seed: seed) }
         var rng = SplitMix64(seed: seed)
+        if type == .f16 || type == .bf16 {  // unquantized halves, little-endian
+            return (0..<(rows * cols)).flatMap { _ -> [UInt8] in
+                let v = rng.symmetric(0.05)
+                let b = type == .f16 ? Float16(v).bitPattern : UInt16(v.bitPattern >> 16)
+                return [UInt8(b & 0xFF), UInt8(b >> 8)]
+            }
+        }
         let blocks = rows * cols / type.blockSize
         var out = (0..<(blocks * type.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         func f16(_ v: Float, at o: Int) {
@@ -129,7 +136,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
     }
 
     func testViewsTakeEveryFormatAndCheckTheBlockSize() {
-        let bytes = [UInt8](repeating: 0, count: 210 * 8)
+        let bytes = [UInt8](repeating: 0, count: 2 * 512 * 2)  // two rows of 512 halves: the largest here
         bytes.withUnsafeBytes { raw in
             for format in QuantizedMatrix.Format.allCases {
                 XCTAssertEqual(QuantizedMatrix(type: format.type, bytes: raw, rows: 2, cols: 512)?.format, format, "\(format)")
@@ -139,7 +146,8 @@ final class QuantizedKernelTypesTests: XCTestCase {
             XCTAssertNil(QuantizedMatrix(type: .q6_K, bytes: raw, rows: 5, cols: 512), "bytes too short")
             XCTAssertNotNil(QuantizedMatrix(type: .q5_0, bytes: raw, rows: 3, cols: 96))
             XCTAssertNil(QuantizedMatrix(type: .tq2_0, bytes: raw, rows: 2, cols: 256), "no TQ2_0 kernel")
-            XCTAssertNil(QuantizedMatrix(type: .f16, bytes: raw, rows: 2, cols: 64), "no F16 kernel")
+            XCTAssertNil(QuantizedMatrix(type: .f16, bytes: raw, rows: 2, cols: 48), "F16 rows of whole 32-weight blocks only")
+            XCTAssertNil(QuantizedMatrix(type: .f32, bytes: raw, rows: 2, cols: 64), "no F32 kernel")
         }
         // The C entry point refuses an inner size that is no whole number of super-blocks, and unknown formats.
         var y = [Float](repeating: 7, count: 2)

@@ -83,10 +83,11 @@ final class LeanWeightsTests: XCTestCase {
 
     /// One model, float32 and lean, on the same bytes: logits of a batch of 45 rows (sgemm paths) and of 5
     /// (the kernels), the backward from logits to block 1's input, and after the same edit of layer 1
-    /// (lean: `ffn_down` made resident) the logits again. Every architecture, Q8_0 and Q4_1 matrices.
+    /// (lean: `ffn_down` made resident) the logits again. Every architecture, matrices in every encoding
+    /// our writer has (Q8_0, Q4_1, F16, BF16, F32).
     func testLeanModelMatchesFloat32() throws {
         for arch in SyntheticModel.architectures {
-            for type in [TensorEncoding.q8_0, .q4_1] {
+            for type in [TensorEncoding.q8_0, .q4_1, .f16, .bf16, .f32] {
                 var cfg = SyntheticConfig(layers: 3, architecture: arch)
                 cfg.matrixType = type
                 let bytes = try SyntheticModel.writer(cfg).bytes()
@@ -180,4 +181,47 @@ final class LeanWeightsTests: XCTestCase {
         for l in hp.layers { XCTAssertEqual(lean.weights.layers[l].down.array, full.weights.layers[l].down.array) }
         for l in (hp.layers.max()! + 1)..<lean.config.layers { XCTAssertEqual(lean.weights.layers[l].down.count, 0, "layer \(l) not edited: not resident") }
     }
+
+    /// SmolLM2 with its matrices rewritten as F16 and as BF16 (a file as `convert_hf_to_gguf` makes):
+    /// few-token products on the F16 / BF16 kernels agree with sgemm on the float32 copies, lean agrees
+    /// with float32; the generation step's time on each path is printed.
+    func testHalfPrecisionFilesOnKernelsAndLean() throws {
+        let src = try GGUFFile(path: RepoPaths.requireModel(named: "smollm2"))
+        for enc in [TensorEncoding.f16, .bf16] {
+            var w = GGUFWriter()
+            for key in src.metadataKeys { if let v = src.metadata[key] { try w.set(key, v) } }
+            for info in src.tensors {
+                if info.dims.count == 2 { try w.add(tensor: info.name, dims: info.dims, floats: try src.floats(info.name), as: enc) }
+                else { try w.add(tensor: info, from: src) }
+            }
+            let path = TestPaths.temporaryFile("smollm2-\(enc).gguf")
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try w.write(to: path)
+            let full = try LlamaModel(path: path, residency: .float32), lean = try LlamaModel(path: path, residency: .lean)
+            XCTAssertNotNil(full.quantized.layers[0].gate, "\(enc): a kernel reads the stored matrix")
+            let prompt: [Int32] = [504, 3575, 282, 4649, 314, 253, 3108, 338, 800, 915]
+            let short = TokenBatch([prompt]), long = TokenBatch([prompt + prompt + prompt + prompt])
+            for batch in [short, long] {
+                let rows = [batch.count - 1]
+                let kernels = try full.forward(batch, logitRows: rows).logits
+                full.quantized.enabled = false
+                let sgemm = try full.forward(batch, logitRows: rows).logits
+                full.quantized.enabled = true
+                let leanLogits = try lean.forward(batch, logitRows: rows).logits
+                print("lean: SmolLM2 \(enc), \(batch.count) rows: kernels vs sgemm \(relDiff(kernels, sgemm)), lean vs float32 \(relDiff(leanLogits, kernels))")
+                XCTAssertLessThanOrEqual(relDiff(kernels, sgemm), 1e-4, "\(enc), \(batch.count) rows: kernels")
+                XCTAssertLessThanOrEqual(relDiff(leanLogits, kernels), 1e-5, "\(enc), \(batch.count) rows: lean")
+            }
+            func step(_ m: LlamaModel) throws -> Double {
+                ProcessStats.median(try ForwardBenchmark.decodeSteps(model: m, prompt: prompt, steps: 16, rounds: 3).seconds) * 1000
+            }
+            let onKernel = try step(full)
+            full.quantized.enabled = false
+            let onSgemm = try step(full)
+            full.quantized.enabled = true
+            print(String(format: "lean: SmolLM2 \(enc) generation step: float32 copies and sgemm %.2f ms, the \(enc) kernel %.2f ms, lean %.2f ms",
+                         onSgemm, onKernel, try step(lean)))
+        }
+    }
 }
+
