@@ -523,10 +523,6 @@ static const dequantize_fn DEQUANTIZE_256[] = { dequantize_256_q4_1, dequantize_
 _Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "one dequantizer per format");
 _Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
 
-int qk_dequantize(qk_format format, qk_isa isa, const void *src, int64_t blocks, float *dst) {
-    return qk_dequantize_rows(format, isa, src, 0, 1, blocks, dst, 0);
-}
-
 int qk_dequantize_rows(qk_format format, qk_isa isa, const void *src, int64_t src_stride, int64_t rows, int64_t blocks,
                        float *dst, int64_t dst_stride) {
     if ((unsigned)format >= QK_FORMATS || !src || !dst || blocks < 0 || rows < 0) return -1;

@@ -73,13 +73,10 @@ enum { QK_X_ALIGN = 64 };
 /// d·(q − 16), which the Q8_0 kernels multiply with cheaper unpacking (QuantizedWeights).
 void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
 
-/// Dequantizes `blocks` stored (super-)blocks of `format` at src (blocks × 32 or × 256 weights) into
-/// dst, float32, with the register dequantizers of `isa`: the values of Dequantize.swift, bit for bit.
-/// Returns 0, or -1 for a bad argument or an ISA this CPU lacks.
-int qk_dequantize(qk_format format, qk_isa isa, const void *src, int64_t blocks, float *dst);
-
-/// `rows` runs of `blocks` stored (super-)blocks, run r at src + r·src_stride bytes into dst + r·dst_stride
-/// floats: a column range of a matrix's rows in one call. Same values and returns as `qk_dequantize`.
+/// Dequantizes `rows` runs of `blocks` stored (super-)blocks of `format` (each 32 or 256 weights): run r
+/// at src + r·src_stride bytes into dst + r·dst_stride floats, float32, with the register dequantizers of
+/// `isa`: the values of Dequantize.swift, bit for bit. A matrix's rows, or a column range of them, in one
+/// call. Returns 0, or -1 for a bad argument or an ISA this CPU lacks.
 int qk_dequantize_rows(qk_format format, qk_isa isa, const void *src, int64_t src_stride, int64_t rows, int64_t blocks,
                        float *dst, int64_t dst_stride);
 
