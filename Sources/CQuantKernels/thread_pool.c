@@ -32,6 +32,7 @@ typedef struct {
     int accumulate;
     qk_isa isa;
     const float *x;
+    const void *xq;  // with 8-bit activations (qk_linear_q8_parallel): x rounded, and x unused
     const void *w;
     float *y;
     int64_t ldx, t, in, rows;  // x's rows ldx floats apart (qk_x_stride)
@@ -49,6 +50,7 @@ static struct {
 } pool = { .busy = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 static void run_rows(const job_t *j, int64_t o0, int64_t o1) {
+    if (j->xq) { qk_linear_q8(j->format, j->isa, j->xq, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate); return; }
     qk_linear_strided(j->format, j->isa, j->x, j->ldx, j->t, j->in, j->w, j->y, j->rows, o0, o1, j->accumulate);
 }
 
@@ -142,6 +144,8 @@ static const float *x_at_stride(const float *x, int64_t t, int64_t in, int64_t *
     return buffer;
 }
 
+static void run_job(job_t job, int threads);
+
 int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
                        float *y, int64_t rows, int accumulate, int threads) {
     // An empty range validates the arguments, so no chunk below can fail.
@@ -150,16 +154,44 @@ int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, 
     int64_t ldx;
     const float *xs = x_at_stride(x, t, in, &ldx);
     if (!xs) { xs = x; ldx = in; }  // no memory for the copy: the slower stride, the same result
-    job_t job = { format, accumulate, isa, xs, w, y, ldx, t, in, rows, rows, 1, 0, 1 };
+    run_job((job_t){ format, accumulate, isa, xs, NULL, w, y, ldx, t, in, rows, rows, 1, 0, 1 }, threads);
+    return 0;
+}
+
+int qk_linear_q8_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                          float *y, int64_t rows, int accumulate, int threads) {
+    static _Thread_local void *buffer;
+    static _Thread_local int64_t capacity;
+    if (!x || t < 0 || in <= 0 || in % 32 != 0) return -1;
+    const int64_t need = t * qk_q8_row_bytes(in);
+    if (need > capacity) {
+        void *grown = NULL;
+        if (posix_memalign(&grown, QK_X_ALIGN, (size_t)(need > 0 ? need : 64)) != 0) return -1;
+        free(buffer);
+        buffer = grown;
+        capacity = need;
+    }
+    if (qk_quantize_q8(isa, x, t, in, in, buffer) != 0) return -1;
+    const int ok = qk_linear_q8(format, isa, buffer, t, in, w, y, rows, 0, 0, accumulate);
+    if (ok != 0) return ok;
+    run_job((job_t){ format, accumulate, isa, x, buffer, w, y, in, t, in, rows, rows, 1, 0, 1 }, threads);
+    return 0;
+}
+
+// Runs `job` (its rows, its chunk fields for one chunk of all rows) on the caller and the pool.
+static void run_job(job_t job, int threads) {
+    const int64_t rows = job.rows;
     // Another thread's product in flight: this one runs alone rather than wait.
-    if (threads <= 1 || rows < 4 || pthread_mutex_trylock(&pool.busy) != 0) { run_rows(&job, 0, rows); return 0; }
+    if (threads <= 1 || rows < 4 || pthread_mutex_trylock(&pool.busy) != 0) { run_rows(&job, 0, rows); return; }
     int helpers = ensure_workers(threads - 1);  // more workers than asked for sit this job out
     if (helpers > threads - 1) helpers = threads - 1;
-    const int64_t p = helpers + 1;  // all sizes even: the kernel pairs rows
+    const int64_t p = helpers + 1;
+    // All sizes even (the float32 kernels pair rows), or multiples of 4 (the int8 kernels' one-token tiles).
+    const int64_t mask = job.xq ? 3 : 1;
     job.bigCount = p;
-    job.big = rows * 3 / 4 / p & ~(int64_t)1;
+    job.big = rows * 3 / 4 / p & ~mask;
     const int64_t rest = rows - p * job.big;
-    job.small = ((rest + 3 * p - 1) / (3 * p) + 1) & ~(int64_t)1;
+    job.small = ((rest + 3 * p - 1) / (3 * p) + mask) & ~mask;
     job.chunks = p + (rest + job.small - 1) / job.small;
     pool.job = job;
     atomic_store(&pool.done, 0);
@@ -177,5 +209,4 @@ int qk_linear_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, 
         if (n % 1024 == 0) sched_yield();
     }
     pthread_mutex_unlock(&pool.busy);
-    return 0;
 }

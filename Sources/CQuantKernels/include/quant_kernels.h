@@ -107,4 +107,29 @@ int qk_sum_exp(qk_isa isa, const float *x, int64_t n, float *max, double *sum);
 /// y[i] = e^(x[i] − shift) · scale for n elements (y may be x). Returns 0, or -1 for an ISA this CPU lacks.
 int qk_exp_scaled(qk_isa isa, const float *x, float *y, int64_t n, float shift, float scale);
 
+// ---- 8-bit activations (int8_kernels.c; ALPHAEDIT_ACTIVATIONS=int8) ----
+// x rounded to int8 in blocks of 32 (scale d_x = max|x| / 127 per block, float32), weights multiplied
+// as bytes: as llama.cpp computes, not bit for bit the float32 kernels (x's rounding, ≤ d_x / 2 each).
+
+/// Whether an int8 kernel reads `format` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS).
+int qk_q8_supports(qk_format format);
+
+/// Bytes of one quantized token row of `in` activations (a multiple of 64): `in` int8 values, then
+/// in/32 float scales d_x, then in/32 floats s = d_x·Σq of each block.
+int64_t qk_q8_row_bytes(int64_t in);
+
+/// Rounds t rows of x (ldx ≥ in floats apart; in a multiple of 32) into xq (t · qk_q8_row_bytes(in) bytes,
+/// 32-byte aligned). Returns 0, or -1 for a bad argument or an ISA this CPU lacks.
+int qk_quantize_q8(qk_isa isa, const float *x, int64_t t, int64_t ldx, int64_t in, void *xq);
+
+/// Output rows [o0, o1) of y[t × ldy] (+)= x̂[t × in] · Wᵀ from activations quantized by qk_quantize_q8.
+/// Returns 0, or -1 when the format has no int8 kernel, the ISA is unsupported or the shape invalid.
+int qk_linear_q8(qk_format format, qk_isa isa, const void *xq, int64_t t, int64_t in, const void *w,
+                 float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate);
+
+/// `qk_linear_parallel` on 8-bit activations: x rounded once (qk_quantize_q8, in a buffer of the calling
+/// thread), then the output rows split over the pool. Same return values as `qk_linear_q8`.
+int qk_linear_q8_parallel(qk_format format, qk_isa isa, const float *x, int64_t t, int64_t in, const void *w,
+                          float *y, int64_t rows, int accumulate, int threads);
+
 #endif

@@ -130,6 +130,22 @@ public enum QuantizedLinear {
         }
     }()
 
+    /// Whether an int8-activation kernel reads `format` (`runInt8`): all but Q2_K, Q3_K, F16 and BF16.
+    public static func int8Reads(_ format: QuantizedMatrix.Format) -> Bool { qk_q8_supports(format.c) != 0 }
+
+    /// `run` on 8-bit activations (`Activations.int8`): each token row of x rounded to int8 in blocks
+    /// of 32 (scale max|x| / 127), the weights multiplied as bytes, as llama.cpp does. Not the float32
+    /// kernels' bits: x's rounding changes each product by up to ½ of its block's scale per activation.
+    /// Returns false and writes nothing where no int8 kernel reads the format or the ISA is unsupported.
+    @discardableResult
+    public static func runInt8(_ x: UnsafePointer<Float>, _ w: QuantizedMatrix, _ y: UnsafeMutablePointer<Float>,
+                               rows t: Int, accumulate: Bool = false, threads: Int? = nil, isa: ISA? = bestISA) -> Bool {
+        guard let isa, isa.rawValue <= (bestISA?.rawValue ?? 0), int8Reads(w.format) else { return false }
+        let n = min(max(1, threads ?? defaultThreads), max(1, t * w.rows * w.cols / minParallelWork))
+        return qk_linear_q8_parallel(w.format.c, qk_isa(rawValue: UInt32(isa.rawValue)), x, Int64(t),
+                                     Int64(w.cols), w.bytes.baseAddress, y, Int64(w.rows), accumulate ? 1 : 0, Int32(n)) == 0
+    }
+
     /// Multiply-adds (T·out·in) per thread below which splitting costs more than it saves.
     static let minParallelWork = 1 << 16
 
