@@ -162,15 +162,18 @@ QK_INLINE QK_AVX2 void q8_tile(int fmt, int R, int U, const uint8_t *w, int64_t 
         for (int u = 0; u < U; u++) { acc[r][u] = _mm256_setzero_ps(); off[r][u] = 0; }
     const int nb = (int)(fmt_block(fmt) / QK_BLOCK);
     const int64_t bytes = fmt_bytes(fmt);
+    if (u0 == 0) prefetch_ahead(w, R * rowBytes);
     for (int64_t sb = 0; sb < nsb; sb++) {
         qk_scales s[4];
+        // The same (super-)block of the next tile's rows, one tile ahead (the float32 kernels' prefetch_next_tile).
         for (int r = 0; r < R; r++) {
-            const uint8_t *p = w + r * rowBytes + sb * bytes;
+            const uint8_t *p = w + r * rowBytes + sb * bytes, *next = p + R * rowBytes;
             if (nb > 1) {
-                for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(p + PREFETCH_BYTES + o), _MM_HINT_T0);
+                for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
+                _mm_prefetch((const char *)(next + bytes - 1), _MM_HINT_T0);
                 q8_prepare(fmt, p, &s[r]);
-            } else if (((uintptr_t)p & 63) < (uintptr_t)bytes) {
-                _mm_prefetch((const char *)(p + PREFETCH_BYTES), _MM_HINT_T0);
+            } else if (((uintptr_t)next & 63) < (uintptr_t)bytes) {
+                _mm_prefetch((const char *)next, _MM_HINT_T0);
             }
         }
         for (int j = 0; j < nb; j++) {
@@ -211,13 +214,21 @@ QK_INLINE QK_AVX2 void q8_linear(int fmt, const void *xq, int64_t t, int64_t in,
                                  float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t nsb = in / fmt_block(fmt), rowBytes = nsb * fmt_bytes(fmt);
     const int64_t tiles = (t + 3) / 4, size = (t + tiles - 1) / tiles;  // balanced tiles of ≤ 4 token rows
-    for (int64_t u0 = 0; u0 < t; u0 += size) {
-        const int U = (int)(t - u0 < size ? t - u0 : size), R = q8_rows(U);
-        int64_t o = o0;
-        if (R == 4) for (; o + 4 <= o1; o += 4) { Q8_TILE_U(4, w + o * rowBytes, y + o) }
-        else for (; o + 2 <= o1; o += 2) { Q8_TILE_U(2, w + o * rowBytes, y + o) }
-        for (; o < o1; o++) { Q8_TILE_U(1, w + o * rowBytes, y + o) }
-    }
+    const int R = q8_rows(size);
+    // Row tiles outside, token tiles inside: a tile's rows stay in L1 across its token tiles, so memory
+    // sees each weight once per call.
+    int64_t o = o0;
+    for (; o + R <= o1; o += R)
+        for (int64_t u0 = 0; u0 < t; u0 += size) {
+            const int U = (int)(t - u0 < size ? t - u0 : size);
+            if (R == 4) { Q8_TILE_U(4, w + o * rowBytes, y + o) }
+            else { Q8_TILE_U(2, w + o * rowBytes, y + o) }
+        }
+    for (; o < o1; o++)
+        for (int64_t u0 = 0; u0 < t; u0 += size) {
+            const int U = (int)(t - u0 < size ? t - u0 : size);
+            Q8_TILE_U(1, w + o * rowBytes, y + o)
+        }
 }
 
 typedef void (*q8_fn)(const void *xq, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,

@@ -39,15 +39,17 @@ struct BenchForward: ParsableCommand {
     @Option(help: "Timed runs of the batch (the 10-token prompt runs 3× as many).") var runs = 7
     @Option(help: "Sentences for the batch.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
     @Flag(help: "Also time each kind of matrix product in separate 10-token forwards and generation steps.") var breakdown = false
+    @Option(help: "Activations of the few-token products: float32, or int8 (rounded per block of 32, as llama.cpp).") var activations: Activations = .float32
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         let cfg = try modelOptions.resolved()
-        let r = try ForwardBenchmark.run(modelPath: cfg.model, threads: cfg.threads, runs: runs, corpus: corpus, breakdown: breakdown)
+        let r = try ForwardBenchmark.run(modelPath: cfg.model, threads: cfg.threads, runs: runs, corpus: corpus, breakdown: breakdown,
+                                         activations: activations)
         if json {
             try printJSON(r)
         } else {
-            print(r.kernels.line)
+            print(r.kernels.line + (r.activations == "int8" ? "; activations int8 (rounded per block of 32)" : ""))
             print(String(format: "10-token forward (median of %d)   %8.2f ms  (target ≤ %.1f ms: 1.5 × %.2f GFLOP at sgemm's %.0f GFLOP/s here)",
                          r.runs_ms.count, r.median_ms, r.target_ms, r.prompt_gflop, r.sgemm_gflops))
             print(String(format: "generation step (median of %d)    %8.2f ms  %8.1f tokens/s  (greedy, KV cache, after the prompt)",

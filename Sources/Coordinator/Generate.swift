@@ -10,12 +10,15 @@ struct Generate: ParsableCommand {
     @Option(help: "Sample from the k most likely tokens instead of greedy.") var topK: Int?
     @Option(help: "Seed of the sampler.") var seed: UInt64 = 0
     @Option(help: "State directory of an edit campaign: answer with the edited model.") var state: String?
+    @Option(help: "Activations of the few-token products: float32 (exact), or int8 (rounded per block of 32, as llama.cpp; faster where converting weights is the bottleneck).")
+    var activations: Activations = .float32
     @Argument(help: "The prompt.") var prompt: String
 
     func run() throws {
         let cfg = try modelOptions.resolved()
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
+        model.quantized.activations = activations
         if let state {
             let st = try EditState.load(directory: state)
             try st.checkModel(path: cfg.model, gguf: model.gguf)
@@ -56,3 +59,5 @@ final class StreamingPrinter {
         pending = []
     }
 }
+
+extension Activations: ExpressibleByArgument {}

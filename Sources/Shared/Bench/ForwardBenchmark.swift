@@ -38,6 +38,8 @@ public struct ForwardBenchmark {
         public var kernels = KernelChoice.current
         /// `float32` (copies dequantized at load) or `lean` (matrices read from the mapped file), `ALPHAEDIT_WEIGHTS`.
         public var weights: String = WeightResidency.float32.rawValue
+        /// `float32` or `int8`: the few-token products' activations (`--activations`, `Activations`).
+        public var activations: String = Activations.float32.rawValue
         /// With `--breakdown`: where the time of a 10-token forward and of a generation step goes.
         public var breakdown: Breakdown?
     }
@@ -154,7 +156,8 @@ public struct ForwardBenchmark {
         return Double(c.layers) * (perToken * tokens + attn) + 2.0 * Double(c.hidden * c.vocab) * Double(logitRows)
     }
 
-    public static func run(modelPath: String, threads: Int, runs: Int = 7, corpus: String?, breakdown: Bool = false) throws -> Result {
+    public static func run(modelPath: String, threads: Int, runs: Int = 7, corpus: String?, breakdown: Bool = false,
+                           activations: Activations = .float32) throws -> Result {
         var loads: [Double] = []
         for _ in 0..<2 {
             // Each copy is freed before the next load, so peak memory stays one model.
@@ -165,6 +168,7 @@ public struct ForwardBenchmark {
         let t0 = ProcessStats.now()
         let model = try LlamaModel(path: modelPath)
         loads.append(ProcessStats.now() - t0)
+        model.quantized.activations = activations
         let tok = try BPETokenizer(gguf: model.gguf)
         var prompt = tok.encode("The capital of France is a city that many people", addSpecial: true)
         prompt = Array(prompt.prefix(10))
@@ -202,6 +206,6 @@ public struct ForwardBenchmark {
                       prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000,
                       decode_steps: decode.seconds.count, decode_step_ms: step * 1000, decode_tokens_per_s: 1 / step,
                       kernels: model.weights.residency == .lean ? KernelChoice.current.withoutQ5_0Copies : KernelChoice.current,
-                      weights: model.weights.residency.rawValue, breakdown: split)
+                      weights: model.weights.residency.rawValue, activations: activations.rawValue, breakdown: split)
     }
 }

@@ -130,6 +130,15 @@ public enum QuantizedLinear {
         }
     }()
 
+    /// Token rows up to which `Activations.int8` products use the int8 kernels (more rows: float32 kernels).
+    /// Measured 2026-12-06 on Zen 4 with the AVX2 kernels, one core, ms float32 → int8: Q5_0 4864 × 896
+    /// T = 1 0.43 → 0.25, T = 2 0.77 → 0.63, T = 3 0.79 → 0.87, T = 4 0.67 → 0.66, T = 6 0.77 → 1.00,
+    /// T = 10 1.25 → 1.70; Q4_K 896 × 4864 T = 1 0.35 → 0.18, T = 4 0.75 → 0.56, T = 10 1.16 → 1.43; Q6_K
+    /// T = 1 0.40 → 0.30, T = 4 0.69 → 0.63, T = 10 1.26 → 1.62. Each token row of an int8 tile costs
+    /// about 6 vector operations a block of 32 against the float32 tile's 4 FMAs once the block is
+    /// dequantized, so the float32 kernels win once several rows share each dequantization.
+    public static let int8MaxRows = 4
+
     /// Whether an int8-activation kernel reads `format` (`runInt8`): all but Q2_K, Q3_K, F16 and BF16.
     public static func int8Reads(_ format: QuantizedMatrix.Format) -> Bool { qk_q8_supports(format.c) != 0 }
 

@@ -28,6 +28,9 @@ public final class QuantizedWeights: @unchecked Sendable {
     public let lmHead: View?
     /// Off: every product runs on the float32 weights (comparisons, debugging).
     public var enabled: Bool
+    /// How few-token products treat their activations: float32 (the default: a generation step's logits
+    /// are the full forward's bit for bit), or rounded to int8 as llama.cpp does (`Activations`).
+    public var activations: Activations = .float32
     /// Views that are copies (Q5_0 rewritten as Q8_0), not the file's bytes.
     private let storage: [OwnedBytes]
     private var downEdited: [Bool]
@@ -86,13 +89,26 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// The view to use for a product of `rows` tokens, or nil for float32 BLAS.
     @inline(__always) func use(_ v: View?, rows t: Int) -> QuantizedMatrix? {
         guard let v, enabled, t <= QuantizedLinear.maxRows else { return nil }
-        return t == 1 ? v.oneRow : v.rows
+        return t == 1 && !(activations == .int8 && QuantizedLinear.int8Reads(v.rows.format)) ? v.oneRow : v.rows
     }
 
     /// `ffn_down` of `layer` for `rows` tokens, or nil once the layer is edited.
     @inline(__always) func down(_ layer: Int, rows t: Int) -> QuantizedMatrix? {
         downEdited[layer] ? nil : use(layers[layer].down, rows: t)
     }
+}
+
+/// What few-token products (≤ `QuantizedLinear.maxRows` token rows, on the stored weights) do with their
+/// activations. `float32`: the kernels multiply float32 activations with weights dequantized in
+/// registers, the same bits as dequantize + sgemm up to summation order. `int8`: each token row is
+/// rounded to int8 in blocks of 32 (scale max|x| / 127) and multiplied with the weights as bytes
+/// (`QuantizedLinear.runInt8`), as llama.cpp computes; faster where converting weights to float32 is
+/// what a one-token product waits on. Only products of up to `QuantizedLinear.int8MaxRows` token rows
+/// (each generation step; not a prompt's prefill, where the float32 kernels are faster); those of
+/// formats without an int8 kernel, of edited matrices and of more rows stay float32. Chosen per command (`generate --activations`, `bench forward
+/// --activations`); edits, keys and evaluation always run float32.
+public enum Activations: String, Sendable, CaseIterable {
+    case float32, int8
 }
 
 extension LlamaModel {
@@ -118,7 +134,11 @@ extension LlamaModel {
     private func product(_ x: UnsafePointer<Float>, _ w: FloatBuffer, _ q: QuantizedMatrix?, _ y: UnsafeMutablePointer<Float>,
                          rows t: Int, inDim: Int, outDim: Int, accumulate: Bool, groups: [Range<Int>]?,
                          stored: StoredMatrix?) -> QuantizedMatrix? {
-        if let q, q.rows == outDim, q.cols == inDim, QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return q }
+        if let q, q.rows == outDim, q.cols == inDim {
+            if quantized.activations == .int8, t <= QuantizedLinear.int8MaxRows,
+               QuantizedLinear.runInt8(x, q, y, rows: t, accumulate: accumulate) { return q }
+            if QuantizedLinear.run(x, q, y, rows: t, accumulate: accumulate) { return q }
+        }
         for g in groups ?? [0..<t] where !g.isEmpty {
             if w.count == 0, let s = stored {
                 precondition(s.rows == outDim && s.cols == inDim, "stored matrix \(s.rows) × \(s.cols), product \(outDim) × \(inDim)")
