@@ -91,4 +91,42 @@ final class ArchitectureFixtureTests: XCTestCase {
             }
         }
     }
+
+    /// With int8 activations (`generate --activations int8`), the logits of a generation step (the prompt's
+    /// last token decoded alone on the KV cache of the others: one-row products on the int8 kernels) are
+    /// as close to the exact float32 logits as llama.cpp's are (the fixtures' tolerances, 0.35 / 0.8,
+    /// calibrated on llama.cpp against exact references), and within twice that of llama.cpp's own (two
+    /// independent roundings); top-1 and the first greedy token equal llama.cpp's outside near ties.
+    func testInt8ActivationStepsMeetLlamaCppTolerances() throws {
+        guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU: no int8 kernels") }
+        for (name, folder, tol) in [("qwen2.5-0.5b", "qwen2", Float(0.35)), ("gemma3-270m", "gemma3", 0.8), ("smollm2", "smollm2", 0.35)] {
+            let m = try Self.model(name)
+            let tok = try BPETokenizer(gguf: m.gguf)
+            m.quantized.activations = .int8
+            defer { m.quantized.activations = .float32 }
+            var maxCpp: Float = 0, maxFloat: Float = 0
+            for p in try reference(folder, "llamacpp_reference.json").prompts where p.ids.count >= 2 {
+                let cache = KVCache(config: m.config, capacity: p.ids.count)
+                _ = try m.decode([Array(p.ids.dropLast())], caches: [cache])
+                let logits = try m.decode([[p.ids.last!]], caches: [cache])
+                m.quantized.activations = .float32
+                let exact = Array(try m.forward(TokenBatch([p.ids]), logitRows: [p.ids.count - 1]).logits(at: 0))
+                m.quantized.activations = .int8
+                let top = Sampler.topK(logits, 10)
+                for (id, v) in zip(p.top10_ids, p.top10_logits) where top.contains(id) { maxCpp = max(maxCpp, abs(logits[id] - v)) }
+                for id in Sampler.topK(exact, 10) { maxFloat = max(maxFloat, abs(logits[id] - exact[id])) }
+                XCTAssertGreaterThanOrEqual(Set(top).intersection(p.top10_ids).count, 8, "\(name): top-10 overlap with llama.cpp, \(p.prompt)")
+                if p.top10_logits[0] - p.top10_logits[1] >= tol { XCTAssertEqual(top.first, p.top10_ids[0], "\(name) top-1 of \(p.prompt)") }
+                if let want = p.greedy10 {
+                    var samplers = [Sampler()]
+                    let got = try CachedGenerator(model: m, tokenizer: tok).generate(prompts: [p.ids], maxTokens: 1, samplers: &samplers, stopAtEOS: false)[0]
+                    XCTAssertEqual(got.first, want.first, "\(name): first greedy token of \(p.prompt) with int8 activations")
+                }
+            }
+            print("\(name) (int8 activations, one-token step): max |Δlogit| vs float32 activations \(maxFloat), vs llama.cpp \(maxCpp)")
+            XCTAssertLessThanOrEqual(maxFloat, tol, "\(name): top-10 logits within \(tol) of the exact float32 ones")
+            XCTAssertLessThanOrEqual(maxCpp, 2 * tol, "\(name): top-10 logits within \(2 * tol) of llama.cpp")
+            XCTAssertGreaterThan(maxFloat, 0, "\(name): the int8 kernels ran (the logits differ from float32's)")
+        }
+    }
 }
