@@ -40,5 +40,8 @@ for r in json.load(sys.stdin):
         print(f"llama.cpp tg{g}: median {ms / g:.2f} ms per token ({1000 * g / ms:.1f} tokens/s), {runs} runs, build {build}")
     else:
         print(f"llama.cpp pp{p}: median {ms:.1f} ms per forward ({1000 * p / ms:.0f} tokens/s), {runs} runs, build {build}")'
+    echo "-- ours, float32 activations"
     .build/release/alphaedit bench forward --model "$name" --threads "$THREADS" 2>/dev/null || true
+    echo "-- ours, int8 activations (as llama.cpp rounds them; products of <= 4 token rows)"
+    .build/release/alphaedit bench forward --model "$name" --threads "$THREADS" --activations int8 2>/dev/null || true
 done
