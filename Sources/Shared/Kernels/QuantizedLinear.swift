@@ -138,6 +138,10 @@ public enum QuantizedLinear {
     /// about 6 vector operations a block of 32 against the float32 tile's 4 FMAs once the block is
     /// dequantized, so the float32 kernels win once several rows share each dequantization.
     public static let int8MaxRows = 4
+    // One-row products read Q5_0 from its Q8_0 copy where one exists (`q5_0OneRowAsQ8_0`: AVX2-only
+    // machines) under int8 too: the copy's bytes need no unpacking. The same weights, 116,736 × 896 from
+    // memory, one core of Zen 4 with the AVX2 kernels, int8: Q8_0 copy 4.96 / 5.10 ms, Q5_0 6.26 / 6.33;
+    // two cores, where memory binds: 3.68 / 3.52 against 3.08 / 3.25 (float32 on the copy: 4.27 / 3.74).
 
     /// Whether an int8-activation kernel reads `format` (`runInt8`): all but Q2_K, Q3_K, F16 and BF16.
     public static func int8Reads(_ format: QuantizedMatrix.Format) -> Bool { qk_q8_supports(format.c) != 0 }

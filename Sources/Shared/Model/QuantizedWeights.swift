@@ -89,7 +89,7 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// The view to use for a product of `rows` tokens, or nil for float32 BLAS.
     @inline(__always) func use(_ v: View?, rows t: Int) -> QuantizedMatrix? {
         guard let v, enabled, t <= QuantizedLinear.maxRows else { return nil }
-        return t == 1 && !(activations == .int8 && QuantizedLinear.int8Reads(v.rows.format)) ? v.oneRow : v.rows
+        return t == 1 ? v.oneRow : v.rows
     }
 
     /// `ffn_down` of `layer` for `rows` tokens, or nil once the layer is edited.
