@@ -21,7 +21,10 @@ swift test -c release --skip-build "$@"
 if [ $# -eq 0 ]; then
   echo "== determinism tests on the AVX2 kernels (ALPHAEDIT_ISA=avx2, OPENBLAS_CORETYPE=HASWELL)"
   ALPHAEDIT_ISA=avx2 OPENBLAS_CORETYPE=HASWELL swift test -c release --skip-build \
-    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests|QuantizedKernelTypesTests.testOneRowViewsOfQwen|EvalShardTests|LeanWeightsTests'
+    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests|QuantizedKernelTypesTests.testOneRowViewsOfQwen|EvalShardTests|LeanWeightsTests|Int8ActivationTests|ArchitectureFixtureTests.testInt8'
+  # The int8 kernels' AVX-512 copy without VNNI (Skylake-X), which a VNNI CPU otherwise never runs.
+  echo "== int8 kernels without VNNI (ALPHAEDIT_VNNI=0)"
+  ALPHAEDIT_VNNI=0 swift test -c release --skip-build --filter 'Int8ActivationTests|ArchitectureFixtureTests.testInt8'
   # Every parser of untrusted input under libFuzzer for 30 s (the README gives a long run's figures);
   # a crash fails the run (its input is in .build-fuzz/crashes/).
   echo "== fuzzing: 30 s per parser (scripts/fuzz.sh)"

@@ -49,7 +49,7 @@ struct BenchForward: ParsableCommand {
         if json {
             try printJSON(r)
         } else {
-            print(r.kernels.line + (r.activations == "int8" ? "; activations int8 (rounded per block of 32)" : ""))
+            print(r.kernels.line + (r.activations == "int8" ? "; activations int8 (rounded per block of 32; int8 kernels \(QuantizedLinear.int8Kernels), up to \(QuantizedLinear.int8MaxRows) token rows)" : ""))
             print(String(format: "10-token forward (median of %d)   %8.2f ms  (target ≤ %.1f ms: 1.5 × %.2f GFLOP at sgemm's %.0f GFLOP/s here)",
                          r.runs_ms.count, r.median_ms, r.target_ms, r.prompt_gflop, r.sgemm_gflops))
             print(String(format: "generation step (median of %d)    %8.2f ms  %8.1f tokens/s  (greedy, KV cache, after the prompt)",

@@ -118,6 +118,10 @@ int qk_q8_supports(qk_format format);
 /// in/32 float scales d_x, then in/32 floats s = d_x·Σq of each block.
 int64_t qk_q8_row_bytes(int64_t in);
 
+/// Whether qk_linear_q8 with `isa` multiplies by AVX-512 VNNI (vpdpbusd): the AVX-512 ISA on a CPU
+/// with VNNI, unless ALPHAEDIT_VNNI=0. The same results either way (the integer sums are exact).
+int qk_q8_uses_vnni(qk_isa isa);
+
 /// Rounds t rows of x (ldx ≥ in floats apart; in a multiple of 32) into xq (t · qk_q8_row_bytes(in) bytes,
 /// 32-byte aligned). Returns 0, or -1 for a bad argument or an ISA this CPU lacks.
 int qk_quantize_q8(qk_isa isa, const float *x, int64_t t, int64_t ldx, int64_t in, void *xq);

@@ -143,6 +143,12 @@ public enum QuantizedLinear {
     // memory, one core of Zen 4 with the AVX2 kernels, int8: Q8_0 copy 4.96 / 5.10 ms, Q5_0 6.26 / 6.33;
     // two cores, where memory binds: 3.68 / 3.52 against 3.08 / 3.25 (float32 on the copy: 4.27 / 3.74).
 
+    /// The int8 kernels `runInt8` uses by default, for `bench forward`: "avx512 + vnni", "avx512" or "avx2".
+    public static var int8Kernels: String {
+        guard let isa = bestISA else { return "none" }
+        return isa == .avx2 ? "avx2" : qk_q8_uses_vnni(qk_isa(rawValue: UInt32(isa.rawValue))) != 0 ? "avx512 + vnni" : "avx512"
+    }
+
     /// Whether an int8-activation kernel reads `format` (`runInt8`): all but Q2_K, Q3_K, F16 and BF16.
     public static func int8Reads(_ format: QuantizedMatrix.Format) -> Bool { qk_q8_supports(format.c) != 0 }
 
