@@ -1,4 +1,4 @@
-// Products on 8-bit activations (ALPHAEDIT_ACTIVATIONS=int8); see include/quant_kernels.h for the contract.
+// Products on 8-bit activations (`Activations.int8`: `generate --activations int8`); see include/quant_kernels.h for the contract.
 // Why: with float32 activations a one-token product converts every weight to float32 (widen, convert,
 // scale: ≈ 12 vector operations a block of 32), and on CPUs that split 256-bit operations into halves
 // (Zen 1) that conversion, not memory, bounds a generation step (README, "On an AVX2-only machine").

@@ -1,5 +1,6 @@
 // Kernels of the few-token forward, in C for AVX2 / AVX-512 intrinsics.
-// Linear layers over GGML-quantized weights with float32 activations (no activation quantization):
+// Linear layers over GGML-quantized weights with float32 activations (no activation quantization; the
+// int8-activation products at the end of this header are separate entry points):
 // y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
 // IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS).
 // Each block of 32 weights is dequantized once in registers (exactly as Dequantize.swift computes it
@@ -107,7 +108,7 @@ int qk_sum_exp(qk_isa isa, const float *x, int64_t n, float *max, double *sum);
 /// y[i] = e^(x[i] − shift) · scale for n elements (y may be x). Returns 0, or -1 for an ISA this CPU lacks.
 int qk_exp_scaled(qk_isa isa, const float *x, float *y, int64_t n, float shift, float scale);
 
-// ---- 8-bit activations (int8_kernels.c; ALPHAEDIT_ACTIVATIONS=int8) ----
+// ---- 8-bit activations (int8_kernels.c; `generate --activations int8`) ----
 // x rounded to int8 in blocks of 32 (scale d_x = max|x| / 127 per block, float32), weights multiplied
 // as bytes: as llama.cpp computes, not bit for bit the float32 kernels (x's rounding, ≤ d_x / 2 each).
 

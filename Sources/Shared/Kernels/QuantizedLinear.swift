@@ -3,7 +3,8 @@
 // plus OpenBLAS packing W on every call); the formats read here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL,
 // Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) hold 0.33 (Q2_K) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
 // each block in registers exactly as `Dequantize` does, so results match dequantize + sgemm up to
-// summation order; activations are never quantized.
+// summation order; activations are never quantized, except by `runInt8` (8-bit activations, as llama.cpp:
+// `Activations.int8`, which a command asks for explicitly).
 // Shapes: x[T × in], W[out × in] (GGUF layout), y[T × out], row-major.
 import GGUF
 import CBLAS

@@ -1,4 +1,4 @@
-// The 8-bit-activation kernels (Sources/CQuantKernels/int8_kernels.c, ALPHAEDIT_ACTIVATIONS=int8):
+// The 8-bit-activation kernels (Sources/CQuantKernels/int8_kernels.c, `--activations int8`):
 // the rounding of x (every value within half a step of x / d_x, |q| ≤ 127, the block sums), and every
 // format's product against Dequantize.run + a float64 product with the rounded activations x̂ = d_x·q,
 // over token counts, shapes, accumulate and thread counts; and against the float32 product within the
