@@ -10,10 +10,12 @@
 // Every block's sum Σ w·x̂ (x̂ = d_x·q) is exact in integers; the product differs from the float32
 // kernels by x's rounding only (≤ d_x / 2 per activation), as llama.cpp's products do (it rounds x the
 // same way, with f16 scales). Per-block float terms:
-//   signed weights (Q8_0, IQ4_NL, IQ4_XS, Q6_K's q − 32):  d_w·d_x·Σ q_w·q_x   (|q_w| as unsigned bytes,
+//   signed weights (Q8_0, IQ4_NL, IQ4_XS, Q6_K's q − 32, Q3_K):  d_w·d_x·Σ q_w·q_x   (|q_w| as unsigned bytes,
 //     q_x given q_w's sign: vpsignb, as llama.cpp does)
 //   unsigned weights with an offset (Q4_0, Q5_0: m = −8d, −16d; Q4_1, Q5_1: m; Q4_K, Q5_K: −dmin·m_j):
-//     d_w·d_x·Σ q_w·q_x + m·(d_x·Σ q_x), the second factor computed once per activation block (`s`).
+//     d_w·d_x·Σ q_w·q_x + m·(d_x·Σ q_x), the second factor computed once per activation block (`s`);
+//     Q2_K's mins (one per 16 weights) take Σ q_x of each half of the block, summed in the tile.
+//   Q6_K, Q3_K and Q2_K scale each half of a block (16 weights) apart: the int32 lanes 0–3 hold the first.
 // Rows of up to 4 output rows by up to 4 token rows share each block's unpacking and each load of x.
 #include "qk_common.h"
 #include "dequant_q32.h"
@@ -25,7 +27,7 @@
 int qk_q8_supports(qk_format format) {
     switch (format) {
     case QK_Q8_0: case QK_Q4_0: case QK_Q4_1: case QK_Q5_0: case QK_Q5_1: case QK_IQ4_NL:
-    case QK_Q4_K: case QK_Q5_K: case QK_Q6_K: case QK_IQ4_XS: return 1;
+    case QK_Q4_K: case QK_Q5_K: case QK_Q6_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K: return 1;
     default: return 0;
     }
 }
@@ -85,13 +87,15 @@ int qk_quantize_q8(qk_isa isa, const float *x, int64_t t, int64_t ldx, int64_t i
 QK_INLINE QK_AVX2 void q8_prepare(int fmt, const uint8_t *b, qk_scales *s) {
     if (fmt == QK_Q4_K || fmt == QK_Q5_K) prepare_q4_k(b, s);
     else if (fmt == QK_Q6_K) prepare_q6_k(b, s);
+    else if (fmt == QK_Q3_K) prepare_q3_k(b, s);
+    else if (fmt == QK_Q2_K) prepare_q2_k(b, s);
     else if (fmt == QK_IQ4_XS) prepare_iq4_xs(b, s);
     else (void)s;
 }
 
 /// Whether `fmt`'s bytes are signed (multiplied by the sign trick) or unsigned with an offset m.
 QK_INLINE int q8_signed(int fmt) {
-    return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K;
+    return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K || fmt == QK_Q3_K;
 }
 
 /// Output rows per tile for tiles of U token rows: ≤ 8 accumulators.
@@ -160,11 +164,13 @@ Q8_INSTANCE(q5_1, QK_Q5_1)
 Q8_INSTANCE(iq4_nl, QK_IQ4_NL)
 Q8_INSTANCE(q5_k, QK_Q5_K)
 Q8_INSTANCE(iq4_xs, QK_IQ4_XS)
+Q8_INSTANCE(q3_k, QK_Q3_K)
+Q8_INSTANCE(q2_k, QK_Q2_K)
 
 // Indexed by qk_format; NULL where no int8 kernel reads the format.
 #define Q8_TABLE(isa) { q8_linear_##isa##_q4_1, q8_linear_##isa##_q8_0, q8_linear_##isa##_q5_0, q8_linear_##isa##_q4_k, \
     q8_linear_##isa##_q6_k, q8_linear_##isa##_q4_0, q8_linear_##isa##_q5_1, q8_linear_##isa##_iq4_nl, q8_linear_##isa##_q5_k, \
-    q8_linear_##isa##_iq4_xs, NULL, NULL, NULL, NULL }
+    q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL }
 static const q8_fn Q8_KERNELS_256[QK_FORMATS] = Q8_TABLE(256);
 static const q8_fn Q8_KERNELS_512[QK_FORMATS] = Q8_TABLE(512);
 static const q8_fn Q8_KERNELS_VNNI[QK_FORMATS] = Q8_TABLE(vnni);

@@ -13,8 +13,10 @@
     }
 
 /// Block j of the (super-)block at b: its 32 weights' integers (weight l in byte l), the scale by which
-/// each lane of the int32 dot (lanes 0–3: bytes 0–15; 4–7: bytes 16–31) is multiplied, and the offset m.
-QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, const qk_scales *s, __m256 *scale, float *m) {
+/// each lane of the int32 dot (lanes 0–3: bytes 0–15; 4–7: bytes 16–31) is multiplied, and the offset m
+/// per block, or for Q2_K (a min per 16 weights) `mv`, which multiplies the block's sums of x by halves.
+QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, const qk_scales *s, __m256 *scale, float *m,
+                                           __m256 *mv) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     switch (fmt) {
     case QK_Q8_0:
@@ -53,6 +55,17 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
         const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), _mm256_set1_epi8(0x01));
         *scale = _mm256_broadcast_ss(&s->d[j]); *m = s->m[j];
         return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    }
+    case QK_Q3_K: {  // signed q (−4…3), scales d·(sc − 32) for weights 0–15 and 16–31
+        *scale = _mm256_set_m128(_mm_broadcast_ss(&s->d[2 * j + 1]), _mm_broadcast_ss(&s->d[2 * j]));
+        *m = 0;
+        return q3_k_bytes(b, j);
+    }
+    case QK_Q2_K: {  // q (0…3), d·sc and −dmin·m per 16 weights
+        *scale = _mm256_set_m128(_mm_broadcast_ss(&s->d[2 * j + 1]), _mm_broadcast_ss(&s->d[2 * j]));
+        *mv = _mm256_set_m128(_mm_broadcast_ss(&s->m[2 * j + 1]), _mm_broadcast_ss(&s->m[2 * j]));
+        *m = 0;
+        return q2_k_bytes(b, j);
     }
     default: {  // Q6_K: scales d·sc for weights 0–15 and 16–31
         const float *sc = s->d + 8 * (j >> 2) + 2 * (j & 3);
@@ -101,18 +114,22 @@ QK_INLINE Q8_ATTR void Q8_FN(q8_tile)(int fmt, int R, int U, const uint8_t *w, i
         for (int j = 0; j < nb; j++) {
             const int64_t blk = sb * nb + j;
             __m256i wv[4], aw[4];
-            __m256 sc[4];
+            __m256 sc[4], mv[4];
             float m[4];
             for (int r = 0; r < R; r++) {
-                wv[r] = Q8_FN(q8_unpack)(fmt, w + r * rowBytes + sb * bytes, j, &s[r], &sc[r], &m[r]);
+                wv[r] = Q8_FN(q8_unpack)(fmt, w + r * rowBytes + sb * bytes, j, &s[r], &sc[r], &m[r], &mv[r]);
                 aw[r] = q8_signed(fmt) ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
             }
             for (int u = 0; u < U; u++) {
                 const __m256i xv = _mm256_load_si256((const __m256i *)(xr[u].q + QK_BLOCK * blk));
                 const __m256 dx = _mm256_broadcast_ss(&xr[u].d[blk]);
+                // Q2_K: Σq_x of each half of the block (lanes 0–3 and 4–7 as the dot's), for its mins.
+                const __m256 halves = fmt == QK_Q2_K ? Q8_FN(q8_dot)(QK_Q4_0, _mm256_set1_epi8(1), _mm256_set1_epi8(1), xv)
+                                                     : _mm256_setzero_ps();
                 for (int r = 0; r < R; r++) {
                     acc[r][u] = _mm256_fmadd_ps(Q8_FN(q8_dot)(fmt, wv[r], aw[r], xv), _mm256_mul_ps(sc[r], dx), acc[r][u]);
-                    if (!q8_signed(fmt)) off[r][u] += m[r] * xr[u].s[blk];
+                    if (fmt == QK_Q2_K) acc[r][u] = _mm256_fmadd_ps(halves, _mm256_mul_ps(mv[r], dx), acc[r][u]);
+                    else if (!q8_signed(fmt)) off[r][u] += m[r] * xr[u].s[blk];
                 }
             }
         }

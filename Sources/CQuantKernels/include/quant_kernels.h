@@ -112,7 +112,8 @@ int qk_exp_scaled(qk_isa isa, const float *x, float *y, int64_t n, float shift, 
 // x rounded to int8 in blocks of 32 (scale d_x = max|x| / 127 per block, float32), weights multiplied
 // as bytes: as llama.cpp computes, not bit for bit the float32 kernels (x's rounding, ≤ d_x / 2 each).
 
-/// Whether an int8 kernel reads `format` (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS).
+/// Whether an int8 kernel reads `format`: every quantized one (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K,
+/// Q5_K, Q6_K, IQ4_XS); not F16 or BF16.
 int qk_q8_supports(qk_format format);
 
 /// Bytes of one quantized token row of `in` activations (a multiple of 64): `in` int8 values, then

@@ -150,7 +150,7 @@ public enum QuantizedLinear {
         return isa == .avx2 ? "avx2" : qk_q8_uses_vnni(qk_isa(rawValue: UInt32(isa.rawValue))) != 0 ? "avx512 + vnni" : "avx512"
     }
 
-    /// Whether an int8-activation kernel reads `format` (`runInt8`): all but Q2_K, Q3_K, F16 and BF16.
+    /// Whether an int8-activation kernel reads `format` (`runInt8`): every quantized one, not F16 or BF16.
     public static func int8Reads(_ format: QuantizedMatrix.Format) -> Bool { qk_q8_supports(format.c) != 0 }
 
     /// `run` on 8-bit activations (`Activations.int8`): each token row of x rounded to int8 in blocks

@@ -9,7 +9,7 @@ import Shared
 import XCTest
 
 final class Int8ActivationTests: XCTestCase {
-    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs]
+    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K]
 
     var isas: [QuantizedLinear.ISA] {
         QuantizedLinear.ISA.allCases.filter { $0.rawValue <= (QuantizedLinear.bestISA?.rawValue ?? 0) }
@@ -107,7 +107,7 @@ final class Int8ActivationTests: XCTestCase {
 
     func testFormatsWithoutAnInt8KernelAreRefused() throws {
         guard let isa = QuantizedLinear.bestISA else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
-        for type in [GGMLType.q2_K, .q3_K, .f16, .bf16] {
+        for type in [GGMLType.f16, .bf16] {
             let bytes = QuantizedKernelTypesTests.randomMatrix(type, rows: 4, cols: 256, seed: 3)
             let format = try XCTUnwrap(QuantizedMatrix.Format(type))
             XCTAssertFalse(QuantizedLinear.int8Reads(format))
