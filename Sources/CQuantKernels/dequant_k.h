@@ -227,4 +227,15 @@ QK_INLINE QK_AVX512 void dequant_q2_k_512(const uint8_t *b, int j, const qk_scal
     *w1 = _mm512_fmadd_ps(_mm512_set1_ps(s->d[k + 1]), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(q, 1))), _mm512_set1_ps(s->m[k + 1]));
 }
 
+/// Decodes the scales of the super-block at `b` (K-quants; nothing for the others), for the float32 and
+/// the int8 kernels alike.
+QK_INLINE QK_AVX2 void prepare(int fmt, const uint8_t *b, qk_scales *s) {
+    if (fmt == QK_Q4_K || fmt == QK_Q5_K) prepare_q4_k(b, s);
+    else if (fmt == QK_Q6_K) prepare_q6_k(b, s);
+    else if (fmt == QK_IQ4_XS) prepare_iq4_xs(b, s);
+    else if (fmt == QK_Q3_K) prepare_q3_k(b, s);
+    else if (fmt == QK_Q2_K) prepare_q2_k(b, s);
+    else (void)s;
+}
+
 #endif

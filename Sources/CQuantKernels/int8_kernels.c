@@ -83,16 +83,6 @@ int qk_quantize_q8(qk_isa isa, const float *x, int64_t t, int64_t ldx, int64_t i
 
 // ---- one block of weights as bytes ----
 
-/// A super-block's scales (the float32 kernels' decoders; nothing for the formats of 32).
-QK_INLINE QK_AVX2 void q8_prepare(int fmt, const uint8_t *b, qk_scales *s) {
-    if (fmt == QK_Q4_K || fmt == QK_Q5_K) prepare_q4_k(b, s);
-    else if (fmt == QK_Q6_K) prepare_q6_k(b, s);
-    else if (fmt == QK_Q3_K) prepare_q3_k(b, s);
-    else if (fmt == QK_Q2_K) prepare_q2_k(b, s);
-    else if (fmt == QK_IQ4_XS) prepare_iq4_xs(b, s);
-    else (void)s;
-}
-
 /// Whether `fmt`'s bytes are signed (multiplied by the sign trick) or unsigned with an offset m.
 QK_INLINE int q8_signed(int fmt) {
     return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K || fmt == QK_Q3_K;

@@ -106,7 +106,7 @@ QK_INLINE Q8_ATTR void Q8_FN(q8_tile)(int fmt, int R, int U, const uint8_t *w, i
             if (nb > 1) {
                 for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
                 _mm_prefetch((const char *)(next + bytes - 1), _MM_HINT_T0);
-                q8_prepare(fmt, p, &s[r]);
+                prepare(fmt, p, &s[r]);
             } else if (((uintptr_t)next & 63) < (uintptr_t)bytes) {
                 _mm_prefetch((const char *)next, _MM_HINT_T0);
             }

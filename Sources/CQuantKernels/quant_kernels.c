@@ -134,16 +134,6 @@ QK_INLINE void prefetch_next_tile(int fmt, const uint8_t *p, int blocks32) {
     _mm_prefetch((const char *)(p + bytes - 1), _MM_HINT_T0);
 }
 
-/// Decodes the scales of the super-block at `b` (K-quants; nothing for the others).
-QK_INLINE QK_AVX2 void prepare(int fmt, const uint8_t *b, qk_scales *s) {
-    if (fmt == QK_Q4_K || fmt == QK_Q5_K) prepare_q4_k(b, s);
-    else if (fmt == QK_Q6_K) prepare_q6_k(b, s);
-    else if (fmt == QK_IQ4_XS) prepare_iq4_xs(b, s);
-    else if (fmt == QK_Q3_K) prepare_q3_k(b, s);
-    else if (fmt == QK_Q2_K) prepare_q2_k(b, s);
-    else (void)s;
-}
-
 /// Block j of the (super-)block at `b` as four 8-lane vectors.
 QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     switch (fmt) {
