@@ -105,8 +105,8 @@ public final class QuantizedWeights: @unchecked Sendable {
 /// (`QuantizedLinear.runInt8`), as llama.cpp computes; faster where converting weights to float32 is
 /// what a one-token product waits on. Only products of up to `QuantizedLinear.int8MaxRows` token rows
 /// (each generation step; not a prompt's prefill, where the float32 kernels are faster); those of
-/// formats without an int8 kernel, of edited matrices and of more rows stay float32. Chosen per command (`generate --activations`, `bench forward
-/// --activations`); edits, keys and evaluation always run float32.
+/// formats without an int8 kernel, of edited matrices and of more rows stay float32. Chosen per command
+/// (`generate --activations`, `bench forward --activations`); edits, keys and evaluation always run float32.
 public enum Activations: String, Sendable, CaseIterable {
     case float32, int8
 }
