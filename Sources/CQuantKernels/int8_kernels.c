@@ -104,12 +104,15 @@ QK_INLINE QK_AVX512 __m256i q5_bytes_mask(uint32_t qh, const uint8_t *n16) {
 #define Q8_FN(name) name##_256
 #define Q8_Q5_BYTES q5_bytes_256
 #define Q8_VNNI 0
+#define Q8_WIDE 0
 #include "int8_tile.h"
 #undef Q8_ATTR
 #undef Q8_FN
 #undef Q8_Q5_BYTES
 #undef Q8_VNNI
+#undef Q8_WIDE
 
+#define Q8_WIDE 1
 #define Q8_ATTR QK_AVX512
 #define Q8_FN(name) name##_512
 #define Q8_Q5_BYTES q5_bytes_mask
@@ -127,6 +130,7 @@ QK_INLINE QK_AVX512 __m256i q5_bytes_mask(uint32_t qh, const uint8_t *n16) {
 #undef Q8_FN
 #undef Q8_Q5_BYTES
 #undef Q8_VNNI
+#undef Q8_WIDE
 
 typedef void (*q8_fn)(const void *xq, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
                       int64_t o0, int64_t o1, int accumulate);

@@ -1,7 +1,7 @@
 // The int8 tiles, included by int8_kernels.c once per ISA: Q8_ATTR (the function attribute), Q8_FN(name)
 // (the name of this ISA's copy) and Q8_Q5_BYTES (Q5_0 / Q5_1's 32 five-bit values as bytes: AVX2's
 // shuffle and compare, or AVX-512BW's byte add under the fifth bits as a mask) and Q8_VNNI (1: the dot
-// products by AVX-512 VNNI's vpdpbusd) are defined around it.
+// products by AVX-512 VNNI's vpdpbusd) and Q8_WIDE (1: 32 vector registers, AVX-512VL) are defined around it.
 // Private to int8_kernels.c.
 
 #define Q8_TILE_U(R, wr, yr) \
@@ -22,18 +22,16 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
     case QK_Q8_0:
         *scale = bcast_f16_256(b); *m = 0;
         return _mm256_loadu_si256((const __m256i *)(b + 2));
-    case QK_Q4_0: case QK_Q4_1: {
+    case QK_Q4_0: case QK_Q4_1: {  // Q4_0's offset −8 enters the integer sum (q8_blocks' base)
         const int off = fmt == QK_Q4_0 ? 2 : 4;
-        const float d = f16_to_f32(b);
-        *scale = _mm256_set1_ps(d);
-        *m = fmt == QK_Q4_0 ? -8.0f * d : f16_to_f32(b + 2);
+        *scale = bcast_f16_256(b);
+        *m = fmt == QK_Q4_0 ? 0 : f16_to_f32(b + 2);
         const __m128i n = _mm_loadu_si128((const __m128i *)(b + off));
         return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), low4);
     }
-    case QK_Q5_0: case QK_Q5_1: {
-        const float d = f16_to_f32(b);
-        *scale = _mm256_set1_ps(d);
-        if (fmt == QK_Q5_0) { *m = -16.0f * d; return Q8_Q5_BYTES(load_u32(b + 2), b + 6); }
+    case QK_Q5_0: case QK_Q5_1: {  // Q5_0's offset −16 as Q4_0's
+        *scale = bcast_f16_256(b);
+        if (fmt == QK_Q5_0) { *m = 0; return Q8_Q5_BYTES(load_u32(b + 2), b + 6); }
         *m = f16_to_f32(b + 2);
         return Q8_Q5_BYTES(load_u32(b + 4), b + 8);
     }
@@ -76,66 +74,108 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
     }
 }
 
-/// Σ over pairs → int32 lanes of w·x (bytes), for the format's signedness; `aw` is |w| for signed formats.
-QK_INLINE Q8_ATTR __m256 Q8_FN(q8_dot)(int fmt, __m256i w, __m256i aw, __m256i x) {
+/// c·(the sum of each 4 bytes of x) as int32 lanes (c an unsigned byte constant).
+QK_INLINE Q8_ATTR __m256i Q8_FN(q8_sum4)(int c, __m256i x) {
+#if Q8_VNNI
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)c), x);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8((char)c), x), _mm256_set1_epi16(1));
+#endif
+}
+
+/// base + Σ over each 4 bytes of w·x, as float lanes, for the format's signedness; `aw` is |w| for signed formats.
+QK_INLINE Q8_ATTR __m256 Q8_FN(q8_dot)(int fmt, __m256i w, __m256i aw, __m256i x, __m256i base) {
     const __m256i u = q8_signed(fmt) ? aw : w, v = q8_signed(fmt) ? _mm256_sign_epi8(x, w) : x;
 #if Q8_VNNI
-    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, v));  // groups of 4, no int16 step
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(base, u, v));  // groups of 4, no int16 step
 #else
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)));
+    return _mm256_cvtepi32_ps(_mm256_add_epi32(base, _mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1))));
 #endif
+}
+
+/// Block `blk` (block j of the stored (super-)block sb) of rows [0, R) × token rows [0, U), added into acc
+/// and off. Q4_0's and Q5_0's offsets (−8 and −16 per weight) enter the integer sums as −c·Σx per lane
+/// (`base`), computed once per token row and block: no scalar per block and row.
+QK_INLINE Q8_ATTR void Q8_FN(q8_block)(int fmt, int R, int U, const uint8_t *w, int64_t rowBytes, int64_t sb, int j,
+                                       int64_t blk, const qk_scales *s, const q8_row *xr, __m256 acc[4][4], float off[4][4]) {
+    const int64_t bytes = fmt_bytes(fmt);
+    const int c = fmt == QK_Q4_0 ? 8 : fmt == QK_Q5_0 ? 16 : 0;
+    __m256i wv[4], aw[4];
+    __m256 sc[4], mv[4];
+    float m[4];
+    for (int r = 0; r < R; r++) {
+        mv[r] = _mm256_setzero_ps();
+        m[r] = 0;
+        wv[r] = Q8_FN(q8_unpack)(fmt, w + r * rowBytes + sb * bytes, j, &s[r], &sc[r], &m[r], &mv[r]);
+        aw[r] = q8_signed(fmt) ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+    }
+    for (int u = 0; u < U; u++) {
+        const __m256i xv = _mm256_load_si256((const __m256i *)(xr[u].q + QK_BLOCK * blk));
+        const __m256 dx = _mm256_broadcast_ss(&xr[u].d[blk]);
+        const __m256i base = c ? _mm256_sub_epi32(_mm256_setzero_si256(), Q8_FN(q8_sum4)(c, xv)) : _mm256_setzero_si256();
+        // Q2_K: Σq_x of each 4 bytes (lanes 0–3: bytes 0–15, as the dot's), for its mins.
+        const __m256 halves = fmt == QK_Q2_K ? _mm256_cvtepi32_ps(Q8_FN(q8_sum4)(1, xv)) : _mm256_setzero_ps();
+        for (int r = 0; r < R; r++) {
+            const __m256 dot = Q8_FN(q8_dot)(fmt, wv[r], aw[r], xv, base);
+            acc[r][u] = _mm256_fmadd_ps(dot, _mm256_mul_ps(sc[r], dx), acc[r][u]);
+            if (fmt == QK_Q2_K) acc[r][u] = _mm256_fmadd_ps(halves, _mm256_mul_ps(mv[r], dx), acc[r][u]);
+            else if (!q8_signed(fmt) && !c) off[r][u] += m[r] * xr[u].s[blk];
+        }
+    }
 }
 
 // Output rows [o, o + R) × token rows [u0, u0 + U) of y over the whole input.
 QK_INLINE Q8_ATTR void Q8_FN(q8_tile)(int fmt, int R, int U, const uint8_t *w, int64_t rowBytes, int64_t nsb,
                                const void *xq, int64_t in, int64_t u0, float *y, int64_t ldy, int accumulate) {
-    __m256 acc[4][4];
-    float off[4][4];
+    // Blocks go in pairs. With up to 2 token rows the second block of a pair adds into accumulators of its
+    // own (accB, offB; summed at the end), so that the chain of FMAs carried from block to block is half as
+    // long: with one token row it bounded the tile (one AVX-512 core, a row in cache: Q8_0 ≈ 4.2 cycles a
+    // block, an FMA's latency). With more token rows a block has more work than that chain, and AVX2 has
+    // registers for one set of accumulators only.
+    // AVX2 has 16 vector registers: there, formats with a scalar offset per block (Q4_1, Q5_1) or a table
+    // (IQ4_XS) spilled with two sets (one AVX2 core, T = 1–2, 4,864 × 896: Q4_1 0.20 → 0.32 ms).
+    const int two = U <= 2 && (Q8_WIDE || (fmt != QK_Q4_1 && fmt != QK_Q5_1 && fmt != QK_IQ4_XS));
+    __m256 accA[4][4], accB[4][4];
+    float offA[4][4], offB[4][4];
     q8_row xr[4];
     for (int u = 0; u < U; u++) xr[u] = q8_at(xq, in, u0 + u);
     for (int r = 0; r < R; r++)
-        for (int u = 0; u < U; u++) { acc[r][u] = _mm256_setzero_ps(); off[r][u] = 0; }
+        for (int u = 0; u < U; u++) { accA[r][u] = accB[r][u] = _mm256_setzero_ps(); offA[r][u] = offB[r][u] = 0; }
     const int nb = (int)(fmt_block(fmt) / QK_BLOCK);
     const int64_t bytes = fmt_bytes(fmt);
+    qk_scales s[4];
     if (u0 == 0) prefetch_ahead(w, R * rowBytes);
-    for (int64_t sb = 0; sb < nsb; sb++) {
-        qk_scales s[4];
-        // The same (super-)block of the next tile's rows, one tile ahead (the float32 kernels' prefetch_next_tile).
-        for (int r = 0; r < R; r++) {
-            const uint8_t *p = w + r * rowBytes + sb * bytes, *next = p + R * rowBytes;
-            if (nb > 1) {
+    // Pairs of blocks: blocks j and j + 1 of a super-block of 256 (j a constant: the loop unrolls), or two
+    // stored blocks of 32.
+    if (nb > 1) {
+        for (int64_t sb = 0; sb < nsb; sb++) {
+            for (int r = 0; r < R; r++) {
+                const uint8_t *p = w + r * rowBytes + sb * bytes, *next = p + R * rowBytes;
+                // The same super-block of the next tile's rows, one tile ahead (the float32 kernels' prefetch_next_tile).
                 for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
                 _mm_prefetch((const char *)(next + bytes - 1), _MM_HINT_T0);
                 prepare(fmt, p, &s[r]);
-            } else if (((uintptr_t)next & 63) < (uintptr_t)bytes) {
-                _mm_prefetch((const char *)next, _MM_HINT_T0);
+            }
+#pragma clang loop unroll(full)
+            for (int j = 0; j < nb; j += 2) {  // j a constant: shifts by immediates, scales from registers
+                Q8_FN(q8_block)(fmt, R, U, w, rowBytes, sb, j, sb * nb + j, s, xr, accA, offA);
+                Q8_FN(q8_block)(fmt, R, U, w, rowBytes, sb, j + 1, sb * nb + j + 1, s, xr, two ? accB : accA, two ? offB : offA);
             }
         }
-        for (int j = 0; j < nb; j++) {
-            const int64_t blk = sb * nb + j;
-            __m256i wv[4], aw[4];
-            __m256 sc[4], mv[4];
-            float m[4];
+    } else {
+        int64_t sb = 0;
+        for (; sb + 2 <= nsb; sb += 2) {
             for (int r = 0; r < R; r++) {
-                wv[r] = Q8_FN(q8_unpack)(fmt, w + r * rowBytes + sb * bytes, j, &s[r], &sc[r], &m[r], &mv[r]);
-                aw[r] = q8_signed(fmt) ? _mm256_sign_epi8(wv[r], wv[r]) : wv[r];
+                const uint8_t *end = w + r * rowBytes + (sb + 2) * bytes - 1 + R * rowBytes;
+                if (((uintptr_t)end & 63) < (uintptr_t)(2 * bytes)) _mm_prefetch((const char *)end, _MM_HINT_T0);  // a new line
             }
-            for (int u = 0; u < U; u++) {
-                const __m256i xv = _mm256_load_si256((const __m256i *)(xr[u].q + QK_BLOCK * blk));
-                const __m256 dx = _mm256_broadcast_ss(&xr[u].d[blk]);
-                // Q2_K: Σq_x of each half of the block (lanes 0–3 and 4–7 as the dot's), for its mins.
-                const __m256 halves = fmt == QK_Q2_K ? Q8_FN(q8_dot)(QK_Q4_0, _mm256_set1_epi8(1), _mm256_set1_epi8(1), xv)
-                                                     : _mm256_setzero_ps();
-                for (int r = 0; r < R; r++) {
-                    acc[r][u] = _mm256_fmadd_ps(Q8_FN(q8_dot)(fmt, wv[r], aw[r], xv), _mm256_mul_ps(sc[r], dx), acc[r][u]);
-                    if (fmt == QK_Q2_K) acc[r][u] = _mm256_fmadd_ps(halves, _mm256_mul_ps(mv[r], dx), acc[r][u]);
-                    else if (!q8_signed(fmt)) off[r][u] += m[r] * xr[u].s[blk];
-                }
-            }
+            Q8_FN(q8_block)(fmt, R, U, w, rowBytes, sb, 0, sb, s, xr, accA, offA);
+            Q8_FN(q8_block)(fmt, R, U, w, rowBytes, sb + 1, 0, sb + 1, s, xr, two ? accB : accA, two ? offB : offA);
         }
+        if (sb < nsb) Q8_FN(q8_block)(fmt, R, U, w, rowBytes, sb, 0, sb, s, xr, accA, offA);  // an odd count
     }
     for (int u = 0; u < U; u++)
-        for (int r = 0; r < R; r++) store(y + (u0 + u) * ldy + r, hsum256(acc[r][u]) + off[r][u], accumulate);
+        for (int r = 0; r < R; r++) store(y + (u0 + u) * ldy + r, hsum256(_mm256_add_ps(accA[r][u], accB[r][u])) + (offA[r][u] + offB[r][u]), accumulate);
 }
 
 QK_INLINE Q8_ATTR void Q8_FN(q8_linear)(int fmt, const void *xq, int64_t t, int64_t in, const uint8_t *w,
