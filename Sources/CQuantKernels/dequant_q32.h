@@ -114,6 +114,15 @@ QK_INLINE QK_AVX2 void dequant_q8_0_256(const uint8_t *b, __m256 w[4]) {
         w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * i)))));
 }
 
+/// The 32 nibbles of 16 bytes as bytes, the low nibbles first (weights 0–15), then the high ones: the 16
+/// bytes broadcast to both halves, the upper half's dwords shifted right by 4 (a byte's high nibble lands
+/// in its low bits; what crosses from the next byte is masked off). Three operations, where a shift,
+/// an insert of the halves and a mask took four.
+QK_INLINE QK_AVX2 __m256i nibble_bytes_256(const uint8_t *n16) {
+    const __m256i n = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)n16));
+    return _mm256_and_si256(_mm256_srlv_epi32(n, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+
 /// The 32 five-bit values of a Q5_0 / Q5_1 block as bytes (weight e in byte e): fifth bits qh, nibbles n.
 QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
     const __m256i byteOfQh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -121,6 +130,8 @@ QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
     const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);  // byte e: 1 << (e % 8)
     const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), byteOfQh);
     const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
+    // The nibbles as a shift, an insert and a mask: nibble_bytes_256 measured 3–7 % slower here in the
+    // float32 kernels (one AVX2 core, Q5_0 / Q5_1 4,864 × 896, T = 1 and 10).
     const __m128i n = _mm_loadu_si128((const __m128i *)n16);
     const __m256i low = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
     return _mm256_or_si256(low, high);
@@ -159,9 +170,7 @@ QK_INLINE QK_AVX2 void dequant_q5_1_256(const uint8_t *b, __m256 w[4]) {
 /// The 32 codes of 16 bytes (low nibbles first, then high) looked up in IQ4_NL's table, as signed bytes.
 QK_INLINE QK_AVX2 __m256i iq4_bytes_256(const uint8_t *codes) {
     const __m256i table = _mm256_setr_epi8(QK_IQ4_VALUES, QK_IQ4_VALUES);
-    const __m128i n = _mm_loadu_si128((const __m128i *)codes);
-    const __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
-    return _mm256_shuffle_epi8(table, q);  // per 128-bit lane: both lanes hold the table
+    return _mm256_shuffle_epi8(table, nibble_bytes_256(codes));  // per 128-bit lane: both lanes hold the table
 }
 
 QK_INLINE QK_AVX2 void dequant_iq4_nl_256(const uint8_t *b, __m256 w[4]) {

@@ -93,8 +93,7 @@ QK_INLINE int q8_rows(int64_t U) { return U == 1 ? 4 : 2; }
 
 // AVX-512BW: the fifth bits of a Q5_0 / Q5_1 block are a byte mask as stored.
 QK_INLINE QK_AVX512 __m256i q5_bytes_mask(uint32_t qh, const uint8_t *n16) {
-    const __m128i n = _mm_loadu_si128((const __m128i *)n16);
-    const __m256i low = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), _mm256_set1_epi8(0x0F));
+    const __m256i low = nibble_bytes_256(n16);
     return _mm256_mask_add_epi8(low, (__mmask32)qh, low, _mm256_set1_epi8(16));
 }
 

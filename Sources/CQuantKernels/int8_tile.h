@@ -26,8 +26,7 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
         const int off = fmt == QK_Q4_0 ? 2 : 4;
         *scale = bcast_f16_256(b);
         *m = fmt == QK_Q4_0 ? 0 : f16_to_f32(b + 2);
-        const __m128i n = _mm_loadu_si128((const __m128i *)(b + off));
-        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), low4);
+        return nibble_bytes_256(b + off);
     }
     case QK_Q5_0: case QK_Q5_1: {  // Q5_0's offset −16 as Q4_0's
         *scale = bcast_f16_256(b);
