@@ -17,6 +17,8 @@
 //     Q2_K's mins (one per 16 weights) take Σ q_x of each half of the block, summed in the tile.
 //   Q6_K, Q3_K and Q2_K scale each half of a block (16 weights) apart: the int32 lanes 0–3 hold the first.
 // Rows of up to 4 output rows by up to 4 token rows share each block's unpacking and each load of x.
+// Blocks go in pairs, and with ≤ 2 token rows the second block of a pair adds into a second set of
+// accumulators: one accumulator per row made each block wait on the previous block's FMA (int8_tile.h).
 #include "qk_common.h"
 #include "dequant_q32.h"
 #include "dequant_k.h"
