@@ -137,10 +137,9 @@ QK_INLINE Q8_ATTR void Q8_FN(q8_tile)(int fmt, int R, int U, const uint8_t *w, i
     // Blocks go in pairs. With up to 2 token rows the second block of a pair adds into accumulators of its
     // own (accB, offB; summed at the end), so that the chain of FMAs carried from block to block is half as
     // long: with one token row it bounded the tile (one AVX-512 core, a row in cache: Q8_0 ≈ 4.2 cycles a
-    // block, an FMA's latency). With more token rows a block has more work than that chain, and AVX2 has
-    // registers for one set of accumulators only.
-    // AVX2 has 16 vector registers: there, formats with a scalar offset per block (Q4_1, Q5_1) or a table
-    // (IQ4_XS) spilled with two sets (one AVX2 core, T = 1–2, 4,864 × 896: Q4_1 0.20 → 0.32 ms).
+    // block, an FMA's latency). With more token rows a block has more work than that chain. One set where
+    // two measured slower: Q5_1 (0.18 → 0.22 ms on AVX-512), and with AVX2's 16 registers Q4_1 and IQ4_XS,
+    // which spilled (one core, T = 1, 4,864 × 896: Q4_1 0.20 → 0.32 ms).
     const int two = U <= 2 && fmt != QK_Q5_1 && (Q8_WIDE || (fmt != QK_Q4_1 && fmt != QK_IQ4_XS));
     __m256 accA[4][4], accB[4][4];
     float offA[4][4], offB[4][4];
@@ -157,10 +156,8 @@ QK_INLINE Q8_ATTR void Q8_FN(q8_tile)(int fmt, int R, int U, const uint8_t *w, i
     if (nb > 1) {
         for (int64_t sb = 0; sb < nsb; sb++) {
             for (int r = 0; r < R; r++) {
-                const uint8_t *p = w + r * rowBytes + sb * bytes, *next = p + R * rowBytes;
-                // The same super-block of the next tile's rows, one tile ahead (the float32 kernels' prefetch_next_tile).
-                for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
-                _mm_prefetch((const char *)(next + bytes - 1), _MM_HINT_T0);
+                const uint8_t *p = w + r * rowBytes + sb * bytes;
+                prefetch_next_tile(fmt, p + R * rowBytes, 0);  // the same super-block of the next tile's rows
                 prepare(fmt, p, &s[r]);
             }
 #pragma clang loop unroll(full)

@@ -81,6 +81,19 @@ QK_INLINE void prefetch_ahead(const uint8_t *rows, int64_t bytes) {
     for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(rows + PREFETCH_BYTES + o), _MM_HINT_T0);
 }
 
+/// Asks for the lines of the stored (super-)block at p: every line of a K-quant super-block; with
+/// `blocks32`, the line where a block of 32 weights begins, once per line. The tiles (float32 and int8)
+/// call it for the next tile's rows as they read; why and measured: quant_kernels.c, "K-quant rows are long".
+QK_INLINE void prefetch_next_tile(int fmt, const uint8_t *p, int blocks32) {
+    const int64_t bytes = fmt_bytes(fmt);
+    if (fmt_block(fmt) == QK_BLOCK) {
+        if (blocks32 && ((uintptr_t)p & 63) < (uintptr_t)bytes) _mm_prefetch((const char *)p, _MM_HINT_T0);
+        return;
+    }
+    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)(p + o), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + bytes - 1), _MM_HINT_T0);
+}
+
 QK_INLINE QK_AVX2 float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
