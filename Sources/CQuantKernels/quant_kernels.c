@@ -117,8 +117,8 @@ QK_INLINE int fmt_blocks(int fmt) { return (int)(fmt_block(fmt) / QK_BLOCK); }
 // super-block's scales, it asks for the same super-block of the next tile's rows, one tile ahead
 // (prefetch_next_tile, qk_common.h, which the int8 tiles call too; a prefetch past the matrix's end
 // never faults). Measured 2026-12-05 (session 30), weights from memory, 2 threads, GF/s before → after,
-// median of 5–7 alternating runs: AVX-512 Q6_K 896 × 4864 T = 1 22 → 43, T = 3 57 → 102, T = 10 113 → 155; Q4_K T = 10 (one core) 85 → 94.5; AVX2 Q6_K T = 1
-// 20 → 33. The AVX2 loop does the same for the 32-weight formats, a line at a time (Qwen's AVX2
+// median of 5–7 alternating runs: AVX-512 Q6_K 896 × 4864 T = 1 22 → 43, T = 3 57 → 102, T = 10
+// 113 → 155; Q4_K T = 10 (one core) 85 → 94.5; AVX2 Q6_K T = 1 20 → 33. The AVX2 loop does the same for the 32-weight formats, a line at a time (Qwen's AVX2
 // generation step, 3 alternating invocations: 27.1–27.5 → 21.8–22.6 ms; its Q8_0 head, harness, 2 threads:
 // 7.2–8.0 → 5.0–5.3 ms). The AVX-512 loop does not: there the same lost (Qwen's generation step 22.1 →
 // 26.0 ms one tile ahead, 24.0 ms 4 KB ahead), as it did at T = 10 (one core, Q5_0 85 → 83 GF/s).
