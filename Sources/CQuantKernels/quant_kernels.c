@@ -176,12 +176,16 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
 // Measured 2026-12-04 on one AVX2 core, T = 10, in one process alternating with the kernels before
 // (GF/s, before → after, x's 4 KB strides padded by qk_linear_parallel as well): Q5_0 640 × 2048
 // 37 → 62 (the padding alone: 55), Q4_K 640 × 1024 53 → 61, Q6_K 896 × 4864 54 → 66, Q4_1 576 × 1536
-// 54 → 87. Q5_0 896 × 896 (35.8 KB of x) stays whole: 73, chunked 70. AVX-512 does not chunk: its
+// 54 → 87. AVX-512 does not chunk: its
 // tiles load each x once for two output rows, and chunks lost there (Q4_K 640 × 1024 76 → 56).
 // Those figures are with the weights in cache; from memory (64 copies read in turn, as a forward
 // reads them) the strided chunks gained nothing until the next group's rows were prefetched into L2
 // (prefetch_l2): Q5_0 640 × 2048 35 → 59, Q4_1 576 × 1536 44 → 80, Q6_K 896 × 4864 43 → 66.
-enum { CHUNK_MIN_TT = 6, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 36864, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
+// The threshold is 28 KB of x, under L1's 32 KB: Qwen's 896 inputs at T = 10 (35.8 KB) stayed whole
+// until 2026-12-06 (session 40), when chunking them measured faster (one AVX2 core, 4,864 × 896 from
+// memory, GF/s whole → chunked: Q8_0 60 → 80, Q4_1 69 → 79, Q5_0 69 → 73, F16 48 → 78; two cores: Q8_0
+// 116 → 156, Q5_0 136 → 144). 640 inputs (25.6 KB) stay whole: chunked, Q5_0 2,048 × 640 lost 75 → 67.
+enum { CHUNK_MIN_TT = 6, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 28672, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
 enum { CHUNK_TTS = QK_MAX_TILE - CHUNK_MIN_TT + 1 };
 
 typedef void (*chunk_fn)(const uint8_t *wr, int64_t rowBytes, int64_t sb0, int64_t sb1, const float *x, int64_t ldx, float *acc);
@@ -396,12 +400,18 @@ QK_INLINE QK_AVX2 void linear_256(int fmt, const float *x, int64_t ldx, int64_t 
 typedef void (*linear_fn)(const float *x, int64_t ldx, int64_t t, int64_t in, const uint8_t *w, float *y, int64_t ldy,
                           int64_t o0, int64_t o1, int accumulate);
 
-/// Token tiles whose x fits L1 go to `reg` (the AVX2 register walk of this format; all at once when
-/// none is chunked), the others to chunked() with this format's chunk functions.
+/// Token tiles whose x fits L1 go to `reg` (the AVX2 register walk of this format), the others to
+/// chunked() with this format's chunk functions. Several tiles go to `reg` at once (each group of output
+/// rows through every tile: each weight read once) only while all their x fits L1 too. Past that, walking
+/// all tiles inside each group read x from L2 again: one AVX2 core… two cores, 2026-12-06 (session 40),
+/// from memory, GF/s, T = 10 → 16 (tiles of 8): Q5_0 4,864 × 896 140 → 107, Q4_1 1,536 × 576 167 → 116.
+/// Tile by tile, each tile's x stays in L1 and the weights are read once per tile (they are not what a
+/// product of this many rows waits on).
 static void by_tiles(int fmt, linear_fn reg, const chunk_fn *chunks, const float *x, int64_t ldx, int64_t t, int64_t in,
                      const uint8_t *w, float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t size = tile_size(t, QK_MAX_TILE);
-    if (!chunks_input(size, in)) { reg(x, ldx, t, in, w, y, ldy, o0, o1, accumulate); return; }
+    const int together = t > size ? t * in * (int64_t)sizeof(float) <= CHUNK_IF_X_OVER : !chunks_input(size, in);
+    if (together) { reg(x, ldx, t, in, w, y, ldy, o0, o1, accumulate); return; }
     for (int64_t t0 = 0; t0 < t; t0 += size) {
         const int64_t tt = t - t0 < size ? t - t0 : size;
         if (chunks_input(tt, in)) chunked(fmt, chunks, x + t0 * ldx, ldx, tt, in, w, y + t0 * ldy, ldy, o0, o1, accumulate);

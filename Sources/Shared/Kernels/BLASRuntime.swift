@@ -84,13 +84,13 @@ public struct KernelChoice: Codable, Sendable, Equatable {
     public var isa_cap: String?
     /// The CPU's name, family and model (/proc/cpuinfo): VMs of one name run on different hosts.
     public var cpu_model: String?
-    /// How one-row products read Q5_0 matrices: "q8_0 copy" or "stored" (`QuantizedLinear.q5_0OneRowAsQ8_0`).
-    public var q5_0_one_row: String?
+    /// How the few-token products read Q5_0 matrices: "q8_0 copy" or "stored" (`QuantizedLinear.q5_0AsQ8_0`).
+    public var q5_0_products: String?
 
-    /// The same, for a model loaded without Q8_0 copies (lean weights): one-row products read Q5_0 as stored.
+    /// The same, for a model loaded without Q8_0 copies (lean weights): products read Q5_0 as stored.
     public var withoutQ5_0Copies: KernelChoice {
         var k = self
-        if k.q5_0_one_row != nil { k.q5_0_one_row = "stored" }
+        if k.q5_0_products != nil { k.q5_0_products = "stored" }
         return k
     }
 
@@ -107,7 +107,7 @@ public struct KernelChoice: Codable, Sendable, Equatable {
         }
         return KernelChoice(cpu_features: wanted.filter(flags.contains), openblas_core: BLASRuntime.coreName,
                             quantized_kernels: q, isa_cap: ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"],
-                            cpu_model: cpuModel(), q5_0_one_row: QuantizedLinear.q5_0OneRowAsQ8_0 ? "q8_0 copy" : "stored")
+                            cpu_model: cpuModel(), q5_0_products: QuantizedLinear.q5_0AsQ8_0 ? "q8_0 copy" : "stored")
     }
 
     /// "AMD EPYC (family 25, model 17)" from /proc/cpuinfo's first processor; nil where it has none.
@@ -129,6 +129,6 @@ public struct KernelChoice: Codable, Sendable, Equatable {
         (cpu_model.map { "CPU: \($0); " } ?? "")
             + "CPU features: \(cpu_features.isEmpty ? "none of avx2/avx512" : cpu_features.joined(separator: " ")); "
             + "kernels: OpenBLAS \(openblas_core), quantized \(quantized_kernels)" + (isa_cap.map { " (ALPHAEDIT_ISA=\($0))" } ?? "")
-            + (q5_0_one_row == "q8_0 copy" ? ", Q5_0 at one row from a Q8_0 copy" : "")
+            + (q5_0_products == "q8_0 copy" ? ", Q5_0 read from a Q8_0 copy" : "")
     }
 }

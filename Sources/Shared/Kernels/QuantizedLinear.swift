@@ -115,15 +115,18 @@ public enum QuantizedLinear {
     /// stops waiting on its 424 MB of float32 weights; 32 keeps a clear margin.
     public static let maxRows = 32
 
-    /// With the AVX2 kernels, the model's one-row products (each generation step, the LM head of every forward)
-    /// read Q5_0 matrices as Q8_0 (a copy, `QuantizedMatrix.asQ8_0`: the same weights, so the same
-    /// bits): one row leaves the kernel waiting on Q5_0's unpacking, not on memory. Measured
-    /// 2026-12-05 (Zen 4, 2 threads, AVX2, 3 pairs of invocations): Qwen's generation step 29.3 / 30.0 /
-    /// 28.8 → 26.8 / 27.1 / 26.0 ms, Gemma's 12.7 / 12.7 / 12.8 → 11.8 / 12.2 / 12.8; memory +255 MB
-    /// on Qwen. Not for several rows (Qwen's 10-token forward 68.4 / 66.4 / 73.5 → 72.3 / 77.5 / 75.2)
-    /// nor with AVX-512 (its own Q5_0 unpacking; generation within noise, the memory for nothing).
+    /// With the AVX2 kernels, the model's few-token products read Q5_0 matrices as Q8_0 (a copy,
+    /// `QuantizedMatrix.asQ8_0`: the same weights, so the same bits): Q5_0's unpacking, not memory, is
+    /// what they wait on. One row first (2026-12-05, Zen 4, 2 threads, AVX2, 3 pairs of invocations):
+    /// Qwen's generation step 29.3 / 30.0 / 28.8 → 26.8 / 27.1 / 26.0 ms, Gemma's 12.7 / 12.7 / 12.8 →
+    /// 11.8 / 12.2 / 12.8; memory +255 MB on Qwen. Several rows lost then (Qwen's 10-token forward 68.4 /
+    /// 66.4 / 73.5 → 72.3 / 77.5 / 75.2), while a tile's x of Qwen's 896 inputs overflowed L1; since that
+    /// x is read in chunks (quant_kernels.c, 2026-12-06) the copy wins at every token count (4,864 × 896
+    /// from memory, 2 threads, GF/s Q5_0 → copy: T = 2 59 → 94, 4 98 → 125, 10 144 → 153, 16 143 → 161,
+    /// 32 145 → 163; Qwen's profiled 10-token forward, gate and up 15.3 → 13.5 ms each). Not with AVX-512
+    /// (its own Q5_0 unpacking; generation within noise, the memory for nothing).
     /// ALPHAEDIT_Q5_0=native turns it off (to compare); =q8 turns it on with either ISA.
-    public static let q5_0OneRowAsQ8_0: Bool = {
+    public static let q5_0AsQ8_0: Bool = {
         switch ProcessInfo.processInfo.environment["ALPHAEDIT_Q5_0"] {
         case "native": false
         case "q8": true
@@ -139,8 +142,8 @@ public enum QuantizedLinear {
     /// about 6 vector operations a block of 32 against the float32 tile's 4 FMAs once the block is
     /// dequantized, so the float32 kernels win once several rows share each dequantization.
     public static let int8MaxRows = 4
-    // One-row products read Q5_0 from its Q8_0 copy where one exists (`q5_0OneRowAsQ8_0`: AVX2-only
-    // machines) under int8 too: the copy's bytes need no unpacking. The same weights, 116,736 × 896 from
+    // Products read Q5_0 from its Q8_0 copy where one exists (`q5_0AsQ8_0`: AVX2-only machines) under
+    // int8 too: the copy's bytes need no unpacking. The same weights, 116,736 × 896 from
     // memory, one core of Zen 4 with the AVX2 kernels, int8: Q8_0 copy 4.96 / 5.10 ms, Q5_0 6.26 / 6.33;
     // two cores, where memory binds: 3.68 / 3.52 against 3.08 / 3.25 (float32 on the copy: 4.27 / 3.74).
 

@@ -1,5 +1,5 @@
 // The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file;
-// with AVX2, one-row products read Q5_0 from a Q8_0 copy, `QuantizedLinear.q5_0OneRowAsQ8_0`), used
+// with AVX2, products read Q5_0 from a Q8_0 copy, `QuantizedLinear.q5_0AsQ8_0`), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
 // (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
@@ -11,21 +11,15 @@ import Kernels
 import Foundation
 
 public final class QuantizedWeights: @unchecked Sendable {
-    /// A matrix as the kernels read it: `rows` for products of several token rows, `oneRow` for one
-    /// (the same weights; see `QuantizedLinear.q5_0OneRowAsQ8_0`).
-    public struct View: Sendable {
-        public let rows: QuantizedMatrix
-        public let oneRow: QuantizedMatrix
-    }
-
-    /// Views of one block's matrices; nil where the stored type has no kernel (float32 is used then).
+    /// The matrices of one block as the kernels read them (the file's bytes, or a Q8_0 copy of a Q5_0
+    /// matrix: `QuantizedLinear.q5_0AsQ8_0`); nil where the stored type has no kernel (float32 is used then).
     public struct Layer: Sendable {
-        public let wq, wk, wv, wo, gate, up, down: View?
+        public let wq, wk, wv, wo, gate, up, down: QuantizedMatrix?
     }
 
     public let layers: [Layer]
     /// The LM head [V × C] (`output.weight`, or the token embedding when tied).
-    public let lmHead: View?
+    public let lmHead: QuantizedMatrix?
     /// Off: every product runs on the float32 weights (comparisons, debugging).
     public var enabled: Bool
     /// How few-token products treat their activations: float32 (the default: a generation step's logits
@@ -42,15 +36,15 @@ public final class QuantizedWeights: @unchecked Sendable {
         var copies: [OwnedBytes] = []
         /// Rows [first, first + rows) of the stored matrix `name` of `total` rows (all of them by default):
         /// a fused matrix's part is a contiguous run of its rows.
-        func view(_ name: String, rows: Int, cols: Int, first: Int = 0, total: Int? = nil) -> View? {
+        func view(_ name: String, rows: Int, cols: Int, first: Int = 0, total: Int? = nil) -> QuantizedMatrix? {
             guard QuantizedLinear.bestISA != nil, let info = gguf.tensorInfo(name),
                   info.dims == [cols, total ?? rows], let rowBytes = info.type.byteCount(elements: cols) else { return nil }
             let all = gguf.rawBytes(info)
             let part = UnsafeRawBufferPointer(rebasing: all[(first * rowBytes)..<((first + rows) * rowBytes)])
             guard let m = QuantizedMatrix(type: info.type, bytes: part, rows: rows, cols: cols) else { return nil }
-            guard q8Copies, QuantizedLinear.q5_0OneRowAsQ8_0, let q8 = m.asQ8_0() else { return View(rows: m, oneRow: m) }
+            guard q8Copies, QuantizedLinear.q5_0AsQ8_0, let q8 = m.asQ8_0() else { return m }
             copies.append(q8.storage)
-            return View(rows: m, oneRow: q8.matrix)
+            return q8.matrix
         }
         let tr = c.traits, qkvRows = c.qDim + 2 * c.kvDim
         layers = (0..<c.layers).map { l in
@@ -86,10 +80,10 @@ public final class QuantizedWeights: @unchecked Sendable {
 
     public func isEdited(layer: Int) -> Bool { downEdited.indices.contains(layer) && downEdited[layer] }
 
-    /// The view to use for a product of `rows` tokens, or nil for float32 BLAS.
-    @inline(__always) func use(_ v: View?, rows t: Int) -> QuantizedMatrix? {
-        guard let v, enabled, t <= QuantizedLinear.maxRows else { return nil }
-        return t == 1 ? v.oneRow : v.rows
+    /// The matrix to use for a product of `rows` tokens, or nil for float32 BLAS.
+    @inline(__always) func use(_ m: QuantizedMatrix?, rows t: Int) -> QuantizedMatrix? {
+        guard let m, enabled, t <= QuantizedLinear.maxRows else { return nil }
+        return m
     }
 
     /// `ffn_down` of `layer` for `rows` tokens, or nil once the layer is edited.

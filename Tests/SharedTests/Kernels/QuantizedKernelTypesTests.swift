@@ -163,7 +163,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
-    /// A Q5_0 matrix rewritten as Q8_0 (`asQ8_0`, what one-row products read with AVX2) holds the
+    /// A Q5_0 matrix rewritten as Q8_0 (`asQ8_0`, what the products read with AVX2) holds the
     /// same weights and gives the same products bit for bit, on every ISA and token count.
     func testQ5_0AsQ8_0IsTheSameMatrix() throws {
         let rows = 37, cols = 640
@@ -231,18 +231,19 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
-    /// The model's wiring: Qwen's Q5_0 matrices keep their own bytes for several rows; one-row
-    /// products read the Q8_0 copy exactly where `QuantizedLinear.q5_0OneRowAsQ8_0` says (with the
-    /// AVX2 kernels: the determinism pass of scripts/test.sh); other formats are never copied.
-    func testOneRowViewsOfQwen() throws {
+    /// The model's wiring: Qwen's Q5_0 matrices are read from their Q8_0 copies exactly where
+    /// `QuantizedLinear.q5_0AsQ8_0` says (with the AVX2 kernels: the determinism pass of scripts/test.sh);
+    /// other formats are never copied.
+    func testQ5_0ViewsOfQwen() throws {
         guard QuantizedLinear.bestISA != nil else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
         let m = try LlamaModel(path: Self.qwenPath)
         let gate = try XCTUnwrap(m.quantized.layers[0].gate), down = try XCTUnwrap(m.quantized.layers[0].down)
-        XCTAssertEqual(gate.rows.format, .q5_0)
-        XCTAssertEqual(gate.oneRow.format, QuantizedLinear.q5_0OneRowAsQ8_0 ? .q8_0 : .q5_0)
-        XCTAssertEqual(QuantizedLinear.q5_0OneRowAsQ8_0, QuantizedLinear.bestISA == .avx2)
-        XCTAssertEqual(down.oneRow.bytes.baseAddress, down.rows.bytes.baseAddress, "Q6_K is read in place")
-        XCTAssertEqual(KernelChoice.current.q5_0_one_row, QuantizedLinear.q5_0OneRowAsQ8_0 ? "q8_0 copy" : "stored")
-        XCTAssertEqual(KernelChoice.current.line.contains("Q5_0 at one row from a Q8_0 copy"), QuantizedLinear.q5_0OneRowAsQ8_0)
+        XCTAssertEqual(gate.format, QuantizedLinear.q5_0AsQ8_0 ? .q8_0 : .q5_0)
+        XCTAssertEqual(QuantizedLinear.q5_0AsQ8_0, QuantizedLinear.bestISA == .avx2)
+        let downInfo = try XCTUnwrap(m.gguf.tensorInfo(GGUFNames.ffnDown(0)))
+        XCTAssertEqual(down.format, .q6_K)
+        XCTAssertEqual(down.bytes.baseAddress, m.gguf.rawBytes(downInfo).baseAddress, "Q6_K is read in place")
+        XCTAssertEqual(KernelChoice.current.q5_0_products, QuantizedLinear.q5_0AsQ8_0 ? "q8_0 copy" : "stored")
+        XCTAssertEqual(KernelChoice.current.line.contains("Q5_0 read from a Q8_0 copy"), QuantizedLinear.q5_0AsQ8_0)
     }
 }

@@ -131,8 +131,9 @@ final class QuantizedLinearTests: XCTestCase {
 
     /// Inputs of 1,024 or 2,048 floats put x's rows 4 or 8 KB apart, in one L1 set: `qk_linear_parallel`
     /// then reads a copy at `qk_x_stride` (one cache line more), and with ≥ 6 token rows the AVX2 kernel
-    /// walks such an input in chunks. Neither changes an operation: the results equal the direct call on
-    /// the contiguous rows and the token-by-token products, bit for bit, every format.
+    /// walks such an input in chunks, as it does 768 inputs at T = 10 (x past 28 KB); at T = 16 and 32
+    /// (tiles of 8 token rows) it walks 768 and 512 inputs tile by tile. None of these changes an operation: the results
+    /// equal the direct call on the contiguous rows and the token-by-token products, bit for bit, every format.
     func testPaddedInputStrideKeepsTheBits() throws {
         guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
         XCTAssertEqual(qk_x_stride(1024), 1024 + Int64(QK_ALIAS_PAD))
@@ -141,10 +142,10 @@ final class QuantizedLinearTests: XCTestCase {
         XCTAssertEqual(qk_x_stride(1536), 1536)
         for isa in isas {
             for (type, format) in [(GGMLType.q4_1, QK_Q4_1), (.q8_0, QK_Q8_0), (.q5_0, QK_Q5_0), (.q4_K, QK_Q4_K), (.q6_K, QK_Q6_K)] {
-                for (rows, cols) in [(70, 1024), (33, 2048)] {
+                for (rows, cols, ts) in [(70, 1024, [1, 2, 10, 12]), (33, 2048, [1, 2, 10, 12]), (40, 768, [10, 16, 32]), (24, 512, [16, 32])] {
                     let bytes = QuantizedKernelTypesTests.randomMatrix(type, rows: rows, cols: cols, seed: 17)
-                    let x = Self.randomFloats(12 * cols, seed: 18)
-                    for t in [1, 2, 10, 12] {
+                    let x = Self.randomFloats(ts.max()! * cols, seed: 18)
+                    for t in ts {
                         let padded = try Self.kernel(type, bytes, rows: rows, cols: cols, x: x, t: t, isa: isa, threads: 2)
                         var direct = [Float](repeating: .nan, count: t * rows)
                         let rc = bytes.withUnsafeBytes { raw in
