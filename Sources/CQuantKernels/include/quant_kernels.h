@@ -59,8 +59,12 @@ int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx,
 /// Rows QK_ALIAS_BYTES apart (in = 1,024 or 2,048 floats: 4 or 8 KB) share one set of the 8-way L1
 /// cache: the 10 token rows of a tile then evict each other on every block, and each x load goes to
 /// L2 (measured, one AVX2 core, T = 10, 640 output rows: Q5_0 at 2,048 inputs ≈ 35 GF/s against
-/// ≈ 70 at 512 or 640). QK_ALIAS_PAD more floats (one cache line) put each row in another set.
-enum { QK_ALIAS_BYTES = 4096, QK_ALIAS_PAD = 16 };
+/// ≈ 70 at 512 or 640). QK_ALIAS_PAD more floats put each row in other sets: 4 cache lines. One line
+/// (until 2026-12-06) left the rows of a chunk of the input (quant_kernels.c: 16–24 lines of each row)
+/// one set apart, up to 10 lines in a set of 8 ways; 4 lines apart, at most 4 (one AVX2 core, T = 10,
+/// from memory, GF/s one line → 4: Q4_K 640 × 1,024 60 → 72, 640 × 2,048 61 → 75, Q8_0 640 × 1,024
+/// 65 → 82, Q5_0 640 × 2,048 62 → 74, Q6_K 59 → 69; AVX-512 87–90 → 89–93).
+enum { QK_ALIAS_BYTES = 4096, QK_ALIAS_PAD = 64 };
 int64_t qk_x_stride(int64_t in);
 
 /// The alignment of x that `qk_linear_parallel` reads (it copies an x that is not so aligned). x 16 bytes
