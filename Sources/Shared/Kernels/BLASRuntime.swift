@@ -87,7 +87,8 @@ public struct KernelChoice: Codable, Sendable, Equatable {
     /// How the few-token products read Q5_0 matrices: "q8_0 copy" or "stored" (`QuantizedLinear.q5_0AsQ8_0`).
     public var q5_0_products: String?
 
-    /// The same, for a model loaded without Q8_0 copies (lean weights): products read Q5_0 as stored.
+    /// The same, for a model loaded without Q8_0 copies (lean weights, or no Q5_0 matrix to copy): products
+    /// read Q5_0, if any, as stored.
     public var withoutQ5_0Copies: KernelChoice {
         var k = self
         if k.q5_0_products != nil { k.q5_0_products = "stored" }
