@@ -185,7 +185,10 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
 // until 2026-12-06 (session 40), when chunking them measured faster (one AVX2 core, 4,864 × 896 from
 // memory, GF/s whole → chunked: Q8_0 60 → 80, Q4_1 69 → 79, Q5_0 69 → 73, F16 48 → 78; two cores: Q8_0
 // 116 → 156, Q5_0 136 → 144). 640 inputs (25.6 KB) stay whole: chunked, Q5_0 2,048 × 640 lost 75 → 67.
-enum { CHUNK_MIN_TT = 6, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 28672, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
+// Tiles of 4 and 5 token rows are chunked too since then (CHUNK_MIN_TT was 6): two cores, from memory,
+// GF/s T = 5: Q4_K 896 × 4,864 82 → 100–109, Q6_K 86–96 → 98–110, Q4_1 576 × 1,536 91–94 → 114–118;
+// T = 4: Q4_K 87–89 → 94, Q6_K 79–90 → 85–94.
+enum { CHUNK_MIN_TT = 4, CHUNK_X_BYTES = 16384, CHUNK_IF_X_OVER = 28672, CHUNK_GROUP = 16, CHUNK_LANES = 8 };
 enum { CHUNK_TTS = QK_MAX_TILE - CHUNK_MIN_TT + 1 };
 
 typedef void (*chunk_fn)(const uint8_t *wr, int64_t rowBytes, int64_t sb0, int64_t sb1, const float *x, int64_t ldx, float *acc);
@@ -438,9 +441,9 @@ static void by_tiles(int fmt, linear_fn reg, const chunk_fn *chunks, const float
         chunk_256(fmt, wr, rowBytes, sb0, sb1, x, ldx, tt, acc); \
     }
 #define QK_CHUNK_FNS(name, fmt) \
-    QK_CHUNK_FN(name, fmt, 6) QK_CHUNK_FN(name, fmt, 7) QK_CHUNK_FN(name, fmt, 8) QK_CHUNK_FN(name, fmt, 9) QK_CHUNK_FN(name, fmt, 10) \
-    static const chunk_fn CHUNKS_##name[CHUNK_TTS] = { chunk_##name##_6, chunk_##name##_7, chunk_##name##_8, chunk_##name##_9, chunk_##name##_10 };
-_Static_assert(CHUNK_MIN_TT == 6 && QK_MAX_TILE == 10, "QK_CHUNK_FNS lists these tile heights");
+    QK_CHUNK_FN(name, fmt, 4) QK_CHUNK_FN(name, fmt, 5) QK_CHUNK_FN(name, fmt, 6) QK_CHUNK_FN(name, fmt, 7) QK_CHUNK_FN(name, fmt, 8) QK_CHUNK_FN(name, fmt, 9) QK_CHUNK_FN(name, fmt, 10) \
+    static const chunk_fn CHUNKS_##name[CHUNK_TTS] = { chunk_##name##_4, chunk_##name##_5, chunk_##name##_6, chunk_##name##_7, chunk_##name##_8, chunk_##name##_9, chunk_##name##_10 };
+_Static_assert(CHUNK_MIN_TT == 4 && QK_MAX_TILE == 10, "QK_CHUNK_FNS lists these tile heights");
 
 // ---- dequantization of stored blocks to memory (lean weights: StoredMatrix.swift) ----
 

@@ -130,7 +130,7 @@ final class QuantizedLinearTests: XCTestCase {
     }
 
     /// Inputs of 1,024 or 2,048 floats put x's rows 4 or 8 KB apart, in one L1 set: `qk_linear_parallel`
-    /// then reads a copy at `qk_x_stride` (4 cache lines more), and with ≥ 6 token rows the AVX2 kernel
+    /// then reads a copy at `qk_x_stride` (4 cache lines more), and with ≥ 4 token rows the AVX2 kernel
     /// walks such an input in chunks, as it does 768 inputs at T = 10 (x past 28 KB); at T = 16 and 32
     /// (tiles of 8 token rows) it walks 768 and 512 inputs tile by tile. None of these changes an operation: the results
     /// equal the direct call on the contiguous rows and the token-by-token products, bit for bit, every format.
@@ -142,7 +142,7 @@ final class QuantizedLinearTests: XCTestCase {
         XCTAssertEqual(qk_x_stride(1536), 1536)
         for isa in isas {
             for (type, format) in [(GGMLType.q4_1, QK_Q4_1), (.q8_0, QK_Q8_0), (.q5_0, QK_Q5_0), (.q4_K, QK_Q4_K), (.q6_K, QK_Q6_K)] {
-                for (rows, cols, ts) in [(70, 1024, [1, 2, 10, 12]), (33, 2048, [1, 2, 10, 12]), (40, 768, [10, 16, 32]), (24, 512, [16, 32])] {
+                for (rows, cols, ts) in [(70, 1024, [1, 2, 5, 10, 12]), (33, 2048, [1, 2, 4, 5, 10, 12]), (40, 768, [10, 16, 32]), (24, 512, [16, 32])] {
                     let bytes = QuantizedKernelTypesTests.randomMatrix(type, rows: rows, cols: cols, seed: 17)
                     let x = Self.randomFloats(ts.max()! * cols, seed: 18)
                     for t in ts {
@@ -154,7 +154,7 @@ final class QuantizedLinearTests: XCTestCase {
                         }
                         XCTAssertEqual(rc, 0)
                         XCTAssertEqual(padded, direct, "\(type) \(isa) \(rows)×\(cols) T=\(t)")
-                        // T ≥ 6 on AVX2 walks these inputs in chunks (x past 32 KB); token by token it
+                        // T ≥ 4 on AVX2 walks these inputs in chunks (x past 28 KB); token by token it
                         // does not (T = 1): the same bits.
                         var single: [Float] = []
                         for r in 0..<t {
