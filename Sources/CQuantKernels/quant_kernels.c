@@ -176,8 +176,8 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
 // Measured 2026-12-04 on one AVX2 core, T = 10, in one process alternating with the kernels before
 // (GF/s, before → after, x's 4 KB strides padded by qk_linear_parallel as well): Q5_0 640 × 2048
 // 37 → 62 (the padding alone: 55), Q4_K 640 × 1024 53 → 61, Q6_K 896 × 4864 54 → 66, Q4_1 576 × 1536
-// 54 → 87. AVX-512 does not chunk: its
-// tiles load each x once for two output rows, and chunks lost there (Q4_K 640 × 1024 76 → 56).
+// 54 → 87. AVX-512 does not chunk: its tiles load each x once for two output rows, and chunks lost
+// there (Q4_K 640 × 1024 76 → 56).
 // Those figures are with the weights in cache; from memory (64 copies read in turn, as a forward
 // reads them) the strided chunks gained nothing until the next group's rows were prefetched into L2
 // (prefetch_l2): Q5_0 640 × 2048 35 → 59, Q4_1 576 × 1536 44 → 80, Q6_K 896 × 4864 43 → 66.
@@ -417,11 +417,11 @@ typedef void (*linear_fn)(const float *x, int64_t ldx, int64_t t, int64_t in, co
 
 /// Token tiles whose x fits L1 go to `reg` (the AVX2 register walk of this format), the others to
 /// chunked() with this format's chunk functions. Several tiles go to `reg` at once (each group of output
-/// rows through every tile: each weight read once) only while all their x fits L1 too. Past that, walking
-/// all tiles inside each group read x from L2 again: one AVX2 core… two cores, 2026-12-06 (session 40),
-/// from memory, GF/s, T = 10 → 16 (tiles of 8): Q5_0 4,864 × 896 140 → 107, Q4_1 1,536 × 576 167 → 116.
-/// Tile by tile, each tile's x stays in L1 and the weights are read once per tile (they are not what a
-/// product of this many rows waits on).
+/// rows through every tile: each weight read once) only while all their x fits L1 too. Past that, that
+/// walk read each tile's x from L2 again (two AVX2 cores, weights from memory, 2026-12-06, GF/s at T = 16,
+/// tiles of 8, against T = 10, one tile: Q5_0 4,864 × 896 107 against 140, Q4_1 1,536 × 576 116 against
+/// 167). Tile by tile, each tile's x stays in L1 and the weights are read once per tile, which a product
+/// of this many rows does not wait on (T = 16: 148 and 165).
 static void by_tiles(int fmt, linear_fn reg, const chunk_fn *chunks, const float *x, int64_t ldx, int64_t t, int64_t in,
                      const uint8_t *w, float *y, int64_t ldy, int64_t o0, int64_t o1, int accumulate) {
     const int64_t size = tile_size(t, QK_MAX_TILE);

@@ -132,8 +132,9 @@ final class QuantizedLinearTests: XCTestCase {
     /// Inputs of 1,024 or 2,048 floats put x's rows 4 or 8 KB apart, in one L1 set: `qk_linear_parallel`
     /// then reads a copy at `qk_x_stride` (4 cache lines more), and with ≥ 4 token rows the AVX2 kernel
     /// walks such an input in chunks, as it does 768 inputs at T = 10 (x past 28 KB); at T = 16 and 32
-    /// (tiles of 8 token rows) it walks 768 and 512 inputs tile by tile. None of these changes an operation: the results
-    /// equal the direct call on the contiguous rows and the token-by-token products, bit for bit, every format.
+    /// (tiles of 8 token rows) it walks 768 and 512 inputs tile by tile. None of these changes an
+    /// operation: the results equal the direct call on the contiguous rows and the token-by-token
+    /// products, bit for bit, every format.
     func testPaddedInputStrideKeepsTheBits() throws {
         guard !isas.isEmpty else { throw XCTSkip("no AVX2/AVX-512 on this CPU") }
         XCTAssertEqual(qk_x_stride(1024), 1024 + Int64(QK_ALIAS_PAD))
