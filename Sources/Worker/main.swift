@@ -21,9 +21,12 @@ struct WorkerCommand: ParsableCommand {
     @Option(help: "This worker's CURVE secret key file (from `alphaedit keys`); needs --coordinator-key.") var key: String?
     @Option(help: "The coordinator's CURVE public key file (.pub): the worker talks only to the holder of its secret.")
     var coordinatorKey: String?
+    @Option(help: "Seconds of the coordinator's silence after which this worker reconnects, until the coordinator's welcome names its own (cluster.conf dead_after; default 3). Raise it on slow, lossy links.")
+    var deadAfter = WireProtocol.deadAfter
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") }
+        guard deadAfter >= 1, deadAfter <= 600 else { throw ValidationError("--dead-after must be 1-600 seconds") }
         if let why = Endpoint.problem(connect) { throw ValidationError("--connect \(connect.prefix(80)): \(why)") }
     }
 
@@ -47,6 +50,7 @@ struct WorkerCommand: ParsableCommand {
         let runner = try JobRunner(modelPath: model, threads: threads)
         let node = WorkerNode(endpoint: connect, name: name, runner: runner, modelChecksum: checksum, logger: log)
         node.parentPID = parentPid
+        node.deadAfter = deadAfter
         node.security = security
         do { try node.run() } catch let e as WorkerError {
             // A refusal is a configuration problem of this worker: its own exit code.

@@ -34,6 +34,9 @@ public final class WorkerNode {
     public let modelChecksum: String
     /// Exit when this process is no longer our parent (a `local` worker dies with its coordinator).
     public var parentPID: Int32?
+    /// Seconds of the coordinator's silence after which this worker reconnects (`--dead-after`); a
+    /// coordinator's welcome that names its own `dead_after` replaces it.
+    public var deadAfter = WireProtocol.deadAfter
     /// CURVE with this worker's keys, pinning the coordinator's public key; or plaintext.
     public var security: ClientSecurity = .plaintext
     var log: Logger
@@ -72,7 +75,7 @@ public final class WorkerNode {
     }
 
     /// Serves until the coordinator says shutdown (returns) or refuses this worker (throws).
-    /// A coordinator silent for `WireProtocol.deadAfter` is reconnected to with a fresh hello.
+    /// A coordinator silent for `deadAfter` is reconnected to with a fresh hello.
     public func run() throws {
         let ctx = try ZMQContext()
         while true {
@@ -88,7 +91,7 @@ public final class WorkerNode {
             monitor.close()
             socket.close()
             if done { return }
-            log.warning("coordinator at \(endpoint) silent for \(WireProtocol.deadAfter) s: reconnecting")
+            log.warning("coordinator at \(endpoint) silent for \(deadAfter) s: reconnecting")
         }
     }
 
@@ -118,7 +121,7 @@ public final class WorkerNode {
             if ready[1] { while let f = try monitor.receive(timeoutMs: 0) { try note(SocketEvent(frames: f)) } }
             if ready[0], try socket.receive(timeoutMs: 0).map({ try handle($0, send: send) }) == true { return true }
             let now = ProcessStats.now()
-            if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now) {
+            if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now, deadAfter: deadAfter) {
                 log.warning("this worker did not run for \(String(format: "%.1f", now - lastTurn)) s (stopped or suspended): the coordinator's liveness starts again now")
                 lastHeard = now
             }
@@ -139,7 +142,7 @@ public final class WorkerNode {
                 send(.heartbeat)
                 lastSent = now
             }
-            if now - lastHeard > WireProtocol.deadAfter { return false }
+            if now - lastHeard > deadAfter { return false }
         }
     }
 
@@ -221,6 +224,10 @@ public final class WorkerNode {
         switch message {
         case .welcome(let w):
             log.info("welcomed: coordinator at weights version \(w.weightsVersion), this worker at \(runner.weightsVersion)")
+            if let d = w.deadAfter, d.isFinite, d > 0 {
+                log.info("the coordinator counts a peer dead after \(d) s of silence: so does this worker")
+                deadAfter = d
+            }
         case .refuse(let r):
             log.error("refused by the coordinator: \(r.reason)")
             throw WorkerError.refused(r.reason)

@@ -57,6 +57,7 @@ extension WorkerPool {
         }
         pool.localKeys = localKeys
         pool.stragglerBackup = cfg.stragglerBackup
+        pool.deadAfter = cfg.deadAfter
         switch cfg.workers {
         case .local(let n):
             // Local workers share the coordinator's terminal: their per-job info lines would interleave

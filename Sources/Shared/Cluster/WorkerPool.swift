@@ -77,7 +77,7 @@ public struct WorkerSnapshot: Sendable {
 }
 
 /// Used from the caller's thread, the I/O thread and the store mirror (@unchecked): everything mutable
-/// is guarded by `cond`, except `log` and `noWorkerTimeout`, which are set before `run`.
+/// is guarded by `cond`, except `log`, `noWorkerTimeout` and `deadAfter`, which are set before `run`.
 public final class WorkerPool: @unchecked Sendable {
     public let endpoint: String
     /// The endpoint as bound (a `*` port resolved).
@@ -89,6 +89,9 @@ public final class WorkerPool: @unchecked Sendable {
     var log: Logger
     /// Seconds `run` waits with no live worker before giving up.
     public var noWorkerTimeout = 120.0
+    /// Seconds of silence after which a worker counts as dead (cluster.conf `dead_after`); told to each
+    /// worker in its welcome. Set before workers join.
+    public var deadAfter = WireProtocol.deadAfter
 
     let cond = NSCondition()
     // Everything below is guarded by `cond`.
@@ -296,7 +299,7 @@ public final class WorkerPool: @unchecked Sendable {
                 }
             }
             let now = ProcessStats.now()
-            if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now) { lonely = now }  // not the workers' time
+            if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now, deadAfter: deadAfter) { lonely = now }  // not the workers' time
             lastTurn = now
             if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
                 throw ClusterError.noWorkers(seconds: noWorkerTimeout)
@@ -364,7 +367,7 @@ public final class WorkerPool: @unchecked Sendable {
                 }
                 for (id, why) in toRefuse { refuseJoined(id, why, socket) }
                 toRefuse = []
-                if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now) { restartLiveness(now, gap: now - lastTurn) }
+                if WireProtocol.wasSuspended(lastTurn: lastTurn, now: now, deadAfter: deadAfter) { restartLiveness(now, gap: now - lastTurn) }
                 lastTurn = now
                 expireSilentWorkers(now)
                 for id in Array(workers.keys) where workers[id]?.alive == true {
@@ -387,6 +390,7 @@ public final class WorkerPool: @unchecked Sendable {
             // A peer whose connection is gone fails every heartbeat until its liveness runs out: one line
             // per failed job or control message, heartbeats only at debug level.
             if case .heartbeat = m {
+                workers[id]?.lastSent = ProcessStats.now()  // tried: the next one an interval later, not every turn
                 log.debug("heartbeat to \(workers[id]?.label ?? hex(id)) failed: \(error)")
             } else {
                 log.warning("send \(m.kind) to \(workers[id]?.label ?? hex(id)) failed: \(error)")
@@ -413,7 +417,7 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     private func expireSilentWorkers(_ now: Double) {
-        for (id, w) in workers where w.alive && now - w.lastHeard > WireProtocol.deadAfter {
+        for (id, w) in workers where w.alive && now - w.lastHeard > deadAfter {
             workers[id]?.alive = false
             workers[id]?.lostJobs = w.jobs
             workers[id]?.jobs = []
@@ -560,7 +564,7 @@ public final class WorkerPool: @unchecked Sendable {
         switch event.kind {
         case .authRejected: return
         case .failedNoDetail:
-            log.error("refused a peer on \(event.endpoint): it closed the handshake (a plaintext peer, or one pinning another coordinator key)")
+            log.error("refused a peer on \(event.endpoint): it closed the handshake (a plaintext peer, one pinning another coordinator key, or a worker that gave up waiting: on a slow, lossy link raise dead_after)")
         default: log.error("refused a peer on \(event.endpoint): \(why)")
         }
     }

@@ -78,6 +78,10 @@ public struct ClusterConfig: Sendable, Equatable {
     /// of its kind is leased a second time to an idle worker; nil (`off`): never.
     public var stragglerBackup: Double? = ClusterConfig.defaultStragglerBackup
     public static let defaultStragglerBackup = 2.0
+    /// Seconds of silence after which a worker (or, on the worker's side, the coordinator) counts as
+    /// dead: its leases re-run elsewhere, it reconnects. Raise it on links whose TCP can stall longer.
+    /// (The wire protocol's `WireProtocol.deadAfter`, which this layer does not import.)
+    public var deadAfter = 3.0
     /// Directory of the K0 statistics and projectors (`alphaedit cov`).
     public var artifacts: String = "state/cov"
     /// The campaign's state directory: its database `state.sqlite` (JobStore) and files.
@@ -151,6 +155,7 @@ public struct ClusterConfig: Sendable, Equatable {
         ("corpus", "K0 corpus (JSON lines with \"sentence\")"), ("cov_sentences", "sentences of the corpus for K0"),
         ("shard_sentences", "sentences per distributed covariance job"),
         ("straggler_backup", "a job out longer than this many times its kind's median is leased again to an idle worker (off: never)"),
+        ("dead_after", "seconds of silence after which a worker counts as dead (default 3; raise it on slow, lossy links; the workers are told)"),
         ("artifacts", "directory of statistics.bin / projector.bin"),
         ("state", "campaign state directory (its state.sqlite database and files)"),
     ]
@@ -262,6 +267,9 @@ public struct ClusterConfig: Sendable, Equatable {
             if value == "off" { stragglerBackup = nil; break }
             guard let x = Double(value), x >= 1, x <= 1_000 else { throw bad("a multiple of the median job time in [1, 1000], or off") }
             stragglerBackup = x
+        case "dead_after":
+            guard let x = Double(value), x >= 1, x <= 600 else { throw bad("seconds in [1, 600]") }
+            deadAfter = x
         case "artifacts": artifacts = try path()
         case "state": state = try path()
         default: throw ConfigError.unknownKey(key: key, line: line)

@@ -46,14 +46,19 @@ public enum WireProtocol {
     public static let windowPieces = 16
     /// Seconds between heartbeats in each direction.
     public static let heartbeatInterval = 0.5
-    /// Heartbeat intervals of silence after which a peer counts as dead (here 3 s): long enough for
-    /// a busy 2-core machine to miss a few beats, short enough that a killed worker's job is re-run soon.
+    /// Heartbeat intervals of silence after which a peer counts as dead by default (3 s): long enough
+    /// for a busy 2-core machine to miss a few beats, short enough that a killed worker's job is re-run
+    /// soon. cluster.conf's `dead_after` sets another time (seconds) for links where a TCP stall can be
+    /// longer (high delay with loss: 300 ms each way and 10 % loss needs ≈ 15 s); the coordinator tells
+    /// its workers in `welcome`, and `alphaedit-worker --dead-after` covers the time before that.
     public static let heartbeatLiveness = 6
     public static var deadAfter: Double { heartbeatInterval * Double(heartbeatLiveness) }
     /// A loop that polls every ≤ 0.25 s and finds `deadAfter` gone since its last turn was not running
     /// (the process was stopped: Ctrl-Z, SIGSTOP, a suspended VM or laptop, or starved): its peers'
     /// silence over that gap says nothing about them, so their liveness starts again from now.
-    public static func wasSuspended(lastTurn: Double, now: Double) -> Bool { now - lastTurn > deadAfter }
+    public static func wasSuspended(lastTurn: Double, now: Double, deadAfter: Double = deadAfter) -> Bool {
+        now - lastTurn > deadAfter
+    }
     static let headerBytes = 8
     /// Bodies are small control data; anything larger is refused before parsing.
     static let maxBodyBytes = 64 << 20
@@ -91,7 +96,10 @@ public struct Hello: Codable, Equatable, Sendable {
 public struct Welcome: Codable, Equatable, Sendable {
     /// The coordinator's committed weights version; deltas up to it follow.
     public var weightsVersion: Int
-    public init(weightsVersion: Int) { self.weightsVersion = weightsVersion }
+    /// Seconds of silence after which the coordinator counts this worker dead (cluster.conf
+    /// `dead_after`): the worker reconnects after the same silence. Absent: `WireProtocol.deadAfter`.
+    public var deadAfter: Double?
+    public init(weightsVersion: Int, deadAfter: Double? = nil) { self.weightsVersion = weightsVersion; self.deadAfter = deadAfter }
 }
 
 /// A reason, for `refuse` (the worker exits) and `rejected` (a bad frame; nothing else changes).

@@ -27,6 +27,7 @@ final class ClusterConfigTests: XCTestCase {
         cov_sentences = 123
         shard_sentences = 45
         straggler_backup = 3.5
+        dead_after = 12.5
         artifacts = out/cov
         state = /abs/run
         """
@@ -52,9 +53,11 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.stragglerBackup, 3.5)
         XCTAssertNil(try ClusterConfig.parse("straggler_backup = off").stragglerBackup)
         XCTAssertEqual(try ClusterConfig.parse("").stragglerBackup, 2)
+        XCTAssertEqual(c.deadAfter, 12.5)
+        XCTAssertEqual(try ClusterConfig.parse("").deadAfter, WireProtocol.deadAfter)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
         XCTAssertEqual(c.state, "/abs/run")
-        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 32, "every key listed once")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 33, "every key listed once")
     }
 
     func testDefaultsAndDerivedValues() throws {
@@ -89,6 +92,7 @@ final class ClusterConfigTests: XCTestCase {
             ("layers = 7-3", #"config line 1: layers = "7-3" is invalid (expected a layer list such as 3-7 or 3,5,7)"#),
             ("shard_sentences = 0", #"config line 1: shard_sentences = "0" is invalid (expected an integer 1-100000000)"#),
             ("straggler_backup = 0.5", #"config line 1: straggler_backup = "0.5" is invalid (expected a multiple of the median job time in [1, 1000], or off)"#),
+            ("dead_after = 0.2", #"config line 1: dead_after = "0.2" is invalid (expected seconds in [1, 600])"#),
             ("kl_factor = nan", #"config line 1: kl_factor = "nan" is invalid (expected a number ≥ 0)"#),
             ("worker_threads = 2\nworker_threads = 3", "config line 2: worker_threads is set twice"),
             ("heartbeat = 1", #"config line 1: unknown key "heartbeat""#),

@@ -39,6 +39,7 @@ final class WireProtocolTests: XCTestCase {
             .resultPiece(ResultPiece(jobID: 9, offset: 1000, total: 3000), payload: Array(repeating: 5, count: 2000)),
             .resultReceived(ResultPiece(jobID: 9, offset: 3000, total: 3000)),
             .result(JobResult(jobID: 9, seconds: 1.25, output: .covariance(tokens: 1234), piecesTotal: 3000), payload: []),
+            .welcome(Welcome(weightsVersion: 5, deadAfter: 15)),
         ]
     }
 
