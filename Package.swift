@@ -29,6 +29,13 @@ let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configur
 // copies: the numeric layers Kernels, Model and Editing stay in Swift 5 mode.
 let swift6: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
+// Every layer, for the umbrella and for the executables and tests, which import only `Shared` but
+// depend on each layer too: through `@_exported` imports alone the build did not see a layer's change,
+// and an executable kept a layer's old struct layout (a stored property added to ClusterConfig left
+// `alphaedit edit` reading the wrong field: a crash, until something in Coordinator changed).
+let layers: [Target.Dependency] = ["Support", "GGUF", "Corpus", "Tokenization", "Kernels", "Model", "Editing", "Store",
+                                   "Evaluation", "Wire", "Config", "Cluster", "Campaign", "Bench", "FuzzTargets"]
+
 func layer(_ name: String, _ deps: [Target.Dependency], settings: [SwiftSetting] = swift6) -> Target {
     .target(name: name, dependencies: deps, path: "Sources/Shared/\(name)", swiftSettings: settings)
 }
@@ -77,18 +84,17 @@ let package = Package(
         layer("Bench", ["Support", "Corpus", "Kernels", "Model", "Tokenization", "Editing", "Evaluation", "Wire", "Cluster",
                         .product(name: "Logging", package: "swift-log")]),
         layer("FuzzTargets", ["GGUF", "Tokenization", "Model", "Editing", "Evaluation", "Wire", "Config"]),
-        layer("Shared", ["Support", "GGUF", "Corpus", "Tokenization", "Kernels", "Model", "Editing", "Store",
-                         "Evaluation", "Wire", "Config", "Cluster", "Campaign", "Bench", "FuzzTargets"]),
+        layer("Shared", layers),
 
         .executableTarget(
             name: "Coordinator",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Shared"] + layers + [.product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "Worker",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            dependencies: ["Shared"] + layers + [.product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "SharedTests", dependencies: ["Shared", "CQuantKernels", .product(name: "Logging", package: "swift-log")],
+        .testTarget(name: "SharedTests", dependencies: ["Shared", "CQuantKernels"] + layers + [.product(name: "Logging", package: "swift-log")],
                     resources: [.copy("Fixtures")]),
     ],
     // The default for the executables and tests; the library layers set their own (`swift6` above).

@@ -8,6 +8,10 @@ root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 package = open(os.path.join(root, "Package.swift")).read()
 system = {"Foundation", "Glibc", "Darwin", "Dispatch"}
 declared = {}
+# `layer("Shared", layers)`: the umbrella takes the list Package.swift names `layers`.
+every = re.search(r'let layers: \[Target\.Dependency\] = \[(.*?)\]', package, re.S)
+if every:
+    package = package.replace('layer("Shared", layers)', f'layer("Shared", [{every.group(1)}])')
 for name, deps in re.findall(r'layer\("(\w+)",\s*\[(.*?)\](?:,\s*settings:[^)]*)?\)', package, re.S):
     # "X" entries, and .product(name: "Logging", package: "swift-log") as Logging
     declared[name] = set(re.findall(r'(?<!package: )"(\w+)"', deps))
