@@ -224,8 +224,12 @@ public final class WorkerNode {
         switch message {
         case .welcome(let w):
             log.info("welcomed: coordinator at weights version \(w.weightsVersion), this worker at \(runner.weightsVersion)")
+            // The coordinator's liveness rules both sides (a worker's own --dead-after covers only the
+            // time before this); said unless both are the default.
             if let d = w.deadAfter, d.isFinite, d > 0 {
-                log.info("the coordinator counts a peer dead after \(d) s of silence: so does this worker")
+                if d != deadAfter || d != WireProtocol.deadAfter {
+                    log.info("the coordinator counts a peer dead after \(d) s of silence: so does this worker")
+                }
                 deadAfter = d
             }
         case .refuse(let r):

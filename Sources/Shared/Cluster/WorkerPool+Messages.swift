@@ -189,6 +189,6 @@ extension WorkerPool {
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
         adoptRunning((h.running ?? []).filter(leasedBefore.contains), of: id, label)
-        send(.welcome(Welcome(weightsVersion: committed.count, deadAfter: deadAfter == WireProtocol.deadAfter ? nil : deadAfter)), to: id, socket)
+        send(.welcome(Welcome(weightsVersion: committed.count, deadAfter: deadAfter)), to: id, socket)
     }
 }

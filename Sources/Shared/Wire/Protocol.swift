@@ -97,7 +97,8 @@ public struct Welcome: Codable, Equatable, Sendable {
     /// The coordinator's committed weights version; deltas up to it follow.
     public var weightsVersion: Int
     /// Seconds of silence after which the coordinator counts this worker dead (cluster.conf
-    /// `dead_after`): the worker reconnects after the same silence. Absent: `WireProtocol.deadAfter`.
+    /// `dead_after`): the worker reconnects after the same silence. Always sent; absent (a coordinator
+    /// built before it): the worker keeps its own (`--dead-after`, default `WireProtocol.deadAfter`).
     public var deadAfter: Double?
     public init(weightsVersion: Int, deadAfter: Double? = nil) { self.weightsVersion = weightsVersion; self.deadAfter = deadAfter }
 }

@@ -3,7 +3,8 @@
 // equal to the in-process build, a job for weights it does not hold refused, deltas followed by a
 // v* job and an evaluation shard equal to the in-process ComputeZ / evaluator on the same edited
 // weights, heartbeats during a long job, a
-// reconnect after the coordinator falls silent, and an exit when the coordinator speaks another version.
+// reconnect after the coordinator falls silent (after the coordinator's dead_after, from its welcome), and
+// an exit when the coordinator speaks another version.
 import Foundation
 import Shared
 import XCTest
@@ -28,6 +29,52 @@ final class WorkerProcessTests: XCTestCase {
             return m
         }
         throw ClusterTestSupport.NoAnswer(what: what, seconds: 20)   // a failure: a silent worker is a defect, not a reason to skip
+    }
+
+    /// The coordinator's `dead_after`, named in its welcome, rules the worker's side too: a worker started
+    /// with `--dead-after 4` and welcomed with 1.5 says hello again after ≈ 1.5 s of silence; welcomed
+    /// without one (a coordinator from before the field), it keeps its own 4 s.
+    func testWorkerTakesTheCoordinatorsDeadAfter() throws {
+        let workerExe = try ClusterTestSupport.executable("alphaedit-worker")
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = try ClusterTestSupport.model(in: dir)
+        let ctx = try ZMQContext()
+        let router = try ZMQSocket(ctx, .router)
+        try router.bind("ipc://\(dir)/c.ipc")
+        let p = try ClusterTestSupport.start(workerExe, ["--connect", "ipc://\(dir)/c.ipc", "--model", model, "--name", "solo",
+                                                         "--dead-after", "4"], stderr: dir + "/worker.log")
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        /// Seconds from now until the worker's next hello (this side silent meanwhile), and its id.
+        func nextHello(within seconds: Double) throws -> (Double, [UInt8]) {
+            let t0 = ProcessStats.now()
+            while ProcessStats.now() - t0 < seconds {
+                guard let f = try router.receive(timeoutMs: 50), case .hello = try Message(frames: Array(f.dropFirst())) else { continue }
+                return (ProcessStats.now() - t0, f[0])
+            }
+            throw ClusterTestSupport.NoAnswer(what: "hello", seconds: Int(seconds))
+        }
+        var (_, id) = try nextHello(within: 20)
+        try router.send([id] + (try Message.welcome(Welcome(weightsVersion: 0, deadAfter: 1.5)).frames()))
+        var waited: Double
+        (waited, id) = try nextHello(within: 10)
+        print(String(format: "welcomed with dead_after 1.5 (worker's own 4): hello again after %.2f s of silence", waited))
+        XCTAssertGreaterThanOrEqual(waited, 1.2)
+        XCTAssertLessThan(waited, 2.9, "the coordinator's 1.5 s, not the worker's 4 nor the default 3")
+        XCTAssertTrue(ClusterTestSupport.read(dir + "/worker.log").contains("counts a peer dead after 1.5 s"))
+        // A welcome without the field: the worker's value stands (here the 1.5 it adopted; a restart of the
+        // worker would be back at its --dead-after). Shown with a fresh worker.
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let q = try ClusterTestSupport.start(workerExe, ["--connect", "ipc://\(dir)/c.ipc", "--model", model, "--name", "solo2",
+                                                         "--dead-after", "4"], stderr: dir + "/worker2.log")
+        defer { if q.isRunning { kill(q.processIdentifier, SIGKILL) } }
+        (_, id) = try nextHello(within: 20)
+        try router.send([id] + (try Message.welcome(Welcome(weightsVersion: 0)).frames()))
+        (waited, id) = try nextHello(within: 10)
+        print(String(format: "welcomed without dead_after (worker's own 4): hello again after %.2f s of silence", waited))
+        XCTAssertGreaterThanOrEqual(waited, 3.7, "the worker's own 4 s")
+        XCTAssertLessThan(waited, 6)
     }
 
     func testWorkerServesJobsRejectsGarbageAndFollowsDeltas() throws {
