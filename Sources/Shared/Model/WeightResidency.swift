@@ -53,8 +53,11 @@ public enum WeightResidency: String, Sendable, CaseIterable {
     static func announceAutoLean(float32Bytes: Int) {
         let first = announced.withLock { () -> Bool in defer { didAnnounce = true }; return !didAnnounce }
         guard first else { return }
-        let line = String(format: "alphaedit: weights lean: float32 copies would take %.1f GB, more than a quarter of the %.1f GB this process may use (ALPHAEDIT_WEIGHTS=float32 keeps them)\n",
-                          Double(float32Bytes) / 1e9, Double(ProcessStats.memoryLimit()) / 1e9)
+        func size(_ bytes: Double) -> String {
+            bytes >= 1e9 ? String(format: "%.1f GB", bytes / 1e9) : String(format: "%.0f MB", bytes / 1e6)
+        }
+        let line = "alphaedit: weights lean: float32 copies would take \(size(Double(float32Bytes))), more than a quarter of the "
+            + "\(size(Double(ProcessStats.memoryLimit()))) this process may use (ALPHAEDIT_WEIGHTS=float32 keeps them)\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
 }
