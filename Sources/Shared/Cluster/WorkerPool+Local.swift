@@ -133,11 +133,40 @@ extension WorkerPool {
     /// The local workers' pids (for tests and `status`).
     public var childPIDs: [Int32] { cond.withLock { children.map(\.processIdentifier) } }
 
-    /// The exit codes when this pool started local workers and all of them have exited; else nil.
-    func localWorkersAllExited() -> [Int32]? {
+    /// How each worker process this pool started ended, when all of them have; else nil.
+    func localWorkersAllExited() -> [String]? {
         let procs = cond.withLock { children }
         guard !procs.isEmpty, procs.allSatisfy({ !$0.isRunning }) else { return nil }
-        return procs.map(\.terminationStatus)
+        return procs.map(Self.howItEnded)
+    }
+
+    /// Logs, once each, the worker processes started here that ended during a run other than by a clean
+    /// exit (a worker killed by the out-of-memory killer was otherwise only "silent for 3 s"), and counts
+    /// each one's connection dead at once: its leases go to the other workers without waiting `deadAfter`.
+    func reportEndedChildren() {
+        let ended: [Process] = cond.withLock {
+            let e = children.filter { !$0.isRunning && !reportedChildren.contains($0.processIdentifier) }
+            for p in e { reportedChildren.insert(p.processIdentifier) }
+            return e
+        }
+        for p in ended where !(p.terminationReason == .exit && p.terminationStatus == 0) { log.error("\(Self.howItEnded(p))") }
+        cond.withLock {
+            for p in ended {
+                for (id, w) in workers where w.alive && w.hello.pid == p.processIdentifier { countDead(id, "has ended") }
+            }
+        }
+    }
+
+    /// "local-1 (pid 12) exited with code 3", or "… was killed by signal 9 (SIGKILL: …)".
+    static func howItEnded(_ p: Process) -> String {
+        let args = p.arguments ?? []
+        let name = args.firstIndex(of: "--name").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } ?? "worker"
+        let who = "\(name) (pid \(p.processIdentifier))"
+        guard p.terminationReason == .uncaughtSignal else { return "\(who) exited with code \(p.terminationStatus)" }
+        let signal = p.terminationStatus
+        let why = signal == SIGKILL ? " (SIGKILL: where nobody sent it, the kernel's out-of-memory killer did, when the machine or this "
+            + "control group ran out of memory: see dmesg; fewer local workers, fewer layers per K0 build, or more memory)" : ""
+        return "\(who) was killed by signal \(signal)\(why)"
     }
 
     func terminateChildren() {

@@ -24,7 +24,7 @@ public enum ClusterError: Error, CustomStringConvertible {
     case noWorkers(seconds: Double)
     case badResult(job: Int, reason: String)
     case workerExecutable(String)
-    case localWorkersExited([Int32])
+    case localWorkersExited([String])
 
     public var description: String {
         switch self {
@@ -32,7 +32,7 @@ public enum ClusterError: Error, CustomStringConvertible {
         case .noWorkers(let s): "no live worker for \(Int(s)) s: check the workers' logs (model path, endpoint)"
         case let .badResult(j, r): "result of job \(j) is unusable: \(r)"
         case .workerExecutable(let p): "worker executable not found at \(p): build the package (swift build)"
-        case .localWorkersExited(let codes): "every worker process started here exited (codes \(codes)) and none is connected: see their log lines above"
+        case .localWorkersExited(let how): "every worker process started here has ended (\(how.joined(separator: "; "))) and none is connected: see their log lines above"
         }
     }
 }
@@ -136,6 +136,7 @@ public final class WorkerPool: @unchecked Sendable {
     var localKeys: LocalWorkerKeys?
     private let stopped = DispatchSemaphore(value: 0)
     var children: [Process] = []  // guarded by `cond`
+    var reportedChildren = Set<Int32>()  // guarded by `cond`: ended children already logged
 
     enum PoolEvent {
         case result(JobResult, [UInt8], worker: [UInt8])
@@ -303,10 +304,11 @@ public final class WorkerPool: @unchecked Sendable {
             lastTurn = now
             if aliveCount > 0 { lonely = now } else if now - lonely > noWorkerTimeout {
                 throw ClusterError.noWorkers(seconds: noWorkerTimeout)
-            } else if let codes = localWorkersAllExited() {
+            } else if let how = localWorkersAllExited() {
                 // Nothing will connect: say so now rather than after the timeout.
-                throw ClusterError.localWorkersExited(codes)
+                throw ClusterError.localWorkersExited(how)
             }
+            reportEndedChildren()
         }
     }
 
@@ -418,15 +420,22 @@ public final class WorkerPool: @unchecked Sendable {
 
     private func expireSilentWorkers(_ now: Double) {
         for (id, w) in workers where w.alive && now - w.lastHeard > deadAfter {
-            workers[id]?.alive = false
-            workers[id]?.lostJobs = w.jobs
-            workers[id]?.jobs = []
-            let lost = w.jobs.filter { jobs[$0] != nil }
-            queue.insert(contentsOf: lost, at: 0)
-            expired += lost.count
-            let note = lost.isEmpty ? "" : "; lease of job\(lost.count > 1 ? "s" : "") \(lost.map(String.init).joined(separator: ", ")) expired, re-queued"
-            log.error("worker \(w.label) silent for \(String(format: "%.1f", now - w.lastHeard)) s: counted dead\(note)")
+            countDead(id, "silent for \(String(format: "%.1f", now - w.lastHeard)) s")
         }
+    }
+
+    /// Under `cond`: worker `id` is dead (`why`: silent for `deadAfter`, or its process has ended); its
+    /// leases go back to the queue.
+    func countDead(_ id: [UInt8], _ why: String) {
+        guard let w = workers[id], w.alive else { return }
+        workers[id]?.alive = false
+        workers[id]?.lostJobs = w.jobs
+        workers[id]?.jobs = []
+        let lost = w.jobs.filter { jobs[$0] != nil }
+        queue.insert(contentsOf: lost, at: 0)
+        expired += lost.count
+        let note = lost.isEmpty ? "" : "; lease of job\(lost.count > 1 ? "s" : "") \(lost.map(String.init).joined(separator: ", ")) expired, re-queued"
+        log.error("worker \(w.label) \(why): counted dead\(note)")
     }
 
     /// Brings an idle worker to the committed version, piece by piece: at most `windowPieces`
