@@ -226,11 +226,15 @@ public final class WorkerNode {
             log.info("welcomed: coordinator at weights version \(w.weightsVersion), this worker at \(runner.weightsVersion)")
             // The coordinator's liveness rules both sides (a worker's own --dead-after covers only the
             // time before this); said unless both are the default.
-            if let d = w.deadAfter, d.isFinite, d > 0 {
-                if d != deadAfter || d != WireProtocol.deadAfter {
-                    log.info("the coordinator counts a peer dead after \(d) s of silence: so does this worker")
+            if let d = w.deadAfter {
+                if !(1...600).contains(d) {
+                    log.warning("the coordinator's welcome names dead_after \(d) s, outside 1-600 s: this worker keeps \(deadAfter) s")
+                } else {
+                    if d != deadAfter || d != WireProtocol.deadAfter {
+                        log.info("the coordinator counts a peer dead after \(d) s of silence: so does this worker")
+                    }
+                    deadAfter = d
                 }
-                deadAfter = d
             }
         case .refuse(let r):
             log.error("refused by the coordinator: \(r.reason)")

@@ -33,7 +33,7 @@ final class WorkerProcessTests: XCTestCase {
 
     /// The coordinator's `dead_after`, named in its welcome, rules the worker's side too: a worker started
     /// with `--dead-after 4` and welcomed with 1.5 says hello again after ≈ 1.5 s of silence; welcomed
-    /// without one (a coordinator from before the field), it keeps its own 4 s.
+    /// without one (a coordinator from before the field), or with one outside 1-600 s, it keeps its own 4 s.
     func testWorkerTakesTheCoordinatorsDeadAfter() throws {
         let workerExe = try ClusterTestSupport.executable("alphaedit-worker")
         let dir = try ClusterTestSupport.tempDir()
@@ -75,6 +75,13 @@ final class WorkerProcessTests: XCTestCase {
         print(String(format: "welcomed without dead_after (worker's own 4): hello again after %.2f s of silence", waited))
         XCTAssertGreaterThanOrEqual(waited, 3.7, "the worker's own 4 s")
         XCTAssertLessThan(waited, 6)
+        // A value outside 1-600 s is not taken: the worker says so and keeps its own.
+        try router.send([id] + (try Message.welcome(Welcome(weightsVersion: 0, deadAfter: 1e9)).frames()))
+        (waited, id) = try nextHello(within: 10)
+        XCTAssertGreaterThanOrEqual(waited, 3.7, "still the worker's own 4 s")
+        XCTAssertLessThan(waited, 6)
+        XCTAssertTrue(ClusterTestSupport.read(dir + "/worker2.log").contains("outside 1-600 s: this worker keeps 4.0 s"),
+                      ClusterTestSupport.read(dir + "/worker2.log"))
     }
 
     func testWorkerServesJobsRejectsGarbageAndFollowsDeltas() throws {
