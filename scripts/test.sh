@@ -21,7 +21,7 @@ swift test -c release --skip-build "$@"
 if [ $# -eq 0 ]; then
   echo "== determinism tests on the AVX2 kernels (ALPHAEDIT_ISA=avx2, OPENBLAS_CORETYPE=HASWELL)"
   ALPHAEDIT_ISA=avx2 OPENBLAS_CORETYPE=HASWELL swift test -c release --skip-build \
-    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests|QuantizedKernelTypesTests.testQ5_0ViewsOfQwen|EvalShardTests|LeanWeightsTests|Int8ActivationTests|ArchitectureFixtureTests.testInt8'
+    --filter 'CovarianceFixtureTests|ClusterCovarianceTests|ClusterRobustnessTests|LocalWorkerExitTests|WorkerProcessTests|ClusterEvaluationTests|ClusterCampaignTests|QuantizedKernelTypesTests.testQ5_0ViewsOfQwen|EvalShardTests|LeanWeightsTests|Int8ActivationTests|ArchitectureFixtureTests.testInt8'
   # The int8 kernels' AVX-512 copy without VNNI (Skylake-X), which a VNNI CPU otherwise never runs.
   echo "== int8 kernels without VNNI (ALPHAEDIT_VNNI=0)"
   ALPHAEDIT_VNNI=0 swift test -c release --skip-build --filter 'Int8ActivationTests|ArchitectureFixtureTests.testInt8'
