@@ -64,7 +64,8 @@ public final class JobRunner: @unchecked Sendable {
         switch job.work {
         case .covariance(let shard):
             let stats = try covariance(shard, progress: progress)
-            return (.covariance(tokens: try stats.count(layer: shard.layers[0])), stats.serialized())
+            let tokens = try stats.count(layer: shard.layers[0])
+            return (.covariance(tokens: tokens), stats.serializedReleasingSums())
         case .vstar(let chunk):
             return (.vstar(try vstar(chunk)), [])
         case .evaluation(let shard):

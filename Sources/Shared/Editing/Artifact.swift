@@ -71,10 +71,12 @@ enum ArtifactLayout {
 public struct ArtifactWriter {
     private(set) var bytes: [UInt8] = []
 
-    init(magic: String, version: UInt32) {
+    /// `bodyBytes`: the body's size where known, so the whole artifact is allocated once (a K0 shard's
+    /// triangles are hundreds of MB: growing the buffer layer by layer copied them and held both copies).
+    init(magic: String, version: UInt32, bodyBytes: Int? = nil) {
         var m = Array(magic.utf8.prefix(8))
         while m.count < 8 { m.append(0) }
-        bytes.reserveCapacity(1 << 16)
+        bytes.reserveCapacity(ArtifactLayout.headerBytes + (bodyBytes ?? (1 << 16)) + ArtifactLayout.checksumBytes)
         bytes += m
         u32(version)
         u32(0)
@@ -86,8 +88,15 @@ public struct ArtifactWriter {
     mutating func i64(_ v: Int) { u64(UInt64(bitPattern: Int64(v))) }
     mutating func f64(_ v: Double) { u64(v.bitPattern) }
 
+    /// Room for `extra` more bytes, growing geometrically: an exact `reserveCapacity` per call would copy
+    /// the whole buffer on every call.
+    private mutating func reserve(_ extra: Int) {
+        let needed = bytes.count + extra
+        if bytes.capacity < needed { bytes.reserveCapacity(max(needed, 2 * bytes.capacity)) }
+    }
+
     mutating func f64s<C: Collection>(_ vs: C) where C.Element == Double {
-        bytes.reserveCapacity(bytes.count + 8 * vs.count)
+        reserve(8 * vs.count)
         #if _endian(little)
         // Contiguous storage already has the file's byte order: one copy instead of 8-byte appends.
         let done: Bool? = vs.withContiguousStorageIfAvailable { buf in
@@ -109,7 +118,7 @@ public struct ArtifactWriter {
     /// The upper triangle (j ≥ i) of an n×n row-major matrix, row by row: n(n+1)/2 values. Symmetric
     /// matrices are stored this way (half the bytes; the lower triangle carries no information).
     mutating func upperTriangle(_ m: [Double], n: Int) {
-        bytes.reserveCapacity(bytes.count + 4 * n * (n + 1))
+        reserve(4 * n * (n + 1))
         for i in 0..<n { f64s(m[(i * n + i)..<(i * n + n)]) }
     }
 
@@ -314,11 +323,15 @@ public protocol ArtifactCodable {
     static var formatVersion: UInt32 { get }
     func encodeBody(into w: inout ArtifactWriter)
     static func decodeBody(_ r: inout ArtifactReader) throws -> Self
+    /// The body's size in bytes where it is cheap to know (nil: unknown), so the writer allocates once.
+    var artifactBodyBytes: Int? { get }
 }
 
 extension ArtifactCodable {
+    public var artifactBodyBytes: Int? { nil }
+
     private func makeWriter() -> ArtifactWriter {
-        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion)
+        var w = ArtifactWriter(magic: Self.magic, version: Self.formatVersion, bodyBytes: artifactBodyBytes)
         encodeBody(into: &w)
         return w
     }

@@ -84,6 +84,8 @@ public struct SequentialState: Equatable, Sendable, ArtifactCodable {
         for m in cp { w.upperTriangle(m.values, n: f) }
     }
 
+    public var artifactBodyBytes: Int? { 16 + 16 * layers.count + layers.count * (f * (f + 1) / 2) * 8 }
+
 
 
     public static func decodeBody(_ r: inout ArtifactReader) throws -> SequentialState {

@@ -77,6 +77,10 @@ extension EditMathTests {
 
         let good = stats.serialized()
         XCTAssertEqual(good, try [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), "file = serialized()")
+        XCTAssertEqual(good.count, 24 + stats.artifactBodyBytes! + 8, "the body's size is known before writing")
+        let copy = stats
+        XCTAssertEqual(copy.serializedReleasingSums(), good, "a worker's serialization (sums released layer by layer) = serialized()")
+        XCTAssertEqual(try stats.sum(layer: 3), try back.sum(layer: 3), "releasing a copy's sums leaves the original's")
         for position in [40, good.count / 2, good.count - 9] {  // a count, the payload, the last payload byte
             var bad = good
             bad[position] ^= 0x10
