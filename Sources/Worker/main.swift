@@ -23,10 +23,13 @@ struct WorkerCommand: ParsableCommand {
     var coordinatorKey: String?
     @Option(help: "Seconds of the coordinator's silence after which this worker reconnects, until the coordinator's welcome names its own (cluster.conf dead_after; default 3). Raise it on slow, lossy links.")
     var deadAfter = WireProtocol.deadAfter
+    @Option(help: "MB of memory this worker may give its jobs (default: measured when it connects: the machine's available memory, or its control group's). The coordinator runs no more K0 shards at once on a machine than this holds.")
+    var memoryMb: Int?
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") }
         guard deadAfter >= 1, deadAfter <= 600 else { throw ValidationError("--dead-after must be 1-600 seconds") }
+        if let m = memoryMb, !(1...(1 << 30)).contains(m) { throw ValidationError("--memory-mb must be 1-\(1 << 30) MB") }
         if let why = Endpoint.problem(connect) { throw ValidationError("--connect \(connect.prefix(80)): \(why)") }
     }
 
@@ -51,6 +54,7 @@ struct WorkerCommand: ParsableCommand {
         let node = WorkerNode(endpoint: connect, name: name, runner: runner, modelChecksum: checksum, logger: log)
         node.parentPID = parentPid
         node.deadAfter = deadAfter
+        node.memoryBytes = memoryMb.map { $0 << 20 }
         node.security = security
         do { try node.run() } catch let e as WorkerError {
             // A refusal is a configuration problem of this worker: its own exit code.

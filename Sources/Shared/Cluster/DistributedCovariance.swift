@@ -40,7 +40,8 @@ public struct CovarianceJobPlan: Sendable, Equatable {
         var lo = range.lowerBound
         while lo < range.upperBound {
             let hi = min(range.upperBound, lo / s * s + step)
-            out.append(CovarianceShard(corpus: corpus, first: lo, count: hi - lo, layers: layers, batchSentences: s))
+            out.append(CovarianceShard(corpus: corpus, first: lo, count: hi - lo, layers: layers, batchSentences: s,
+                                       memoryBytes: KeyStatistics.shardBytes(layers: layers.count, f: f)))
             lo = hi
         }
         return out

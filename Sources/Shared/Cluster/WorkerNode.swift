@@ -69,9 +69,22 @@ public final class WorkerNode {
     private var arriving: (version: Int, bytes: PieceAssembly)?
     private var pollMs: Int { 50 }
 
+    /// Bytes of memory this worker may give its jobs (`--memory-mb`); nil: measured at every hello.
+    public var memoryBytes: Int?
+    /// Resident bytes once the model is loaded: what this process holds beyond it belongs to its jobs.
+    private let baseResident: Double
+
     public init(endpoint: String, name: String, runner: JobRunner, modelChecksum: String, logger: Logger) {
         self.endpoint = endpoint; self.name = name; self.runner = runner; self.modelChecksum = modelChecksum
         log = logger
+        baseResident = ProcessStats.residentMB(peak: false)
+    }
+
+    /// The machine's memory the hello reports: available now plus what this worker's running jobs hold
+    /// (a worker that reconnects mid-shard still counts its shard's memory as its own).
+    private func hostMemory() -> Int {
+        let held = max(0, ProcessStats.residentMB(peak: false) - baseResident) * 1_048_576
+        return Int(min(Double(ProcessStats.availableMemory()) + held, Double(Int.max / 2)))
     }
 
     /// Serves until the coordinator says shutdown (returns) or refuses this worker (throws).
@@ -98,7 +111,8 @@ public final class WorkerNode {
     private func hello() -> Hello {
         let jobs = running.keys.filter { $0 != Self.applyingDeltas }.sorted()
         return Hello(name: name, pid: ProcessInfo.processInfo.processIdentifier, threads: runner.threads,
-                     modelChecksum: modelChecksum, weightsVersion: runner.weightsVersion, running: jobs.isEmpty ? nil : jobs)
+                     modelChecksum: modelChecksum, weightsVersion: runner.weightsVersion, running: jobs.isEmpty ? nil : jobs,
+                     host: ProcessStats.hostName(), hostMemoryBytes: hostMemory(), memoryBytes: memoryBytes)
     }
 
     /// One connection's life: true when told to shut down, false when the coordinator went silent.

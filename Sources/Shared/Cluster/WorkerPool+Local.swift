@@ -113,9 +113,10 @@ extension WorkerPool {
         return me.deletingLastPathComponent().appendingPathComponent("alphaedit-worker").path
     }
 
-    /// Starts `count` worker processes connected to this pool; their stderr goes to ours.
+    /// Starts `count` worker processes connected to this pool; their stderr goes to ours. `memoryMB`:
+    /// each one's `--memory-mb` (nil: they measure the machine's).
     public func spawnLocal(count: Int, executable: String = WorkerPool.siblingWorkerExecutable(), modelPath: String,
-                           threads: Int, logLevel: String = "info") throws {
+                           threads: Int, logLevel: String = "info", memoryMB: Int? = nil) throws {
         guard FileManager.default.isExecutableFile(atPath: executable) else { throw ClusterError.workerExecutable(executable) }
         let me = ProcessInfo.processInfo.processIdentifier
         for i in 0..<count {
@@ -124,6 +125,7 @@ extension WorkerPool {
             p.arguments = ["--connect", Endpoint.connectable(endpoint, host: "127.0.0.1"), "--model", modelPath, "--threads", "\(threads)",
                            "--name", "local-\(i + 1)", "--parent-pid", "\(me)", "--log-level", logLevel]
                 + (localKeys.map { ["--key", $0.keyPath, "--coordinator-key", $0.coordinatorPath] } ?? [])
+                + (memoryMB.map { ["--memory-mb", "\($0)"] } ?? [])
             try p.run()
             cond.withLock { children.append(p) }
             log.info("started local worker local-\(i + 1) (pid \(p.processIdentifier))")

@@ -187,7 +187,9 @@ extension WorkerPool {
             log.info("worker \(label) reconnected: its earlier connection is closed")
         }
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
-        log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion); \(workers.values.filter(\.alive).count) alive")
+        let memory = (h.hostMemoryBytes.map { ", \(MemoryAdmission.size($0)) available on \(h.host ?? "its machine")" } ?? "")
+            + (h.memoryBytes.map { ", \(MemoryAdmission.size($0)) its own (--memory-mb)" } ?? "")
+        log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion)\(memory); \(workers.values.filter(\.alive).count) alive")
         adoptRunning((h.running ?? []).filter(leasedBefore.contains), of: id, label)
         send(.welcome(Welcome(weightsVersion: committed.count, deadAfter: deadAfter)), to: id, socket)
     }

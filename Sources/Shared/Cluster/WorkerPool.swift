@@ -116,6 +116,8 @@ public final class WorkerPool: @unchecked Sendable {
     var backupFactor: Double? = ClusterConfig.defaultStragglerBackup
     /// Unusable results (a payload that does not decode, a wrong shape) per worker: at
     /// `maxBadResults` the worker is refused, and so is any later hello under its name.
+    /// Workers and machines whose memory limits on K₀ shards were logged this run (WorkerPool+Memory).
+    var memoryNoted = Set<String>()
     var badResults: [[UInt8]: Int] = [:]
     var refusedNames: [String: String] = [:]
     /// Workers to refuse on the I/O thread's next turn (it owns the socket), with the reason.
@@ -253,6 +255,7 @@ public final class WorkerPool: @unchecked Sendable {
         var assignments: [Int: JobAssignment] = [:]
         var unusable: [Int: Int] = [:]
         cond.withLock {
+            memoryNoted = []
             let version = committed.count
             for (i, w) in works.enumerated() {
                 let id = nextJobID
@@ -497,10 +500,13 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Whether worker `w` can take `job` now (mirrors WorkerNode.hasSlot).
+    /// A K₀ shard also needs room in the worker's and its machine's memory (WorkerPool+Memory).
     private func hasSlot(_ w: PoolWorker, for job: JobAssignment) -> Bool {
-        guard !w.jobs.isEmpty else { return true }
-        return job.work.sharesWorker && w.jobs.count < max(1, w.hello.threads)
-            && w.jobs.allSatisfy { jobs[$0]?.work.sharesWorker ?? true }
+        if !w.jobs.isEmpty {
+            guard job.work.sharesWorker && w.jobs.count < max(1, w.hello.threads)
+                && w.jobs.allSatisfy({ jobs[$0]?.work.sharesWorker ?? true }) else { return false }
+        }
+        return memoryAdmits(w, for: job)
     }
 
     /// Leases queued jobs, one per worker per round (so two idle workers get one each before either

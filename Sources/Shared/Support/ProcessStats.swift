@@ -20,23 +20,61 @@ public enum ProcessStats {
     public static func memoryLimit(physical: UInt64 = ProcessInfo.processInfo.physicalMemory,
                                    groups: String = "/proc/self/cgroup", root: String = "/sys/fs/cgroup") -> UInt64 {
         var limit = physical
-        let groups = (try? String(contentsOfFile: groups, encoding: .utf8)) ?? ""
-        for line in groups.split(separator: "\n") {
-            // "0::/path" (v2) or "4:memory:/path" (v1).
-            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-            guard parts.count == 3 else { continue }
-            let file: String, base: String
-            if parts[0] == "0" && parts[1].isEmpty { (base, file) = (root, "memory.max") }
-            else if parts[1].split(separator: ",").contains("memory") { (base, file) = (root + "/memory", "memory.limit_in_bytes") }
-            else { continue }
-            var dirs = [base], path = base
-            for c in parts[2].split(separator: "/") { path += "/\(c)"; dirs.append(path) }
-            for d in dirs {
-                let text = (try? String(contentsOfFile: "\(d)/\(file)", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-                if let text, let v = UInt64(text), v > 0 { limit = min(limit, v) }
-            }
+        for g in memoryGroups(groups: groups, root: root) {
+            if let v = number(g.dir + "/" + g.limitFile), v > 0 { limit = min(limit, v) }
         }
         return limit
+    }
+
+    /// The memory that new allocations of this process can take now without swapping or the
+    /// out-of-memory killer: the kernel's estimate for the machine (MemAvailable: free memory and the
+    /// page cache it can drop), or less where a control group's limit minus its usage is smaller.
+    /// (`meminfo`, `groups` and `root` are for tests.)
+    public static func availableMemory(meminfo: String = "/proc/meminfo", groups: String = "/proc/self/cgroup",
+                                       root: String = "/sys/fs/cgroup") -> UInt64 {
+        var available = ProcessInfo.processInfo.physicalMemory
+        let text = (try? String(contentsOfFile: meminfo, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+            if let kb = line.split(separator: " ").dropFirst().first.flatMap({ UInt64($0) }) { available = kb * 1024 }
+        }
+        for g in memoryGroups(groups: groups, root: root) {
+            guard let limit = number(g.dir + "/" + g.limitFile), limit > 0, let used = number(g.dir + "/" + g.usageFile) else { continue }
+            available = min(available, limit > used ? limit - used : 0)
+        }
+        return available
+    }
+
+    /// This process's memory control groups, outermost first: v2 ("0::/path": memory.max, memory.current)
+    /// or v1 ("N:memory:/path": memory.limit_in_bytes, memory.usage_in_bytes). "max" or a missing file
+    /// reads as no limit.
+    private static func memoryGroups(groups: String, root: String) -> [(dir: String, limitFile: String, usageFile: String)] {
+        var out: [(dir: String, limitFile: String, usageFile: String)] = []
+        let text = (try? String(contentsOfFile: groups, encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            let base: String, limitFile: String, usageFile: String
+            if parts[0] == "0" && parts[1].isEmpty { (base, limitFile, usageFile) = (root, "memory.max", "memory.current") }
+            else if parts[1].split(separator: ",").contains("memory") {
+                (base, limitFile, usageFile) = (root + "/memory", "memory.limit_in_bytes", "memory.usage_in_bytes")
+            } else { continue }
+            var path = base
+            out.append((base, limitFile, usageFile))
+            for c in parts[2].split(separator: "/") { path += "/\(c)"; out.append((path, limitFile, usageFile)) }
+        }
+        return out
+    }
+
+    private static func number(_ path: String) -> UInt64? {
+        (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+
+    /// This machine's name (gethostname), as workers report it: workers that give the same one share a
+    /// machine's memory.
+    public static func hostName() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public static func now() -> Double {

@@ -86,10 +86,23 @@ public struct Hello: Codable, Equatable, Sendable {
     /// to it instead of sending it other jobs that it could only refuse as busy. Absent: none (and
     /// what a worker from before this field sends).
     public var running: [Int]?
+    /// The machine the worker runs on (its host name): workers that give the same one share its memory.
+    /// Absent (a worker from before this field): a machine of its own.
+    public var host: String?
+    /// Memory of `host` that new allocations can take, measured when the worker says hello
+    /// (ProcessStats.availableMemory, plus what this worker's running jobs hold): shared by the
+    /// machine's workers. Absent: not known.
+    public var hostMemoryBytes: Int?
+    /// The memory this worker may give its jobs, where it was told (`alphaedit-worker --memory-mb`);
+    /// absent: no cap of its own. The coordinator runs no more K₀ shards at once on a worker, or on a
+    /// machine, than these hold (WorkerPool+Memory).
+    public var memoryBytes: Int?
     public init(name: String, pid: Int32, threads: Int, modelChecksum: String,
-                protocolVersion: Int = Int(WireProtocol.version), weightsVersion: Int = 0, running: [Int]? = nil) {
+                protocolVersion: Int = Int(WireProtocol.version), weightsVersion: Int = 0, running: [Int]? = nil,
+                host: String? = nil, hostMemoryBytes: Int? = nil, memoryBytes: Int? = nil) {
         self.name = name; self.pid = pid; self.threads = threads; self.modelChecksum = modelChecksum
         self.protocolVersion = protocolVersion; self.weightsVersion = weightsVersion; self.running = running
+        self.host = host; self.hostMemoryBytes = hostMemoryBytes; self.memoryBytes = memoryBytes
     }
 }
 
@@ -117,8 +130,12 @@ public struct CovarianceShard: Codable, Equatable, Sendable {
     public var layers: [Int]
     /// The global batch size S of `CovarianceBuilder` (batches b·S ..< (b+1)·S of the corpus).
     public var batchSentences: Int
-    public init(corpus: String, first: Int, count: Int, layers: [Int], batchSentences: Int) {
+    /// Bytes the shard holds on its worker while it runs (KeyStatistics.shardBytes), for the coordinator's
+    /// memory admission; nil: not counted.
+    public var memoryBytes: Int?
+    public init(corpus: String, first: Int, count: Int, layers: [Int], batchSentences: Int, memoryBytes: Int? = nil) {
         self.corpus = corpus; self.first = first; self.count = count; self.layers = layers; self.batchSentences = batchSentences
+        self.memoryBytes = memoryBytes
     }
 }
 

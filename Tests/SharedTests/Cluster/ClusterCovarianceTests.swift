@@ -27,14 +27,14 @@ final class ClusterCovarianceTests: XCTestCase {
         let log = CapturedLog()
         let pool: WorkerPool
 
-        init(threads: Int) throws {
+        init(threads: Int, memoryMB: Int? = nil) throws {
             let worker = try ClusterTestSupport.executable("alphaedit-worker")
             dir = try ClusterTestSupport.tempDir()
             let model = try ClusterTestSupport.model(in: dir)
             corpus = try ClusterTestSupport.corpus(in: dir, sentences: range.count)
             reference = try ClusterTestSupport.inProcessStatistics(model: model, corpus: corpus, range: range)
             pool = try WorkerPool(endpoint: "ipc://\(dir)/c.ipc", modelChecksum: try ModelChecksum.of(path: model), logger: log.logger)
-            try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: threads, logLevel: "warning")
+            try pool.spawnLocal(count: 2, executable: worker, modelPath: model, threads: threads, logLevel: "warning", memoryMB: memoryMB)
         }
 
         /// The plan of the whole corpus in shards of `shard` sentences, at the test layers.
@@ -171,6 +171,40 @@ final class ClusterCovarianceTests: XCTestCase {
         XCTAssertLessThanOrEqual(rel, 1e-9, "equal to the single-process build")
         XCTAssertEqual(timings.shards, plan.shards.count)
         XCTAssertEqual(pool.aliveCount, 1)
+    }
+
+    /// Workers told `--memory-mb 10` run one K₀ shard at a time although each has 2 threads (a shard of
+    /// the test model's 2 layers, f 512, takes 8.4 MB), the coordinator says so once, and the statistics
+    /// are the single-process ones.
+    func testWorkersWithLittleMemoryRunOneShardAtATime() throws {
+        XCTAssertEqual(KeyStatistics.shardBytes(layers: 2, f: 512), 8_388_608)
+        let setup = try Setup(threads: 2, memoryMB: 10)
+        defer { setup.close() }
+        let pool = setup.pool
+        final class Most: @unchecked Sendable { let lock = NSLock(); var held = 0, stop = false, pids = Set<Int32>() }
+        let most = Most()
+        let watcher = Thread {
+            while !most.lock.withLock({ most.stop }) {
+                let byPid = Dictionary(grouping: pool.leases, by: \.pid)
+                most.lock.withLock {
+                    most.held = max(most.held, byPid.values.map(\.count).max() ?? 0)
+                    most.pids.formUnion(byPid.keys)
+                }
+                usleep(500)
+            }
+        }
+        watcher.start()
+        let (stats, timings) = try DistributedCovariance.build(pool: pool, plan: setup.plan(50), provenance: "test")
+        most.lock.withLock { most.stop = true }
+        let rel = try ClusterTestSupport.relativeDifference(stats, setup.reference)
+        print("2 workers × 2 threads, --memory-mb 10: \(timings.shards) shards, max rel diff \(rel)")
+        most.lock.withLock {
+            XCTAssertEqual(most.held, 1, "one shard at a time on each worker")
+            XCTAssertEqual(most.pids.count, 2, "both workers ran shards")
+        }
+        XCTAssertLessThanOrEqual(rel, 1e-9, "equal to the single-process build")
+        XCTAssertEqual(setup.log.all.filter { $0.contains("at most 1 K0 shard at a time (a K0 shard of 2 layers takes ≈ 8 MB; 10 MB it may use (--memory-mb); 2 threads)") }.count,
+                       2, "once for each worker: \(setup.log.all)")
     }
 
     /// `alphaedit cov` over 2 local workers killed (-9) after a few shards, then run again with the same

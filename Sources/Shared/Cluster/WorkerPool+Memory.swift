@@ -1,0 +1,86 @@
+// Memory admission of K₀ shards. A shard holds its layers' f×f float64 sums on its worker while it runs
+// (KeyStatistics.shardBytes: 0.95 GB for Qwen2.5-0.5B's 5 layers), and a worker with T threads runs up to T
+// shards at once. Without a check, a 16-thread worker ran 16 of them, and two local workers in a 2 GB
+// control group were both killed by the kernel's out-of-memory killer (session 41). So the coordinator
+// leases a shard only where it fits:
+// - on the worker: beside the shards it runs, within the memory it was told it may use (`--memory-mb`);
+// - on its machine: beside the shards that all workers of that host name run, within the memory the
+//   machine had available when they said hello (the smallest of their reports: the later the report,
+//   the more of their models it saw loaded).
+// On the coordinator's own machine (local workers) a shard costs half as much again: its result, the
+// packed triangles, arrives in the coordinator's memory and may wait there for an earlier shard
+// (measured: Qwen in a 3 GB group, two shards at once against 2.7 GB available at hello, and the
+// coordinator was killed while it received their results).
+// Where nothing runs yet, a shard is leased even when it does not fit, with a warning that names the
+// figures, so that a build always moves on; where the limit keeps shards below the worker's threads,
+// one line says so. Both once a run, per worker or machine.
+import Support
+import Wire
+import Foundation
+
+public enum MemoryAdmission {
+    /// Whether a job of `bytes` may start beside jobs of `running` bytes within `budget` bytes (nil: no
+    /// limit known): always when none runs, else when all of them fit.
+    public static func admits(bytes: Int, running: [Int], budget: Int?) -> Bool {
+        guard let budget, !running.isEmpty else { return true }
+        return running.reduce(0, +) + bytes <= budget
+    }
+
+    /// Jobs of `bytes` that fit at once in `budget` (at least 1).
+    public static func fitting(bytes: Int, budget: Int) -> Int { max(1, budget / max(1, bytes)) }
+
+    static func size(_ bytes: Int) -> String {
+        Double(bytes) >= 1e9 ? String(format: "%.1f GB", Double(bytes) / 1e9) : String(format: "%.0f MB", Double(bytes) / 1e6)
+    }
+}
+
+extension WorkerPool {
+    /// The machine a worker runs on, as the admission groups them (a worker that names none: its own).
+    func hostKey(_ w: PoolWorker) -> String { w.hello.host.map { "host \($0)" } ?? "worker \(w.label)" }
+
+    /// Bytes a leased job holds on its worker (covariance shards; 0 for others).
+    func memoryOf(job id: Int) -> Int {
+        if case .covariance(let s)? = jobs[id]?.work { return s.memoryBytes ?? 0 }
+        return 0
+    }
+
+    /// What a shard of `bytes` costs a machine: on the coordinator's own, its result too (see the file comment).
+    func machineCost(_ bytes: Int, host: String?) -> Int {
+        host == Self.ownHost ? bytes + bytes / 2 : bytes
+    }
+
+    static let ownHost = ProcessStats.hostName()
+
+    /// Under `cond`: whether `job` fits on worker `w` by memory (see the file comment); logs the notes.
+    func memoryAdmits(_ w: PoolWorker, for job: JobAssignment) -> Bool {
+        guard case .covariance(let shard) = job.work, let bytes = shard.memoryBytes else { return true }
+        let host = hostKey(w)
+        let peers = workers.values.filter { $0.alive && hostKey($0) == host }
+        let hostBudget = peers.compactMap(\.hello.hostMemoryBytes).min()
+        let onWorker = w.jobs.map { memoryOf(job: $0) }.filter { $0 > 0 }
+        let onHost = peers.flatMap(\.jobs).map { machineCost(memoryOf(job: $0), host: w.hello.host) }.filter { $0 > 0 }
+        let cost = machineCost(bytes, host: w.hello.host)
+        noteMemory(scope: "worker \(w.label)", what: "it may use (--memory-mb)", bytes: bytes, budget: w.hello.memoryBytes,
+                   threads: max(1, w.hello.threads), shard: shard)
+        noteMemory(scope: "machine \(w.hello.host ?? w.label)",
+                   what: "available to its \(peers.count) worker\(peers.count == 1 ? "" : "s")\(cost > bytes ? " and this coordinator, which receives the results" : "")",
+                   bytes: cost, budget: hostBudget, threads: peers.reduce(0) { $0 + max(1, $1.hello.threads) }, shard: shard)
+        return MemoryAdmission.admits(bytes: bytes, running: onWorker, budget: w.hello.memoryBytes)
+            && MemoryAdmission.admits(bytes: cost, running: onHost, budget: hostBudget)
+    }
+
+    /// Once a run per scope: a warning where one shard exceeds the budget, a line where the budget
+    /// allows fewer shards at once than there are threads.
+    private func noteMemory(scope: String, what: String, bytes: Int, budget: Int?, threads: Int, shard: CovarianceShard) {
+        guard let budget, !memoryNoted.contains(scope) else { return }
+        let k = MemoryAdmission.fitting(bytes: bytes, budget: budget)
+        let a = "a K0 shard of \(shard.layers.count) layer\(shard.layers.count == 1 ? "" : "s") takes ≈ \(MemoryAdmission.size(bytes))"
+        if bytes > budget {
+            memoryNoted.insert(scope)
+            log.warning("\(scope): \(a), more than the \(MemoryAdmission.size(budget)) \(what): it runs one at a time there and may still be killed by the out-of-memory killer; build fewer layers at once (--layers), run fewer workers there, or give it more memory")
+        } else if k < threads {
+            memoryNoted.insert(scope)
+            log.notice("\(scope): at most \(k) K0 shard\(k == 1 ? "" : "s") at a time (\(a); \(MemoryAdmission.size(budget)) \(what); \(threads) threads)")
+        }
+    }
+}
