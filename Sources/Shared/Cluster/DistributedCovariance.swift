@@ -80,6 +80,13 @@ public struct ReductionTimings: Sendable, Codable {
     /// Checkpoints of the running sum written, and the seconds they took.
     public var checkpoints = 0
     public var checkpointSeconds = 0.0
+
+    /// Adds another pass's timings (DistributedCovariance's passes); the peak is the larger one.
+    mutating func add(_ o: ReductionTimings) {
+        shards += o.shards; payloadBytes += o.payloadBytes; decodeSeconds += o.decodeSeconds; mergeSeconds += o.mergeSeconds
+        resumedShards += o.resumedShards; spilledShards += o.spilledShards; peakHeldBytes = max(peakHeldBytes, o.peakHeldBytes)
+        checkpoints += o.checkpoints; checkpointSeconds += o.checkpointSeconds
+    }
 }
 
 public enum DistributedCovariance {
@@ -87,9 +94,53 @@ public enum DistributedCovariance {
     /// an earlier one beyond `memoryBudget` bytes go, and the checkpoints a coordinator started again on
     /// the same plan resumes from (ShardReduction); the caller removes it (`ShardReduction.discard`) once
     /// it has stored the result. Without one, a private temporary folder serves and is removed here.
+    ///
+    /// Passes: where a shard of every layer would not fit a worker's memory or its machine's (as the
+    /// workers report it, WorkerPool+Memory), the layers are built in passes of as many as fit, each pass
+    /// a plan of its own over the same sentences (in `directory/layers-…`), and the parts joined. Each
+    /// layer's keys and sums are the ones a single pass makes, so the result does not depend on the cut;
+    /// every pass runs the forward again up to its last layer.
     public static func build(pool: WorkerPool, plan: CovarianceJobPlan, provenance: String, directory: String? = nil,
                              memoryBudget: Int = ShardReduction.defaultMemoryBudget, checkpointInterval: Double = 60,
                              progress: (DistributedCovarianceProgress) -> Void = { _ in }) throws -> (KeyStatistics, ReductionTimings) {
+        try pool.awaitWorkers()
+        let perPass = pool.layersPerShard(plan.layers.count, f: plan.f)
+        guard perPass < plan.layers.count else {
+            return try buildPass(pool: pool, plan: plan, provenance: provenance, directory: directory, memoryBudget: memoryBudget,
+                                 checkpointInterval: checkpointInterval, progress: progress)
+        }
+        let passes = (plan.layers.count + perPass - 1) / perPass
+        let size = (plan.layers.count + passes - 1) / passes   // as even as the count allows
+        let groups = stride(from: 0, to: plan.layers.count, by: size).map { Array(plan.layers[$0..<min($0 + size, plan.layers.count)]) }
+        let all = KeyStatistics.shardBytes(layers: plan.layers.count, f: plan.f)
+        pool.log.notice("K0 statistics in \(groups.count) passes (layers \(groups.map { $0.map(String.init).joined(separator: ",") }.joined(separator: " | "))): a shard of all \(plan.layers.count) layers would take ≈ \(MemoryAdmission.size(all)), more than the workers' memory holds; each pass runs the forward over the \(plan.range.count) sentences again")
+        var parts: [KeyStatistics] = [], timings = ReductionTimings()
+        let shardsPerPass = plan.shards.count
+        var tokensBefore = 0
+        for (i, layers) in groups.enumerated() {
+            var sub = plan
+            sub.layers = layers
+            let dir = directory.map { $0 + "/layers-" + layers.map(String.init).joined(separator: "-") }
+            if let dir { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            let (stats, t) = try buildPass(pool: pool, plan: sub, provenance: provenance, directory: dir, memoryBudget: memoryBudget,
+                                           checkpointInterval: checkpointInterval) { p in
+                var p = p
+                p.tokensDone += tokensBefore
+                p.shardsDone += i * shardsPerPass
+                p.shardsResumed += i * shardsPerPass
+                p.shardsTotal = groups.count * shardsPerPass
+                progress(p)
+            }
+            tokensBefore += try stats.count(layer: layers[0])
+            parts.append(stats)
+            timings.add(t)
+        }
+        return (try KeyStatistics.joined(parts, provenance: provenance), timings)
+    }
+
+    private static func buildPass(pool: WorkerPool, plan: CovarianceJobPlan, provenance: String, directory: String?,
+                                  memoryBudget: Int, checkpointInterval: Double,
+                                  progress: (DistributedCovarianceProgress) -> Void) throws -> (KeyStatistics, ReductionTimings) {
         let shards = plan.shards
         let own = directory == nil
         let dir = try directory ?? ShardReduction.temporaryDirectory()

@@ -1,21 +1,24 @@
-// Memory admission of K₀ shards. A shard holds its layers' f×f float64 sums on its worker while it runs
+// Memory of K₀ builds. A shard holds its layers' f×f float64 sums on its worker while it runs
 // (KeyStatistics.shardBytes: 0.95 GB for Qwen2.5-0.5B's 5 layers), and a worker with T threads runs up to T
 // shards at once. Without a check, a 16-thread worker ran 16 of them, and two local workers in a 2 GB
-// control group were both killed by the kernel's out-of-memory killer (session 41). So the coordinator
-// leases a shard only where it fits:
-// - on the worker: beside the shards it runs, within the memory it was told it may use (`--memory-mb`);
-// - on its machine: beside the shards that all workers of that host name run, within the memory the
-//   machine had available when they said hello (the smallest of their reports: the later the report,
-//   the more of their models it saw loaded).
-// On the coordinator's own machine (local workers) a shard costs half as much again: its result, the
-// packed triangles, arrives in the coordinator's memory and may wait there for an earlier shard
-// (measured: Qwen in a 3 GB group, two shards at once against 2.7 GB available at hello, and the
-// coordinator was killed while it received their results).
-// Where nothing runs yet, a shard is leased even when it does not fit, with a warning that names the
-// figures, so that a build always moves on; where the limit keeps shards below the worker's threads,
-// one line says so. Both once a run, per worker or machine.
+// control group were both killed by the kernel's out-of-memory killer (session 41). Now:
+// - Workers report their machine's available memory in their hello (and `--memory-mb`, a cap of their own).
+// - The coordinator leases a shard only where it fits: beside the shards the worker runs, within its own
+//   cap; beside the shards all workers of that host name run, within the machine's memory: the smallest
+//   of their reports, less what this coordinator took since each report where it shares the machine.
+// - On the coordinator's own machine a shard costs half as much again: its result, the packed
+//   triangles, arrives in the coordinator's memory and may wait there for an earlier shard (measured:
+//   Qwen in a 3 GB group, two shards at once against 2.7 GB reported, and the coordinator was killed while
+//   it received their results).
+// - Where a shard of every layer fits nowhere, DistributedCovariance builds the layers in passes of as
+//   many as fit (`layersPerShard`, which on the coordinator's machine also counts the statistics the
+//   coordinator will hold).
+// - Where nothing runs yet, a shard is leased even when it does not fit, with a warning that names the
+//   figures, so a build always moves on; where the limit keeps shards below the threads, one line says
+//   so. Both once a run, per worker or machine.
 import Support
 import Wire
+import Editing
 import Foundation
 
 public enum MemoryAdmission {
@@ -51,12 +54,23 @@ extension WorkerPool {
 
     static let ownHost = ProcessStats.hostName()
 
+    static func residentBytes() -> Int { Int(ProcessStats.residentMB(peak: false) * 1_048_576) }
+
+    /// The memory of `w`'s machine its jobs may take now: the smallest report of the machine's live
+    /// workers, less, on this coordinator's own machine, what this process took since each report
+    /// (the K₀ sums it allocated after the workers said hello were still available to them).
+    func machineBudget(_ w: PoolWorker, peers: [PoolWorker]) -> Int? {
+        let own = w.hello.host == Self.ownHost
+        let now = own ? Self.residentBytes() : 0
+        return peers.compactMap { p in p.hello.hostMemoryBytes.map { $0 - (own ? max(0, now - p.coordinatorResidentAtHello) : 0) } }.min()
+    }
+
     /// Under `cond`: whether `job` fits on worker `w` by memory (see the file comment); logs the notes.
     func memoryAdmits(_ w: PoolWorker, for job: JobAssignment) -> Bool {
         guard case .covariance(let shard) = job.work, let bytes = shard.memoryBytes else { return true }
         let host = hostKey(w)
         let peers = workers.values.filter { $0.alive && hostKey($0) == host }
-        let hostBudget = peers.compactMap(\.hello.hostMemoryBytes).min()
+        let hostBudget = machineBudget(w, peers: peers)
         let onWorker = w.jobs.map { memoryOf(job: $0) }.filter { $0 > 0 }
         let onHost = peers.flatMap(\.jobs).map { machineCost(memoryOf(job: $0), host: w.hello.host) }.filter { $0 > 0 }
         let cost = machineCost(bytes, host: w.hello.host)
@@ -81,6 +95,57 @@ extension WorkerPool {
         } else if k < threads {
             memoryNoted.insert(scope)
             log.notice("\(scope): at most \(k) K0 shard\(k == 1 ? "" : "s") at a time (\(a); \(MemoryAdmission.size(budget)) \(what); \(threads) threads)")
+        }
+    }
+}
+
+extension WorkerPool {
+    /// Waits until a worker has joined and then until every local worker started here has joined or
+    /// ended, or for remote workers until `settle` s pass without a new one: the memory they report
+    /// decides how a K₀ build is cut (`layersPerShard`). Throws as `run` does when no worker comes within
+    /// `noWorkerTimeout` or every local worker has ended.
+    public func awaitWorkers(settle: Double = 1) throws {
+        let start = ProcessStats.now()
+        var seen = 0, since = start
+        while true {
+            reportEndedChildren()
+            let (alive, heard, local, ended) = cond.withLock {
+                (workers.values.filter(\.alive).count, workers.count, children.count, children.filter { !$0.isRunning }.count)
+            }
+            let now = ProcessStats.now()
+            if heard != seen { seen = heard; since = now }
+            if alive > 0 {
+                if local > 0, heard + ended >= local { return }
+                if local == 0, now - since >= settle { return }
+            } else if local > 0, let how = localWorkersAllExited() {
+                throw ClusterError.localWorkersExited(how)
+            } else if now - start > noWorkerTimeout {
+                throw ClusterError.noWorkers(seconds: noWorkerTimeout)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// The most of `count` layers (at least 1) whose K₀ shard fits every live worker: its own memory
+    /// (`--memory-mb`) and its machine's, as `memoryAdmits` counts them; `count` where nobody reports.
+    /// On this coordinator's machine the statistics it will hold, all `count` layers' f×f sums, come
+    /// first (call it before they are allocated).
+    public func layersPerShard(_ count: Int, f: Int) -> Int {
+        cond.withLock {
+            let alive = workers.values.filter(\.alive)
+            let coordinator = count * f * f * 8
+            func fits(_ layers: Int) -> Bool {
+                let bytes = KeyStatistics.shardBytes(layers: layers, f: f)
+                return alive.allSatisfy { w in
+                    let host = hostKey(w)
+                    let budget = machineBudget(w, peers: alive.filter { hostKey($0) == host }) ?? .max
+                    let need = machineCost(bytes, host: w.hello.host) + (w.hello.host == Self.ownHost ? coordinator : 0)
+                    return bytes <= (w.hello.memoryBytes ?? .max) && need <= budget
+                }
+            }
+            var n = count
+            while n > 1, !fits(n) { n -= 1 }
+            return n
         }
     }
 }

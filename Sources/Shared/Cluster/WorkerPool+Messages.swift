@@ -186,7 +186,8 @@ extension WorkerPool {
             workers[other] = nil
             log.info("worker \(label) reconnected: its earlier connection is closed")
         }
-        workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion)
+        workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion,
+                                 coordinatorResidentAtHello: Self.residentBytes())
         let memory = (h.hostMemoryBytes.map { ", \(MemoryAdmission.size($0)) available on \(h.host ?? "its machine")" } ?? "")
             + (h.memoryBytes.map { ", \(MemoryAdmission.size($0)) its own (--memory-mb)" } ?? "")
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion)\(memory); \(workers.values.filter(\.alive).count) alive")

@@ -58,6 +58,9 @@ struct PoolWorker {
     var transfer: DeltaTransfer?
     /// Result payloads arriving from it in pieces, by job (this connection's; a hello starts afresh).
     var arriving: [Int: PieceAssembly] = [:]
+    /// This coordinator's resident bytes when the hello came: what it took since came out of the
+    /// memory the worker reported, where they share a machine (WorkerPool+Memory).
+    var coordinatorResidentAtHello = 0
     var label: String { "\(hello.name) (pid \(hello.pid))" }
 }
 

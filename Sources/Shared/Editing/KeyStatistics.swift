@@ -70,6 +70,21 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
         sums = [[Double]](repeating: [Double](repeating: 0, count: f * f), count: layers.count)
     }
 
+    /// Statistics of disjoint layer sets over the same tokens (a K₀ build made in passes of a few layers
+    /// each, DistributedCovariance), as one: the layers in the parts' order, the sums moved, not copied.
+    public static func joined(_ parts: [KeyStatistics], provenance: String) throws -> KeyStatistics {
+        guard let first = parts.first else { throw KeyStatisticsError.invalidShape("no statistics to join") }
+        let layers = parts.flatMap(\.layers)
+        guard parts.allSatisfy({ $0.f == first.f }), Set(layers).count == layers.count else {
+            throw KeyStatisticsError.mismatched("joining layers \(parts.map(\.layers)) of f \(parts.map(\.f)): the layers must be disjoint, f equal")
+        }
+        return KeyStatistics(layers: layers, f: first.f, provenance: provenance, counts: parts.flatMap(\.counts), sums: parts.flatMap(\.sums))
+    }
+
+    private init(layers: [Int], f: Int, provenance: String, counts: [Int], sums: [[Double]]) {
+        self.layers = layers; self.f = f; self.provenance = provenance; self.counts = counts; self.sums = sums
+    }
+
     func slot(_ layer: Int) throws -> Int {
         guard let i = layers.firstIndex(of: layer) else {
             throw KeyStatisticsError.unknownLayer(layer, known: layers)

@@ -207,6 +207,28 @@ final class ClusterCovarianceTests: XCTestCase {
                        2, "once for each worker: \(setup.log.all)")
     }
 
+    /// Workers told `--memory-mb 7` hold a shard of one of the test model's 2 layers (6.3 MB) but not of
+    /// both (8.4 MB): the build runs in 2 passes, one layer each, and the statistics are the
+    /// single-process ones, every token counted once.
+    func testLayersThatDoNotFitTogetherAreBuiltInPasses() throws {
+        let setup = try Setup(threads: 1, memoryMB: 7)
+        defer { setup.close() }
+        let dir = setup.dir + "/k0"
+        var shardsSeen: [Int] = []
+        let (stats, timings) = try DistributedCovariance.build(pool: setup.pool, plan: setup.plan(200), provenance: "test", directory: dir) {
+            shardsSeen.append($0.shardsDone)
+            XCTAssertEqual($0.shardsTotal, 8)
+        }
+        let rel = try ClusterTestSupport.relativeDifference(stats, setup.reference)
+        XCTAssertEqual(stats.layers, ClusterTestSupport.layers)
+        XCTAssertEqual(stats.counts, setup.reference.counts)
+        XCTAssertLessThanOrEqual(rel, 1e-9, "equal to the single-process build")
+        XCTAssertEqual(timings.shards, 8, "4 shards a pass")
+        XCTAssertEqual(shardsSeen, Array(1...8))
+        XCTAssertTrue(setup.log.contains("K0 statistics in 2 passes (layers 1 | 2): a shard of all 2 layers would take ≈ 8 MB"), "\(setup.log.all)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/layers-1"), "each pass has its own reduction folder")
+    }
+
     /// `alphaedit cov` over 2 local workers killed (-9) after a few shards, then run again with the same
     /// arguments: it takes up the checkpoint in OUT/k0-shards, runs only the other shards, and writes a
     /// statistics file byte for byte that of an uninterrupted run; the folder is gone afterwards.
