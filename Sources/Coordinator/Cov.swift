@@ -168,9 +168,9 @@ struct Cov: ParsableCommand {
 
         let statsPath = out + "/" + Self.statisticsFile, projPath = out + "/" + Self.projectorFile
         try stats.write(to: statsPath)
-        let projectors = try NullSpaceProjectorSet(statistics: stats, rule: rule)
-        // The sums' last use: they need not stay beside the projectors' serialized bytes.
         let tokensOf = Dictionary(uniqueKeysWithValues: zip(stats.layers, stats.counts))
+        // The sums' last use: each layer's are freed once its projector is made.
+        let projectors = try NullSpaceProjectorSet(statistics: consume stats, rule: rule)
         try projectors.write(to: projPath)
         ShardReduction.discard(directory: out + "/" + Self.shardsFolder)
 

@@ -104,7 +104,10 @@ public enum DistributedCovariance {
                              memoryBudget: Int = ShardReduction.defaultMemoryBudget, checkpointInterval: Double = 60,
                              progress: (DistributedCovarianceProgress) -> Void = { _ in }) throws -> (KeyStatistics, ReductionTimings) {
         try pool.awaitWorkers()
-        let perPass = pool.layersPerShard(plan.layers.count, f: plan.f)
+        let (perPass, fits) = pool.layersPerShard(plan.layers.count, f: plan.f)
+        if !fits {
+            pool.log.warning("K0 statistics: even a shard of one layer (≈ \(MemoryAdmission.size(KeyStatistics.shardBytes(layers: 1, f: plan.f)))) does not fit where the workers run, beside the \(MemoryAdmission.size(plan.layers.count * plan.f * plan.f * 8)) of statistics this coordinator will hold where it shares their machine: the build may run out of memory (the workers' reports are in the \"joined\" lines); fewer layers, fewer local workers or more memory")
+        }
         guard perPass < plan.layers.count else {
             return try buildPass(pool: pool, plan: plan, provenance: provenance, directory: directory, memoryBudget: memoryBudget,
                                  checkpointInterval: checkpointInterval, progress: progress)
@@ -116,7 +119,8 @@ public enum DistributedCovariance {
         pool.log.notice("K0 statistics in \(groups.count) passes (layers \(groups.map { $0.map(String.init).joined(separator: ",") }.joined(separator: " | "))): a shard of all \(plan.layers.count) layers would take ≈ \(MemoryAdmission.size(all)), more than the workers' memory holds; each pass runs the forward over the \(plan.range.count) sentences again")
         var parts: [KeyStatistics] = [], timings = ReductionTimings()
         let shardsPerPass = plan.shards.count
-        var tokensBefore = 0
+        var tokensBefore = 0, resumedBefore = 0
+        let start = ProcessStats.now()
         for (i, layers) in groups.enumerated() {
             var sub = plan
             sub.layers = layers
@@ -127,11 +131,13 @@ public enum DistributedCovariance {
                 var p = p
                 p.tokensDone += tokensBefore
                 p.shardsDone += i * shardsPerPass
-                p.shardsResumed += i * shardsPerPass
+                p.shardsResumed += resumedBefore
                 p.shardsTotal = groups.count * shardsPerPass
+                p.elapsed = ProcessStats.now() - start
                 progress(p)
             }
             tokensBefore += try stats.count(layer: layers[0])
+            resumedBefore += t.resumedShards
             parts.append(stats)
             timings.add(t)
         }

@@ -130,7 +130,8 @@ extension WorkerPool {
     /// (`--memory-mb`) and its machine's, as `memoryAdmits` counts them; `count` where nobody reports.
     /// On this coordinator's machine the statistics it will hold, all `count` layers' f×f sums, come
     /// first (call it before they are allocated).
-    public func layersPerShard(_ count: Int, f: Int) -> Int {
+    /// `fits` false: not even one layer fits somewhere (the answer is then 1).
+    public func layersPerShard(_ count: Int, f: Int) -> (layers: Int, fits: Bool) {
         cond.withLock {
             let alive = workers.values.filter(\.alive)
             let coordinator = count * f * f * 8
@@ -145,7 +146,7 @@ extension WorkerPool {
             }
             var n = count
             while n > 1, !fits(n) { n -= 1 }
-            return n
+            return (n, fits(n))
         }
     }
 }

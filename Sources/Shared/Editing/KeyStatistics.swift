@@ -85,6 +85,12 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
         self.layers = layers; self.f = f; self.provenance = provenance; self.counts = counts; self.sums = sums
     }
 
+    /// Frees `layer`'s f×f sums (its count stays): for a value about to be dropped; reading that layer's
+    /// sum afterwards throws (a wrong shape), it does not give zeros.
+    mutating func releaseSums(layer: Int) {
+        if let s = layers.firstIndex(of: layer) { sums[s] = [] }
+    }
+
     func slot(_ layer: Int) throws -> Int {
         guard let i = layers.firstIndex(of: layer) else {
             throw KeyStatisticsError.unknownLayer(layer, known: layers)

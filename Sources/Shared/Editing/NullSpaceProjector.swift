@@ -231,10 +231,14 @@ public struct NullSpaceProjectorSet: Equatable, Sendable, ArtifactCodable {
         try self.init(statistics: statistics, rule: relative.map { .relative($0) } ?? .absolute(threshold))
     }
 
-    /// Layer by layer: one layer's C0 and eigenvectors (2 f² float64) live at a time, not every layer's.
-    public init(statistics: KeyStatistics, rule: NullSpaceRule) throws {
-        let projectors = try statistics.layers.map { l in
-            try NullSpaceProjector(eigen: try C0Eigen(c0: try statistics.mean(layer: l), layer: l), rule: rule)
+    /// Layer by layer: one layer's C0 and eigenvectors (2 f² float64) live at a time, not every layer's,
+    /// and each layer's sums are released once its projector is made where the caller hands the
+    /// statistics over (`consume stats`: `cov` on Qwen's 5 layers then peaks ≈ 0.6 GB lower).
+    public init(statistics: consuming KeyStatistics, rule: NullSpaceRule) throws {
+        var projectors: [NullSpaceProjector] = []
+        for l in statistics.layers {
+            projectors.append(try NullSpaceProjector(eigen: try C0Eigen(c0: try statistics.mean(layer: l), layer: l), rule: rule))
+            statistics.releaseSums(layer: l)
         }
         try self.init(projectors: projectors, provenance: statistics.provenance)
     }
