@@ -127,6 +127,19 @@ extension EditMathTests {
         try accumulate(&stats, layer: 4, k, rows: 0..<5, f: f)  // rank 5: null space of dimension ≥ 7
         let set = try NullSpaceProjectorSet(statistics: stats, threshold: 2e-2)
         XCTAssertEqual(set.layers, [3, 4])
+        let copy = stats
+        XCTAssertEqual(try NullSpaceProjectorSet(statistics: consume copy, rule: .absolute(2e-2)), set,
+                       "statistics handed over (their sums freed layer by layer) give the same projectors")
+        XCTAssertEqual(try stats.count(layer: 4), 5)
+        XCTAssertNoThrow(try stats.sum(layer: 3), "the original keeps its sums")
+        // Parts of disjoint layers join into the statistics of all of them.
+        var low = try KeyStatistics(layers: [3], f: f, provenance: "p"), high = try KeyStatistics(layers: [4], f: f, provenance: "p")
+        try accumulate(&low, layer: 3, k, rows: 0..<40, f: f)
+        try accumulate(&high, layer: 4, k, rows: 0..<5, f: f)
+        let joined = try KeyStatistics.joined([low, high], provenance: "p")
+        XCTAssertEqual(joined.serialized(), stats.serialized(), "joined = built together, byte for byte")
+        XCTAssertThrowsError(try KeyStatistics.joined([low, low], provenance: "p"), "a layer twice")
+        XCTAssertThrowsError(try KeyStatistics.joined([low, try KeyStatistics(layers: [5], f: f + 1)], provenance: "p"), "f differs")
         XCTAssertGreaterThanOrEqual(try set.projector(layer: 4).keptDimension, 7)
         let back = try NullSpaceProjectorSet.read(bytes: set.serialized())
         XCTAssertEqual(back, set, "projector artifact round-trips exactly")
