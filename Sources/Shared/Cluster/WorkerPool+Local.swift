@@ -64,7 +64,7 @@ extension WorkerPool {
             // with its progress line, so at the default level they report warnings and errors only.
             let workerLevel = logLevel == "info" ? "notice" : logLevel
             do { try pool.spawnLocal(count: n, executable: executable, modelPath: model, threads: cfg.resolvedWorkerThreads,
-                                     logLevel: workerLevel) } catch {
+                                     logLevel: workerLevel, memoryMB: cfg.workerMemoryMB) } catch {
                 pool.shutdown()
                 throw error
             }

@@ -68,6 +68,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var workers: WorkerMode = .local(2)
     /// Threads of each local worker; nil: the machine's `threads` shared among the local workers.
     public var workerThreads: Int?
+    /// MB of memory each local worker may give its K₀ shards (`alphaedit-worker --memory-mb`); nil: they
+    /// measure what the machine has available.
+    public var workerMemoryMB: Int?
     /// Edited layers and the method's settings (docs/algorithm.md §5).
     public var hyperparameters = EditHyperparameters()
     /// K0 corpus, sentences for K0, and sentences per distributed covariance shard.
@@ -141,6 +144,7 @@ public struct ClusterConfig: Sendable, Equatable {
         ("authorized_keys", "worker public keys the coordinator admits, one a line"),
         ("insecure_tcp", "true: allow a plaintext tcp:// coordinator (anyone who reaches the port can join)"),
         ("worker_threads", "threads of each local worker (1-256)"),
+        ("worker_memory_mb", "MB of memory each local worker may give its K0 shards (default: measured)"),
         ("layers", "edited layers, e.g. 3-7"),
         ("v_lr", "learning rate of v*"), ("v_steps", "v* steps"), ("clamp_factor", "‖δ‖ clamp factor"),
         ("kl_factor", "KL weight of v*"), ("weight_decay", "weight decay of v*"),
@@ -214,6 +218,7 @@ public struct ClusterConfig: Sendable, Equatable {
             guard let w = WorkerMode.parse(value) else { throw bad("in-process, local N (1-64), remote or slurm N (1-4096)") }
             workers = w
         case "worker_threads": workerThreads = try int(1...256)
+        case "worker_memory_mb": workerMemoryMB = try int(1...(1 << 30))
         case "curve_key": curveKey = try path()
         case "coordinator_key": coordinatorKey = try path()
         case "authorized_keys": authorizedKeys = try path()

@@ -33,6 +33,7 @@ public struct ModelSupport: Sendable {
             if let b = t.ropeBaseLocal { rope += "; local layers: base \(b), unscaled" }
             facts.append(rope)
             facts.append(ModelSupport.memory(infos))
+            facts.append(ModelSupport.statistics(ffn: c.ffn))
         } catch {
             problems.append("\(error)")
         }
@@ -46,6 +47,15 @@ public struct ModelSupport: Sendable {
         }
         self.problems = problems
         self.facts = facts
+    }
+
+    /// What K₀ statistics take: F × F float64 a layer, on a worker while it runs a shard and on the
+    /// coordinator for the whole build (lean does not shrink them; a K₀ build fits them to the workers'
+    /// memory: WorkerPool+Memory).
+    public static func statistics(ffn: Int) -> String {
+        let bytes = Double(ffn) * Double(ffn) * 8
+        let size = bytes >= 1e9 ? String(format: "%.2f GB", bytes / 1e9) : String(format: "%.0f MB", bytes / 1e6)
+        return "K0 statistics: \(size) an edited layer (F × F float64), on a worker while it runs a shard and on the coordinator for the whole build; a distributed build runs fewer layers a pass where the workers' memory is short"
     }
 
     /// The memory line: float32 copies, lean (vectors only), and what `auto` picks on this machine.

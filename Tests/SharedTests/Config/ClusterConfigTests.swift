@@ -13,6 +13,7 @@ final class ClusterConfigTests: XCTestCase {
         endpoint = tcp://10.0.0.1:6000
         workers = local 3   # trailing comment
         worker_threads = 2
+        worker_memory_mb = 1500
         layers = 2-4,6
         v_lr = 0.5
         v_steps = 30
@@ -37,6 +38,9 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(c.endpoint, "tcp://10.0.0.1:6000")
         XCTAssertEqual(c.workers, .local(3))
         XCTAssertEqual(c.resolvedWorkerThreads, 2)
+        XCTAssertEqual(c.workerMemoryMB, 1500)
+        XCTAssertNil(try ClusterConfig.parse("").workerMemoryMB)
+        XCTAssertThrowsError(try ClusterConfig.parse("worker_memory_mb = 0"))
         XCTAssertEqual(c.hyperparameters.layers, [2, 3, 4, 6])
         XCTAssertEqual(c.hyperparameters.vLR, 0.5)
         XCTAssertEqual(c.hyperparameters.vSteps, 30)
@@ -57,7 +61,7 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(try ClusterConfig.parse("").deadAfter, WireProtocol.deadAfter)
         XCTAssertEqual(c.artifacts, "/base/out/cov")
         XCTAssertEqual(c.state, "/abs/run")
-        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 33, "every key listed once")
+        XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 34, "every key listed once")
     }
 
     func testDefaultsAndDerivedValues() throws {

@@ -26,7 +26,10 @@ final class ModelSupportTests: XCTestCase {
         XCTAssertTrue(s.facts[2].contains("ALPHAEDIT_WEIGHTS=auto picks float32 here"), s.facts[2])
         let infos = try LlamaWeights.tensorInfos(GGUFFile(bytes: SyntheticModel.writer(c).bytes()), config: LlamaConfig(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes())))
         XCTAssertTrue(ModelSupport.memory(infos, physicalMemory: UInt64(floats * 4 * 3)).contains("auto picks lean here"))
-        XCTAssertEqual(s.facts[3], "tokenizer: gpt2, pre-tokenizer smollm, 300 tokens")
+        XCTAssertTrue(s.facts[3].hasPrefix("K0 statistics: 0 MB an edited layer (F × F float64)"), s.facts[3])  // 128² × 8 bytes
+        XCTAssertTrue(ModelSupport.statistics(ffn: 4864).hasPrefix("K0 statistics: 189 MB an edited layer"), "Qwen2.5-0.5B")
+        XCTAssertTrue(ModelSupport.statistics(ffn: 14336).hasPrefix("K0 statistics: 1.64 GB an edited layer"), "an 8B model")
+        XCTAssertEqual(s.facts[4], "tokenizer: gpt2, pre-tokenizer smollm, 300 tokens")
         // And a load agrees.
         XCTAssertNoThrow(try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes())))
     }
