@@ -128,7 +128,7 @@ public enum EditCampaign {
         if campaign.base == nil {
             let stats = try prebuiltStats
                 ?? statistics(r, settings: campaign.settings, model: model, tokenizer: tok, pool: cluster?.pool, events: events)
-            campaign.base = try recordBase(store, campaign, stats, events: events)
+            campaign.base = try recordBase(store, campaign, consume stats, events: events)
             ShardReduction.discard(directory: r.state + "/" + Self.k0ShardsFolder)  // recorded: nothing left to resume
         }
         try store.removeUnreferencedFiles(in: ["deltas", "cp"])
@@ -278,12 +278,13 @@ public enum EditCampaign {
     }
 
     /// The projectors (AlphaEdit) or the statistics themselves (MEMIT), recorded as the campaign's base.
-    static func recordBase(_ store: JobStore, _ campaign: Campaign, _ stats: KeyStatistics,
+    /// AlphaEdit's projectors take the statistics over, each layer's sums freed once its projector is made.
+    static func recordBase(_ store: JobStore, _ campaign: Campaign, _ stats: consuming KeyStatistics,
                            events: EditCampaignEvents) throws -> ArtifactFile {
         let hp = campaign.settings.hyperparameters
         switch campaign.settings.method {
         case .alphaedit:
-            let proj = try NullSpaceProjectorSet(statistics: stats, hyperparameters: hp)
+            let proj = try NullSpaceProjectorSet(statistics: consume stats, rule: hp.nullSpaceRule)
             for p in proj.projectors {
                 events.log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions "
                            + "(\(String(format: "%.1f%%; %.2g of C0's trace", 100 * p.keptFraction, p.keptTraceShare))), \(p.spectrum)")

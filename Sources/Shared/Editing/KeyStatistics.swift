@@ -85,10 +85,23 @@ public struct KeyStatistics: Sendable, ArtifactCodable {
         self.layers = layers; self.f = f; self.provenance = provenance; self.counts = counts; self.sums = sums
     }
 
-    /// Frees `layer`'s f×f sums (its count stays): for a value about to be dropped; reading that layer's
-    /// sum afterwards throws (a wrong shape), it does not give zeros.
-    mutating func releaseSums(layer: Int) {
-        if let s = layers.firstIndex(of: layer) { sums[s] = [] }
+    /// C0 = S / n of `layer` (f×f row-major, symmetric), made in the sums' own storage, which this value
+    /// gives up: for statistics about to be dropped (NullSpaceProjectorSet). Reading that layer's sum
+    /// afterwards throws (a wrong shape); it does not give zeros.
+    mutating func takeMean(layer: Int) throws -> [Double] {
+        let s = try slot(layer)
+        guard counts[s] > 0 else { throw KeyStatisticsError.noTokens(layer: layer) }
+        var m: [Double] = []
+        swap(&m, &sums[s])
+        let f = self.f, scale = 1 / Double(counts[s])
+        guard m.count == f * f else { throw KeyStatisticsError.invalidShape("layer \(layer)'s sums were already taken") }
+        m.withUnsafeMutableBufferPointer { v in
+            for i in 0..<f {
+                for j in i..<f { v[i * f + j] *= scale }
+                for j in 0..<i { v[i * f + j] = v[j * f + i] }
+            }
+        }
+        return m
     }
 
     func slot(_ layer: Int) throws -> Int {

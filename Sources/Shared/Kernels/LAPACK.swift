@@ -88,12 +88,13 @@ public enum LAPACK {
     // MARK: - Array conveniences (copy in, copy out)
 
     /// Eigenvalues (ascending) and eigenvectors (columns of the returned n×n row-major matrix) of the
-    /// symmetric matrix `a` (n×n row-major; only its upper triangle is read).
-    public static func symmetricEigen(_ a: [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
+    /// symmetric matrix `a` (n×n row-major; only its upper triangle is read). A caller that hands `a`
+    /// over (`consume`) saves its copy: the eigenvectors are computed in its storage.
+    public static func symmetricEigen(_ a: consuming [Double], n: Int) throws -> (values: [Double], vectors: [Double]) {
         guard a.count == n * n else {
             throw LinearAlgebraError.shapeMismatch("symmetricEigen: \(a.count) values for a \(n)×\(n) matrix")
         }
-        var vectors = a
+        var vectors = consume a
         var values = [Double](repeating: 0, count: n)
         if n == 0 { return (values, vectors) }
         try vectors.withUnsafeMutableBufferPointer { vp in
