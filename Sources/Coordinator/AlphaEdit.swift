@@ -20,7 +20,7 @@ struct AlphaEdit: ParsableCommand {
         commandName: "alphaedit",
         abstract: "Edit facts inside a language model with AlphaEdit (null-space constrained editing).",
         version: AlphaEditVersion.string,
-        subcommands: [Inspect.self, Generate.self, Cov.self, Edit.self, Status.self, Eval.self, Export.self, Bench.self, Keys.self])
+        subcommands: [Inspect.self, Generate.self, Cov.self, Edit.self, Status.self, Rollback.self, Eval.self, Export.self, Bench.self, Keys.self])
 }
 
 /// Options every model-loading command shares.

@@ -131,7 +131,7 @@ public enum EditCampaign {
             campaign.base = try recordBase(store, campaign, consume stats, events: events)
             ShardReduction.discard(directory: r.state + "/" + Self.k0ShardsFolder)  // recorded: nothing left to resume
         }
-        try store.removeUnreferencedFiles(in: ["deltas", "cp"])
+        try store.removeUnreferencedFiles(in: EditState.batchFolders)
         let st = try EditState(store: store)
         if !st.manifest.batches.isEmpty {
             try st.apply(to: model)
@@ -179,8 +179,8 @@ public enum EditCampaign {
             } }
             let out = try editor.editBatch(batch, remoteTargets: remote, progress: show) { deltas, out in
                 events.finishProgress()
-                try EditState.commit(store, campaign: campaign.id, batch: b.index, deltas: deltas,
-                                     cp: editor.state, seconds: out.totalSeconds)  // the commit point of the batch
+                try EditState.commit(store, campaign: campaign.id, batch: b.index, deltas: deltas, cp: editor.state,
+                                     keys: try BatchKeys(keys: out.keys), seconds: out.totalSeconds)  // the commit point of the batch
                 if let cluster {
                     let committed = try EditState(store: store).manifest.batches
                     try cluster.announceCommitted(committed.map(\.deltas))  // the workers follow the new weights

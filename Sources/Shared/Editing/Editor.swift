@@ -47,6 +47,8 @@ public struct BatchOutcome: Sendable {
     /// What the filter stage did, per layer (PRUNE: the accumulated update's largest σ against the
     /// bound; RECT: the entries kept); empty without a filter.
     public var filterNotes: [String] = []
+    /// The keys this batch added to the sequential state, per layer in the order added (BatchKeys.swift).
+    public var keys: [(layer: Int, keys: Matrix64)] = []
 }
 
 public final class Editor {
@@ -187,15 +189,16 @@ public final class Editor {
         // model's: the same forward, the same bits (EditorKeysTests: equal to a fresh read after the batch).
         // This saves a forward per layer (on Qwen, layers 2–6: 25 of 60 block passes of a batch's reads).
         let increasing = zip(hp.layers, hp.layers.dropFirst()).allSatisfy { $0 < $1 }
+        var added: [(layer: Int, keys: Matrix64)] = []
         for l in hp.layers {
-            if increasing, let k1 = keys[l] {
-                try state.add(layer: l, keys: k1)
-            } else {
-                try state.add(layer: l, keys: try reader.read(requests, layer: l, templates: templates).keys)
-            }
+            let k1 = increasing ? keys[l] : nil
+            let k = try k1 ?? reader.read(requests, layer: l, templates: templates).keys
+            try state.add(layer: l, keys: k)
+            added.append((l, k))
         }
         let t1 = ProcessStats.now()
-        return BatchOutcome(deltas: deltas, z: zs, zSeconds: tz - t0, solveSeconds: solve, totalSeconds: t1 - t0, filterNotes: notes)
+        return BatchOutcome(deltas: deltas, z: zs, zSeconds: tz - t0, solveSeconds: solve, totalSeconds: t1 - t0,
+                            filterNotes: notes, keys: added)
     }
 }
 

@@ -1,5 +1,5 @@
 // The artifacts of a state directory and of result payloads: z results, batch deltas, projectors,
-// sequential state, key statistics. Byte 0 picks the type (low 3 bits) and whether the rest is a whole
+// sequential state, key statistics, a batch's keys. Byte 0 picks the type (low 3 bits) and whether the rest is a whole
 // file (bit 3 set) or a body to wrap in a valid header and checksum (Framing), so the body decoders
 // are reached.
 import Editing
@@ -7,7 +7,7 @@ import Foundation
 
 public enum ArtifactFuzz: FuzzTarget {
     static let kinds: [any ArtifactCodable.Type] = [ZResultSet.self, BatchDeltas.self, NullSpaceProjectorSet.self,
-                                                    SequentialState.self, KeyStatistics.self]
+                                                    SequentialState.self, KeyStatistics.self, BatchKeys.self]
 
     public static func seeds() throws -> [(String, [UInt8])] {
         let z = try JSONDecoder().decode(ZResult.self, from: Data(#"{"z":[0.5,-1,2,4],"h0Norm":1.5,"deltaNorm":0.25,"losses":[[1,0.9,0.05,0.05],[0.5,0.4,0.05,0.05]]}"#.utf8))
@@ -24,6 +24,8 @@ public enum ArtifactFuzz: FuzzTarget {
             ("projectors", projectors.serialized()),
             ("sequential", try SequentialState(layers: [3, 5], f: 4).serialized()),
             ("statistics", stats.serialized()),
+            ("keys", try BatchKeys(keys: [(3, try Matrix64(rows: 4, cols: 2, values: [1, 0, 0, 1, 0.5, 0.5, 0, 2])),
+                                          (5, try Matrix64(rows: 4, cols: 2, values: [0, 1, 1, 0, 2, 0, 0.5, 0.5]))]).serialized()),
         ]
         var seeds: [(String, [UInt8])] = []
         for (i, (name, bytes)) in artifacts.enumerated() {

@@ -16,6 +16,7 @@ public enum ArtifactKind: String, Codable, Sendable, CaseIterable {
     case projector       // null-space projectors
     case cp              // the sequential state after a batch
     case deltas          // one batch's ΔW
+    case keys            // the keys one batch added to Cp (BatchKeys)
     case zresults        // a v* job's results
     case evaluation      // an evaluation shard's results
 }

@@ -5,6 +5,8 @@
 //   projector.bin            null-space projectors (AlphaEdit) — or statistics.bin (MEMIT's C0)
 //   cp/batch-00007.bin       the sequential state Cp after the last committed batch (7 here)
 //   deltas/batch-00001.bin   ΔW of each committed batch, in order
+//   keys/batch-00001.bin     the keys each committed batch added to Cp (BatchKeys; from 2026-12-07):
+//                            Cp after any earlier batch is rebuilt from them (`alphaedit rollback`)
 // Cp gets a new name per batch instead of overwriting one cp.bin: the new file is written before the
 // batch commits, and until then the committed record must still find the old one intact.
 import Support
@@ -120,6 +122,9 @@ public struct EditState {
 
     public static func deltasPath(batch: Int) -> String { String(format: "deltas/batch-%05d.bin", batch) }
     public static func cpPath(batch: Int) -> String { String(format: "cp/batch-%05d.bin", batch) }
+    public static func keysPath(batch: Int) -> String { JobStore.keysPath(batch: batch) }
+    /// The folders of per-batch files (what `removeUnreferencedFiles` sweeps).
+    public static let batchFolders = ["deltas", "cp", "keys"]
 
     /// Writes AlphaEdit's projectors and records them as the campaign's base.
     public static func recordBase(_ store: JobStore, campaign: Int64, projectors: NullSpaceProjectorSet) throws -> ArtifactFile {
@@ -133,26 +138,30 @@ public struct EditState {
         return try store.setBase(campaign: campaign, try ArtifactFile.describe(kind: .covariance, path: "statistics.bin", in: store.directory))
     }
 
-    /// Commits one batch: its ΔW and the Cp after it are written (and flushed) first, then one
-    /// transaction records them and marks the batch and its requests done. A process that dies before
-    /// the transaction leaves files no record references; the next run overwrites or removes them.
+    /// Commits one batch: its ΔW, the Cp after it and the keys it added to Cp are written (and flushed)
+    /// first, then one transaction records them and marks the batch and its requests done. A process
+    /// that dies before the transaction leaves files no record references; the next run overwrites or
+    /// removes them.
     public static func commit(_ store: JobStore, campaign: Int64, batch: Int, deltas: BatchDeltas,
-                              cp: SequentialState, seconds: Double) throws {
-        for dir in ["deltas", "cp"] {
+                              cp: SequentialState, keys: BatchKeys? = nil, seconds: Double) throws {
+        for dir in batchFolders {
             try FileManager.default.createDirectory(atPath: ArtifactFile.absolute(dir, in: store.directory),
                                                     withIntermediateDirectories: true)
         }
-        let d = deltasPath(batch: batch), c = cpPath(batch: batch)
+        let d = deltasPath(batch: batch), c = cpPath(batch: batch), k = keysPath(batch: batch)
         // Committed files are never rewritten: a batch already in the commit record stops here, before
         // its files are touched (StateLock keeps a second coordinator out; this guards any caller).
-        for path in [d, c] where try store.isRecorded(path: path) {
+        for path in [d, c, k] where try store.isRecorded(path: path) {
             throw StoreError.batchOutOfOrder(campaign: campaign, index: batch,
                                              reason: "it is already committed (\(path) is in the commit record and is never rewritten)")
         }
         try deltas.write(to: ArtifactFile.absolute(d, in: store.directory))
         try cp.write(to: ArtifactFile.absolute(c, in: store.directory))
+        try keys?.write(to: ArtifactFile.absolute(k, in: store.directory))
         try store.commitBatch(campaign: campaign, index: batch,
                               deltas: try ArtifactFile.describe(kind: .deltas, path: d, in: store.directory),
-                              cp: try ArtifactFile.describe(kind: .cp, path: c, in: store.directory), seconds: seconds)
+                              cp: try ArtifactFile.describe(kind: .cp, path: c, in: store.directory),
+                              keys: try keys.map { _ in try ArtifactFile.describe(kind: .keys, path: k, in: store.directory) },
+                              seconds: seconds)
     }
 }

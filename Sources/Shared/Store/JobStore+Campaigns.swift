@@ -266,8 +266,9 @@ extension JobStore {
     /// commit point of the batch. The files must already be written (`ArtifactFile.describe`).
     /// After the commit the superseded cp file is deleted; if that is interrupted, the file is merely
     /// left over (see `removeUnreferencedFiles`).
-    public func commitBatch(campaign: Int64, index: Int, deltas: ArtifactFile, cp: ArtifactFile?, seconds: Double,
-                            now: Double = Date().timeIntervalSince1970) throws {
+    /// `keys` (BatchKeys) is recorded by its path, keys/batch-NNNNN.bin, which rollback looks up.
+    public func commitBatch(campaign: Int64, index: Int, deltas: ArtifactFile, cp: ArtifactFile?, keys: ArtifactFile? = nil,
+                            seconds: Double, now: Double = Date().timeIntervalSince1970) throws {
         let superseded: [String] = try write {
             guard let b = try db.queryOne("SELECT * FROM batches WHERE campaign = ? AND idx = ?",
                                           [.int(campaign), .int(Int64(index))]).map(batchRecord) else {
@@ -291,6 +292,7 @@ extension JobStore {
             }
             let d = try insertArtifact(deltas, now: now)
             let c = try cp.map { try insertArtifact($0, now: now) }
+            if let keys { _ = try insertArtifact(keys, now: now) }
             try db.run("""
                 UPDATE batches SET state = 'committed', deltas_artifact = ?, cp_artifact = ?, seconds = ?, committed_at = ?
                 WHERE campaign = ? AND idx = ?

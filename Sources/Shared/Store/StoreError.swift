@@ -29,6 +29,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
     case extensionNotAsked(path: String, stored: Int, requested: Int)
     case unknownBatch(campaign: Int64, index: Int)
     case batchOutOfOrder(campaign: Int64, index: Int, reason: String)
+    /// A rollback that cannot be done as asked (nothing is changed).
+    case cannotRollBack(path: String, reason: String)
 
     case unknownJob(id: Int64)
     /// The caller no longer holds the job's lease (it expired and moved on, or was released).
@@ -75,6 +77,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
             return "campaign \(c) has no batch \(i)"
         case let .batchOutOfOrder(c, i, reason):
             return "batch \(i) of campaign \(c) cannot be committed: \(reason)"
+        case let .cannotRollBack(p, reason):
+            return "\(p): cannot roll back: \(reason); nothing was changed"
         case .unknownJob(let id):
             return "no job \(id)"
         case let .jobClosed(job, state):

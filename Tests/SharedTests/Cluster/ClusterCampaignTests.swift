@@ -2,7 +2,8 @@
 // `workers = local 2` on a synthetic model; a worker killed (-9) during a v* job, and the coordinator
 // killed (-9) mid-campaign then re-run (it resumes after the last committed batch and redoes none),
 // both end with the weights of the uninterrupted run (within 1e-5), as does a run with lean weights; a corrupted committed file is
-// refused by its checksum before use; `status` counts the campaign's workers.
+// refused by its checksum before use; `status` counts the campaign's workers. `alphaedit rollback --last 1`
+// then `edit --extend` on the cluster ends with the weights of the campaign never rolled back.
 import Foundation
 import Shared
 import XCTest
@@ -154,5 +155,35 @@ final class ClusterCampaignTests: XCTestCase {
         let rel2 = relativeDifference(try deltas("resumed"), clean)
         print(String(format: "campaign resumed after the coordinator was killed: max rel diff of ΔW %.2e", rel2))
         XCTAssertLessThanOrEqual(rel2, 1e-5)
+    }
+
+    func testRollbackThenExtendOnTheCluster() throws {
+        XCTAssertEqual(try runEdit("clean"), 0, ClusterTestSupport.read(dir + "/clean.log"))
+        XCTAssertEqual(try runEdit("rolled"), 0, ClusterTestSupport.read(dir + "/rolled.log"))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: coordinator)
+        p.arguments = ["rollback", "--state", dir + "/rolled", "--last", "1", "--json"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let json = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let summary = try JSONSerialization.jsonObject(with: json) as? [String: Any]
+        XCTAssertEqual(summary?["committed_after"] as? Int, 1, String(decoding: json, as: UTF8.self))
+        XCTAssertEqual(summary?["removed_batches"] as? [Int], [2])
+        XCTAssertEqual(summary?["removed_requests"] as? Int, 16)
+        XCTAssertEqual(summary?["cp_check"] as? String, "equal")
+        let status = try JobStore(directory: dir + "/rolled", create: false).status(now: Date().timeIntervalSince1970, liveness: 60)
+        XCTAssertEqual(status.batchesCommitted, 1)
+        XCTAssertEqual(status.batchesTotal, 1)
+        XCTAssertEqual(status.jobs["done"], 2, "batch 2's v* jobs are gone with it")
+        XCTAssertNotEqual(try runEdit("rolled"), 0, "the removed requests come back only with --extend")
+        XCTAssertTrue(ClusterTestSupport.read(dir + "/rolled.log").contains("run with --extend"))
+        XCTAssertEqual(try runEdit("rolled", extra: ["--extend"]), 0, ClusterTestSupport.read(dir + "/rolled.log"))
+        XCTAssertEqual(try EditState.load(directory: dir + "/rolled").manifest.batches.count, 2)
+        let rel = relativeDifference(try deltas("rolled"), try deltas("clean"))
+        print(String(format: "rolled back one batch and extended again on the cluster: max rel diff of ΔW %.2e", rel))
+        XCTAssertLessThanOrEqual(rel, 1e-5)
     }
 }

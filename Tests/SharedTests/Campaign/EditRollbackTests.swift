@@ -1,0 +1,130 @@
+// `alphaedit rollback` as a library call, on the synthetic model: a campaign of 3 batches rolled back to
+// its first has the Cp of a campaign of that one batch, bit for bit, and its removed batches' files are
+// gone; extended again over the same facts it ends with the weights and Cp of the campaign that was never
+// rolled back. Refusals change nothing: a batch number past the committed ones, a state in use, a keys
+// file that fails its checksum, a batch committed without keys (only 0 is then possible, and from 0 an
+// extension edits everything again, ending where the whole campaign ends).
+import Foundation
+import Shared
+import XCTest
+
+final class EditRollbackTests: XCTestCase {
+    static let records = [#"{"prompt": "The capital of {} is", "subject": "France", "target": "Rome"}"#,
+                          #"{"prompt": "{} flows through", "subject": "the river", "target": "Paris"}"#,
+                          #"{"prompt": "The tower is in {}", "subject": "the city", "target": "north"}"#,
+                          #"{"prompt": "{} is known for", "subject": "a museum", "target": "its tower"}"#,
+                          #"{"prompt": "{} was born in", "subject": "the painter", "target": "Lyon"}"#,
+                          #"{"prompt": "{} is played on", "subject": "the game", "target": "ice"}"#]
+
+    struct Setup {
+        let fx: EditCampaignLibraryTests.Fixture
+        let facts: String
+        init() throws {
+            fx = try EditCampaignLibraryTests.Fixture()
+            facts = fx.dir + "/facts.jsonl"
+            try (EditRollbackTests.records.joined(separator: "\n") + "\n").write(toFile: facts, atomically: true, encoding: .utf8)
+        }
+        var dir: String { fx.dir }
+        func run(_ state: String, limit: Int? = nil, extend: Bool = false) throws -> EditCampaignSummary {
+            var r = fx.request(state, facts: facts, limit: limit)
+            r.extend = extend
+            return try EditCampaign.run(r, modelPath: fx.model)
+        }
+        func cp(_ state: String) throws -> SequentialState {
+            let st = try EditState.load(directory: dir + "/" + state)
+            return try SequentialState.read(from: try st.verified(try XCTUnwrap(st.manifest.cp)))
+        }
+        func files(_ state: String, _ folder: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir + "/" + state + "/" + folder)) ?? []).sorted()
+        }
+    }
+
+    func testRolledBackCampaignExtendsToTheSameWeights() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        XCTAssertEqual(try s.run("whole").batchesCommitted, 3)
+        XCTAssertEqual(try s.run("one", limit: 2).batchesCommitted, 1)
+        XCTAssertEqual(try s.run("cut").batchesCommitted, 3)
+        XCTAssertEqual(s.files("cut", "keys"), ["batch-00001.bin", "batch-00002.bin", "batch-00003.bin"])
+
+        let r = try EditRollback.run(directory: s.dir + "/cut", to: 1)
+        XCTAssertEqual(r.committedBefore, 3)
+        XCTAssertEqual(r.committedAfter, 1)
+        XCTAssertEqual(r.removedBatches, [2, 3])
+        XCTAssertEqual(r.removedRequests, 4)
+        XCTAssertEqual(r.requestCount, 2)
+        XCTAssertEqual(r.cpCheck, "equal", "the keys of batches 1-3 add up to the recorded Cp")
+        let st = try EditState.load(directory: s.dir + "/cut")
+        XCTAssertEqual(st.manifest.batches.map(\.index), [1])
+        XCTAssertEqual(st.campaign.settings.requestCount, 2)
+        XCTAssertEqual(try s.cp("cut"), try s.cp("one"), "Cp after batch 1, bit for bit")
+        XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("one"))
+        XCTAssertEqual(s.files("cut", "deltas"), ["batch-00001.bin"])
+        XCTAssertEqual(s.files("cut", "keys"), ["batch-00001.bin"])
+        XCTAssertEqual(s.files("cut", "cp"), ["batch-00001.bin"])
+        XCTAssertEqual(try JobStore(directory: s.dir + "/cut", create: false).verifyFiles().1, [], "every recorded file checks")
+
+        // The removed requests come back only when asked (the file holds more than the campaign now).
+        XCTAssertThrowsError(try s.run("cut")) {
+            XCTAssertEqual($0 as? StoreError, .extensionNotAsked(path: s.dir + "/cut/state.sqlite", stored: 2, requested: 6), "\($0)")
+        }
+        let again = try s.run("cut", extend: true)
+        XCTAssertEqual(again.batchesThisRun, 2)
+        XCTAssertEqual(again.batchesCommitted, 3)
+        XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("whole"), "rolled back and extended = never rolled back")
+        XCTAssertEqual(try s.cp("cut"), try s.cp("whole"))
+
+        // Rolling back to the last committed batch removes nothing; --to-batch past it is refused.
+        XCTAssertEqual(try EditRollback.run(directory: s.dir + "/cut", to: 3).removedBatches, [])
+        XCTAssertThrowsError(try EditRollback.run(directory: s.dir + "/cut", to: 4)) {
+            XCTAssertTrue("\($0)".contains("it has 3 committed batches; roll back to 0…3; nothing was changed"), "\($0)")
+        }
+        let lock = try StateLock(directory: s.dir + "/cut")
+        XCTAssertThrowsError(try EditRollback.run(directory: s.dir + "/cut", to: 1)) {
+            XCTAssertEqual($0 as? StateLockError, .inUse(directory: s.dir + "/cut", pid: getpid()))
+        }
+        lock.release()
+        XCTAssertEqual(try EditState.load(directory: s.dir + "/cut").manifest.batches.count, 3)
+    }
+
+    func testDamagedOrMissingKeysAreRefusedAndZeroStillWorks() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(atPath: s.dir) }
+        XCTAssertEqual(try s.run("whole").batchesCommitted, 3)
+        XCTAssertEqual(try s.run("cut").batchesCommitted, 3)
+        let cut = s.dir + "/cut"
+
+        // A keys file that fails its checksum: refused by name, nothing changed.
+        let keys2 = cut + "/keys/batch-00002.bin"
+        let good = try Data(contentsOf: URL(fileURLWithPath: keys2))
+        var bad = good
+        bad[bad.count - 1] ^= 1
+        try bad.write(to: URL(fileURLWithPath: keys2))
+        XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 1)) {
+            XCTAssertTrue("\($0)".contains("keys/batch-00002.bin does not match the checksum"), "\($0)")
+        }
+        XCTAssertEqual(try EditState.load(directory: cut).manifest.batches.count, 3)
+        XCTAssertEqual(s.files("cut", "cp"), ["batch-00003.bin"], "the Cp written for batch 1 was removed again")
+        try good.write(to: URL(fileURLWithPath: keys2))
+
+        // Batch 1 without keys, as committed before they were kept: only 0 is possible.
+        try FileManager.default.removeItem(atPath: cut + "/keys/batch-00001.bin")
+        let store = try JobStore(directory: cut, create: false)
+        XCTAssertNotNil(try store.keysFile(batch: 1))
+        try store.forgetKeysFile(batch: 1)
+        XCTAssertNil(try store.keysFile(batch: 1))
+        XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 2)) {
+            XCTAssertTrue("\($0)".contains("batch 1 was committed without its keys"), "\($0)")
+        }
+        let zero = try EditRollback.run(directory: cut, to: 0)
+        XCTAssertEqual(zero.removedBatches, [1, 2, 3])
+        XCTAssertEqual(zero.requestCount, 0)
+        let st = try EditState.load(directory: cut)
+        XCTAssertTrue(st.manifest.batches.isEmpty)
+        XCTAssertNil(st.manifest.cp)
+        XCTAssertNotNil(st.manifest.base, "the K0 base stays")
+        XCTAssertEqual(s.files("cut", "deltas") + s.files("cut", "keys") + s.files("cut", "cp"), [])
+        XCTAssertEqual(try s.run("cut", extend: true).batchesThisRun, 3)
+        XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("whole"))
+    }
+}
