@@ -137,6 +137,8 @@ struct Cov: ParsableCommand {
             workers = self.workers ?? cfg.threads
             let builder = try CovarianceBuilder(model: model, tokenizer: tok, layers: chosen, batchSentences: batchSentences,
                                                 workers: workers)
+            if let note = builder.memoryNote { log(note) }
+            workers = min(workers, builder.memoryThreads)
             stats = try builder.build(corpus: corpus, range: range, provenance: provenance) { p in
                 printer.show(String(format: "K0 statistics: %d/%d sentences, %d/%d tokens, %.0f tokens/s, ",
                                     p.sentencesDone, p.sentencesTotal, p.tokensDone, p.tokensTotal, p.tokensPerSecond)

@@ -272,6 +272,7 @@ public enum EditCampaign {
             }.0
         }
         let builder = try CovarianceBuilder(model: model, tokenizer: tokenizer, layers: hp.layers, workers: r.threads)
+        if let note = builder.memoryNote { events.log(note) }
         return try builder.build(corpus: r.corpus, range: 0..<n, provenance: provenance) { p in
             events.progress("K0 statistics", p.sentencesDone, p.sentencesTotal, p.tokensPerSecond, "tokens/s", p.eta)
         }

@@ -126,15 +126,15 @@ public struct CovarianceBuilder {
         let plan = Self.batches(first: firstIndex, count: ids.count, size: batchSentences)
         let tokensTotal = ids.reduce(0) { $0 + $1.count }
 
-        let empty = try KeyStatistics(layers: layers, f: model.config.ffn, provenance: provenance)
         // The RoPE table grows lazily on first use; growing it before the workers start keeps their
         // forwards free of writes to shared state.
         model.ensureRoPE((ids.map(\.count).max() ?? 0) + 1)
 
         // Worker w takes batches w, w + W, …: a fixed assignment, so the merged sums (and their
-        // float64 rounding) do not depend on thread timing.
-        let w = min(workers, max(plan.count, 1))
-        let partials = (0..<w).map { _ in Partial(empty) }
+        // float64 rounding) do not depend on thread timing. Each holds its own sums of every layer, so no
+        // more run than the memory available now holds (`threadsFitting`).
+        let w = min(workers, max(plan.count, 1), memoryThreads)
+        let partials = try (0..<w).map { _ in Partial(try KeyStatistics(layers: layers, f: model.config.ffn, provenance: provenance)) }
         let lock = NSLock()
         var done = 0, tokensDone = 0, stop = false  // under `lock`
         DispatchQueue.concurrentPerform(iterations: w) { worker in
@@ -165,9 +165,34 @@ public struct CovarianceBuilder {
             }
         }
         if let failure = partials.lazy.compactMap(\.failure).first { throw failure }
-        var total = partials[0].stats
-        for p in partials.dropFirst() { try total.merge(p.stats) }
+        // Taken out of the partials, not copied: the sum is made in the first one's storage and each
+        // other one is freed once added (a copy-on-write `var total = partials[0].stats` had doubled the
+        // first: Qwen2.5-0.5B, 5 layers, 2 threads, `cov --cluster in-process` peaked at 5.86 GB).
+        var total = partials[0].take()
+        for p in partials.dropFirst() { try total.merge(p.take()) }
         return total
+    }
+
+    /// Threads of an in-process build that the memory available now holds: each thread's partial sums
+    /// (`KeyStatistics.shardBytes`); at least 1, at most `workers`.
+    public var memoryThreads: Int {
+        Self.threadsFitting(workers, bytesEach: KeyStatistics.shardBytes(layers: layers.count, f: model.config.ffn),
+                            available: Int(clamping: ProcessStats.availableMemory()))
+    }
+
+    /// A line for the log when the memory available keeps the build below its threads (nil otherwise).
+    public var memoryNote: String? {
+        let each = KeyStatistics.shardBytes(layers: layers.count, f: model.config.ffn)
+        let available = Int(clamping: ProcessStats.availableMemory())
+        let n = Self.threadsFitting(workers, bytesEach: each, available: available)
+        guard n < workers else { return nil }
+        return String(format: "K0 statistics on %d of %d threads: each thread's sums of %d layers take %.1f GB, %.1f GB are available",
+                      n, workers, layers.count, Double(each) / 1e9, Double(available) / 1e9)
+            + (n == 1 && each > available ? "; even one may not fit: build fewer layers at once (--layers) or give it more memory" : "")
+    }
+
+    public static func threadsFitting(_ threads: Int, bytesEach: Int, available: Int) -> Int {
+        max(1, min(threads, available / max(1, bytesEach)))
     }
 
     /// The batches of sentences `first ..< first + count` as ranges of local indices (0 = sentence
@@ -187,14 +212,20 @@ public struct CovarianceBuilder {
 
 /// One worker's running sums: a class, so the forward's key hook adds to them in place.
 private final class Partial {
-    var stats: KeyStatistics
+    var stats: KeyStatistics?
     /// Tokens of the batch in flight (the row count of the keys the hook receives).
     var rows = 0
     var failure: Error?
 
     init(_ empty: KeyStatistics) { stats = empty }
 
+    /// The sums, given up by this partial (called once, after the build).
+    func take() -> KeyStatistics {
+        defer { stats = nil }
+        return stats!
+    }
+
     func add(layer: Int, keys: UnsafePointer<Float>) {
-        do { try stats.accumulate(layer: layer, keys: keys, count: rows) } catch { failure = failure ?? error }
+        do { try stats!.accumulate(layer: layer, keys: keys, count: rows) } catch { failure = failure ?? error }
     }
 }

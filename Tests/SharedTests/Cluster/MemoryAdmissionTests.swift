@@ -15,6 +15,12 @@ final class MemoryAdmissionTests: XCTestCase {
         XCTAssertEqual(MemoryAdmission.fitting(bytes: 100, budget: 50), 1)
         // Qwen2.5-0.5B's 5 edited layers (f 4,864): the figure the admission counts for one shard.
         XCTAssertEqual(KeyStatistics.shardBytes(layers: 5, f: 4864), 5 * 4864 * 4864 * 8 + 1024 * 4864 * 8)
+        // The in-process build: threads whose partial sums fit (at least 1, at most those asked for). Measured:
+        // Qwen in a 2 GB group, 1.4 GB available after its load, ran 1 of 2 threads (2 had been killed).
+        XCTAssertEqual(CovarianceBuilder.threadsFitting(2, bytesEach: 1_000, available: 1_400), 1)
+        XCTAssertEqual(CovarianceBuilder.threadsFitting(2, bytesEach: 1_000, available: 500), 1, "one runs even where it may not fit")
+        XCTAssertEqual(CovarianceBuilder.threadsFitting(4, bytesEach: 1_000, available: 100_000), 4)
+        XCTAssertEqual(CovarianceBuilder.threadsFitting(8, bytesEach: 1_000, available: 3_500), 3)
     }
 
     /// MemAvailable, or a control group's limit minus its usage where that is smaller (v1 and v2, at any
