@@ -144,12 +144,13 @@ public enum EditCampaign {
         let basePath = try st.verified(base)
         let hp = campaign.settings.hyperparameters
         let stats = r.method == .memit ? try KeyStatistics.read(from: basePath) : nil
+        // AlphaEdit reads its projectors a layer at a time as the solve reaches them (NullSpaceProjectorFile).
         // MEMIT+P (EditStages.swift) takes its projectors from MEMIT's base, the statistics.
-        let proj = r.method == .alphaedit ? try NullSpaceProjectorSet.read(from: basePath)
-            : try stats.flatMap { hp.effectiveStages.projects(r.method) ? try NullSpaceProjectorSet(statistics: $0, hyperparameters: hp) : nil }
+        let projFile = r.method == .alphaedit ? try NullSpaceProjectorFile(path: basePath) : nil
+        let proj = try stats.flatMap { hp.effectiveStages.projects(r.method) ? try NullSpaceProjectorSet(statistics: $0, hyperparameters: hp) : nil }
         let cp = try st.manifest.cp.map { try SequentialState.read(from: try st.verified($0)) }
         let editor = try Editor(model: model, tokenizer: tok, hp: hp, method: r.method, templates: campaign.templates,
-                                projectors: proj, statistics: stats, state: cp)
+                                projectors: proj, statistics: stats, state: cp, projectorFile: projFile)
 
         let batches = try store.batches(campaign: campaign.id)
         var doneRequests = st.manifest.batches.reduce(0) { $0 + $1.requests }

@@ -126,14 +126,8 @@ public enum EditRollback {
             throw StoreError.cannotRollBack(path: directory, reason: "the recorded Cp is of layers \(stored.layers), f \(stored.f); the keys of layers \(rebuilt.layers), f \(rebuilt.f)")
         }
         if rebuilt == stored { return "equal" }
-        var worst = 0.0
-        for l in stored.layers {
-            guard let a = try rebuilt.previousKeys(layer: l), let b = try stored.previousKeys(layer: l) else {
-                throw StoreError.cannotRollBack(path: directory, reason: "layer \(l): the recorded Cp and the batches' keys disagree on whether any key was added")
-            }
-            let scale = max(b.maxAbs, .leastNormalMagnitude)
-            let diff = zip(a.values, b.values).reduce(0.0) { max($0, abs($1.0 - $1.1)) }
-            worst = max(worst, diff / scale)
+        guard let worst = rebuilt.relativeDifference(to: stored) else {
+            throw StoreError.cannotRollBack(path: directory, reason: "the recorded Cp and the batches' keys count different keys per layer")
         }
         guard worst <= 1e-12 else {
             throw StoreError.cannotRollBack(path: directory, reason: String(format:

@@ -59,9 +59,10 @@ public final class Editor {
     public let templates: ContextTemplates
     public var state: SequentialState
     let projectors: NullSpaceProjectorSet?
-    let c0: [Int: Matrix64]
-    /// Keys behind each layer's C₀ (for the error when MEMIT's system is singular).
-    let c0Keys: [Int: Int]
+    /// The projectors as a file, read a layer at a time when the solve reaches it (instead of `projectors`).
+    let projectorFile: NullSpaceProjectorFile?
+    /// MEMIT's statistics: each layer's C₀ = S / n is made when its solve needs it, not kept.
+    let statistics: KeyStatistics?
     /// Requests per v* batch (several requests share one forward/backward; results are per request).
     public var zBatch = 8
     /// PRUNE's σ̄ per layer (largest singular value of the unedited ffn_down).
@@ -69,24 +70,23 @@ public final class Editor {
 
     public init(model: LlamaModel, tokenizer: BPETokenizer, hp: EditHyperparameters, method: EditMethod,
                 templates: ContextTemplates, projectors: NullSpaceProjectorSet?, statistics: KeyStatistics?,
-                state: SequentialState? = nil) throws {
+                state: SequentialState? = nil, projectorFile: NullSpaceProjectorFile? = nil) throws {
         self.model = model; self.tokenizer = tokenizer; self.hp = hp; self.method = method; self.templates = templates
         self.projectors = projectors
+        self.projectorFile = projectorFile
         if (hp.keptC0Weight ?? 0) > 0 && !(method == .alphaedit && hp.effectiveStages.projects(method)) {
             throw EditError.keptC0WeightNeedsProjection(hp.effectiveStages.name(for: method))
         }
-        var c0: [Int: Matrix64] = [:], c0Keys: [Int: Int] = [:]
         for l in hp.layers {
             if hp.effectiveStages.projects(method) {
-                guard let p = projectors, (try? p.projector(layer: l)) != nil else { throw EditError.missingProjector(layer: l) }
+                let known = projectorFile?.layers.contains(l) ?? ((try? projectors?.projector(layer: l)) != nil)
+                guard known else { throw EditError.missingProjector(layer: l) }
             }
             if method == .memit {
-                guard let s = statistics, let m = try? s.mean(layer: l) else { throw EditError.missingCovariance(layer: l) }
-                c0[l] = m
-                c0Keys[l] = try s.count(layer: l)
+                guard let s = statistics, let n = try? s.count(layer: l), n > 0 else { throw EditError.missingCovariance(layer: l) }
             }
         }
-        self.c0 = c0; self.c0Keys = c0Keys
+        self.statistics = method == .memit ? statistics : nil
         let st = try state ?? SequentialState(layers: hp.layers, f: model.config.ffn)
         guard st.layers == hp.layers else { throw EditError.layerMismatch("state has \(st.layers), settings have \(hp.layers)") }
         self.state = st
@@ -153,8 +153,7 @@ public final class Editor {
             switch method {
             case .alphaedit:
                 if stages.projects(method) {
-                    let p = try projectors.map { try $0.projector(layer: l) }
-                    guard let p else { throw EditError.missingProjector(layer: l) }
+                    let p = try projector(layer: l)
                     dw = try EditSolver.alphaEdit(residual: r, keys: k1, projector: p,
                                                   previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda,
                                                   keptC0Weight: hp.keptC0Weight ?? 0)
@@ -163,16 +162,16 @@ public final class Editor {
                                                   previousKeys: try state.previousKeys(layer: l), lambda: hp.lambda)
                 }
             case .memit:
-                guard let c = c0[l] else { throw EditError.missingCovariance(layer: l) }
+                guard let stats = statistics else { throw EditError.missingCovariance(layer: l) }
+                let c = try stats.mean(layer: l)
                 do {
                     dw = try EditSolver.memit(residual: r, keys: k1, c0: c, previousKeys: try state.previousKeys(layer: l),
                                               lambdaM: hp.memitLambda)
                 } catch LinearAlgebraError.notPositiveDefinite {
-                    throw EditError.memitSystemSingular(layer: l, keys: c0Keys[l] ?? 0, f: k1.rows, lambdaM: hp.memitLambda)
+                    throw EditError.memitSystemSingular(layer: l, keys: try stats.count(layer: l), f: k1.rows, lambdaM: hp.memitLambda)
                 }
                 if stages.projects(method) {  // MEMIT+P
-                    guard let p = try projectors.map({ try $0.projector(layer: l) }) else { throw EditError.missingProjector(layer: l) }
-                    dw = try StageMath.project(dw, basis: p.basis)
+                    dw = try StageMath.project(dw, basis: try projector(layer: l).basis)
                 }
             }
             let note: String?
@@ -203,6 +202,13 @@ public final class Editor {
 }
 
 extension Editor {
+    /// Layer `l`'s projector: read from the file now when the editor has one, else from the set in memory.
+    func projector(layer l: Int) throws -> NullSpaceProjector {
+        if let file = projectorFile { return try file.projector(layer: l) }
+        guard let p = try projectors?.projector(layer: l) else { throw EditError.missingProjector(layer: l) }
+        return p
+    }
+
     /// The filter stage (EditStages.swift) on one layer's solved ΔW; what it returns is applied.
     func filter(_ dw: Matrix64, layer l: Int, stages: EditStages) throws -> (Matrix64, String?) {
         switch stages.filter {

@@ -9,10 +9,12 @@
 import Glibc
 private let systemRead = Glibc.read
 private let systemWrite = Glibc.write
+private let systemPread = Glibc.pread
 #elseif canImport(Darwin)
 import Darwin
 private let systemRead = Darwin.read
 private let systemWrite = Darwin.write
+private let systemPread = Darwin.pread
 #endif
 
 public struct FileIOError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -110,5 +112,49 @@ public struct AtomicFileWriter {
     public mutating func abandon() {
         if fd >= 0 { close(fd); fd = -1 }
         unlink(tmp)
+    }
+}
+
+/// A file read at given offsets (pread), for artifacts read a part at a time (a projector set's layers).
+public final class RandomAccessFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    private let fd: Int32
+
+    public init(path: String) throws {
+        fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIOError(path: path, reason: "cannot open: \(String(cString: strerror(errno)))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            close(fd)
+            throw FileIOError(path: path, reason: "cannot stat: \(String(cString: strerror(errno)))")
+        }
+        self.path = path
+        size = Int(st.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Fills `buffer` with the bytes from `offset` on; they must lie within the file.
+    public func read(at offset: Int, into buffer: UnsafeMutableRawBufferPointer, chunk: Int = FileIO.defaultChunk) throws {
+        guard offset >= 0, buffer.count <= size - offset else {
+            throw FileIOError(path: path, reason: "bytes \(offset)..<\(offset + buffer.count) lie past its end (\(size) bytes)")
+        }
+        guard let base = buffer.baseAddress else { return }
+        var done = 0
+        while done < buffer.count {
+            let n = systemPread(fd, base + done, min(chunk, buffer.count - done), off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw FileIOError(path: path, reason: "read at byte \(offset + done): \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw FileIOError(path: path, reason: "ended at byte \(offset + done) of \(size) (changed while read?)") }
+            done += n
+        }
+    }
+
+    /// `count` bytes from `offset`.
+    public func bytes(at offset: Int, count: Int) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: max(0, count))
+        try out.withUnsafeMutableBytes { try read(at: offset, into: $0) }
+        return out
     }
 }

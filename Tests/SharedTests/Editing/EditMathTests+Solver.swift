@@ -202,4 +202,35 @@ extension EditMathTests {
             XCTAssertEqual(error as? KeyStatisticsError, .unknownLayer(9, known: [3, 4]))
         }
     }
+
+    /// Cp is kept packed (its upper triangle) and made full a layer at a time: the sums are those of the full
+    /// matrix that dsyrk updated in place before (the same bits), and the file bytes are unchanged.
+    func testPackedCpEqualsTheFullMatrixBitForBit() throws {
+        var rng = EditMathRNG(seed: 23)
+        let f = 37
+        var state = try SequentialState(layers: [2], f: f)
+        var c = [Double](repeating: 0, count: f * f)
+        for u in [4, 9, 1] {
+            let k = rng.matrix(f, u)
+            try state.add(layer: 2, keys: k)
+            let kt = k.transposed
+            kt.values.withUnsafeBufferPointer { a in
+                c.withUnsafeMutableBufferPointer { cb in
+                    BLAS.dsyrkUpperAtA(n: f, k: u, a: a.baseAddress!, lda: f, beta: 1, c: cb.baseAddress!, ldc: f)
+                }
+            }
+        }
+        for i in 0..<f { for j in 0..<i { c[i * f + j] = c[j * f + i] } }
+        let full = try Matrix64(rows: f, cols: f, values: c)
+        XCTAssertEqual(try state.previousKeys(layer: 2), full, "bit for bit")
+        XCTAssertEqual(try SequentialState.read(bytes: state.serialized()), state)
+        var upper: [UInt8] = []
+        for i in 0..<f { for j in i..<f { withUnsafeBytes(of: full[i, j].bitPattern.littleEndian) { upper += $0 } } }
+        // header 24, f and the layer count 16, one layer's index and key count 16, then the triangle.
+        XCTAssertEqual(Array(state.serialized()[56..<(56 + 8 * f * (f + 1) / 2)]), upper, "the file holds the upper triangle, row by row")
+        XCTAssertEqual(state.relativeDifference(to: state), 0)
+        var other = state
+        try other.add(layer: 2, keys: rng.matrix(f, 1))
+        XCTAssertNil(state.relativeDifference(to: other), "different key counts")
+    }
 }
