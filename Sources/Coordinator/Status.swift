@@ -39,6 +39,11 @@ struct Status: ParsableCommand {
                 String(format: "%.1f requests/min (latest jobs)", r) + (s.vstarSecondsLeft.map { "; v* left ≈ " + duration($0) } ?? "")
             } ?? "–"),
             ("last batch", last ?? "–"),
+            ("rollback", s.rollbackToMax.map { m in
+                m == s.batchesCommitted ? "to any committed batch, 0…\(m) (alphaedit rollback)"
+                    : m == 0 ? "to 0 only: batch 1 was committed before keys were kept (alphaedit rollback)"
+                    : "to 0…\(m): batch \(m + 1) has no keys file (alphaedit rollback)"
+            } ?? "–"),
             ("files", s.filesChecked.map { n in
                 (s.filesBad ?? []).isEmpty ? "\(n) committed files match their checksums"
                     : "\((s.filesBad ?? []).count) of \(n) BAD: " + (s.filesBad ?? []).joined(separator: "; ")

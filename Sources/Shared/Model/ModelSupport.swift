@@ -54,8 +54,9 @@ public struct ModelSupport: Sendable {
     /// memory: WorkerPool+Memory).
     public static func statistics(ffn: Int) -> String {
         let bytes = Double(ffn) * Double(ffn) * 8
-        let size = bytes >= 1e9 ? String(format: "%.2f GB", bytes / 1e9) : String(format: "%.0f MB", bytes / 1e6)
-        return "K0 statistics: \(size) an edited layer (F × F float64), on a worker while it runs a shard and on the coordinator for the whole build; a distributed build runs fewer layers a pass where the workers' memory is short"
+        func size(_ b: Double) -> String { b >= 1e9 ? String(format: "%.2f GB", b / 1e9) : String(format: "%.0f MB", b / 1e6) }
+        return "K0 statistics: \(size(bytes)) an edited layer (F × F float64), on a worker while it runs a shard and on the coordinator for the whole build; a distributed build runs fewer layers a pass where the workers' memory is short; "
+            + "an edit campaign's coordinator then holds Cp, \(size(Double(ffn) * Double(ffn + 1) * 4)) an edited layer (its upper triangle), with one layer's Cp in full and its projector (up to \(size(bytes)) each) while the solve is at it"
     }
 
     /// The memory line: float32 copies, lean (vectors only), and what `auto` picks on this machine.

@@ -46,6 +46,7 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertEqual(try s.run("one", limit: 2).batchesCommitted, 1)
         XCTAssertEqual(try s.run("cut").batchesCommitted, 3)
         XCTAssertEqual(s.files("cut", "keys"), ["batch-00001.bin", "batch-00002.bin", "batch-00003.bin"])
+        XCTAssertEqual(try JobStore(directory: s.dir + "/cut", create: false).status(now: 0, liveness: 1).rollbackToMax, 3)
 
         let r = try EditRollback.run(directory: s.dir + "/cut", to: 1)
         XCTAssertEqual(r.committedBefore, 3)
@@ -113,6 +114,7 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertNotNil(try store.keysFile(batch: 1))
         try store.forgetKeysFile(batch: 1)
         XCTAssertNil(try store.keysFile(batch: 1))
+        XCTAssertEqual(try store.status(now: 0, liveness: 1).rollbackToMax, 0, "`status` says only 0 is possible")
         XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 2)) {
             XCTAssertTrue("\($0)".contains("batch 1 was committed without its keys"), "\($0)")
         }

@@ -29,6 +29,7 @@ final class ModelSupportTests: XCTestCase {
         XCTAssertTrue(s.facts[3].hasPrefix("K0 statistics: 0 MB an edited layer (F × F float64)"), s.facts[3])  // 128² × 8 bytes
         XCTAssertTrue(ModelSupport.statistics(ffn: 4864).hasPrefix("K0 statistics: 189 MB an edited layer"), "Qwen2.5-0.5B")
         XCTAssertTrue(ModelSupport.statistics(ffn: 14336).hasPrefix("K0 statistics: 1.64 GB an edited layer"), "an 8B model")
+        XCTAssertTrue(ModelSupport.statistics(ffn: 4864).contains("holds Cp, 95 MB an edited layer (its upper triangle)"), ModelSupport.statistics(ffn: 4864))
         XCTAssertEqual(s.facts[4], "tokenizer: gpt2, pre-tokenizer smollm, 300 tokens")
         // And a load agrees.
         XCTAssertNoThrow(try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(c).bytes())))
