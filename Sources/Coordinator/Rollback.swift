@@ -16,6 +16,7 @@ struct Rollback: ParsableCommand {
     @Option(help: "State directory of an edit campaign.") var state: String
     @Option(help: "Keep batches 1…K (0: none; the K0 base stays).") var toBatch: Int?
     @Option(help: "Remove the last N committed batches.") var last: Int?
+    @Flag(help: "Make every check and say what would be removed; change nothing.") var dryRun = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
@@ -30,7 +31,7 @@ struct Rollback: ParsableCommand {
             }
             k = committed - last
         }
-        let summary = try EditRollback.run(directory: state, to: k, log: json ? { _ in } : { print($0) })
+        let summary = try EditRollback.run(directory: state, to: k, dryRun: dryRun, log: json ? { _ in } : { print($0) })
         if json { try printJSON(summary) }
     }
 }

@@ -25,17 +25,20 @@ public struct EditRollbackSummary: Encodable, Sendable {
     /// How the recorded Cp of the last committed batch compared with the sum of the batches' keys:
     /// "equal", "within 1e-12 relative (max …)", or why it was not checked.
     public var cpCheck: String
+    /// Nothing was changed (`--dry-run`).
+    public var dryRun: Bool
 
     enum CodingKeys: String, CodingKey {
         case state, committedBefore = "committed_before", committedAfter = "committed_after", removedBatches = "removed_batches"
-        case removedRequests = "removed_requests", requestCount = "request_count", removedFiles = "removed_files", cpCheck = "cp_check"
+        case removedRequests = "removed_requests", requestCount = "request_count", removedFiles = "removed_files", cpCheck = "cp_check", dryRun = "dry_run"
     }
 }
 
 public enum EditRollback {
     /// Rolls the campaign in `directory` back to its first `k` batches (see the file comment). Takes the
     /// state's lock: a running `edit` on it makes this an error at once.
-    public static func run(directory: String, to k: Int, log: (String) -> Void = { _ in }) throws -> EditRollbackSummary {
+    /// `dryRun`: every check made (the keys' checksums and sum), nothing written: what it would do.
+    public static func run(directory: String, to k: Int, dryRun: Bool = false, log: (String) -> Void = { _ in }) throws -> EditRollbackSummary {
         guard FileManager.default.fileExists(atPath: directory + "/" + JobStore.fileName) else {
             throw StoreError.noDatabase(directory: directory)
         }
@@ -76,7 +79,9 @@ public enum EditRollback {
                     if rebuilt == nil { rebuilt = try SequentialState(layers: hp.layers, f: f) }
                     try bk.add(to: &rebuilt!)  // in place: one Cp in memory
                     let cp = rebuilt!
-                    if i + 1 == k {
+                    if i + 1 == k, dryRun {
+                        cpFile = ArtifactFile(kind: .cp, path: EditState.cpPath(batch: b.index), checksum: "", bytes: 0)  // not written
+                    } else if i + 1 == k {
                         let path = EditState.cpPath(batch: b.index)
                         try FileManager.default.createDirectory(atPath: st.url("cp"), withIntermediateDirectories: true)
                         try cp.write(to: st.url(path))
@@ -91,26 +96,26 @@ public enum EditRollback {
                     }
                 }
             } catch {
-                if let cpFile { try? FileManager.default.removeItem(atPath: st.url(cpFile.path)) }
+                if let cpFile, !dryRun { try? FileManager.default.removeItem(atPath: st.url(cpFile.path)) }
                 throw error
             }
         }
         let r: RollbackRecord
-        do { r = try store.rollback(campaign: st.campaign.id, to: k, cp: cpFile) } catch {
-            if let cpFile { try? FileManager.default.removeItem(atPath: st.url(cpFile.path)) }  // not recorded: nothing refers to it
+        do { r = try store.rollback(campaign: st.campaign.id, to: k, cp: cpFile, dryRun: dryRun) } catch {
+            if let cpFile, !dryRun { try? FileManager.default.removeItem(atPath: st.url(cpFile.path)) }  // not recorded: nothing refers to it
             throw error
         }
-        try store.removeUnreferencedFiles(in: EditState.batchFolders)  // what an earlier attempt cut short left
-        log("rolled back \(directory): \(r.committedBefore) → \(r.committedAfter) committed batches, "
+        if !dryRun { try store.removeUnreferencedFiles(in: EditState.batchFolders) }  // what an earlier attempt cut short left
+        log((dryRun ? "would roll back (--dry-run: nothing changed) " : "rolled back ") + "\(directory): \(r.committedBefore) → \(r.committedAfter) committed batches, "
             + (r.removedBatches.isEmpty ? "nothing removed" : "removed " + batchList(r.removedBatches) + " (\(r.removedRequests) requests, \(r.removedFiles.count) files)")
             + (r.requestCount == 0 ? "; the campaign holds no requests" : "; the campaign holds requests 0…\(r.requestCount - 1)")
             + (check == "not needed" ? "" : "; Cp after batch \(k) rebuilt from the batches' keys (recorded Cp: \(check))"))
-        if !r.removedBatches.isEmpty {
+        if !r.removedBatches.isEmpty, !dryRun {
             log("edit the removed requests again (or as corrected in the facts file) with `alphaedit edit --facts FILE --state \(directory) --extend`")
         }
         return EditRollbackSummary(state: directory, committedBefore: r.committedBefore, committedAfter: r.committedAfter,
                                    removedBatches: r.removedBatches, removedRequests: r.removedRequests, requestCount: r.requestCount,
-                                   removedFiles: r.removedFiles.count, cpCheck: check)
+                                   removedFiles: r.removedFiles.count, cpCheck: check, dryRun: dryRun)
     }
 
     /// "batch 3", "batches 2–5".

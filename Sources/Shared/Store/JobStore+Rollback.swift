@@ -48,8 +48,12 @@ extension JobStore {
 
     /// Cuts campaign `id` back to its first `k` batches (see the file comment). `cp`: the file of Cp after
     /// batch k, already written (nil for k = 0, or when k is the last committed batch and its Cp stays).
-    public func rollback(campaign id: Int64, to k: Int, cp: ArtifactFile?, now: Double = Date().timeIntervalSince1970) throws -> RollbackRecord {
-        let record: RollbackRecord = try write {
+    /// `dryRun`: the same transaction, aborted at its end: what it would do, nothing changed.
+    public func rollback(campaign id: Int64, to k: Int, cp: ArtifactFile?, dryRun: Bool = false,
+                         now: Double = Date().timeIntervalSince1970) throws -> RollbackRecord {
+        struct Aborted: Error { let record: RollbackRecord }
+        let record: RollbackRecord
+        do { record = try write {
             guard var c = try campaignRow(), c.id == id else { throw StoreError.noCampaign(path: path) }
             let batches = try db.query("SELECT * FROM batches WHERE campaign = ? ORDER BY idx", [.int(id)]).map(batchRecord)
             let committed = batches.filter { $0.state == .committed }.count
@@ -98,10 +102,12 @@ extension JobStore {
             }
             c.settings.requestCount = requestCount
             try db.run("UPDATE campaigns SET settings = ? WHERE id = ?", [.text(try json(c.settings)), .int(id)])
-            return RollbackRecord(committedBefore: committed, committedAfter: min(k, committed), removedBatches: drop.map(\.index),
-                                  removedRequests: drop.reduce(0) { $0 + $1.requests.count }, requestCount: requestCount,
-                                  removedFiles: files.sorted())
-        }
+            let r = RollbackRecord(committedBefore: committed, committedAfter: min(k, committed), removedBatches: drop.map(\.index),
+                                   removedRequests: drop.reduce(0) { $0 + $1.requests.count }, requestCount: requestCount,
+                                   removedFiles: files.sorted())
+            if dryRun { throw Aborted(record: r) }  // the transaction rolls back
+            return r
+        } } catch let a as Aborted { return a.record }
         for p in record.removedFiles { try? FileManager.default.removeItem(atPath: ArtifactFile.absolute(p, in: directory)) }
         return record
     }

@@ -48,7 +48,18 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertEqual(s.files("cut", "keys"), ["batch-00001.bin", "batch-00002.bin", "batch-00003.bin"])
         XCTAssertEqual(try JobStore(directory: s.dir + "/cut", create: false).status(now: 0, liveness: 1).rollbackToMax, 3)
 
+        // --dry-run: the same checks and figures, nothing changed.
+        let dry = try EditRollback.run(directory: s.dir + "/cut", to: 1, dryRun: true)
+        XCTAssertTrue(dry.dryRun)
+        XCTAssertEqual(dry.removedBatches, [2, 3])
+        XCTAssertEqual(dry.cpCheck, "equal")
+        XCTAssertEqual(try EditState.load(directory: s.dir + "/cut").manifest.batches.count, 3)
+        XCTAssertEqual(s.files("cut", "cp"), ["batch-00003.bin"])
+        XCTAssertEqual(s.files("cut", "keys").count, 3)
+
         let r = try EditRollback.run(directory: s.dir + "/cut", to: 1)
+        XCTAssertFalse(r.dryRun)
+        XCTAssertEqual(r.removedFiles, dry.removedFiles)
         XCTAssertEqual(r.committedBefore, 3)
         XCTAssertEqual(r.committedAfter, 1)
         XCTAssertEqual(r.removedBatches, [2, 3])
