@@ -39,10 +39,8 @@ struct Status: ParsableCommand {
                 String(format: "%.1f requests/min (latest jobs)", r) + (s.vstarSecondsLeft.map { "; v* left ≈ " + duration($0) } ?? "")
             } ?? "–"),
             ("last batch", last ?? "–"),
-            ("rollback", s.rollbackToMax.map { m in
-                m == s.batchesCommitted ? "to any committed batch, 0…\(m) (alphaedit rollback)"
-                    : m == 0 ? "to 0 only: batch 1 was committed before keys were kept (alphaedit rollback)"
-                    : "to 0…\(m): batch \(m + 1) has no keys file (alphaedit rollback)"
+            ("rollback", s.rollbackTargets.map { t in
+                (t.count == s.batchesCommitted + 1 ? "to any committed batch, " : "to ") + ranges(t) + " (alphaedit rollback)"
             } ?? "–"),
             ("files", s.filesChecked.map { n in
                 (s.filesBad ?? []).isEmpty ? "\(n) committed files match their checksums"
@@ -52,6 +50,18 @@ struct Status: ParsableCommand {
         for (k, v) in rows { print(k.padding(toLength: 11, withPad: " ", startingAt: 0) + v) }
         if let bad = s.filesBad, !bad.isEmpty { throw ExitCode(4) }
     }
+}
+
+/// [0, 1, 2, 5, 6] as "0…2, 5…6".
+func ranges(_ xs: [Int]) -> String {
+    var out: [String] = [], i = 0
+    while i < xs.count {
+        var j = i
+        while j + 1 < xs.count, xs[j + 1] == xs[j] + 1 { j += 1 }
+        out.append(i == j ? "\(xs[i])" : "\(xs[i])…\(xs[j])")
+        i = j + 1
+    }
+    return out.joined(separator: ", ")
 }
 
 /// "2 h 05 min", "14 min", "40 s".

@@ -57,10 +57,31 @@ public enum EditRollback {
             for b in st.manifest.batches {
                 if let f = try store.keysFile(batch: b.index) { keys[b.index] = f }
             }
-            if let missing = st.manifest.batches.prefix(k).first(where: { keys[$0.index] == nil }) {
+            let head = st.manifest.batches.prefix(k), tail = st.manifest.batches.dropFirst(k)
+            if let missing = head.first(where: { keys[$0.index] == nil }) {
+                // The keys before batch k are not all kept (batches committed before 2026-12-07): Cp after
+                // batch k is the recorded Cp less the keys of the batches after it, when those are kept.
+                guard let missingLater = tail.first(where: { keys[$0.index] == nil }) else {
+                    guard let recorded = st.manifest.cp else {
+                        throw StoreError.badRecord(path: store.path, what: "batch \(n)", reason: "committed without a Cp file")
+                    }
+                    var cp = try SequentialState.read(from: try st.verified(recorded))
+                    for b in tail.reversed() {
+                        let bk = try BatchKeys.read(from: try st.verified(keys[b.index]!))
+                        guard bk.layers == cp.layers, bk.keys.allSatisfy({ $0.keys.cols == b.requests && $0.keys.rows == cp.f }) else {
+                            throw StoreError.badRecord(path: store.path, what: "keys of batch \(b.index)",
+                                                       reason: "layers \(bk.layers) or shapes are not the batch's \(cp.layers), \(b.requests) keys of \(cp.f)")
+                        }
+                        try bk.remove(from: &cp)
+                    }
+                    cpFile = try writeCp(cp, batch: k, state: st, dryRun: dryRun)
+                    check = "subtracted: batch \(missing.index) has no keys file, so Cp after batch \(k) is the recorded Cp less the keys of batches \(k + 1)…\(n) (equal to rounding, not bit for bit)"
+                    return try finish(store: store, st: st, k: k, cpFile: cpFile, check: check, dryRun: dryRun, log: log)
+                }
                 throw StoreError.cannotRollBack(path: directory, reason:
-                    "batch \(missing.index) was committed without its keys (by a version before 2026-12-07), so Cp after batch \(k) "
-                    + "cannot be rebuilt; only a rollback to 0 is possible (the K0 base stays)")
+                    "batches \(missing.index) and \(missingLater.index) were committed without their keys (by a version before 2026-12-07), so Cp after batch \(k) "
+                    + "can be rebuilt neither from the keys before it nor by taking out those after it; roll back to 0 (the K0 base stays)"
+                    + (missingLater.index < n ? " or to \(missingLater.index)…\(n)" : ""))
             }
             let hp = st.manifest.hyperparameters
             // A failure after Cp of batch k is written removes it again: nothing refers to it.
@@ -79,14 +100,7 @@ public enum EditRollback {
                     if rebuilt == nil { rebuilt = try SequentialState(layers: hp.layers, f: f) }
                     try bk.add(to: &rebuilt!)  // in place: one Cp in memory
                     let cp = rebuilt!
-                    if i + 1 == k, dryRun {
-                        cpFile = ArtifactFile(kind: .cp, path: EditState.cpPath(batch: b.index), checksum: "", bytes: 0)  // not written
-                    } else if i + 1 == k {
-                        let path = EditState.cpPath(batch: b.index)
-                        try FileManager.default.createDirectory(atPath: st.url("cp"), withIntermediateDirectories: true)
-                        try cp.write(to: st.url(path))
-                        cpFile = try ArtifactFile.describe(kind: .cp, path: path, in: directory)
-                    }
+                    if i + 1 == k { cpFile = try writeCp(cp, batch: b.index, state: st, dryRun: dryRun) }
                     if i + 1 == n {
                         guard let recorded = st.manifest.cp else {
                             throw StoreError.badRecord(path: store.path, what: "batch \(b.index)", reason: "committed without a Cp file")
@@ -100,16 +114,37 @@ public enum EditRollback {
                 throw error
             }
         }
+        return try finish(store: store, st: st, k: k, cpFile: cpFile, check: check, dryRun: dryRun, log: log)
+    }
+
+    /// Cp after batch `batch` into cp/batch-NNNNN.bin (not written on a dry run), described for the record.
+    static func writeCp(_ cp: SequentialState, batch: Int, state st: EditState, dryRun: Bool) throws -> ArtifactFile {
+        let path = EditState.cpPath(batch: batch)
+        if dryRun { return ArtifactFile(kind: .cp, path: path, checksum: "", bytes: 0) }
+        try FileManager.default.createDirectory(atPath: st.url("cp"), withIntermediateDirectories: true)
+        try cp.write(to: st.url(path))
+        return try ArtifactFile.describe(kind: .cp, path: path, in: st.directory)
+    }
+
+    /// The record's transaction, then the log lines and the summary.
+    static func finish(store: JobStore, st: EditState, k: Int, cpFile: ArtifactFile?, check: String, dryRun: Bool,
+                       log: (String) -> Void) throws -> EditRollbackSummary {
+        let directory = st.directory
         let r: RollbackRecord
         do { r = try store.rollback(campaign: st.campaign.id, to: k, cp: cpFile, dryRun: dryRun) } catch {
             if let cpFile, !dryRun { try? FileManager.default.removeItem(atPath: st.url(cpFile.path)) }  // not recorded: nothing refers to it
             throw error
         }
         if !dryRun { try store.removeUnreferencedFiles(in: EditState.batchFolders) }  // what an earlier attempt cut short left
-        log((dryRun ? "would roll back (--dry-run: nothing changed) " : "rolled back ") + "\(directory): \(r.committedBefore) → \(r.committedAfter) committed batches, "
-            + (r.removedBatches.isEmpty ? "nothing removed" : "removed " + batchList(r.removedBatches) + " (\(r.removedRequests) requests, \(r.removedFiles.count) files)")
-            + (r.requestCount == 0 ? "; the campaign holds no requests" : "; the campaign holds requests 0…\(r.requestCount - 1)")
-            + (check == "not needed" ? "" : "; Cp after batch \(k) rebuilt from the batches' keys (recorded Cp: \(check))"))
+        let verb = dryRun ? "would roll back (--dry-run: nothing changed) " : "rolled back "
+        let removed = r.removedBatches.isEmpty ? "nothing removed"
+            : "removed " + batchList(r.removedBatches) + " (\(r.removedRequests) requests, \(r.removedFiles.count) files)"
+        let holds = r.requestCount == 0 ? "the campaign holds no requests" : "the campaign holds requests 0…\(r.requestCount - 1)"
+        let how: String
+        if check == "not needed" { how = "" }
+        else if check.hasPrefix("subtracted: ") { how = "; " + String(check.dropFirst(12)) }
+        else { how = "; Cp after batch \(k) rebuilt from the batches' keys (recorded Cp: \(check))" }
+        log(verb + "\(directory): \(r.committedBefore) → \(r.committedAfter) committed batches, " + removed + "; " + holds + how)
         if !r.removedBatches.isEmpty, !dryRun {
             log("edit the removed requests again (or as corrected in the facts file) with `alphaedit edit --facts FILE --state \(directory) --extend`")
         }

@@ -34,6 +34,11 @@ public struct BatchKeys: Sendable, Equatable, ArtifactCodable {
         for (l, k) in keys { try state.add(layer: l, keys: k) }
     }
 
+    /// Takes these keys out of `state` (`SequentialState.remove`).
+    public func remove(from state: inout SequentialState) throws {
+        for (l, k) in keys.reversed() { try state.remove(layer: l, keys: k) }
+    }
+
     public static func == (a: BatchKeys, b: BatchKeys) -> Bool {
         a.keys.count == b.keys.count && zip(a.keys, b.keys).allSatisfy { $0.layer == $1.layer && $0.keys == $1.keys }
     }

@@ -76,6 +76,20 @@ public struct SequentialState: Equatable, Sendable, ArtifactCodable {
 
     /// Cp += K1 K1ᵀ for the keys K1 (f×u, one key per column) of an edited batch.
     public mutating func add(layer: Int, keys K1: Matrix64) throws {
+        try update(layer: layer, keys: K1, sign: 1)
+    }
+
+    /// Cp −= K1 K1ᵀ: takes out the keys of a batch that `add` put in (a rollback, where the keys before
+    /// them were not kept: Cp as before that batch to rounding, not bit for bit).
+    public mutating func remove(layer: Int, keys K1: Matrix64) throws {
+        let s = try slot(layer)
+        guard keyCounts[s] >= K1.cols else {
+            throw LinearAlgebraError.shapeMismatch("layer \(layer): removing \(K1.cols) keys from a Cp of \(keyCounts[s])")
+        }
+        try update(layer: layer, keys: K1, sign: -1)
+    }
+
+    private mutating func update(layer: Int, keys K1: Matrix64, sign: Double) throws {
         let s = try slot(layer)
         guard K1.rows == f else { throw LinearAlgebraError.shapeMismatch("K1 is \(K1.rows)×\(K1.cols), f = \(f)") }
         guard K1.values.allSatisfy({ $0.isFinite }) else { throw LinearAlgebraError.nonFinite("K1 of layer \(layer)") }
@@ -84,7 +98,7 @@ public struct SequentialState: Equatable, Sendable, ArtifactCodable {
         let k1t = K1.transposed  // u×f: K1 K1ᵀ = (K1ᵀ)ᵀ K1ᵀ is dsyrk's AᵀA form
         var full = try Matrix64(rows: f, cols: f, values: unpacked(s, mirror: false))
         EditSolver.withPointers(k1t, &full) { a, c in
-            BLAS.dsyrkUpperAtA(n: f, k: u, a: a, lda: f, beta: 1, c: c, ldc: f)
+            BLAS.dsyrkUpperAtA(n: f, k: u, alpha: sign, a: a, lda: f, beta: 1, c: c, ldc: f)
         }
         let n = f
         full.values.withUnsafeBufferPointer { m in
@@ -93,7 +107,7 @@ public struct SequentialState: Equatable, Sendable, ArtifactCodable {
                 for i in 0..<n { for j in i..<n { t[p] = m[i * n + j]; p += 1 } }
             }
         }
-        keyCounts[s] += u
+        keyCounts[s] += sign > 0 ? u : -u
     }
 
     /// Back to the unedited model: Cp = 0 everywhere.

@@ -34,9 +34,10 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var vstarRequestsPerMinute: Double?
     /// The v* requests not done yet (pending batches, less their done jobs) at that rate, in seconds.
     public var vstarSecondsLeft: Double?
-    /// The latest committed batch `alphaedit rollback` can go back to with Cp rebuilt (every batch up to it
-    /// kept its keys); 0 where the first did not (committed before keys were kept). Nil without a campaign.
-    public var rollbackToMax: Int?
+    /// The batches `alphaedit rollback` can go back to (0: none kept): those up to which every batch kept
+    /// its keys (Cp rebuilt bit for bit), and those after which every batch did (the recorded Cp less their
+    /// keys); all of 0…committed for a campaign begun since keys were kept. Nil without a campaign.
+    public var rollbackTargets: [Int]?
 
     enum CodingKeys: String, CodingKey {
         case method, stages, jobs
@@ -48,7 +49,7 @@ public struct StoreStatus: Codable, Equatable, Sendable {
         case currentBatch = "current_batch", currentBatchJobsDone = "current_batch_jobs_done"
         case currentBatchJobsTotal = "current_batch_jobs_total"
         case vstarRequestsPerMinute = "vstar_requests_per_minute", vstarSecondsLeft = "vstar_seconds_left"
-        case rollbackToMax = "rollback_to_max"
+        case rollbackTargets = "rollback_targets"
     }
 }
 
@@ -120,7 +121,9 @@ extension JobStore {
             let requestsLeft = try count("SELECT count(*) AS n FROM requests WHERE state = 'pending'") - doneInPending
             let keys = Set(try db.query("SELECT path FROM artifacts WHERE kind = 'keys'").map { try $0.string("path") })
             let committed = try db.query("SELECT idx FROM batches WHERE state = 'committed' ORDER BY idx").map { Int(try $0.int("idx")) }
-            let rollbackMax = committed.prefix { keys.contains(Self.keysPath(batch: $0)) }.count
+            let kept = committed.map { keys.contains(Self.keysPath(batch: $0)) }
+            let leading = kept.prefix { $0 }.count, trailing = kept.reversed().prefix { $0 }.count
+            let targets = (0...committed.count).filter { $0 <= leading || $0 >= committed.count - trailing }
             return StoreStatus(
                 method: try db.queryOne("SELECT method FROM campaigns ORDER BY id LIMIT 1")?.string("method"),
                 stages: settings.map { $0.hyperparameters.effectiveStages.name(for: $0.method) },
@@ -137,7 +140,7 @@ extension JobStore {
                 currentBatchJobsTotal: currentTotal > 0 ? currentTotal : nil,
                 vstarRequestsPerMinute: rate.map { $0 * 60 },
                 vstarSecondsLeft: rate.map { Double(max(0, requestsLeft)) / $0 },
-                rollbackToMax: settings == nil ? nil : rollbackMax)
+                rollbackTargets: settings == nil ? nil : targets)
         }
     }
 }

@@ -2,8 +2,9 @@
 // its first has the Cp of a campaign of that one batch, bit for bit, and its removed batches' files are
 // gone; extended again over the same facts it ends with the weights and Cp of the campaign that was never
 // rolled back. Refusals change nothing: a batch number past the committed ones, a state in use, a keys
-// file that fails its checksum, a batch committed without keys (only 0 is then possible, and from 0 an
-// extension edits everything again, ending where the whole campaign ends).
+// file that fails its checksum. Where the first batches were committed without keys, Cp is the recorded
+// one less the later batches' keys (equal to rounding); where keys are missing before and after the
+// batch asked for, only the ends are possible, and from 0 an extension edits everything again.
 import Foundation
 import Shared
 import XCTest
@@ -46,7 +47,7 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertEqual(try s.run("one", limit: 2).batchesCommitted, 1)
         XCTAssertEqual(try s.run("cut").batchesCommitted, 3)
         XCTAssertEqual(s.files("cut", "keys"), ["batch-00001.bin", "batch-00002.bin", "batch-00003.bin"])
-        XCTAssertEqual(try JobStore(directory: s.dir + "/cut", create: false).status(now: 0, liveness: 1).rollbackToMax, 3)
+        XCTAssertEqual(try JobStore(directory: s.dir + "/cut", create: false).status(now: 0, liveness: 1).rollbackTargets, [0, 1, 2, 3])
 
         // --dry-run: the same checks and figures, nothing changed.
         let dry = try EditRollback.run(directory: s.dir + "/cut", to: 1, dryRun: true)
@@ -119,15 +120,27 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertEqual(s.files("cut", "cp"), ["batch-00003.bin"], "the Cp written for batch 1 was removed again")
         try good.write(to: URL(fileURLWithPath: keys2))
 
-        // Batch 1 without keys, as committed before they were kept: only 0 is possible.
+        // Batch 1 without keys, as committed before they were kept (a campaign resumed after the upgrade):
+        // Cp after batch 2 is the recorded Cp less batch 3's keys, equal to a 2-batch campaign's to rounding.
         try FileManager.default.removeItem(atPath: cut + "/keys/batch-00001.bin")
         let store = try JobStore(directory: cut, create: false)
         XCTAssertNotNil(try store.keysFile(batch: 1))
         try store.forgetKeysFile(batch: 1)
         XCTAssertNil(try store.keysFile(batch: 1))
-        XCTAssertEqual(try store.status(now: 0, liveness: 1).rollbackToMax, 0, "`status` says only 0 is possible")
+        XCTAssertEqual(try store.status(now: 0, liveness: 1).rollbackTargets, [0, 1, 2, 3], "0, and 1…3 by taking later keys out")
+        XCTAssertEqual(try s.run("two", limit: 4).batchesCommitted, 2)
+        let sub = try EditRollback.run(directory: cut, to: 2)
+        XCTAssertTrue(sub.cpCheck.hasPrefix("subtracted: batch 1 has no keys file"), sub.cpCheck)
+        let diff = try XCTUnwrap(try s.cp("cut").relativeDifference(to: try s.cp("two")))
+        XCTAssertLessThan(diff, 1e-12, "the recorded Cp less batch 3's keys = the 2-batch campaign's Cp to rounding")
+        print(String(format: "Cp by subtraction against the 2-batch campaign's: max relative difference %.2e", diff))
+        XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("two"))
+        // Batches 1 and 3 without keys: neither way works for 1…2 of 3.
+        XCTAssertEqual(try s.run("cut", extend: true).batchesThisRun, 1)
+        try store.forgetKeysFile(batch: 3)
+        XCTAssertEqual(try store.status(now: 0, liveness: 1).rollbackTargets, [0, 3])
         XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 2)) {
-            XCTAssertTrue("\($0)".contains("batch 1 was committed without its keys"), "\($0)")
+            XCTAssertTrue("\($0)".contains("batches 1 and 3 were committed without their keys"), "\($0)")
         }
         let zero = try EditRollback.run(directory: cut, to: 0)
         XCTAssertEqual(zero.removedBatches, [1, 2, 3])
