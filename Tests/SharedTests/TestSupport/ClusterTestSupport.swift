@@ -25,10 +25,27 @@ enum ClusterTestSupport {
         var description: String { "\(path) is not built: run `swift build -c release --build-tests` first (it builds the executables too)" }
     }
 
-    /// A built executable of the package; a test that needs one fails (not skips) when it is missing.
+    /// This test process runs OpenBLAS's generic kernels where the executables it starts re-execute with
+    /// better ones (BLASRuntime.ensureOptimizedKernels; XCTest cannot): their results then differ in the
+    /// last bits (1.8e-7 relative on an Intel Xeon that OpenBLAS 0.3.21 reads as Prescott, 2026-12-07).
+    struct MismatchedKernels: Error, CustomStringConvertible {
+        let core: String, best: String
+        var description: String {
+            "this test process runs OpenBLAS's \(core) kernels and the executables it starts re-execute with \(best): "
+                + "their sums would differ in the last bits; run the tests with `bash scripts/test.sh`, or export OPENBLAS_CORETYPE=\(best)"
+        }
+    }
+
+    /// A built executable of the package; a test that needs one fails (not skips) when it is missing, or
+    /// when it would run other BLAS kernels than this process (`MismatchedKernels`).
     static func executable(_ name: String) throws -> String {
         let p = binDir.appendingPathComponent(name).path
         guard FileManager.default.isExecutableFile(atPath: p) else { throw MissingExecutable(path: p) }
+        let env = ProcessInfo.processInfo.environment
+        if env["OPENBLAS_CORETYPE"] == nil, let best = BLASRuntime.bestCoreType(),
+           BLASRuntime.upgrade(from: BLASRuntime.coreName, best: best, capped: env["ALPHAEDIT_ISA"] == "avx2") != nil {
+            throw MismatchedKernels(core: BLASRuntime.coreName, best: best)
+        }
         return p
     }
 
