@@ -67,10 +67,9 @@ public enum EditRollback {
                     }
                     var cp = try SequentialState.read(from: try st.verified(recorded))
                     for b in tail.reversed() {
-                        let bk = try BatchKeys.read(from: try st.verified(keys[b.index]!))
-                        guard bk.layers == cp.layers, bk.keys.allSatisfy({ $0.keys.cols == b.requests && $0.keys.rows == cp.f }) else {
-                            throw StoreError.badRecord(path: store.path, what: "keys of batch \(b.index)",
-                                                       reason: "layers \(bk.layers) or shapes are not the batch's \(cp.layers), \(b.requests) keys of \(cp.f)")
+                        let bk = try batchKeys(keys[b.index]!, of: b, layers: cp.layers, state: st)
+                        guard bk.keys.allSatisfy({ $0.keys.rows == cp.f }) else {
+                            throw StoreError.badRecord(path: store.path, what: "keys of batch \(b.index)", reason: "keys of \(bk.keys.map(\.keys.rows)) rows, f = \(cp.f)")
                         }
                         try bk.remove(from: &cp)
                     }
@@ -92,11 +91,8 @@ public enum EditRollback {
                         check = "not checked: batch \(b.index) has no keys file"
                         break
                     }
-                    let bk = try BatchKeys.read(from: try st.verified(file))
-                    guard bk.layers == hp.layers, bk.keys.allSatisfy({ $0.keys.cols == b.requests }), let f = bk.keys.first?.keys.rows else {
-                        throw StoreError.badRecord(path: store.path, what: "keys of batch \(b.index)",
-                                                   reason: "layers \(bk.layers) or key counts \(bk.keys.map(\.keys.cols)) are not the batch's \(hp.layers), \(b.requests)")
-                    }
+                    let bk = try batchKeys(file, of: b, layers: hp.layers, state: st)
+                    guard let f = bk.keys.first?.keys.rows else { throw StoreError.badRecord(path: store.path, what: "keys of batch \(b.index)", reason: "no layers") }
                     if rebuilt == nil { rebuilt = try SequentialState(layers: hp.layers, f: f) }
                     try bk.add(to: &rebuilt!)  // in place: one Cp in memory
                     let cp = rebuilt!
@@ -115,6 +111,16 @@ public enum EditRollback {
             }
         }
         return try finish(store: store, st: st, k: k, cpFile: cpFile, check: check, dryRun: dryRun, log: log)
+    }
+
+    /// A batch's keys file, checked against the record (checksum) and against the batch (its layers, one key a request).
+    static func batchKeys(_ file: ArtifactFile, of b: EditManifest.Batch, layers: [Int], state st: EditState) throws -> BatchKeys {
+        let bk = try BatchKeys.read(from: try st.verified(file))
+        guard bk.layers == layers, bk.keys.allSatisfy({ $0.keys.cols == b.requests }) else {
+            throw StoreError.badRecord(path: st.store.path, what: "keys of batch \(b.index)",
+                                       reason: "layers \(bk.layers) or key counts \(bk.keys.map(\.keys.cols)) are not the batch's \(layers), \(b.requests)")
+        }
+        return bk
     }
 
     /// Cp after batch `batch` into cp/batch-NNNNN.bin (not written on a dry run), described for the record.

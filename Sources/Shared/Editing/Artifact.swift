@@ -163,31 +163,8 @@ public struct ArtifactReader {
     init(bytes: [UInt8], path: String, magic: String, supportedVersion: UInt32) throws {
         self.path = path
         self.bytes = bytes
-        var expectedMagic = Array(magic.utf8.prefix(8))
-        while expectedMagic.count < 8 { expectedMagic.append(0) }
-        let found = Array(bytes.prefix(8))
-        guard found == expectedMagic else {
-            let shown = String(decoding: found.map { (32...126).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
-            throw ArtifactError.badMagic(path: path, expected: magic, found: shown)
-        }
-        let minimum = ArtifactLayout.headerBytes + ArtifactLayout.checksumBytes
-        guard bytes.count >= minimum else {
-            throw ArtifactError.truncated(path: path, expectedBytes: minimum, actualBytes: bytes.count)
-        }
-        version = Self.readU32(bytes, at: 8)
-        guard version == supportedVersion else {
-            throw ArtifactError.unsupportedVersion(path: path, found: version, supported: supportedVersion)
-        }
-        let declared = Self.readU64(bytes, at: 16)
-        guard declared <= UInt64(Int.max), Int(declared) >= minimum else {
-            throw ArtifactError.malformed(path: path, reason: "declared length \(declared) is impossible")
-        }
-        if Int(declared) > bytes.count {
-            throw ArtifactError.truncated(path: path, expectedBytes: Int(declared), actualBytes: bytes.count)
-        }
-        if Int(declared) < bytes.count {
-            throw ArtifactError.trailingBytes(path: path, expectedBytes: Int(declared), actualBytes: bytes.count)
-        }
+        version = try Self.checkHeader(Array(bytes.prefix(ArtifactLayout.headerBytes)), size: bytes.count, path: path,
+                                       magic: magic, supportedVersion: supportedVersion)
         end = bytes.count - ArtifactLayout.checksumBytes
         let stored = Self.readU64(bytes, at: end)
         let computed = bytes.withUnsafeBytes { FNV1a64.hash(UnsafeRawBufferPointer(rebasing: $0[0..<end])) }
@@ -196,13 +173,45 @@ public struct ArtifactReader {
         }
     }
 
-    private static func readU32(_ b: [UInt8], at o: Int) -> UInt32 {
+    /// The header checks, in order: magic, the minimum length, version, the declared length against the
+    /// file's `size` (`head`: its first `ArtifactLayout.headerBytes` bytes, or all of a shorter file).
+    /// Returns the version. Also NullSpaceProjectorFile's, which reads a file in parts.
+    static func checkHeader(_ head: [UInt8], size: Int, path: String, magic: String, supportedVersion: UInt32) throws -> UInt32 {
+        var expectedMagic = Array(magic.utf8.prefix(8))
+        while expectedMagic.count < 8 { expectedMagic.append(0) }
+        let found = Array(head.prefix(8))
+        guard found == expectedMagic else {
+            let shown = String(decoding: found.map { (32...126).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+            throw ArtifactError.badMagic(path: path, expected: magic, found: shown)
+        }
+        let minimum = ArtifactLayout.headerBytes + ArtifactLayout.checksumBytes
+        guard size >= minimum else {
+            throw ArtifactError.truncated(path: path, expectedBytes: minimum, actualBytes: size)
+        }
+        let version = readU32(head, at: 8)
+        guard version == supportedVersion else {
+            throw ArtifactError.unsupportedVersion(path: path, found: version, supported: supportedVersion)
+        }
+        let declared = readU64(head, at: 16)
+        guard declared <= UInt64(Int.max), Int(declared) >= minimum else {
+            throw ArtifactError.malformed(path: path, reason: "declared length \(declared) is impossible")
+        }
+        if Int(declared) > size {
+            throw ArtifactError.truncated(path: path, expectedBytes: Int(declared), actualBytes: size)
+        }
+        if Int(declared) < size {
+            throw ArtifactError.trailingBytes(path: path, expectedBytes: Int(declared), actualBytes: size)
+        }
+        return version
+    }
+
+    static func readU32(_ b: [UInt8], at o: Int) -> UInt32 {
         var v: UInt32 = 0
         for i in 0..<4 { v |= UInt32(b[o + i]) << (8 * UInt32(i)) }
         return v
     }
 
-    private static func readU64(_ b: [UInt8], at o: Int) -> UInt64 {
+    static func readU64(_ b: [UInt8], at o: Int) -> UInt64 {
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(b[o + i]) << (8 * UInt64(i)) }
         return v

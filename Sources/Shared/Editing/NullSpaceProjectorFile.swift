@@ -3,7 +3,7 @@
 // layer's basis Û (f×r float64: 0.66 GB for Qwen2.5-0.5B's 5 layers, ≈ 5.7 GB for an 8B model's f of
 // 14,336), and the file's bytes beside them while it decoded. Here opening checks the container as
 // ArtifactReader does (magic, version, declared length, FNV-1a-64 checksum, streamed in 1 MiB reads)
-// and indexes the layers' headers; `projector(layer:)` reads that layer's eigenvalues and basis straight
+// (ArtifactReader.checkHeader) and indexes the layers' headers; `projector(layer:)` reads that layer's eigenvalues and basis straight
 // into their arrays (pread), the same values `NullSpaceProjectorSet.read` gives (NullSpaceProjectorFileTests).
 import Support
 import Kernels
@@ -28,22 +28,9 @@ public struct NullSpaceProjectorFile: Sendable {
         self.path = path
         let size = file.size, header = ArtifactLayout.headerBytes, sumBytes = ArtifactLayout.checksumBytes
         func fail(_ reason: String) -> ArtifactError { .malformed(path: path, reason: reason) }
-        guard size >= header + sumBytes else { throw ArtifactError.truncated(path: path, expectedBytes: header + sumBytes, actualBytes: size) }
-        let head = try file.bytes(at: 0, count: header)
-        let magic = Array(NullSpaceProjectorSet.magic.utf8.prefix(8))
-        guard Array(head[0..<8]) == magic else {
-            let shown = String(decoding: head[0..<8].map { (32...126).contains($0) ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
-            throw ArtifactError.badMagic(path: path, expected: NullSpaceProjectorSet.magic, found: shown)
-        }
-        func u64(_ b: [UInt8], _ o: Int) -> UInt64 { (0..<8).reduce(UInt64(0)) { $0 | UInt64(b[o + $1]) << (8 * UInt64($1)) } }
-        let version = UInt32(truncatingIfNeeded: u64(head, 8) & 0xFFFF_FFFF)
-        guard version == NullSpaceProjectorSet.formatVersion else {
-            throw ArtifactError.unsupportedVersion(path: path, found: version, supported: NullSpaceProjectorSet.formatVersion)
-        }
-        let declared = u64(head, 16)
-        guard declared <= UInt64(Int.max), Int(declared) >= header + sumBytes else { throw fail("declared length \(declared) is impossible") }
-        if Int(declared) > size { throw ArtifactError.truncated(path: path, expectedBytes: Int(declared), actualBytes: size) }
-        if Int(declared) < size { throw ArtifactError.trailingBytes(path: path, expectedBytes: Int(declared), actualBytes: size) }
+        _ = try ArtifactReader.checkHeader(try file.bytes(at: 0, count: min(header, size)), size: size, path: path,
+                                           magic: NullSpaceProjectorSet.magic, supportedVersion: NullSpaceProjectorSet.formatVersion)
+        func u64(_ b: [UInt8], _ o: Int) -> UInt64 { ArtifactReader.readU64(b, at: o) }
         let end = size - sumBytes
         // The checksum, streamed.
         var h = FNV1a64.offsetBasis
