@@ -48,6 +48,33 @@ MORE_LAYOUT = {
 }
 
 
+# The grid-coded i-quants and NVFP4 (added 2026-12-07), from a generator of their own again. IQ1_M keeps its
+# f16 d in the top nibbles of its four scale words (bytes 48–55), set in iquant_blocks.
+iq_rng = np.random.default_rng(20261207)
+IQ_LAYOUT = {
+    "IQ2_XXS": (66, 256, [0], 4),
+    "IQ2_XS": (74, 256, [0], 4),
+    "IQ2_S": (82, 256, [0], 4),
+    "IQ3_XXS": (98, 256, [0], 4),
+    "IQ3_S": (110, 256, [0], 4),
+    "IQ1_S": (50, 256, [0], 4),
+    "IQ1_M": (56, 256, [], 4),
+    "NVFP4": (36, 64, [], 8),
+}
+
+
+def iquant_blocks(name, nbytes, scales, count):
+    raw = random_blocks(nbytes, scales, count, iq_rng)
+    if name == "IQ1_M":
+        for b in range(count):
+            d = np.frombuffer(np.float16(iq_rng.choice([-1, 1]) * 10 ** iq_rng.uniform(-4, 0)).tobytes(), dtype=np.uint16)[0]
+            words = raw[b, 48:56].copy().view(np.uint16)
+            for k in range(4):
+                words[k] = (words[k] & 0x0FFF) | (((int(d) >> (4 * k)) & 0xF) << 12)
+            raw[b, 48:56] = words.view(np.uint8)
+    return raw
+
+
 def f32hex(x):
     return np.asarray(x, dtype="<f4").tobytes().hex()
 
@@ -80,6 +107,10 @@ def dequant_cases():
         if name == "MXFP4":
             # E8M0 exponents: the two that decode to subnormal scales, then values whose products stay finite.
             raw[:, 0] = [0, 1] + list(more_rng.integers(100, 150, size=count - 2))
+        y = dequantize(raw.reshape(-1), getattr(Q, name)).reshape(-1)
+        cases[name] = {"count": count * per_block, "bytes": raw.tobytes().hex(), "expected": f32hex(y)}
+    for name, (nbytes, per_block, scales, count) in IQ_LAYOUT.items():
+        raw = iquant_blocks(name, nbytes, scales, count)
         y = dequantize(raw.reshape(-1), getattr(Q, name)).reshape(-1)
         cases[name] = {"count": count * per_block, "bytes": raw.tobytes().hex(), "expected": f32hex(y)}
     sizes = {t.name: list(gguf.GGML_QUANT_SIZES[t]) for t in Q}

@@ -36,6 +36,14 @@ public enum Dequantize {
         case .tq1_0: for b in 0..<blocks { tq1_0(p + 54 * b, y + 256 * b) }
         case .tq2_0: for b in 0..<blocks { tq2_0(p + 66 * b, y + 256 * b) }
         case .mxfp4: for b in 0..<blocks { mxfp4(p + 17 * b, y + 32 * b) }
+        case .iq2_xxs: for b in 0..<blocks { iq2_xxs(p + 66 * b, y + 256 * b) }
+        case .iq2_xs: for b in 0..<blocks { iq2_xs(p + 74 * b, y + 256 * b) }
+        case .iq2_s: for b in 0..<blocks { iq2_s(p + 82 * b, y + 256 * b) }
+        case .iq3_xxs: for b in 0..<blocks { iq3_xxs(p + 98 * b, y + 256 * b) }
+        case .iq3_s: for b in 0..<blocks { iq3_s(p + 110 * b, y + 256 * b) }
+        case .iq1_s: for b in 0..<blocks { iq1_s(p + 50 * b, y + 256 * b) }
+        case .iq1_m: for b in 0..<blocks { iq1_m(p + 56 * b, y + 256 * b) }
+        case .nvfp4: for b in 0..<blocks { nvfp4(p + 36 * b, y + 64 * b) }
         case .f64: for i in 0..<n { y[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
         default: y.update(repeating: .nan, count: n)  // rejected by canDequantize
         }

@@ -62,11 +62,12 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// Whether `dequantize` supports this type. Not: Q8_1 and Q8_K (activation formats, never in a
-    /// model file), the integer types, and the grid-coded i-quants (IQ1–IQ3, NVFP4, Q1_0).
+    /// model file), the integer types, and Q1_0 (no independent reference to check a reader against).
     public var canDequantize: Bool {
         switch self {
         case .f32, .f16, .bf16, .f64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K,
-             .iq4_nl, .iq4_xs, .tq1_0, .tq2_0, .mxfp4: return true
+             .iq4_nl, .iq4_xs, .tq1_0, .tq2_0, .mxfp4, .iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m,
+             .nvfp4: return true
         default: return false
         }
     }

@@ -34,8 +34,11 @@ final class ModelLoadingTests: XCTestCase {
         let c = SyntheticConfig(layers: 2, hidden: 256, ffn: 512, heads: 4, kvHeads: 2)
         let base = try GGUFFile(bytes: SyntheticModel.writer(c).bytes())
         // Where each format keeps its f16 scales (MXFP4: its exponent byte, set below).
+        // IQ1_M: the top nibbles of its four scale words; NVFP4: its four E4M3 scale bytes, set below.
         let scaleFields: [GGMLType: [Int]] = [.q2_K: [80, 82], .q3_K: [108], .iq4_nl: [0], .iq4_xs: [0], .tq1_0: [52],
-                                              .tq2_0: [64], .q4_0: [0], .q5_1: [0, 2], .q5_K: [0, 2]]
+                                              .tq2_0: [64], .q4_0: [0], .q5_1: [0, 2], .q5_K: [0, 2],
+                                              .iq2_xxs: [0], .iq2_xs: [0], .iq2_s: [0], .iq3_xxs: [0], .iq3_s: [0],
+                                              .iq1_s: [0], .iq1_m: [], .nvfp4: []]
         var rng = SplitMix64(seed: 12)
         var stored = GGUFWriter(), used = Set<GGMLType>()
         for k in base.metadataKeys { try stored.set(k, base.metadata[k]!) }
@@ -48,6 +51,11 @@ final class ModelLoadingTests: XCTestCase {
             for b in 0..<blocks {
                 let o = b * type.blockBytes
                 if type == .mxfp4 { raw[o] = 118 + UInt8(truncatingIfNeeded: rng.next() % 4) }
+                if type == .nvfp4 { for s in 0..<4 { raw[o + s] = 8 + UInt8(truncatingIfNeeded: rng.next() % 16) } }
+                if type == .iq1_m {
+                    let d = Float16(0.001 * Float(1 + rng.next() % 10)).bitPattern
+                    for k in 0..<4 { raw[o + 49 + 2 * k] = raw[o + 49 + 2 * k] & 0x0F | UInt8((d >> UInt16(4 * k)) & 0xF) << 4 }
+                }
                 for f in try XCTUnwrap(type == .mxfp4 ? [] : scaleFields[type], "\(type)") {
                     let scale = Float16(0.001 * Float(1 + rng.next() % 10)).bitPattern
                     raw[o + f] = UInt8(scale & 0xFF); raw[o + f + 1] = UInt8(scale >> 8)
@@ -64,17 +72,20 @@ final class ModelLoadingTests: XCTestCase {
         return (try LlamaModel(gguf: storedFile), try LlamaModel(gguf: asFloat), c.vocab)
     }
 
-    /// Formats without a few-token kernel (TQ1_0, TQ2_0, MXFP4) run on their float32 copy: the logits of
-    /// the float model bit for bit, at 1, 3 and 12 token rows.
+    /// Formats without a few-token kernel (TQ1_0, TQ2_0, MXFP4, NVFP4, the grid-coded i-quants) run on
+    /// their float32 copy: the logits of the float model bit for bit, at 1, 3 and 12 token rows.
     func testModelsInTheFormatsWithoutAKernelRunAsTheirFloatCopy() throws {
-        let (stored, float, vocab) = try storedAndFloat([.tq1_0, .tq2_0, .mxfp4])
-        for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
-            let batch = TokenBatch([tokens])
-            let a = try stored.forward(batch, logitRows: batch.lastRows).logits
-            let b = try float.forward(batch, logitRows: batch.lastRows).logits
-            XCTAssertEqual(a.count, vocab)
-            XCTAssertTrue(a.allSatisfy(\.isFinite), "\(tokens.count) tokens")
-            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(tokens.count) tokens")
+        // Two models: the synthetic one has fewer matrices than there are formats.
+        for types: [GGMLType] in [[.tq1_0, .tq2_0, .mxfp4, .nvfp4], [.iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m]] {
+            let (stored, float, vocab) = try storedAndFloat(types)
+            for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
+                let batch = TokenBatch([tokens])
+                let a = try stored.forward(batch, logitRows: batch.lastRows).logits
+                let b = try float.forward(batch, logitRows: batch.lastRows).logits
+                XCTAssertEqual(a.count, vocab)
+                XCTAssertTrue(a.allSatisfy(\.isFinite), "\(types) \(tokens.count) tokens")
+                XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(types) \(tokens.count) tokens")
+            }
         }
     }
 
@@ -94,8 +105,8 @@ final class ModelLoadingTests: XCTestCase {
         }
     }
 
-    /// A file holding a type we cannot dequantize (a grid-coded i-quant) parses, and loading the model
-    /// names the tensor and its type.
+    /// A file holding a type we cannot dequantize (Q1_0) parses, and loading the model names the tensor
+    /// and its type.
     func testATypeWithoutADequantizerIsNamedWhenLoaded() throws {
         let c = SyntheticConfig(layers: 1, hidden: 256, ffn: 512, heads: 4, kvHeads: 2)
         let base = try GGUFFile(bytes: SyntheticModel.writer(c).bytes())
@@ -103,16 +114,16 @@ final class ModelLoadingTests: XCTestCase {
         for k in base.metadataKeys { try w.set(k, base.metadata[k]!) }
         for info in base.tensors {
             if info.name == GGUFNames.ffnUp(0) {
-                let bytes = try XCTUnwrap(GGMLType.iq2_xxs.byteCount(elements: info.elementCount))
-                try w.add(tensor: info.name, dims: info.dims, type: .iq2_xxs, raw: [UInt8](repeating: 0, count: bytes))
+                let bytes = try XCTUnwrap(GGMLType.q1_0.byteCount(elements: info.elementCount))
+                try w.add(tensor: info.name, dims: info.dims, type: .q1_0, raw: [UInt8](repeating: 0, count: bytes))
             } else {
                 try w.add(tensor: info, from: base)
             }
         }
         let file = try GGUFFile(bytes: w.bytes())
-        XCTAssertEqual(file.tensors.first { $0.name == GGUFNames.ffnUp(0) }?.type, .iq2_xxs)
+        XCTAssertEqual(file.tensors.first { $0.name == GGUFNames.ffnUp(0) }?.type, .q1_0)
         XCTAssertThrowsError(try LlamaModel(gguf: file)) { e in
-            XCTAssertEqual("\(e)", "GGUF tensor blk.0.ffn_up.weight has type IQ2_XXS, which cannot be dequantized")
+            XCTAssertEqual("\(e)", "GGUF tensor blk.0.ffn_up.weight has type Q1_0, which cannot be dequantized")
         }
     }
 
