@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "CQuantKernels"),
 
         layer("Support", []),
-        layer("GGUF", ["Support"]),
+        layer("GGUF", ["Support", "CQuantKernels"]),
         layer("Corpus", []),
         layer("Tokenization", ["GGUF"]),
         layer("Kernels", ["GGUF", "CBLAS", "CQuantKernels"], settings: fast + [.swiftLanguageMode(.v5)]),

@@ -7,6 +7,7 @@
 #define QK_DEQUANT_K_H
 
 #include "qk_common.h"
+#include "dequant_iq.h"
 
 // Q4_K: f16 d, f16 dmin, 12 bytes holding eight 6-bit scales sc_j and mins m_j, 128 bytes of nibbles:
 // block j = 2g + h (g = 0…3) holds the low (h = 0) or high (h = 1) nibbles of bytes 32g…32g+31;
@@ -235,6 +236,7 @@ QK_INLINE QK_AVX2 void prepare(int fmt, const uint8_t *b, qk_scales *s) {
     else if (fmt == QK_IQ4_XS) prepare_iq4_xs(b, s);
     else if (fmt == QK_Q3_K) prepare_q3_k(b, s);
     else if (fmt == QK_Q2_K) prepare_q2_k(b, s);
+    else if (fmt_is_iq_grid(fmt)) prepare_iq(fmt, b, s);
     else (void)s;
 }
 

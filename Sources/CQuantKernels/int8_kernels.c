@@ -165,7 +165,7 @@ Q8_INSTANCE(q2_k, QK_Q2_K)
 // Indexed by qk_format; NULL where no int8 kernel reads the format.
 #define Q8_TABLE(isa) { q8_linear_##isa##_q4_1, q8_linear_##isa##_q8_0, q8_linear_##isa##_q5_0, q8_linear_##isa##_q4_k, \
     q8_linear_##isa##_q6_k, q8_linear_##isa##_q4_0, q8_linear_##isa##_q5_1, q8_linear_##isa##_iq4_nl, q8_linear_##isa##_q5_k, \
-    q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL }
+    q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 static const q8_fn Q8_KERNELS_256[QK_FORMATS] = Q8_TABLE(256);
 static const q8_fn Q8_KERNELS_512[QK_FORMATS] = Q8_TABLE(512);
 static const q8_fn Q8_KERNELS_VNNI[QK_FORMATS] = Q8_TABLE(vnni);

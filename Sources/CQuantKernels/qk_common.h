@@ -20,12 +20,14 @@
 enum { QK_BLOCK = 32, QK_SUPER = 256 };
 enum { Q4_1_BYTES = 20, Q8_0_BYTES = 34, Q5_0_BYTES = 22, Q4_K_BYTES = 144, Q6_K_BYTES = 210, Q4_0_BYTES = 18,
        Q5_1_BYTES = 24, IQ4_NL_BYTES = 18, Q5_K_BYTES = 176, IQ4_XS_BYTES = 136, Q3_K_BYTES = 110, Q2_K_BYTES = 84,
-       F16_BYTES = 64, BF16_BYTES = 64 };
+       F16_BYTES = 64, BF16_BYTES = 64, IQ2_XXS_BYTES = 66, IQ2_XS_BYTES = 74, IQ2_S_BYTES = 82, IQ3_XXS_BYTES = 98,
+       IQ3_S_BYTES = 110, IQ1_S_BYTES = 50, IQ1_M_BYTES = 56 };
 
 /// Weights per stored (super-)block of `fmt`: a constant after inlining.
 QK_INLINE int64_t fmt_block(int fmt) {
     switch (fmt) {
     case QK_Q4_K: case QK_Q6_K: case QK_Q5_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K: return QK_SUPER;
+    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M: return QK_SUPER;
     default: return QK_BLOCK;
     }
 }
@@ -46,13 +48,20 @@ QK_INLINE int64_t fmt_bytes(int fmt) {
     case QK_Q2_K: return Q2_K_BYTES;
     case QK_F16: return F16_BYTES;
     case QK_BF16: return BF16_BYTES;
+    case QK_IQ2_XXS: return IQ2_XXS_BYTES;
+    case QK_IQ2_XS: return IQ2_XS_BYTES;
+    case QK_IQ2_S: return IQ2_S_BYTES;
+    case QK_IQ3_XXS: return IQ3_XXS_BYTES;
+    case QK_IQ3_S: return IQ3_S_BYTES;
+    case QK_IQ1_S: return IQ1_S_BYTES;
+    case QK_IQ1_M: return IQ1_M_BYTES;
     default: return Q6_K_BYTES;
     }
 }
 
 /// A super-block's scales as float32, decoded once for its 8 blocks. Q4_K, Q5_K: d·sc_j and −dmin·m_j
 /// per block j; Q6_K, Q3_K: d·sc_i per 16 weights; Q2_K: d·sc_i and −dmin·m_i per 16 weights; IQ4_XS:
-/// d·(sc_j − 32) per block. The products are exact in float32 (11-bit d times a ≤ 8-bit integer), so
+/// d·(sc_j − 32) per block; the grid-coded i-quants: dequant_iq.h. The products are exact in float32 (11-bit d times a ≤ 8-bit integer), so
 /// using them is the same arithmetic as Dequantize.swift's.
 typedef struct {
     float d[16];

@@ -138,6 +138,8 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
     case QK_Q2_K: dequant_q2_k_256(b, j, s, w); break;
     case QK_F16: dequant_f16_256(b, w); break;
     case QK_BF16: dequant_bf16_256(b, w); break;
+    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M:
+        dequant_iq_256(fmt, b, j, s, w); break;
     default: dequant_q6_k_256(b, j, s, w); break;
     }
 }
@@ -158,6 +160,8 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
     case QK_Q2_K: dequant_q2_k_512(b, j, s, w0, w1); break;
     case QK_F16: dequant_f16_512(b, w0, w1); break;
     case QK_BF16: dequant_bf16_512(b, w0, w1); break;
+    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M:
+        dequant_iq_512(fmt, b, j, s, w0, w1); break;
     default: dequant_q6_k_512(b, j, s, w0, w1); break;
     }
 }
@@ -506,23 +510,38 @@ QK_INSTANCES(q3_k, QK_Q3_K)
 QK_INSTANCES(q2_k, QK_Q2_K)
 QK_INSTANCES(f16, QK_F16)
 QK_INSTANCES(bf16, QK_BF16)
+QK_INSTANCES(iq2_xxs, QK_IQ2_XXS)
+QK_INSTANCES(iq2_xs, QK_IQ2_XS)
+QK_INSTANCES(iq2_s, QK_IQ2_S)
+QK_INSTANCES(iq3_xxs, QK_IQ3_XXS)
+QK_INSTANCES(iq3_s, QK_IQ3_S)
+QK_INSTANCES(iq1_s, QK_IQ1_S)
+QK_INSTANCES(iq1_m, QK_IQ1_M)
 
 // Indexed by qk_format.
 static const linear_fn KERNELS_512[] = { linear_512_q4_1, linear_512_q8_0, linear_512_q5_0, linear_512_q4_k, linear_512_q6_k,
                                          linear_512_q4_0, linear_512_q5_1, linear_512_iq4_nl, linear_512_q5_k, linear_512_iq4_xs,
-                                         linear_512_q3_k, linear_512_q2_k, linear_512_f16, linear_512_bf16 };
+                                         linear_512_q3_k, linear_512_q2_k, linear_512_f16, linear_512_bf16,
+                                         linear_512_iq2_xxs, linear_512_iq2_xs, linear_512_iq2_s, linear_512_iq3_xxs,
+                                         linear_512_iq3_s, linear_512_iq1_s, linear_512_iq1_m };
 static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linear_256_q5_0, linear_256_q4_k, linear_256_q6_k,
                                          linear_256_q4_0, linear_256_q5_1, linear_256_iq4_nl, linear_256_q5_k, linear_256_iq4_xs,
-                                         linear_256_q3_k, linear_256_q2_k, linear_256_f16, linear_256_bf16 };
+                                         linear_256_q3_k, linear_256_q2_k, linear_256_f16, linear_256_bf16,
+                                         linear_256_iq2_xxs, linear_256_iq2_xs, linear_256_iq2_s, linear_256_iq3_xxs,
+                                         linear_256_iq3_s, linear_256_iq1_s, linear_256_iq1_m };
 _Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_FORMATS, "one kernel per format");
 _Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_FORMATS, "one kernel per format");
 
 static const dequantize_fn DEQUANTIZE_512[] = { dequantize_512_q4_1, dequantize_512_q8_0, dequantize_512_q5_0, dequantize_512_q4_k,
     dequantize_512_q6_k, dequantize_512_q4_0, dequantize_512_q5_1, dequantize_512_iq4_nl, dequantize_512_q5_k, dequantize_512_iq4_xs,
-    dequantize_512_q3_k, dequantize_512_q2_k, dequantize_512_f16, dequantize_512_bf16 };
+    dequantize_512_q3_k, dequantize_512_q2_k, dequantize_512_f16, dequantize_512_bf16, dequantize_512_iq2_xxs,
+    dequantize_512_iq2_xs, dequantize_512_iq2_s, dequantize_512_iq3_xxs, dequantize_512_iq3_s, dequantize_512_iq1_s,
+    dequantize_512_iq1_m };
 static const dequantize_fn DEQUANTIZE_256[] = { dequantize_256_q4_1, dequantize_256_q8_0, dequantize_256_q5_0, dequantize_256_q4_k,
     dequantize_256_q6_k, dequantize_256_q4_0, dequantize_256_q5_1, dequantize_256_iq4_nl, dequantize_256_q5_k, dequantize_256_iq4_xs,
-    dequantize_256_q3_k, dequantize_256_q2_k, dequantize_256_f16, dequantize_256_bf16 };
+    dequantize_256_q3_k, dequantize_256_q2_k, dequantize_256_f16, dequantize_256_bf16, dequantize_256_iq2_xxs,
+    dequantize_256_iq2_xs, dequantize_256_iq2_s, dequantize_256_iq3_xxs, dequantize_256_iq3_s, dequantize_256_iq1_s,
+    dequantize_256_iq1_m };
 _Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "one dequantizer per format");
 _Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
 
@@ -530,6 +549,7 @@ int qk_dequantize_rows(qk_format format, qk_isa isa, const void *src, int64_t sr
                        float *dst, int64_t dst_stride) {
     if ((unsigned)format >= QK_FORMATS || !src || !dst || blocks < 0 || rows < 0) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
+    qk_iq_grids_init();
     const dequantize_fn run = (isa == QK_ISA_AVX512 ? DEQUANTIZE_512 : DEQUANTIZE_256)[format];
     for (int64_t r = 0; r < rows; r++) run((const uint8_t *)src + r * src_stride, blocks, dst + r * dst_stride);
     return 0;
@@ -541,6 +561,7 @@ int qk_linear_strided(qk_format format, qk_isa isa, const float *x, int64_t ldx,
     if (!x || !w || !y || t < 0 || in <= 0 || in % fmt_block((int)format) != 0 || ldx < in || o0 < 0 || o1 < o0 || ldy < o1) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
     if (t == 0 || o0 == o1) return 0;
+    qk_iq_grids_init();
     (isa == QK_ISA_AVX512 ? KERNELS_512 : KERNELS_256)[format](x, ldx, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
     return 0;
 }

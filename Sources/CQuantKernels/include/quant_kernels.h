@@ -2,7 +2,7 @@
 // Linear layers over GGML-quantized weights with float32 activations (no activation quantization; the
 // int8-activation products at the end of this header are separate entry points):
 // y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS).
+// IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, the grid-coded i-quants IQ1–IQ3).
 // Each block of 32 weights is dequantized once in registers (exactly as Dequantize.swift computes it
 // in float32) and multiplied with every token row, so the weights stream from memory once per call.
 // Plus the vectorized activations (SwiGLU, GELU-tanh) and the softmax of a vocabulary row.
@@ -41,7 +41,16 @@ typedef enum {
     QK_Q2_K = 11,   // 84 bytes: 16 bytes of 4-bit scales and mins, 64 bytes of 2-bit q, f16 d, f16 dmin
     QK_F16 = 12,    // unquantized IEEE half: read as blocks of 32 (64 bytes); rows a multiple of 32 weights
     QK_BF16 = 13,   // unquantized bfloat16 (the top 16 bits of a float32), blocks of 32 as F16
-    QK_FORMATS = 14
+    // The grid-coded i-quants: super-blocks of 256 whose groups of 8 (IQ3: 4) weights are one index into a
+    // table of lattice points (qk_iq_grid), with sign bits (IQ2, IQ3) or a shift of ±⅛ (IQ1).
+    QK_IQ2_XXS = 14,  // 66 bytes: f16 d, per 32 weights four 8-bit indices and a u32 of signs and a 4-bit scale
+    QK_IQ2_XS = 15,   // 74 bytes: f16 d, 32 u16 (9-bit index, 7 sign bits), 8 bytes of two 4-bit scales
+    QK_IQ2_S = 16,    // 82 bytes: f16 d, 32 index bytes, 32 sign bytes, 8 bytes of index bits 8–9, 8 of scales
+    QK_IQ3_XXS = 17,  // 98 bytes: f16 d, 64 index bytes (4 weights each), per 32 weights a u32 of signs and scale
+    QK_IQ3_S = 18,    // 110 bytes: f16 d, 64 index bytes, 8 of index bit 8, 32 sign bytes, 4 bytes of scales
+    QK_IQ1_S = 19,    // 50 bytes: f16 d, 32 index bytes, per 32 weights a u16 (index bits 8–10, scale, delta sign)
+    QK_IQ1_M = 20,    // 56 bytes: 32 index bytes, 16 of index bits and delta signs, 4 u16 of scales holding d
+    QK_FORMATS = 21
 } qk_format;
 
 /// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a matrix W of `format` stored out × in,
@@ -116,8 +125,13 @@ int qk_exp_scaled(qk_isa isa, const float *x, float *y, int64_t n, float shift, 
 // x rounded to int8 in blocks of 32 (scale d_x = max|x| / 127 per block, float32), weights multiplied
 // as bytes: as llama.cpp computes, not bit for bit the float32 kernels (x's rounding, ≤ d_x / 2 each).
 
+/// The lattice points of the grid-coded i-quants as float32 (point i's values at [w·i, w·(i + 1)), w = 8,
+/// or 4 for the IQ3 grids), built on first use; ggml-common.h's iq2xxs_grid … iq1s_grid.
+typedef enum { QK_GRID_IQ2XXS, QK_GRID_IQ2XS, QK_GRID_IQ2S, QK_GRID_IQ3XXS, QK_GRID_IQ3S, QK_GRID_IQ1S, QK_GRIDS } qk_grid;
+const float *qk_iq_grid(qk_grid grid);
+
 /// Whether an int8 kernel reads `format`: every quantized one (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K,
-/// Q5_K, Q6_K, IQ4_XS); not F16 or BF16.
+/// Q5_K, Q6_K, IQ4_XS); not F16, BF16 or the grid-coded i-quants.
 int qk_q8_supports(qk_format format);
 
 /// Bytes of one quantized token row of `in` activations (a multiple of 64): `in` int8 values, then

@@ -3,18 +3,26 @@
 // lattice points (IQuantGrids.swift), with separate sign bits (IQ2, IQ3) or a shift (IQ1). The float
 // arithmetic is ggml's `dequantize_row_*`, in its order, so the values are gguf-py's bit for bit
 // (GGUFReferenceTests).
+import CQuantKernels
 
-/// A table of lattice points: `points[i]` holds, `bits` bits each, the indices into `values` of its
-/// `width` values, the first in the lowest bits.
-struct IQuantGrid: Sendable {
+/// A table of lattice points as float32, point i's values at [width·i, width·(i + 1)): the kernels' own
+/// tables (Sources/CQuantKernels/iq_grids.c, generated from gguf-py), built once.
+struct IQuantGrid: @unchecked Sendable {
     let width: Int
-    let table: [Float]  // point i's values at [width·i, width·(i + 1))
+    let table: UnsafePointer<Float>
 
-    init(width: Int, bits: Int, values: [Int], points: [UInt16]) {
+    private init(_ grid: qk_grid, width: Int) {
         self.width = width
-        let mask = (1 << bits) - 1
-        table = points.flatMap { p in (0..<width).map { k in Float(values[(Int(p) >> (bits * k)) & mask]) } }
+        guard let t = qk_iq_grid(grid) else { fatalError("qk_iq_grid has no table \(grid)") }  // every qk_grid has one
+        table = t
     }
+
+    static let iq2xxs = IQuantGrid(QK_GRID_IQ2XXS, width: 8)
+    static let iq2xs = IQuantGrid(QK_GRID_IQ2XS, width: 8)
+    static let iq2s = IQuantGrid(QK_GRID_IQ2S, width: 8)
+    static let iq3xxs = IQuantGrid(QK_GRID_IQ3XXS, width: 4)
+    static let iq3s = IQuantGrid(QK_GRID_IQ3S, width: 4)
+    static let iq1s = IQuantGrid(QK_GRID_IQ1S, width: 8)
 }
 
 extension Dequantize {
@@ -28,10 +36,8 @@ extension Dequantize {
     /// `n` values of grid point `index` times `scale`, negated where bit j of `signs` is set.
     @inline(__always) static func signedPoint(_ grid: IQuantGrid, _ index: Int, _ scale: Float, _ signs: UInt32,
                                               _ y: UnsafeMutablePointer<Float>) {
-        grid.table.withUnsafeBufferPointer { t in
-            let base = grid.width * index
-            for j in 0..<grid.width { y[j] = scale * t[base + j] * (signs >> UInt32(j) & 1 == 0 ? 1 : -1) }
-        }
+        let t = grid.table + grid.width * index
+        for j in 0..<grid.width { y[j] = scale * t[j] * (signs >> UInt32(j) & 1 == 0 ? 1 : -1) }
     }
 
     /// IQ2_XXS: f16 d, then per 32 weights two u32: four grid indices (a byte each; 8 weights each), and
@@ -120,9 +126,8 @@ extension Dequantize {
 
     /// IQ1_S and IQ1_M: 8 weights of grid point `index`, x = dl·(grid + delta).
     @inline(__always) static func shiftedPoint(_ index: Int, _ dl: Float, _ delta: Float, _ y: UnsafeMutablePointer<Float>) {
-        IQuantGrid.iq1s.table.withUnsafeBufferPointer { t in
-            for j in 0..<8 { y[j] = dl * (t[8 * index + j] + delta) }
-        }
+        let t = IQuantGrid.iq1s.table + 8 * index
+        for j in 0..<8 { y[j] = dl * (t[j] + delta) }
     }
 
     static let iq1Delta: Float = 0.125

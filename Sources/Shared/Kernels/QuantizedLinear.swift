@@ -1,7 +1,7 @@
 // Small-batch linear layers read straight from GGML-quantized weights, float32 activations.
 // Why: for a few tokens, dequantized float32 weights make y = x·Wᵀ memory-bound (4 bytes a weight,
 // plus OpenBLAS packing W on every call); the formats read here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL,
-// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) hold 0.33 (Q2_K) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ1_S … IQ3_S) hold 0.19 (IQ1_S) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
 // each block in registers exactly as `Dequantize` does, so results match dequantize + sgemm up to
 // summation order; activations are never quantized, except by `runInt8` (8-bit activations, as llama.cpp:
 // `Activations.int8`, which a command asks for explicitly).
@@ -17,6 +17,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// The GGML formats with a kernel (the GGUF types of the same names).
     public enum Format: Sendable, CaseIterable {
         case q4_1, q8_0, q5_0, q4_K, q6_K, q4_0, q5_1, iq4_nl, q5_K, iq4_xs, q3_K, q2_K, f16, bf16
+        case iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m
 
         /// Weights per block as the kernels walk them: the type's block, or 32 for the unquantized halves
         /// (F16, BF16), whose rows must then hold a multiple of 32 weights.
@@ -39,6 +40,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .q2_K: .q2_K
             case .f16: .f16
             case .bf16: .bf16
+            case .iq2_xxs: .iq2_xxs
+            case .iq2_xs: .iq2_xs
+            case .iq2_s: .iq2_s
+            case .iq3_xxs: .iq3_xxs
+            case .iq3_s: .iq3_s
+            case .iq1_s: .iq1_s
+            case .iq1_m: .iq1_m
             }
         }
 
@@ -65,6 +73,13 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .q2_K: QK_Q2_K
             case .f16: QK_F16
             case .bf16: QK_BF16
+            case .iq2_xxs: QK_IQ2_XXS
+            case .iq2_xs: QK_IQ2_XS
+            case .iq2_s: QK_IQ2_S
+            case .iq3_xxs: QK_IQ3_XXS
+            case .iq3_s: QK_IQ3_S
+            case .iq1_s: QK_IQ1_S
+            case .iq1_m: QK_IQ1_M
             }
         }
     }

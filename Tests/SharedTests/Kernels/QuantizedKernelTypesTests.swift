@@ -1,5 +1,5 @@
 // The quantized linear kernels of every format (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K,
-// Q5_K, Q6_K, IQ4_XS, and the unquantized F16 and BF16) and every ISA this
+// Q5_K, Q6_K, IQ4_XS, the grid-coded IQ2_XXS … IQ1_M, and the unquantized F16 and BF16) and every ISA this
 // CPU runs, against `Dequantize.run` + a float64 product: random valid blocks over token counts,
 // shapes (odd row counts, inner sizes of several super-blocks), accumulate and thread counts; one-hot
 // activations that must read every weight back exactly; and real tensors of the Qwen2.5 Q4_K_M
@@ -10,7 +10,8 @@ import Shared
 import XCTest
 
 final class QuantizedKernelTypesTests: XCTestCase {
-    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K, .f16, .bf16]
+    static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K, .f16, .bf16,
+                                    .iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m]
 
     /// |y − ref| / Σ|x·w| per output element; float32 sums of ≤ 2560 terms stay far below it.
     static let tolerance = 1e-5
@@ -44,6 +45,12 @@ final class QuantizedKernelTypesTests: XCTestCase {
             case .iq4_xs: f16(rng.symmetric(0.0001), at: o)
             case .q3_K: f16(rng.symmetric(0.002), at: o + 108)
             case .q2_K: f16(rng.symmetric(0.01), at: o + 80); f16(rng.symmetric(0.01), at: o + 82)
+            case .iq2_xxs, .iq2_xs, .iq2_s: f16(rng.symmetric(0.0005), at: o)
+            case .iq3_xxs, .iq3_s: f16(rng.symmetric(0.0002), at: o)
+            case .iq1_s: f16(rng.symmetric(0.005), at: o)
+            case .iq1_m:  // d in the top nibbles of the four scale words at 48…55
+                let d = Float16(rng.symmetric(0.005)).bitPattern
+                for k in 0..<4 { out[o + 49 + 2 * k] = out[o + 49 + 2 * k] & 0x0F | UInt8((d >> UInt16(4 * k)) & 0xF) << 4 }
             default: fatalError("no generator for \(type)")
             }
         }

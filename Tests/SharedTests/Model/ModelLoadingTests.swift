@@ -72,36 +72,37 @@ final class ModelLoadingTests: XCTestCase {
         return (try LlamaModel(gguf: storedFile), try LlamaModel(gguf: asFloat), c.vocab)
     }
 
-    /// Formats without a few-token kernel (TQ1_0, TQ2_0, MXFP4, NVFP4, the grid-coded i-quants) run on
-    /// their float32 copy: the logits of the float model bit for bit, at 1, 3 and 12 token rows.
+    /// Formats without a few-token kernel (TQ1_0, TQ2_0, MXFP4, NVFP4) run on their float32 copy: the
+    /// logits of the float model bit for bit, at 1, 3 and 12 token rows.
     func testModelsInTheFormatsWithoutAKernelRunAsTheirFloatCopy() throws {
-        // Two models: the synthetic one has fewer matrices than there are formats.
-        for types: [GGMLType] in [[.tq1_0, .tq2_0, .mxfp4, .nvfp4], [.iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m]] {
-            let (stored, float, vocab) = try storedAndFloat(types)
-            for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
-                let batch = TokenBatch([tokens])
-                let a = try stored.forward(batch, logitRows: batch.lastRows).logits
-                let b = try float.forward(batch, logitRows: batch.lastRows).logits
-                XCTAssertEqual(a.count, vocab)
-                XCTAssertTrue(a.allSatisfy(\.isFinite), "\(types) \(tokens.count) tokens")
-                XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(types) \(tokens.count) tokens")
-            }
-        }
-    }
-
-    /// The formats whose kernels were added on 2026-12-06 (Q4_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS),
-    /// inside a model: the logits of the float model up to summation order (≤ 1e-4 of the largest
-    /// logit; the kernels' products are checked against float64 in QuantizedKernelTypesTests).
-    func testModelsInTheAddedKernelFormatsMatchTheirFloatCopy() throws {
-        let (stored, float, _) = try storedAndFloat([.q4_0, .q5_1, .iq4_nl, .q2_K, .q3_K, .q5_K, .iq4_xs])
+        let (stored, float, vocab) = try storedAndFloat([.tq1_0, .tq2_0, .mxfp4, .nvfp4])
         for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
             let batch = TokenBatch([tokens])
             let a = try stored.forward(batch, logitRows: batch.lastRows).logits
             let b = try float.forward(batch, logitRows: batch.lastRows).logits
-            let scale = b.map(abs).max() ?? 0
-            let diff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
-            XCTAssertGreaterThan(scale, 0.1)
-            XCTAssertLessThanOrEqual(diff, 1e-4 * scale, "\(tokens.count) tokens")
+            XCTAssertEqual(a.count, vocab)
+            XCTAssertTrue(a.allSatisfy(\.isFinite), "\(tokens.count) tokens")
+            XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(tokens.count) tokens")
+        }
+    }
+
+    /// The formats whose kernels were added on 2026-12-06 (Q4_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS) and
+    /// 2026-12-07 (the grid-coded i-quants), inside a model: the logits of the float model up to summation
+    /// order (≤ 1e-4 of the largest logit; the kernels' products are checked against float64 in
+    /// QuantizedKernelTypesTests). Two models: the synthetic one has fewer matrices than there are formats.
+    func testModelsInTheAddedKernelFormatsMatchTheirFloatCopy() throws {
+        for types: [GGMLType] in [[.q4_0, .q5_1, .iq4_nl, .q2_K, .q3_K, .q5_K, .iq4_xs],
+                                  [.iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m]] {
+            let (stored, float, _) = try storedAndFloat(types)
+            for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
+                let batch = TokenBatch([tokens])
+                let a = try stored.forward(batch, logitRows: batch.lastRows).logits
+                let b = try float.forward(batch, logitRows: batch.lastRows).logits
+                let scale = b.map(abs).max() ?? 0
+                let diff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+                XCTAssertGreaterThan(scale, 0.1)
+                XCTAssertLessThanOrEqual(diff, 1e-4 * scale, "\(types) \(tokens.count) tokens")
+            }
         }
     }
 

@@ -1,0 +1,20 @@
+// Private to the kernels: the float tables of the grid-coded i-quants' lattice points (iq_grids.c, generated),
+// indexed by the offsets below. Every entry point that may read them calls qk_iq_grids_init() first.
+#ifndef QK_IQ_GRIDS_H
+#define QK_IQ_GRIDS_H
+
+#include "quant_kernels.h"
+
+#include <stdint.h>
+
+enum {
+    QK_GRID_AT_IQ2XXS = 0, QK_GRID_AT_IQ2XS = 2048, QK_GRID_AT_IQ2S = 6144, QK_GRID_AT_IQ3XXS = 14336,
+    QK_GRID_AT_IQ3S = 15360, QK_GRID_AT_IQ1S = 17408, QK_GRID_FLOATS = 33792
+};
+
+extern float qk_grid_table[QK_GRID_FLOATS];
+
+/// Fills qk_grid_table once (thread-safe; later calls return at once).
+void qk_iq_grids_init(void);
+
+#endif
