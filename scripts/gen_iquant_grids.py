@@ -66,6 +66,7 @@ def main():
         lines.append("")
         specs.append((name, arr, len(words), width, bits))
     lines.append("float qk_grid_table[QK_GRID_FLOATS];")
+    lines.append("uint32_t qk_sign_masks[256 * 8];")
     lines.append("")
     lines.append("static const struct { const uint16_t *points; const float *values; int count, width, bits, offset; } grids[QK_GRIDS] = {")
     offset = 0
@@ -81,6 +82,8 @@ def main():
     lines.append("            for (int k = 0; k < grids[g].width; k++)")
     lines.append("                qk_grid_table[grids[g].offset + grids[g].width * i + k] =")
     lines.append("                    grids[g].values[(grids[g].points[i] >> (grids[g].bits * k)) & ((1 << grids[g].bits) - 1)];")
+    lines.append("    for (int s = 0; s < 256; s++)")
+    lines.append("        for (int k = 0; k < 8; k++) qk_sign_masks[8 * s + k] = (s >> k & 1) ? 0x80000000u : 0;")
     lines.append("}")
     lines.append("")
     lines.append("static pthread_once_t once = PTHREAD_ONCE_INIT;")

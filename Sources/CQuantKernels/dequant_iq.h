@@ -12,18 +12,17 @@
 #include "qk_common.h"
 #include "iq_grids.h"
 
-/// The 8 sign bits of a group from its 7 stored ones: the eighth makes the count of minus signs even
-/// (ggml's `ksigns_iq2xs`).
+/// The 8 sign bits of a group from its 7 stored ones (the low 7 bits of s): the eighth makes the count of
+/// minus signs even (ggml's `ksigns_iq2xs`).
 QK_INLINE uint32_t iq_even_signs(uint32_t s) {
     s &= 127;
     return s | (uint32_t)__builtin_parity(s) << 7;
 }
 
-/// v with lane k negated where bit k of `s` is set.
+/// v with lane k negated where bit k of `s` (< 256) is set: one load of its lane masks (qk_sign_masks)
+/// instead of building them (broadcast, and, compare, shift).
 QK_INLINE QK_AVX2 __m256 iq_signed(__m256 v, uint32_t s) {
-    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256i set = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)s), bit), bit);
-    return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(set, 31)));
+    return _mm256_xor_ps(v, _mm256_loadu_ps((const float *)(qk_sign_masks + 8 * s)));
 }
 
 /// Two 4-value points of an IQ3 grid as one 8-lane vector.

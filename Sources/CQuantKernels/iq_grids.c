@@ -424,6 +424,7 @@ static const uint16_t points_iq1s[2048] = {
 static const float points_iq1s_values[] = {-1, 0, 1};
 
 float qk_grid_table[QK_GRID_FLOATS];
+uint32_t qk_sign_masks[256 * 8];
 
 static const struct { const uint16_t *points; const float *values; int count, width, bits, offset; } grids[QK_GRIDS] = {
     [QK_GRID_IQ2XXS] = { points_iq2xxs, points_iq2xxs_values, 256, 8, 2, 0 },
@@ -441,6 +442,8 @@ static void expand(void) {
             for (int k = 0; k < grids[g].width; k++)
                 qk_grid_table[grids[g].offset + grids[g].width * i + k] =
                     grids[g].values[(grids[g].points[i] >> (grids[g].bits * k)) & ((1 << grids[g].bits) - 1)];
+    for (int s = 0; s < 256; s++)
+        for (int k = 0; k < 8; k++) qk_sign_masks[8 * s + k] = (s >> k & 1) ? 0x80000000u : 0;
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;

@@ -14,6 +14,9 @@ enum {
 
 extern float qk_grid_table[QK_GRID_FLOATS];
 
+/// Sign bits as lane masks: entry s holds, in lane k, the float sign bit where bit k of s is set.
+extern uint32_t qk_sign_masks[256 * 8];
+
 /// Fills qk_grid_table once (thread-safe; later calls return at once).
 void qk_iq_grids_init(void);
 
