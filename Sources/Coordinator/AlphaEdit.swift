@@ -32,14 +32,23 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "OpenBLAS threads (overrides the config's `threads`).")
     var threads: Int?
 
-    func resolved() throws -> ClusterConfig {
+    /// The configuration with the command line's overrides. With `state` (or, `orConfigState`, the config's
+    /// own `state`) naming an edit campaign and no --model, the model is the file that campaign edited,
+    /// where that file is still there: `generate --state DIR` answers with the model DIR was made for.
+    func resolved(state: String? = nil, orConfigState: Bool = false) throws -> ClusterConfig {
         var c = ClusterConfig()
         if let path = config {
             c = try ClusterConfig.load(path: path)
         } else if FileManager.default.fileExists(atPath: "cluster.conf") {
             c = try ClusterConfig.load(path: "cluster.conf")
         }
-        if let model {
+        var chosen = model
+        if chosen == nil, let dir = state ?? (orConfigState ? c.state : nil), let recorded = EditState.recordedModel(directory: dir),
+           recorded != c.model {
+            chosen = recorded
+            FileHandle.standardError.write(Data("model: \(recorded) (the file state \(dir) was made for)\n".utf8))
+        }
+        if let model = chosen {
             if model != c.model { c.explicitKeys.remove("model") }
             c.model = model
         }

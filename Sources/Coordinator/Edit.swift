@@ -34,7 +34,7 @@ struct Edit: ParsableCommand {
     func run() throws {
         guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit or memit") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
-        var cfg = try modelOptions.resolved()
+        var cfg = try modelOptions.resolved(state: state, orConfigState: true)
         try clusterOptions.apply(to: &cfg)
         var hp = cfg.hyperparameters
         stageOptions.apply(to: &hp)

@@ -10,7 +10,7 @@ struct Export: ParsableCommand {
     @Option(help: "Output GGUF file.") var out: String
 
     func run() throws {
-        let cfg = try modelOptions.resolved()
+        let cfg = try modelOptions.resolved(state: state)
         let model = try LlamaModel(path: cfg.model)
         let st = try EditState.load(directory: state)
         try st.checkModel(path: cfg.model, gguf: model.gguf)

@@ -15,7 +15,7 @@ struct Generate: ParsableCommand {
     @Argument(help: "The prompt.") var prompt: String
 
     func run() throws {
-        let cfg = try modelOptions.resolved()
+        let cfg = try modelOptions.resolved(state: state)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
         model.quantized.activations = activations

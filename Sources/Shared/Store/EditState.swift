@@ -77,6 +77,16 @@ public struct EditState {
         try EditState(store: JobStore(directory: directory, create: false, readOnly: true))
     }
 
+    /// The model file the campaign in `directory` edited, as recorded, where the directory holds a campaign
+    /// and that file exists; nil otherwise (a new state, or a model moved since: the caller's own choice
+    /// then stands, and `checkModel` says which file the state wants).
+    public static func recordedModel(directory: String) -> String? {
+        guard FileManager.default.fileExists(atPath: directory + "/" + JobStore.fileName),
+              let model = try? load(directory: directory).campaign.settings.model,
+              FileManager.default.fileExists(atPath: model) else { return nil }
+        return model
+    }
+
     public static func fileChecksum(_ path: String) throws -> String {
         try ArtifactFile.checksum(of: path).0
     }

@@ -114,6 +114,11 @@ final class StateGuaranteeTests: XCTestCase {
         XCTAssertTrue(said.contains(sums.0) && said.contains(sums.1), said)
         (code, said) = try alphaedit(["generate", "--model", model, "--state", state, "--max-tokens", "2", "x"])
         XCTAssertEqual(code, 0, said)
+        // Without --model, the state's own model file answers (the config's default model is another file).
+        let (implicitCode, implicitSaid) = try alphaedit(["generate", "--state", state, "--max-tokens", "2", "x"])
+        XCTAssertEqual(implicitCode, 0, implicitSaid)
+        XCTAssertTrue(implicitSaid.contains("model: \(model) (the file state \(state) was made for)"), implicitSaid)
+        XCTAssertTrue(implicitSaid.contains(said.trimmingCharacters(in: .whitespacesAndNewlines)), "\(implicitSaid) / \(said)")
         // The export answers like the state applied to the original (its own edits, once).
         let a = try LlamaModel(path: model)
         try EditState.load(directory: state).apply(to: a)

@@ -123,7 +123,10 @@ enum ClusterTestSupport {
         p.waitUntilExit()
     }
 
-    static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+    /// A log file's text; bytes that are not UTF-8 (a synthetic model's generated tokens) become U+FFFD.
+    static func read(_ path: String) -> String {
+        (try? Data(contentsOf: URL(fileURLWithPath: path))).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
 
     /// Runs `executable` to its end: exit status and stdout + stderr together.
     static func run(_ executable: String, _ args: [String], env: [String: String] = [:]) throws -> (Int32, String) {
