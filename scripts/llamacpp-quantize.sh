@@ -14,11 +14,12 @@ DIR=${LLAMACPP_DIR:-../llamacpp}
 mkdir -p "$DIR"; DIR=$(cd "$DIR" && pwd)
 BIN=$DIR/llama.cpp/build/bin/llama-quantize
 llamacpp_build "$DIR" llama-quantize -DGGML_NATIVE=ON
+llamacpp_build "$DIR" llama-imatrix -DGGML_NATIVE=ON
 smol=$(bash scripts/fetch-model.sh smollm2 | tail -1)
 qwen=$(bash scripts/fetch-model.sh qwen2.5-0.5b | tail -1)
 mkdir -p models/quant
-make() {  # SOURCE OUTPUT TYPE [--pure]
-    [ -f "models/quant/$2.gguf" ] || "$BIN" --allow-requantize ${4:-} "$1" "models/quant/$2.gguf" "$3" 2 >/dev/null 2>&1 \
+make() {  # SOURCE OUTPUT TYPE [--pure] [--imatrix FILE]
+    [ -f "models/quant/$2.gguf" ] || "$BIN" --allow-requantize ${4:-} ${5:-} ${6:-} "$1" "models/quant/$2.gguf" "$3" 2 >/dev/null 2>&1 \
         || { echo "llama-quantize $3 of $1 failed" >&2; exit 1; }
     echo "models/quant/$2.gguf"
 }
@@ -27,3 +28,19 @@ make() {  # SOURCE OUTPUT TYPE [--pure]
 for t in Q2_K Q3_K_M Q5_K_M IQ4_NL IQ4_XS; do make "$smol" "smollm2-$t" "$t"; done
 for t in Q2_K Q3_K_S IQ4_XS; do make "$smol" "smollm2-pure-$t" "$t" --pure; done
 make "$qwen" qwen-Q2_K Q2_K
+# The grid-coded i-quants (IQ1_S … IQ3_M) need an importance matrix: llama.cpp's own, from 3,000 of the
+# Wikipedia triplet sentences (40 chunks of 256 tokens on SmolLM2, 20 on Qwen).
+imatrix() {  # MODEL OUT CHUNKS
+    [ -f "$2" ] && return 0
+    python3 -c "import json,sys; [print(json.loads(l)['sentence']) for l in open(sys.argv[1]).readlines()[:3000]]" \
+        ../shared/data/wiki-triplets/trex.jsonl > models/quant/imatrix-text.txt
+    "$DIR/llama.cpp/build/bin/llama-imatrix" -m "$1" -f models/quant/imatrix-text.txt -o "$2" --chunks "$3" -c 256 -t 2 >/dev/null 2>&1 \
+        || { echo "llama-imatrix of $1 failed" >&2; exit 1; }
+}
+imatrix "$smol" models/quant/smollm2-imatrix.gguf 40
+imatrix "$qwen" models/quant/qwen-imatrix.gguf 20
+for t in IQ3_XXS IQ3_XS IQ3_S IQ3_M IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M; do
+    make "$smol" "smollm2-$t" "$t" "" --imatrix models/quant/smollm2-imatrix.gguf
+done
+for t in IQ2_XXS IQ3_S IQ1_M; do make "$smol" "smollm2-pure-$t" "$t" --pure --imatrix models/quant/smollm2-imatrix.gguf; done
+for t in IQ3_M IQ2_M; do make "$qwen" "qwen-$t" "$t" "" --imatrix models/quant/qwen-imatrix.gguf; done

@@ -51,11 +51,12 @@ QK_INLINE QK_AVX2 void dequant_iq2_xxs_256(const uint8_t *b, int j, const qk_sca
 
 // IQ2_XS: f16 d, 32 u16 at 2 (9-bit index, 7 sign bits), 8 bytes of two 4-bit scales at 66 (one per 16
 // weights); w = (d·(½ + s))·¼ · grid · sign.
-QK_INLINE QK_AVX2 void prepare_iq2_xs(const uint8_t *b, qk_scales *s) {
+/// IQ2_XS's and IQ2_S's scales: f16 d, and at `at` a byte per block of two 4-bit scales (one per 16 weights).
+QK_INLINE QK_AVX2 void prepare_iq2_pairs(const uint8_t *b, int at, qk_scales *s) {
     const float d = f16_to_f32(b);
     for (int j = 0; j < 8; j++) {
-        s->d[2 * j] = d * (0.5f + (float)(b[66 + j] & 0xF)) * 0.25f;
-        s->d[2 * j + 1] = d * (0.5f + (float)(b[66 + j] >> 4)) * 0.25f;
+        s->d[2 * j] = d * (0.5f + (float)(b[at + j] & 0xF)) * 0.25f;
+        s->d[2 * j + 1] = d * (0.5f + (float)(b[at + j] >> 4)) * 0.25f;
     }
 }
 
@@ -69,14 +70,6 @@ QK_INLINE QK_AVX2 void dequant_iq2_xs_256(const uint8_t *b, int j, const qk_scal
 
 // IQ2_S: f16 d, 32 index bytes at 2, 32 sign bytes at 34, index bits 8–9 at 66 (2 bits a group), two
 // 4-bit scales a block at 74; w = (d·(½ + s))·¼ · grid · sign.
-QK_INLINE QK_AVX2 void prepare_iq2_s(const uint8_t *b, qk_scales *s) {
-    const float d = f16_to_f32(b);
-    for (int j = 0; j < 8; j++) {
-        s->d[2 * j] = d * (0.5f + (float)(b[74 + j] & 0xF)) * 0.25f;
-        s->d[2 * j + 1] = d * (0.5f + (float)(b[74 + j] >> 4)) * 0.25f;
-    }
-}
-
 QK_INLINE QK_AVX2 void dequant_iq2_s_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     for (int l = 0; l < 4; l++) {
         const int p = 4 * j + l, index = b[2 + p] | ((b[66 + j] >> (2 * l)) & 3) << 8;
@@ -165,8 +158,8 @@ QK_INLINE int fmt_is_iq_grid(int fmt) { return fmt >= QK_IQ2_XXS && fmt <= QK_IQ
 QK_INLINE QK_AVX2 void prepare_iq(int fmt, const uint8_t *b, qk_scales *s) {
     switch (fmt) {
     case QK_IQ2_XXS: prepare_iq2_xxs(b, s); break;
-    case QK_IQ2_XS: prepare_iq2_xs(b, s); break;
-    case QK_IQ2_S: prepare_iq2_s(b, s); break;
+    case QK_IQ2_XS: prepare_iq2_pairs(b, 66, s); break;
+    case QK_IQ2_S: prepare_iq2_pairs(b, 74, s); break;
     case QK_IQ3_XXS: prepare_iq3_xxs(b, s); break;
     case QK_IQ3_S: prepare_iq3_s(b, s); break;
     case QK_IQ1_S: prepare_iq1_s(b, s); break;
