@@ -58,7 +58,7 @@ struct Eval: ParsableCommand {
         guard batchSize > 0, generalEvery > 0, shardRecords > 0 else {
             throw ValidationError("--batch-size, --general-every and --shard-records must be positive")
         }
-        var cfg = try modelOptions.resolved()
+        var cfg = try modelOptions.resolved(state: state)
         try clusterOptions.apply(to: &cfg)
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit, options: factsFormat.options)
         let model = try LlamaModel(path: cfg.model)
