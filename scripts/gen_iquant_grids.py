@@ -74,6 +74,11 @@ def main():
         lines.append(f"    [{name}] = {{ {arr}, {arr}_values, {count}, {width}, {bits}, {offset} }},")
         offset += count * width
     lines.append("};")
+    # iq_grids.h names the same offsets for the kernels: a table moved here must move there too.
+    at = 0
+    for name, arr, count, width, bits in specs:
+        lines.append(f"_Static_assert({name.replace('QK_GRID_', 'QK_GRID_AT_')} == {at}, \"iq_grids.h's offset of {name}\");")
+        at += count * width
     lines.append(f"_Static_assert(QK_GRID_FLOATS == {offset}, \"the tables fill qk_grid_table\");")
     lines.append("")
     lines.append("static void expand(void) {")

@@ -49,8 +49,6 @@ QK_INLINE QK_AVX2 void dequant_iq2_xxs_256(const uint8_t *b, int j, const qk_sca
         w[l] = iq_signed(_mm256_mul_ps(d, iq8_point(QK_GRID_AT_IQ2XXS, idx[l])), iq_even_signs(aux >> (7 * l)));
 }
 
-// IQ2_XS: f16 d, 32 u16 at 2 (9-bit index, 7 sign bits), 8 bytes of two 4-bit scales at 66 (one per 16
-// weights); w = (d·(½ + s))·¼ · grid · sign.
 /// IQ2_XS's and IQ2_S's scales: f16 d, and at `at` a byte per block of two 4-bit scales (one per 16 weights).
 QK_INLINE QK_AVX2 void prepare_iq2_pairs(const uint8_t *b, int at, qk_scales *s) {
     const float d = f16_to_f32(b);
@@ -60,6 +58,8 @@ QK_INLINE QK_AVX2 void prepare_iq2_pairs(const uint8_t *b, int at, qk_scales *s)
     }
 }
 
+// IQ2_XS: f16 d, 32 u16 at 2 (9-bit index, 7 sign bits), 8 bytes of two 4-bit scales at 66 (one per 16
+// weights); w = (d·(½ + s))·¼ · grid · sign.
 QK_INLINE QK_AVX2 void dequant_iq2_xs_256(const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     for (int l = 0; l < 4; l++) {
         const uint32_t q = load_u16(b + 2 + 2 * (4 * j + l));

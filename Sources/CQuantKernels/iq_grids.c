@@ -434,6 +434,12 @@ static const struct { const uint16_t *points; const float *values; int count, wi
     [QK_GRID_IQ3S] = { points_iq3s, points_iq3s_values, 512, 4, 3, 15360 },
     [QK_GRID_IQ1S] = { points_iq1s, points_iq1s_values, 2048, 8, 2, 17408 },
 };
+_Static_assert(QK_GRID_AT_IQ2XXS == 0, "iq_grids.h's offset of QK_GRID_IQ2XXS");
+_Static_assert(QK_GRID_AT_IQ2XS == 2048, "iq_grids.h's offset of QK_GRID_IQ2XS");
+_Static_assert(QK_GRID_AT_IQ2S == 6144, "iq_grids.h's offset of QK_GRID_IQ2S");
+_Static_assert(QK_GRID_AT_IQ3XXS == 14336, "iq_grids.h's offset of QK_GRID_IQ3XXS");
+_Static_assert(QK_GRID_AT_IQ3S == 15360, "iq_grids.h's offset of QK_GRID_IQ3S");
+_Static_assert(QK_GRID_AT_IQ1S == 17408, "iq_grids.h's offset of QK_GRID_IQ1S");
 _Static_assert(QK_GRID_FLOATS == 33792, "the tables fill qk_grid_table");
 
 static void expand(void) {

@@ -1,6 +1,6 @@
 // Dequantization of the grid-coded i-quants (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M) and
 // of NVFP4 (layouts of ggml-common.h). Each groups 8 or 4 weights into one index into a fixed table of
-// lattice points (IQuantGrids.swift), with separate sign bits (IQ2, IQ3) or a shift (IQ1). The float
+// lattice points (Sources/CQuantKernels/iq_grids.c), with separate sign bits (IQ2, IQ3) or a shift (IQ1). The float
 // arithmetic is ggml's `dequantize_row_*`, in its order, so the values are gguf-py's bit for bit
 // (GGUFReferenceTests).
 import CQuantKernels
