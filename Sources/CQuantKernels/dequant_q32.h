@@ -123,13 +123,19 @@ QK_INLINE QK_AVX2 __m256i nibble_bytes_256(const uint8_t *n16) {
     return _mm256_and_si256(_mm256_srlv_epi32(n, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0F));
 }
 
+/// The 32 bits of `bits` as bytes: byte e 0xFF where bit e is set, else 0. Byte e takes byte e / 8 of the
+/// bits (a shuffle of them broadcast) and keeps bit e % 8 (a compare with a one-bit mask).
+QK_INLINE QK_AVX2 __m256i bit_bytes_256(uint32_t bits) {
+    const __m256i byteOfBits = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);  // byte e: 1 << (e % 8)
+    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), byteOfBits);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+}
+
 /// The 32 five-bit values of a Q5_0 / Q5_1 block as bytes (weight e in byte e): fifth bits qh, nibbles n.
 QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
-    const __m256i byteOfQh = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                              2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);  // byte e: 1 << (e % 8)
-    const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), byteOfQh);
-    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
+    const __m256i high = _mm256_and_si256(bit_bytes_256(qh), _mm256_set1_epi8(0x10));
     // The nibbles as a shift, an insert and a mask: nibble_bytes_256 measured 3–7 % slower here in the
     // float32 kernels (one AVX2 core, Q5_0 / Q5_1 4,864 × 896, T = 1 and 10).
     const __m128i n = _mm_loadu_si128((const __m128i *)n16);
@@ -140,8 +146,7 @@ QK_INLINE QK_AVX2 __m256i q5_bytes_256(uint32_t qh, const uint8_t *n16) {
 // Q5_0: f16 d, 32 high bits qh (bit e for weight e), 16 bytes of nibbles (weights 0–15 low, 16–31 high);
 // w = d·(q − 16), computed as d·q + (−16·d): both terms and the result are exact (FMA_EXACT).
 // The 32 values q are built as bytes in one 256-bit register, then widened 8 at a time: byte e takes
-// byte e / 8 of qh (a shuffle of qh broadcast), keeps bit e % 8 (compare with a one-bit mask: 0 or
-// 0xFF) as 0x10, and ORs in its nibble (measured, one core, 8192 × 1024, T = 10: 52.8 → 63.4 GF/s
+// bit e of qh as 0x10 (bit_bytes_256) and ORs in its nibble (measured, one core, 8192 × 1024, T = 10: 52.8 → 63.4 GF/s
 // against per-lane variable shifts of qh; the same bits).
 QK_INLINE QK_AVX2 void dequant_q5_0_256(const uint8_t *b, __m256 w[4]) {
     const __m256 d = bcast_f16_256(b), off = _mm256_mul_ps(d, _mm256_set1_ps(-16.0f));  // exact: a power of 2

@@ -15,7 +15,8 @@
 //   unsigned weights with an offset (Q4_0, Q5_0: m = −8d, −16d; Q4_1, Q5_1: m; Q4_K, Q5_K: −dmin·m_j):
 //     d_w·d_x·Σ q_w·q_x + m·(d_x·Σ q_x), the second factor computed once per activation block (`s`);
 //     Q2_K's mins (one per 16 weights) take Σ q_x of each half of the block, summed in the tile.
-//   Q6_K, Q3_K and Q2_K scale each half of a block (16 weights) apart: the int32 lanes 0–3 hold the first.
+//   the grid-coded i-quants (IQ2_*, IQ3_*, IQ1_*): signed, their points as bytes ("the grid-coded i-quants as bytes" below)
+//   Q6_K, Q3_K, Q2_K, IQ2_XS, IQ2_S and IQ1_M scale each half of a block (16 weights) apart: the int32 lanes 0–3 hold the first.
 // Rows of up to 4 output rows by up to 4 token rows share each block's unpacking and each load of x.
 // Blocks go in pairs, and with ≤ 2 token rows the second block of a pair adds into a second set of
 // accumulators: one accumulator per row made each block wait on the previous block's FMA (int8_tile.h).
@@ -29,7 +30,8 @@
 int qk_q8_supports(qk_format format) {
     switch (format) {
     case QK_Q8_0: case QK_Q4_0: case QK_Q4_1: case QK_Q5_0: case QK_Q5_1: case QK_IQ4_NL:
-    case QK_Q4_K: case QK_Q5_K: case QK_Q6_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K: return 1;
+    case QK_Q4_K: case QK_Q5_K: case QK_Q6_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K:
+    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M: return 1;
     default: return 0;
     }
 }
@@ -87,7 +89,114 @@ int qk_quantize_q8(qk_isa isa, const float *x, int64_t t, int64_t ldx, int64_t i
 
 /// Whether `fmt`'s bytes are signed (multiplied by the sign trick) or unsigned with an offset m.
 QK_INLINE int q8_signed(int fmt) {
-    return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K || fmt == QK_Q3_K;
+    return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K || fmt == QK_Q3_K || fmt_is_iq_grid(fmt);
+}
+
+// ---- the grid-coded i-quants as bytes ----
+// A block's 32 weights are its points (qk_grid_bytes: four of 8 bytes, or eight of 4 for IQ3), signed
+// and scaled. IQ2's and IQ3's points are positive, so the unpacking gives their magnitudes as they are
+// and, as its "weights", the signs alone (bytes ±1): x takes the signs (vpsignb) and the magnitudes
+// multiply it unsigned, as for the other signed formats, with no vpsignb of the weights. IQ1's values
+// are g ± ⅛ (g ∈ {−1, 0, 1}): the table holds 8·g, the unpacking adds ±1, and the scale is d·(2s + 1) / 8,
+// exact (a power of 2), so Σ w·x̂ is the same sum.
+
+/// Whether the unpacking of `fmt` gives the magnitudes and the signs apart (IQ2, IQ3).
+QK_INLINE int q8_signs_apart(int fmt) { return fmt_is_iq_grid(fmt) && fmt != QK_IQ1_S && fmt != QK_IQ1_M; }
+
+QK_INLINE uint64_t load_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+/// Points i0…i3 of an 8-value grid at `at` in bytes 0–7, 8–15, 16–23, 24–31.
+QK_INLINE QK_AVX2 __m256i iq_points8(int at, int i0, int i1, int i2, int i3) {
+    const uint8_t *g = (const uint8_t *)qk_grid_bytes + at;
+    return _mm256_set_epi64x((long long)load_u64(g + 8 * i3), (long long)load_u64(g + 8 * i2),
+                             (long long)load_u64(g + 8 * i1), (long long)load_u64(g + 8 * i0));
+}
+
+/// Points i[0…7] of a 4-value grid (IQ3) at `at` in bytes 4k…4k + 3.
+QK_INLINE QK_AVX2 __m256i iq_points4(int at, const int i[8]) {
+    const uint8_t *g = (const uint8_t *)qk_grid_bytes + at;
+    return _mm256_setr_epi32((int)load_u32(g + 4 * i[0]), (int)load_u32(g + 4 * i[1]), (int)load_u32(g + 4 * i[2]),
+                             (int)load_u32(g + 4 * i[3]), (int)load_u32(g + 4 * i[4]), (int)load_u32(g + 4 * i[5]),
+                             (int)load_u32(g + 4 * i[6]), (int)load_u32(g + 4 * i[7]));
+}
+
+/// 32 sign bits (bit e: weight e) as bytes, −1 where set, +1 elsewhere.
+QK_INLINE QK_AVX2 __m256i iq_sign_bytes(uint32_t bits) { return _mm256_or_si256(bit_bytes_256(bits), _mm256_set1_epi8(1)); }
+
+/// Four groups of 7 stored sign bits (IQ2_XXS, IQ2_XS, IQ3_XXS) as bytes ±1, each group's eighth made even:
+/// one table load a group.
+QK_INLINE QK_AVX2 __m256i iq_even_sign_bytes(unsigned s0, unsigned s1, unsigned s2, unsigned s3) {
+    return _mm256_set_epi64x((long long)qk_even_sign_bytes[s3 & 127], (long long)qk_even_sign_bytes[s2 & 127],
+                             (long long)qk_even_sign_bytes[s1 & 127], (long long)qk_even_sign_bytes[s0 & 127]);
+}
+
+/// The four 7-bit sign groups of a u32 (IQ2_XXS, IQ3_XXS: bits 0–27).
+QK_INLINE QK_AVX2 __m256i iq_even_sign_bytes4(uint32_t aux) { return iq_even_sign_bytes(aux, aux >> 7, aux >> 14, aux >> 21); }
+
+/// A scale per 16 weights as the int32 lanes take it (lanes 0–3: weights 0–15), times c.
+QK_INLINE QK_AVX2 __m256 iq_halves(const float *d, float c) { return _mm256_set_m128(_mm_set1_ps(d[1] * c), _mm_set1_ps(d[0] * c)); }
+
+/// Block j of a grid-coded i-quant super-block at b (scales decoded by prepare_iq): returns the bytes
+/// the dot takes as weights (IQ2, IQ3: their signs; IQ1: the values), the magnitudes in *mag (IQ2, IQ3),
+/// and the scale of each int32 lane.
+QK_INLINE QK_AVX2 __m256i q8_iq_bytes(int fmt, const uint8_t *b, int j, const qk_scales *s, __m256 *scale, __m256i *mag) {
+    switch (fmt) {
+    case QK_IQ2_XXS: {
+        const uint8_t *idx = b + 2 + 8 * j;
+        *scale = _mm256_broadcast_ss(&s->d[j]);
+        *mag = iq_points8(QK_GRID_AT_IQ2XXS, idx[0], idx[1], idx[2], idx[3]);
+        return iq_even_sign_bytes4(load_u32(idx + 4));
+    }
+    case QK_IQ2_XS: {
+        unsigned q[4];
+        for (int l = 0; l < 4; l++) q[l] = load_u16(b + 2 + 2 * (4 * j + l));
+        *scale = iq_halves(&s->d[2 * j], 1.0f);
+        *mag = iq_points8(QK_GRID_AT_IQ2XS, (int)(q[0] & 511), (int)(q[1] & 511), (int)(q[2] & 511), (int)(q[3] & 511));
+        return iq_even_sign_bytes(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
+    }
+    case QK_IQ2_S: {
+        int i[4];
+        for (int l = 0; l < 4; l++) i[l] = b[2 + 4 * j + l] | ((b[66 + j] >> (2 * l)) & 3) << 8;
+        *scale = iq_halves(&s->d[2 * j], 1.0f);
+        *mag = iq_points8(QK_GRID_AT_IQ2S, i[0], i[1], i[2], i[3]);
+        return iq_sign_bytes(load_u32(b + 34 + 4 * j));
+    }
+    case QK_IQ3_XXS: {
+        const uint8_t *idx = b + 2 + 8 * j;
+        const int i[8] = { idx[0], idx[1], idx[2], idx[3], idx[4], idx[5], idx[6], idx[7] };
+        *scale = _mm256_broadcast_ss(&s->d[j]);
+        *mag = iq_points4(QK_GRID_AT_IQ3XXS, i);
+        return iq_even_sign_bytes4(load_u32(b + 66 + 4 * j));
+    }
+    case QK_IQ3_S: {
+        const uint8_t *idx = b + 2 + 8 * j;
+        const int qh = b[66 + j];
+        int i[8];
+        for (int k = 0; k < 8; k++) i[k] = idx[k] | ((qh >> k) & 1) << 8;
+        *scale = _mm256_broadcast_ss(&s->d[j]);
+        *mag = iq_points4(QK_GRID_AT_IQ3S, i);
+        return iq_sign_bytes(load_u32(b + 74 + 4 * j));
+    }
+    case QK_IQ1_S: {
+        const unsigned qh = load_u16(b + 34 + 2 * j);
+        const uint8_t *idx = b + 2 + 4 * j;
+        *scale = _mm256_set1_ps(s->d[j] * 0.125f);
+        const __m256i g = iq_points8(QK_GRID_AT_IQ1S, idx[0] | (int)(qh & 7) << 8, idx[1] | (int)((qh >> 3) & 7) << 8,
+                                     idx[2] | (int)((qh >> 6) & 7) << 8, idx[3] | (int)((qh >> 9) & 7) << 8);
+        return _mm256_add_epi8(g, _mm256_set1_epi8(qh & 0x8000 ? -1 : 1));
+    }
+    default: {  // IQ1_M
+        int i[4];
+        long long delta[4];
+        for (int l = 0; l < 4; l++) {
+            const int nibble = (b[32 + 2 * j + l / 2] >> (4 * (l % 2))) & 0xF;
+            i[l] = b[4 * j + l] | (nibble & 7) << 8;
+            delta[l] = nibble & 8 ? -1LL : 0x0101010101010101LL;  // bytes of −1 or +1
+        }
+        *scale = iq_halves(&s->d[2 * j], 0.125f);
+        return _mm256_add_epi8(iq_points8(QK_GRID_AT_IQ1S, i[0], i[1], i[2], i[3]), _mm256_set_epi64x(delta[3], delta[2], delta[1], delta[0]));
+    }
+    }
 }
 
 /// Output rows per tile for tiles of U token rows: ≤ 8 accumulators.
@@ -161,11 +270,20 @@ Q8_INSTANCE(q5_k, QK_Q5_K)
 Q8_INSTANCE(iq4_xs, QK_IQ4_XS)
 Q8_INSTANCE(q3_k, QK_Q3_K)
 Q8_INSTANCE(q2_k, QK_Q2_K)
+Q8_INSTANCE(iq2_xxs, QK_IQ2_XXS)
+Q8_INSTANCE(iq2_xs, QK_IQ2_XS)
+Q8_INSTANCE(iq2_s, QK_IQ2_S)
+Q8_INSTANCE(iq3_xxs, QK_IQ3_XXS)
+Q8_INSTANCE(iq3_s, QK_IQ3_S)
+Q8_INSTANCE(iq1_s, QK_IQ1_S)
+Q8_INSTANCE(iq1_m, QK_IQ1_M)
 
 // Indexed by qk_format; NULL where no int8 kernel reads the format.
 #define Q8_TABLE(isa) { q8_linear_##isa##_q4_1, q8_linear_##isa##_q8_0, q8_linear_##isa##_q5_0, q8_linear_##isa##_q4_k, \
     q8_linear_##isa##_q6_k, q8_linear_##isa##_q4_0, q8_linear_##isa##_q5_1, q8_linear_##isa##_iq4_nl, q8_linear_##isa##_q5_k, \
-    q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+    q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL, q8_linear_##isa##_iq2_xxs, \
+    q8_linear_##isa##_iq2_xs, q8_linear_##isa##_iq2_s, q8_linear_##isa##_iq3_xxs, q8_linear_##isa##_iq3_s, q8_linear_##isa##_iq1_s, \
+    q8_linear_##isa##_iq1_m }
 static const q8_fn Q8_KERNELS_256[QK_FORMATS] = Q8_TABLE(256);
 static const q8_fn Q8_KERNELS_512[QK_FORMATS] = Q8_TABLE(512);
 static const q8_fn Q8_KERNELS_VNNI[QK_FORMATS] = Q8_TABLE(vnni);
@@ -192,6 +310,7 @@ int qk_linear_q8(qk_format format, qk_isa isa, const void *xq, int64_t t, int64_
     if ((uintptr_t)xq % 32 != 0) return -1;
     if (isa == QK_ISA_NONE || isa > qk_best_isa()) return -1;
     if (t == 0 || o0 == o1) return 0;
+    if (fmt_is_iq_grid((int)format)) qk_iq_grids_init();
     (isa == QK_ISA_AVX512 ? (has_vnni() ? Q8_KERNELS_VNNI : Q8_KERNELS_512) : Q8_KERNELS_256)[format](xq, t, in, (const uint8_t *)w, y, ldy, o0, o1, accumulate);
     return 0;
 }

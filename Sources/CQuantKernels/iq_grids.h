@@ -14,8 +14,14 @@ enum {
 
 extern float qk_grid_table[QK_GRID_FLOATS];
 
+/// The same points as int8 (IQ1_S's values times 8), at the same offsets: the int8-activation kernels' tables.
+extern int8_t qk_grid_bytes[QK_GRID_FLOATS];
+
 /// Sign bits as lane masks: entry s holds, in lane k, the float sign bit where bit k of s is set.
 extern uint32_t qk_sign_masks[256 * 8];
+
+/// 7 stored sign bits and their even eighth (IQ2_XXS, IQ2_XS, IQ3_XXS) as 8 bytes: −1 where set, +1 elsewhere.
+extern uint64_t qk_even_sign_bytes[128];
 
 /// Fills qk_grid_table once (thread-safe; later calls return at once).
 void qk_iq_grids_init(void);

@@ -131,7 +131,7 @@ typedef enum { QK_GRID_IQ2XXS, QK_GRID_IQ2XS, QK_GRID_IQ2S, QK_GRID_IQ3XXS, QK_G
 const float *qk_iq_grid(qk_grid grid);
 
 /// Whether an int8 kernel reads `format`: every quantized one (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K,
-/// Q5_K, Q6_K, IQ4_XS); not F16, BF16 or the grid-coded i-quants.
+/// Q5_K, Q6_K, IQ4_XS and the grid-coded i-quants); not F16 or BF16.
 int qk_q8_supports(qk_format format);
 
 /// Bytes of one quantized token row of `in` activations (a multiple of 64): `in` int8 values, then
