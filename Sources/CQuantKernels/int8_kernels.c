@@ -103,22 +103,14 @@ QK_INLINE int q8_signed(int fmt) {
 /// Whether the unpacking of `fmt` gives the magnitudes and the signs apart (IQ2, IQ3).
 QK_INLINE int q8_signs_apart(int fmt) { return fmt_is_iq_grid(fmt) && fmt != QK_IQ1_S && fmt != QK_IQ1_M; }
 
-QK_INLINE uint64_t load_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 
-/// Points i0…i3 of an 8-value grid at `at` in bytes 0–7, 8–15, 16–23, 24–31.
-QK_INLINE QK_AVX2 __m256i iq_points8(int at, int i0, int i1, int i2, int i3) {
-    const uint8_t *g = (const uint8_t *)qk_grid_bytes + at;
-    return _mm256_set_epi64x((long long)load_u64(g + 8 * i3), (long long)load_u64(g + 8 * i2),
-                             (long long)load_u64(g + 8 * i1), (long long)load_u64(g + 8 * i0));
+/// Points i[0…3] (int32 lanes) of an 8-value grid at `at` in bytes 0–7, 8–15, 16–23, 24–31.
+QK_INLINE QK_AVX2 __m256i iq_points8(int at, __m128i i) {
+    return _mm256_i32gather_epi64((const long long *)(qk_grid_bytes + at), i, 8);
 }
 
-/// Points i[0…7] of a 4-value grid (IQ3) at `at` in bytes 4k…4k + 3.
-QK_INLINE QK_AVX2 __m256i iq_points4(int at, const int i[8]) {
-    const uint8_t *g = (const uint8_t *)qk_grid_bytes + at;
-    return _mm256_setr_epi32((int)load_u32(g + 4 * i[0]), (int)load_u32(g + 4 * i[1]), (int)load_u32(g + 4 * i[2]),
-                             (int)load_u32(g + 4 * i[3]), (int)load_u32(g + 4 * i[4]), (int)load_u32(g + 4 * i[5]),
-                             (int)load_u32(g + 4 * i[6]), (int)load_u32(g + 4 * i[7]));
-}
+/// The 4 bytes at p as int32 lanes.
+QK_INLINE QK_AVX2 __m128i iq_index_bytes4(const uint8_t *p) { return _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)load_u32(p))); }
 
 /// 32 sign bits (bit e: weight e) as bytes, −1 where set, +1 elsewhere.
 QK_INLINE QK_AVX2 __m256i iq_sign_bytes(uint32_t bits) { return _mm256_or_si256(bit_bytes_256(bits), _mm256_set1_epi8(1)); }
@@ -144,57 +136,57 @@ QK_INLINE QK_AVX2 __m256i q8_iq_bytes(int fmt, const uint8_t *b, int j, const qk
     case QK_IQ2_XXS: {
         const uint8_t *idx = b + 2 + 8 * j;
         *scale = _mm256_broadcast_ss(&s->d[j]);
-        *mag = iq_points8(QK_GRID_AT_IQ2XXS, idx[0], idx[1], idx[2], idx[3]);
+        *mag = iq_points8(QK_GRID_AT_IQ2XXS, iq_index_bytes4(idx));
         return iq_even_sign_bytes4(load_u32(idx + 4));
     }
-    case QK_IQ2_XS: {
+    case QK_IQ2_XS: {  // 4 u16 a block: a 9-bit index under 7 sign bits
         unsigned q[4];
         for (int l = 0; l < 4; l++) q[l] = load_u16(b + 2 + 2 * (4 * j + l));
         *scale = iq_halves(&s->d[2 * j], 1.0f);
-        *mag = iq_points8(QK_GRID_AT_IQ2XS, (int)(q[0] & 511), (int)(q[1] & 511), (int)(q[2] & 511), (int)(q[3] & 511));
+        const __m128i i = _mm_and_si128(_mm_cvtepu16_epi32(_mm_loadl_epi64((const __m128i *)(b + 2 + 8 * j))), _mm_set1_epi32(511));
+        *mag = iq_points8(QK_GRID_AT_IQ2XS, i);
         return iq_even_sign_bytes(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
     }
     case QK_IQ2_S: {
-        int i[4];
-        for (int l = 0; l < 4; l++) i[l] = b[2 + 4 * j + l] | ((b[66 + j] >> (2 * l)) & 3) << 8;
+        // index l: its byte, and bits 2l, 2l + 1 of the block's byte at 66 as bits 8–9
+        const __m128i high = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(b[66 + j] << 8), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi32(0x300));
         *scale = iq_halves(&s->d[2 * j], 1.0f);
-        *mag = iq_points8(QK_GRID_AT_IQ2S, i[0], i[1], i[2], i[3]);
+        *mag = iq_points8(QK_GRID_AT_IQ2S, _mm_or_si128(iq_index_bytes4(b + 2 + 4 * j), high));
         return iq_sign_bytes(load_u32(b + 34 + 4 * j));
     }
     case QK_IQ3_XXS: {
         const uint8_t *idx = b + 2 + 8 * j;
-        const int i[8] = { idx[0], idx[1], idx[2], idx[3], idx[4], idx[5], idx[6], idx[7] };
         *scale = _mm256_broadcast_ss(&s->d[j]);
-        *mag = iq_points4(QK_GRID_AT_IQ3XXS, i);
+        *mag = _mm256_i32gather_epi32((const int *)(qk_grid_bytes + QK_GRID_AT_IQ3XXS), _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)idx)), 4);
         return iq_even_sign_bytes4(load_u32(b + 66 + 4 * j));
     }
     case QK_IQ3_S: {
         const uint8_t *idx = b + 2 + 8 * j;
-        const int qh = b[66 + j];
-        int i[8];
-        for (int k = 0; k < 8; k++) i[k] = idx[k] | ((qh >> k) & 1) << 8;
+        const __m256i high = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(b[66 + j]), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
+                                               _mm256_set1_epi32(0x100));  // bit k of qh as bit 8 of index k
+        const __m256i i = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)idx)), high);
         *scale = _mm256_broadcast_ss(&s->d[j]);
-        *mag = iq_points4(QK_GRID_AT_IQ3S, i);
+        *mag = _mm256_i32gather_epi32((const int *)(qk_grid_bytes + QK_GRID_AT_IQ3S), i, 4);
         return iq_sign_bytes(load_u32(b + 74 + 4 * j));
     }
     case QK_IQ1_S: {
         const unsigned qh = load_u16(b + 34 + 2 * j);
-        const uint8_t *idx = b + 2 + 4 * j;
+        // index l: its byte, and bits 3l…3l + 2 of qh as bits 8–10
+        const __m128i high = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)(qh << 8)), _mm_setr_epi32(0, 3, 6, 9)), _mm_set1_epi32(0x700));
         *scale = _mm256_set1_ps(s->d[j] * 0.125f);
-        const __m256i g = iq_points8(QK_GRID_AT_IQ1S, idx[0] | (int)(qh & 7) << 8, idx[1] | (int)((qh >> 3) & 7) << 8,
-                                     idx[2] | (int)((qh >> 6) & 7) << 8, idx[3] | (int)((qh >> 9) & 7) << 8);
+        const __m256i g = iq_points8(QK_GRID_AT_IQ1S, _mm_or_si128(iq_index_bytes4(b + 2 + 4 * j), high));
         return _mm256_add_epi8(g, _mm256_set1_epi8(qh & 0x8000 ? -1 : 1));
     }
     default: {  // IQ1_M
-        int i[4];
-        long long delta[4];
-        for (int l = 0; l < 4; l++) {
-            const int nibble = (b[32 + 2 * j + l / 2] >> (4 * (l % 2))) & 0xF;
-            i[l] = b[4 * j + l] | (nibble & 7) << 8;
-            delta[l] = nibble & 8 ? -1LL : 0x0101010101010101LL;  // bytes of −1 or +1
-        }
+        // group l's nibble (bits 4l…4l + 3 of the u16 at 32 + 2j): index bits 8–10, then the sign of its delta
+        const unsigned v = load_u16(b + 32 + 2 * j);
+        const __m128i high = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)(v << 8)), _mm_setr_epi32(0, 4, 8, 12)), _mm_set1_epi32(0x700));
+        // the deltas' signs as 64-bit lanes, all ones where set, then bytes of −1 or +1
+        const __m128i sign = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)v), _mm_setr_epi32(3, 7, 11, 15)), _mm_set1_epi32(1));
+        const __m256i minus = _mm256_cmpeq_epi64(_mm256_cvtepu32_epi64(sign), _mm256_set1_epi64x(1));
         *scale = iq_halves(&s->d[2 * j], 0.125f);
-        return _mm256_add_epi8(iq_points8(QK_GRID_AT_IQ1S, i[0], i[1], i[2], i[3]), _mm256_set_epi64x(delta[3], delta[2], delta[1], delta[0]));
+        return _mm256_add_epi8(iq_points8(QK_GRID_AT_IQ1S, _mm_or_si128(iq_index_bytes4(b + 4 * j), high)),
+                               _mm256_or_si256(minus, _mm256_set1_epi8(1)));
     }
     }
 }
