@@ -180,7 +180,7 @@ QK_INLINE QK_AVX2 __m256i q8_iq_bytes(int fmt, const uint8_t *b, int j, const qk
         const __m128i high = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32((int)(qh << 8)), _mm_setr_epi32(0, 3, 6, 9)), _mm_set1_epi32(0x700));
         *scale = _mm256_set1_ps(s->d[j] * 0.125f);
         const __m256i g = iq_points8(QK_GRID_AT_IQ1S, _mm_or_si128(iq_index_bytes4(b + 2 + 4 * j), high));
-        return _mm256_add_epi8(g, _mm256_set1_epi8(qh & 0x8000 ? -1 : 1));
+        return _mm256_add_epi8(g, _mm256_set1_epi8((char)(1 - 2 * (int)(qh >> 15))));  // ±1, no branch
     }
     default: {  // IQ1_M
         // group l's nibble (bits 4l…4l + 3 of the u16 at 32 + 2j): index bits 8–10, then the sign of its delta
