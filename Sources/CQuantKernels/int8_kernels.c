@@ -108,7 +108,6 @@ QK_INLINE int q8_signed(int fmt) {
 /// Whether the unpacking of `fmt` gives the magnitudes and the signs apart (IQ2, IQ3).
 QK_INLINE int q8_signs_apart(int fmt) { return fmt_is_iq_grid(fmt) && fmt != QK_IQ1_S && fmt != QK_IQ1_M; }
 
-
 /// Points i[0…3] (int32 lanes) of an 8-value grid at `at` in bytes 0–7, 8–15, 16–23, 24–31.
 QK_INLINE QK_AVX2 __m256i iq_points8(int at, __m128i i) {
     return _mm256_i32gather_epi64((const long long *)(qk_grid_bytes + at), i, 8);
