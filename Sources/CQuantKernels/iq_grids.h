@@ -1,5 +1,5 @@
-// Private to the kernels: the float tables of the grid-coded i-quants' lattice points (iq_grids.c, generated),
-// indexed by the offsets below. Every entry point that may read them calls qk_iq_grids_init() first.
+// Private to the kernels: the float and byte tables of the grid-coded i-quants' lattice points (iq_grids.c,
+// generated), indexed by the offsets below, and their sign tables. Every entry point that may read them calls qk_iq_grids_init() first.
 #ifndef QK_IQ_GRIDS_H
 #define QK_IQ_GRIDS_H
 
@@ -23,7 +23,7 @@ extern uint32_t qk_sign_masks[256 * 8];
 /// 7 stored sign bits and their even eighth (IQ2_XXS, IQ2_XS, IQ3_XXS) as 8 bytes: −1 where set, +1 elsewhere.
 extern uint64_t qk_even_sign_bytes[128];
 
-/// Fills qk_grid_table once (thread-safe; later calls return at once).
+/// Fills the tables above once (thread-safe; later calls return at once).
 void qk_iq_grids_init(void);
 
 #endif
