@@ -68,6 +68,8 @@ public final class WorkerNode {
     /// The deltas version arriving in pieces on this connection: its version, total and bytes so far.
     private var arriving: (version: Int, bytes: PieceAssembly)?
     private var pollMs: Int { 50 }
+    /// A memory report is due on this turn of the loop (a result's payload was just freed).
+    private var memoryDue = false
 
     /// Bytes of memory this worker may give its jobs (`--memory-mb`); nil: measured at every hello.
     public var memoryBytes: Int?
@@ -80,11 +82,13 @@ public final class WorkerNode {
         baseResident = ProcessStats.residentMB(peak: false)
     }
 
-    /// The machine's memory the hello reports: available now plus what this worker's running jobs hold
-    /// (a worker that reconnects mid-shard still counts its shard's memory as its own).
-    private func hostMemory() -> Int {
-        let held = max(0, ProcessStats.residentMB(peak: false) - baseResident) * 1_048_576
-        return Int(min(Double(ProcessStats.availableMemory()) + held, Double(Int.max / 2)))
+    /// The machine's memory the hello and the memory reports give: available now plus what this worker's
+    /// running jobs hold (a worker that reconnects mid-shard still counts its shard's memory as its own),
+    /// and that held part on its own.
+    private func memoryNow() -> MemoryReport {
+        let held = Int(max(0, ProcessStats.residentMB(peak: false) - baseResident) * 1_048_576)
+        let total = Int(min(Double(ProcessStats.availableMemory()) + Double(held), Double(WireProtocol.maxMemoryBytes)))
+        return MemoryReport(hostMemoryBytes: total, heldBytes: min(held, total))
     }
 
     /// Serves until the coordinator says shutdown (returns) or refuses this worker (throws).
@@ -109,10 +113,11 @@ public final class WorkerNode {
     }
 
     private func hello() -> Hello {
-        let jobs = running.keys.filter { $0 != Self.applyingDeltas }.sorted()
+        let jobs = running.keys.filter { $0 != Self.applyingDeltas }.sorted(), memory = memoryNow()
         return Hello(name: name, pid: ProcessInfo.processInfo.processIdentifier, threads: runner.threads,
                      modelChecksum: modelChecksum, weightsVersion: runner.weightsVersion, running: jobs.isEmpty ? nil : jobs,
-                     host: ProcessStats.hostName(), hostMemoryBytes: hostMemory(), memoryBytes: memoryBytes)
+                     host: ProcessStats.hostName(), hostMemoryBytes: memory.hostMemoryBytes, heldBytes: memory.heldBytes,
+                     memoryBytes: memoryBytes)
     }
 
     /// One connection's life: true when told to shut down, false when the coordinator went silent.
@@ -125,7 +130,7 @@ public final class WorkerNode {
         send(.hello(hello()))
         log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
         lastHeard = ProcessStats.now()
-        var lastSent = lastHeard, lastTurn = lastHeard
+        var lastSent = lastHeard, lastTurn = lastHeard, lastMemory = lastHeard
         while true {
             if let parentPID, getppid() != parentPID {
                 log.warning("parent process \(parentPID) is gone: exiting")
@@ -141,6 +146,18 @@ public final class WorkerNode {
             }
             lastTurn = now
             let outcomes = finished.takeAll()
+            // A finished job's memory is free again: the coordinator hears so just before its result, so the
+            // shard it leases on that result is admitted on figures that count the memory free and no
+            // longer held (WorkerPool+Memory). A result sent in pieces frees its payload once sent: the
+            // report follows it (`memoryDue`).
+            func reportMemory() {
+                send(.memory(memoryNow()))
+                lastMemory = now
+                lastSent = now
+                memoryDue = false
+            }
+            if memoryDue || now - lastMemory >= WireProtocol.memoryReportInterval
+                || outcomes.contains(where: { $0.job != Self.applyingDeltas }) { reportMemory() }
             for (job, m) in outcomes {
                 if case let .result(r, payload) = m, payload.count > WireProtocol.pieceBytes {
                     outgoing.append(OutgoingResult(job: job, result: r, payload: payload, window: PieceWindow(total: payload.count)))
@@ -151,6 +168,7 @@ public final class WorkerNode {
                 running[job] = nil
             }
             sendResultPieces(send: send)
+            if memoryDue { reportMemory() }
             if !busy { try applyPendingDeltas(send: send) }
             if now - lastSent >= WireProtocol.heartbeatInterval {
                 send(.heartbeat)
@@ -170,6 +188,7 @@ public final class WorkerNode {
                 send(.result(r, payload: []))
                 running[o.job] = nil
                 outgoing.removeFirst()
+                memoryDue = true
                 continue
             }
             while let piece = o.window.next() {
@@ -275,7 +294,7 @@ public final class WorkerNode {
             } else if i.map({ outgoing[$0].window.acknowledge(p.offset) }) != true {
                 log.warning("ignored an acknowledgement of job \(p.jobID)'s result (\(p.offset) of \(p.total) bytes): no such transfer in progress")
             }
-        case .hello, .result, .jobFailed, .deltasReceived, .resultPiece:
+        case .hello, .result, .jobFailed, .deltasReceived, .resultPiece, .memory:
             log.warning("rejected an unexpected \(message.kind) message from the coordinator")
             send(.rejected(Reason("a worker does not accept \(message.kind) messages")))
         }

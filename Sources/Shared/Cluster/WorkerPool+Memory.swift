@@ -2,10 +2,14 @@
 // (KeyStatistics.shardBytes: 0.95 GB for Qwen2.5-0.5B's 5 layers), and a worker with T threads runs up to T
 // shards at once. Without a check, a 16-thread worker ran 16 of them, and two local workers in a 2 GB
 // control group were both killed by the kernel's out-of-memory killer (session 41). Now:
-// - Workers report their machine's available memory in their hello (and `--memory-mb`, a cap of their own).
+// - Workers report their machine's available memory in their hello (and `--memory-mb`, a cap of their own),
+//   then every second and after each result (`memory`): another process may take the machine's memory,
+//   or give it back, while a build runs. Each report splits the figure into what is free and what the
+//   worker's own jobs hold.
 // - The coordinator leases a shard only where it fits: beside the shards the worker runs, within its own
-//   cap; beside the shards all workers of that host name run, within the machine's memory: the smallest
-//   of their reports, less what this coordinator took since each report where it shares the machine.
+//   cap; beside the shards all workers of that host name run, within the machine's memory for shards: the
+//   smallest of their reports of what is free (less what this coordinator took since each report where it
+//   shares the machine), plus what each of them holds for the shards it still runs.
 // - On the coordinator's own machine a shard costs half as much again: its result, the packed
 //   triangles, arrives in the coordinator's memory and may wait there for an earlier shard (measured:
 //   Qwen in a 3 GB group, two shards at once against 2.7 GB reported, and the coordinator was killed while
@@ -56,13 +60,20 @@ extension WorkerPool {
 
     static func residentBytes() -> Int { Int(ProcessStats.residentMB(peak: false) * 1_048_576) }
 
-    /// The memory of `w`'s machine its jobs may take now: the smallest report of the machine's live
-    /// workers, less, on this coordinator's own machine, what this process took since each report
-    /// (the K₀ sums it allocated after the workers said hello were still available to them).
+    /// The memory of `w`'s machine its K₀ shards may take now, the running ones included: the smallest
+    /// of the machine's live workers' latest reports of what is free, less, on this coordinator's own
+    /// machine, what this process took since each report (the K₀ sums it allocated after a report were
+    /// still free in it); plus what each of them holds, up to the shards it runs now (memory held for
+    /// other work, or by a shard that has ended, is not there for new shards). Where reports of different
+    /// moments disagree, this errs low: a shard that ended since a report is free in neither figure until
+    /// the next report.
     func machineBudget(_ w: PoolWorker, peers: [PoolWorker]) -> Int? {
         let own = w.hello.host == Self.ownHost
         let now = own ? Self.residentBytes() : 0
-        return peers.compactMap { p in p.hello.hostMemoryBytes.map { $0 - (own ? max(0, now - p.coordinatorResidentAtHello) : 0) } }.min()
+        guard let free = peers.compactMap({ p in
+            p.memory.map { $0.hostMemoryBytes - $0.heldBytes - (own ? max(0, now - p.coordinatorResidentAtReport) : 0) }
+        }).min() else { return nil }
+        return free + peers.reduce(0) { sum, p in sum + min(p.memory?.heldBytes ?? 0, p.jobs.reduce(0) { $0 + memoryOf(job: $1) }) }
     }
 
     /// Under `cond`: whether `job` fits on worker `w` by memory (see the file comment); logs the notes.

@@ -49,6 +49,10 @@ extension WorkerPool {
             switch message {
             case .heartbeat:
                 break
+            case .memory(let r):
+                workers[id]?.memory = r
+                workers[id]?.coordinatorResidentAtReport = Self.residentBytes()
+                log.trace("\(workers[id]?.label ?? hex(id)): \(MemoryAdmission.size(r.hostMemoryBytes - r.heldBytes)) free, \(MemoryAdmission.size(r.heldBytes)) held by its jobs")
             case let .result(r, frame):
                 finish(id, job: r.jobID)
                 var payload = frame
@@ -187,7 +191,8 @@ extension WorkerPool {
             log.info("worker \(label) reconnected: its earlier connection is closed")
         }
         workers[id] = PoolWorker(hello: h, lastHeard: now, lastSent: now, sentVersion: h.weightsVersion,
-                                 coordinatorResidentAtHello: Self.residentBytes())
+                                 memory: h.hostMemoryBytes.map { MemoryReport(hostMemoryBytes: $0, heldBytes: min($0, h.heldBytes ?? 0)) },
+                                 coordinatorResidentAtReport: Self.residentBytes())
         let memory = (h.hostMemoryBytes.map { ", \(MemoryAdmission.size($0)) available on \(h.host ?? "its machine")" } ?? "")
             + (h.memoryBytes.map { ", \(MemoryAdmission.size($0)) its own (--memory-mb)" } ?? "")
         log.info("worker \(label) joined: \(h.threads) threads, weights version \(h.weightsVersion)\(memory); \(workers.values.filter(\.alive).count) alive")

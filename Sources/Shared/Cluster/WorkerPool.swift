@@ -58,9 +58,11 @@ struct PoolWorker {
     var transfer: DeltaTransfer?
     /// Result payloads arriving from it in pieces, by job (this connection's; a hello starts afresh).
     var arriving: [Int: PieceAssembly] = [:]
-    /// This coordinator's resident bytes when the hello came: what it took since came out of the
-    /// memory the worker reported, where they share a machine (WorkerPool+Memory).
-    var coordinatorResidentAtHello = 0
+    /// Its machine's memory as it last reported it (hello or `memory`; nil: not known), and this
+    /// coordinator's resident bytes then: what it took since came out of that memory, where they share a
+    /// machine (WorkerPool+Memory).
+    var memory: MemoryReport?
+    var coordinatorResidentAtReport = 0
     var label: String { "\(hello.name) (pid \(hello.pid))" }
 }
 

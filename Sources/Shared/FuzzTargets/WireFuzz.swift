@@ -37,6 +37,7 @@ public enum WireFuzz: FuzzTarget {
             .resultPiece(ResultPiece(jobID: 1, offset: 0, total: stats.serialized().count), payload: Array(stats.serialized().prefix(40))),
             .resultReceived(ResultPiece(jobID: 1, offset: 40, total: stats.serialized().count)),
             .result(JobResult(jobID: 1, seconds: 0.5, output: .covariance(tokens: 100), piecesTotal: stats.serialized().count), payload: []),
+            .memory(MemoryReport(hostMemoryBytes: 3_000_000_000, heldBytes: 950_000_000)),
         ]
         return try messages.enumerated().map { i, m in
             let frames = try m.frames()

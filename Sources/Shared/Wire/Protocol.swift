@@ -38,7 +38,13 @@ public enum WireProtocol {
     /// shard result that took longer than `deadAfter` to cross the link (Qwen's 473 MB at 1 Gbit/s: 3.8 s;
     /// SmolLM2's 47 MB at 50 Mbit/s) got its worker counted dead, which then heard no heartbeat,
     /// reconnected and dropped the result: the build never finished.
-    public static let version: UInt16 = 7
+    /// 8: workers report their machine's memory while they run (new kind `memory`; `Hello.heldBytes`). Read
+    /// once at hello, it did not see another process take the machine's memory during a K₀ build.
+    public static let version: UInt16 = 8
+    /// Seconds between a worker's memory reports (and one right after each result it sends).
+    public static let memoryReportInterval = 1.0
+    /// Memory figures above 2⁵² bytes (4 PiB) are not a real machine's.
+    public static let maxMemoryBytes = 1 << 52
     /// Largest piece of a transfer (deltas or a result), and how many may be unacknowledged at once:
     /// a peer stays heard from while one piece crosses in under `deadAfter` (links from ≈ 1 Mbit/s), and
     /// 4 MiB in flight keep a 1 Gbit/s link full up to ≈ 30 ms of round trip.
@@ -66,7 +72,7 @@ public enum WireProtocol {
 
 public enum MessageKind: UInt16, CaseIterable, Sendable {
     case hello = 1, welcome, refuse, heartbeat, job, result, jobFailed, deltas, rejected, shutdown, deltasReceived
-    case resultPiece, resultReceived
+    case resultPiece, resultReceived, memory
 }
 
 // MARK: - Bodies
@@ -91,19 +97,30 @@ public struct Hello: Codable, Equatable, Sendable {
     public var host: String?
     /// Memory of `host` that new allocations can take, measured when the worker says hello
     /// (ProcessStats.availableMemory, plus what this worker's running jobs hold): shared by the
-    /// machine's workers. Absent: not known.
+    /// machine's workers, and reported again every `memoryReportInterval` (`memory`). Absent: not known.
     public var hostMemoryBytes: Int?
+    /// Of `hostMemoryBytes`, what this worker's running jobs hold (its resident growth since its model
+    /// was loaded). Absent: 0.
+    public var heldBytes: Int?
     /// The memory this worker may give its jobs, where it was told (`alphaedit-worker --memory-mb`);
     /// absent: no cap of its own. The coordinator runs no more K₀ shards at once on a worker, or on a
     /// machine, than these hold (WorkerPool+Memory).
     public var memoryBytes: Int?
     public init(name: String, pid: Int32, threads: Int, modelChecksum: String,
                 protocolVersion: Int = Int(WireProtocol.version), weightsVersion: Int = 0, running: [Int]? = nil,
-                host: String? = nil, hostMemoryBytes: Int? = nil, memoryBytes: Int? = nil) {
+                host: String? = nil, hostMemoryBytes: Int? = nil, heldBytes: Int? = nil, memoryBytes: Int? = nil) {
         self.name = name; self.pid = pid; self.threads = threads; self.modelChecksum = modelChecksum
         self.protocolVersion = protocolVersion; self.weightsVersion = weightsVersion; self.running = running
-        self.host = host; self.hostMemoryBytes = hostMemoryBytes; self.memoryBytes = memoryBytes
+        self.host = host; self.hostMemoryBytes = hostMemoryBytes; self.heldBytes = heldBytes; self.memoryBytes = memoryBytes
     }
+}
+
+/// Worker → coordinator, every `memoryReportInterval` and after each result: its machine's memory now,
+/// as `Hello.hostMemoryBytes` and `Hello.heldBytes` count it.
+public struct MemoryReport: Codable, Equatable, Sendable {
+    public var hostMemoryBytes: Int
+    public var heldBytes: Int
+    public init(hostMemoryBytes: Int, heldBytes: Int) { self.hostMemoryBytes = hostMemoryBytes; self.heldBytes = heldBytes }
 }
 
 public struct Welcome: Codable, Equatable, Sendable {
@@ -270,6 +287,7 @@ public enum Message: Sendable {
     case deltasReceived(DeltaUpdate)
     case resultPiece(ResultPiece, payload: [UInt8])
     case resultReceived(ResultPiece)
+    case memory(MemoryReport)
 
     public var kind: MessageKind {
         switch self {
@@ -286,6 +304,7 @@ public enum Message: Sendable {
         case .deltasReceived: .deltasReceived
         case .resultPiece: .resultPiece
         case .resultReceived: .resultReceived
+        case .memory: .memory
         }
     }
 }
@@ -352,6 +371,7 @@ extension Message {
         case .deltasReceived(let b): out.append(try json(b))
         case let .resultPiece(b, payload): out += [try json(b), payload]
         case .resultReceived(let b): out.append(try json(b))
+        case .memory(let b): out.append(try json(b))
         }
         return out
     }
@@ -404,6 +424,7 @@ extension Message {
             }
             self = .resultPiece(p, payload: bytes)
         case .resultReceived: self = .resultReceived(try parse(ResultPiece.self))
+        case .memory: self = .memory(try parse(MemoryReport.self))
         }
     }
 
@@ -438,6 +459,7 @@ struct FieldCheck {
     let kind: String
     /// Worker threads and request counts above these are not a real machine's or batch's.
     static let maxThreads = 1024, maxLayers = 4096, maxItems = 1 << 24, maxName = 128
+    static var maxBytes: Int { WireProtocol.maxMemoryBytes }
 
     func fail(_ field: String, _ value: Any, _ expected: String) -> WireError {
         let text = "\(value)"
@@ -464,6 +486,16 @@ extension Hello: CheckedBody {
         }
         try c.range("protocolVersion", protocolVersion, 0...Int(UInt16.max))
         try c.range("weightsVersion", weightsVersion, 0...FieldCheck.maxItems)
+        if let m = hostMemoryBytes { try c.range("hostMemoryBytes", m, 0...FieldCheck.maxBytes) }
+        if let m = heldBytes { try c.range("heldBytes", m, 0...(hostMemoryBytes ?? FieldCheck.maxBytes)) }
+        if let m = memoryBytes { try c.range("memoryBytes", m, 0...FieldCheck.maxBytes) }
+    }
+}
+
+extension MemoryReport: CheckedBody {
+    func check(_ c: FieldCheck) throws {
+        try c.range("hostMemoryBytes", hostMemoryBytes, 0...FieldCheck.maxBytes)
+        try c.range("heldBytes", heldBytes, 0...hostMemoryBytes)
     }
 }
 

@@ -50,6 +50,46 @@ final class MemoryAdmissionTests: XCTestCase {
         XCTAssertFalse(ProcessStats.hostName().isEmpty)
     }
 
+    /// Workers on raw DEALER sockets that said hello with the figures given; the pool and sockets.
+    private struct Rig {
+        let pool: WorkerPool
+        let sockets: [ZMQSocket]
+        let ctx: ZMQContext
+    }
+
+    private func rig(_ dir: String, _ log: CapturedLog,
+                     _ specs: [(name: String, threads: Int, host: String, hostMemory: Int, own: Int?)]) throws -> Rig {
+        let endpoint = "ipc://\(dir)/c.ipc", checksum = "0123456789abcdef"
+        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
+        let ctx = try ZMQContext()
+        var sockets: [ZMQSocket] = []
+        for (i, s) in specs.enumerated() {
+            let d = try ZMQSocket(ctx, .dealer)
+            try d.connect(endpoint)
+            try d.send(try Message.hello(Hello(name: s.name, pid: Int32(100 + i), threads: s.threads, modelChecksum: checksum,
+                                               host: s.host, hostMemoryBytes: s.hostMemory, memoryBytes: s.own)).frames())
+            guard case .welcome = try Message(frames: try XCTUnwrap(try d.receive(timeoutMs: 10_000))) else {
+                throw ClusterTestSupport.NoAnswer(what: "welcome of \(s.name)", seconds: 10)
+            }
+            sockets.append(d)
+        }
+        return Rig(pool: pool, sockets: sockets, ctx: ctx)
+    }
+
+    final class RunBox: @unchecked Sendable { var done = false; var error: Error? }
+
+    /// Runs `jobs` K₀ shards of 100 MB on the pool, on a thread of its own.
+    private func start(_ pool: WorkerPool, jobs: Int) -> RunBox {
+        let box = RunBox()
+        let shard = CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0, 1], batchSentences: 1, memoryBytes: 100 * mb)
+        Thread {
+            do { try pool.run(Array(repeating: .covariance(shard), count: jobs)) { _, _, _ in }; box.done = true } catch { box.error = error }
+        }.start()
+        return box
+    }
+
+    private let mb = 1_000_000
+
     /// A coordinator leasing 100 MB shards to workers that report memory:
     /// - "a" and "b" (2 threads each) on machine n1 with 250 and 300 MB available: 2 shards at once there;
     /// - "c" (4 threads) on n2, told 150 MB (--memory-mb) with gigabytes on its machine: 1 at a time;
@@ -58,29 +98,14 @@ final class MemoryAdmissionTests: XCTestCase {
     func testShardsGoWhereTheyFitInMemory() throws {
         let dir = try ClusterTestSupport.tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let log = CapturedLog(), endpoint = "ipc://\(dir)/c.ipc", checksum = "0123456789abcdef"
-        let pool = try WorkerPool(endpoint: endpoint, modelChecksum: checksum, logger: log.logger)
-        defer { pool.shutdown() }
-        let ctx = try ZMQContext()
-        let mb = 1_000_000
+        let log = CapturedLog()
         let specs: [(name: String, threads: Int, host: String, hostMemory: Int, own: Int?)] = [
             ("a", 2, "n1", 250 * mb, nil), ("b", 2, "n1", 300 * mb, nil), ("c", 4, "n2", 8000 * mb, 150 * mb), ("d", 2, "n3", 50 * mb, nil),
         ]
-        var sockets: [ZMQSocket] = []
-        for (i, s) in specs.enumerated() {
-            let d = try ZMQSocket(ctx, .dealer)
-            try d.connect(endpoint)
-            try d.send(try Message.hello(Hello(name: s.name, pid: Int32(100 + i), threads: s.threads, modelChecksum: checksum,
-                                               host: s.host, hostMemoryBytes: s.hostMemory, memoryBytes: s.own)).frames())
-            guard case .welcome = try Message(frames: try XCTUnwrap(try d.receive(timeoutMs: 10_000))) else { return XCTFail("\(s.name) not welcomed") }
-            sockets.append(d)
-        }
-        final class Box: @unchecked Sendable { var done = false; var error: Error? }
-        let box = Box(), jobs = 16
-        let shard = CovarianceShard(corpus: "/nonexistent", first: 0, count: 1, layers: [0, 1], batchSentences: 1, memoryBytes: 100 * mb)
-        Thread {
-            do { try pool.run(Array(repeating: .covariance(shard), count: jobs)) { _, _, _ in }; box.done = true } catch { box.error = error }
-        }.start()
+        let r = try rig(dir, log, specs)
+        defer { r.pool.shutdown() }
+        let sockets = r.sockets, jobs = 16
+        let box = start(r.pool, jobs: jobs)
 
         var held = [[Int]](repeating: [], count: specs.count)
         var most = [Int](repeating: 0, count: specs.count), answered = 0
@@ -126,5 +151,73 @@ final class MemoryAdmissionTests: XCTestCase {
         XCTAssertEqual(most[2], 1, "c never held two")
         XCTAssertEqual(most[3], 1, "d never held two")
         XCTAssertEqual(log.all.filter { $0.contains("machine n1: at most") }.count, 1, "said once a run")
+    }
+    /// Workers report their machine's memory while a build runs (`memory`, every second and with each
+    /// result), and the admission follows: "a" and "b" (2 threads each) on n1, whose hello says 450 MB, run
+    /// four 100 MB shards at once. Another process then takes the 100 MB a finished shard gave back: three at
+    /// once, never four, until it gives them back; then four again. Before, the figures of the hello ruled
+    /// the whole build. The reports here are what a worker would measure: the machine has 500 MB; the other
+    /// process holds 50 MB, then 150, then 50 again; each shard a worker holds takes 100 MB.
+    func testAdmissionFollowsMemoryReports() throws {
+        let dir = try ClusterTestSupport.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = CapturedLog()
+        let r = try rig(dir, log, [("a", 2, "n1", 450 * mb, nil), ("b", 2, "n1", 450 * mb, nil)])
+        defer { r.pool.shutdown() }
+        let sockets = r.sockets, jobs = 14
+        let box = start(r.pool, jobs: jobs)
+        var held: [[Int]] = [[], []], other = 50 * mb, capacity = 4, answered = 0, overCapacity: [String] = []
+        var lastBeat = 0.0
+        func report(_ i: Int) throws {
+            let free = max(0, 500 * mb - other - 100 * mb * (held[0].count + held[1].count)), own = 100 * mb * held[i].count
+            try sockets[i].send(try Message.memory(MemoryReport(hostMemoryBytes: free + own, heldBytes: own)).frames())
+        }
+        /// Receives jobs, heartbeating and reporting every 0.2 s, until n1 runs `want` shards (or 5 s pass).
+        func fill() throws {
+            let want = min(capacity, jobs - answered), until = ProcessStats.now() + 5
+            while ProcessStats.now() < until {
+                for (i, s) in sockets.enumerated() {
+                    while let f = try s.receive(timeoutMs: 0) {
+                        guard case .job(let j) = try Message(frames: f) else { continue }
+                        held[i].append(j.id)
+                        if held[0].count + held[1].count > capacity { overCapacity.append("\(held) with room for \(capacity)") }
+                    }
+                }
+                if ProcessStats.now() - lastBeat > 0.2 {
+                    for i in sockets.indices { try sockets[i].send(try Message.heartbeat.frames()); try report(i) }
+                    lastBeat = ProcessStats.now()
+                }
+                if held[0].count + held[1].count == want { break }
+                usleep(2_000)
+            }
+            XCTAssertEqual(held[0].count + held[1].count, want, "n1 runs as many shards as fit (\(answered) answered): \(log.all)")
+        }
+        /// Answers the oldest shard of the worker holding most, after a report that counts its memory free
+        /// (or taken by the other process), as a worker sends them.
+        func answer(otherTakes: Int = 0) throws {
+            let i = held[0].count >= held[1].count ? 0 : 1
+            let id = held[i].removeFirst()
+            other += otherTakes
+            try report(i)
+            try sockets[i].send(try Message.result(JobResult(jobID: id, seconds: 0.01, output: .covariance(tokens: 1)), payload: []).frames())
+            answered += 1
+        }
+        try fill()
+        XCTAssertEqual(held[0].count + held[1].count, 4, "450 MB hold four 100 MB shards")
+        capacity = 3
+        try answer(otherTakes: 100 * mb)   // the shard's memory goes to the other process
+        for _ in 0..<4 { try fill(); try answer() }
+        capacity = 4
+        other -= 100 * mb   // and comes back
+        for i in sockets.indices { try report(i) }
+        while answered < jobs, box.error == nil {
+            try fill()
+            try answer()
+        }
+        let deadline = ProcessStats.now() + 10
+        while !box.done, box.error == nil, ProcessStats.now() < deadline { usleep(10_000) }
+        XCTAssertNil(box.error, "\(box.error.map { "\($0)" } ?? "")")
+        XCTAssertTrue(box.done, "run finished: \(answered) answered, \(held), \(log.all)")
+        XCTAssertEqual(overCapacity, [], "more shards than the reported memory holds")
     }
 }

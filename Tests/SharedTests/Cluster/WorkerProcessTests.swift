@@ -11,10 +11,11 @@ import XCTest
 
 final class WorkerProcessTests: XCTestCase {
     var heartbeats = 0
+    var memoryReports: [MemoryReport] = []
     var workerID: [UInt8] = []
 
-    /// The next message from the worker that is not a heartbeat; meanwhile heartbeats to it, as a
-    /// coordinator does (a worker that hears nothing for `deadAfter` reconnects).
+    /// The next message from the worker that is not a heartbeat or a memory report; meanwhile heartbeats
+    /// to it, as a coordinator does (a worker that hears nothing for `deadAfter` reconnects).
     func next(_ router: ZMQSocket, _ what: String) throws -> Message {
         let deadline = ProcessStats.now() + 20
         var lastBeat = 0.0
@@ -26,6 +27,7 @@ final class WorkerProcessTests: XCTestCase {
             guard let f = try router.receive(timeoutMs: 100) else { continue }
             let m = try Message(frames: Array(f.dropFirst()))
             if case .heartbeat = m { heartbeats += 1; continue }
+            if case .memory(let r) = m { memoryReports.append(r); continue }
             return m
         }
         throw ClusterTestSupport.NoAnswer(what: what, seconds: 20)   // a failure: a silent worker is a defect, not a reason to skip
@@ -141,11 +143,17 @@ final class WorkerProcessTests: XCTestCase {
         while ProcessStats.now() < holdUntil {
             guard let f = try router.receive(timeoutMs: 100) else { continue }
             let m = try Message(frames: Array(f.dropFirst()))
-            guard case .heartbeat = m else { return XCTFail("while its pieces are unacknowledged the worker sent \(m.kind)") }
-            heartbeats += 1
+            switch m {
+            case .heartbeat: heartbeats += 1
+            case .memory(let r): memoryReports.append(r)
+            default: return XCTFail("while its pieces are unacknowledged the worker sent \(m.kind)")
+            }
             try send(.heartbeat)
         }
-        XCTAssertGreaterThanOrEqual(heartbeats - beatsBefore, 4, "heartbeats beside the held-back transfer")
+        XCTAssertGreaterThanOrEqual(heartbeats - beatsBefore, 2, "heartbeats beside the held-back transfer")
+        // Memory reports come every second (the coordinator's admission of K₀ shards follows them).
+        XCTAssertGreaterThanOrEqual(memoryReports.count, 3, "memory reports beside the held-back transfer")
+        XCTAssertGreaterThan(memoryReports.last?.hostMemoryBytes ?? 0, 0, "this machine's memory: \(memoryReports)")
         // This side drops what it held (as a coordinator that rejected a piece does) and acknowledges 0 bytes:
         // the worker sends the payload again from byte 0 (the fresh assembly below takes nothing else first).
         // Before, it waited for acknowledgements that never came, holding the job's slot for good.
@@ -264,15 +272,16 @@ final class WorkerProcessTests: XCTestCase {
         long.vSteps = 800
         long.earlyStopLoss = 0
         let eight = (0..<8).map { EditRequest(prompt: "{} flows through", subject: "The river \($0)", targetNew: "Paris") }
-        let before = heartbeats
+        let before = heartbeats + memoryReports.count
         try send(.job(JobAssignment(id: 5, weightsVersion: 1, work: .vstar(VStarChunk(batch: 1, chunk: 1, requests: eight,
                                                                                        hyperparameters: long, templates: templates)))))
         let m5 = try next(router, "long v* job")
         guard case let .result(r5, _) = m5 else { return XCTFail("no result of the long job: \(m5)") }
-        print(String(format: "long v* job: %.2f s, %d heartbeats received meanwhile", r5.seconds, heartbeats - before))
+        let beats = heartbeats + memoryReports.count - before
+        print(String(format: "long v* job: %.2f s, %d heartbeats and memory reports received meanwhile", r5.seconds, beats))
         XCTAssertGreaterThan(r5.seconds, 2 * WireProtocol.heartbeatInterval, "the job is long enough to need heartbeats")
-        XCTAssertGreaterThanOrEqual(heartbeats - before, max(1, Int(r5.seconds / WireProtocol.heartbeatInterval) - 1),
-                                    "a heartbeat every interval during the job")
+        XCTAssertGreaterThanOrEqual(beats, max(1, Int(r5.seconds / WireProtocol.heartbeatInterval) - 1),
+                                    "a heartbeat or memory report every interval during the job")
         // A coordinator silent for `deadAfter` in the middle of a result's transfer: the worker reconnects and
         // says hello again, keeping the weights it holds and naming the job whose result it still holds,
         // then sends that result again from its first byte on the new connection.

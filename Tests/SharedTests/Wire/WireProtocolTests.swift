@@ -40,6 +40,7 @@ final class WireProtocolTests: XCTestCase {
             .resultReceived(ResultPiece(jobID: 9, offset: 3000, total: 3000)),
             .result(JobResult(jobID: 9, seconds: 1.25, output: .covariance(tokens: 1234), piecesTotal: 3000), payload: []),
             .welcome(Welcome(weightsVersion: 5, deadAfter: 15)),
+            .memory(MemoryReport(hostMemoryBytes: 3_000_000_000, heldBytes: 950_000_000)),
         ]
     }
 
@@ -108,6 +109,13 @@ final class WireProtocolTests: XCTestCase {
         XCTAssertEqual(field(.resultPiece(ResultPiece(jobID: 1, offset: 4, total: 3), payload: [1])), "offset")
         XCTAssertEqual(field(.resultPiece(ResultPiece(jobID: 0, offset: 0, total: 3), payload: [1])), "jobID")
         XCTAssertEqual(field(.resultReceived(ResultPiece(jobID: 1, offset: 0, total: 0))), "total")
+        // Memory reports: what the worker holds is part of the figure; neither is negative or beyond a machine's.
+        XCTAssertNil(field(.memory(MemoryReport(hostMemoryBytes: 2_000, heldBytes: 2_000))))
+        XCTAssertEqual(field(.memory(MemoryReport(hostMemoryBytes: 2_000, heldBytes: 2_001))), "heldBytes")
+        XCTAssertEqual(field(.memory(MemoryReport(hostMemoryBytes: -1, heldBytes: 0))), "hostMemoryBytes")
+        XCTAssertEqual(field(.memory(MemoryReport(hostMemoryBytes: WireProtocol.maxMemoryBytes + 1, heldBytes: 0))), "hostMemoryBytes")
+        XCTAssertEqual(field(.hello(Hello(name: "w", pid: 1, threads: 1, modelChecksum: "0123456789abcdef",
+                                          hostMemoryBytes: 100, heldBytes: 200))), "heldBytes")
         let r = JobResult(jobID: 1, seconds: 0, output: .covariance(tokens: 1), piecesTotal: 10)
         XCTAssertEqual(field(.result(r, payload: [1])), "piecesTotal", "bytes in pieces and in the frame")
         var zero = r
@@ -156,7 +164,7 @@ final class WireProtocolTests: XCTestCase {
 
     func testHeaderLayoutIsPinned() throws {
         let f = try Message.heartbeat.frames()
-        XCTAssertEqual(f[0], Array("AEWP".utf8) + [7, 0, 4, 0], "magic, version 7 LE, kind 4 (heartbeat) LE")
+        XCTAssertEqual(f[0], Array("AEWP".utf8) + [8, 0, 4, 0], "magic, version 8 LE, kind 4 (heartbeat) LE")
         XCTAssertEqual(f[1], Array("{}".utf8))
     }
 
