@@ -61,6 +61,8 @@ public final class Editor {
     let projectors: NullSpaceProjectorSet?
     /// The projectors as a file, read a layer at a time when the solve reaches it (instead of `projectors`).
     let projectorFile: NullSpaceProjectorFile?
+    /// Whether the projectors are read from a file a layer at a time (not held in memory).
+    public var readsProjectorsFromFile: Bool { projectorFile != nil }
     /// MEMIT's statistics: each layer's C₀ = S / n is made when its solve needs it, not kept.
     let statistics: KeyStatistics?
     /// Requests per v* batch (several requests share one forward/backward; results are per request).

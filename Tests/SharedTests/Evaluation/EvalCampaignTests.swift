@@ -71,8 +71,12 @@ final class EvalCampaignTests: XCTestCase {
             s.hp.layers = [0, 1]; s.hp.vSteps = 5; s.hp.nullSpaceThreshold = 1e9   // keep every direction: the tiny corpus spans little
             s.hiddenPrompts = ["The capital of France is", "It is"]
             let ev = CounterFactEvaluator(model: m, tokenizer: tok, generation: GenerationSettings(maxTokens: 6))
-            let report = try EvalCampaign(model: m, tokenizer: tok, evaluator: ev, settings: s)
-                .run(records: Array(EvalShardTests.records.prefix(4)), firstIndex: 0, name: "fixture")
+            s.checkpointDirectory = dir + "/out-\(method)"
+            let campaign = EvalCampaign(model: m, tokenizer: tok, evaluator: ev, settings: s)
+            let report = try campaign.run(records: Array(EvalShardTests.records.prefix(4)), firstIndex: 0, name: "fixture")
+            // AlphaEdit's projectors are read from an unlinked file, a layer at a time: none stays in memory or on disk.
+            XCTAssertEqual(campaign.editor?.readsProjectorsFromFile, method == .alphaedit)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: s.checkpointDirectory!).filter { $0.contains("projector") }, [])
             XCTAssertEqual(report.edits, 4)
             XCTAssertEqual(report.curve.map(\.edits), [0, 2, 4], "checkpoints every 2 edits")
             XCTAssertEqual(report.curve[1].summary.records, 2, "a checkpoint scores the records edited so far")
