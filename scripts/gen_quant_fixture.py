@@ -9,10 +9,14 @@ GGUF code, made with the `gguf` package from PyPI (llama.cpp's gguf-py; numpy po
   python_gguf  a small GGUF file written by gguf.GGUFWriter, with the values it holds
 
 Byte strings and float32 arrays are hex (floats as little-endian IEEE bits, so nothing is lost).
+Q1_0, which gguf-py 0.19 cannot dequantize, is dequantized by ggml's own C code instead
+(scripts/ggml-dequantize.c against the llama.cpp build of scripts/llamacpp-quantize.sh, LLAMACPP_DIR).
 Usage: python3 -m venv /tmp/v && /tmp/v/bin/pip install gguf==0.19.0 && /tmp/v/bin/python scripts/gen_quant_fixture.py
 """
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -61,6 +65,24 @@ IQ_LAYOUT = {
     "IQ1_M": (56, 256, [], 4),
     "NVFP4": (36, 64, [], 8),
 }
+
+
+# Q1_0 (added 2026-12-07): f16 d, 16 bytes of sign bits; from a generator of its own, dequantized by ggml.
+q1_rng = np.random.default_rng(202612071)
+
+
+def ggml_q1_0_case(count=8):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    ggml_dequantizer = __import__("check-quant-files").ggml_dequantizer
+    raw = random_blocks(18, [0], count, q1_rng)
+    with tempfile.TemporaryDirectory() as d:
+        w = gguf.GGUFWriter(d + "/q1.gguf", "llama")
+        w.add_tensor("q1", raw.reshape(-1), raw_shape=(count * 18,), raw_dtype=Q.Q1_0)
+        w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+        subprocess.run([ggml_dequantizer(), d + "/q1.gguf", d, "q1_0"], check=True, stdout=subprocess.DEVNULL)
+        y = np.fromfile(d + "/q1.f32", dtype="<f4")
+    assert y.size == count * 128
+    return {"count": count * 128, "bytes": raw.tobytes().hex(), "expected": f32hex(y), "reference": "ggml dequantize_row_q1_0"}
 
 
 def iquant_blocks(name, nbytes, scales, count):
@@ -113,6 +135,7 @@ def dequant_cases():
         raw = iquant_blocks(name, nbytes, scales, count)
         y = dequantize(raw.reshape(-1), getattr(Q, name)).reshape(-1)
         cases[name] = {"count": count * per_block, "bytes": raw.tobytes().hex(), "expected": f32hex(y)}
+    cases["Q1_0"] = ggml_q1_0_case()
     sizes = {t.name: list(gguf.GGML_QUANT_SIZES[t]) for t in Q}
     return cases, sizes
 

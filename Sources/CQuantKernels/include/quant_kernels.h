@@ -86,6 +86,10 @@ enum { QK_X_ALIGN = 64 };
 /// blocks (34 bytes: the same f16 d, then the 32 values q − 16 as signed bytes): the same weights
 /// d·(q − 16), which the Q8_0 kernels multiply with cheaper unpacking (QuantizedWeights).
 void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
+/// Rewrites `blocks` Q1_0 blocks (18 bytes: f16 d, 128 sign bits, weight j bit j % 8 of byte j / 8;
+/// w = ±d) as 4 × `blocks` Q4_0 blocks (18 bytes: the same f16 d, nibbles 9 for +d and 7 for −d): the same
+/// weights d·(q − 8), which every Q4_0 kernel reads (no kernel reads Q1_0 itself), at 4.5 bits a weight.
+void qk_repack_q1_0_as_q4_0(const void *src, void *dst, int64_t blocks);
 
 /// Dequantizes `rows` runs of `blocks` stored (super-)blocks of `format` (each 32 or 256 weights): run r
 /// at src + r·src_stride bytes into dst + r·dst_stride floats, float32, with the register dequantizers of

@@ -44,6 +44,7 @@ public enum Dequantize {
         case .iq1_s: for b in 0..<blocks { iq1_s(p + 50 * b, y + 256 * b) }
         case .iq1_m: for b in 0..<blocks { iq1_m(p + 56 * b, y + 256 * b) }
         case .nvfp4: for b in 0..<blocks { nvfp4(p + 36 * b, y + 64 * b) }
+        case .q1_0: for b in 0..<blocks { q1_0(p + 18 * b, y + 128 * b) }
         case .f64: for i in 0..<n { y[i] = Float(p.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
         default: y.update(repeating: .nan, count: n)  // rejected by canDequantize
         }
@@ -260,6 +261,14 @@ public enum Dequantize {
             let code = (q[32 * (e / 128) + e % 32] >> UInt8(2 * ((e / 32) % 4))) & 3
             y[e] = d * Float(Int(code) - 1)
         }
+    }
+
+    /// Q1_0 (1 bit a weight): f16 d, 16 bytes of signs (weight j: bit j % 8 of byte j / 8); x = d where
+    /// the bit is set, −d where it is clear (ggml's `dequantize_row_q1_0`).
+    static func q1_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let q = (b + 2).assumingMemoryBound(to: UInt8.self)
+        for j in 0..<128 { y[j] = (q[j >> 3] >> UInt8(j & 7)) & 1 != 0 ? d : -d }
     }
 
     /// E2M1 values doubled (ggml's `kvalues_mxfp4`), halved back by the scale below.

@@ -62,12 +62,13 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     }
 
     /// Whether `dequantize` supports this type. Not: Q8_1 and Q8_K (activation formats, never in a
-    /// model file), the integer types, and Q1_0 (no independent reference to check a reader against).
+    /// model file) and the integer types. Q1_0 since 2026-12-07: llama.cpp's quantizer writes it, and
+    /// ggml's own dequantizer checks ours (scripts/check-quant-files.py, scripts/ggml-dequantize.c).
     public var canDequantize: Bool {
         switch self {
         case .f32, .f16, .bf16, .f64, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_K, .q3_K, .q4_K, .q5_K, .q6_K,
              .iq4_nl, .iq4_xs, .tq1_0, .tq2_0, .mxfp4, .iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m,
-             .nvfp4: return true
+             .nvfp4, .q1_0: return true
         default: return false
         }
     }

@@ -97,6 +97,20 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self.rows = rows; self.cols = cols; self.bytes = bytes
     }
 
+    /// A Q1_0 matrix (`bytes`, rows × cols) rewritten as Q4_0 into memory of its own
+    /// (`qk_repack_q1_0_as_q4_0`): the same weights ±d as d·(q − 8), so the products of the Q4_0 kernels,
+    /// float32 and int8, at 4.5 bits a weight (no kernel reads Q1_0's 1.125); the float32 copy it spares
+    /// takes 32. nil when the shape does not fit the bytes. The copy lives as long as `storage`.
+    public static func q4_0Copy(ofQ1_0 bytes: UnsafeRawBufferPointer, rows: Int, cols: Int) -> (matrix: QuantizedMatrix, storage: OwnedBytes)? {
+        guard rows > 0, cols > 0, let need = GGMLType.q1_0.byteCount(elements: rows * cols), bytes.count >= need,
+              let src = bytes.baseAddress else { return nil }
+        let blocks = rows * cols / GGMLType.q1_0.blockSize
+        let storage = OwnedBytes(count: 4 * blocks * GGMLType.q4_0.blockBytes)
+        qk_repack_q1_0_as_q4_0(src, storage.bytes.baseAddress, Int64(blocks))
+        guard let m = QuantizedMatrix(type: .q4_0, bytes: UnsafeRawBufferPointer(storage.bytes), rows: rows, cols: cols) else { return nil }
+        return (m, storage)
+    }
+
     /// A Q5_0 matrix rewritten as Q8_0 into memory of its own (`qk_repack_q5_0_as_q8_0`): the same
     /// weights, so the same products bit for bit, read with Q8_0's cheaper unpacking at 34 bytes a
     /// block instead of 22. nil for the other formats. The copy lives as long as `storage`.

@@ -25,7 +25,7 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// How few-token products treat their activations: float32 (the default: a generation step's logits
     /// are the full forward's bit for bit), or rounded to int8 as llama.cpp does (`Activations`).
     public var activations: Activations = .float32
-    /// Views that are copies (Q5_0 rewritten as Q8_0), not the file's bytes.
+    /// Views that are copies (Q5_0 rewritten as Q8_0, Q1_0 as Q4_0), not the file's bytes.
     private let storage: [OwnedBytes]
     private var downEdited: [Bool]
 
@@ -41,6 +41,11 @@ public final class QuantizedWeights: @unchecked Sendable {
                   info.dims == [cols, total ?? rows], let rowBytes = info.type.byteCount(elements: cols) else { return nil }
             let all = gguf.rawBytes(info)
             let part = UnsafeRawBufferPointer(rebasing: all[(first * rowBytes)..<((first + rows) * rowBytes)])
+            if info.type == .q1_0 {  // no kernel reads Q1_0: its Q4_0 copy holds the same weights
+                guard let c = QuantizedMatrix.q4_0Copy(ofQ1_0: part, rows: rows, cols: cols) else { return nil }
+                copies.append(c.storage)
+                return c.matrix
+            }
             guard let m = QuantizedMatrix(type: info.type, bytes: part, rows: rows, cols: cols) else { return nil }
             guard q8Copies, QuantizedLinear.q5_0AsQ8_0, let q8 = m.asQ8_0() else { return m }
             copies.append(q8.storage)
@@ -75,7 +80,7 @@ public final class QuantizedWeights: @unchecked Sendable {
         downEdited[layer] = true
     }
 
-    /// Bytes of the Q8_0 copies (`q8Copies`); 0 where none were made.
+    /// Bytes of the copies (Q8_0 of Q5_0 with `q8Copies`, Q4_0 of Q1_0); 0 where none were made.
     public var copiedBytes: Int { storage.reduce(0) { $0 + $1.bytes.count } }
 
     public func isEdited(layer: Int) -> Bool { downEdited.indices.contains(layer) && downEdited[layer] }

@@ -37,7 +37,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
         for b in 0..<blocks {
             let o = b * type.blockBytes
             switch type {
-            case .q5_0, .q4_0: f16(rng.symmetric(0.02), at: o)
+            case .q5_0, .q4_0, .q1_0: f16(rng.symmetric(0.02), at: o)
             case .q5_1: f16(rng.symmetric(0.02), at: o); f16(rng.symmetric(0.3), at: o + 2)
             case .iq4_nl: f16(rng.symmetric(0.002), at: o)
             case .q4_K, .q5_K: f16(rng.symmetric(0.002), at: o); f16(rng.symmetric(0.004), at: o + 2)
@@ -192,6 +192,24 @@ final class QuantizedKernelTypesTests: XCTestCase {
                     XCTAssertEqual(a, b, "\(isa), T = \(t)")
                 }
             }
+        }
+    }
+
+    /// A Q1_0 matrix rewritten as Q4_0 (`q4_0Copy`, what the products read: no kernel reads Q1_0) holds
+    /// the same weights, ±d, bit for bit; its float32 and int8 products are the Q4_0 kernels'.
+    func testQ1_0AsQ4_0IsTheSameMatrix() throws {
+        let rows = 9, cols = 384
+        let bytes = Self.randomMatrix(.q1_0, rows: rows, cols: cols, seed: 78)
+        try bytes.withUnsafeBytes { raw in
+            XCTAssertNil(QuantizedMatrix(type: .q1_0, bytes: raw, rows: rows, cols: cols), "no kernel reads Q1_0")
+            let c = try XCTUnwrap(QuantizedMatrix.q4_0Copy(ofQ1_0: raw, rows: rows, cols: cols))
+            XCTAssertEqual(c.matrix.format, .q4_0)
+            let copy = Array(UnsafeRawBufferPointer(c.storage.bytes).prefix(rows * cols / 32 * 18))
+            let w = Self.dequantized(.q1_0, bytes, count: rows * cols)
+            XCTAssertEqual(Self.dequantized(.q4_0, copy, count: rows * cols).map(\.bitPattern), w.map(\.bitPattern))
+            XCTAssertEqual(Set(w.map(abs)).count, rows * cols / 128, "one |d| a block of 128")
+            XCTAssertNil(QuantizedMatrix.q4_0Copy(ofQ1_0: UnsafeRawBufferPointer(rebasing: raw.prefix(raw.count - 1)), rows: rows, cols: cols),
+                         "short bytes")
         }
     }
 

@@ -38,7 +38,7 @@ final class ModelLoadingTests: XCTestCase {
         let scaleFields: [GGMLType: [Int]] = [.q2_K: [80, 82], .q3_K: [108], .iq4_nl: [0], .iq4_xs: [0], .tq1_0: [52],
                                               .tq2_0: [64], .q4_0: [0], .q5_1: [0, 2], .q5_K: [0, 2],
                                               .iq2_xxs: [0], .iq2_xs: [0], .iq2_s: [0], .iq3_xxs: [0], .iq3_s: [0],
-                                              .iq1_s: [0], .iq1_m: [], .nvfp4: []]
+                                              .iq1_s: [0], .iq1_m: [], .nvfp4: [], .q1_0: [0]]
         var rng = SplitMix64(seed: 12)
         var stored = GGUFWriter(), used = Set<GGMLType>()
         for k in base.metadataKeys { try stored.set(k, base.metadata[k]!) }
@@ -87,11 +87,11 @@ final class ModelLoadingTests: XCTestCase {
     }
 
     /// The formats whose kernels were added on 2026-12-06 (Q4_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K, IQ4_XS) and
-    /// 2026-12-07 (the grid-coded i-quants), inside a model: the logits of the float model up to summation
+    /// 2026-12-07 (the grid-coded i-quants; Q1_0, read as its Q4_0 copy), inside a model: the logits of the float model up to summation
     /// order (≤ 1e-4 of the largest logit; the kernels' products are checked against float64 in
     /// QuantizedKernelTypesTests). Two models: the synthetic one has fewer matrices than there are formats.
     func testModelsInTheAddedKernelFormatsMatchTheirFloatCopy() throws {
-        for types: [GGMLType] in [[.q4_0, .q5_1, .iq4_nl, .q2_K, .q3_K, .q5_K, .iq4_xs],
+        for types: [GGMLType] in [[.q4_0, .q5_1, .iq4_nl, .q2_K, .q3_K, .q5_K, .iq4_xs, .q1_0],
                                   [.iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m]] {
             let (stored, float, _) = try storedAndFloat(types)
             for tokens: [Int32] in [[7], [5, 80, 120], Array(40..<52)] {
@@ -106,7 +106,7 @@ final class ModelLoadingTests: XCTestCase {
         }
     }
 
-    /// A file holding a type we cannot dequantize (Q1_0) parses, and loading the model names the tensor
+    /// A file holding a type we cannot dequantize (Q8_1, an activation format) parses, and loading the model names the tensor
     /// and its type.
     func testATypeWithoutADequantizerIsNamedWhenLoaded() throws {
         let c = SyntheticConfig(layers: 1, hidden: 256, ffn: 512, heads: 4, kvHeads: 2)
@@ -115,16 +115,16 @@ final class ModelLoadingTests: XCTestCase {
         for k in base.metadataKeys { try w.set(k, base.metadata[k]!) }
         for info in base.tensors {
             if info.name == GGUFNames.ffnUp(0) {
-                let bytes = try XCTUnwrap(GGMLType.q1_0.byteCount(elements: info.elementCount))
-                try w.add(tensor: info.name, dims: info.dims, type: .q1_0, raw: [UInt8](repeating: 0, count: bytes))
+                let bytes = try XCTUnwrap(GGMLType.q8_1.byteCount(elements: info.elementCount))
+                try w.add(tensor: info.name, dims: info.dims, type: .q8_1, raw: [UInt8](repeating: 0, count: bytes))
             } else {
                 try w.add(tensor: info, from: base)
             }
         }
         let file = try GGUFFile(bytes: w.bytes())
-        XCTAssertEqual(file.tensors.first { $0.name == GGUFNames.ffnUp(0) }?.type, .q1_0)
+        XCTAssertEqual(file.tensors.first { $0.name == GGUFNames.ffnUp(0) }?.type, .q8_1)
         XCTAssertThrowsError(try LlamaModel(gguf: file)) { e in
-            XCTAssertEqual("\(e)", "GGUF tensor blk.0.ffn_up.weight has type Q1_0, which cannot be dequantized")
+            XCTAssertEqual("\(e)", "GGUF tensor blk.0.ffn_up.weight has type Q8_1, which cannot be dequantized")
         }
     }
 
