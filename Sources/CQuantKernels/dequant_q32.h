@@ -207,4 +207,26 @@ QK_INLINE QK_AVX2 void dequant_bf16_256(const uint8_t *b, __m256 w[4]) {
         w[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 16 * i))), 16));
 }
 
+// Q1_0 (stored blocks of 128, read as 4 blocks of 32, j = 0…3): f16 d, 16 bytes of signs; weight l of block j
+// is +d where bit l % 8 of byte 4j + l / 8 is set, −d where clear (Dequantize.swift: the same two values, −d
+// being d with its sign bit flipped). AVX-512: the block's 32 bits are two lane masks.
+QK_INLINE QK_AVX512 void dequant_q1_0_512(const uint8_t *b, int j, __m512 *w0, __m512 *w1) {
+    const __m512 d = bcast_f16_512(b);
+    const __m512 nd = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(d), _mm512_set1_epi32((int)0x80000000u)));
+    const uint32_t bits = load_u32(b + 2 + 4 * j);
+    *w0 = _mm512_mask_mov_ps(nd, (__mmask16)(bits & 0xFFFF), d);
+    *w1 = _mm512_mask_mov_ps(nd, (__mmask16)(bits >> 16), d);
+}
+
+// AVX2: bit 8i + k shifted to lane k's sign bit, which flips −d back to +d.
+QK_INLINE QK_AVX2 void dequant_q1_0_256(const uint8_t *b, int j, __m256 w[4]) {
+    const __m256 nd = _mm256_xor_ps(bcast_f16_256(b), _mm256_set1_ps(-0.0f));
+    const __m256i bits = _mm256_set1_epi32((int)load_u32(b + 2 + 4 * j)), sign = _mm256_set1_epi32((int)0x80000000u);
+    for (int i = 0; i < 4; i++) {
+        const __m256i up = _mm256_sllv_epi32(bits, _mm256_setr_epi32(31 - 8 * i, 30 - 8 * i, 29 - 8 * i, 28 - 8 * i,
+                                                                     27 - 8 * i, 26 - 8 * i, 25 - 8 * i, 24 - 8 * i));
+        w[i] = _mm256_xor_ps(nd, _mm256_castsi256_ps(_mm256_and_si256(up, sign)));
+    }
+}
+
 #endif

@@ -31,7 +31,7 @@ int qk_q8_supports(qk_format format) {
     switch (format) {
     case QK_Q8_0: case QK_Q4_0: case QK_Q4_1: case QK_Q5_0: case QK_Q5_1: case QK_IQ4_NL:
     case QK_Q4_K: case QK_Q5_K: case QK_Q6_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K:
-    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M: return 1;
+    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M: case QK_Q1_0: return 1;
     default: return 0;
     }
 }
@@ -89,7 +89,7 @@ int qk_quantize_q8(qk_isa isa, const float *x, int64_t t, int64_t ldx, int64_t i
 
 /// Whether `fmt`'s bytes are signed (multiplied by the sign trick) or unsigned with an offset m.
 QK_INLINE int q8_signed(int fmt) {
-    return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K || fmt == QK_Q3_K || fmt_is_iq_grid(fmt);
+    return fmt == QK_Q8_0 || fmt == QK_IQ4_NL || fmt == QK_IQ4_XS || fmt == QK_Q6_K || fmt == QK_Q3_K || fmt == QK_Q1_0 || fmt_is_iq_grid(fmt);
 }
 
 // ---- the grid-coded i-quants as bytes ----
@@ -273,13 +273,14 @@ Q8_INSTANCE(iq3_xxs, QK_IQ3_XXS)
 Q8_INSTANCE(iq3_s, QK_IQ3_S)
 Q8_INSTANCE(iq1_s, QK_IQ1_S)
 Q8_INSTANCE(iq1_m, QK_IQ1_M)
+Q8_INSTANCE(q1_0, QK_Q1_0)
 
 // Indexed by qk_format; NULL where no int8 kernel reads the format.
 #define Q8_TABLE(isa) { q8_linear_##isa##_q4_1, q8_linear_##isa##_q8_0, q8_linear_##isa##_q5_0, q8_linear_##isa##_q4_k, \
     q8_linear_##isa##_q6_k, q8_linear_##isa##_q4_0, q8_linear_##isa##_q5_1, q8_linear_##isa##_iq4_nl, q8_linear_##isa##_q5_k, \
     q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL, q8_linear_##isa##_iq2_xxs, \
     q8_linear_##isa##_iq2_xs, q8_linear_##isa##_iq2_s, q8_linear_##isa##_iq3_xxs, q8_linear_##isa##_iq3_s, q8_linear_##isa##_iq1_s, \
-    q8_linear_##isa##_iq1_m }
+    q8_linear_##isa##_iq1_m, q8_linear_##isa##_q1_0 }
 static const q8_fn Q8_KERNELS_256[QK_FORMATS] = Q8_TABLE(256);
 static const q8_fn Q8_KERNELS_512[QK_FORMATS] = Q8_TABLE(512);
 static const q8_fn Q8_KERNELS_VNNI[QK_FORMATS] = Q8_TABLE(vnni);

@@ -25,6 +25,15 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
     case QK_Q8_0:
         *scale = bcast_f16_256(b); *m = 0;
         return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case QK_Q1_0: {  // +1 where the bit is set, −1 where clear (a signed format), under the block's d
+        const uint32_t bits = load_u32(b + 2 + 4 * j);
+        *scale = bcast_f16_256(b); *m = 0;
+#if Q8_WIDE
+        return _mm256_mask_blend_epi8((__mmask32)bits, _mm256_set1_epi8(-1), _mm256_set1_epi8(1));
+#else
+        return _mm256_or_si256(_mm256_xor_si256(bit_bytes_256(bits), _mm256_set1_epi8(-1)), _mm256_set1_epi8(1));
+#endif
+    }
     case QK_Q4_0: case QK_Q4_1: {  // Q4_0's offset −8 enters the integer sum (q8_block's base)
         const int off = fmt == QK_Q4_0 ? 2 : 4;
         *scale = bcast_f16_256(b);

@@ -138,6 +138,7 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
     case QK_Q2_K: dequant_q2_k_256(b, j, s, w); break;
     case QK_F16: dequant_f16_256(b, w); break;
     case QK_BF16: dequant_bf16_256(b, w); break;
+    case QK_Q1_0: dequant_q1_0_256(b, j, w); break;
     case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M:
         dequant_iq_256(fmt, b, j, s, w); break;
     default: dequant_q6_k_256(b, j, s, w); break;
@@ -160,6 +161,7 @@ QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_
     case QK_Q2_K: dequant_q2_k_512(b, j, s, w0, w1); break;
     case QK_F16: dequant_f16_512(b, w0, w1); break;
     case QK_BF16: dequant_bf16_512(b, w0, w1); break;
+    case QK_Q1_0: dequant_q1_0_512(b, j, w0, w1); break;
     case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M:
         dequant_iq_512(fmt, b, j, s, w0, w1); break;
     default: dequant_q6_k_512(b, j, s, w0, w1); break;
@@ -517,18 +519,19 @@ QK_INSTANCES(iq3_xxs, QK_IQ3_XXS)
 QK_INSTANCES(iq3_s, QK_IQ3_S)
 QK_INSTANCES(iq1_s, QK_IQ1_S)
 QK_INSTANCES(iq1_m, QK_IQ1_M)
+QK_INSTANCES(q1_0, QK_Q1_0)
 
 // Indexed by qk_format.
 static const linear_fn KERNELS_512[] = { linear_512_q4_1, linear_512_q8_0, linear_512_q5_0, linear_512_q4_k, linear_512_q6_k,
                                          linear_512_q4_0, linear_512_q5_1, linear_512_iq4_nl, linear_512_q5_k, linear_512_iq4_xs,
                                          linear_512_q3_k, linear_512_q2_k, linear_512_f16, linear_512_bf16,
                                          linear_512_iq2_xxs, linear_512_iq2_xs, linear_512_iq2_s, linear_512_iq3_xxs,
-                                         linear_512_iq3_s, linear_512_iq1_s, linear_512_iq1_m };
+                                         linear_512_iq3_s, linear_512_iq1_s, linear_512_iq1_m, linear_512_q1_0 };
 static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linear_256_q5_0, linear_256_q4_k, linear_256_q6_k,
                                          linear_256_q4_0, linear_256_q5_1, linear_256_iq4_nl, linear_256_q5_k, linear_256_iq4_xs,
                                          linear_256_q3_k, linear_256_q2_k, linear_256_f16, linear_256_bf16,
                                          linear_256_iq2_xxs, linear_256_iq2_xs, linear_256_iq2_s, linear_256_iq3_xxs,
-                                         linear_256_iq3_s, linear_256_iq1_s, linear_256_iq1_m };
+                                         linear_256_iq3_s, linear_256_iq1_s, linear_256_iq1_m, linear_256_q1_0 };
 _Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_FORMATS, "one kernel per format");
 _Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_FORMATS, "one kernel per format");
 
@@ -536,12 +539,12 @@ static const dequantize_fn DEQUANTIZE_512[] = { dequantize_512_q4_1, dequantize_
     dequantize_512_q6_k, dequantize_512_q4_0, dequantize_512_q5_1, dequantize_512_iq4_nl, dequantize_512_q5_k, dequantize_512_iq4_xs,
     dequantize_512_q3_k, dequantize_512_q2_k, dequantize_512_f16, dequantize_512_bf16, dequantize_512_iq2_xxs,
     dequantize_512_iq2_xs, dequantize_512_iq2_s, dequantize_512_iq3_xxs, dequantize_512_iq3_s, dequantize_512_iq1_s,
-    dequantize_512_iq1_m };
+    dequantize_512_iq1_m, dequantize_512_q1_0 };
 static const dequantize_fn DEQUANTIZE_256[] = { dequantize_256_q4_1, dequantize_256_q8_0, dequantize_256_q5_0, dequantize_256_q4_k,
     dequantize_256_q6_k, dequantize_256_q4_0, dequantize_256_q5_1, dequantize_256_iq4_nl, dequantize_256_q5_k, dequantize_256_iq4_xs,
     dequantize_256_q3_k, dequantize_256_q2_k, dequantize_256_f16, dequantize_256_bf16, dequantize_256_iq2_xxs,
     dequantize_256_iq2_xs, dequantize_256_iq2_s, dequantize_256_iq3_xxs, dequantize_256_iq3_s, dequantize_256_iq1_s,
-    dequantize_256_iq1_m };
+    dequantize_256_iq1_m, dequantize_256_q1_0 };
 _Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "one dequantizer per format");
 _Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
 

@@ -2,7 +2,7 @@
 // Linear layers over GGML-quantized weights with float32 activations (no activation quantization; the
 // int8-activation products at the end of this header are separate entry points):
 // y[T × out] (+)= x[T × in] · Wᵀ, W stored out × in in GGML blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
-// IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, the grid-coded i-quants IQ1–IQ3).
+// IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, the grid-coded i-quants IQ1–IQ3, Q1_0).
 // Each block of 32 weights is dequantized once in registers (exactly as Dequantize.swift computes it
 // in float32) and multiplied with every token row, so the weights stream from memory once per call.
 // Plus the vectorized activations (SwiGLU, GELU-tanh) and the softmax of a vocabulary row.
@@ -24,7 +24,7 @@ typedef enum {
 qk_isa qk_best_isa(void);
 
 /// Weight formats the kernels read (GGML block layouts, ggml-common.h). Q4_1, Q8_0, Q5_0, Q4_0, Q5_1,
-/// IQ4_NL: blocks of 32 weights; the K-quants and IQ4_XS: super-blocks of 256. The first two keep the
+/// IQ4_NL: blocks of 32 weights; the K-quants and IQ4_XS: super-blocks of 256; Q1_0: blocks of 128. The first two keep the
 /// values of the former Q4_1 / Q8_0 flag.
 typedef enum {
     QK_Q4_1 = 0,    // 20 bytes: f16 d, f16 m, 16 bytes of nibbles; w = d·q + m
@@ -50,7 +50,8 @@ typedef enum {
     QK_IQ3_S = 18,    // 110 bytes: f16 d, 64 index bytes, 8 of index bit 8, 32 sign bytes, 4 bytes of scales
     QK_IQ1_S = 19,    // 50 bytes: f16 d, 32 index bytes, per 32 weights a u16 (index bits 8–10, scale, delta sign)
     QK_IQ1_M = 20,    // 56 bytes: 32 index bytes, 16 of index bits and delta signs, 4 u16 of scales holding d
-    QK_FORMATS = 21
+    QK_Q1_0 = 21,     // 18 bytes a block of 128: f16 d, 128 sign bits (weight l: bit l % 8 of byte l / 8); w = ±d
+    QK_FORMATS = 22
 } qk_format;
 
 /// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a matrix W of `format` stored out × in,
@@ -88,7 +89,7 @@ enum { QK_X_ALIGN = 64 };
 void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
 /// Rewrites `blocks` Q1_0 blocks (18 bytes: f16 d, 128 sign bits, weight j bit j % 8 of byte j / 8;
 /// w = ±d) as 4 × `blocks` Q4_0 blocks (18 bytes: the same f16 d, nibbles 9 for +d and 7 for −d): the same
-/// weights d·(q − 8), which every Q4_0 kernel reads (no kernel reads Q1_0 itself), at 4.5 bits a weight.
+/// weights d·(q − 8), at 4.5 bits a weight (`ALPHAEDIT_Q1_0=q4`, to compare with the Q1_0 kernels).
 void qk_repack_q1_0_as_q4_0(const void *src, void *dst, int64_t blocks);
 
 /// Dequantizes `rows` runs of `blocks` stored (super-)blocks of `format` (each 32 or 256 weights): run r

@@ -1,7 +1,7 @@
 // Small-batch linear layers read straight from GGML-quantized weights, float32 activations.
 // Why: for a few tokens, dequantized float32 weights make y = x·Wᵀ memory-bound (4 bytes a weight,
 // plus OpenBLAS packing W on every call); the formats read here (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL,
-// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ1_S … IQ3_S) hold 0.19 (IQ1_S) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, IQ1_S … IQ3_S, Q1_0) hold 0.14 (Q1_0) to 1.06 (Q8_0) bytes a weight. The C kernels (Sources/CQuantKernels) dequantize
 // each block in registers exactly as `Dequantize` does, so results match dequantize + sgemm up to
 // summation order; activations are never quantized, except by `runInt8` (8-bit activations, as llama.cpp:
 // `Activations.int8`, which a command asks for explicitly).
@@ -17,7 +17,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     /// The GGML formats with a kernel (the GGUF types of the same names).
     public enum Format: Sendable, CaseIterable {
         case q4_1, q8_0, q5_0, q4_K, q6_K, q4_0, q5_1, iq4_nl, q5_K, iq4_xs, q3_K, q2_K, f16, bf16
-        case iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m
+        case iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m, q1_0
 
         /// Weights per block as the kernels walk them: the type's block, or 32 for the unquantized halves
         /// (F16, BF16), whose rows must then hold a multiple of 32 weights.
@@ -47,6 +47,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .iq3_s: .iq3_s
             case .iq1_s: .iq1_s
             case .iq1_m: .iq1_m
+            case .q1_0: .q1_0
             }
         }
 
@@ -80,6 +81,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
             case .iq3_s: QK_IQ3_S
             case .iq1_s: QK_IQ1_S
             case .iq1_m: QK_IQ1_M
+            case .q1_0: QK_Q1_0
             }
         }
     }
@@ -98,9 +100,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
     }
 
     /// A Q1_0 matrix (`bytes`, rows × cols) rewritten as Q4_0 into memory of its own
-    /// (`qk_repack_q1_0_as_q4_0`): the same weights ±d as d·(q − 8), so the products of the Q4_0 kernels,
-    /// float32 and int8, at 4.5 bits a weight (no kernel reads Q1_0's 1.125); the float32 copy it spares
-    /// takes 32. nil when the shape does not fit the bytes. The copy lives as long as `storage`.
+    /// (`qk_repack_q1_0_as_q4_0`): the same weights ±d as d·(q − 8), read by the Q4_0 kernels at 4.5 bits a
+    /// weight instead of Q1_0's 1.125 (`q1_0AsQ4_0`, to compare). nil when the shape does not fit the bytes.
+    /// The copy lives as long as `storage`.
     public static func q4_0Copy(ofQ1_0 bytes: UnsafeRawBufferPointer, rows: Int, cols: Int) -> (matrix: QuantizedMatrix, storage: OwnedBytes)? {
         guard rows > 0, cols > 0, let need = GGMLType.q1_0.byteCount(elements: rows * cols), bytes.count >= need,
               let src = bytes.baseAddress else { return nil }
@@ -155,6 +157,10 @@ public enum QuantizedLinear {
     /// 32 145 → 163; Qwen's profiled 10-token forward, gate and up 15.3 → 13.5 ms each). Not with AVX-512
     /// (its own Q5_0 unpacking; generation within noise, the memory for nothing).
     /// ALPHAEDIT_Q5_0=native turns it off (to compare); =q8 turns it on with either ISA.
+    /// Q1_0 matrices read from a Q4_0 copy (`QuantizedMatrix.q4_0Copy`, 4.5 bits a weight) instead of
+    /// their own 1.125 bits: `ALPHAEDIT_Q1_0=q4` (to compare), else never.
+    public static let q1_0AsQ4_0 = ProcessInfo.processInfo.environment["ALPHAEDIT_Q1_0"] == "q4"
+
     public static let q5_0AsQ8_0: Bool = {
         switch ProcessInfo.processInfo.environment["ALPHAEDIT_Q5_0"] {
         case "native": false

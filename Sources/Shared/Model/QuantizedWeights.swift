@@ -41,7 +41,7 @@ public final class QuantizedWeights: @unchecked Sendable {
                   info.dims == [cols, total ?? rows], let rowBytes = info.type.byteCount(elements: cols) else { return nil }
             let all = gguf.rawBytes(info)
             let part = UnsafeRawBufferPointer(rebasing: all[(first * rowBytes)..<((first + rows) * rowBytes)])
-            if info.type == .q1_0 {  // no kernel reads Q1_0: its Q4_0 copy holds the same weights
+            if info.type == .q1_0, QuantizedLinear.q1_0AsQ4_0 {  // its Q4_0 copy holds the same weights
                 guard let c = QuantizedMatrix.q4_0Copy(ofQ1_0: part, rows: rows, cols: cols) else { return nil }
                 copies.append(c.storage)
                 return c.matrix

@@ -11,7 +11,7 @@ import XCTest
 
 final class QuantizedKernelTypesTests: XCTestCase {
     static let types: [GGMLType] = [.q4_1, .q8_0, .q5_0, .q4_K, .q6_K, .q4_0, .q5_1, .iq4_nl, .q5_K, .iq4_xs, .q3_K, .q2_K, .f16, .bf16,
-                                    .iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m]
+                                    .iq2_xxs, .iq2_xs, .iq2_s, .iq3_xxs, .iq3_s, .iq1_s, .iq1_m, .q1_0]
 
     /// |y − ref| / Σ|x·w| per output element; float32 sums of ≤ 2560 terms stay far below it.
     static let tolerance = 1e-5
@@ -195,14 +195,25 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
-    /// A Q1_0 matrix rewritten as Q4_0 (`q4_0Copy`, what the products read: no kernel reads Q1_0) holds
-    /// the same weights, ±d, bit for bit; its float32 and int8 products are the Q4_0 kernels'.
+    /// A Q1_0 matrix rewritten as Q4_0 (`q4_0Copy`, `ALPHAEDIT_Q1_0=q4`) holds the same weights, ±d, bit for
+    /// bit, and the Q4_0 kernels' products of it are the Q1_0 kernels' bit for bit (the same values in the
+    /// same order), on every ISA and token count.
     func testQ1_0AsQ4_0IsTheSameMatrix() throws {
         let rows = 9, cols = 384
         let bytes = Self.randomMatrix(.q1_0, rows: rows, cols: cols, seed: 78)
         try bytes.withUnsafeBytes { raw in
-            XCTAssertNil(QuantizedMatrix(type: .q1_0, bytes: raw, rows: rows, cols: cols), "no kernel reads Q1_0")
+            let m = try XCTUnwrap(QuantizedMatrix(type: .q1_0, bytes: raw, rows: rows, cols: cols))
             let c = try XCTUnwrap(QuantizedMatrix.q4_0Copy(ofQ1_0: raw, rows: rows, cols: cols))
+            var rng = SplitMix64(seed: 6)
+            for isa in isas {
+                for t in [1, 2, 5, 10, 12] {
+                    let x = (0..<(t * cols)).map { _ in rng.symmetric(1) }
+                    var a = [Float](repeating: 0, count: t * rows), b = a
+                    XCTAssertTrue(QuantizedLinear.run(x, m, &a, rows: t, threads: 2, isa: isa))
+                    XCTAssertTrue(QuantizedLinear.run(x, c.matrix, &b, rows: t, threads: 2, isa: isa))
+                    XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(isa), T = \(t)")
+                }
+            }
             XCTAssertEqual(c.matrix.format, .q4_0)
             let copy = Array(UnsafeRawBufferPointer(c.storage.bytes).prefix(rows * cols / 32 * 18))
             let w = Self.dequantized(.q1_0, bytes, count: rows * cols)
