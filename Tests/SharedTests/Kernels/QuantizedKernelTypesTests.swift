@@ -170,6 +170,21 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
+    /// `a` and `b` (the same shape) give the same products bit for bit, on every ISA, at 1–12 token rows.
+    private func assertSameProducts(_ a: QuantizedMatrix, _ b: QuantizedMatrix, cols: Int, seed: UInt64,
+                                    file: StaticString = #filePath, line: UInt = #line) {
+        var rng = SplitMix64(seed: seed)
+        for isa in isas {
+            for t in [1, 2, 5, 10, 12] {
+                let x = (0..<(t * cols)).map { _ in rng.symmetric(1) }
+                var ya = [Float](repeating: 0, count: t * a.rows), yb = ya
+                XCTAssertTrue(QuantizedLinear.run(x, a, &ya, rows: t, threads: 2, isa: isa), file: file, line: line)
+                XCTAssertTrue(QuantizedLinear.run(x, b, &yb, rows: t, threads: 2, isa: isa), file: file, line: line)
+                XCTAssertEqual(ya.map(\.bitPattern), yb.map(\.bitPattern), "\(isa), T = \(t)", file: file, line: line)
+            }
+        }
+    }
+
     /// A Q5_0 matrix rewritten as Q8_0 (`asQ8_0`, what the products read with AVX2) holds the
     /// same weights and gives the same products bit for bit, on every ISA and token count.
     func testQ5_0AsQ8_0IsTheSameMatrix() throws {
@@ -182,16 +197,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
             XCTAssertNil(q8.matrix.asQ8_0(), "only Q5_0 is rewritten")
             let copy = Array(UnsafeRawBufferPointer(q8.storage.bytes).prefix(rows * cols / 32 * 34))
             XCTAssertEqual(Self.dequantized(.q8_0, copy, count: rows * cols), Self.dequantized(.q5_0, bytes, count: rows * cols))
-            var rng = SplitMix64(seed: 5)
-            for isa in isas {
-                for t in [1, 2, 5, 10, 12] {
-                    let x = (0..<(t * cols)).map { _ in rng.symmetric(1) }
-                    var a = [Float](repeating: 0, count: t * rows), b = a
-                    XCTAssertTrue(QuantizedLinear.run(x, m, &a, rows: t, threads: 2, isa: isa))
-                    XCTAssertTrue(QuantizedLinear.run(x, q8.matrix, &b, rows: t, threads: 2, isa: isa))
-                    XCTAssertEqual(a, b, "\(isa), T = \(t)")
-                }
-            }
+            assertSameProducts(m, q8.matrix, cols: cols, seed: 5)
         }
     }
 
@@ -204,16 +210,7 @@ final class QuantizedKernelTypesTests: XCTestCase {
         try bytes.withUnsafeBytes { raw in
             let m = try XCTUnwrap(QuantizedMatrix(type: .q1_0, bytes: raw, rows: rows, cols: cols))
             let c = try XCTUnwrap(QuantizedMatrix.q4_0Copy(ofQ1_0: raw, rows: rows, cols: cols))
-            var rng = SplitMix64(seed: 6)
-            for isa in isas {
-                for t in [1, 2, 5, 10, 12] {
-                    let x = (0..<(t * cols)).map { _ in rng.symmetric(1) }
-                    var a = [Float](repeating: 0, count: t * rows), b = a
-                    XCTAssertTrue(QuantizedLinear.run(x, m, &a, rows: t, threads: 2, isa: isa))
-                    XCTAssertTrue(QuantizedLinear.run(x, c.matrix, &b, rows: t, threads: 2, isa: isa))
-                    XCTAssertEqual(a.map(\.bitPattern), b.map(\.bitPattern), "\(isa), T = \(t)")
-                }
-            }
+            assertSameProducts(m, c.matrix, cols: cols, seed: 6)
             XCTAssertEqual(c.matrix.format, .q4_0)
             let copy = Array(UnsafeRawBufferPointer(c.storage.bytes).prefix(rows * cols / 32 * 18))
             let w = Self.dequantized(.q1_0, bytes, count: rows * cols)
