@@ -44,3 +44,7 @@ for t in IQ3_XXS IQ3_XS IQ3_S IQ3_M IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ1_S IQ1_M; do
 done
 for t in IQ2_XXS IQ3_S IQ1_M; do make "$smol" "smollm2-pure-$t" "$t" --pure --imatrix models/quant/smollm2-imatrix.gguf; done
 for t in IQ3_M IQ2_M; do make "$qwen" "qwen-$t" "$t" "" --imatrix models/quant/qwen-imatrix.gguf; done
+# Q1_0 (1 bit a weight, blocks of 128): Qwen's and Gemma's widths are multiples of 128; SmolLM2's 576 is not.
+gemma=$(bash scripts/fetch-model.sh gemma3-270m | tail -1)
+make "$qwen" qwen-Q1_0 Q1_0
+make "$gemma" gemma-Q1_0 Q1_0
