@@ -15,7 +15,9 @@
 // order; the sender keeps at most `windowPieces` unacknowledged, so a heartbeat never waits behind more
 // than that on the link and a transfer far longer than `deadAfter` keeps both sides hearing each other.
 // Both sides send heartbeat every `heartbeatInterval` while idle or busy; a peer silent for
-// `heartbeatLiveness` intervals is dead (a worker's job leases expire with it). Coordinator → job;
+// `heartbeatLiveness` intervals is dead (a worker's job leases expire with it). Workers also send
+// `memory` (their machine's memory now) every `memoryReportInterval` and with each result, which the
+// coordinator's admission of K₀ shards follows (WorkerPool+Memory). Coordinator → job;
 // worker → result or jobFailed. A worker holds up to `Hello.threads` covariance jobs at once (one
 // thread each) or one job of another kind; a job beyond that is answered jobFailed(retryable, busy). A frame that does not decode is logged and answered with `rejected`;
 // the receiver keeps serving.
