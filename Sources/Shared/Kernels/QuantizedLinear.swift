@@ -146,6 +146,10 @@ public enum QuantizedLinear {
     /// stops waiting on its 424 MB of float32 weights; 32 keeps a clear margin.
     public static let maxRows = 32
 
+    /// Q1_0 matrices read from a Q4_0 copy (`QuantizedMatrix.q4_0Copy`, 4.5 bits a weight) instead of
+    /// their own 1.125 bits: `ALPHAEDIT_Q1_0=q4` (to compare), else never.
+    public static let q1_0AsQ4_0 = ProcessInfo.processInfo.environment["ALPHAEDIT_Q1_0"] == "q4"
+
     /// With the AVX2 kernels, the model's few-token products read Q5_0 matrices as Q8_0 (a copy,
     /// `QuantizedMatrix.asQ8_0`: the same weights, so the same bits): Q5_0's unpacking, not memory, is
     /// what they wait on. One row first (2026-12-05, Zen 4, 2 threads, AVX2, 3 pairs of invocations):
@@ -157,10 +161,6 @@ public enum QuantizedLinear {
     /// 32 145 → 163; Qwen's profiled 10-token forward, gate and up 15.3 → 13.5 ms each). Not with AVX-512
     /// (its own Q5_0 unpacking; generation within noise, the memory for nothing).
     /// ALPHAEDIT_Q5_0=native turns it off (to compare); =q8 turns it on with either ISA.
-    /// Q1_0 matrices read from a Q4_0 copy (`QuantizedMatrix.q4_0Copy`, 4.5 bits a weight) instead of
-    /// their own 1.125 bits: `ALPHAEDIT_Q1_0=q4` (to compare), else never.
-    public static let q1_0AsQ4_0 = ProcessInfo.processInfo.environment["ALPHAEDIT_Q1_0"] == "q4"
-
     public static let q5_0AsQ8_0: Bool = {
         switch ProcessInfo.processInfo.environment["ALPHAEDIT_Q5_0"] {
         case "native": false
