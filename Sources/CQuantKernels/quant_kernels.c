@@ -581,7 +581,7 @@ int64_t qk_x_stride(int64_t in) {
 void qk_repack_q1_0_as_q4_0(const void *src, void *dst, int64_t blocks) {
     const uint8_t *s = (const uint8_t *)src;
     uint8_t *d = (uint8_t *)dst;
-    for (int64_t b = 0; b < blocks; b++, s += 18) {
+    for (int64_t b = 0; b < blocks; b++, s += Q1_0_BYTES) {
         for (int k = 0; k < 4; k++, d += Q4_0_BYTES) {  // Q4_0 block k: weights 32k … 32k + 31 of the Q1_0 block
             const uint8_t *bits = s + 2 + 4 * k;
             memcpy(d, s, 2);
