@@ -31,7 +31,7 @@ int qk_q8_supports(qk_format format) {
     switch (format) {
     case QK_Q8_0: case QK_Q4_0: case QK_Q4_1: case QK_Q5_0: case QK_Q5_1: case QK_IQ4_NL:
     case QK_Q4_K: case QK_Q5_K: case QK_Q6_K: case QK_IQ4_XS: case QK_Q3_K: case QK_Q2_K:
-    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M: case QK_Q1_0: return 1;
+    case QK_IQ2_XXS: case QK_IQ2_XS: case QK_IQ2_S: case QK_IQ3_XXS: case QK_IQ3_S: case QK_IQ1_S: case QK_IQ1_M: case QK_Q1_0: case QK_Q4_1F: return 1;
     default: return 0;
     }
 }
@@ -274,13 +274,14 @@ Q8_INSTANCE(iq3_s, QK_IQ3_S)
 Q8_INSTANCE(iq1_s, QK_IQ1_S)
 Q8_INSTANCE(iq1_m, QK_IQ1_M)
 Q8_INSTANCE(q1_0, QK_Q1_0)
+Q8_INSTANCE(q4_1f, QK_Q4_1F)
 
 // Indexed by qk_format; NULL where no int8 kernel reads the format.
 #define Q8_TABLE(isa) { q8_linear_##isa##_q4_1, q8_linear_##isa##_q8_0, q8_linear_##isa##_q5_0, q8_linear_##isa##_q4_k, \
     q8_linear_##isa##_q6_k, q8_linear_##isa##_q4_0, q8_linear_##isa##_q5_1, q8_linear_##isa##_iq4_nl, q8_linear_##isa##_q5_k, \
     q8_linear_##isa##_iq4_xs, q8_linear_##isa##_q3_k, q8_linear_##isa##_q2_k, NULL, NULL, q8_linear_##isa##_iq2_xxs, \
     q8_linear_##isa##_iq2_xs, q8_linear_##isa##_iq2_s, q8_linear_##isa##_iq3_xxs, q8_linear_##isa##_iq3_s, q8_linear_##isa##_iq1_s, \
-    q8_linear_##isa##_iq1_m, q8_linear_##isa##_q1_0 }
+    q8_linear_##isa##_iq1_m, q8_linear_##isa##_q1_0, q8_linear_##isa##_q4_1f }
 static const q8_fn Q8_KERNELS_256[QK_FORMATS] = Q8_TABLE(256);
 static const q8_fn Q8_KERNELS_512[QK_FORMATS] = Q8_TABLE(512);
 static const q8_fn Q8_KERNELS_VNNI[QK_FORMATS] = Q8_TABLE(vnni);

@@ -46,6 +46,15 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
         }
         return nibble_bytes_256(b + off);
     }
+    case QK_Q4_1F: {  // Q4_1 with d and m as float32 (qk_repack_q4_1_float_scales)
+        *scale = _mm256_broadcast_ss((const float *)b);
+        memcpy(m, b + 4, 4);
+        if (!Q8_WIDE) {
+            const __m128i n = _mm_loadu_si128((const __m128i *)(b + 8));
+            return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), low4);
+        }
+        return nibble_bytes_256(b + 8);
+    }
     case QK_Q5_0: case QK_Q5_1: {  // Q5_0's offset −16 as Q4_0's
         if (fmt == QK_Q5_0) { *scale = bcast_f16_256(b); *m = 0; return Q8_Q5_BYTES(load_u32(b + 2), b + 6); }
         // With 16 registers, the scale converted as a scalar and broadcast (one AVX2 core, T = 1, 4,864 × 896:
@@ -128,7 +137,7 @@ QK_INLINE Q8_ATTR void Q8_FN(q8_block)(int fmt, int R, int U, const uint8_t *w, 
     // `--activations int8` generation step, alternating invocations, ms): AVX2 IQ2_XXS `ffn_down` 2.25 → 1.39
     // (`--breakdown`), Qwen 23.46 / 23.09 → 21.97 / 22.07, SmolLM2 `--pure` IQ4_XS 4.86 / 4.89 → 4.78 / 4.72;
     // but SmolLM2's Q4_1 5.21 / 4.97 → 5.47 / 5.33, and AVX-512 (32 registers) alike either way.
-    const int step = U == 1 && (fmt_is_iq_grid(fmt) || (!Q8_WIDE && fmt != QK_Q4_1)) ? 1 : R;
+    const int step = U == 1 && (fmt_is_iq_grid(fmt) || (!Q8_WIDE && fmt != QK_Q4_1 && fmt != QK_Q4_1F)) ? 1 : R;
     for (int r0 = 0; r0 < R; r0 += step) {
         const int r1 = r0 + step;
         for (int r = r0; r < r1; r++) {
@@ -164,7 +173,7 @@ QK_INLINE Q8_ATTR void Q8_FN(q8_tile)(int fmt, int R, int U, const uint8_t *w, i
     // block, an FMA's latency). With more token rows a block has more work than that chain. One set where
     // two measured slower: Q5_1 (0.18 → 0.22 ms on AVX-512), and with AVX2's 16 registers Q4_1 and IQ4_XS,
     // which spilled (one core, T = 1, 4,864 × 896: Q4_1 0.20 → 0.32 ms).
-    const int two = U <= 2 && fmt != QK_Q5_1 && (Q8_WIDE || (fmt != QK_Q4_1 && fmt != QK_IQ4_XS));
+    const int two = U <= 2 && fmt != QK_Q5_1 && (Q8_WIDE || (fmt != QK_Q4_1 && fmt != QK_Q4_1F && fmt != QK_IQ4_XS));
     __m256 accA[4][4], accB[4][4];
     float offA[4][4], offB[4][4];
     q8_row xr[4];

@@ -21,7 +21,7 @@ enum { QK_BLOCK = 32, QK_SUPER = 256, QK_Q1_0_BLOCK = 128 };
 enum { Q4_1_BYTES = 20, Q8_0_BYTES = 34, Q5_0_BYTES = 22, Q4_K_BYTES = 144, Q6_K_BYTES = 210, Q4_0_BYTES = 18,
        Q5_1_BYTES = 24, IQ4_NL_BYTES = 18, Q5_K_BYTES = 176, IQ4_XS_BYTES = 136, Q3_K_BYTES = 110, Q2_K_BYTES = 84,
        F16_BYTES = 64, BF16_BYTES = 64, IQ2_XXS_BYTES = 66, IQ2_XS_BYTES = 74, IQ2_S_BYTES = 82, IQ3_XXS_BYTES = 98,
-       IQ3_S_BYTES = 110, IQ1_S_BYTES = 50, IQ1_M_BYTES = 56, Q1_0_BYTES = 18 };
+       IQ3_S_BYTES = 110, IQ1_S_BYTES = 50, IQ1_M_BYTES = 56, Q1_0_BYTES = 18, Q4_1F_BYTES = 24 };
 
 /// Weights per stored (super-)block of `fmt`: a constant after inlining.
 QK_INLINE int64_t fmt_block(int fmt) {
@@ -57,6 +57,7 @@ QK_INLINE int64_t fmt_bytes(int fmt) {
     case QK_IQ1_S: return IQ1_S_BYTES;
     case QK_IQ1_M: return IQ1_M_BYTES;
     case QK_Q1_0: return Q1_0_BYTES;
+    case QK_Q4_1F: return Q4_1F_BYTES;
     default: return Q6_K_BYTES;
     }
 }

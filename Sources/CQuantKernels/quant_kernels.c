@@ -126,6 +126,7 @@ QK_INLINE int fmt_blocks(int fmt) { return (int)(fmt_block(fmt) / QK_BLOCK); }
 QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_scales *s, __m256 w[4]) {
     switch (fmt) {
     case QK_Q4_1: dequant_q4_1_256(b, w); break;
+    case QK_Q4_1F: dequant_q4_1f_256(b, w); break;
     case QK_Q8_0: dequant_q8_0_256(b, w); break;
     case QK_Q5_0: dequant_q5_0_256(b, w); break;
     case QK_Q4_K: dequant_q4_k_256(b, j, s, w); break;
@@ -149,6 +150,7 @@ QK_INLINE QK_AVX2 void dequant_256(int fmt, const uint8_t *b, int j, const qk_sc
 QK_INLINE QK_AVX512 void dequant_512(int fmt, const uint8_t *b, int j, const qk_scales *s, __m512 *w0, __m512 *w1) {
     switch (fmt) {
     case QK_Q4_1: dequant_q4_1_512(b, w0, w1); break;
+    case QK_Q4_1F: dequant_q4_1f_512(b, w0, w1); break;
     case QK_Q8_0: dequant_q8_0_512(b, w0, w1); break;
     case QK_Q5_0: dequant_q5_0_512(b, w0, w1); break;
     case QK_Q4_K: dequant_q4_k_512(b, j, s, w0, w1); break;
@@ -520,18 +522,21 @@ QK_INSTANCES(iq3_s, QK_IQ3_S)
 QK_INSTANCES(iq1_s, QK_IQ1_S)
 QK_INSTANCES(iq1_m, QK_IQ1_M)
 QK_INSTANCES(q1_0, QK_Q1_0)
+QK_INSTANCES(q4_1f, QK_Q4_1F)
 
 // Indexed by qk_format.
 static const linear_fn KERNELS_512[] = { linear_512_q4_1, linear_512_q8_0, linear_512_q5_0, linear_512_q4_k, linear_512_q6_k,
                                          linear_512_q4_0, linear_512_q5_1, linear_512_iq4_nl, linear_512_q5_k, linear_512_iq4_xs,
                                          linear_512_q3_k, linear_512_q2_k, linear_512_f16, linear_512_bf16,
                                          linear_512_iq2_xxs, linear_512_iq2_xs, linear_512_iq2_s, linear_512_iq3_xxs,
-                                         linear_512_iq3_s, linear_512_iq1_s, linear_512_iq1_m, linear_512_q1_0 };
+                                         linear_512_iq3_s, linear_512_iq1_s, linear_512_iq1_m, linear_512_q1_0,
+                                         linear_512_q4_1f };
 static const linear_fn KERNELS_256[] = { linear_256_q4_1, linear_256_q8_0, linear_256_q5_0, linear_256_q4_k, linear_256_q6_k,
                                          linear_256_q4_0, linear_256_q5_1, linear_256_iq4_nl, linear_256_q5_k, linear_256_iq4_xs,
                                          linear_256_q3_k, linear_256_q2_k, linear_256_f16, linear_256_bf16,
                                          linear_256_iq2_xxs, linear_256_iq2_xs, linear_256_iq2_s, linear_256_iq3_xxs,
-                                         linear_256_iq3_s, linear_256_iq1_s, linear_256_iq1_m, linear_256_q1_0 };
+                                         linear_256_iq3_s, linear_256_iq1_s, linear_256_iq1_m, linear_256_q1_0,
+                                         linear_256_q4_1f };
 _Static_assert(sizeof KERNELS_512 / sizeof *KERNELS_512 == QK_FORMATS, "one kernel per format");
 _Static_assert(sizeof KERNELS_256 / sizeof *KERNELS_256 == QK_FORMATS, "one kernel per format");
 
@@ -539,12 +544,12 @@ static const dequantize_fn DEQUANTIZE_512[] = { dequantize_512_q4_1, dequantize_
     dequantize_512_q6_k, dequantize_512_q4_0, dequantize_512_q5_1, dequantize_512_iq4_nl, dequantize_512_q5_k, dequantize_512_iq4_xs,
     dequantize_512_q3_k, dequantize_512_q2_k, dequantize_512_f16, dequantize_512_bf16, dequantize_512_iq2_xxs,
     dequantize_512_iq2_xs, dequantize_512_iq2_s, dequantize_512_iq3_xxs, dequantize_512_iq3_s, dequantize_512_iq1_s,
-    dequantize_512_iq1_m, dequantize_512_q1_0 };
+    dequantize_512_iq1_m, dequantize_512_q1_0, dequantize_512_q4_1f };
 static const dequantize_fn DEQUANTIZE_256[] = { dequantize_256_q4_1, dequantize_256_q8_0, dequantize_256_q5_0, dequantize_256_q4_k,
     dequantize_256_q6_k, dequantize_256_q4_0, dequantize_256_q5_1, dequantize_256_iq4_nl, dequantize_256_q5_k, dequantize_256_iq4_xs,
     dequantize_256_q3_k, dequantize_256_q2_k, dequantize_256_f16, dequantize_256_bf16, dequantize_256_iq2_xxs,
     dequantize_256_iq2_xs, dequantize_256_iq2_s, dequantize_256_iq3_xxs, dequantize_256_iq3_s, dequantize_256_iq1_s,
-    dequantize_256_iq1_m, dequantize_256_q1_0 };
+    dequantize_256_iq1_m, dequantize_256_q1_0, dequantize_256_q4_1f };
 _Static_assert(sizeof DEQUANTIZE_512 / sizeof *DEQUANTIZE_512 == QK_FORMATS, "one dequantizer per format");
 _Static_assert(sizeof DEQUANTIZE_256 / sizeof *DEQUANTIZE_256 == QK_FORMATS, "one dequantizer per format");
 
@@ -590,6 +595,34 @@ void qk_repack_q1_0_as_q4_0(const void *src, void *dst, int64_t blocks) {
                 d[2 + e] = (uint8_t)((lo ? 9 : 7) | (hi ? 9 : 7) << 4);
             }
         }
+    }
+}
+
+/// An IEEE half's bits as float32, exactly as F16C's vcvtph2ps converts them (every half is a float32).
+static float f16_bits_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0x1F) bits = sign | 0x7F800000u | man << 13 | (man ? 0x400000u : 0);  // NaNs quieted, as F16C does
+    else if (exp != 0) bits = sign | (exp + 112) << 23 | man << 13;
+    else if (man == 0) bits = sign;
+    else {  // subnormal: man · 2^−24, normalized
+        int e = -1;
+        uint32_t m = man;
+        do { m <<= 1; e++; } while (!(m & 0x400));
+        bits = sign | (uint32_t)(112 - e) << 23 | (m & 0x3FF) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void qk_repack_q4_1_float_scales(const void *src, void *dst, int64_t blocks) {
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    for (int64_t b = 0; b < blocks; b++, s += Q4_1_BYTES, d += Q4_1F_BYTES) {
+        const float dm[2] = { f16_bits_to_f32(load_u16(s)), f16_bits_to_f32(load_u16(s + 2)) };  // exact
+        memcpy(d, dm, 8);
+        memcpy(d + 8, s + 4, 16);
     }
 }
 

@@ -51,7 +51,9 @@ typedef enum {
     QK_IQ1_S = 19,    // 50 bytes: f16 d, 32 index bytes, per 32 weights a u16 (index bits 8–10, scale, delta sign)
     QK_IQ1_M = 20,    // 56 bytes: 32 index bytes, 16 of index bits and delta signs, 4 u16 of scales holding d
     QK_Q1_0 = 21,     // 18 bytes a block of 128: f16 d, 128 sign bits (weight l: bit l % 8 of byte l / 8); w = ±d
-    QK_FORMATS = 22
+    // Not a GGUF type: Q4_1 with its two scales widened to float32 (qk_repack_q4_1_float_scales), the same weights.
+    QK_Q4_1F = 22,    // 24 bytes: float32 d, float32 m, Q4_1's 16 bytes of nibbles; w = d·q + m
+    QK_FORMATS = 23
 } qk_format;
 
 /// Output rows [o0, o1) of y[t × ldy] (+)= x[t × in] · Wᵀ for a matrix W of `format` stored out × in,
@@ -91,6 +93,10 @@ void qk_repack_q5_0_as_q8_0(const void *src, void *dst, int64_t blocks);
 /// w = ±d) as 4 × `blocks` Q4_0 blocks (18 bytes: the same f16 d, nibbles 9 for +d and 7 for −d): the same
 /// weights d·(q − 8), at 4.5 bits a weight (`ALPHAEDIT_Q1_0=q4`, to compare with the Q1_0 kernels).
 void qk_repack_q1_0_as_q4_0(const void *src, void *dst, int64_t blocks);
+/// Rewrites `blocks` Q4_1 blocks (20 bytes: f16 d, f16 m, 16 bytes of nibbles) as QK_Q4_1F blocks (24 bytes:
+/// the same d and m as float32, exactly, then the same nibbles): the same weights, whose kernels broadcast
+/// the scales from memory instead of converting them block by block (QuantizedWeights says when and why).
+void qk_repack_q4_1_float_scales(const void *src, void *dst, int64_t blocks);
 
 /// Dequantizes `rows` runs of `blocks` stored (super-)blocks of `format` (each 32 or 256 weights): run r
 /// at src + r·src_stride bytes into dst + r·dst_stride floats, float32, with the register dequantizers of

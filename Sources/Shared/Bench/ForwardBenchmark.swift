@@ -205,7 +205,7 @@ public struct ForwardBenchmark {
                       load_s: ProcessStats.median(loads), rss_mb: ProcessStats.residentMB(), threads: threads,
                       prompt_gflop: promptFlops / 1e9, sgemm_gflops: sgemm, target_ms: 1.5 * promptFlops / (sgemm * 1e9) * 1000,
                       decode_steps: decode.seconds.count, decode_step_ms: step * 1000, decode_tokens_per_s: 1 / step,
-                      kernels: model.quantized.copiedBytes == 0 ? KernelChoice.current.withoutQ5_0Copies : KernelChoice.current,
+                      kernels: KernelChoice.current.reading(copies: model.quantized.copiedFormats),
                       weights: model.weights.residency.rawValue, activations: activations.rawValue, breakdown: split)
     }
 }

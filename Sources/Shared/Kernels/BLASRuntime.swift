@@ -86,12 +86,15 @@ public struct KernelChoice: Codable, Sendable, Equatable {
     public var cpu_model: String?
     /// How the few-token products read Q5_0 matrices: "q8_0 copy" or "stored" (`QuantizedLinear.q5_0AsQ8_0`).
     public var q5_0_products: String?
+    /// How they read Q4_1 matrices: "float32 scales" (a copy) or "stored" (`QuantizedLinear.q4_1FloatScales`).
+    public var q4_1_products: String?
 
-    /// The same, for a model loaded without Q8_0 copies (lean weights, or no Q5_0 matrix to copy): products
-    /// read Q5_0, if any, as stored.
-    public var withoutQ5_0Copies: KernelChoice {
+    /// The same, for a model whose products read copies of the stored formats `copied` only
+    /// (`QuantizedWeights.copiedFormats`; none with lean weights): the others as stored.
+    public func reading(copies copied: Set<QuantizedMatrix.Format>) -> KernelChoice {
         var k = self
-        if k.q5_0_products != nil { k.q5_0_products = "stored" }
+        if k.q5_0_products != nil, !copied.contains(.q5_0) { k.q5_0_products = "stored" }
+        if k.q4_1_products != nil, !copied.contains(.q4_1) { k.q4_1_products = "stored" }
         return k
     }
 
@@ -108,7 +111,8 @@ public struct KernelChoice: Codable, Sendable, Equatable {
         }
         return KernelChoice(cpu_features: wanted.filter(flags.contains), openblas_core: BLASRuntime.coreName,
                             quantized_kernels: q, isa_cap: ProcessInfo.processInfo.environment["ALPHAEDIT_ISA"],
-                            cpu_model: cpuModel(), q5_0_products: QuantizedLinear.q5_0AsQ8_0 ? "q8_0 copy" : "stored")
+                            cpu_model: cpuModel(), q5_0_products: QuantizedLinear.q5_0AsQ8_0 ? "q8_0 copy" : "stored",
+                            q4_1_products: QuantizedLinear.q4_1FloatScales ? "float32 scales" : "stored")
     }
 
     /// "AMD EPYC (family 25, model 17)" from /proc/cpuinfo's first processor; nil where it has none.
@@ -131,5 +135,6 @@ public struct KernelChoice: Codable, Sendable, Equatable {
             + "CPU features: \(cpu_features.isEmpty ? "none of avx2/avx512" : cpu_features.joined(separator: " ")); "
             + "kernels: OpenBLAS \(openblas_core), quantized \(quantized_kernels)" + (isa_cap.map { " (ALPHAEDIT_ISA=\($0))" } ?? "")
             + (q5_0_products == "q8_0 copy" ? ", Q5_0 read from a Q8_0 copy" : "")
+            + (q4_1_products == "float32 scales" ? ", Q4_1 read with float32 scales" : "")
     }
 }

@@ -49,7 +49,7 @@ public final class LlamaModel: @unchecked Sendable {
         let c = try LlamaConfig(gguf: gguf)
         config = c
         weights = try LlamaWeights(gguf: gguf, config: c, residency: residency)
-        quantized = QuantizedWeights(gguf: gguf, config: c, q8Copies: weights.residency == .float32)
+        quantized = QuantizedWeights(gguf: gguf, config: c, kernelCopies: weights.residency == .float32)
         // Scaling (linear or YaRN, llama 3's divisors) applies to the global layers; local ones are unscaled.
         rope = RoPETable(dims: c.ropeDims, base: c.ropeBase, scaling: c.traits.ropeScaling, factors: weights.ropeFactors)
         ropeLocal = c.traits.ropeBaseLocal.map { RoPETable(dims: c.ropeDims, base: $0) }

@@ -1,5 +1,6 @@
 // The model's matrices as stored in the GGUF (Q4_1, Q8_0, Q5_0, Q4_K, Q6_K views into the memory-mapped file;
-// with AVX2, products read Q5_0 from a Q8_0 copy, `QuantizedLinear.q5_0AsQ8_0`), used
+// with AVX2, products read Q5_0 from a Q8_0 copy, `QuantizedLinear.q5_0AsQ8_0`, and Q4_1 from a copy with
+// float32 scales, `QuantizedLinear.q4_1FloatScales`), used
 // for forwards of a few tokens, where reading 0.6-1 byte a weight instead of 4 is what counts
 // (see QuantizedLinear). The float32 copies in `LlamaWeights` stay the source of truth: large
 // batches, backward passes and edits use them. An edited `ffn_down` no longer matches its stored
@@ -11,8 +12,8 @@ import Kernels
 import Foundation
 
 public final class QuantizedWeights: @unchecked Sendable {
-    /// The matrices of one block as the kernels read them (the file's bytes, or a Q8_0 copy of a Q5_0
-    /// matrix: `QuantizedLinear.q5_0AsQ8_0`); nil where the stored type has no kernel (float32 is used then).
+    /// The matrices of one block as the kernels read them (the file's bytes, or a copy: Q5_0 as Q8_0,
+    /// Q4_1 with float32 scales); nil where the stored type has no kernel (float32 is used then).
     public struct Layer: Sendable {
         public let wq, wk, wv, wo, gate, up, down: QuantizedMatrix?
     }
@@ -25,15 +26,18 @@ public final class QuantizedWeights: @unchecked Sendable {
     /// How few-token products treat their activations: float32 (the default: a generation step's logits
     /// are the full forward's bit for bit), or rounded to int8 as llama.cpp does (`Activations`).
     public var activations: Activations = .float32
-    /// Views that are copies (Q5_0 rewritten as Q8_0, Q1_0 as Q4_0), not the file's bytes.
+    /// Views that are copies (Q5_0 rewritten as Q8_0, Q4_1 with float32 scales, Q1_0 as Q4_0), not the file's bytes.
     private let storage: [OwnedBytes]
+    /// The stored formats whose products read such copies.
+    public let copiedFormats: Set<QuantizedMatrix.Format>
     private var downEdited: [Bool]
 
     /// Views of the tensors `LlamaWeights` loaded (it has checked their presence and shapes already).
     /// The views point into `gguf`, which must outlive this object (`LlamaModel` holds both).
-    /// `q8Copies` false: no Q8_0 copies of Q5_0 matrices either (lean weights: memory before speed).
-    public init(gguf: GGUFFile, config c: LlamaConfig, q8Copies: Bool = true) {
-        var copies: [OwnedBytes] = []
+    /// `kernelCopies` false: no copies of Q5_0 as Q8_0 or of Q4_1 with float32 scales either (lean weights:
+    /// memory before speed).
+    public init(gguf: GGUFFile, config c: LlamaConfig, kernelCopies: Bool = true) {
+        var copies: [OwnedBytes] = [], copied: Set<QuantizedMatrix.Format> = []
         /// Rows [first, first + rows) of the stored matrix `name` of `total` rows (all of them by default):
         /// a fused matrix's part is a contiguous run of its rows.
         func view(_ name: String, rows: Int, cols: Int, first: Int = 0, total: Int? = nil) -> QuantizedMatrix? {
@@ -44,11 +48,19 @@ public final class QuantizedWeights: @unchecked Sendable {
             if info.type == .q1_0, QuantizedLinear.q1_0AsQ4_0 {  // its Q4_0 copy holds the same weights
                 guard let c = QuantizedMatrix.q4_0Copy(ofQ1_0: part, rows: rows, cols: cols) else { return nil }
                 copies.append(c.storage)
+                copied.insert(.q1_0)
                 return c.matrix
             }
             guard let m = QuantizedMatrix(type: info.type, bytes: part, rows: rows, cols: cols) else { return nil }
-            guard q8Copies, QuantizedLinear.q5_0AsQ8_0, let q8 = m.asQ8_0() else { return m }
+            guard kernelCopies else { return m }
+            if QuantizedLinear.q4_1FloatScales, let f = m.withFloatScales() {
+                copies.append(f.storage)
+                copied.insert(.q4_1)
+                return f.matrix
+            }
+            guard QuantizedLinear.q5_0AsQ8_0, let q8 = m.asQ8_0() else { return m }
             copies.append(q8.storage)
+            copied.insert(.q5_0)
             return q8.matrix
         }
         let tr = c.traits, qkvRows = c.qDim + 2 * c.kvDim
@@ -68,6 +80,7 @@ public final class QuantizedWeights: @unchecked Sendable {
         }
         lmHead = view(c.tiedEmbeddings ? GGUFNames.tokenEmbd : GGUFNames.output, rows: c.vocab, cols: c.hidden)
         storage = copies
+        copiedFormats = copied
         enabled = true
         downEdited = Array(repeating: false, count: c.layers)
     }
@@ -80,7 +93,7 @@ public final class QuantizedWeights: @unchecked Sendable {
         downEdited[layer] = true
     }
 
-    /// Bytes of the copies (Q8_0 of Q5_0 with `q8Copies`, Q4_0 of Q1_0); 0 where none were made.
+    /// Bytes of the copies (with `kernelCopies`: Q8_0 of Q5_0, Q4_1 with float32 scales; Q4_0 of Q1_0); 0 where none were made.
     public var copiedBytes: Int { storage.reduce(0) { $0 + $1.bytes.count } }
 
     public func isEdited(layer: Int) -> Bool { downEdited.indices.contains(layer) && downEdited[layer] }

@@ -221,6 +221,47 @@ final class QuantizedKernelTypesTests: XCTestCase {
         }
     }
 
+    /// A Q4_1 matrix rewritten with float32 scales (`withFloatScales`, what the model's products read)
+    /// gives the same products bit for bit, float32 and int8, on every ISA and token count; its blocks hold
+    /// d and m exactly (halves widened: subnormal, NaN and infinite ones too) and the same nibbles.
+    func testQ4_1WithFloatScalesIsTheSameMatrix() throws {
+        let rows = 41, cols = 576
+        var bytes = Self.randomMatrix(.q4_1, rows: rows, cols: cols, seed: 79)
+        // Block 0's d subnormal and m a signalling NaN, block 1's m −∞: widened as F16C widens them.
+        bytes[0] = 0x03; bytes[1] = 0x00; bytes[2] = 0x01; bytes[3] = 0x7C; bytes[22] = 0x00; bytes[23] = 0xFC
+        try bytes.withUnsafeBytes { raw in
+            let m = try XCTUnwrap(QuantizedMatrix(type: .q4_1, bytes: raw, rows: rows, cols: cols))
+            let f = try XCTUnwrap(m.withFloatScales())
+            XCTAssertTrue(f.matrix.floatScales)
+            XCTAssertEqual(f.matrix.format, .q4_1)
+            XCTAssertNil(f.matrix.withFloatScales(), "already float32")
+            XCTAssertNil(try XCTUnwrap(QuantizedMatrix(type: .q8_0, bytes: raw, rows: 1, cols: 32)).withFloatScales(), "only Q4_1")
+            let copy = UnsafeRawBufferPointer(f.storage.bytes)
+            for b in 0..<(rows * cols / 32) {
+                for (k, o) in [0, 2].enumerated() {
+                    let half = Float16(bitPattern: UInt16(bytes[20 * b + o]) | UInt16(bytes[20 * b + o + 1]) << 8)
+                    let widened = copy.loadUnaligned(fromByteOffset: 24 * b + 4 * k, as: Float.self)
+                    XCTAssertEqual(widened.bitPattern, half.isNaN ? Float(half).bitPattern | 0x40_0000 : Float(half).bitPattern, "block \(b)")
+                }
+                XCTAssertEqual(Array(copy[(24 * b + 8)..<(24 * b + 24)]), Array(bytes[(20 * b + 4)..<(20 * b + 20)]))
+            }
+            let good = try XCTUnwrap(QuantizedMatrix(type: .q4_1, bytes: UnsafeRawBufferPointer(rebasing: raw[(2 * cols / 32 * 20)...]),
+                                                     rows: rows - 2, cols: cols))  // rows without the odd scales
+            let goodCopy = try XCTUnwrap(good.withFloatScales())
+            assertSameProducts(good, goodCopy.matrix, cols: cols, seed: 7)
+            var rng = SplitMix64(seed: 8)
+            for isa in isas {
+                for t in [1, 2, 3, 4] {
+                    let x = (0..<(t * cols)).map { _ in rng.symmetric(1) }
+                    var ya = [Float](repeating: 0, count: t * good.rows), yb = ya
+                    XCTAssertTrue(QuantizedLinear.runInt8(x, good, &ya, rows: t, threads: 2, isa: isa))
+                    XCTAssertTrue(QuantizedLinear.runInt8(x, goodCopy.matrix, &yb, rows: t, threads: 2, isa: isa))
+                    XCTAssertEqual(ya.map(\.bitPattern), yb.map(\.bitPattern), "int8, \(isa), T = \(t)")
+                }
+            }
+        }
+    }
+
     // MARK: - real tensors
 
     static let qwenPath = RepoPaths.repo.appendingPathComponent("models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf").path
