@@ -91,6 +91,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public let bytes: UnsafeRawBufferPointer
     /// A Q4_1 matrix whose scales are float32 (`withFloatScales`): the same weights in 24-byte blocks.
     public let floatScales: Bool
+    /// Bytes of a block of such a copy (quant_kernels.h, QK_Q4_1F): float32 d and m, Q4_1's 16 bytes of nibbles.
+    static let floatScalesBlockBytes = 24
 
     /// The layout the C kernels read `bytes` as.
     var kernelFormat: qk_format { floatScales ? QK_Q4_1F : format.c }
@@ -116,7 +118,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public func withFloatScales() -> (matrix: QuantizedMatrix, storage: OwnedBytes)? {
         guard format == .q4_1, !floatScales else { return nil }
         let blocks = rows * cols / GGMLType.q4_1.blockSize
-        let storage = OwnedBytes(count: blocks * 24)
+        let storage = OwnedBytes(count: blocks * Self.floatScalesBlockBytes)
         qk_repack_q4_1_float_scales(bytes.baseAddress, storage.bytes.baseAddress, Int64(blocks))
         return (QuantizedMatrix(format: .q4_1, rows: rows, cols: cols, bytes: UnsafeRawBufferPointer(storage.bytes), floatScales: true), storage)
     }
