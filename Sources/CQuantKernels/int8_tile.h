@@ -34,26 +34,23 @@ QK_INLINE Q8_ATTR __m256i Q8_FN(q8_unpack)(int fmt, const uint8_t *b, int j, con
         return _mm256_or_si256(_mm256_xor_si256(bit_bytes_256(bits), _mm256_set1_epi8(-1)), _mm256_set1_epi8(1));
 #endif
     }
-    case QK_Q4_0: case QK_Q4_1: {  // Q4_0's offset −8 enters the integer sum (q8_block's base)
-        const int off = fmt == QK_Q4_0 ? 2 : 4;
-        *scale = bcast_f16_256(b);
-        *m = fmt == QK_Q4_0 ? 0 : f16_to_f32(b + 2);
+    case QK_Q4_0: case QK_Q4_1: case QK_Q4_1F: {  // Q4_0's offset −8 enters the integer sum (q8_block's base)
+        // Q4_1F: Q4_1 with d and m as float32 (qk_repack_q4_1_float_scales), then the same nibbles.
+        const int off = fmt == QK_Q4_0 ? 2 : fmt == QK_Q4_1 ? 4 : 8;
+        if (fmt == QK_Q4_1F) {
+            *scale = _mm256_broadcast_ss((const float *)b);
+            memcpy(m, b + 4, 4);
+        } else {
+            *scale = bcast_f16_256(b);
+            *m = fmt == QK_Q4_0 ? 0 : f16_to_f32(b + 2);
+        }
         // Q4_1 with 16 registers: a shift, an insert and a mask, which hold no register of shift counts (one
         // AVX2 core, T = 1, 4,864 × 896: 0.216 → 0.191 ms).
-        if (fmt == QK_Q4_1 && !Q8_WIDE) {
+        if (fmt != QK_Q4_0 && !Q8_WIDE) {
             const __m128i n = _mm_loadu_si128((const __m128i *)(b + off));
             return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), low4);
         }
         return nibble_bytes_256(b + off);
-    }
-    case QK_Q4_1F: {  // Q4_1 with d and m as float32 (qk_repack_q4_1_float_scales)
-        *scale = _mm256_broadcast_ss((const float *)b);
-        memcpy(m, b + 4, 4);
-        if (!Q8_WIDE) {
-            const __m128i n = _mm_loadu_si128((const __m128i *)(b + 8));
-            return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(n, 4), n), low4);
-        }
-        return nibble_bytes_256(b + 8);
     }
     case QK_Q5_0: case QK_Q5_1: {  // Q5_0's offset −16 as Q4_0's
         if (fmt == QK_Q5_0) { *scale = bcast_f16_256(b); *m = 0; return Q8_Q5_BYTES(load_u32(b + 2), b + 6); }
