@@ -85,10 +85,13 @@ public struct CachedGenerator {
     /// One prompt, tokens handed to `onToken` as they come (the `generate` command): the same tokens
     /// as `Generator.generate`, which recomputes the whole sequence per token, at O(1) tokens a step.
     /// Like it, stops at `maxTokens`, at end-of-sequence when `stopAtEOS`, or when the sequence fills
-    /// the context.
+    /// the context; a prompt that leaves no room for a token is an error, as in `generate(prompts:)`.
     public func generate(ids prompt: [Int32], maxTokens: Int, sampler: inout Sampler,
                          stopAtEOS: Bool = true, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
+        if maxTokens > 0, prompt.count >= model.config.context {
+            throw ModelError.contextOverflow(tokens: prompt.count, context: model.config.context)
+        }
         // Positions fed to produce the n-th token: prompt + n - 1, at most context - 1 (as Generator).
         let room = min(model.config.context - 1, prompt.count + maxTokens - 1)
         guard maxTokens > 0, prompt.count <= room else { return [] }

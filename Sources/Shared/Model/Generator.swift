@@ -13,11 +13,15 @@ public struct Generator {
         self.tokenizer = tokenizer
     }
 
-    /// Generates up to `maxTokens` after the prompt's ids; stops at end-of-sequence.
+    /// Generates up to `maxTokens` after the prompt's ids; stops at end-of-sequence or when the
+    /// sequence fills the context. A prompt that leaves no room for a token is an error.
     /// `hooks` apply to every step (e.g. an edited model's deltas are in the weights, not here).
     public func generate(ids prompt: [Int32], maxTokens: Int, sampler: inout Sampler,
                          stopAtEOS: Bool = true, onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
+        if maxTokens > 0, prompt.count >= model.config.context {
+            throw ModelError.contextOverflow(tokens: prompt.count, context: model.config.context)
+        }
         var ids = prompt
         var out: [Int32] = []
         for _ in 0..<maxTokens {

@@ -29,7 +29,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
         case .positionOutOfRange(let s, let p, let n): "position \(p) is outside sequence \(s) of length \(n)"
         case .layerOutOfRange(let l, let n): "layer \(l) is outside 0..<\(n)"
         case .emptyPrompt: "the prompt is empty (no tokens)"
-        case .contextOverflow(let t, let c): "\(t) tokens exceed the model's context of \(c)"
+        case .contextOverflow(let t, let c):
+            t > c ? "\(t) tokens exceed the model's context of \(c)" : "\(t) tokens fill the model's context of \(c): no room for a generated token"
         case .badSetting(let n, let d): "\(n): \(d)"
         }
     }

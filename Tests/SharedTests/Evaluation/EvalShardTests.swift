@@ -88,6 +88,30 @@ final class EvalShardTests: XCTestCase {
 
     /// A Q8_0 synthetic model wide enough for OpenBLAS's rounding to depend on the row count, with
     /// `layer`'s `ffn_down` edited in place (its products then run in float32 BLAS).
+    /// A prompt as long as the context leaves no room for a generated token: both generators say so
+    /// (as `generate(prompts:)` does) instead of returning no tokens; one token shorter still generates
+    /// up to the context's end, the same tokens either way.
+    func testAPromptThatFillsTheContextIsAnError() throws {
+        let m = try LlamaModel(gguf: GGUFFile(bytes: SyntheticModel.writer(SyntheticConfig(contextLength: 12)).bytes()))
+        let tok = try BPETokenizer(gguf: m.gguf)
+        let long = Array(tok.encode("The capital of France is the sea of Paris, the art of it and the cat of Rome", addSpecial: true).prefix(14))
+        XCTAssertEqual(long.count, 14)
+        for n in [12, 14] {
+            var s = Sampler(mode: .greedy, seed: 0)
+            for run in [{ try CachedGenerator(model: m, tokenizer: tok).generate(ids: Array(long.prefix(n)), maxTokens: 3, sampler: &s) },
+                        { try Generator(model: m, tokenizer: tok).generate(ids: Array(long.prefix(n)), maxTokens: 3, sampler: &s) }] {
+                XCTAssertThrowsError(try run()) { XCTAssertEqual($0 as? ModelError, .contextOverflow(tokens: n, context: 12)) }
+            }
+        }
+        XCTAssertEqual(ModelError.contextOverflow(tokens: 12, context: 12).description,
+                       "12 tokens fill the model's context of 12: no room for a generated token")
+        var a = Sampler(mode: .greedy, seed: 0), b = a
+        let cached = try CachedGenerator(model: m, tokenizer: tok).generate(ids: Array(long.prefix(10)), maxTokens: 5, sampler: &a, stopAtEOS: false)
+        let full = try Generator(model: m, tokenizer: tok).generate(ids: Array(long.prefix(10)), maxTokens: 5, sampler: &b, stopAtEOS: false)
+        XCTAssertEqual(cached.count, 2, "positions 10 and 11 are the context's last")
+        XCTAssertEqual(cached, full)
+    }
+
     static func editedModel(layer: Int) throws -> (LlamaModel, BPETokenizer) {
         let w = try SyntheticModel.writer(SyntheticConfig(hidden: 256, ffn: 768, matrixType: .q8_0))
         let m = try LlamaModel(gguf: GGUFFile(bytes: w.bytes()))
