@@ -16,6 +16,8 @@ struct Rollback: ParsableCommand {
     @Option(help: "State directory of an edit campaign.") var state: String
     @Option(help: "Keep batches 1…K (0: none; the K0 base stays).") var toBatch: Int?
     @Option(help: "Remove the last N committed batches.") var last: Int?
+    @Option(help: "The model file the campaign edited, or a packaged model's name: needed only where batches committed before 2026-12-07 lack their keys, which are then read again from it (default: the recorded path).")
+    var model: String?
     @Flag(help: "Make every check and say what would be removed; change nothing.") var dryRun = false
     @Flag(help: "Print one JSON object.") var json = false
 
@@ -31,7 +33,8 @@ struct Rollback: ParsableCommand {
             }
             k = committed - last
         }
-        let summary = try EditRollback.run(directory: state, to: k, dryRun: dryRun, log: json ? { _ in } : { print($0) })
+        let modelPath = try model.map { try ModelCatalog.resolve($0, repo: ".") }
+        let summary = try EditRollback.run(directory: state, to: k, dryRun: dryRun, modelPath: modelPath, log: json ? { _ in } : { print($0) })
         if json { try printJSON(summary) }
     }
 }

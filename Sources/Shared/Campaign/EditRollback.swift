@@ -6,9 +6,13 @@
 // so it is that Cp bit for bit, and an `edit --extend` over the same facts ends with the weights of the
 // campaign that was never rolled back (EditRollbackTests). Before anything changes, the keys of every
 // committed batch, added up, must give the recorded Cp of the last one: a state whose files disagree is
-// refused, not cut. Batches committed before the keys were kept (before 2026-12-07) cannot be rebuilt
-// past: such a campaign rolls back only to 0 (its base, the projector or K₀ statistics, is kept).
+// refused, not cut. Batches committed before the keys were kept (before 2026-12-07) have no keys file:
+// where every batch after the one asked for kept its keys, Cp is the recorded Cp less theirs; otherwise
+// the missing keys are read again from the model the campaign edited (`recomputeKeys`), as the batch read
+// them, and the same check against the recorded Cp holds them to 1e-12.
 import Support
+import Model
+import Tokenization
 import Editing
 import Store
 import Foundation
@@ -38,7 +42,10 @@ public enum EditRollback {
     /// Rolls the campaign in `directory` back to its first `k` batches (see the file comment). Takes the
     /// state's lock: a running `edit` on it makes this an error at once.
     /// `dryRun`: every check made (the keys' checksums and sum), nothing written: what it would do.
-    public static func run(directory: String, to k: Int, dryRun: Bool = false, log: (String) -> Void = { _ in }) throws -> EditRollbackSummary {
+    /// `modelPath`: the model file the campaign edited, where keys must be read again (default: the
+    /// recorded path; its checksum must be the recorded one).
+    public static func run(directory: String, to k: Int, dryRun: Bool = false, modelPath: String? = nil,
+                           log: (String) -> Void = { _ in }) throws -> EditRollbackSummary {
         guard FileManager.default.fileExists(atPath: directory + "/" + JobStore.fileName) else {
             throw StoreError.noDatabase(directory: directory)
         }
@@ -60,8 +67,9 @@ public enum EditRollback {
             let head = st.manifest.batches.prefix(k), tail = st.manifest.batches.dropFirst(k)
             if let missing = head.first(where: { keys[$0.index] == nil }) {
                 // The keys before batch k are not all kept (batches committed before 2026-12-07): Cp after
-                // batch k is the recorded Cp less the keys of the batches after it, when those are kept.
-                guard let missingLater = tail.first(where: { keys[$0.index] == nil }) else {
+                // batch k is the recorded Cp less the keys of the batches after it, when those are kept
+                // (no model needed); else the missing keys are read again from the model, below.
+                if tail.allSatisfy({ keys[$0.index] != nil }) {
                     guard let recorded = st.manifest.cp else {
                         throw StoreError.badRecord(path: store.path, what: "batch \(n)", reason: "committed without a Cp file")
                     }
@@ -77,21 +85,21 @@ public enum EditRollback {
                     check = "subtracted: batch \(missing.index) has no keys file, so Cp after batch \(k) is the recorded Cp less the keys of batches \(k + 1)…\(n) (equal to rounding, not bit for bit)"
                     return try finish(store: store, st: st, k: k, cpFile: cpFile, check: check, dryRun: dryRun, log: log)
                 }
-                throw StoreError.cannotRollBack(path: directory, reason:
-                    "batches \(missing.index) and \(missingLater.index) were committed without their keys (by a version before 2026-12-07), so Cp after batch \(k) "
-                    + "can be rebuilt neither from the keys before it nor by taking out those after it; roll back to 0 (the K0 base stays)"
-                    + (missingLater.index < n ? " or to \(missingLater.index)…\(n)" : ""))
             }
+            // Keys missing before batch k and after it: those batches' keys read again from the model. Missing
+            // only after k: Cp after k is rebuilt from the keys before it, and the sum is not checked.
+            let absent = st.manifest.batches.map(\.index).filter { keys[$0] == nil }
+            let recomputed = absent.isEmpty || absent.allSatisfy({ $0 > k }) ? [:]
+                : try recomputeKeys(st, batches: Set(absent), modelPath: modelPath, log: log)
             let hp = st.manifest.hyperparameters
             // A failure after Cp of batch k is written removes it again: nothing refers to it.
             do {
                 var rebuilt: SequentialState?
                 for (i, b) in st.manifest.batches.enumerated() {
-                    guard let file = keys[b.index] else {
+                    guard let bk = try keys[b.index].map({ try batchKeys($0, of: b, layers: hp.layers, state: st) }) ?? recomputed[b.index] else {
                         check = "not checked: batch \(b.index) has no keys file"
                         break
                     }
-                    let bk = try batchKeys(file, of: b, layers: hp.layers, state: st)
                     guard let f = bk.keys.first?.keys.rows else { throw StoreError.badRecord(path: store.path, what: "keys of batch \(b.index)", reason: "no layers") }
                     if rebuilt == nil { rebuilt = try SequentialState(layers: hp.layers, f: f) }
                     try bk.add(to: &rebuilt!)  // in place: one Cp in memory
@@ -103,6 +111,9 @@ public enum EditRollback {
                         }
                         let stored = try SequentialState.read(from: try st.verified(recorded))
                         check = try compare(cp, stored, directory: directory)
+                        if !recomputed.isEmpty {
+                            check += "; the keys of \(batchList(recomputed.keys.sorted(), each: true)), committed without them, read again from the model"
+                        }
                     }
                 }
             } catch {
@@ -159,10 +170,44 @@ public enum EditRollback {
                                    removedFiles: r.removedFiles.count, cpCheck: check, dryRun: dryRun)
     }
 
-    /// "batch 3", "batches 2–5".
-    static func batchList(_ b: [Int]) -> String {
+    /// "batch 3", "batches 2–5" (a consecutive run), or with `each` "batches 1, 3".
+    static func batchList(_ b: [Int], each: Bool = false) -> String {
         guard let first = b.first, let last = b.last else { return "no batch" }
-        return first == last ? "batch \(first)" : "batches \(first)–\(last)"
+        if first == last { return "batch \(first)" }
+        return each ? "batches " + b.map(String.init).joined(separator: ", ") : "batches \(first)–\(last)"
+    }
+
+    /// The keys of `batches` (committed without a keys file, before 2026-12-07), read again as the campaign
+    /// read them (Editor.apply): on the model it edited with every batch up to and including each one
+    /// applied, at the edited layers in their order, with the campaign's templates. A key at layer l
+    /// depends only on the blocks below l and on l's attention and gate/up, which this batch's ΔW does not
+    /// change. The sum of all the batches' keys is then checked against the recorded Cp (`compare`).
+    static func recomputeKeys(_ st: EditState, batches: Set<Int>, modelPath: String?,
+                              log: (String) -> Void) throws -> [Int: BatchKeys] {
+        let list = batchList(batches.sorted(), each: true)
+        let path = modelPath ?? st.campaign.settings.model
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError.cannotRollBack(path: st.directory, reason:
+                "\(list) were committed without their keys (by a version before 2026-12-07); they can be read again from the model "
+                + "the campaign edited, but \(path) is not there: pass that file with --model, or roll back to 0 (the K0 base stays)")
+        }
+        log("\(list) were committed without their keys: reading them again from \(path)")
+        let model = try LlamaModel(path: path)
+        try st.checkModel(path: path, gguf: model.gguf)
+        let reader = KeyReader(model: model, tokenizer: try BPETokenizer(gguf: model.gguf))
+        let layers = st.manifest.hyperparameters.layers
+        var out: [Int: BatchKeys] = [:]
+        for b in st.manifest.batches where b.index <= batches.max() ?? 0 {
+            let d = try BatchDeltas.read(from: try st.verified(b.deltas))
+            for (l, delta) in d.deltas.sorted(by: { $0.key < $1.key }) { try model.applyDelta(layer: l, delta: delta) }
+            guard batches.contains(b.index) else { continue }
+            let requests = try st.store.requests(campaign: st.campaign.id, batch: b.index)
+            guard requests.count == b.requests else {
+                throw StoreError.badRecord(path: st.store.path, what: "batch \(b.index)", reason: "\(requests.count) requests recorded, \(b.requests) committed")
+            }
+            out[b.index] = try BatchKeys(keys: layers.map { l in (l, try reader.read(requests, layer: l, templates: st.manifest.templates).keys) })
+        }
+        return out
     }
 
     /// The sum of the keys against the recorded Cp: equal, or within 1e-12 of its largest entry (another

@@ -34,9 +34,8 @@ public struct StoreStatus: Codable, Equatable, Sendable {
     public var vstarRequestsPerMinute: Double?
     /// The v* requests not done yet (pending batches, less their done jobs) at that rate, in seconds.
     public var vstarSecondsLeft: Double?
-    /// The batches `alphaedit rollback` can go back to (0: none kept): those up to which every batch kept
-    /// its keys (Cp rebuilt bit for bit), and those after which every batch did (the recorded Cp less their
-    /// keys); all of 0…committed for a campaign begun since keys were kept. Nil without a campaign.
+    /// The batches `alphaedit rollback` can go back to (0: none kept): all of 0…committed (keys a batch
+    /// committed before 2026-12-07 lacks are read again from the model). Nil without a campaign.
     public var rollbackTargets: [Int]?
 
     enum CodingKeys: String, CodingKey {
@@ -119,11 +118,9 @@ extension JobStore {
             let alive = try count("SELECT count(*) AS n FROM workers WHERE state = 'alive' AND last_seen >= ?", [.double(now - liveness)])
             let rate = VStarRate.requestsPerSecond(completions, lag: alive)
             let requestsLeft = try count("SELECT count(*) AS n FROM requests WHERE state = 'pending'") - doneInPending
-            let keys = Set(try db.query("SELECT path FROM artifacts WHERE kind = 'keys'").map { try $0.string("path") })
-            let committed = try db.query("SELECT idx FROM batches WHERE state = 'committed' ORDER BY idx").map { Int(try $0.int("idx")) }
-            let kept = committed.map { keys.contains(Self.keysPath(batch: $0)) }
-            let leading = kept.prefix { $0 }.count, trailing = kept.reversed().prefix { $0 }.count
-            let targets = (0...committed.count).filter { $0 <= leading || $0 >= committed.count - trailing }
+            // Every committed batch is a target: keys a batch committed before 2026-12-07 lacks are read again
+            // from the model (EditRollback.recomputeKeys).
+            let targets = Array(0...(try count("SELECT count(*) AS n FROM batches WHERE state = 'committed'")))
             return StoreStatus(
                 method: try db.queryOne("SELECT method FROM campaigns ORDER BY id LIMIT 1")?.string("method"),
                 stages: settings.map { $0.hyperparameters.effectiveStages.name(for: $0.method) },

@@ -4,7 +4,8 @@
 // rolled back. Refusals change nothing: a batch number past the committed ones, a state in use, a keys
 // file that fails its checksum. Where the first batches were committed without keys, Cp is the recorded
 // one less the later batches' keys (equal to rounding); where keys are missing before and after the
-// batch asked for, only the ends are possible, and from 0 an extension edits everything again.
+// batch asked for, they are read again from the model (the same Cp, bit for bit); and from 0 an
+// extension edits everything again.
 import Foundation
 import Shared
 import XCTest
@@ -135,13 +136,25 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertLessThan(diff, 1e-12, "the recorded Cp less batch 3's keys = the 2-batch campaign's Cp to rounding")
         print(String(format: "Cp by subtraction against the 2-batch campaign's: max relative difference %.2e", diff))
         XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("two"))
-        // Batches 1 and 3 without keys: neither way works for 1…2 of 3.
+        // Batches 1 and 3 without keys: neither way gives Cp after batch 2 from files alone, so their keys
+        // are read again from the model, and all the keys must still add up to the recorded Cp.
         XCTAssertEqual(try s.run("cut", extend: true).batchesThisRun, 1)
         try store.forgetKeysFile(batch: 3)
-        XCTAssertEqual(try store.status(now: 0, liveness: 1).rollbackTargets, [0, 3])
-        XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 2)) {
-            XCTAssertTrue("\($0)".contains("batches 1 and 3 were committed without their keys"), "\($0)")
+        XCTAssertEqual(try store.status(now: 0, liveness: 1).rollbackTargets, [0, 1, 2, 3])
+        let gone = s.dir + "/moved.gguf"
+        XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 2, modelPath: gone)) {
+            XCTAssertTrue("\($0)".contains("batches 1, 3 were committed without their keys") && "\($0)".contains("\(gone) is not there: pass that file with --model"), "\($0)")
         }
+        let dryRecomputed = try EditRollback.run(directory: cut, to: 2, dryRun: true)
+        XCTAssertTrue(dryRecomputed.cpCheck.hasSuffix("the keys of batches 1, 3, committed without them, read again from the model"), dryRecomputed.cpCheck)
+        XCTAssertEqual(try EditState.load(directory: cut).manifest.batches.count, 3)
+        let recomputed = try EditRollback.run(directory: cut, to: 2)
+        XCTAssertEqual(recomputed.removedBatches, [3])
+        XCTAssertTrue(recomputed.cpCheck.hasPrefix("equal;"), recomputed.cpCheck)
+        XCTAssertEqual(try s.cp("cut"), try s.cp("two"), "Cp from keys read again: the 2-batch campaign's, bit for bit")
+        XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("two"))
+        XCTAssertEqual(try s.run("cut", extend: true).batchesThisRun, 1)
+        XCTAssertEqual(try s.fx.weights("cut"), try s.fx.weights("whole"))
         let zero = try EditRollback.run(directory: cut, to: 0)
         XCTAssertEqual(zero.removedBatches, [1, 2, 3])
         XCTAssertEqual(zero.requestCount, 0)
