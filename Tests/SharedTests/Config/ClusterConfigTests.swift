@@ -122,6 +122,10 @@ final class ClusterConfigTests: XCTestCase {
         }
         XCTAssertNil(ModelCatalog.matching(path: "models/my-own.gguf"))
         XCTAssertEqual(try ModelCatalog.resolve("models/my-own.gguf"), "models/my-own.gguf", "a path stays a path")
+        XCTAssertEqual(try ModelCatalog.resolve("my-own.GGUF"), "my-own.GGUF", "so does a file name")
+        XCTAssertThrowsError(try ModelCatalog.resolve("qwen3")) {
+            XCTAssertEqual("\($0)", "model qwen3 is neither a file nor a packaged model's name (\(ModelCatalog.names.joined(separator: ", "))); give a GGUF file's path or one of those names")
+        }
         var c = try ClusterConfig.parse("model = /nonexistent/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf\nv_lr = 0.25")
         try c.applyModelDefaults()
         let qwen = try XCTUnwrap(ModelCatalog.named("qwen2.5-0.5b"))
