@@ -54,7 +54,7 @@ struct Edit: ParsableCommand {
         let events = EditCampaignEvents(log: log, progress: progressLine, finishProgress: finishProgress)
         let done = try EditCampaign.run(r, modelPath: cfg.model, cluster: cfg, logLevel: clusterOptions.logLevel,
                                         events: events)
-        print("state: \(request.state) (\(done.batchesCommitted) batches, \(done.edits) edits)")
+        print("state: \(request.state) (\(done.batchesCommitted) batch\(done.batchesCommitted == 1 ? "" : "es"), \(done.edits) edit\(done.edits == 1 ? "" : "s"))")
     }
 }
 

@@ -278,7 +278,7 @@ public final class EvalCampaign {
             edits = st.manifest.batches.reduce(0) { $0 + $1.requests }
             hp = st.manifest.hyperparameters; stateMethod = st.manifest.method
             stateWeights = st.manifest.batches.map(\.deltas.checksum)
-            log("applied \(dir): \(st.manifest.batches.count) batches, \(edits) edits")
+            log("applied \(dir): \(st.manifest.batches.count) batch\(st.manifest.batches.count == 1 ? "" : "es"), \(edits) edit\(edits == 1 ? "" : "s")")
         } else if let m = s.method {
             let t0 = ProcessStats.now(), eval0 = evalTime
             let ed = try makeEditor(m)
