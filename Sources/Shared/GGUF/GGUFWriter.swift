@@ -167,8 +167,19 @@ public struct GGUFWriter {
     }
 
     /// Writes the file to `path + ".tmp"` and renames it over `path`, so a reader never sees half a file.
-    /// Tensor data is streamed from its source rather than assembled in memory.
+    /// Tensor data is streamed from its source rather than assembled in memory. Refused, before anything
+    /// is written: a directory, and a file this one copies tensors from (`export --out` naming the model
+    /// it read would replace the original with the edited copy).
     public func write(to path: String) throws {
+        if FileIO.isDirectory(path) { throw GGUFError.writeFailed(path: path, reason: "it is a directory") }
+        let sources = Set(tensors.compactMap { t -> String? in
+            if case .file(let f, _) = t.payload { return f.path }
+            return nil
+        })
+        for source in sources.sorted() where FileIO.sameFile(source, path) {
+            throw GGUFError.writeFailed(path: path, reason:
+                "it is \(source == path ? "" : "the same file as \(source), ")the file this one copies its tensors from: writing would replace the original; choose another path")
+        }
         do {
             var out = try AtomicFileWriter(path: path)
             do {

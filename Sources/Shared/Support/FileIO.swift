@@ -54,6 +54,20 @@ public enum FileIO {
         return out
     }
 
+    /// Whether `a` and `b` name one existing file (the same device and inode: a link or another spelling
+    /// of the path included).
+    public static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else { return false }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+
+    /// Whether `path` is an existing directory.
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
     /// Writes `bytes` to `path` whole or not at all: into `path.tmp`, fsync, then rename over `path`.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, chunk: Int = defaultChunk) throws {
         var w = try AtomicFileWriter(path: path, chunk: chunk)

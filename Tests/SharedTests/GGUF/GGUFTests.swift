@@ -269,6 +269,27 @@ final class GGUFTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try GGUFWriter.copy(from: source, replacing: ["nope": [1]])) { XCTAssertEqual($0 as? GGUFError, .missingTensor("nope")) }
+
+        // A copy is never written over the file it copies from (by its path, another spelling or a hard
+        // link), nor onto a directory: refused before anything is written, the original intact.
+        let dir = TestPaths.temporaryFile("copy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/model.gguf", link = dir + "/link.gguf"
+        try Data(original).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.linkItem(atPath: path, toPath: link)
+        let mapped = try GGUFFile(path: path)
+        let w = try GGUFWriter.copy(from: mapped, replacing: [target: edited])
+        for out in [path, dir + "/./model.gguf", link, dir] {
+            XCTAssertThrowsError(try w.write(to: out), out) {
+                guard case .writeFailed(path: out, let reason)? = $0 as? GGUFError else { return XCTFail("\($0)") }
+                XCTAssertTrue(reason.contains(out == dir ? "it is a directory" : "the file this one copies its tensors from"), reason)
+            }
+        }
+        XCTAssertEqual(try Array(Data(contentsOf: URL(fileURLWithPath: path))), original)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["link.gguf", "model.gguf"], "no .tmp left")
+        try w.write(to: dir + "/edited.gguf")
+        XCTAssertEqual(try GGUFFile(path: dir + "/edited.gguf").floats(try XCTUnwrap(GGUFFile(path: dir + "/edited.gguf").tensorInfo(target))), edited)
         XCTAssertThrowsError(try GGUFWriter.copy(from: source, replacing: [target: [1, 2]])) {
             guard case .badShape(tensor: target, _)? = $0 as? GGUFError else { return XCTFail("\($0)") }
         }
