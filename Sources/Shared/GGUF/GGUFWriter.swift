@@ -168,10 +168,14 @@ public struct GGUFWriter {
 
     /// Writes the file to `path + ".tmp"` and renames it over `path`, so a reader never sees half a file.
     /// Tensor data is streamed from its source rather than assembled in memory. Refused, before anything
-    /// is written: a directory, and a file this one copies tensors from (`export --out` naming the model
-    /// it read would replace the original with the edited copy).
+    /// is written: a directory; an existing file that is not a GGUF (a state's database, an artifact: a
+    /// mistyped `export --out` would destroy it); and a file this one copies tensors from (`export --out`
+    /// naming the model it read would replace the original with the edited copy).
     public func write(to path: String) throws {
         if FileIO.isDirectory(path) { throw GGUFError.writeFailed(path: path, reason: "it is a directory") }
+        if let head = FileIO.prefix(path, bytes: 4), !head.isEmpty, head != Array("GGUF".utf8) {
+            throw GGUFError.writeFailed(path: path, reason: "it exists and is not a GGUF file: remove it first, or choose another path")
+        }
         let sources = Set(tensors.compactMap { t -> String? in
             if case .file(let f, _) = t.payload { return f.path }
             return nil

@@ -62,6 +62,22 @@ public enum FileIO {
         return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
     }
 
+    /// The first `bytes` bytes of the file at `path` (fewer where it is shorter); nil where it cannot be opened.
+    public static func prefix(_ path: String, bytes: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: bytes)
+        var done = 0
+        while done < bytes {
+            let n = out.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress! + done, bytes - done) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            done += n
+        }
+        return Array(out.prefix(done))
+    }
+
     /// Whether `path` is an existing directory.
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()

@@ -286,8 +286,15 @@ final class GGUFTests: XCTestCase {
                 XCTAssertTrue(reason.contains(out == dir ? "it is a directory" : "the file this one copies its tensors from"), reason)
             }
         }
+        // Nor over a file that is not a GGUF (a state's database); over an earlier GGUF or an empty file, yes.
+        let db = dir + "/state.sqlite"
+        try Data("SQLite format 3\0".utf8).write(to: URL(fileURLWithPath: db))
+        XCTAssertThrowsError(try w.write(to: db)) { XCTAssertTrue("\($0)".contains("it exists and is not a GGUF file"), "\($0)") }
+        XCTAssertEqual(try String(contentsOfFile: db, encoding: .utf8), "SQLite format 3\0")
         XCTAssertEqual(try Array(Data(contentsOf: URL(fileURLWithPath: path))), original)
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["link.gguf", "model.gguf"], "no .tmp left")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), ["link.gguf", "model.gguf", "state.sqlite"], "no .tmp left")
+        try Data().write(to: URL(fileURLWithPath: dir + "/edited.gguf"))
+        try w.write(to: dir + "/edited.gguf")
         try w.write(to: dir + "/edited.gguf")
         XCTAssertEqual(try GGUFFile(path: dir + "/edited.gguf").floats(try XCTUnwrap(GGUFFile(path: dir + "/edited.gguf").tensorInfo(target))), edited)
         XCTAssertThrowsError(try GGUFWriter.copy(from: source, replacing: [target: [1, 2]])) {
