@@ -305,14 +305,19 @@ extension JobStore {
     }
 
     /// Deletes the files under `subdirectories` that no artifact record references: what a process
-    /// wrote for a batch it did not commit. Returns their relative paths.
+    /// wrote for a batch it did not commit. Returns their relative paths. Only plain files named as the
+    /// state names its own (`batch-NNNNN.bin`, or its `.tmp` while written): a state made in a folder
+    /// that already had a `keys/` or `cp/` of someone else's keeps those files (they were deleted
+    /// before 2026-12-07).
     @discardableResult
     public func removeUnreferencedFiles(in subdirectories: [String]) throws -> [String] {
         let known = Set(try read { try db.query("SELECT path FROM artifacts").map { try $0.string("path") } })
         var removed: [String] = []
         for sub in subdirectories {
             let dir = ArtifactFile.absolute(sub, in: directory)
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where Self.isBatchFileName(name) {
+                var isDir: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir), !isDir.boolValue else { continue }
                 let rel = sub + "/" + name
                 if !known.contains(rel) {
                     try? FileManager.default.removeItem(atPath: dir + "/" + name)
@@ -321,6 +326,15 @@ extension JobStore {
             }
         }
         return removed.sorted()
+    }
+
+    /// "batch-00012.bin" or "batch-00012.bin.tmp": the names a state gives its per-batch files.
+    public static func isBatchFileName(_ name: String) -> Bool {
+        var n = Substring(name)
+        if n.hasSuffix(".tmp") { n = n.dropLast(4) }
+        guard n.hasPrefix("batch-"), n.hasSuffix(".bin") else { return false }
+        let digits = n.dropFirst(6).dropLast(4)
+        return digits.count >= 5 && digits.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     // MARK: rows

@@ -92,7 +92,12 @@ final class EditCampaignLibraryTests: XCTestCase {
         }
         let weights = fx.weights
         let all = try write("all.jsonl", records)
+        // A state made in a folder that already holds a keys/ and a cp/ of someone else's leaves their files be.
+        try FileManager.default.createDirectory(atPath: dir + "/whole/cp/mine", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/whole/keys", withIntermediateDirectories: true)
+        for f in ["whole/keys/id_ed25519", "whole/cp/mine/notes.txt"] { try "mine".write(toFile: dir + "/" + f, atomically: true, encoding: .utf8) }
         XCTAssertEqual(try EditCampaign.run(request("whole", all), modelPath: model).batchesCommitted, 3)
+        XCTAssertEqual(try ["whole/keys/id_ed25519", "whole/cp/mine/notes.txt"].map { try String(contentsOfFile: dir + "/" + $0, encoding: .utf8) }, ["mine", "mine"])
 
         // Three records (batches of 2 and 1), then the file grows by two: without --extend a refusal
         // that says what to do, and nothing recorded.

@@ -162,14 +162,21 @@ final class JobStoreTests: XCTestCase {
 
         let d2 = try StoreFixtures.file(dir, "deltas/batch-00002.bin", .deltas, [6])
         let cp2 = try StoreFixtures.file(dir, "cp/batch-00002.bin", .cp, [7])
-        _ = try StoreFixtures.file(dir, "cp/left-over.bin", .cp, [8])
+        _ = try StoreFixtures.file(dir, "cp/batch-00003.bin.tmp", .cp, [8])
+        _ = try StoreFixtures.file(dir, "cp/left-over.bin", .cp, [9])  // not a name the state gives: someone else's
+        try FileManager.default.createDirectory(atPath: dir + "/deltas/batch-00009.bin", withIntermediateDirectories: true)
         try s.commitBatch(campaign: c.id, index: 2, deltas: d2, cp: cp2, seconds: 2.5, now: 200)
         let b = try s.batches(campaign: c.id)
         XCTAssertEqual(b.map(\.state), [.committed, .committed])
         XCTAssertEqual(b.map { $0.deltas?.checksum }, [d1.checksum, d2.checksum])
         XCTAssertEqual(b.map { $0.cp?.path }, [nil, "cp/batch-00002.bin"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/cp/batch-00001.bin"), "superseded cp deleted")
-        XCTAssertEqual(try s.removeUnreferencedFiles(in: ["cp", "deltas"]), ["cp/left-over.bin"])
+        XCTAssertEqual(try s.removeUnreferencedFiles(in: ["cp", "deltas"]), ["cp/batch-00003.bin.tmp"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/cp/left-over.bin"), "only the state's own names are swept")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/deltas/batch-00009.bin"), "and only plain files")
+        XCTAssertEqual(["batch-00001.bin", "batch-12345.bin.tmp", "batch-123456.bin"].map(JobStore.isBatchFileName), [true, true, true])
+        XCTAssertEqual(["batch-1.bin", "batch-0000a.bin", "id_rsa", "batch-00001.bin.bak", "xbatch-00001.bin"].map(JobStore.isBatchFileName),
+                       [false, false, false, false, false])
         XCTAssertNoThrow(try s.verified(try XCTUnwrap(b[1].cp)))
 
         try s.upsertWorker(WorkerInfo(name: "w1", pid: 1, host: "h", threads: 2, modelChecksum: "aa", protocolVersion: 1), now: 190)
