@@ -26,18 +26,17 @@ struct Generate: ParsableCommand {
         }
         let ids = tok.encode(prompt, addSpecial: true)
         var sampler = Sampler(mode: topK.map { .topK($0) } ?? .greedy, seed: seed)
-        let out = StreamingPrinter(tokenizer: tok)
-        FileHandle.standardOutput.write(Data(prompt.utf8))
+        let out = StreamingPrinter(tokenizer: tok, prefix: prompt)  // the prompt once generation is under way, not before an error
         _ = try CachedGenerator(model: model, tokenizer: tok).generate(ids: ids, maxTokens: maxTokens, sampler: &sampler) { out.emit($0) }
         out.finish()
     }
 }
 
-/// Prints tokens as they come, holding back bytes of an incomplete UTF-8 character.
+/// Prints `prefix`, then tokens as they come, holding back bytes of an incomplete UTF-8 character.
 final class StreamingPrinter {
     let tokenizer: BPETokenizer
-    private var pending: [UInt8] = []
-    init(tokenizer: BPETokenizer) { self.tokenizer = tokenizer }
+    private var pending: [UInt8]
+    init(tokenizer: BPETokenizer, prefix: String = "") { self.tokenizer = tokenizer; pending = Array(prefix.utf8) }
 
     func emit(_ id: Int32) {
         pending += tokenizer.decodePiece(id)
