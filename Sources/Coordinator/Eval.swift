@@ -60,6 +60,16 @@ struct Eval: ParsableCommand {
         }
         var cfg = try modelOptions.resolved(state: state)
         try clusterOptions.apply(to: &cfg)
+        // One run per report directory (and per default workers' directory): two would share its checkpoints
+        // and its workers' endpoint, and the last report would replace the first without a word.
+        let owned = out ?? (cfg.workers != .inProcess ? "state/eval" : nil)
+        let lock = try owned.map { dir in
+            do { return try StateLock(directory: dir) } catch StateLockError.inUse(_, let pid) {
+                throw EvalError.badOption("report directory \(dir) is in use by " + (pid.map { "pid \($0)" } ?? "another process")
+                    + ": one eval per --out directory (wait for it to finish, or choose another --out)")
+            }
+        }
+        defer { lock?.release() }
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit, options: factsFormat.options)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)

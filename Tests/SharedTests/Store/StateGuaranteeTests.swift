@@ -2,7 +2,8 @@
 // the synthetic model: one coordinator per state directory; committed files never rewritten; edits
 // applied only to the model they were made for (an export of the campaign is refused as already
 // edited); every record checked against the model's context before any work; read-only storage works
-// for status, generate and export; status recomputes the checksums of what it reports as committed.
+// for status, generate and export; status recomputes the checksums of what it reports as committed;
+// one eval per report directory; an export never replaces the model it reads.
 import Foundation
 import Shared
 import XCTest
@@ -70,6 +71,17 @@ final class StateGuaranteeTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: state), [StateLock.fileName], "nothing touched")
         lock.release()
         XCTAssertNoThrow(try StateLock(directory: state).release(), "free again once released")
+
+        // The same for an evaluation's report directory: a second `eval --out` on it stops at once (before
+        // 2026-12-07 both ran, sharing its checkpoints, and the last report replaced the first).
+        let report = dir + "/report"
+        let held = try StateLock(directory: report)
+        let (evalCode, evalSaid) = try alphaedit(["eval", "--model", model, "--records", facts, "--method", "none", "--out", report,
+                                                  "--cluster", "in-process", "--no-generation"])
+        XCTAssertNotEqual(evalCode, 0, evalSaid)
+        XCTAssertTrue(evalSaid.contains("report directory \(report) is in use by pid \(getpid()): one eval per --out directory"), evalSaid)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: report), [StateLock.fileName], "nothing touched")
+        held.release()
     }
 
     // §1: committing a batch twice stops before its files are written: the committed bytes stay.
@@ -98,6 +110,12 @@ final class StateGuaranteeTests: XCTestCase {
         let exported = dir + "/edited.gguf"
         var (code, said) = try alphaedit(["export", "--model", model, "--state", state, "--out", exported])
         XCTAssertEqual(code, 0, said)
+        // Never over the model it reads: refused, the original intact (before 2026-12-07 it was replaced).
+        let original = try Data(contentsOf: URL(fileURLWithPath: model))
+        (code, said) = try alphaedit(["export", "--model", model, "--state", state, "--out", model])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("it is the file this one copies its tensors from"), said)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: model)), original)
         (code, said) = try alphaedit(["export", "--model", exported, "--state", state, "--out", dir + "/twice.gguf"])
         XCTAssertNotEqual(code, 0, said)
         XCTAssertTrue(said.contains("already contains these edits"), said)
