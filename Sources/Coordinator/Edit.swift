@@ -34,6 +34,7 @@ struct Edit: ParsableCommand {
     func run() throws {
         guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit or memit") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        if let vLr, !(vLr.isFinite && vLr > 0) { throw ValidationError("--v-lr must be a positive number") }
         var cfg = try modelOptions.resolved(state: state, orConfigState: true)
         try clusterOptions.apply(to: &cfg)
         var hp = cfg.hyperparameters

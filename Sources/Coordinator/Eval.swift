@@ -58,6 +58,8 @@ struct Eval: ParsableCommand {
         guard batchSize > 0, generalEvery > 0, shardRecords > 0 else {
             throw ValidationError("--batch-size, --general-every and --shard-records must be positive")
         }
+        if let vLr, !(vLr.isFinite && vLr > 0) { throw ValidationError("--v-lr must be a positive number") }
+        if let memitLambda, !(memitLambda.isFinite && memitLambda > 0) { throw ValidationError("--memit-lambda must be a positive number") }
         var cfg = try modelOptions.resolved(state: state)
         try clusterOptions.apply(to: &cfg)
         // One run per report directory (and per default workers' directory): two would share its checkpoints
@@ -89,6 +91,8 @@ struct Eval: ParsableCommand {
         if let vLr { s.hp.vLR = vLr }
         if let memitLambda { s.hp.memitLambda = memitLambda }
         if let layers { s.hp.layers = try LayerList.parse(layers) }
+        // Checked before the pre-edit evaluation, not after it.
+        if m != nil, let p = s.hp.layersProblem(modelLayers: model.config.layers) { throw EvalError.badOption(p) }
         let layerTag = s.hp.layers.map(String.init).joined(separator: "_")
         let corpusTag = URL(fileURLWithPath: corpus).deletingPathExtension().lastPathComponent
         let modelTag = ModelCatalog.matching(path: cfg.model).map { $0.name == ModelCatalog.models[0].name ? "" : "\($0.name)-" }

@@ -95,6 +95,7 @@ public enum EditCampaign {
             batchSize: r.batchSize, hyperparameters: r.hyperparameters, templateSeed: r.templateSeed, corpus: r.corpus,
             covSentences: r.covSentences, corpusChecksum: try EditState.fileChecksum(r.corpus), factsOptions: r.factsOptions)
         let model = try LlamaModel(path: modelPath)
+        if let p = r.hyperparameters.layersProblem(modelLayers: model.config.layers) { throw EditCampaignError.invalid(p) }
         let tok = try BPETokenizer(gguf: model.gguf)
         try FactsFile.checkLengths(requests, name: r.facts, tokenizer: tok, context: model.config.context,
                                    reserve: FactsFile.templateReserve)

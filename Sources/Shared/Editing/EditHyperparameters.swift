@@ -48,6 +48,20 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
         nullSpaceTraceShare.map { .traceShare($0) } ?? nullSpaceRelative.map { .relative($0) } ?? .absolute(nullSpaceThreshold)
     }
     public var zLayer: Int { layers.last ?? 0 }
+
+    /// Why `layers` cannot be edited on a model of `n` blocks (nil: they can): they must be distinct and
+    /// within 0..<n, and the last (`zLayer`, where v* optimises) below the top block, whose output v*
+    /// reaches through the blocks above it. Checked before any work (K₀, the pre-edit evaluation).
+    public func layersProblem(modelLayers n: Int) -> String? {
+        guard !layers.isEmpty, Set(layers).count == layers.count, layers.allSatisfy({ (0..<n).contains($0) }) else {
+            return "edited layers \(layers) must be distinct, non-empty and within the model's 0...\(n - 1)"
+        }
+        guard zLayer < n - 1 else {
+            return "the last edited layer, \(zLayer), must be below the model's top block (\(n - 1)): v* optimises its output "
+                + "through the blocks above it; edit layers within 0...\(n - 2)"
+        }
+        return nil
+    }
     /// The stages in effect.
     public var effectiveStages: EditStages { stages ?? EditStages() }
 }

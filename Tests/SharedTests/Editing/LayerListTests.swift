@@ -37,4 +37,20 @@ final class LayerListTests: XCTestCase {
             }
         }
     }
+
+    /// Edited layers are checked against the model before any work: distinct and in range, and the last
+    /// one (v*'s) below the top block. Editing a 30-block model's block 29 failed only once v* began, after
+    /// K₀, as "layer 29 is outside 0..<30".
+    func testEditedLayersLeaveABlockAboveForVStar() {
+        var hp = EditHyperparameters()
+        for (layers, ok) in [([3, 4, 5, 6, 7], true), ([0, 28], true), ([29], false), ([27, 28, 29], false), ([30], false), ([], false), ([3, 3], false)] {
+            hp.layers = layers
+            XCTAssertEqual(hp.layersProblem(modelLayers: 30) == nil, ok, "\(layers)")
+        }
+        hp.layers = [28, 29]
+        XCTAssertEqual(hp.layersProblem(modelLayers: 30), "the last edited layer, 29, must be below the model's top block (29): v* optimises its output "
+                       + "through the blocks above it; edit layers within 0...28")
+        hp.layers = [12, 40]
+        XCTAssertEqual(hp.layersProblem(modelLayers: 30), "edited layers [12, 40] must be distinct, non-empty and within the model's 0...29")
+    }
 }
