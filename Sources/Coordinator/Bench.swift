@@ -128,7 +128,7 @@ struct BenchCluster: ParsableCommand {
     func run() throws {
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
-        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        try FileIO.makeDirectory(scratch)
         let dir = AbsolutePath.of(scratch)
         let r = try ClusterBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, sentences: sentences, requests: requests,
                                          shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers, repeats: max(1, repeats),

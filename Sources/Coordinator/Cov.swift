@@ -115,7 +115,7 @@ struct Cov: ParsableCommand {
         let traceShare = asked ? self.trace : cfg.hyperparameters.nullSpaceTraceShare
         let rule: NullSpaceRule = traceShare.map { .traceShare($0) } ?? relative.map { .relative($0) } ?? .absolute(threshold)
         let sentences = self.sentences ?? cfg.covSentences
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try FileIO.makeDirectory(out)
 
         let range = offset..<(offset + sentences)
         let name = URL(fileURLWithPath: corpus).lastPathComponent

@@ -99,7 +99,7 @@ struct Eval: ParsableCommand {
             ?? "\(URL(fileURLWithPath: cfg.model).deletingPathExtension().lastPathComponent)-"
         s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-\(modelTag)\(corpusTag)-\(covSentences)-\(layerTag).bin")
         s.covArtifact = cfg.artifacts + "/" + Cov.statisticsFile   // `alphaedit cov`'s, when it is this run's
-        if let c = s.covCache { try FileManager.default.createDirectory(atPath: (c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent, withIntermediateDirectories: true) }
+        if let c = s.covCache { try FileIO.makeDirectory((c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent) }
         if hiddenPrompts > 0 && m != nil {
             s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts, options: factsFormat.options).map(\.filledPrompt)
         }
@@ -120,7 +120,7 @@ struct Eval: ParsableCommand {
         var pool: WorkerPool?
         if cfg.workers != .inProcess {
             let dir = (out ?? "state/eval") + "/cluster"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileIO.makeDirectory(dir)
             let p = try WorkerPool.start(cfg, directory: dir, logLevel: clusterOptions.logLevel)
             pool = p
             let backend = try ClusterEvaluation(pool: p, records: AbsolutePath.of(records), options: factsFormat.options, generation: gen,
@@ -133,7 +133,7 @@ struct Eval: ParsableCommand {
 
         let report = try campaign.run(records: recs, firstIndex: offset, name: (records as NSString).lastPathComponent)
         if let dir = out {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileIO.makeDirectory(dir)
             try report.json().write(toFile: dir + "/report.json", atomically: true, encoding: .utf8)
             try report.markdown().write(toFile: dir + "/report.md", atomically: true, encoding: .utf8)
             try EvalPlot.svg([(report.method, EvalPlot.points(report))]).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
@@ -182,7 +182,7 @@ struct Eval: ParsableCommand {
     func drawPlot() throws {
         let reports = try plot.map { try EvalReport.read(path: $0) }
         let dir = out ?? "."
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileIO.makeDirectory(dir)
         // One curve per run: a campaign's states evaluated after 500 and after 1,000 edits join up.
         try EvalPlot.svg(EvalPlot.series(reports)).write(toFile: dir + "/plot.svg", atomically: true, encoding: .utf8)
         print(EvalReport.comparison(reports))

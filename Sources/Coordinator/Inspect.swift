@@ -41,7 +41,7 @@ struct Inspect: ParsableCommand {
             guard let t = f.tensors.first(where: { $0.name == name }) else { throw ValidationError("\(path) has no tensor \(name)") }
             return t
         }
-        try FileManager.default.createDirectory(atPath: npy, withIntermediateDirectories: true)
+        try FileIO.makeDirectory(npy)
         for t in chosen {
             let values = try f.floats(t)  // throws, naming the tensor, for a type that cannot be dequantized
             try values.withUnsafeBufferPointer { try NPY.writeFloat32(path: npy + "/" + t.name + ".npy", shape: t.dims.reversed(), values: $0) }

@@ -95,10 +95,10 @@ public enum EditCampaign {
             batchSize: r.batchSize, hyperparameters: r.hyperparameters, templateSeed: r.templateSeed, corpus: r.corpus,
             covSentences: r.covSentences, corpusChecksum: try EditState.fileChecksum(r.corpus), factsOptions: r.factsOptions)
         let model = try LlamaModel(path: modelPath)
-        if let p = r.hyperparameters.layersProblem(modelLayers: model.config.layers) { throw EditCampaignError.invalid(p) }
         let tok = try BPETokenizer(gguf: model.gguf)
         try FactsFile.checkLengths(requests, name: r.facts, tokenizer: tok, context: model.config.context,
                                    reserve: FactsFile.templateReserve)
+        if let p = r.hyperparameters.layersProblem(modelLayers: model.config.layers) { throw EditCampaignError.invalid(p) }
 
         // The database is the commit record: a campaign with other settings is refused, a matching one
         // continues after its last committed batch. A v* job is leased by the coordinator of each run

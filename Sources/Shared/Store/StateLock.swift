@@ -34,10 +34,8 @@ public final class StateLock {
     /// Creates `directory` if needed and takes its lock, or throws `.inUse` at once (no waiting).
     public init(directory: String) throws {
         self.directory = directory
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StateLockError.unavailable(directory: directory, reason: "cannot create the directory (\(error.localizedDescription))")
+        do { try FileIO.makeDirectory(directory) } catch let e as FileIOError {
+            throw StateLockError.unavailable(directory: directory, reason: e.reason)
         }
         let path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)

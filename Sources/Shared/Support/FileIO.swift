@@ -5,6 +5,7 @@
 // again from its start. The checksum refused the file when it was read, but `cov` had reported success and
 // its statistics (2.27 GB) were lost the same way. Here every call's count is checked and the loop goes on
 // from where the last call stopped.
+import Foundation
 #if canImport(Glibc)
 import Glibc
 private let systemRead = Glibc.read
@@ -76,6 +77,19 @@ public enum FileIO {
             done += n
         }
         return Array(out.prefix(done))
+    }
+
+    /// Creates the directory `path` (and its parents) where it is missing. A file in its place or in a
+    /// parent's, or a failure, is an error naming that path and why (not Foundation's NSCocoaErrorDomain text).
+    public static func makeDirectory(_ path: String) throws {
+        var sofar = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            sofar += (sofar.isEmpty || sofar.hasSuffix("/") ? "" : "/") + part
+            if isDirectory(sofar) { continue }
+            if mkdir(sofar, 0o755) == 0 || (errno == EEXIST && isDirectory(sofar)) { continue }
+            let why = errno == EEXIST ? "exists and is not a directory" : "cannot create the directory: \(errnoText())"
+            throw FileIOError(path: path, reason: sofar == path ? why : "\(sofar) \(why)")
+        }
     }
 
     /// Whether `path` is an existing directory.

@@ -41,6 +41,29 @@ final class FileIOTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".tmp"))
     }
 
+    /// Output directories (`cov --out`, `eval --out`, a state): made with their parents; a file in the way
+    /// is named, where Foundation said "NSCocoaErrorDomain error 512"; the helpers that guard GGUF writes.
+    func testDirectoriesAndTheFilesInTheirWay() throws {
+        let dir = try tempDir()
+        try FileIO.makeDirectory(dir + "/a/b//c/")
+        try FileIO.makeDirectory(dir + "/a/b/c")
+        XCTAssertTrue(FileIO.isDirectory(dir + "/a/b/c"))
+        try FileIO.writeAtomically([1], to: dir + "/file")
+        XCTAssertThrowsError(try FileIO.makeDirectory(dir + "/file")) {
+            XCTAssertEqual($0 as? FileIOError, FileIOError(path: dir + "/file", reason: "exists and is not a directory"))
+        }
+        XCTAssertThrowsError(try FileIO.makeDirectory(dir + "/file/sub/x")) {
+            XCTAssertEqual($0 as? FileIOError, FileIOError(path: dir + "/file/sub/x", reason: dir + "/file exists and is not a directory"))
+        }
+        XCTAssertFalse(FileIO.isDirectory(dir + "/file"))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: dir + "/file")
+        XCTAssertTrue(FileIO.sameFile(dir + "/link", dir + "/file"))
+        XCTAssertFalse(FileIO.sameFile(dir + "/file", dir + "/a"))
+        XCTAssertFalse(FileIO.sameFile(dir + "/file", dir + "/missing"))
+        XCTAssertEqual(FileIO.prefix(dir + "/file", bytes: 4), [1])
+        XCTAssertNil(FileIO.prefix(dir + "/missing", bytes: 4))
+    }
+
     /// The size that broke Data.write: past the 0x7ffff000 bytes one Linux write(2) moves.
     func testFilesPast2GiBComeBackWhole() throws {
         let path = try tempDir() + "/big.bin"
