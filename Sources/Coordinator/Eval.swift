@@ -91,8 +91,8 @@ struct Eval: ParsableCommand {
         if let vLr { s.hp.vLR = vLr }
         if let memitLambda { s.hp.memitLambda = memitLambda }
         if let layers { s.hp.layers = try LayerList.parse(layers) }
-        // Checked before the pre-edit evaluation, not after it.
-        if m != nil, let p = s.hp.layersProblem(modelLayers: model.config.layers) { throw EvalError.badOption(p) }
+        // Checked before the pre-edit evaluation, not after it (a --state brings its own layers).
+        if m != nil, state == nil, let p = s.hp.layersProblem(modelLayers: model.config.layers) { throw EvalError.badOption(p) }
         let layerTag = s.hp.layers.map(String.init).joined(separator: "_")
         let corpusTag = URL(fileURLWithPath: corpus).deletingPathExtension().lastPathComponent
         let modelTag = ModelCatalog.matching(path: cfg.model).map { $0.name == ModelCatalog.models[0].name ? "" : "\($0.name)-" }
