@@ -43,7 +43,12 @@ public enum SentenceCorpus {
                     }
                     out.append(s)
                 } else {
-                    out.append(String(decoding: line, as: UTF8.self))
+                    // A binary file given by mistake (a GGUF, an artifact) would otherwise become K₀ "sentences".
+                    guard !line.contains(0), let s = String(validating: line, as: UTF8.self) else {
+                        throw CorpusError.badLine(path: path, line: lineNo, detail: "not UTF-8 text (a binary file? a corpus is JSON lines "
+                                                  + "with a \"sentence\" field, .jsonl, or plain text with one sentence a line)")
+                    }
+                    out.append(s)
                 }
             }
             return out
