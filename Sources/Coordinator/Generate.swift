@@ -15,6 +15,8 @@ struct Generate: ParsableCommand {
     @Argument(help: "The prompt.") var prompt: String
 
     func run() throws {
+        if let topK, topK < 1 { throw ValidationError("--top-k must be at least 1 (leave it out for greedy)") }
+        if maxTokens < 0 { throw ValidationError("--max-tokens must be at least 0") }
         let cfg = try modelOptions.resolved(state: state)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
