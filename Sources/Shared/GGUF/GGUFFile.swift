@@ -61,6 +61,9 @@ final class GGUFStorage: @unchecked Sendable {
 }
 
 public final class GGUFFile: @unchecked Sendable {
+    /// "GGUF" as the file's first 4 bytes, read little-endian.
+    public static let magic: UInt32 = 0x4655_4747
+
     public let path: String?
     public let version: UInt32
     public let alignment: Int
@@ -89,7 +92,7 @@ public final class GGUFFile: @unchecked Sendable {
         self.path = path
         var r = ByteCursor(base: storage.base, count: storage.count)
         let magic = try r.u32("magic")
-        guard magic == 0x4655_4747 else { throw GGUFError.badMagic(found: magic) }
+        guard magic == Self.magic else { throw GGUFError.badMagic(found: magic) }
         let version = try r.u32("version")
         guard version == 2 || version == 3 else { throw GGUFError.unsupportedVersion(version) }
         self.version = version

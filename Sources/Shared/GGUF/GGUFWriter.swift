@@ -131,7 +131,7 @@ public struct GGUFWriter {
     /// Header, metadata and tensor infos, padded to the alignment: everything before the data section.
     func headerBytes() -> [UInt8] {
         var w = ByteSink()
-        w.u32(0x4655_4747)
+        w.u32(GGUFFile.magic)
         w.u32(3)
         w.u64(UInt64(tensors.count))
         w.u64(UInt64(metadataKeys.count))
@@ -173,7 +173,8 @@ public struct GGUFWriter {
     /// naming the model it read would replace the original with the edited copy).
     public func write(to path: String) throws {
         if FileIO.isDirectory(path) { throw GGUFError.writeFailed(path: path, reason: "it is a directory") }
-        if let head = FileIO.prefix(path, bytes: 4), !head.isEmpty, head != Array("GGUF".utf8) {
+        if let head = FileIO.prefix(path, bytes: 4), !head.isEmpty,
+           head != withUnsafeBytes(of: GGUFFile.magic.littleEndian, Array.init) {
             throw GGUFError.writeFailed(path: path, reason: "it exists and is not a GGUF file: remove it first, or choose another path")
         }
         let sources = Set(tensors.compactMap { t -> String? in

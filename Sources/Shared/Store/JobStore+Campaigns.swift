@@ -315,9 +315,8 @@ extension JobStore {
         var removed: [String] = []
         for sub in subdirectories {
             let dir = ArtifactFile.absolute(sub, in: directory)
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where Self.isBatchFileName(name) {
-                var isDir: ObjCBool = false
-                guard FileManager.default.fileExists(atPath: dir + "/" + name, isDirectory: &isDir), !isDir.boolValue else { continue }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            where Self.isBatchFileName(name) && !FileIO.isDirectory(dir + "/" + name) {
                 let rel = sub + "/" + name
                 if !known.contains(rel) {
                     try? FileManager.default.removeItem(atPath: dir + "/" + name)
