@@ -8,9 +8,15 @@ struct AlphaEdit: ParsableCommand {
     static func main() {
         BLASRuntime.ensureOptimizedKernels()
         WeightResidency.checkEnvironment()
+        var command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
         do {
-            var command = try parseAsRoot()
             try command.run()
+        } catch let error as ValidationError {
+            // A problem the work itself found: its message alone. ArgumentParser would add the root's
+            // usage line ("alphaedit <subcommand>"), which names no subcommand and is not the problem.
+            FileHandle.standardError.write(Data("Error: \(error.message)\n".utf8))
+            Foundation.exit(ExitCode.validationFailure.rawValue)
         } catch {
             exit(withError: error)
         }

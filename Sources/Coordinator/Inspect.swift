@@ -12,8 +12,16 @@ struct Inspect: ParsableCommand {
     var npy: String?
     @Option(help: "A tensor to write with --npy (repeatable; default: every tensor).") var tensor: [String] = []
 
+    func validate() throws {
+        if npy == nil && !tensor.isEmpty { throw ValidationError("--tensor needs --npy FOLDER") }
+    }
+
     func run() throws {
         let f = try GGUFFile(path: path)
+        let chosen = try tensor.isEmpty ? f.tensors : tensor.map { name in
+            guard let t = f.tensors.first(where: { $0.name == name }) else { throw ValidationError("\(path) has no tensor \(name)") }
+            return t
+        }
         print("GGUF v\(f.version), \(f.fileSize) bytes, alignment \(f.alignment), data at \(f.dataOffset)")
         print("\nmetadata (\(f.metadataKeys.count) keys)")
         let w = f.metadataKeys.map(\.count).max() ?? 0
@@ -33,14 +41,7 @@ struct Inspect: ParsableCommand {
         print("\nalphaedit: \(support.supported ? "supported" : "not supported")")
         for p in support.problems { print("  ✗ \(p)") }
         for fact in support.facts { print("  \(fact)") }
-        guard let npy else {
-            if !tensor.isEmpty { throw ValidationError("--tensor needs --npy FOLDER") }
-            return
-        }
-        let chosen = try tensor.isEmpty ? f.tensors : tensor.map { name in
-            guard let t = f.tensors.first(where: { $0.name == name }) else { throw ValidationError("\(path) has no tensor \(name)") }
-            return t
-        }
+        guard let npy else { return }
         try FileIO.makeDirectory(npy)
         for t in chosen {
             let values = try f.floats(t)  // throws, naming the tensor, for a type that cannot be dequantized
