@@ -17,6 +17,8 @@ struct BenchTrace: ParsableCommand {
     @Option(help: "Facts to trace (the first N).") var count = 50
     @Flag(help: "Print one JSON object.") var json = false
 
+    func validate() throws { try benchInputs(counts: ["--count": count], files: ["--facts": facts]) }
+
     func run() throws {
         let cfg = try modelOptions.resolved()
         let r = try CausalTraceBenchmark.run(modelPath: cfg.model, facts: facts, count: count) { log($0) }
@@ -41,6 +43,8 @@ struct BenchForward: ParsableCommand {
     @Flag(help: "Also time each kind of matrix product in separate 10-token forwards and generation steps.") var breakdown = false
     @Option(help: "Activations of the few-token products: float32, or int8 (rounded per block of 32, as llama.cpp).") var activations: Activations = .float32
     @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws { try benchInputs(counts: ["--runs": runs], files: ["--corpus": corpus]) }
 
     func run() throws {
         let cfg = try modelOptions.resolved()
@@ -94,6 +98,10 @@ struct BenchEdit: ParsableCommand {
     @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
     @Flag(help: "Print one JSON object.") var json = false
 
+    func validate() throws {
+        try benchInputs(counts: ["--edits": edits, "--sentences": sentences], files: ["--corpus": corpus, "--facts": facts])
+    }
+
     func run() throws {
         let cfg = try modelOptions.resolved()
         let r = try EditBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, corpus: corpus, facts: facts, edits: edits,
@@ -125,13 +133,18 @@ struct BenchCluster: ParsableCommand {
     @Option(help: "Directory for the ipc sockets.") var scratch = "state/bench"
     @Flag(help: "Print one JSON object.") var json = false
 
+    func validate() throws {
+        try benchInputs(counts: ["--sentences": sentences, "--shard-sentences": shardSentences, "--repeats": repeats, "--requests": requests],
+                        files: ["--corpus": corpus, "--facts": facts])
+    }
+
     func run() throws {
         var cfg = try modelOptions.resolved()
         try clusterOptions.apply(to: &cfg)
         try FileIO.makeDirectory(scratch)
         let dir = AbsolutePath.of(scratch)
         let r = try ClusterBenchmark.run(modelPath: cfg.model, corpus: corpus, facts: facts, sentences: sentences, requests: requests,
-                                         shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers, repeats: max(1, repeats),
+                                         shardSentences: shardSentences, threads: cfg.threads, layers: cfg.hyperparameters.layers, repeats: repeats,
                                          directory: dir, log: Logger(label: "coordinator")) { log($0) }
         if json {
             try printJSON(r)
@@ -162,9 +175,11 @@ struct BenchVStar: ParsableCommand {
     @Option var facts = "../shared/data/pararel-cf/dev.jsonl"
     @Flag(help: "Print one JSON object.") var json = false
 
+    func validate() throws { try benchInputs(counts: ["--requests": requests, "--rounds": rounds], files: ["--facts": facts]) }
+
     func run() throws {
         let cfg = try modelOptions.resolved()
-        let r = try VStarBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, facts: facts, requests: requests, rounds: max(1, rounds),
+        let r = try VStarBenchmark.run(modelPath: cfg.model, hp: cfg.hyperparameters, facts: facts, requests: requests, rounds: rounds,
                                        threads: cfg.threads) { log($0) }
         if json { return try printJSON(r) }
         print(r.kernels.line)
@@ -178,6 +193,8 @@ struct BenchMath: ParsableCommand {
         abstract: "Edit math at SmolLM2 sizes on random data: K0 accumulation, projector, AlphaEdit and MEMIT solves.")
     @Option(help: "OpenBLAS threads.") var threads = 2
     @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws { guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1-256") } }
 
     func run() throws {
         let r = try EditMathBenchmark.run(threads: threads) { log($0) }
@@ -210,6 +227,14 @@ struct BenchNullSpace: ParsableCommand {
     @Option(help: ArgumentHelp("Statistics of held-out sentences (`alphaedit cov --offset A --sentences N`, outside K0): the change "
                                + "on their keys and their energy in the kept directions.")) var heldOutStatistics: String?
     @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        try benchInputs(counts: ["--requests": requests, "--sentences": sentences],
+                        files: statistics == nil ? ["--corpus": corpus, "--facts": facts] : ["--facts": facts])
+        for (list, name) in [(taus, "taus"), (relative, "relative"), (traceShares, "trace-shares"), (memitLambdas, "memit-lambdas")] {
+            _ = try numbers(list, name)
+        }
+    }
 
     func numbers(_ s: String, _ name: String) throws -> [Double] {
         try s.split(separator: ",").map { t in
@@ -306,6 +331,18 @@ struct BenchNullSpace: ParsableCommand {
             let what = Self.name(row)
             print(pad(what, 18) + " " + pad(list(row.k0_change, "%.3f"), 33) + " " + pad(list(row.held_out_change, "%.3f"), 33) + " "
                   + list(row.held_out_kept_trace_share, "%.2g"))
+        }
+    }
+}
+
+/// The checks every benchmark makes before it loads anything: each count at least 1 (a benchmark of 0
+/// requests used to build K0 first, then fail), each input file readable (the defaults are relative to the
+/// repository's root).
+func benchInputs(counts: KeyValuePairs<String, Int>, files: KeyValuePairs<String, String>) throws {
+    for (name, n) in counts where n < 1 { throw ValidationError("\(name) must be at least 1") }
+    for (name, path) in files {
+        if let why = FileIO.whyUnreadable(path) {
+            throw ValidationError("\(name) \(path): \(why)" + (path.hasPrefix("../shared/") ? " (the default is relative to the repository's root: run from there, or name the file)" : ""))
         }
     }
 }

@@ -26,8 +26,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Learning rate of v*.") var vLr: Float?
     @Option(help: "MEMIT's λm.") var memitLambda: Double?
     @Option(help: "Edited layers, e.g. 3-7.") var layers: String?
-    @Option(help: "Corpus for the K0 statistics.") var corpus = "../shared/data/wiki-triplets/trex.jsonl"
-    @Option(help: "Sentences of the corpus for K0.") var covSentences = 2000
+    @Option(help: "Corpus for the K0 statistics (default: the config's `corpus`).") var corpus: String?
+    @Option(help: "Sentences of the corpus for K0 (default: the config's `cov_sentences`).") var covSentences: Int?
     @Option(help: ArgumentHelp("K0 statistics cache file (default state/k0-[<model>-]<corpus>-<N>-<layers>.bin; 'none' to never store).",
                                discussion: "Reused only when it records this model, corpus, sentences 0..<N and layers; else the config's `artifacts`/statistics.bin (`alphaedit cov`'s) when it does; else built and written there."))
     var covCache: String?
@@ -58,10 +58,27 @@ struct Eval: ParsableCommand {
         guard batchSize > 0, generalEvery > 0, shardRecords > 0 else {
             throw ValidationError("--batch-size, --general-every and --shard-records must be positive")
         }
+        for (name, n) in [("--gen-tokens", genTokens), ("--general-items", generalItems), ("--ppl-sentences", pplSentences),
+                          ("--hidden-prompts", hiddenPrompts), ("--gen-records", genRecords ?? 0), ("--limit", limit ?? 1)] where n < 0 {
+            throw ValidationError("\(name) must be ≥ 0")
+        }
+        if let covSentences, covSentences < 1 { throw ValidationError("--cov-sentences must be at least 1") }
+        if let list = tuneMemitLambda, try Self.lambdas(list).isEmpty { throw ValidationError("--tune-memit-lambda lists no λm") }
         if let vLr, !(vLr.isFinite && vLr > 0) { throw ValidationError("--v-lr must be a positive number") }
         if let memitLambda, !(memitLambda.isFinite && memitLambda > 0) { throw ValidationError("--memit-lambda must be a positive number") }
         var cfg = try modelOptions.resolved(state: state)
         try clusterOptions.apply(to: &cfg)
+        let corpus = corpus ?? cfg.corpus, covSentences = covSentences ?? cfg.covSentences
+        // Every input file is checked before the pre-edit evaluation (minutes), naming the option it came from.
+        var inputs = [("--records", records)]
+        if m != nil && state == nil { inputs.append(("--corpus", corpus)) }
+        if !noGeneration { inputs.append(("--snippets", snippets)) }
+        if let preFrom { inputs.append(("--pre-from", preFrom)) }
+        for (name, path) in inputs {
+            if let why = FileIO.whyUnreadable(path) {
+                throw EvalError.badOption("\(name) \(path): \(why)" + (path.hasPrefix("../shared/") ? " (the default is relative to the repository's root: run from there, or name the file)" : ""))
+            }
+        }
         // One run per report directory (and per default workers' directory): two would share its checkpoints
         // and its workers' endpoint, and the last report would replace the first without a word.
         let owned = out ?? (cfg.workers != .inProcess ? "state/eval" : nil)
@@ -75,6 +92,9 @@ struct Eval: ParsableCommand {
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit, options: factsFormat.options)
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
+        if !noGeneration && FactsFile.templateReserve + genTokens >= model.config.context {
+            throw EvalError.badOption("--gen-tokens \(genTokens) leaves no room for a prompt in the model's context of \(model.config.context) tokens")
+        }
         try FactsFile.checkLengths(recs, name: records, firstRecord: offset + 1, tokenizer: tok, context: model.config.context,
                                    reserve: FactsFile.templateReserve + (noGeneration ? 0 : genTokens))
 
@@ -107,8 +127,7 @@ struct Eval: ParsableCommand {
         let snip = noGeneration ? nil : try AttributeSnippets.read(path: snippets)
         var evaluator = CounterFactEvaluator(model: model, tokenizer: tok, generation: gen, snippets: snip)
         if let genRecords {
-            guard genRecords >= 0 else { throw ValidationError("--gen-records must be ≥ 0") }
-            evaluator.generationRecords = offset..<(offset + genRecords)
+            evaluator.generationRecords = offset..<(offset + min(genRecords, recs.count))
         }
         let campaign = EvalCampaign(model: model, tokenizer: tok, evaluator: evaluator, settings: s)
         campaign.log = { log($0) }
@@ -157,11 +176,18 @@ struct Eval: ParsableCommand {
         }
     }
 
-    func sweep(_ list: String, campaign: EvalCampaign, records recs: [EditRequest], evaluator: CounterFactEvaluator) throws {
-        let lambdas = try list.split(separator: ",").map { t -> Double in
-            guard let v = Double(t.trimmingCharacters(in: .whitespaces)), v > 0 else { throw ValidationError("--tune-memit-lambda: \"\(t)\" is not a positive number") }
+    /// --tune-memit-lambda's values: positive, finite.
+    static func lambdas(_ list: String) throws -> [Double] {
+        try list.split(separator: ",").map { t -> Double in
+            guard let v = Double(t.trimmingCharacters(in: .whitespaces)), v.isFinite, v > 0 else {
+                throw ValidationError("--tune-memit-lambda: \"\(t)\" is not a positive number")
+            }
             return v
         }
+    }
+
+    func sweep(_ list: String, campaign: EvalCampaign, records recs: [EditRequest], evaluator: CounterFactEvaluator) throws {
+        let lambdas = try Self.lambdas(list)
         let stats = try campaign.statistics()
         let editor = try campaign.makeEditor(.memit, statistics: stats)
         let batch = Array(recs.prefix(batchSize))

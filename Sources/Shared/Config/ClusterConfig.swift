@@ -5,7 +5,7 @@ import Editing
 import Foundation
 
 public enum ConfigError: Error, Equatable, CustomStringConvertible {
-    case cannotRead(path: String)
+    case cannotRead(path: String, reason: String)
     case syntax(line: Int, text: String)
     case unknownKey(key: String, line: Int)
     case invalidValue(key: String, line: Int, value: String, expected: String)
@@ -13,7 +13,7 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .cannotRead(let p): "cannot read config file \(p)"
+        case .cannotRead(let p, let why): "cannot read config file \(p): \(why)"
         case .syntax(let l, let t): "config line \(l): expected `key = value`, found \"\(Self.cut(t))\""
         case .unknownKey(let k, let l): "config line \(l): unknown key \"\(Self.cut(k))\""
         case .invalidValue(let k, let l, let v, let e): "config line \(l): \(k) = \"\(Self.cut(v))\" is invalid (expected \(e))"
@@ -165,7 +165,7 @@ public struct ClusterConfig: Sendable, Equatable {
     ]
 
     public static func load(path: String) throws -> ClusterConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.cannotRead(path: path) }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ConfigError.cannotRead(path: path, reason: FileIO.whyUnreadable(path) ?? "not UTF-8 text") }
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         return try parse(text, baseDirectory: dir)
     }
@@ -173,7 +173,10 @@ public struct ClusterConfig: Sendable, Equatable {
     public static func parse(_ text: String, baseDirectory: String = ".") throws -> ClusterConfig {
         var c = ClusterConfig()
         var seen: Set<String> = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // CRLF line ends (a file saved on Windows) are line ends: Swift counts "\r\n" as one Character, so
+        // a split on "\n" alone made the whole file one line (a comment first line hid every key).
+        let lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
+        for (i, raw) in lines.enumerated() {
             let lineNo = i + 1
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
             let trimmed = line.trimmingCharacters(in: .whitespaces)

@@ -1,13 +1,14 @@
 // Preserved-knowledge text: JSON lines with a `sentence` field (the Wikipedia triplets), or plain
 // text with one sentence a line.
+import Support
 import Foundation
 
 public enum CorpusError: Error, CustomStringConvertible {
-    case cannotRead(String)
+    case cannotRead(String, reason: String)
     case badLine(path: String, line: Int, detail: String)
     public var description: String {
         switch self {
-        case .cannotRead(let p): "cannot read corpus \(p)"
+        case .cannotRead(let p, let why): "cannot read corpus \(p): \(why)"
         case .badLine(let p, let l, let d): "corpus \(p) line \(l): \(d)"
         }
     }
@@ -18,7 +19,7 @@ public enum SentenceCorpus {
     /// a time and the scan stops at the last one wanted: a K₀ build of 500 sentences no longer splits
     /// the whole 94,790-line corpus first (measured: that split was ≈ 5 % of a 500-sentence build).
     public static func read(path: String, offset: Int = 0, limit: Int? = nil) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CorpusError.cannotRead(path) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw CorpusError.cannotRead(path, reason: FileIO.whyUnreadable(path) ?? "read failed") }
         let jsonl = path.hasSuffix(".jsonl") || path.hasSuffix(".json")
         return try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> [String] in
             guard let base = raw.baseAddress else { return [] }

@@ -21,9 +21,11 @@ import Model
 import Foundation
 
 public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
-    case cannotRead(path: String)
+    case cannotRead(path: String, reason: String)
     /// The file is neither a JSON array nor JSON lines (e.g. a stray byte before the first `[`).
     case invalidJSON(location: String)
+    /// The whole file is one pretty-printed JSON object.
+    case objectOverLines(name: String)
     case notAnObject(location: String)
     case missingField(location: String, field: String)
     case wrongType(location: String, field: String, expected: String)
@@ -37,8 +39,10 @@ public enum FactsError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .cannotRead(path): return "cannot read facts file \(path)"
+        case let .cannotRead(path, reason): return "cannot read facts file \(path): \(reason)"
         case let .invalidJSON(at): return "\(at): not valid JSON"
+        case let .objectOverLines(name):
+            return "\(name): one JSON object over several lines; a facts file is one object a line (JSON lines) or one array of objects"
         case let .notAnObject(at): return "\(at): not a JSON object"
         case let .missingField(at, field): return "\(at): missing \"\(field)\""
         case let .wrongType(at, field, expected): return "\(at): \"\(field)\" must be \(expected)"
@@ -79,7 +83,7 @@ public struct FactsOptions: Sendable, Equatable, Codable {
 public enum FactsFile {
     /// Reads `path` (see the file comment); skips `offset` records and keeps at most `limit`.
     public static func read(path: String, offset: Int = 0, limit: Int? = nil, options: FactsOptions = FactsOptions()) throws -> [EditRequest] {
-        guard let data = FileManager.default.contents(atPath: path) else { throw FactsError.cannotRead(path: path) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw FactsError.cannotRead(path: path, reason: FileIO.whyUnreadable(path) ?? "read failed") }
         return try parse(data, name: path, offset: offset, limit: limit, options: options)
     }
 
@@ -88,10 +92,21 @@ public enum FactsFile {
                              options: FactsOptions = FactsOptions()) throws -> [EditRequest] {
         guard offset >= 0 else { throw FactsError.invalidSelection("offset \(offset) is negative") }
         if let limit, limit < 1 { throw FactsError.invalidSelection("limit \(limit) must be at least 1") }
+        // A byte-order mark (an editor's UTF-8 "with BOM") is not part of the first record.
+        let data = data.starts(with: [0xEF, 0xBB, 0xBF]) ? data.dropFirst(3) : data
         let firstByte = data.first { !Self.isSpace($0) }
-        let records = firstByte == UInt8(ascii: "[")
-            ? try arrayRecords(data, name: name, offset: offset, limit: limit, options: options)
-            : try lineRecords(data, name: name, offset: offset, limit: limit, options: options)
+        let records: [EditRequest]
+        if firstByte == UInt8(ascii: "[") {
+            records = try arrayRecords(Data(data), name: name, offset: offset, limit: limit, options: options)
+        } else {
+            do {
+                records = try lineRecords(Data(data), name: name, offset: offset, limit: limit, options: options)
+            } catch FactsError.invalidJSON where firstByte == UInt8(ascii: "{")
+                        && (try? JSONSerialization.jsonObject(with: Data(data))) is [String: Any] {
+                // One pretty-printed object: valid JSON, but not one record a line.
+                throw FactsError.objectOverLines(name: name)
+            }
+        }
         guard !records.isEmpty else { throw FactsError.noRecords(name: name, offset: offset) }
         return records
     }
@@ -102,7 +117,7 @@ public enum FactsFile {
         guard let items = try? JSONSerialization.jsonObject(with: data) as? [Any] else {
             throw FactsError.invalidJSON(location: name)
         }
-        let end = limit.map { min(items.count, offset + $0) } ?? items.count
+        let end = limit.map { $0 >= items.count - offset ? items.count : offset + $0 } ?? items.count
         guard offset < end else { return [] }
         return try (offset..<end).map { i in try record(items[i], at: "\(name) index \(i)", options: options) }
     }

@@ -55,11 +55,11 @@ public struct TFIDF: Sendable {
 }
 
 public enum SnippetsError: Error, CustomStringConvertible {
-    case cannotRead(String)
+    case cannotRead(String, reason: String)
     case badFormat(String)
     public var description: String {
         switch self {
-        case .cannotRead(let p): "cannot read attribute snippets \(p)"
+        case .cannotRead(let p, let why): "cannot read attribute snippets \(p): \(why)"
         case .badFormat(let p): "\(p): expected {relation_id: {object: [sentences]}}"
         }
     }
@@ -78,7 +78,7 @@ public struct AttributeSnippets: Sendable {
     }
 
     public static func read(path: String) throws -> AttributeSnippets {
-        guard let data = FileManager.default.contents(atPath: path) else { throw SnippetsError.cannotRead(path) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw SnippetsError.cannotRead(path, reason: FileIO.whyUnreadable(path) ?? "read failed") }
         guard let s = try? JSONDecoder().decode([String: [String: [String]]].self, from: data) else { throw SnippetsError.badFormat(path) }
         return AttributeSnippets(snippets: s)
     }

@@ -87,8 +87,11 @@ public struct EditState {
         return model
     }
 
+    /// The FNV-1a-64 of an input file (a model, a corpus, snippets): one that cannot be read is an error
+    /// saying why, not the "state database references it" of a missing artifact.
     public static func fileChecksum(_ path: String) throws -> String {
-        try ArtifactFile.checksum(of: path).0
+        if let why = FileIO.whyUnreadable(path) { throw FileIOError(path: path, reason: why) }
+        return try ArtifactFile.checksum(of: path).0
     }
 
     public func url(_ rel: String) -> String { ArtifactFile.absolute(rel, in: directory) }

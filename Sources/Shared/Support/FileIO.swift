@@ -92,6 +92,16 @@ public enum FileIO {
         }
     }
 
+    /// Why the file at `path` cannot be read ("No such file or directory", "Permission denied", "a
+    /// directory"), or nil where it can: the reason an input file's "cannot read" error gives.
+    public static func whyUnreadable(_ path: String) -> String? {
+        if isDirectory(path) { return "a directory, not a file" }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errnoText() }
+        close(fd)
+        return nil
+    }
+
     /// Whether `path` is an existing directory.
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()

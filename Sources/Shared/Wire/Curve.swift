@@ -14,12 +14,13 @@
 //
 // Every problem is an error naming the file and, inside a file, the line, raised before any socket
 // exists (the caller loads keys first).
+import Support
 import CZMQ
 import Foundation
 
 public enum CurveError: Error, Equatable, CustomStringConvertible {
     case unavailable
-    case cannotRead(path: String)
+    case cannotRead(path: String, reason: String)
     case badKey(path: String, line: Int, why: String)
     case noKey(path: String, what: String)
     case tooOpen(path: String, mode: Int)
@@ -32,7 +33,7 @@ public enum CurveError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .unavailable:
             "this libzmq was built without CURVE (zmq_has(\"curve\") is false): install a libzmq with libsodium (Debian's libzmq5 has it)"
-        case .cannotRead(let p): "cannot read key file \(p)"
+        case .cannotRead(let p, let why): "cannot read key file \(p): \(why)"
         case let .badKey(p, l, why): "\(p):\(l): \(why)"
         case let .noKey(p, what): "\(p): no \(what) in the file"
         case let .tooOpen(p, mode):
@@ -162,7 +163,9 @@ public enum Curve {
     }
 
     private static func text(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else { throw CurveError.cannotRead(path: path) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CurveError.cannotRead(path: path, reason: FileIO.whyUnreadable(path) ?? "read failed")
+        }
         guard let text = String(data: data, encoding: .utf8) else {
             throw CurveError.badKey(path: path, line: 1, why: "the file is not UTF-8 text")
         }
@@ -178,7 +181,7 @@ public enum Curve {
     /// This process's key pair from a `.key` file (refused when others may read it).
     public static func loadKeyPair(path: String) throws -> CurveKeyPair {
         var st = stat()
-        guard stat(path, &st) == 0 else { throw CurveError.cannotRead(path: path) }
+        guard stat(path, &st) == 0 else { throw CurveError.cannotRead(path: path, reason: FileIO.whyUnreadable(path) ?? "cannot stat") }
         let mode = Int(st.st_mode & 0o777)
         if mode & 0o077 != 0 { throw CurveError.tooOpen(path: path, mode: mode) }
         return try parseKeyPair(try text(path), path: path)

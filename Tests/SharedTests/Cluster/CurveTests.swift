@@ -32,7 +32,7 @@ final class CurveTests: XCTestCase {
         XCTAssertEqual(message { try Curve.loadKeyPair(path: secret) },
                        "\(secret): permissions 0644 let others read this secret key: chmod 600 \(secret)")
         chmod(secret, 0o600)
-        XCTAssertEqual(message { try Curve.loadKeyPair(path: dir + "/none.key") }, "cannot read key file \(dir)/none.key")
+        XCTAssertEqual(message { try Curve.loadKeyPair(path: dir + "/none.key") }, "cannot read key file \(dir)/none.key: No such file or directory")
         XCTAssertTrue(message { try Curve.loadPublicKey(path: secret) }.contains("this is a secret .key file"))
 
         let other = try CurveKeyPair.generate()

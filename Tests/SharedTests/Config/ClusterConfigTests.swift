@@ -64,6 +64,17 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(Set(ClusterConfig.keys.map(\.0)).count, 34, "every key listed once")
     }
 
+    /// A file saved with CRLF line ends: each line is a line (the whole file used to be one, so a comment
+    /// on line 1 hid every key), and a bad value is named by its own line.
+    func testCRLFLineEnds() throws {
+        let c = try ClusterConfig.parse("# mine\r\nthreads = 3\r\nworkers = in-process\r\n", baseDirectory: "/base")
+        XCTAssertEqual(c.threads, 3)
+        XCTAssertEqual(c.workers, .inProcess)
+        XCTAssertThrowsError(try ClusterConfig.parse("# mine\r\nthreads = 3\r\nworkers = many\r\n")) {
+            XCTAssertEqual("\($0)", #"config line 3: workers = "many" is invalid (expected in-process, local N (1-64), remote or slurm N (1-4096))"#)
+        }
+    }
+
     func testDefaultsAndDerivedValues() throws {
         let c = try ClusterConfig.parse("")
         XCTAssertEqual(c.workers, .local(2))

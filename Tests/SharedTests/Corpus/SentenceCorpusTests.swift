@@ -23,6 +23,6 @@ final class SentenceCorpusTests: XCTestCase {
         try Data([0x46, 0x0A, 0xC3, 0x28, 0x0A]).write(to: URL(fileURLWithPath: text))
         XCTAssertThrowsError(try SentenceCorpus.read(path: text)) { XCTAssertTrue("\($0)".hasPrefix("corpus \(text) line 2: not UTF-8 text"), "\($0)") }
         XCTAssertEqual(try SentenceCorpus.read(path: text, limit: 1), ["F"], "the scan stops at the last line wanted")
-        XCTAssertThrowsError(try SentenceCorpus.read(path: dir + "/missing")) { XCTAssertEqual("\($0)", "cannot read corpus \(dir)/missing") }
+        XCTAssertThrowsError(try SentenceCorpus.read(path: dir + "/missing")) { XCTAssertEqual("\($0)", "cannot read corpus \(dir)/missing: No such file or directory") }
     }
 }

@@ -45,6 +45,15 @@ final class FactsFileTests: XCTestCase {
         let array = "[\n" + lines.joined(separator: ",\n") + "\n]"
         XCTAssertEqual(try parse(array, name: "facts.json", offset: 3).map(\.targetNew), ["T3", "T4"])
         XCTAssertEqual(try parse(array, name: "facts.json", offset: 4, limit: 9).map(\.targetNew), ["T4"])
+        // A limit as large as Int allows (it used to overflow offset + limit and trap).
+        XCTAssertEqual(try parse(array, name: "facts.json", offset: 1, limit: Int.max).count, 4)
+        XCTAssertEqual(try parse(jsonl, offset: 1, limit: Int.max).count, 4)
+        // A UTF-8 byte-order mark before an array or the first line.
+        XCTAssertEqual(try parse("\u{FEFF}" + array, name: "facts.json").count, 5)
+        XCTAssertEqual(try parse("\u{FEFF}" + jsonl).count, 5)
+        // One pretty-printed object is named as such, not as "line 1: not valid JSON".
+        assertError("{\n  \"prompt\": \"{} is\",\n  \"subject\": \"S\", \"target\": \"T\"\n}\n",
+                    "facts.jsonl: one JSON object over several lines; a facts file is one object a line (JSON lines) or one array of objects")
     }
 
     func testRejectionsNameTheLineAndTheProblem() {
@@ -102,7 +111,7 @@ final class FactsFileTests: XCTestCase {
         // A bad record outside the selection does not stop the selected ones.
         XCTAssertEqual(try parse(good + "\n{\"prompt\": \"no slot\"}", limit: 1).count, 1)
         XCTAssertThrowsError(try FactsFile.read(path: "/nonexistent/facts.jsonl")) {
-            XCTAssertEqual("\($0)", "cannot read facts file /nonexistent/facts.jsonl")
+            XCTAssertEqual("\($0)", "cannot read facts file /nonexistent/facts.jsonl: No such file or directory")
         }
     }
 

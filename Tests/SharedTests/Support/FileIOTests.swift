@@ -64,6 +64,24 @@ final class FileIOTests: XCTestCase {
         XCTAssertNil(FileIO.prefix(dir + "/missing", bytes: 4))
     }
 
+    /// An input file that cannot be read is named with why: the facts, corpus and config errors carry it.
+    func testUnreadableInputsSayWhy() throws {
+        let dir = try tempDir()
+        try Data("x\n".utf8).write(to: URL(fileURLWithPath: dir + "/file"))
+        XCTAssertNil(FileIO.whyUnreadable(dir + "/file"))
+        XCTAssertEqual(FileIO.whyUnreadable(dir + "/missing"), "No such file or directory")
+        XCTAssertEqual(FileIO.whyUnreadable(dir), "a directory, not a file")
+        XCTAssertThrowsError(try FactsFile.read(path: dir + "/missing")) {
+            XCTAssertEqual("\($0)", "cannot read facts file \(dir)/missing: No such file or directory")
+        }
+        XCTAssertThrowsError(try SentenceCorpus.read(path: dir)) {
+            XCTAssertEqual("\($0)", "cannot read corpus \(dir): a directory, not a file")
+        }
+        XCTAssertThrowsError(try ClusterConfig.load(path: dir + "/missing")) {
+            XCTAssertEqual("\($0)", "cannot read config file \(dir)/missing: No such file or directory")
+        }
+    }
+
     /// The size that broke Data.write: past the 0x7ffff000 bytes one Linux write(2) moves.
     func testFilesPast2GiBComeBackWhole() throws {
         let path = try tempDir() + "/big.bin"
