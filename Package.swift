@@ -79,7 +79,7 @@ let package = Package(
         layer("Config", ["Support", "Editing"]),
         layer("Cluster", ["Support", "Kernels", "Model", "Tokenization", "Editing", "Store", "Evaluation", "Wire", "Config",
                           .product(name: "Logging", package: "swift-log")]),
-        layer("Campaign", ["Support", "Model", "Tokenization", "Editing", "Store", "Evaluation", "Config", "Cluster",
+        layer("Campaign", ["Support", "Corpus", "Model", "Tokenization", "Editing", "Store", "Evaluation", "Config", "Cluster",
                            .product(name: "Logging", package: "swift-log")]),
         layer("Bench", ["Support", "Corpus", "Kernels", "Model", "Tokenization", "Editing", "Evaluation", "Wire", "Cluster",
                         .product(name: "Logging", package: "swift-log")]),

@@ -164,6 +164,7 @@ struct Cov: ParsableCommand {
                                     p.shardsDone, p.shardsTotal, p.tokensDone, p.tokensPerSecond, cluster.aliveCount)
                              + "ETA \(ProgressPrinter.clock(p.eta))")
             }
+            if case .remote = cfg.workers { workers = cluster.workerSnapshot.count }  // those that joined
         }
         let seconds = ProcessStats.now() - t0
         printer.finish()

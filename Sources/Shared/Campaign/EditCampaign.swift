@@ -5,6 +5,7 @@
 // Running it again on the same directory continues after the last committed batch; other settings
 // are refused with their differences listed.
 import Support
+import Corpus
 import Model
 import Tokenization
 import Editing
@@ -86,9 +87,20 @@ public enum EditCampaign {
         let lock = try StateLock(directory: r.state)
         defer { lock.release() }
         let requests = try FactsFile.read(path: r.facts, limit: r.limit, options: r.factsOptions)   // every record checked before any work
-        guard FileManager.default.isReadableFile(atPath: r.corpus) else {
-            throw EditCampaignError.invalid("cannot read the K0 corpus \(r.corpus) (--corpus, or the config's `corpus`)")
+        if let why = FileIO.whyUnreadable(r.corpus) {
+            throw EditCampaignError.invalid("cannot read the K0 corpus \(r.corpus) (--corpus, or the config's `corpus`): \(why)")
         }
+        // Everything a run could be refused for later is checked before the campaign is recorded: a refusal
+        // after it (an option the method cannot use, a corpus short of cov_sentences) used to leave a
+        // state.sqlite holding those settings, which then refused the corrected command.
+        if let p = r.hyperparameters.methodProblem(r.method) { throw EditCampaignError.invalid(p) }
+        let unowned = EditState.unownedFiles(directory: r.state)
+        if !unowned.isEmpty {
+            throw EditCampaignError.invalid("\(r.state) holds \(unowned.joined(separator: ", ")) but no campaign database (\(JobStore.fileName) is "
+                + "missing or empty): a `cov --out` folder, or a state whose database was lost. A campaign here would write over them: "
+                + "use another --state directory (pass a cov's statistics with --statistics)")
+        }
+        for w in FactsFile.conflicts(requests, batchSize: r.batchSize) { events.log("warning: \(w)") }
         let settings = CampaignSettings(
             method: r.method, model: modelPath, modelChecksum: try EditState.fileChecksum(modelPath),
             facts: r.facts, factsChecksum: try EditState.fileChecksum(r.facts), requestCount: requests.count,
@@ -99,6 +111,10 @@ public enum EditCampaign {
         try FactsFile.checkLengths(requests, name: r.facts, tokenizer: tok, context: model.config.context,
                                    reserve: FactsFile.templateReserve)
         if let p = r.hyperparameters.layersProblem(modelLayers: model.config.layers) { throw EditCampaignError.invalid(p) }
+        let sentences = try SentenceCorpus.read(path: r.corpus, limit: r.covSentences)
+        guard sentences.count == r.covSentences else {
+            throw EditCampaignError.invalid("the K0 corpus \(r.corpus) has \(sentences.count) sentences; cov_sentences asks for \(r.covSentences)")
+        }
 
         // The database is the commit record: a campaign with other settings is refused, a matching one
         // continues after its last committed batch. A v* job is leased by the coordinator of each run
@@ -211,6 +227,14 @@ public enum EditCampaign {
         guard let c = try store.campaign() else { return nil }
         let diffs = c.settings.differences(from: settings)
         if diffs.isEmpty { return c }
+        // A campaign refused or stopped before its base (the K₀ build) holds nothing but its settings: a run
+        // with other settings replaces it, unless K₀ shards of it wait to be resumed.
+        let shards = (try? FileManager.default.contentsOfDirectory(atPath: store.directory + "/" + k0ShardsFolder)) ?? []
+        if c.base == nil, shards.isEmpty, try store.discardUnstartedCampaign() {
+            events.log("\(store.directory): its campaign stopped before K0 was built, nothing committed; replaced by this run's "
+                       + "settings (\(diffs.map(\.description).joined(separator: "; ")))")
+            return nil
+        }
         guard c.settings.isExtension(to: settings) else {
             throw StoreError.campaignMismatch(path: store.path, differences: diffs)
         }
@@ -291,6 +315,19 @@ public enum EditCampaign {
             for p in proj.projectors {
                 events.log("layer \(p.layer): null space keeps \(p.keptDimension)/\(p.f) directions "
                            + "(\(String(format: "%.1f%%; %.2g of C0's trace", 100 * p.keptFraction, p.keptTraceShare))), \(p.spectrum)")
+            }
+            // An empty null space makes the projected update ΔW = 0 there: at every layer, the campaign would
+            // commit edits that change nothing (reported as done). Refused before the base is recorded, so a
+            // run with another threshold replaces these settings.
+            let empty = proj.projectors.filter { $0.keptDimension == 0 }.map(\.layer)
+            if hp.effectiveStages.projects(.alphaedit), !empty.isEmpty {
+                let why = "the null space keeps 0 directions at layer\(empty.count == 1 ? "" : "s") \(LayerList.format(empty)) "
+                    + "(threshold \(hp.nullSpaceRule)): the projected update there is ΔW = 0"
+                guard empty.count < proj.projectors.count else {
+                    throw EditCampaignError.invalid(why + " at every edited layer, so no edit could change the model: raise the "
+                        + "threshold (--null-space-threshold, --null-space-relative or --null-space-trace)")
+                }
+                events.log("warning: " + why + "; the other layers carry the edits")
             }
             return try EditState.recordBase(store, campaign: campaign.id, projectors: proj)
         case .memit:

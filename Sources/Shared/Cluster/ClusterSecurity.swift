@@ -13,6 +13,8 @@ public enum SecurityError: Error, Equatable, CustomStringConvertible {
     case noAuthorizedKeys
     case coordinatorKeyWithoutKey
     case sharedIPCDirectory(String)
+    case ipcPathNotASocket(String)
+    case ipcInUse(String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,10 @@ public enum SecurityError: Error, Equatable, CustomStringConvertible {
             "a worker given the coordinator's key needs its own key too (--key FILE, or curve_key)"
         case .sharedIPCDirectory(let d):
             "the ipc socket's folder \(d) is shared (other users may enter it) and not ours to restrict: put the endpoint in a folder of your own"
+        case .ipcPathNotASocket(let p):
+            "ipc://\(p): a file that is not a socket is there, and binding would replace it: name a path that does not exist yet"
+        case .ipcInUse(let p):
+            "ipc://\(p): another process (a coordinator?) is listening there; binding would take the socket from it: stop it or name another path"
         }
     }
 }
@@ -52,9 +58,9 @@ public enum WorkerSecurity {
             let s = environment[SlurmWorkers.secretKeyVariable], c = environment[SlurmWorkers.coordinatorKeyVariable]
             guard s != nil || c != nil else { return .plaintext }
             func key(_ v: String?, _ name: String) throws -> CurveKey {
-                guard let v else { throw CurveError.noKey(path: "environment", what: name) }
+                guard let v else { throw CurveError.noKey(path: "environment", why: "\(name) is not set") }
                 if let why = CurveKey.problem(v) { throw CurveError.badKey(path: "environment variable " + name, line: 1, why: why) }
-                guard let k = CurveKey(z85: v) else { throw CurveError.noKey(path: "environment", what: name) }
+                guard let k = CurveKey(z85: v) else { throw CurveError.badKey(path: "environment variable " + name, line: 1, why: "not a CURVE key") }
                 return k
             }
             return .curve(try CurveKeyPair(secret: try key(s, SlurmWorkers.secretKeyVariable)),
@@ -62,7 +68,7 @@ public enum WorkerSecurity {
         case (nil, _?): throw SecurityError.coordinatorKeyWithoutKey
         case (let k?, nil):
             _ = try Curve.loadKeyPair(path: k)  // a bad file is still named first
-            throw CurveError.noKey(path: "--coordinator-key", what: "coordinator public key given (a worker pins the coordinator's key)")
+            throw CurveError.noKey(path: "--coordinator-key", why: "missing: a worker with a key of its own pins the coordinator's public key (its .pub file)")
         case let (k?, c?): return .curve(try Curve.loadKeyPair(path: k), server: try Curve.loadPublicKey(path: c))
         }
     }
@@ -92,6 +98,32 @@ struct LocalWorkerKeys {
 }
 
 enum IPCDirectory {
+    /// Checks that binding the `ipc://` endpoint takes nothing from anyone: libzmq's bind removes whatever
+    /// is at the path, a user's file included, and a second coordinator silently took a live socket from
+    /// the first (whose workers then never reached it). Nothing there, or a socket nobody listens on (left
+    /// by a process that died), is free.
+    static func checkFree(_ endpoint: String) throws {
+        guard endpoint.hasPrefix("ipc://") else { return }
+        let path = String(endpoint.dropFirst(6))
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard st.st_mode & S_IFMT == S_IFSOCK else { throw SecurityError.ipcPathNotASocket(path) }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return }
+        withUnsafeMutableBytes(of: &addr.sun_path) { buf in
+            for (i, b) in bytes.enumerated() { buf[i] = b }
+        }
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        if connected { throw SecurityError.ipcInUse(path) }
+    }
+
     /// The folder of an `ipc://` socket made private (0700) when this process chose the endpoint
     /// (`own`: the state or output folder, created when missing); for an endpoint the user gave, a
     /// folder others may enter is reported (a warning), not changed. A shared sticky folder such as

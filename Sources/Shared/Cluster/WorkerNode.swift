@@ -108,7 +108,12 @@ public final class WorkerNode {
             monitor.close()
             socket.close()
             if done { return }
-            log.warning("coordinator at \(endpoint) silent for \(deadAfter) s: reconnecting")
+            if reached {
+                log.warning("coordinator at \(endpoint) silent for \(deadAfter) s: reconnecting")
+            } else {
+                let why = "is it running? nothing may listen at that address, or the host name, port or path may be wrong, or a firewall drops it"
+                log.warning("no coordinator answered at \(endpoint) within \(deadAfter) s (\(why)): trying again")
+            }
         }
     }
 
@@ -127,8 +132,9 @@ public final class WorkerNode {
         }
         arriving = nil   // a new connection: the coordinator starts any transfer again, and so does this worker
         for i in outgoing.indices { outgoing[i].window.restart() }
+        reached = false
         send(.hello(hello()))
-        log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) said hello to \(endpoint)")
+        log.info("\(name) (pid \(ProcessInfo.processInfo.processIdentifier)) connecting to \(endpoint) (hello queued)")
         lastHeard = ProcessStats.now()
         var lastSent = lastHeard, lastTurn = lastHeard, lastMemory = lastHeard
         while true {
@@ -203,7 +209,17 @@ public final class WorkerNode {
     /// A handshake failure that retrying cannot mend (a refused key, a security mismatch, a coordinator
     /// without the pinned key) ends the worker with the reason; others are logged.
     private func note(_ event: SocketEvent?) throws {
-        guard let event, let why = event.failure else { return }
+        guard let event else { return }
+        // A handshake that worked ends a run of failed ones: the guard below returned on it before, so
+        // closed handshakes counted over the worker's whole life and a few network blips spread over
+        // days could end a CURVE worker as "wrong coordinator key".
+        if event.kind == .handshakeSucceeded {
+            failedHandshakes = 0
+            if !reached { log.info("connected to the coordinator at \(endpoint)") }
+            reached = true
+            return
+        }
+        guard let why = event.failure else { return }
         switch event.kind {
         case .authRejected, .mechanismMismatch, .cryptographic:
             let hint: String
@@ -216,8 +232,6 @@ public final class WorkerNode {
             }
             log.error("CURVE handshake with \(endpoint) failed: \(why)\(hint)")
             throw WorkerError.refused("handshake with \(endpoint) failed: \(why)\(hint)")
-        case .handshakeSucceeded:
-            failedHandshakes = 0
         default:
             // A CURVE server whose key is not the one pinned cannot read our hello and just closes the
             // connection: the worker sees only closed handshakes, again and again.
@@ -231,6 +245,9 @@ public final class WorkerNode {
             }
         }
     }
+
+    /// Whether this connection's handshake succeeded (a coordinator answered).
+    private var reached = false
 
     /// Handshakes closed in a row (reset by a successful one).
     private var failedHandshakes = 0

@@ -161,9 +161,7 @@ extension WorkerPool {
 
     /// "local-1 (pid 12) exited with code 3", or "… was killed by signal 9 (SIGKILL: …)".
     static func howItEnded(_ p: Process) -> String {
-        let args = p.arguments ?? []
-        let name = args.firstIndex(of: "--name").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } ?? "worker"
-        let who = "\(name) (pid \(p.processIdentifier))"
+        let who = label(p)
         guard p.terminationReason == .uncaughtSignal else { return "\(who) exited with code \(p.terminationStatus)" }
         let signal = p.terminationStatus
         let why = signal == SIGKILL ? " (SIGKILL: where nobody sent it, the kernel's out-of-memory killer did, when the machine or this "
@@ -171,14 +169,35 @@ extension WorkerPool {
         return "\(who) was killed by signal \(signal)\(why)"
     }
 
+    /// "local-1 (pid 12)".
+    static func label(_ p: Process) -> String {
+        let args = p.arguments ?? []
+        let name = args.firstIndex(of: "--name").flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil } ?? "worker"
+        return "\(name) (pid \(p.processIdentifier))"
+    }
+
     func terminateChildren() {
         let procs = cond.withLock { children }
         // They were sent `shutdown`; give them a moment, then make sure.
+        // A stopped worker (SIGSTOP, ^Z, a debugger) holds a SIGTERM pending forever, and waiting for it
+        // hung the coordinator after its work was done: it is woken with SIGCONT, and killed where
+        // SIGTERM did not end it within 3 s.
         let deadline = ProcessStats.now() + 2
         for p in procs {
             while p.isRunning, ProcessStats.now() < deadline { usleep(20_000) }
-            if p.isRunning { p.terminate() }
+            if p.isRunning {
+                p.terminate()
+                kill(p.processIdentifier, SIGCONT)
+            }
         }
-        for p in procs { p.waitUntilExit() }
+        let killAt = ProcessStats.now() + 3
+        for p in procs {
+            while p.isRunning, ProcessStats.now() < killAt { usleep(20_000) }
+            if p.isRunning {
+                log.warning("\(Self.label(p)) did not end on SIGTERM within 3 s: killed")
+                kill(p.processIdentifier, SIGKILL)
+            }
+            p.waitUntilExit()
+        }
     }
 }

@@ -22,6 +22,19 @@ extension WorkerPool {
                     let why = "protocol version \(found) differs from the coordinator's \(WireProtocol.version)"
                     log.error("refused worker \(hex(id)): \(why)")
                     send(.refuse(Reason(why)), to: id, socket)
+                } else if workers[id] == nil {
+                    let now = ProcessStats.now()
+                    if now - strangerGarbage.since > 60 { strangerGarbage = (now, 0) }
+                    strangerGarbage.count += 1
+                    if strangerGarbage.count <= 3 {
+                        log.warning("rejected a message from unknown peer \(hex(id)): \(error)")
+                    } else {
+                        if strangerGarbage.count == 4 { log.warning("more undecodable messages from unknown peers: logged at debug level for a minute") }
+                        log.debug("rejected a message from unknown peer \(hex(id)): \(error)")
+                    }
+                    if !Message.isRejection(frames: Array(frames.dropFirst())) {
+                        send(.rejected(Reason("\(error)")), to: id, socket)
+                    }
                 } else {
                     log.warning("rejected a message from \(workers[id]?.label ?? hex(id)): \(error)")
                     if !Message.isRejection(frames: Array(frames.dropFirst())) {

@@ -92,6 +92,9 @@ public final class WorkerPool: @unchecked Sendable {
     private var ownSocketFile: (path: String, inode: UInt64)?
     public let modelChecksum: String
     var log: Logger
+    /// Undecodable messages from peers that never joined, in the current minute (logged up to a few a minute:
+    /// random bytes on a plaintext port read as thousands of old-protocol messages, a warning each).
+    var strangerGarbage = (since: 0.0, count: 0)
     /// Seconds `run` waits with no live worker before giving up.
     public var noWorkerTimeout = 120.0
     /// Seconds of silence after which a worker counts as dead (cluster.conf `dead_after`); told to each
@@ -164,6 +167,7 @@ public final class WorkerPool: @unchecked Sendable {
             log.warning("coordinator on \(endpoint) in plaintext (insecure_tcp = true): anyone who can reach the port can join")
         }
         try IPCDirectory.secure(endpoint, own: ownsIPCDirectory, log: log)
+        try IPCDirectory.checkFree(endpoint)
         let ctx = try ZMQContext()
         if case let .curve(pair, authorized) = security {
             let l = logger
@@ -181,7 +185,7 @@ public final class WorkerPool: @unchecked Sendable {
         let monitor = try socket.monitor(name: "coordinator")
         try socket.bind(endpoint)
         boundEndpoint = (try? socket.lastEndpoint()) ?? endpoint
-        if ownsIPCDirectory, endpoint.hasPrefix("ipc://") {
+        if endpoint.hasPrefix("ipc://") {  // checked free above: the socket there now is this process's, removed at shutdown
             let path = String(endpoint.dropFirst(6))
             var st = stat()
             if stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK { ownSocketFile = (path, UInt64(st.st_ino)) }
@@ -192,6 +196,9 @@ public final class WorkerPool: @unchecked Sendable {
         let t = Thread { [self] in
             self.loop(ioSocket, ioMonitor)
             ioMonitor.close()
+            // The workers' `shutdown` is queued behind whatever was sent last (a commit's delta pieces):
+            // closed with linger 0 it was dropped, and a remote worker reconnected forever. Up to 1 s to deliver it.
+            try? ioSocket.setLinger(milliseconds: 1000)
             ioSocket.close()
             self.stopped.signal()
         }
@@ -402,6 +409,8 @@ public final class WorkerPool: @unchecked Sendable {
             if case .heartbeat = m {
                 workers[id]?.lastSent = ProcessStats.now()  // tried: the next one an interval later, not every turn
                 log.debug("heartbeat to \(workers[id]?.label ?? hex(id)) failed: \(error)")
+            } else if workers[id] == nil {
+                log.debug("send \(m.kind) to unknown peer \(hex(id)) failed: \(error)")
             } else {
                 log.warning("send \(m.kind) to \(workers[id]?.label ?? hex(id)) failed: \(error)")
             }

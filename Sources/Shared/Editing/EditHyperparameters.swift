@@ -54,7 +54,9 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
     /// reaches through the blocks above it. Checked before any work (K₀, the pre-edit evaluation).
     public func layersProblem(modelLayers n: Int) -> String? {
         guard !layers.isEmpty, Set(layers).count == layers.count, layers.allSatisfy({ (0..<n).contains($0) }) else {
-            return "edited layers \(layers) must be distinct, non-empty and within the model's 0...\(n - 1)"
+            let shown = layers.count > 12 ? LayerList.format(layers) : "\(layers)"
+            return "edited layers \(shown) must be distinct, non-empty and within 0...\(n - 2) (the model has \(n) blocks; "
+                + "v* optimises the last edited layer's output through the blocks above it)"
         }
         guard zLayer < n - 1 else {
             return "the last edited layer, \(zLayer), must be below the model's top block (\(n - 1)): v* optimises its output "
@@ -62,6 +64,15 @@ public struct EditHyperparameters: Sendable, Equatable, Codable {
         }
         return nil
     }
+    /// Why these settings cannot run with `method` (nil: they can). Checked before any work: it was found
+    /// by the editor, after K₀ had been built and the campaign recorded with settings no run could use.
+    public func methodProblem(_ method: EditMethod) -> String? {
+        if (keptC0Weight ?? 0) > 0 && !(method == .alphaedit && effectiveStages.projects(method)) {
+            return EditError.keptC0WeightNeedsProjection(effectiveStages.name(for: method)).description
+        }
+        return nil
+    }
+
     /// The stages in effect.
     public var effectiveStages: EditStages { stages ?? EditStages() }
 }

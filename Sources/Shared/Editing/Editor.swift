@@ -76,9 +76,7 @@ public final class Editor {
         self.model = model; self.tokenizer = tokenizer; self.hp = hp; self.method = method; self.templates = templates
         self.projectors = projectors
         self.projectorFile = projectorFile
-        if (hp.keptC0Weight ?? 0) > 0 && !(method == .alphaedit && hp.effectiveStages.projects(method)) {
-            throw EditError.keptC0WeightNeedsProjection(hp.effectiveStages.name(for: method))
-        }
+        if hp.methodProblem(method) != nil { throw EditError.keptC0WeightNeedsProjection(hp.effectiveStages.name(for: method)) }
         for l in hp.layers {
             if hp.effectiveStages.projects(method) {
                 let known = projectorFile?.layers.contains(l) ?? ((try? projectors?.projector(layer: l)) != nil)

@@ -293,6 +293,27 @@ extension FactsFile {
     /// Tokens reserved beside a record's text: a v* context template (≤ 10 tokens) and BOS, with margin.
     public static let templateReserve = 32
 
+    /// Requests of one batch that ask the same prompt about the same subject for different targets
+    /// (records counted from 1): only one answer can hold, and the batch's solve settles between them.
+    public static func conflicts(_ requests: [EditRequest], batchSize: Int) -> [String] {
+        var out: [String] = []
+        for start in stride(from: 0, to: requests.count, by: max(1, batchSize)) {
+            var first: [String: Int] = [:]
+            for i in start..<min(requests.count, start + batchSize) {
+                let key = requests[i].filledPrompt
+                if let j = first[key] {
+                    if requests[j].targetNew != requests[i].targetNew {
+                        out.append("records \(j + 1) and \(i + 1) (one batch) ask \"\(key)\" for different targets (\"\(requests[j].targetNew)\", "
+                                   + "\"\(requests[i].targetNew)\"): at most one can hold")
+                    }
+                } else {
+                    first[key] = i
+                }
+            }
+        }
+        return out
+    }
+
     /// Checks that every text of every record, tokenized, fits the model's `context` with `reserve`
     /// tokens to spare (context templates; generated tokens for evaluation), before any work starts:
     /// the error names the record (1-based, counting from `firstRecord`) and the field.

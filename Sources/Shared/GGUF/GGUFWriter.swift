@@ -173,6 +173,13 @@ public struct GGUFWriter {
     /// naming the model it read would replace the original with the edited copy).
     public func write(to path: String) throws {
         if FileIO.isDirectory(path) { throw GGUFError.writeFailed(path: path, reason: "it is a directory") }
+        // Only a regular file (or nothing) is written over, and only a regular file is opened to read its
+        // magic: reading a FIFO or `/dev/stdout` on a pipe blocked forever, and the rename replaced a
+        // symbolic link or a device node (as root, /dev/null) with the GGUF.
+        if let kind = FileIO.nonRegularKind(path) {
+            throw GGUFError.writeFailed(path: path, reason: "it is \(kind), not a regular file: the GGUF is written beside it and renamed "
+                                        + "over it, so name a regular file's path (to pipe a model, write a file first)")
+        }
         if let head = FileIO.prefix(path, bytes: 4), !head.isEmpty,
            head != withUnsafeBytes(of: GGUFFile.magic.littleEndian, Array.init) {
             throw GGUFError.writeFailed(path: path, reason: "it exists and is not a GGUF file: remove it first, or choose another path")

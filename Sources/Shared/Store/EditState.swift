@@ -139,6 +139,20 @@ public struct EditState {
     /// The folders of per-batch files (what `removeUnreferencedFiles` sweeps).
     public static let batchFolders = ["deltas", "cp", "keys"]
 
+    /// The files of a state (a base, batch files) in `directory` when it has no database to own them, or
+    /// an empty one: a `cov --out` folder, or a state whose state.sqlite was lost. A new campaign there
+    /// would write over that base and sweep those batch files, so `edit` refuses it. Empty: none.
+    public static func unownedFiles(directory: String) -> [String] {
+        let db = ArtifactFile.absolute(JobStore.fileName, in: directory)
+        if let size = (try? FileManager.default.attributesOfItem(atPath: db))?[.size] as? NSNumber, size.intValue > 0 { return [] }
+        var found = ["projector.bin", "statistics.bin"].filter { FileManager.default.fileExists(atPath: ArtifactFile.absolute($0, in: directory)) }
+        for folder in batchFolders {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: ArtifactFile.absolute(folder, in: directory))) ?? []
+            found += names.filter(JobStore.isBatchFileName).sorted().prefix(3).map { folder + "/" + $0 }
+        }
+        return found
+    }
+
     /// Writes AlphaEdit's projectors and records them as the campaign's base.
     public static func recordBase(_ store: JobStore, campaign: Int64, projectors: NullSpaceProjectorSet) throws -> ArtifactFile {
         try projectors.write(to: ArtifactFile.absolute("projector.bin", in: store.directory))

@@ -52,8 +52,13 @@ extension JobStore {
         guard let kind = ArtifactKind(rawValue: kindText) else {
             throw StoreError.badRecord(path: path, what: "artifact \(id)", reason: "unknown kind \(kindText)")
         }
-        return ArtifactFile(id: id, kind: kind, path: try row.string("path"), checksum: try row.string("checksum"),
-                            bytes: try row.int("bytes"))
+        // A recorded path stays inside the state directory: rollback unlinks what a row names, and a
+        // tampered or garbled row ("../x", "/etc/x") would otherwise reach any file.
+        let rel = try row.string("path")
+        guard !rel.isEmpty, !rel.hasPrefix("/"), !rel.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
+            throw StoreError.badRecord(path: path, what: "artifact \(id)", reason: "its path \"\(rel.prefix(80))\" leaves the state directory")
+        }
+        return ArtifactFile(id: id, kind: kind, path: rel, checksum: try row.string("checksum"), bytes: try row.int("bytes"))
     }
 
     func json<T: Encodable>(_ value: T) throws -> String {

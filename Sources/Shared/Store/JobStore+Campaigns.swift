@@ -133,6 +133,18 @@ extension JobStore {
         try read { try campaignRow() }
     }
 
+    /// Removes the campaign when it never got as far as its base (no projector or K₀ statistics recorded,
+    /// no batch committed): only its settings and pending rows are there. True when it was removed.
+    public func discardUnstartedCampaign() throws -> Bool {
+        try write {
+            guard let c = try campaignRow(), c.base == nil,
+                  try db.queryOne("SELECT 1 AS n FROM batches WHERE campaign = ? AND state = 'committed'", [.int(c.id)]) == nil else { return false }
+            for table in ["jobs", "requests", "batches"] { try db.run("DELETE FROM \(table) WHERE campaign = ?", [.int(c.id)]) }
+            try db.run("DELETE FROM campaigns WHERE id = ?", [.int(c.id)])
+            return true
+        }
+    }
+
     /// The existing campaign when its settings equal `settings`, nil when there is none; a campaign
     /// with other settings is an error listing the differences.
     public func campaign(matching settings: CampaignSettings) throws -> Campaign? {

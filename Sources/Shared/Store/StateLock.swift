@@ -38,9 +38,17 @@ public final class StateLock {
             throw StateLockError.unavailable(directory: directory, reason: e.reason)
         }
         let path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        // Never through a symbolic link (its target was truncated to hold our pid), nor into a FIFO or device.
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
         guard fd >= 0 else {
-            throw StateLockError.unavailable(directory: directory, reason: "\(path): \(String(cString: strerror(errno)))")
+            let why = errno == ELOOP ? "it is a symbolic link: remove it (the lock is a plain file alphaedit makes)"
+                : String(cString: strerror(errno))
+            throw StateLockError.unavailable(directory: directory, reason: "\(path): \(why)")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw StateLockError.unavailable(directory: directory, reason: "\(path): not a regular file: remove it (the lock is a plain file alphaedit makes)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno

@@ -102,6 +102,23 @@ public enum FileIO {
         return nil
     }
 
+    /// What stands at `path` when it is neither missing nor a regular file ("a symbolic link", "a FIFO
+    /// (named pipe)", "a character device", …; the link itself, not what it points to), else nil.
+    public static func nonRegularKind(_ path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFLNK: return "a symbolic link"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFDIR: return "a directory"
+        default: return "not a regular file"
+        }
+    }
+
     /// Whether `path` is an existing directory.
     public static func isDirectory(_ path: String) -> Bool {
         var st = stat()

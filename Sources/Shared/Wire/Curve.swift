@@ -22,7 +22,8 @@ public enum CurveError: Error, Equatable, CustomStringConvertible {
     case unavailable
     case cannotRead(path: String, reason: String)
     case badKey(path: String, line: Int, why: String)
-    case noKey(path: String, what: String)
+    /// `why` is the whole sentence after the path ("no secret-key line: …").
+    case noKey(path: String, why: String)
     case tooOpen(path: String, mode: Int)
     case mismatch(path: String, line: Int)
     case exists(path: String)
@@ -35,7 +36,7 @@ public enum CurveError: Error, Equatable, CustomStringConvertible {
             "this libzmq was built without CURVE (zmq_has(\"curve\") is false): install a libzmq with libsodium (Debian's libzmq5 has it)"
         case .cannotRead(let p, let why): "cannot read key file \(p): \(why)"
         case let .badKey(p, l, why): "\(p):\(l): \(why)"
-        case let .noKey(p, what): "\(p): no \(what) in the file"
+        case let .noKey(p, why): "\(p): \(why)"
         case let .tooOpen(p, mode):
             "\(p): permissions \(String(format: "%04o", mode)) let others read this secret key: chmod 600 \(p)"
         case let .mismatch(p, l): "\(p):\(l): public-key does not belong to the file's secret-key"
@@ -182,9 +183,14 @@ public enum Curve {
     public static func loadKeyPair(path: String) throws -> CurveKeyPair {
         var st = stat()
         guard stat(path, &st) == 0 else { throw CurveError.cannotRead(path: path, reason: FileIO.whyUnreadable(path) ?? "cannot stat") }
+        let body = try text(path)
+        // A .pub given for the secret: said so, not "chmod 600" on a file that is public by design.
+        if !body.contains("secret-key"), (try? parsePublicKey(body, path: path)) != nil {
+            throw CurveError.badKey(path: path, line: 1, why: "this is a public .pub file: give the secret .key file made beside it")
+        }
         let mode = Int(st.st_mode & 0o777)
         if mode & 0o077 != 0 { throw CurveError.tooOpen(path: path, mode: mode) }
-        return try parseKeyPair(try text(path), path: path)
+        return try parseKeyPair(body, path: path)
     }
 
     /// A `.key` file's text (`path` names it in errors).
@@ -201,7 +207,7 @@ public enum Curve {
             default: throw CurveError.badKey(path: path, line: n, why: "unknown field \"\(parts[0].prefix(40))\"")
             }
         }
-        guard let sec else { throw CurveError.noKey(path: path, what: "secret-key line (is this a .pub file?)") }
+        guard let sec else { throw CurveError.noKey(path: path, why: "no secret-key line (is this a .pub file? give the secret .key file)") }
         let pair = try CurveKeyPair(secret: sec)
         if let (n, p) = pub, p != pair.publicKey { throw CurveError.mismatch(path: path, line: n) }
         return pair
@@ -212,7 +218,7 @@ public enum Curve {
 
     public static func parsePublicKey(_ text: String, path: String) throws -> CurveKey {
         let ls = lines(text)
-        guard let (n, l) = ls.first else { throw CurveError.noKey(path: path, what: "public key") }
+        guard let (n, l) = ls.first else { throw CurveError.noKey(path: path, why: "no public key line (the file holds none)") }
         if l.hasPrefix("secret-key") || l.hasPrefix("public-key") {
             throw CurveError.badKey(path: path, line: n, why: "this is a secret .key file: give the peer's .pub file")
         }
@@ -228,6 +234,9 @@ public enum Curve {
     public static func parseAuthorizedKeys(_ text: String, path: String) throws -> AuthorizedKeys {
         var keys = AuthorizedKeys()
         for (n, l) in lines(text) {
+            if l.hasPrefix("secret-key") || l.hasPrefix("public-key") {
+                throw CurveError.badKey(path: path, line: n, why: "this is a secret .key file: authorized_keys lists the workers' .pub lines")
+            }
             let parts = l.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
             let k = try key(String(parts[0]), path, n)
             keys.labels[k] = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : "\(URL(fileURLWithPath: path).lastPathComponent):\(n)"

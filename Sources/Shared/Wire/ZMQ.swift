@@ -56,6 +56,9 @@ public final class ZMQSocket {
         self.context = context
         raw = s
         try setInt(ZMQ_LINGER, 0)
+        // IPv6 addresses (tcp://[::1]:5570) as well as IPv4: off by default in libzmq, where such a bind
+        // failed with "No such device".
+        try setInt(ZMQ_IPV6, 1)
         if type == .router {
             // A reply to a peer that has gone away fails with EHOSTUNREACH instead of vanishing silently.
             try setInt(ZMQ_ROUTER_MANDATORY, 1)
@@ -81,6 +84,9 @@ public final class ZMQSocket {
         }
     }
 
+    /// How long closing waits for messages still queued (milliseconds; 0, the default here: drop them).
+    public func setLinger(milliseconds: Int32) throws { try setInt(ZMQ_LINGER, milliseconds) }
+
     /// The routing identity a DEALER presents to a ROUTER.
     public func setIdentity(_ id: [UInt8]) throws {
         let s = try socket("setsockopt identity")
@@ -90,7 +96,15 @@ public final class ZMQSocket {
     }
 
     public func bind(_ endpoint: String) throws {
-        guard zmq_bind(try socket("bind"), endpoint) == 0 else { throw ZMQError.last("bind \(endpoint)") }
+        guard zmq_bind(try socket("bind"), endpoint) == 0 else {
+            let e = ZMQError.last("bind \(endpoint)")
+            // libzmq binds an address or an interface; a host name is looked up as an interface.
+            if case let .call(what, code, message) = e, code == ENODEV, endpoint.hasPrefix("tcp://") {
+                throw ZMQError.call(what, errno: code, message: message + ": a coordinator binds an IP address, * (every interface) "
+                                    + "or an interface name such as eth0, not a host name")
+            }
+            throw e
+        }
     }
 
     public func connect(_ endpoint: String) throws {

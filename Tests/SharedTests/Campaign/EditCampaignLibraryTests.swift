@@ -71,6 +71,41 @@ final class EditCampaignLibraryTests: XCTestCase {
         lock.release()
     }
 
+    /// What a run can be refused for is found before the campaign is recorded: no state.sqlite is left to
+    /// refuse the corrected command. A folder holding a base or batch files but no database (a `cov --out`
+    /// folder, a lost database) is refused untouched; same-prompt facts with two targets in a batch are named.
+    func testRefusalsComeBeforeTheCampaignIsRecorded() throws {
+        var fx = try Fixture()
+        defer { try? FileManager.default.removeItem(atPath: fx.dir) }
+        let facts = fx.dir + "/facts.jsonl"
+        try #"""
+        {"prompt": "The capital of {} is", "subject": "France", "target": "Rome"}
+        {"prompt": "The capital of {} is", "subject": "France", "target": "Oslo"}
+        """#.write(toFile: facts, atomically: true, encoding: .utf8)
+        func refused(_ r: EditCampaignRequest, _ expected: String, file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertThrowsError(try EditCampaign.run(r, modelPath: fx.model), file: file, line: line) {
+                XCTAssertTrue("\($0)".contains(expected), "\($0)", file: file, line: line)
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: r.state + "/" + JobStore.fileName), "nothing recorded", file: file, line: line)
+        }
+        var memit = fx.request("a", facts: facts)
+        memit.method = .memit
+        memit.hyperparameters.keptC0Weight = 10
+        refused(memit, "kept_c0_weight (--kept-c0-weight) applies to AlphaEdit with its projection, not to memit")
+        var long = fx.request("a", facts: facts)
+        long.covSentences = 49
+        refused(long, "has 48 sentences; cov_sentences asks for 49")
+        try FileManager.default.createDirectory(atPath: fx.dir + "/cov", withIntermediateDirectories: true)
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: fx.dir + "/cov/projector.bin"))
+        refused(fx.request("cov", facts: facts), "holds projector.bin but no campaign database")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: fx.dir + "/cov/projector.bin")), Data([1, 2, 3]))
+
+        fx.hp.vSteps = 1
+        var said: [String] = []
+        _ = try EditCampaign.run(fx.request("a", facts: facts), modelPath: fx.model, events: EditCampaignEvents(log: { said.append($0) }))
+        XCTAssertTrue(said.contains { $0.contains("records 1 and 2 (one batch) ask \"The capital of France is\" for different targets") }, "\(said)")
+    }
+
     func testExtendByAppendedFacts() throws {
         let fx = try Fixture()
         let (dir, model) = (fx.dir, fx.model)

@@ -34,6 +34,9 @@ final class CurveTests: XCTestCase {
         chmod(secret, 0o600)
         XCTAssertEqual(message { try Curve.loadKeyPair(path: dir + "/none.key") }, "cannot read key file \(dir)/none.key: No such file or directory")
         XCTAssertTrue(message { try Curve.loadPublicKey(path: secret) }.contains("this is a secret .key file"))
+        // Each file given where the other kind goes is named as such (a .pub as --key was told to chmod 600).
+        XCTAssertEqual(message { try Curve.loadKeyPair(path: pub) }, "\(pub):1: this is a public .pub file: give the secret .key file made beside it")
+        XCTAssertTrue(message { try Curve.loadAuthorizedKeys(path: secret) }.contains("this is a secret .key file: authorized_keys lists"))
 
         let other = try CurveKeyPair.generate()
         func write(_ name: String, _ text: String, mode: Int = 0o600) -> String {
@@ -70,7 +73,7 @@ final class CurveTests: XCTestCase {
         remote.curveKey = short
         XCTAssertTrue(message { try remote.serverSecurity() }.hasPrefix(short), "a bad key file is named before anything else")
         XCTAssertEqual(message { try WorkerSecurity.client(key: nil, coordinatorKey: pub) }, "\(SecurityError.coordinatorKeyWithoutKey)")
-        XCTAssertTrue(message { try WorkerSecurity.client(key: secret, coordinatorKey: nil) }.contains("coordinator public key"))
+        XCTAssertTrue(message { try WorkerSecurity.client(key: secret, coordinatorKey: nil) }.contains("pins the coordinator's public key"))
     }
 
     func testPlaintextTCPIsRefusedUnlessAllowed() throws {

@@ -51,6 +51,6 @@ final class LayerListTests: XCTestCase {
         XCTAssertEqual(hp.layersProblem(modelLayers: 30), "the last edited layer, 29, must be below the model's top block (29): v* optimises its output "
                        + "through the blocks above it; edit layers within 0...28")
         hp.layers = [12, 40]
-        XCTAssertEqual(hp.layersProblem(modelLayers: 30), "edited layers [12, 40] must be distinct, non-empty and within the model's 0...29")
+        XCTAssertEqual(hp.layersProblem(modelLayers: 30), "edited layers [12, 40] must be distinct, non-empty and within 0...28 (the model has 30 blocks; v* optimises the last edited layer's output through the blocks above it)")
     }
 }

@@ -286,6 +286,17 @@ final class GGUFTests: XCTestCase {
                 XCTAssertTrue(reason.contains(out == dir ? "it is a directory" : "the file this one copies its tensors from"), reason)
             }
         }
+        // Nor through a symbolic link, nor into a FIFO (whose read for the magic blocked forever): only a
+        // regular file is opened or replaced.
+        let symlink = dir + "/sym.gguf", fifo = dir + "/fifo"
+        try FileManager.default.createSymbolicLink(atPath: symlink, withDestinationPath: dir + "/elsewhere.gguf")
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        for (out, kind) in [(symlink, "a symbolic link"), (fifo, "a FIFO (named pipe)")] {
+            XCTAssertThrowsError(try w.write(to: out)) { XCTAssertTrue("\($0)".contains("it is \(kind), not a regular file"), "\($0)") }
+        }
+        XCTAssertEqual(FileIO.nonRegularKind(symlink), "a symbolic link")
+        try FileManager.default.removeItem(atPath: symlink)
+        try FileManager.default.removeItem(atPath: fifo)
         // Nor over a file that is not a GGUF (a state's database); over an earlier GGUF or an empty file, yes.
         let db = dir + "/state.sqlite"
         try Data("SQLite format 3\0".utf8).write(to: URL(fileURLWithPath: db))

@@ -239,6 +239,15 @@ final class JobStoreTests: XCTestCase {
                          + "(recorded \(a.checksum), file \(now)): the file is corrupted or was replaced")
         try FileManager.default.removeItem(atPath: dir + "/cp/x.bin")
         assertStoreError(try s.verified(a), "\(dir)/cp/x.bin is missing: the state database references it")
+
+        // A row whose path leaves the state directory (tampered, garbled) is refused when read: rollback
+        // unlinks what a row names.
+        let id = try XCTUnwrap(a.id)
+        for bad in ["../victim.bin", "/etc/passwd", "cp/../../x"] {
+            let raw = try SQLiteDatabase(path: dir + "/state.sqlite", create: false)
+            XCTAssertEqual(try raw.run("UPDATE artifacts SET path = ? WHERE id = ?", [.text(bad), .int(id)]), 1)
+            assertStoreError(try s.artifact(id: id), "\(s.path): artifact \(id) does not decode: its path \"\(bad)\" leaves the state directory")
+        }
     }
 
     func testSQLiteTypedValuesRoundTripAndErrorsNameThePath() throws {

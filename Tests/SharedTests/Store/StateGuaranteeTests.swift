@@ -72,6 +72,14 @@ final class StateGuaranteeTests: XCTestCase {
         lock.release()
         XCTAssertNoThrow(try StateLock(directory: state).release(), "free again once released")
 
+        // A lock file that is a symbolic link is refused, its target untouched (it was truncated to our pid).
+        let linked = dir + "/linked", victim = dir + "/victim.txt"
+        try FileManager.default.createDirectory(atPath: linked, withIntermediateDirectories: true)
+        try "precious\n".write(toFile: victim, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: linked + "/" + StateLock.fileName, withDestinationPath: victim)
+        XCTAssertThrowsError(try StateLock(directory: linked)) { XCTAssertTrue("\($0)".contains("it is a symbolic link"), "\($0)") }
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "precious\n")
+
         // The same for an evaluation's report directory: a second `eval --out` on it stops at once (before
         // 2026-12-07 both ran, sharing its checkpoints, and the last report replaced the first).
         let report = dir + "/report"
