@@ -90,6 +90,31 @@ struct Eval: ParsableCommand {
         }
         defer { lock?.release() }
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit, options: factsFormat.options)
+        var stateBatchSize: Int?
+        if let state {
+            // The records are scored as the state's edits: they must be them (before 2026-12-07 any records
+            // were, and records the state never edited came out "edited", at the report's default batch size).
+            let st = try EditState.load(directory: state)
+            var edited: [EditRequest] = []
+            for b in st.manifest.batches { edited += try st.store.requests(campaign: st.campaign.id, batch: b.index) }
+            guard offset + recs.count <= edited.count else {
+                throw EvalError.badOption("--records \(records): records \(offset + 1)…\(offset + recs.count) are evaluated as edited, but state "
+                    + "\(state) committed \(edited.count) edit\(edited.count == 1 ? "" : "s"): give at most its first \(edited.count) (--limit)")
+            }
+            for (i, r) in recs.enumerated() {
+                let e = edited[offset + i]
+                guard r.prompt == e.prompt, r.subject == e.subject, r.targetNew == e.targetNew else {
+                    throw EvalError.badOption("--records \(records) record \(offset + i + 1) (\"\(r.filledPrompt)\" → \(r.targetNew)) is not the edit "
+                        + "\(offset + i + 1) of state \(state) (\"\(e.filledPrompt)\" → \(e.targetNew)): give the facts file the campaign edited")
+                }
+            }
+            stateBatchSize = st.campaign.settings.batchSize
+            let ignored = [("--layers", layers != nil), ("--v-lr", vLr != nil), ("--memit-lambda", memitLambda != nil),
+                           ("--batch-size", batchSize != 100)].filter(\.1).map(\.0)
+            if !ignored.isEmpty {
+                log("note: \(ignored.joined(separator: ", ")) \(ignored.count == 1 ? "is" : "are") ignored with --state: the state's own settings apply")
+            }
+        }
         let model = try LlamaModel(path: cfg.model)
         let tok = try BPETokenizer(gguf: model.gguf)
         if !noGeneration && FactsFile.templateReserve + genTokens >= model.config.context {
@@ -101,7 +126,7 @@ struct Eval: ParsableCommand {
         var s = EvalCampaignSettings()
         s.hp = cfg.hyperparameters  // the model's defaults (ModelCatalog) and cluster.conf's values
         stageOptions.apply(to: &s.hp)
-        s.method = m; s.batchSize = batchSize; s.corpus = corpus; s.covSentences = covSentences
+        s.method = m; s.batchSize = stateBatchSize ?? batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
         s.checkpointDirectory = out   // a run started again with the same inputs goes on from the records done

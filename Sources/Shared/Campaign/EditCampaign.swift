@@ -225,7 +225,17 @@ public enum EditCampaign {
     static func matchOrExtend(_ store: JobStore, settings: CampaignSettings, requests: [EditRequest], extend: Bool,
                               events: EditCampaignEvents) throws -> Campaign? {
         guard let c = try store.campaign() else { return nil }
-        let diffs = c.settings.differences(from: settings)
+        var diffs = c.settings.differences(from: settings)
+        // The facts file's bytes changed (CRLF line ends, a blank line, JSON lines made an array) but it holds
+        // the campaign's requests, field for field: the same campaign.
+        if diffs.contains(where: { $0.key == "factsChecksum" }), requests.count == c.settings.requestCount,
+           try store.firstChangedRequest(requests) == nil {
+            diffs.removeAll { $0.key == "factsChecksum" }
+            if diffs.isEmpty {
+                events.log("\(settings.facts): its bytes differ from the file the campaign was started with, its requests do not: resuming")
+                return c
+            }
+        }
         if diffs.isEmpty { return c }
         // A campaign refused or stopped before its base (the K₀ build) holds nothing but its settings: a run
         // with other settings replaces it, unless K₀ shards of it wait to be resumed.

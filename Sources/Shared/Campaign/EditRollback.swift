@@ -57,6 +57,14 @@ public enum EditRollback {
         guard k >= 0, k <= n else {
             throw StoreError.cannotRollBack(path: directory, reason: "it has \(n) committed batch\(n == 1 ? "" : "es"); roll back to 0…\(n)")
         }
+        // Every file the rolled-back state keeps (its base, the first k batches' deltas) is checked before
+        // anything changes: a rollback of a state whose projector was damaged removed good batches and left
+        // a state no edit could resume. Files of the batches taken out may be damaged: removing them is a repair.
+        for f in [st.manifest.base].compactMap({ $0 }) + st.manifest.batches.prefix(k).map(\.deltas) {
+            do { _ = try st.verified(f) } catch {
+                throw StoreError.cannotRollBack(path: directory, reason: "a file the rolled-back state would keep is damaged (\(error))")
+            }
+        }
         var cpFile: ArtifactFile?
         var check = "not needed"
         if k > 0, k < n {

@@ -104,6 +104,10 @@ final class EditCampaignLibraryTests: XCTestCase {
         var said: [String] = []
         _ = try EditCampaign.run(fx.request("a", facts: facts), modelPath: fx.model, events: EditCampaignEvents(log: { said.append($0) }))
         XCTAssertTrue(said.contains { $0.contains("records 1 and 2 (one batch) ask \"The capital of France is\" for different targets") }, "\(said)")
+        // The same records with CRLF line ends and a blank line: other bytes, the same campaign.
+        let text = try String(contentsOfFile: facts, encoding: .utf8)
+        try (text.replacingOccurrences(of: "\n", with: "\r\n") + "\r\n").write(toFile: facts, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try EditCampaign.run(fx.request("a", facts: facts), modelPath: fx.model).batchesThisRun, 0)
     }
 
     func testExtendByAppendedFacts() throws {

@@ -121,6 +121,21 @@ final class EditRollbackTests: XCTestCase {
         XCTAssertEqual(s.files("cut", "cp"), ["batch-00003.bin"], "the Cp written for batch 1 was removed again")
         try good.write(to: URL(fileURLWithPath: keys2))
 
+        // A damaged file the rolled-back state would keep (the base, a kept batch's deltas): refused, nothing
+        // changed. A damaged file of a batch taken out does not stop it (rolling it back is the repair).
+        for kept in ["projector.bin", "deltas/batch-00001.bin"] {
+            let path = cut + "/" + kept
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            var flipped = original
+            flipped[flipped.count / 2] ^= 1
+            try flipped.write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try EditRollback.run(directory: cut, to: 1)) {
+                XCTAssertTrue("\($0)".contains("cannot roll back: a file the rolled-back state would keep is damaged") && "\($0)".contains(kept), "\($0)")
+            }
+            XCTAssertEqual(try EditState.load(directory: cut).manifest.batches.count, 3)
+            try original.write(to: URL(fileURLWithPath: path))
+        }
+
         // Batch 1 without keys, as committed before they were kept (a campaign resumed after the upgrade):
         // Cp after batch 2 is the recorded Cp less batch 3's keys, equal to a 2-batch campaign's to rounding.
         try FileManager.default.removeItem(atPath: cut + "/keys/batch-00001.bin")

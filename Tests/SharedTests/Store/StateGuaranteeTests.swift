@@ -92,6 +92,27 @@ final class StateGuaranteeTests: XCTestCase {
         held.release()
     }
 
+    // `eval --state` scores its records as the state's edits: records the state did not edit, or more of
+    // them than it committed, are refused before any evaluation (they came out "edited" before 2026-12-07).
+    func testEvalOfAStateTakesOnlyItsOwnEdits() throws {
+        let state = dir + "/state"
+        try makeState(state)   // one edit: "{} is in", S → T
+        let other = dir + "/other.jsonl", more = dir + "/more.jsonl"
+        try #"{"prompt": "{} is in", "subject": "S", "target": "U"}"#.write(toFile: other, atomically: true, encoding: .utf8)
+        try #"""
+        {"prompt": "{} is in", "subject": "S", "target": "T"}
+        {"prompt": "{} lies in", "subject": "R", "target": "V"}
+        """#.write(toFile: more, atomically: true, encoding: .utf8)
+        for (records, expected) in [(other, "record 1 (\"S is in\" → U) is not the edit 1 of state \(state) (\"S is in\" → T)"),
+                                    (more, "records 1…2 are evaluated as edited, but state \(state) committed 1 edit")] {
+            let (code, said) = try alphaedit(["eval", "--model", model, "--records", records, "--state", state, "--cluster", "in-process",
+                                              "--no-generation", "--general-items", "0", "--hidden-prompts", "0"])
+            XCTAssertNotEqual(code, 0, said)
+            XCTAssertTrue(said.contains(expected), said)
+            XCTAssertFalse(said.contains("pre-edit"), "refused before the pre-edit evaluation: \(said)")
+        }
+    }
+
     // §1: committing a batch twice stops before its files are written: the committed bytes stay.
     func testCommittedFilesAreNeverRewritten() throws {
         let state = dir + "/state"
