@@ -146,6 +146,19 @@ struct StageOptions: ParsableArguments {
         }
     }
 
+    /// The options given that change nothing with these settings (`hp` after `apply`), each with why: said
+    /// before the work, where they used to be stored in the campaign without a word.
+    func ineffective(_ hp: EditHyperparameters, method: EditMethod?) -> [String] {
+        let st = hp.effectiveStages
+        var out: [String] = []
+        if encoreProbability != nil, st.targets != .encore { out.append("--encore-probability (the targets stage is \(st.targets.rawValue), not encore)") }
+        if rectFraction != nil, st.filter != .rect { out.append("--rect-fraction (the filter stage is \(st.filter.rawValue), not rect)") }
+        if let method, !st.projects(method), nullSpaceThreshold != nil || nullSpaceRelative != nil || nullSpaceTrace != nil {
+            out.append("the null-space threshold (\(method.rawValue) does not project: add --project for \(method.rawValue)+P)")
+        }
+        return out
+    }
+
     func apply(to hp: inout EditHyperparameters) {
         var st = hp.effectiveStages
         if let project { st.project = project }

@@ -22,6 +22,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Corpus for the K0 statistics (default: the config's `corpus`).") var corpus: String?
     @Option(help: "Sentences of the corpus for K0 (default: the config's `cov_sentences`).") var covSentences: Int?
     @Option(help: "Learning rate of v*.") var vLr: Float?
+    @Option(help: "Edited layers, e.g. 3-7 (default: the config's `layers`, else the model's own).") var layers: String?
     @Option(help: "Seed of the context templates.") var seed: UInt64 = 0
     @Option(help: "Commit at most N batches in this run, then stop (run again to continue).") var maxBatches: Int?
     @Option(help: ArgumentHelp("K0 statistics built by `alphaedit cov` (default: the config's `artifacts`/statistics.bin when it is this campaign's).",
@@ -40,6 +41,10 @@ struct Edit: ParsableCommand {
         var hp = cfg.hyperparameters
         stageOptions.apply(to: &hp)
         if let vLr { hp.vLR = vLr }
+        for o in stageOptions.ineffective(hp, method: m) { log("note: \(o) has no effect") }
+        if let layers {
+            do { hp.layers = try LayerList.parse(layers) } catch { throw ValidationError("--layers \(layers): \(error)") }
+        }
         let request = EditCampaignRequest(
             facts: facts, factsOptions: factsFormat.options, limit: limit, method: m, batchSize: batchSize, state: state ?? cfg.state,
             corpus: corpus ?? cfg.corpus, covSentences: covSentences ?? cfg.covSentences, hyperparameters: hp,

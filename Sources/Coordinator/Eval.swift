@@ -126,6 +126,7 @@ struct Eval: ParsableCommand {
         var s = EvalCampaignSettings()
         s.hp = cfg.hyperparameters  // the model's defaults (ModelCatalog) and cluster.conf's values
         stageOptions.apply(to: &s.hp)
+        if state == nil { for o in stageOptions.ineffective(s.hp, method: m) { log("note: \(o) has no effect") } }
         s.method = m; s.batchSize = stateBatchSize ?? batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads

@@ -101,6 +101,9 @@ public enum EditCampaign {
                 + "use another --state directory (pass a cov's statistics with --statistics)")
         }
         for w in FactsFile.conflicts(requests, batchSize: r.batchSize) { events.log("warning: \(w)") }
+        for (i, q) in requests.enumerated() where q.targetTrue == q.targetNew {
+            events.log("warning: record \(i + 1) asks for \"\(q.targetNew)\", its true target: its edit changes nothing")
+        }
         let settings = CampaignSettings(
             method: r.method, model: modelPath, modelChecksum: try EditState.fileChecksum(modelPath),
             facts: r.facts, factsChecksum: try EditState.fileChecksum(r.facts), requestCount: requests.count,
@@ -209,9 +212,11 @@ public enum EditCampaign {
             doneRequests += batch.count
             let post = try scorer.efficacy(batch)
             // Efficacy needs each record's true target (CounterFact records have it; simple lists do not).
+            let scored = batch.filter { $0.targetTrue != nil }.count
             let eff = pre.isNaN ? "" : String(format: "; efficacy on its rewrite prompts %.1f → %.1f", pre, post)
-            events.log(String(format: "batch %d/%d committed: %d edits, v* %.1f s, solve %.2f s, total %.1f s",
-                              b.index, batches.count, batch.count, out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
+                + (scored < batch.count ? " (the \(scored) of \(batch.count) records with a true target)" : "")
+            events.log(String(format: "batch %d/%d committed: %d edit%@, v* %.1f s, solve %.2f s, total %.1f s",
+                              b.index, batches.count, batch.count, batch.count == 1 ? "" : "s", out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
             for n in out.filterNotes { events.log("  " + n) }
         }
         let done = try EditState(store: store).manifest.batches

@@ -143,15 +143,19 @@ public enum FactsFile {
     /// One record, validated.
     static func record(_ object: Any, at: String, options: FactsOptions = FactsOptions()) throws -> EditRequest {
         guard let r = object as? [String: Any] else { throw FactsError.notAnObject(location: at) }
-        let f = Fields(r, at: at)
+        var at = at
         var format = options.format
         if format == .auto {
-            func has(_ keys: [String]) -> Bool { keys.contains { r[$0] != nil } }
-            format = has(["requested_rewrite"]) ? .counterfact
-                : has(["src", "answers", "alt", "loc", "loc_ans"]) ? .zsre
-                : has(["ground_truth", "target_new", "rephrase_prompt", "locality_prompt", "locality_ground_truth"]) ? .counterfactFlat
-                : .simple
+            func first(_ keys: [String]) -> String? { keys.first { r[$0] != nil } }
+            let zsreKey = first(["src", "answers", "alt", "loc", "loc_ans"])
+            let flatKey = first(["ground_truth", "target_new", "rephrase_prompt", "locality_prompt", "locality_ground_truth"])
+            format = r["requested_rewrite"] != nil ? .counterfact : zsreKey != nil ? .zsre : flatKey != nil ? .counterfactFlat : .simple
+            // A simple record with one extra field of another schema is read as that schema: its errors say so.
+            if r["target"] != nil, format == .zsre || format == .counterfactFlat {
+                at += " (read as \(format.rawValue), for its \"\(zsreKey ?? flatKey ?? "")\" field; --format simple reads {prompt, subject, target})"
+            }
         }
+        let f = Fields(r, at: at)
         switch format {
         case .zsre: return try zsre(f, at: at, target: options.zsreTarget)
         case .counterfactFlat: return try counterfactFlat(f, at: at)
@@ -322,7 +326,7 @@ extension FactsFile {
         let limit = context - reserve
         for (i, r) in records.enumerated() {
             let at = "\(name) record \(firstRecord + i)" + (r.caseID.map { " (case_id \($0))" } ?? "")
-            var texts: [(String, String)] = [("prompt + target_new", r.filledPrompt + r.targetText)]
+            var texts: [(String, String)] = [("prompt + target", r.filledPrompt + r.targetText)]
             if let t = r.targetTrue { texts.append(("prompt + target_true", r.filledPrompt + " " + t)) }
             texts += r.paraphrasePrompts.enumerated().map { ("paraphrase_prompts[\($0)] + target", $1 + r.targetText) }
             texts += r.neighborhoodPrompts.enumerated().map { ("neighborhood_prompts[\($0)] + target", $1 + r.targetText) }

@@ -27,8 +27,8 @@ public enum EditStateError: Error, Equatable, CustomStringConvertible {
             return "model \(m) (checksum \(sum)) is not the model state \(st) was made for: \(stm) (checksum \(stsum)); "
                 + "pass that file with --model"
         case let .alreadyEdited(m, sum, st, n):
-            return "model \(m) (checksum \(sum)) already contains these edits: it was exported from state \(st) "
-                + "(\(n) batches); use it without --state, or apply the state to the original model"
+            return "model \(m) (checksum \(sum)) is an export of state \(st) and already contains the edits of its first \(n) "
+                + "batch\(n == 1 ? "" : "es"): use it without --state, or apply the state to the original model"
         }
     }
 }

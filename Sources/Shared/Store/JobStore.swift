@@ -35,8 +35,16 @@ public final class JobStore {
         self.path = URL(fileURLWithPath: directory).appendingPathComponent(Self.fileName).path
         self.maxAttempts = maxAttempts
         self.readOnly = readOnly
+        if FileIO.isDirectory(path) { throw StoreError.notADatabase(path: path) }   // not sqlite's "disk I/O error"
         if readOnly {
             guard FileManager.default.fileExists(atPath: path) else { throw StoreError.noDatabase(directory: directory) }
+            // A rollback journal beside the database (a write cut short, or a stray file) must be dealt with
+            // by a read-write open: read-only, every command failed with SQLITE_READONLY, naming no file.
+            // Where the directory is writable, one read-write open lets sqlite roll it back (or drop it).
+            if FileManager.default.fileExists(atPath: path + "-journal"), access(directory, W_OK) == 0,
+               let rw = try? SQLiteDatabase(path: path, create: false) {
+                _ = try? rw.queryOne("PRAGMA application_id")
+            }
             do { db = try SQLiteDatabase(path: path, create: false, access: try Self.readAccess(directory: directory, path: path)) } catch {
                 throw Self.mapped(error, path)
             }

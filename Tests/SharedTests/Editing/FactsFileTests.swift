@@ -51,6 +51,9 @@ final class FactsFileTests: XCTestCase {
         // A UTF-8 byte-order mark before an array or the first line.
         XCTAssertEqual(try parse("\u{FEFF}" + array, name: "facts.json").count, 5)
         XCTAssertEqual(try parse("\u{FEFF}" + jsonl).count, 5)
+        // A simple record with one field of another schema is read as that schema, and its error says so.
+        assertError(#"{"prompt": "The capital of {} is", "subject": "X", "target": "Y", "ground_truth": "Z"}"#,
+                    #"facts.jsonl line 1 (read as counterfact-flat, for its "ground_truth" field; --format simple reads {prompt, subject, target}): "prompt" does not contain the subject "X""#)
         // One pretty-printed object is named as such, not as "line 1: not valid JSON".
         assertError("{\n  \"prompt\": \"{} is\",\n  \"subject\": \"S\", \"target\": \"T\"\n}\n",
                     "facts.jsonl: one JSON object over several lines; a facts file is one object a line (JSON lines) or one array of objects")
