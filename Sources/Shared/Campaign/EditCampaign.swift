@@ -251,7 +251,9 @@ public enum EditCampaign {
             return nil
         }
         guard c.settings.isExtension(to: settings) else {
-            throw StoreError.campaignMismatch(path: store.path, differences: diffs)
+            // Under --extend the grown count and facts are asked for: the differences shown are the others.
+            let others = diffs.filter { !["requestCount", "factsChecksum"].contains($0.key) }
+            throw StoreError.campaignMismatch(path: store.path, differences: extend && !others.isEmpty ? others : diffs)
         }
         guard extend else {
             if let (i, fields) = try store.firstChangedRequest(requests) {
