@@ -29,6 +29,14 @@ struct AlphaEdit: ParsableCommand {
         subcommands: [Inspect.self, Generate.self, Cov.self, Edit.self, Status.self, Rollback.self, Eval.self, Export.self, Bench.self, Keys.self])
 }
 
+/// "--corpus PATH: No such file or directory (…)" when the input file an option names cannot be read, else
+/// nil. The shared data's defaults are relative to the repository's root, which the message says.
+func inputProblem(option: String, path: String) -> String? {
+    guard let why = FileIO.whyUnreadable(path) else { return nil }
+    return "\(option) \(path): \(why)"
+        + (path.hasPrefix("../shared/") ? " (the default is relative to the repository's root: run from there, or name the file)" : "")
+}
+
 /// Options every model-loading command shares.
 struct ModelOptions: ParsableArguments {
     @Option(help: "cluster.conf to read (default: ./cluster.conf when present).")

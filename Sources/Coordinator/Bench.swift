@@ -341,8 +341,6 @@ struct BenchNullSpace: ParsableCommand {
 func benchInputs(counts: KeyValuePairs<String, Int>, files: KeyValuePairs<String, String>) throws {
     for (name, n) in counts where n < 1 { throw ValidationError("\(name) must be at least 1") }
     for (name, path) in files {
-        if let why = FileIO.whyUnreadable(path) {
-            throw ValidationError("\(name) \(path): \(why)" + (path.hasPrefix("../shared/") ? " (the default is relative to the repository's root: run from there, or name the file)" : ""))
-        }
+        if let problem = inputProblem(option: name, path: path) { throw ValidationError(problem) }
     }
 }

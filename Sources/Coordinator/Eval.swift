@@ -75,9 +75,7 @@ struct Eval: ParsableCommand {
         if !noGeneration { inputs.append(("--snippets", snippets)) }
         if let preFrom { inputs.append(("--pre-from", preFrom)) }
         for (name, path) in inputs {
-            if let why = FileIO.whyUnreadable(path) {
-                throw EvalError.badOption("\(name) \(path): \(why)" + (path.hasPrefix("../shared/") ? " (the default is relative to the repository's root: run from there, or name the file)" : ""))
-            }
+            if let problem = inputProblem(option: name, path: path) { throw EvalError.badOption(problem) }
         }
         // One run per report directory (and per default workers' directory): two would share its checkpoints
         // and its workers' endpoint, and the last report would replace the first without a word.

@@ -243,9 +243,12 @@ public enum EditCampaign {
         }
         if diffs.isEmpty { return c }
         // A campaign refused or stopped before its base (the K₀ build) holds nothing but its settings: a run
-        // with other settings replaces it, unless K₀ shards of it wait to be resumed.
+        // with other settings replaces it, unless K₀ shards of it wait to be resumed and the new settings
+        // would build another K₀ (whose plan removes them).
         let shards = (try? FileManager.default.contentsOfDirectory(atPath: store.directory + "/" + k0ShardsFolder)) ?? []
-        if c.base == nil, shards.isEmpty, try store.discardUnstartedCampaign() {
+        let o = c.settings, k0Kept = o.modelChecksum == settings.modelChecksum && o.corpusChecksum == settings.corpusChecksum
+            && o.covSentences == settings.covSentences && o.hyperparameters.layers == settings.hyperparameters.layers
+        if c.base == nil, shards.isEmpty || k0Kept, try store.discardUnstartedCampaign() {
             events.log("\(store.directory): its campaign stopped before K0 was built, nothing committed; replaced by this run's "
                        + "settings (\(diffs.map(\.description).joined(separator: "; ")))")
             return nil
