@@ -56,9 +56,6 @@ public final class ZMQSocket {
         self.context = context
         raw = s
         try setInt(ZMQ_LINGER, 0)
-        // IPv6 addresses (tcp://[::1]:5570) as well as IPv4: off by default in libzmq, where such a bind
-        // failed with "No such device".
-        try setInt(ZMQ_IPV6, 1)
         if type == .router {
             // A reply to a peer that has gone away fails with EHOSTUNREACH instead of vanishing silently.
             try setInt(ZMQ_ROUTER_MANDATORY, 1)
@@ -95,7 +92,15 @@ public final class ZMQSocket {
         }
     }
 
+    /// IPv6 for an endpoint with an IPv6 address (tcp://[::1]:5570): off by default in libzmq, where such a
+    /// bind failed with "No such device". Only there: with it on, a host name resolves to its IPv6 address
+    /// first, and a worker would miss a coordinator bound to the IPv4 one.
+    private func ipv6(for endpoint: String) throws {
+        if endpoint.hasPrefix("tcp://[") { try setInt(ZMQ_IPV6, 1) }
+    }
+
     public func bind(_ endpoint: String) throws {
+        try ipv6(for: endpoint)
         guard zmq_bind(try socket("bind"), endpoint) == 0 else {
             let e = ZMQError.last("bind \(endpoint)")
             // libzmq binds an address or an interface; a host name is looked up as an interface.
@@ -108,6 +113,7 @@ public final class ZMQSocket {
     }
 
     public func connect(_ endpoint: String) throws {
+        try ipv6(for: endpoint)
         guard zmq_connect(try socket("connect"), endpoint) == 0 else { throw ZMQError.last("connect \(endpoint)") }
     }
 
