@@ -115,12 +115,30 @@ struct Cov: ParsableCommand {
         let traceShare = asked ? self.trace : cfg.hyperparameters.nullSpaceTraceShare
         let rule: NullSpaceRule = traceShare.map { .traceShare($0) } ?? relative.map { .relative($0) } ?? .absolute(threshold)
         let sentences = self.sentences ?? cfg.covSentences
-        try FileIO.makeDirectory(out)
+        // An edit campaign's state holds its own projector.bin / statistics.bin, recorded by checksum: a
+        // cov there replaced them and broke the campaign for good.
+        if FileManager.default.fileExists(atPath: out + "/" + JobStore.fileName) {
+            throw ValidationError("\(out) is an edit campaign's state directory (it holds \(JobStore.fileName)): its projector.bin and "
+                                  + "statistics.bin are the campaign's; choose another --out")
+        }
+        // One process per output folder, the state's lock (an in-process and a distributed cov on one
+        // folder both ran, and both reported success).
+        let lock: StateLock
+        do { lock = try StateLock(directory: out) } catch StateLockError.inUse(_, let pid) {
+            throw ValidationError("\(out) is in use by " + (pid.map { "pid \($0)" } ?? "another process") + ": one cov (or edit) per --out folder")
+        }
+        defer { lock.release() }
 
         let range = offset..<(offset + sentences)
         let name = URL(fileURLWithPath: corpus).lastPathComponent
-        guard FileManager.default.isReadableFile(atPath: corpus) else {
-            throw ValidationError("cannot read the K0 corpus \(corpus) (--corpus, or the config's `corpus`)")
+        if let why = FileIO.whyUnreadable(corpus) {
+            throw ValidationError("cannot read the K0 corpus \(corpus) (--corpus, or the config's `corpus`): \(why)")
+        }
+        // The range is checked before any work (a distributed build past the corpus's end failed after its shards ran).
+        let available = try SentenceCorpus.read(path: corpus, offset: offset, limit: sentences).count
+        guard available == sentences else {
+            let total = available > 0 ? offset + available : try SentenceCorpus.read(path: corpus).count   // an offset past the end
+            throw ValidationError("the K0 corpus \(corpus) has \(total) sentences; sentences \(offset)..<\(offset + sentences) are asked for")
         }
         // What `edit` and `eval` check before they reuse these statistics (K0Source.swift).
         let provenance = K0Source(modelChecksum: try EditState.fileChecksum(cfg.model), corpusChecksum: try EditState.fileChecksum(corpus),

@@ -98,8 +98,9 @@ public struct CovarianceBuilder {
         guard range.lowerBound >= 0, !range.isEmpty else { throw CovarianceError.invalidRange(range) }
         let sentences = try SentenceCorpus.read(path: path, offset: range.lowerBound, limit: range.count)
         guard sentences.count == range.count else {
-            throw CovarianceError.corpusTooShort(path: path, sentences: range.lowerBound + sentences.count,
-                                                 wanted: range.upperBound)
+            // An offset past the end reads nothing: the corpus's own count, not the offset, is its size.
+            let total = sentences.isEmpty ? try SentenceCorpus.read(path: path).count : range.lowerBound + sentences.count
+            throw CovarianceError.corpusTooShort(path: path, sentences: total, wanted: range.upperBound)
         }
         let name = URL(fileURLWithPath: path).lastPathComponent
         return try build(sentences: sentences, firstIndex: range.lowerBound,

@@ -172,6 +172,7 @@ public struct GGUFWriter {
     /// mistyped `export --out` would destroy it); and a file this one copies tensors from (`export --out`
     /// naming the model it read would replace the original with the edited copy).
     public func write(to path: String) throws {
+        guard !path.isEmpty else { throw GGUFError.writeFailed(path: path, reason: "the path is empty") }
         if FileIO.isDirectory(path) { throw GGUFError.writeFailed(path: path, reason: "it is a directory") }
         // Only a regular file (or nothing) is written over, and only a regular file is opened to read its
         // magic: reading a FIFO or `/dev/stdout` on a pipe blocked forever, and the rename replaced a

@@ -145,7 +145,7 @@ public struct EditState {
     public static func unownedFiles(directory: String) -> [String] {
         let db = ArtifactFile.absolute(JobStore.fileName, in: directory)
         if let size = (try? FileManager.default.attributesOfItem(atPath: db))?[.size] as? NSNumber, size.intValue > 0 { return [] }
-        var found = ["projector.bin", "statistics.bin"].filter { FileManager.default.fileExists(atPath: ArtifactFile.absolute($0, in: directory)) }
+        var found = ["projector.bin", "statistics.bin", "k0-shards"].filter { FileManager.default.fileExists(atPath: ArtifactFile.absolute($0, in: directory)) }
         for folder in batchFolders {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: ArtifactFile.absolute(folder, in: directory))) ?? []
             found += names.filter(JobStore.isBatchFileName).sorted().prefix(3).map { folder + "/" + $0 }

@@ -46,9 +46,9 @@ public final class StateLock {
             throw StateLockError.unavailable(directory: directory, reason: "\(path): \(why)")
         }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_nlink <= 1 else {
             close(fd)
-            throw StateLockError.unavailable(directory: directory, reason: "\(path): not a regular file: remove it (the lock is a plain file alphaedit makes)")
+            throw StateLockError.unavailable(directory: directory, reason: "\(path): not a plain file of its own (a directory, a device, or a hard link to another file): remove it (the lock is a plain file alphaedit makes)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno

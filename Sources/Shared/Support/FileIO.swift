@@ -150,7 +150,10 @@ public struct AtomicFileWriter {
         self.path = path
         self.tmp = path + ".tmp"
         self.chunk = max(1, chunk)
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // PATH.tmp is ours: a regular one is a leftover of a run cut short and is truncated; anything else
+        // there (a symbolic link, whose target the write followed and filled, a FIFO) is removed, not opened.
+        if let kind = FileIO.nonRegularKind(tmp), kind != "a directory" { unlink(tmp) }
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw FileIOError(path: path, reason: "cannot open \(tmp): \(String(cString: strerror(errno)))") }
     }
 

@@ -79,6 +79,10 @@ final class StateGuaranteeTests: XCTestCase {
         try FileManager.default.createSymbolicLink(atPath: linked + "/" + StateLock.fileName, withDestinationPath: victim)
         XCTAssertThrowsError(try StateLock(directory: linked)) { XCTAssertTrue("\($0)".contains("it is a symbolic link"), "\($0)") }
         XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "precious\n")
+        try FileManager.default.removeItem(atPath: linked + "/" + StateLock.fileName)
+        try FileManager.default.linkItem(atPath: victim, toPath: linked + "/" + StateLock.fileName)   // a hard link
+        XCTAssertThrowsError(try StateLock(directory: linked)) { XCTAssertTrue("\($0)".contains("a hard link to another file"), "\($0)") }
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "precious\n")
 
         // The same for an evaluation's report directory: a second `eval --out` on it stops at once (before
         // 2026-12-07 both ran, sharing its checkpoints, and the last report replaced the first).
@@ -111,6 +115,22 @@ final class StateGuaranteeTests: XCTestCase {
             XCTAssertTrue(said.contains(expected), said)
             XCTAssertFalse(said.contains("pre-edit"), "refused before the pre-edit evaluation: \(said)")
         }
+    }
+
+    // `cov --out` on an edit campaign's state directory is refused: it replaced the recorded projector.
+    func testCovDoesNotWriteIntoAState() throws {
+        let state = dir + "/state"
+        try makeState(state)
+        let before = try FileManager.default.contentsOfDirectory(atPath: state).sorted()
+        let corpus = try ClusterTestSupport.corpus(in: dir, sentences: 4)
+        let (code, said) = try alphaedit(["cov", "--model", model, "--out", state, "--corpus", corpus, "--sentences", "4", "--cluster", "in-process"])
+        XCTAssertNotEqual(code, 0, said)
+        XCTAssertTrue(said.contains("\(state) is an edit campaign's state directory"), said)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: state).sorted(), before, "nothing written")
+        let (short, shortSaid) = try alphaedit(["cov", "--model", model, "--out", dir + "/cov", "--corpus", corpus, "--offset", "99",
+                                                "--sentences", "4", "--cluster", "in-process"])
+        XCTAssertNotEqual(short, 0, shortSaid)
+        XCTAssertTrue(shortSaid.contains("has 4 sentences; sentences 99..<103 are asked for"), shortSaid)
     }
 
     // §1: committing a batch twice stops before its files are written: the committed bytes stay.

@@ -64,6 +64,18 @@ final class FileIOTests: XCTestCase {
         XCTAssertNil(FileIO.prefix(dir + "/missing", bytes: 4))
     }
 
+    /// A link at PATH.tmp is removed, not followed: the write used to fill its target.
+    func testTheTemporaryFileIsNeverALink() throws {
+        let dir = try tempDir()
+        let victim = dir + "/victim.txt", path = dir + "/out.bin"
+        try "precious\n".write(toFile: victim, atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: path + ".tmp", withDestinationPath: victim)
+        try FileIO.writeAtomically([1, 2, 3], to: path)
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "precious\n")
+        XCTAssertEqual(try FileIO.read(path), [1, 2, 3])
+        XCTAssertNil(FileIO.nonRegularKind(path), "a regular file, not the link renamed")
+    }
+
     /// An input file that cannot be read is named with why: the facts, corpus and config errors carry it.
     func testUnreadableInputsSayWhy() throws {
         let dir = try tempDir()
