@@ -40,7 +40,11 @@ struct Status: ParsableCommand {
             } ?? "–"),
             ("last batch", last ?? "–"),
             ("rollback", s.rollbackTargets.map { t in
-                (t.count == s.batchesCommitted + 1 ? "to any committed batch, " : "to ") + ranges(t) + " (alphaedit rollback)"
+                // With damaged files a rollback refuses any target whose kept files (base, deltas, keys) include one.
+                (s.filesBad ?? []).isEmpty
+                    ? (t.count == s.batchesCommitted + 1 ? "to any committed batch, " : "to ") + ranges(t) + " (alphaedit rollback)"
+                    : "only to a batch whose kept files are not among the damaged ones below (of \(ranges(t)); "
+                        + "`alphaedit rollback --dry-run --to-batch K` checks K)"
             } ?? "–"),
             ("files", s.filesChecked.map { n in
                 (s.filesBad ?? []).isEmpty ? "\(n) committed files match their checksums"
