@@ -57,8 +57,13 @@ struct ModelOptions: ParsableArguments {
             c = try ClusterConfig.load(path: "cluster.conf")
         }
         var chosen = model
-        if chosen == nil, let dir = state ?? (orConfigState ? c.state : nil), let recorded = EditState.recordedModel(directory: dir),
+        if chosen == nil, let dir = state ?? (orConfigState ? c.state : nil), let (recorded, exists) = EditState.recordedModel(directory: dir),
            recorded != c.model {
+            // A state made elsewhere (its model recorded relative to where it was made): said so, where the
+            // default model used to be loaded in its place, and refused as "not the model state … was made for".
+            guard exists else {
+                throw ValidationError("state \(dir) was made for the model \(recorded), which is not there from \(FileManager.default.currentDirectoryPath): pass that file with --model")
+            }
             chosen = recorded
             FileHandle.standardError.write(Data("model: \(recorded) (the file state \(dir) was made for)\n".utf8))
         }

@@ -63,6 +63,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(name) must be ≥ 0")
         }
         if let covSentences, covSentences < 1 { throw ValidationError("--cov-sentences must be at least 1") }
+        if !noGeneration && genTokens < 1 { throw ValidationError("--gen-tokens must be at least 1 (or --no-generation)") }
         if let list = tuneMemitLambda, try Self.lambdas(list).isEmpty { throw ValidationError("--tune-memit-lambda lists no λm") }
         if let vLr, !(vLr.isFinite && vLr > 0) { throw ValidationError("--v-lr must be a positive number") }
         if let memitLambda, !(memitLambda.isFinite && memitLambda > 0) { throw ValidationError("--memit-lambda must be a positive number") }
@@ -89,6 +90,7 @@ struct Eval: ParsableCommand {
         defer { lock?.release() }
         let recs = try FactsFile.read(path: records, offset: offset, limit: limit, options: factsFormat.options)
         var stateBatchSize: Int?
+        var stateToCheck: EditState?
         if let state {
             // The records are scored as the state's edits: they must be them (before 2026-12-07 any records
             // were, and records the state never edited came out "edited", at the report's default batch size).
@@ -107,13 +109,26 @@ struct Eval: ParsableCommand {
                 }
             }
             stateBatchSize = st.campaign.settings.batchSize
-            let ignored = [("--layers", layers != nil), ("--v-lr", vLr != nil), ("--memit-lambda", memitLambda != nil),
-                           ("--batch-size", batchSize != 100)].filter(\.1).map(\.0)
+            stateToCheck = st
+            let ignored = [("--method", method != "alphaedit"), ("--layers", layers != nil), ("--v-lr", vLr != nil),
+                           ("--memit-lambda", memitLambda != nil), ("--batch-size", batchSize != 100)].filter(\.1).map(\.0)
             if !ignored.isEmpty {
                 log("note: \(ignored.joined(separator: ", ")) \(ignored.count == 1 ? "is" : "are") ignored with --state: the state's own settings apply")
             }
         }
         let model = try LlamaModel(path: cfg.model)
+        // Before the pre-edit evaluation, everything that would stop the run after it: the state's model,
+        // the method's options, the K0 corpus's size and lines.
+        if let st = stateToCheck { try st.checkModel(path: cfg.model, gguf: model.gguf) }
+        if let m, state == nil {
+            var hp = cfg.hyperparameters
+            stageOptions.apply(to: &hp)
+            if let p = hp.methodProblem(m) { throw EvalError.badOption(p) }
+            let got = try SentenceCorpus.read(path: corpus, limit: covSentences).count
+            guard got == covSentences else {
+                throw EvalError.badOption("the K0 corpus \(corpus) has \(got) sentences; --cov-sentences asks for \(covSentences)")
+            }
+        }
         let tok = try BPETokenizer(gguf: model.gguf)
         if !noGeneration && FactsFile.templateReserve + genTokens >= model.config.context {
             throw EvalError.badOption("--gen-tokens \(genTokens) leaves no room for a prompt in the model's context of \(model.config.context) tokens")
@@ -129,7 +144,11 @@ struct Eval: ParsableCommand {
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
         s.checkpointDirectory = out   // a run started again with the same inputs goes on from the records done
-        if !noGeneration { s.checkpointInputs = ["snippets \(AbsolutePath.of(snippets)) \(try EditState.fileChecksum(snippets))"] }
+        if !noGeneration {
+            let sum = try EditState.fileChecksum(snippets)
+            s.checkpointInputs = ["snippets \(AbsolutePath.of(snippets)) \(sum)"]
+            s.evaluationInputs = "snippets \(sum)"
+        }
         s.modelIdentity = "\(URL(fileURLWithPath: cfg.model).lastPathComponent) \(try EditState.fileChecksum(cfg.model))"
         if let preFrom { s.preFrom = (preFrom, try EvalReport.read(path: preFrom)) }
         if let vLr { s.hp.vLR = vLr }
@@ -144,7 +163,7 @@ struct Eval: ParsableCommand {
         s.covCache = covCache == "none" ? nil : (covCache ?? "state/k0-\(modelTag)\(corpusTag)-\(covSentences)-\(layerTag).bin")
         s.covArtifact = cfg.artifacts + "/" + Cov.statisticsFile   // `alphaedit cov`'s, when it is this run's
         if let c = s.covCache { try FileIO.makeDirectory((c as NSString).deletingLastPathComponent.isEmpty ? "." : (c as NSString).deletingLastPathComponent) }
-        if hiddenPrompts > 0 && m != nil {
+        if hiddenPrompts > 0 && (m != nil || state != nil) {
             s.hiddenPrompts = try FactsFile.read(path: records, limit: hiddenPrompts, options: factsFormat.options).map(\.filledPrompt)
         }
         let gen = noGeneration ? nil : GenerationSettings(maxTokens: genTokens, topK: 5, seed: seed)

@@ -17,6 +17,8 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
+        // A packaged model's name (smollm2, qwen2.5-0.5b, gemma3-270m) as elsewhere; a path as it is.
+        let path = ModelCatalog.named(self.path) != nil ? try ModelCatalog.resolve(self.path) : self.path
         let f = try GGUFFile(path: path)
         let chosen = try tensor.isEmpty ? f.tensors : tensor.map { name in
             guard let t = f.tensors.first(where: { $0.name == name }) else { throw ValidationError("\(path) has no tensor \(name)") }

@@ -105,7 +105,7 @@ public enum EditCampaign {
             events.log("warning: record \(i + 1) asks for \"\(q.targetNew)\", its true target: its edit changes nothing")
         }
         let settings = CampaignSettings(
-            method: r.method, model: modelPath, modelChecksum: try EditState.fileChecksum(modelPath),
+            method: r.method, model: AbsolutePath.of(modelPath), modelChecksum: try EditState.fileChecksum(modelPath),
             facts: r.facts, factsChecksum: try EditState.fileChecksum(r.facts), requestCount: requests.count,
             batchSize: r.batchSize, hyperparameters: r.hyperparameters, templateSeed: r.templateSeed, corpus: r.corpus,
             covSentences: r.covSentences, corpusChecksum: try EditState.fileChecksum(r.corpus), factsOptions: r.factsOptions)

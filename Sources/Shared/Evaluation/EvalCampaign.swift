@@ -49,6 +49,9 @@ public struct EvalCampaignSettings: Sendable {
     /// What else the results depend on that the checkpoint must match (e.g. the attribute snippets file's
     /// path and checksum), added to its key.
     public var checkpointInputs: [String] = []
+    /// The inputs besides the records that the pre-edit results depend on (the snippets' checksum),
+    /// recorded in the report and compared by `preFrom`.
+    public var evaluationInputs = ""
     public init() {}
 }
 
@@ -328,7 +331,8 @@ public final class EvalCampaign {
                           batchSize: s.batchSize, edits: edits, hyperparameters: hp, generation: evaluator.generation,
                           pre: pre.summary(), post: post.summary(), preKnown: pre.summary(only: known), postKnown: post.summary(only: known),
                           curve: curve, hiddenShift: shift, seconds: ProcessStats.now() - start, editSeconds: editTime,
-                          evalSeconds: evalTime, preShard: pre, postShard: post)
+                          evalSeconds: evalTime, preShard: pre, postShard: post,
+                          preInputs: EvalReport.PreInputs(evaluation: s.evaluationInputs, records: records, firstIndex: firstIndex))
     }
 
     static func recordsLabel(_ name: String, _ first: Int, _ count: Int) -> String { "\(name) [\(first), \(first + count))" }
@@ -356,8 +360,21 @@ public final class EvalCampaign {
         for r in inside where r.caseID != records[r.index - firstIndex].caseID {
             throw refuse("its per-record results are not those of these records (record \(r.index): case id \(r.caseID.map(String.init) ?? "none") against \(records[r.index - firstIndex].caseID.map(String.init) ?? "none"))")
         }
+        // The records' contents (a zsRE record has no case id; another file of the same name; --zsre-target)
+        // and the snippets: compared where the earlier report recorded them (reports since 2026-12-08).
+        if let had = earlier.preInputs {
+            if had.evaluation != s.evaluationInputs {
+                throw refuse("made with \(had.evaluation.isEmpty ? "no snippets" : had.evaluation), this run with "
+                             + (s.evaluationInputs.isEmpty ? "no snippets" : s.evaluationInputs))
+            }
+            let now = EvalReport.PreInputs(evaluation: "", records: records, firstIndex: firstIndex)
+            for r in inside where had.recordDigests[String(r.index)] != now.recordDigests[String(r.index)] {
+                throw refuse("record \(r.index) differs from the one it evaluated (its text, subject or targets)")
+            }
+        }
         guard earlier.generation == generation else {
-            throw refuse("generation \(earlier.generation.map { "\($0)" } ?? "off"), this run: \(generation.map { "\($0)" } ?? "off")")
+            func text(_ g: GenerationSettings?) -> String { g.map { "\($0.maxTokens) tokens, top-k \($0.topK), seed \($0.seed)" } ?? "off" }
+            throw refuse("generation \(text(earlier.generation)), this run: \(text(generation))")
         }
         let generated = Set(inside.filter { $0.fluency != nil }.map(\.index))
         let asked = generation == nil ? Set<Int>() : Set(inside.map(\.index).filter { generationRecords?.contains($0) ?? true })

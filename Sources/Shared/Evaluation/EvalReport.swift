@@ -42,6 +42,24 @@ public struct EvalReport: Codable, Sendable {
     /// Per-record results (generated texts included), mergeable with other shards.
     public var preShard: EvalShard?
     public var postShard: EvalShard?
+    /// What the pre-edit results were computed from, for `--pre-from` (nil in reports before 2026-12-08).
+    public var preInputs: PreInputs?
+
+    public struct PreInputs: Codable, Sendable {
+        /// The inputs besides the records (the snippets' checksum).
+        public var evaluation: String
+        /// Each record's FNV-1a-64 (of its JSON), by its index in the records file.
+        public var recordDigests: [String: String]
+        public init(evaluation: String, records: [EditRequest], firstIndex: Int) {
+            self.evaluation = evaluation
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            recordDigests = Dictionary(uniqueKeysWithValues: records.enumerated().map { i, r in
+                let sum = ((try? enc.encode(r)) ?? Data()).withUnsafeBytes { FNV1a64.hash($0) }
+                return (String(firstIndex + i), String(format: "%016llx", sum))
+            })
+        }
+    }
 
     public func json(pretty: Bool = true) throws -> String {
         let e = JSONEncoder()
@@ -51,7 +69,7 @@ public struct EvalReport: Codable, Sendable {
     }
 
     public static func read(path: String) throws -> EvalReport {
-        guard let d = FileManager.default.contents(atPath: path) else { throw EvalError.unreadable("cannot read report \(path)") }
+        guard let d = FileManager.default.contents(atPath: path) else { throw EvalError.unreadable("cannot read report \(path): \(FileIO.whyUnreadable(path) ?? "read failed")") }
         return try read(data: d, path: path)
     }
 

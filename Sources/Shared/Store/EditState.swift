@@ -80,11 +80,10 @@ public struct EditState {
     /// The model file the campaign in `directory` edited, as recorded, where the directory holds a campaign
     /// and that file exists; nil otherwise (a new state, or a model moved since: the caller's own choice
     /// then stands, and `checkModel` says which file the state wants).
-    public static func recordedModel(directory: String) -> String? {
+    public static func recordedModel(directory: String) -> (path: String, exists: Bool)? {
         guard FileManager.default.fileExists(atPath: directory + "/" + JobStore.fileName),
-              let model = try? load(directory: directory).campaign.settings.model,
-              FileManager.default.fileExists(atPath: model) else { return nil }
-        return model
+              let model = try? load(directory: directory).campaign.settings.model else { return nil }
+        return (model, FileManager.default.fileExists(atPath: model))
     }
 
     /// The FNV-1a-64 of an input file (a model, a corpus, snippets): one that cannot be read is an error
@@ -109,6 +108,9 @@ public struct EditState {
         // An export made before the campaign was extended carries an earlier facts checksum.
         if gguf.metadata[GGUFNames.editedFromChecksum] == .string(s.modelChecksum),
            s.allFactsChecksums.contains(where: { gguf.metadata[GGUFNames.editedFactsChecksum] == .string($0) }) {
+            // An export of 0 batches (after `rollback --to-batch 0`) holds the model's own weights: the state applies.
+            let n = gguf.metadata[GGUFNames.editedBatches]?.intValue ?? 0
+            if n == 0 { return }
             throw EditStateError.alreadyEdited(model: path, checksum: sum, state: directory,
                                                batches: gguf.metadata[GGUFNames.editedBatches]?.intValue ?? 0)
         }

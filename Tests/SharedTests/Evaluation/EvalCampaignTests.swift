@@ -176,5 +176,12 @@ final class EvalCampaignTests: XCTestCase {
         other = r
         other.modelIdentity = "another 1"
         refused({ try run(other) }, "made with model synthetic 0, this run uses another 1")
+        // A record with another target but the same case id (a zsRE record has none), and other snippets.
+        var changed = records
+        changed[1].targetNew += " Street"
+        refused({ try run(r, changed) }, "record 1 differs from the one it evaluated")
+        other = r
+        other.evaluationInputs = "snippets 0123456789abcdef"
+        refused({ try run(other) }, "made with no snippets, this run with snippets 0123456789abcdef")
     }
 }
