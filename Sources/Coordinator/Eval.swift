@@ -85,6 +85,8 @@ struct Eval: ParsableCommand {
             do { return try StateLock(directory: dir) } catch StateLockError.inUse(_, let pid) {
                 throw EvalError.badOption("report directory \(dir) is in use by " + (pid.map { "pid \($0)" } ?? "another process")
                     + ": one eval per --out directory (wait for it to finish, or choose another --out)")
+            } catch StateLockError.unavailable(_, let reason) {
+                throw EvalError.badOption("report directory \(dir): \(reason)")
             }
         }
         defer { lock?.release() }
@@ -97,6 +99,7 @@ struct Eval: ParsableCommand {
             let st = try EditState.load(directory: state)
             var edited: [EditRequest] = []
             for b in st.manifest.batches { edited += try st.store.requests(campaign: st.campaign.id, batch: b.index) }
+            guard !edited.isEmpty else { throw EvalError.badOption("state \(state) has no committed batch: no record was edited yet") }
             guard offset + recs.count <= edited.count else {
                 throw EvalError.badOption("--records \(records): records \(offset + 1)…\(offset + recs.count) are evaluated as edited, but state "
                     + "\(state) committed \(edited.count) edit\(edited.count == 1 ? "" : "s"): give at most its first \(edited.count) (--limit)")
