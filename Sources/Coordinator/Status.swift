@@ -16,7 +16,11 @@ struct Status: ParsableCommand {
         guard liveness > 0 else { throw ValidationError("--liveness must be positive") }
         let store = try JobStore(directory: state, create: false, readOnly: true)
         var s = try store.status(now: Date().timeIntervalSince1970, liveness: liveness)
-        if !noVerify { (s.filesChecked, s.filesBad) = try store.verifyFiles() }
+        if !noVerify {
+            let (checked, bad, damaged) = try store.verifyFilesNamingDamaged()
+            (s.filesChecked, s.filesBad) = (checked, bad)
+            s.rollbackTargets = s.rollbackTargets.map { StoreStatus.rollbackTargets($0, committed: s.batchesCommitted, damaged: damaged) }
+        }
         if json {
             try printJSON(s)
             return
@@ -40,11 +44,10 @@ struct Status: ParsableCommand {
             } ?? "–"),
             ("last batch", last ?? "–"),
             ("rollback", s.rollbackTargets.map { t in
-                // With damaged files a rollback refuses any target whose kept files (base, deltas, keys) include one.
-                (s.filesBad ?? []).isEmpty
-                    ? (t.count == s.batchesCommitted + 1 ? "to any committed batch, " : "to ") + ranges(t) + " (alphaedit rollback)"
-                    : "only to a batch whose kept files are not among the damaged ones below (of \(ranges(t)); "
-                        + "`alphaedit rollback --dry-run --to-batch K` checks K)"
+                // With damaged files, the targets a rollback still takes (StoreStatus.rollbackTargets).
+                t.isEmpty ? "none: a file every rollback keeps is damaged (below)"
+                    : (t.count == s.batchesCommitted + 1 ? "to any committed batch, " : "to ") + ranges(t) + " (alphaedit rollback)"
+                        + ((s.filesBad ?? []).isEmpty ? "" : "; the damaged files below rule out the others")
             } ?? "–"),
             ("files", s.filesChecked.map { n in
                 (s.filesBad ?? []).isEmpty ? "\(n) committed files match their checksums"

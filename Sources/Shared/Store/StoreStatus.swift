@@ -75,18 +75,39 @@ public enum VStarRate {
     }
 }
 
+extension StoreStatus {
+    /// The rollback targets of `committed` batches that `EditRollback` still takes with these files damaged:
+    /// none with the base damaged (every rollback keeps it); below the first damaged deltas (a rollback to K
+    /// keeps batches 1…K); with keys or Cp damaged only 0 and `committed` (a rollback to another batch rebuilds
+    /// Cp from every batch's keys and checks it against the recorded one).
+    public static func rollbackTargets(_ targets: [Int], committed: Int, damaged: [ArtifactFile]) -> [Int] {
+        if damaged.contains(where: { $0.path == "projector.bin" || $0.path == "statistics.bin" }) { return [] }
+        var out = targets
+        let deltas = damaged.filter { $0.kind == .deltas }.compactMap { Int($0.path.filter(\.isNumber)) }
+        if let first = deltas.min() { out = out.filter { $0 < first } }
+        if damaged.contains(where: { $0.kind == .keys || $0.kind == .cp }) { out = out.filter { $0 == 0 || $0 == committed } }
+        return out
+    }
+}
+
 extension JobStore {
     /// Recomputes the checksum of every file the database records: (files checked, the bad ones with
     /// their reason).
     public func verifyFiles() throws -> (checked: Int, bad: [String]) {
+        let (checked, bad, _) = try verifyFilesNamingDamaged()
+        return (checked, bad)
+    }
+
+    /// `verifyFiles`, with the records of the damaged files.
+    public func verifyFilesNamingDamaged() throws -> (checked: Int, bad: [String], damaged: [ArtifactFile]) {
         let files = try read {
             try db.query("SELECT id, kind, path, checksum, bytes FROM artifacts ORDER BY id").compactMap { try artifact($0, idColumn: "id") }
         }
-        var bad: [String] = []
+        var bad: [String] = [], damaged: [ArtifactFile] = []
         for f in files {
-            do { _ = try verified(f) } catch { bad.append("\(error)") }
+            do { _ = try verified(f) } catch { bad.append("\(error)"); damaged.append(f) }
         }
-        return (files.count, bad)
+        return (files.count, bad, damaged)
     }
 
     /// The summary; a worker counts as alive when marked so and seen within `liveness` seconds.

@@ -119,6 +119,12 @@ final class EditRollbackTests: XCTestCase {
         }
         XCTAssertEqual(try EditState.load(directory: cut).manifest.batches.count, 3)
         XCTAssertEqual(s.files("cut", "cp"), ["batch-00003.bin"], "the Cp written for batch 1 was removed again")
+        // `status` offers only the targets a rollback still takes: 0 and 3 (nothing to rebuild) with keys damaged.
+        func targets() throws -> [Int] {
+            let store = try JobStore(directory: cut, create: false)
+            return StoreStatus.rollbackTargets([0, 1, 2, 3], committed: 3, damaged: try store.verifyFilesNamingDamaged().damaged)
+        }
+        XCTAssertEqual(try targets(), [0, 3])
         try good.write(to: URL(fileURLWithPath: keys2))
 
         // A damaged file the rolled-back state would keep (the base, a kept batch's deltas): refused, nothing
@@ -133,6 +139,7 @@ final class EditRollbackTests: XCTestCase {
                 XCTAssertTrue("\($0)".contains("cannot roll back: a file the rolled-back state would keep is damaged") && "\($0)".contains(kept), "\($0)")
             }
             XCTAssertEqual(try EditState.load(directory: cut).manifest.batches.count, 3)
+            XCTAssertEqual(try targets(), kept == "projector.bin" ? [] : [0], kept)
             try original.write(to: URL(fileURLWithPath: path))
         }
 
