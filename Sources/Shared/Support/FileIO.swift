@@ -96,7 +96,7 @@ public enum FileIO {
     /// directory"), or nil where it can: the reason an input file's "cannot read" error gives.
     public static func whyUnreadable(_ path: String) -> String? {
         if isDirectory(path) { return "a directory, not a file" }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)   // a FIFO without a writer opens, not blocks
         guard fd >= 0 else { return errnoText() }
         close(fd)
         return nil
