@@ -87,13 +87,11 @@ public final class WorkerPool: @unchecked Sendable {
     public let endpoint: String
     /// The endpoint as bound (a `*` port resolved).
     public private(set) var boundEndpoint = ""
-    /// The ipc socket file this process made in a folder it chose (state or output folder), and its
-    /// inode: removed at shutdown so no socket is left among the artifacts (tar, rsync and cp warn on one).
+    /// The ipc socket file this process bound, and its inode: removed at shutdown (tar, rsync and cp warn on one).
     private var ownSocketFile: (path: String, inode: UInt64)?
     public let modelChecksum: String
     var log: Logger
-    /// Undecodable messages from peers that never joined, in the current minute (logged up to a few a minute:
-    /// random bytes on a plaintext port read as thousands of old-protocol messages, a warning each).
+    /// Undecodable messages from peers that never joined this minute (a few logged: random bytes made thousands).
     var strangerGarbage = (since: 0.0, count: 0)
     /// Seconds `run` waits with no live worker before giving up.
     public var noWorkerTimeout = 120.0
@@ -196,8 +194,7 @@ public final class WorkerPool: @unchecked Sendable {
         let t = Thread { [self] in
             self.loop(ioSocket, ioMonitor)
             ioMonitor.close()
-            // The workers' `shutdown` is queued behind whatever was sent last (a commit's delta pieces):
-            // closed with linger 0 it was dropped, and a remote worker reconnected forever. Up to 1 s to deliver it.
+            // Up to 1 s to deliver the workers' `shutdown` (with linger 0 it was dropped; remote workers reconnected forever).
             try? ioSocket.setLinger(milliseconds: 1000)
             ioSocket.close()
             self.stopped.signal()

@@ -6,15 +6,28 @@ import Foundation
 public enum CorpusError: Error, CustomStringConvertible {
     case cannotRead(String, reason: String)
     case badLine(path: String, line: Int, detail: String)
+    case tooShort(path: String, sentences: Int, wanted: Int)
     public var description: String {
         switch self {
         case .cannotRead(let p, let why): "cannot read corpus \(p): \(why)"
+        case let .tooShort(p, n, wanted): "corpus \(p) has \(n) sentences; the range needs \(wanted)"
         case .badLine(let p, let l, let d): "corpus \(p) line \(l): \(d)"
         }
     }
 }
 
 public enum SentenceCorpus {
+    /// Sentences `range`, every one of them: a corpus that ends first is an error giving its real size
+    /// (an offset past the end reads nothing, so the whole file is counted then).
+    public static func read(path: String, range: Range<Int>) throws -> [String] {
+        let s = try read(path: path, offset: range.lowerBound, limit: range.count)
+        guard s.count == range.count else {
+            throw CorpusError.tooShort(path: path, sentences: s.isEmpty ? try read(path: path).count : range.lowerBound + s.count,
+                                       wanted: range.upperBound)
+        }
+        return s
+    }
+
     /// Reads up to `limit` sentences (all when nil), skipping `offset` first. Lines are scanned one at
     /// a time and the scan stops at the last one wanted: a K₀ build of 500 sentences no longer splits
     /// the whole 94,790-line corpus first (measured: that split was ≈ 5 % of a 500-sentence build).

@@ -26,7 +26,6 @@ public enum CovarianceError: Error, Equatable, Sendable, CustomStringConvertible
     case invalidBatchSentences(Int)
     case invalidWorkers(Int)
     case invalidRange(Range<Int>)
-    case corpusTooShort(path: String, sentences: Int, wanted: Int)
 
     public var description: String {
         switch self {
@@ -35,8 +34,6 @@ public enum CovarianceError: Error, Equatable, Sendable, CustomStringConvertible
         case let .invalidBatchSentences(n): return "batch size \(n) sentences must be at least 1"
         case let .invalidWorkers(n): return "\(n) workers: expected 1-256"
         case let .invalidRange(r): return "sentence range \(r.lowerBound)..<\(r.upperBound) is invalid"
-        case let .corpusTooShort(path, n, wanted):
-            return "corpus \(path) has \(n) sentences; the range needs \(wanted)"
         }
     }
 }
@@ -96,12 +93,7 @@ public struct CovarianceBuilder {
     public func build(corpus path: String, range: Range<Int>, provenance: String? = nil,
                       progress: ((CovarianceProgress) -> Void)? = nil) throws -> KeyStatistics {
         guard range.lowerBound >= 0, !range.isEmpty else { throw CovarianceError.invalidRange(range) }
-        let sentences = try SentenceCorpus.read(path: path, offset: range.lowerBound, limit: range.count)
-        guard sentences.count == range.count else {
-            // An offset past the end reads nothing: the corpus's own count, not the offset, is its size.
-            let total = sentences.isEmpty ? try SentenceCorpus.read(path: path).count : range.lowerBound + sentences.count
-            throw CovarianceError.corpusTooShort(path: path, sentences: total, wanted: range.upperBound)
-        }
+        let sentences = try SentenceCorpus.read(path: path, range: range)
         let name = URL(fileURLWithPath: path).lastPathComponent
         return try build(sentences: sentences, firstIndex: range.lowerBound,
                          provenance: provenance ?? "corpus \(name) sentences \(range.lowerBound)..<\(range.upperBound)",

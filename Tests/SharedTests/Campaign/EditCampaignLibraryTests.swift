@@ -94,7 +94,7 @@ final class EditCampaignLibraryTests: XCTestCase {
         refused(memit, "kept_c0_weight (--kept-c0-weight) applies to AlphaEdit with its projection, not to memit")
         var long = fx.request("a", facts: facts)
         long.covSentences = 49
-        refused(long, "has 48 sentences; cov_sentences asks for 49")
+        refused(long, "has 48 sentences; the range needs 49")
         try FileManager.default.createDirectory(atPath: fx.dir + "/cov", withIntermediateDirectories: true)
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: fx.dir + "/cov/projector.bin"))
         refused(fx.request("cov", facts: facts), "holds projector.bin but no campaign database")
