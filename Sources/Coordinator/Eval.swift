@@ -250,6 +250,7 @@ struct Eval: ParsableCommand {
 
     func drawPlot() throws {
         let reports = try plot.map { try EvalReport.read(path: $0) }
+        if let mixed = EvalPlot.mixedInputs(reports, paths: plot) { log("warning: " + mixed) }
         let dir = out ?? "."
         try FileIO.makeDirectory(dir)
         // One curve per run: a campaign's states evaluated after 500 and after 1,000 edits join up.

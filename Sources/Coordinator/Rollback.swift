@@ -27,9 +27,11 @@ struct Rollback: ParsableCommand {
         if let toBatch, toBatch < 0 { throw ValidationError("--to-batch must be at least 0") }
         var k = toBatch ?? 0
         if let last {
+            // Past the start is the same failure as --to-batch past the end: the state's (exit 1), not a usage error.
             let committed = try EditState.load(directory: state).manifest.batches.count
             guard last <= committed else {
-                throw ValidationError("--last \(last): \(state) has \(committed) committed batch\(committed == 1 ? "" : "es")")
+                throw StoreError.cannotRollBack(path: state, reason: "--last \(last): "
+                    + (committed == 0 ? "it has no committed batch" : "it has \(committed) committed batch\(committed == 1 ? "" : "es"); take out 1…\(committed)"))
             }
             k = committed - last
         }

@@ -40,7 +40,7 @@ public struct EditRollbackSummary: Encodable, Sendable {
 
 public enum EditRollback {
     /// Rolls the campaign in `directory` back to its first `k` batches (see the file comment). Takes the
-    /// state's lock: a running `edit` on it makes this an error at once.
+    /// state's lock: a running `edit` on it makes this an error at once (a dry run on read-only storage takes none).
     /// `dryRun`: every check made (the keys' checksums and sum), nothing written: what it would do.
     /// `modelPath`: the model file the campaign edited, where keys must be read again (default: the
     /// recorded path; its checksum must be the recorded one).
@@ -49,9 +49,12 @@ public enum EditRollback {
         guard FileManager.default.fileExists(atPath: directory + "/" + JobStore.fileName) else {
             throw StoreError.noDatabase(directory: directory)
         }
-        let lock = try StateLock(directory: directory)
-        defer { lock.release() }
-        let store = try JobStore(directory: directory, create: false)
+        // A dry run reads only: on read-only storage (where no edit can run either) it takes no lock and
+        // opens the database read-only, as `status` does.
+        let readOnlyDryRun = dryRun && access(directory, W_OK) != 0
+        let lock = readOnlyDryRun ? nil : try StateLock(directory: directory)
+        defer { lock?.release() }
+        let store = try JobStore(directory: directory, create: false, readOnly: dryRun)
         let st = try EditState(store: store)
         let n = st.manifest.batches.count
         guard k >= 0, k <= n else {

@@ -43,8 +43,31 @@ public enum EvalPlot {
     /// At an edit count two reports share, the point of the report with the fewest records that still
     /// covers it wins (its records are the ones edited so far). Other reports keep a series each,
     /// told apart by their records when the reports cover more than one record set.
+    /// "name [first" of a report's records ("dev.jsonl [0, 500)"): a campaign's reports after 500 and after
+    /// 1,000 edits share it.
+    static func start(_ records: String) -> Substring { records.split(separator: ",").first ?? Substring(records) }
+
+    /// Why the curves of `reports` (read from `paths`) do not compare: they were measured on different models
+    /// or record sets (another file, or another first record). nil when they all share both.
+    public static func mixedInputs(_ reports: [EvalReport], paths: [String]) -> String? {
+        var problems: [String] = []
+        for (what, key) in [("models", { (r: EvalReport) in r.model ?? "an unrecorded model" }),
+                            ("record sets", { (r: EvalReport) in String(start(r.records)) + " …)" })] {
+            var order: [String] = [], files: [String: [String]] = [:]
+            for (r, p) in zip(reports, paths) {
+                let k = key(r)
+                if files[k] == nil { order.append(k) }
+                files[k, default: []].append((p as NSString).lastPathComponent == "report.json" ? p : (p as NSString).lastPathComponent)
+            }
+            if order.count > 1 {
+                problems.append("different \(what): " + order.map { "\($0) (\(files[$0]!.joined(separator: ", ")))" }.joined(separator: "; "))
+            }
+        }
+        return problems.isEmpty ? nil : "these reports are not measured on the same inputs, so their curves do not compare: "
+            + problems.joined(separator: "; and ")
+    }
+
     public static func series(_ reports: [EvalReport]) -> [(label: String, points: [Point])] {
-        func start(_ records: String) -> Substring { records.split(separator: ",").first ?? Substring(records) }  // "name [first"
         var keys: [String] = [], groups: [String: [EvalReport]] = [:]
         for r in reports {
             let key = "\(r.label)\u{1}\(r.model ?? "")\u{1}\(start(r.records))"

@@ -114,6 +114,13 @@ final class EvalCampaignTests: XCTestCase {
             XCTAssertEqual(series[0].points.map(\.point.summary.records), [2, 2, 4], "the smaller report's unedited point wins")
             XCTAssertEqual(series[0].points[1].point, report.curve[1])
             XCTAssertEqual(series[1].points.map(\.point.edits), [0, 2, 4])
+            // One run's states and another method on the same records compare; another record set or model is named.
+            XCTAssertNil(EvalPlot.mixedInputs([whole, other, half], paths: ["w/report.json", "o/report.json", "h/report.json"]))
+            var elsewhere = other, otherModel = other
+            elsewhere.records = "test.jsonl [0, 4)"; otherModel.model = "gemma.gguf"
+            let said = try XCTUnwrap(EvalPlot.mixedInputs([whole, elsewhere, otherModel], paths: ["w/report.json", "e.json", "m.json"]))
+            XCTAssertTrue(said.contains("different record sets: fixture [0 …) (w/report.json, m.json); test.jsonl [0 …) (e.json)"), said)
+            XCTAssertTrue(said.contains("different models: ") && said.contains("gemma.gguf (m.json)"), said)
             XCTAssertTrue(report.markdown().contains("| \(report.label), 4 edits (2/batch) |"), "rows named by the run's label")
             XCTAssertTrue(report.markdown().contains("| \(report.label), known facts |"))
             let back = try JSONDecoder().decode(EvalReport.self, from: Data(try report.json().utf8))

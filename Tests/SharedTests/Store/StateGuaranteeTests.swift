@@ -241,6 +241,16 @@ final class StateGuaranteeTests: XCTestCase {
         XCTAssertEqual(code, 0, said)
         (code, said) = try alphaedit(["export", "--model", model, "--state", ro, "--out", dir + "/e.gguf"])
         XCTAssertEqual(code, 0, said)
+        // rollback --dry-run reads only: no lock to take (its open for writing failed here), no write transaction.
+        (code, said) = try alphaedit(["rollback", "--state", ro, "--last", "1", "--dry-run"])
+        XCTAssertEqual(code, 0, said)
+        XCTAssertTrue(said.contains("would roll back"), said)
+        // Past the start is the state's refusal (exit 1), as --to-batch past the end is, not a usage error (64).
+        for args in [["--last", "2"], ["--to-batch", "2"]] {
+            (code, said) = try alphaedit(["rollback", "--state", ro, "--dry-run"] + args)
+            XCTAssertEqual(code, 1, said)
+            XCTAssertTrue(said.contains("1 committed batch"), said)
+        }
 
         // A corrupted committed file: status names it and exits non-zero.
         _ = sh("umount '\(ro)'")
