@@ -22,6 +22,7 @@ struct Edit: ParsableCommand {
     @Option(help: "Corpus for the K0 statistics (default: the config's `corpus`).") var corpus: String?
     @Option(help: "Sentences of the corpus for K0 (default: the config's `cov_sentences`).") var covSentences: Int?
     @Option(help: "Learning rate of v*.") var vLr: Float?
+    @Option(help: "AlphaEdit's λ: the weight of ‖ΔW‖² in the solve (default: the config's `lambda`, else the model's own).") var lambda: Double?
     @Option(help: "Edited layers, e.g. 3-7 (default: the config's `layers`, else the model's own).") var layers: String?
     @Option(help: "Seed of the context templates.") var seed: UInt64 = 0
     @Option(help: "Commit at most N batches in this run, then stop (run again to continue).") var maxBatches: Int?
@@ -36,12 +37,15 @@ struct Edit: ParsableCommand {
         guard let m = EditMethod(rawValue: method) else { throw ValidationError("--method must be alphaedit or memit") }
         guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         if let vLr, !(vLr.isFinite && vLr > 0) { throw ValidationError("--v-lr must be a positive number") }
+        if let lambda, !(lambda.isFinite && lambda > 0) { throw ValidationError("--lambda must be a positive number") }
         var cfg = try modelOptions.resolved(state: state, orConfigState: true)
         try clusterOptions.apply(to: &cfg)
         var hp = cfg.hyperparameters
         stageOptions.apply(to: &hp)
         if let vLr { hp.vLR = vLr }
+        if let lambda { hp.lambda = lambda }
         for o in stageOptions.ineffective(hp, method: m) { log("note: \(o) has no effect") }
+        if lambda != nil, m == .memit { log("note: --lambda has no effect: it is AlphaEdit's λ (MEMIT's is --memit-lambda or `memit_lambda`)") }
         if let layers {
             do { hp.layers = try LayerList.parse(layers) } catch { throw ValidationError("--layers \(layers): \(error)") }
         }

@@ -25,6 +25,7 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print the headline JSON object as the last line.") var json = false
     @Option(help: "Learning rate of v*.") var vLr: Float?
     @Option(help: "MEMIT's λm.") var memitLambda: Double?
+    @Option(help: "AlphaEdit's λ: the weight of ‖ΔW‖² in the solve (default: the config's `lambda`, else the model's own).") var lambda: Double?
     @Option(help: "Edited layers, e.g. 3-7.") var layers: String?
     @Option(help: "Corpus for the K0 statistics (default: the config's `corpus`).") var corpus: String?
     @Option(help: "Sentences of the corpus for K0 (default: the config's `cov_sentences`).") var covSentences: Int?
@@ -67,6 +68,7 @@ struct Eval: ParsableCommand {
         if let list = tuneMemitLambda, try Self.lambdas(list).isEmpty { throw ValidationError("--tune-memit-lambda lists no λm") }
         if let vLr, !(vLr.isFinite && vLr > 0) { throw ValidationError("--v-lr must be a positive number") }
         if let memitLambda, !(memitLambda.isFinite && memitLambda > 0) { throw ValidationError("--memit-lambda must be a positive number") }
+        if let lambda, !(lambda.isFinite && lambda > 0) { throw ValidationError("--lambda must be a positive number") }
         var cfg = try modelOptions.resolved(state: state)
         try clusterOptions.apply(to: &cfg)
         let corpus = corpus ?? cfg.corpus, covSentences = covSentences ?? cfg.covSentences
@@ -114,7 +116,7 @@ struct Eval: ParsableCommand {
             stateBatchSize = st.campaign.settings.batchSize
             stateToCheck = st
             let ignored = [("--method", method != "alphaedit"), ("--layers", layers != nil), ("--v-lr", vLr != nil),
-                           ("--memit-lambda", memitLambda != nil), ("--batch-size", batchSize != 100)].filter(\.1).map(\.0)
+                           ("--memit-lambda", memitLambda != nil), ("--lambda", lambda != nil), ("--batch-size", batchSize != 100)].filter(\.1).map(\.0)
             if !ignored.isEmpty {
                 log("note: \(ignored.joined(separator: ", ")) \(ignored.count == 1 ? "is" : "are") ignored with --state: the state's own settings apply")
             }
@@ -140,6 +142,7 @@ struct Eval: ParsableCommand {
         s.hp = cfg.hyperparameters  // the model's defaults (ModelCatalog) and cluster.conf's values
         stageOptions.apply(to: &s.hp)
         if state == nil { for o in stageOptions.ineffective(s.hp, method: m) { log("note: \(o) has no effect") } }
+        if state == nil, lambda != nil, m == .memit { log("note: --lambda has no effect: it is AlphaEdit's λ (MEMIT's is --memit-lambda)") }
         s.method = m; s.batchSize = stateBatchSize ?? batchSize; s.corpus = corpus; s.covSentences = covSentences
         s.templateSeed = seed; s.state = state; s.generalEvery = generalEvery; s.generalItems = generalItems
         s.perplexitySentences = pplSentences; s.threads = cfg.threads
@@ -153,6 +156,7 @@ struct Eval: ParsableCommand {
         if let preFrom { s.preFrom = (preFrom, try EvalReport.read(path: preFrom)) }
         if let vLr { s.hp.vLR = vLr }
         if let memitLambda { s.hp.memitLambda = memitLambda }
+        if let lambda { s.hp.lambda = lambda }
         if let layers { s.hp.layers = try LayerList.parse(layers) }
         // Checked before the pre-edit evaluation, not after it (a --state brings its own layers).
         if m != nil, state == nil, let p = s.hp.layersProblem(modelLayers: model.config.layers) { throw EvalError.badOption(p) }

@@ -215,6 +215,7 @@ public enum EditCampaign {
             events.log(String(format: "batch %d/%d committed: %d edit%@, v* %.1f s, solve %.2f s, total %.1f s",
                               b.index, batches.count, batch.count, batch.count == 1 ? "" : "s", out.zSeconds, out.solveSeconds, out.totalSeconds) + eff)
             for n in out.filterNotes { events.log("  " + n) }
+            if let r = out.reachedSummary(layer: hp.zLayer, firstRequest: b.requests.lowerBound + 1) { events.log("  " + r) }
         }
         let done = try EditState(store: store).manifest.batches
         return EditCampaignSummary(batchesCommitted: done.count, edits: done.reduce(0) { $0 + $1.requests },

@@ -49,6 +49,20 @@ public struct BatchOutcome: Sendable {
     public var filterNotes: [String] = []
     /// The keys this batch added to the sequential state, per layer in the order added (BatchKeys.swift).
     public var keys: [(layer: Int, keys: Matrix64)] = []
+    /// Per request: the share of v*'s change that the update made, at the last edited layer's output on the
+    /// request's prompt, 1 − ‖z − h_after‖ / ‖z − h_before‖ (1: z reached; 0: nothing moved; below 0: moved
+    /// away). An edit that does not land with a small v* loss shows here whether the solve fell short of z.
+    public var reached: [Double] = []
+
+    /// "v* change reached at layer L: median 97 %, lowest 41 % (request 3)", or nil when nothing was measured.
+    public func reachedSummary(layer: Int, firstRequest: Int = 1) -> String? {
+        guard !reached.isEmpty else { return nil }
+        let sorted = reached.sorted()
+        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        let low = reached.indices.min { reached[$0] < reached[$1] }!
+        return String(format: "v* change reached at layer %d: median %.0f %%", layer, 100 * median)
+            + (reached.count > 1 ? String(format: ", lowest %.0f %% (request %d)", 100 * reached[low], firstRequest + low) : "")
+    }
 }
 
 public final class Editor {
@@ -130,11 +144,13 @@ public final class Editor {
         var solve = 0.0
         var notes: [String] = []
         var keys: [Int: Matrix64] = [:]
+        var before: Matrix64?
         for (i, l) in hp.layers.enumerated() {
             let post = model.hasPostFFNNorm
             let (k1, h, mOut) = try reader.read(requests, layer: l, templates: templates, outputLayer: hp.zLayer, mlpOutputs: post)
             keys[l] = k1
             guard let h else { continue }
+            if i == 0 { before = h }
             // R = (Z − H) / (m − i): the missing residual shared over the layers still to go.
             var rv = [Double](repeating: 0, count: C * u)
             for j in 0..<(C * u) { rv[j] = (z[j] - h.values[j]) / Double(m - i) }
@@ -195,9 +211,22 @@ public final class Editor {
             try state.add(layer: l, keys: k)
             added.append((l, k))
         }
+        var reached: [Double] = []
+        if let before {
+            let after = try reader.outputs(requests, layer: hp.zLayer)
+            for q in 0..<u {
+                var far = 0.0, left = 0.0
+                for j in 0..<C {
+                    let zj = z[j * u + q]
+                    far += (zj - before.values[j * u + q]) * (zj - before.values[j * u + q])
+                    left += (zj - after.values[j * u + q]) * (zj - after.values[j * u + q])
+                }
+                reached.append(far > 0 ? 1 - (left / far).squareRoot() : 1)
+            }
+        }
         let t1 = ProcessStats.now()
         return BatchOutcome(deltas: deltas, z: zs, zSeconds: tz - t0, solveSeconds: solve, totalSeconds: t1 - t0,
-                            filterNotes: notes, keys: added)
+                            filterNotes: notes, keys: added, reached: reached)
     }
 }
 

@@ -71,4 +71,23 @@ public struct KeyReader {
                 outputLayer == nil ? nil : try Matrix64(rows: C, cols: u, values: outs),
                 mlpOutputs ? try Matrix64(rows: C, cols: u, values: mouts) : nil)
     }
+
+    /// Layer `layer`'s output at each request's subject (its last token) in the request's own prompt (the
+    /// "{}" template), [C × u]: the H of `read`, from one forward of the plain prompts only.
+    public func outputs(_ requests: [EditRequest], layer: Int) throws -> Matrix64 {
+        let C = model.config.hidden, u = requests.count
+        let layouts = requests.map { PromptLayout(template: $0.prompt, subject: $0.subject, tokenizer: tokenizer) }
+        let batch = TokenBatch(layouts.map(\.ids))
+        var outs = [Double](repeating: 0, count: C * u)
+        var hooks = ForwardHooks()
+        hooks.outputLayers = [layer]
+        hooks.onOutput = { _, o in
+            for i in 0..<u {
+                let row = o + batch.row(i, layouts[i].subjectLast) * C
+                for j in 0..<C { outs[j * u + i] = Double(row[j]) }
+            }
+        }
+        _ = try model.forward(batch, hooks: hooks, upTo: layer)
+        return try Matrix64(rows: C, cols: u, values: outs)
+    }
 }

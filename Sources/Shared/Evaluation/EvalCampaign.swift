@@ -303,6 +303,7 @@ public final class EvalCampaign {
                 log(String(format: "batch of %d: v* %.0f s, solve %.2f s; edits %d; v* final losses: %@",
                            batch.count, out.zSeconds, out.solveSeconds, edits, losses))
                 for n in out.filterNotes { log("  " + n) }
+                if let r = out.reachedSummary(layer: s.hp.zLayer, firstRequest: firstIndex + b + 1) { log("  " + r) }
                 if edits < records.count, edits % s.generalEvery == 0 {
                     let done = try timed { try evaluate(Array(records[..<edits]), firstIndex: firstIndex, "evaluation after \(edits) edits") }
                     curve.append(EvalPoint(edits: edits, summary: done.summary(), general: try timed { try general() }))

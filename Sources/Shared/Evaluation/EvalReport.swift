@@ -102,14 +102,16 @@ public struct EvalReport: Codable, Sendable {
         return "{" + body.joined(separator: ",") + "}"
     }
 
-    /// The run's name: the method with its stages (EditStages.name), λm for MEMIT, v_lr and τ or ρ for AlphaEdit.
+    /// The run's name: the method with its stages (EditStages.name), λm for MEMIT, v_lr and τ or ρ (and λ where not 10) for AlphaEdit.
     public var label: String {
         guard let hp = hyperparameters, let m = EditMethod(rawValue: method) else { return method }
         var s = hp.effectiveStages.name(for: m)
         if m == .memit { s += String(format: " (λm %g)", hp.memitLambda) }
         if m == .alphaedit {
             let penalty = hp.keptC0Weight.flatMap { $0 > 0 ? String(format: ", kept C0 weight %g", $0) : nil } ?? ""
-            s += String(format: " (v_lr %g, %@%@)", hp.vLR, hp.nullSpaceRule.description, penalty)
+            // λ is named where it is not the generic default (10).
+            let lambda = hp.lambda == EditHyperparameters().lambda ? "" : String(format: ", λ %g", hp.lambda)
+            s += String(format: " (v_lr %g, %@%@%@)", hp.vLR, hp.nullSpaceRule.description, lambda, penalty)
         }
         return s
     }

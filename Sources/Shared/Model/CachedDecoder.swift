@@ -100,7 +100,7 @@ public struct CachedGenerator {
         while true {
             let logits = try model.decode([feed], caches: [cache])
             let id = sampler.next(logits[...])
-            if stopAtEOS, let eos = tokenizer.eosID, id == eos { break }
+            if stopAtEOS, tokenizer.endsGeneration(id) { break }
             out.append(id)
             onToken(id)
             if out.count == maxTokens || cache.length + 1 > room { break }
@@ -147,7 +147,7 @@ public struct CachedGenerator {
             var next: [Int] = []
             for (i, s) in job.active.enumerated() {
                 let id = samplers[job.index][s].next(logits[((first + i) * v)..<((first + i + 1) * v)])
-                if stopAtEOS, let eos = tokenizer.eosID, id == eos { continue }
+                if stopAtEOS, tokenizer.endsGeneration(id) { continue }
                 job.out[s].append(id); job.feed[s] = [id]
                 if job.out[s].count < maxTokens, job.caches[s].length < job.caches[s].capacity { next.append(s) }
             }
@@ -217,7 +217,7 @@ public struct CachedGenerator {
             var next: [Int] = []
             for (i, s) in active.enumerated() {
                 let id = samplers[s].next(logits[(i * v)..<((i + 1) * v)])
-                if stopAtEOS, let eos = tokenizer.eosID, id == eos { continue }
+                if stopAtEOS, tokenizer.endsGeneration(id) { continue }
                 out[s].append(id); feed[s] = [id]
                 if out[s].count < maxTokens, caches[s].length < caches[s].capacity { next.append(s) }
             }

@@ -29,7 +29,7 @@ public struct Generator {
             let batch = TokenBatch([ids])
             let r = try model.forward(batch, logitRows: [batch.count - 1])
             let next = sampler.next(r.logits(at: 0))
-            if stopAtEOS, let eos = tokenizer.eosID, next == eos { break }
+            if stopAtEOS, tokenizer.endsGeneration(next) { break }
             out.append(next)
             ids.append(next)
             onToken(next)

@@ -36,6 +36,11 @@ public final class BPETokenizer: Tokenizer, Sendable {
     public let algorithm: Algorithm
     public let bosID: Int32?
     public let eosID: Int32?
+    /// The tokens that end a generation, as llama.cpp's `llama_vocab_is_eog` finds them: end-of-sequence,
+    /// and the control tokens that close a turn or a text in the formats it knows (`<|im_end|>`,
+    /// `<|endoftext|>`, `<end_of_turn>`, `<|eot_id|>`, `<|end|>`, …). A Qwen or Gemma file's end-of-sequence
+    /// is one of several: generation went on past `<|endoftext|>` or `<end_of_turn>`.
+    public let endOfGeneration: Set<Int32>
     public let unknownID: Int32?
     /// Whether the model expects BOS first in a sequence (GGUF `tokenizer.ggml.add_bos_token`).
     public let addsBOS: Bool
@@ -110,7 +115,21 @@ public final class BPETokenizer: Tokenizer, Sendable {
         self.unknownID = unknownID
         self.addsBOS = addsBOS
         self.addsEOS = addsEOS
+        var eog = Set(tokenTypes.indices.lazy.filter { tokenTypes[$0] == BPETokenizer.controlType && BPETokenizer.endOfGenerationTexts.contains(tokens[$0]) }.map { Int32($0) })
+        if let eosID { eog.insert(eosID) }
+        self.endOfGeneration = eog
     }
+
+    /// Whether `id` ends a generation (`endOfGeneration`).
+    public func endsGeneration(_ id: Int32) -> Bool { endOfGeneration.contains(id) }
+
+    /// GGUF's token type of control tokens.
+    static let controlType: Int32 = 3
+    /// The texts of the control tokens llama.cpp counts as ending a generation (llama-vocab.cpp's list).
+    static let endOfGenerationTexts: Set<String> = [
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
+        "<｜end▁of▁sentence｜>", "<end_of_utterance>", "<|return|>", "<|call|>", "<|eom_id|>",
+    ]
 
     private static func validate(tokens: [String], tokenTypes: [Int32],
                                  bosID: Int32?, eosID: Int32?, unknownID: Int32?) throws {

@@ -27,6 +27,10 @@ final class EditArchitecturesTests: XCTestCase {
         let templates = try ContextTemplates.generate(model: m, tokenizer: tok, seed: 1)
         let editor = try Editor(model: m, tokenizer: tok, hp: hp, method: .alphaedit, templates: templates,
                                 projectors: proj, statistics: nil)
+        let plain = ContextTemplates(groups: [["{}"]])
+        let h0 = try XCTUnwrap(try KeyReader(model: m, tokenizer: tok).read(
+            [EditRequest(prompt: "The {} is in", subject: "Eiffel Tower", targetNew: "Rome")], layer: hp.zLayer,
+            templates: plain, outputLayer: hp.zLayer).outputs).values
         let out = try editor.apply([EditRequest(prompt: "The {} is in", subject: "Eiffel Tower", targetNew: "Rome")])
         // How close the edited model's z-layer output comes to the v* target (the catalog quotes it).
         let (_, hAfter, _) = try KeyReader(model: m, tokenizer: tok).read(
@@ -35,6 +39,12 @@ final class EditArchitecturesTests: XCTestCase {
         let zz = out.z[0].z, ha = hAfter?.values ?? []
         let dist = zip(ha, zz).reduce(0.0) { $0 + ($1.0 - Double($1.1)) * ($1.0 - Double($1.1)) }.squareRoot() / zz.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
         print("\(name): layers \(hp.layers): ‖h − z‖/‖z‖ after the edit \(dist); ‖δ‖ \(out.z[0].deltaNorm), ‖h0‖ \(out.z[0].h0Norm)")
+        // The batch's own measure of it: the share of v*'s change z − h0 the update made.
+        func distance(_ a: [Double], _ z: [Float]) -> Double { zip(a, z).reduce(0.0) { $0 + ($1.0 - Double($1.1)) * ($1.0 - Double($1.1)) }.squareRoot() }
+        XCTAssertEqual(out.reached.count, 1)
+        XCTAssertEqual(out.reached[0], 1 - distance(ha, zz) / distance(h0, zz), accuracy: 1e-6)
+        print("\(name): \(out.reachedSummary(layer: hp.zLayer) ?? "")")
+        XCTAssertGreaterThan(out.reached[0], 0.8, "\(name): the update makes most of v*'s change")
         print("\(name): v* loss \(out.z[0].losses.first?.total ?? 0) → \(out.z[0].losses.last?.total ?? 0), total \(out.totalSeconds) s")
         XCTAssertEqual(try greedyNext(m, tok, "The Eiffel Tower is in"), " Rome", "\(name) after the edit")
         XCTAssertEqual(try greedyNext(m, tok, "The official language of Brazil is"), " Portuguese", "\(name) after the edit")

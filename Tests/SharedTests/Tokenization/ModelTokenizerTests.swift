@@ -103,6 +103,8 @@ final class ModelTokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.encode("2024"), tokenizer.encode("2") + tokenizer.encode("0") + tokenizer.encode("2")
                        + tokenizer.encode("4"))
         XCTAssertEqual(tokenizer.decodePiece(151_645), Array("<|im_end|>".utf8))
+        // Generation ends at <|im_end|> (end-of-sequence) and at <|endoftext|>, as in llama.cpp.
+        XCTAssertEqual(tokenizer.endOfGeneration, [151_643, 151_645])
     }
 
     func testGemma3VocabularyFacts() throws {
@@ -124,6 +126,10 @@ final class ModelTokenizerTests: XCTestCase {
         XCTAssertEqual(tokenizer.decodePiece(tokenizer.id(of: "<0x0D>")!), [0x0D])
         XCTAssertEqual(tokenizer.decodePiece(tokenizer.id(of: "▁Paris")!), Array(" Paris".utf8))
         XCTAssertEqual(tokenizer.decode([2, 818]), "<bos>The")
+        // Generation ends at <eos> and at <end_of_turn>, as in llama.cpp; <start_of_image> (which this base
+        // model writes after "Rome, Italy", as llama.cpp's run of the same file does) does not end it.
+        XCTAssertEqual(tokenizer.endOfGeneration, [1, try XCTUnwrap(tokenizer.id(of: "<end_of_turn>"))])
+        XCTAssertFalse(tokenizer.endsGeneration(try XCTUnwrap(tokenizer.id(of: "<start_of_image>"))))
     }
 
     // MARK: Speed
