@@ -147,6 +147,15 @@ final class ClusterConfigTests: XCTestCase {
         for m in ModelCatalog.models {
             XCTAssertEqual(m.hyperparameters.nullSpaceRule, .absolute(0.02), "\(m.name): ρ 1e-3 broke sequential campaigns")
         }
+        // Gemma: block 3 alone with λ 1 (README "Gemma: where the edit did not reach"); cluster.conf's λ wins.
+        var g = try ClusterConfig.parse("model = /nonexistent/gemma-3-270m.Q4_K_M.gguf\n")
+        try g.applyModelDefaults()
+        XCTAssertEqual(g.hyperparameters.layers, [3])
+        XCTAssertEqual(g.hyperparameters.lambda, 1)
+        var g5 = try ClusterConfig.parse("model = /nonexistent/gemma-3-270m.Q4_K_M.gguf\nlambda = 5\n")
+        try g5.applyModelDefaults()
+        XCTAssertEqual(g5.hyperparameters.lambda, 5)
+        XCTAssertEqual(c.hyperparameters.lambda, 10, "Qwen keeps the generic λ")
         var t = try ClusterConfig.parse("model = /nonexistent/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf\nnull_space_relative = 1e-3")
         try t.applyModelDefaults()
         XCTAssertEqual(t.hyperparameters.nullSpaceRelative, 1e-3, "a ρ in cluster.conf is kept")
