@@ -57,8 +57,7 @@ public struct BatchOutcome: Sendable {
     /// "v* change reached at layer L: median 97 %, lowest 41 % (request 3)", or nil when nothing was measured.
     public func reachedSummary(layer: Int, firstRequest: Int = 1) -> String? {
         guard !reached.isEmpty else { return nil }
-        let sorted = reached.sorted()
-        let median = sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        let median = ProcessStats.median(reached)
         let low = reached.indices.min { reached[$0] < reached[$1] }!
         return String(format: "v* change reached at layer %d: median %.0f %%", layer, 100 * median)
             + (reached.count > 1 ? String(format: ", lowest %.0f %% (request %d)", 100 * reached[low], firstRequest + low) : "")
